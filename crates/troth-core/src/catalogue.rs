@@ -1,0 +1,264 @@
+//! The event catalogue: every event type troth understands, with its typed `data`.
+//!
+//! Each catalogue type's `data` is validated field by field; types outside the
+//! catalogue must start with `x.` and carry whatever `data` they like.
+
+use serde_json::{Map, Value};
+
+use crate::envelope::Channel;
+use crate::field::{FieldError, FromJson, Path, bounded_int, json_struct, string_enum};
+use crate::timestamp::Timestamp;
+
+bounded_int!(
+    /// Net Promoter Score answer, 0–10.
+    Nps, 0, 10
+);
+bounded_int!(
+    /// Customer satisfaction answer, 1–5.
+    Csat, 1, 5
+);
+bounded_int!(
+    /// Customer effort score answer, 1–7.
+    Ces, 1, 7
+);
+bounded_int!(
+    /// A review's star rating, 1–5.
+    Rating, 1, 5
+);
+
+string_enum!(Purpose { Marketing = "marketing", Service = "service" });
+string_enum!(Claim { InStock = "in_stock", ShipsBy = "ships_by" });
+string_enum!(Delivery { Home = "home", Pickup = "pickup", SafePlace = "safe_place" });
+string_enum!(ProofKind { Photo = "photo", Signature = "signature", SafePlace = "safe_place", Handed = "handed" });
+string_enum!(MessageKind { Marketing = "marketing", Service = "service" });
+
+/// An ISO 4217 currency code such as `EUR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Currency(pub String);
+
+impl FromJson for Currency {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        let s = String::from_json(value, path)?;
+        if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+            Ok(Currency(s))
+        } else {
+            Err(path.error(format!("must be a three-letter ISO 4217 code such as EUR, not {s:?}")))
+        }
+    }
+}
+
+/// An amount of money in minor units (cents), never negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Amount(pub i64);
+
+impl FromJson for Amount {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        let n = i64::from_json(value, path)?;
+        if n < 0 {
+            return Err(path.error(format!("must be an amount in minor units, not negative ({n})")));
+        }
+        Ok(Amount(n))
+    }
+}
+
+/// A latitude in degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lat(pub f64);
+/// A longitude in degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lon(pub f64);
+/// A non-negative measure (speed, accuracy).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NonNegative(pub f64);
+/// A compass heading in degrees, 0 ≤ h < 360.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Heading(pub f64);
+
+fn float_in(value: &Value, path: &Path<'_>, ok: impl Fn(f64) -> bool, range: &str) -> Result<f64, FieldError> {
+    let x = f64::from_json(value, path)?;
+    if ok(x) { Ok(x) } else { Err(path.error(format!("must be {range}, not {x}"))) }
+}
+
+impl FromJson for Lat {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        float_in(value, path, |x| (-90.0..=90.0).contains(&x), "between -90 and 90").map(Lat)
+    }
+}
+
+impl FromJson for Lon {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        float_in(value, path, |x| (-180.0..=180.0).contains(&x), "between -180 and 180").map(Lon)
+    }
+}
+
+impl FromJson for NonNegative {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        float_in(value, path, |x| x >= 0.0, "zero or more").map(NonNegative)
+    }
+}
+
+impl FromJson for Heading {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        float_in(value, path, |x| (0.0..360.0).contains(&x), "at least 0 and below 360").map(Heading)
+    }
+}
+
+json_struct!(
+    /// A line of an order.
+    Item { sku: String, qty: u32, price: Amount }
+    check(item, path) {
+        if item.qty == 0 {
+            return Err(path.key("qty").error("must be at least 1"));
+        }
+    }
+);
+
+json_struct!(
+    /// How a delivery was proven.
+    Proof { kind: ProofKind, photo: Option<String> }
+);
+
+/// A window's end must come after its start.
+fn window_order(start: (&str, Timestamp), end: (&str, Timestamp), path: &Path<'_>) -> Result<(), FieldError> {
+    if end.1 <= start.1 {
+        return Err(path.key(end.0).error(format!("must be after {}", start.0)));
+    }
+    Ok(())
+}
+
+/// Declares the catalogue: for each event type its name, its variant of
+/// [`EventData`] and the fields of its `data`.
+macro_rules! catalogue {
+    ($( $text:literal => $variant:ident { $($field:ident : $ty:ty),* $(,)? } $(check($this:ident, $p:ident) $check:block)? ;)*) => {
+        $( json_struct!($variant { $($field: $ty),* } $(check($this, $p) $check)?); )*
+
+        /// The typed `data` of a validated event.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum EventData {
+            $( $variant($variant), )*
+            /// An extension type (`x.…`): its data is kept as sent.
+            Extension(Value),
+        }
+
+        /// Every event type of the catalogue.
+        pub const EVENT_TYPES: &[&str] = &[$($text),*];
+
+        impl EventData {
+            /// Reads the `data` of an event of type `event_type`; `None` when the type
+            /// is neither in the catalogue nor an extension type.
+            pub fn parse(event_type: &str, data: Option<&Value>) -> Option<Result<EventData, FieldError>> {
+                static EMPTY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| Value::Object(Map::new()));
+                let root = Path::Root("data");
+                let data = match data {
+                    None | Some(Value::Null) => &*EMPTY,
+                    Some(v) => v,
+                };
+                let parsed = match event_type {
+                    $( $text => $variant::from_json(data, &root).map(EventData::$variant), )*
+                    t if is_extension_type(t) => Ok(EventData::Extension(data.clone())),
+                    _ => return None,
+                };
+                Some(parsed)
+            }
+        }
+    };
+}
+
+/// Types outside the catalogue are allowed when they start with `x.` and name something.
+pub fn is_extension_type(t: &str) -> bool {
+    t.len() > 2 && t.starts_with("x.")
+}
+
+pub fn is_catalogue_type(t: &str) -> bool {
+    EVENT_TYPES.contains(&t)
+}
+
+catalogue! {
+    // identity
+    "customer.identified" => CustomerIdentified { traits: Option<Map<String, Value>>, emails: Option<Vec<String>>, phones: Option<Vec<String>> };
+    "customer.consent_changed" => ConsentChanged { channel: Channel, purpose: Purpose, granted: bool };
+    // Recorded by troth when one event names identities of two known customers.
+    "customer.merged" => CustomerMerged { into: String, from: String, identity: Option<String> };
+    // discover
+    "search.performed" => SearchPerformed { query: String };
+    "page.viewed" => PageViewed { page: String };
+    "store_locator.searched" => StoreLocatorSearched { query: String, results: u32 };
+    "review.viewed" => ReviewViewed { product: String };
+    "availability.shown" => AvailabilityShown { sku: String, store: Option<String>, claim: Claim, ships_by: Option<Timestamp> }
+        check(a, path) {
+            if a.claim == Claim::ShipsBy && a.ships_by.is_none() {
+                return Err(path.key("ships_by").error("is required when claim is ships_by"));
+            }
+        };
+    // buy
+    "checkout.started" => CheckoutStarted {};
+    "payment.succeeded" => PaymentSucceeded { method: String, amount: Amount, currency: Currency, reason: Option<String> };
+    "payment.failed" => PaymentFailed { method: String, amount: Amount, currency: Currency, reason: Option<String> };
+    "order.placed" => OrderPlaced {
+        order: String, items: Vec<Item>, total: Amount, currency: Currency, delivery: Delivery,
+        promised_from: Option<Timestamp>, promised_to: Option<Timestamp>,
+    }
+        check(o, path) {
+            if o.items.is_empty() {
+                return Err(path.key("items").error("must list at least one item"));
+            }
+            if let (Some(from), Some(to)) = (o.promised_from, o.promised_to) {
+                window_order(("promised_from", from), ("promised_to", to), path)?;
+            }
+        };
+    "order.cancelled" => OrderCancelled { reason: String };
+    "store.visited" => StoreVisited { store: String, sku: Option<String>, found: Option<bool> };
+    // fulfil
+    "order.picked" => OrderPicked {};
+    "order.packed" => OrderPacked {};
+    "shipment.created" => ShipmentCreated { shipment: String, order: String, carrier: String, service: String };
+    "shipment.handed_over" => ShipmentHandedOver {};
+    "shipment.window_set" => WindowSet { window_start: Timestamp, window_end: Timestamp, driver: Option<String> }
+        check(w, path) { window_order(("window_start", w.window_start), ("window_end", w.window_end), path)?; };
+    "shipment.out_for_delivery" => OutForDelivery { driver: String, stops_before: Option<u32> };
+    "courier.position" => CourierPosition { lat: Lat, lon: Lon, speed_kmh: Option<NonNegative>, heading: Option<Heading>, accuracy_m: Option<NonNegative> };
+    "shipment.arriving" => ShipmentArriving {};
+    "shipment.delivered" => ShipmentDelivered { proof: Proof, lat: Option<Lat>, lon: Option<Lon> };
+    "shipment.attempt_failed" => AttemptFailed { reason: String };
+    "shipment.rescheduled" => Rescheduled { window_start: Timestamp, window_end: Timestamp, by: String }
+        check(w, path) { window_order(("window_start", w.window_start), ("window_end", w.window_end), path)?; };
+    "shipment.lost" => ShipmentLost {};
+    "shipment.returned" => ShipmentReturned {};
+    "tracking.viewed" => TrackingViewed { shipment: String };
+    // inventory
+    "inventory.received" => InventoryReceived { store: String, sku: String, delta: i64, reason: Option<String> };
+    "inventory.adjusted" => InventoryAdjusted { store: String, sku: String, delta: i64, reason: String };
+    "inventory.counted" => InventoryCounted { store: String, sku: String, on_hand: u64 };
+    // use
+    "usage.reported" => UsageReported { asset: String, metric: String, value: f64 };
+    "return.requested" => ReturnRequested {};
+    "return.completed" => ReturnCompleted {};
+    "refund.promised" => RefundPromised { due: Timestamp, amount: Amount };
+    "refund.issued" => RefundIssued { amount: Amount };
+    "warranty.claimed" => WarrantyClaimed {};
+    // service
+    "case.opened" => CaseOpened { case: String, category: String, team: String, order: Option<String> };
+    "case.transferred" => CaseTransferred { from_team: String, to_team: String };
+    "case.held" => CaseHeld { seconds: u32 };
+    "case.resolved" => CaseResolved { resolution: String };
+    "case.reopened" => CaseReopened {};
+    "callback.promised" => CallbackPromised { due: Timestamp };
+    "callback.made" => CallbackMade {};
+    // feedback
+    "survey.answered" => SurveyAnswered { survey: String, touchpoint: Option<String>, nps: Option<Nps>, csat: Option<Csat>, ces: Option<Ces>, comment: Option<String> }
+        check(s, path) {
+            if s.nps.is_none() && s.csat.is_none() && s.ces.is_none() && s.comment.is_none() {
+                return Err(path.error("must carry at least one answer: nps, csat, ces or comment"));
+            }
+        };
+    "review.posted" => ReviewPosted { rating: Rating, text: String, site: String, product: Option<String> };
+    "social.posted" => SocialPosted { text: String, network: String, reach: Option<u64> };
+    "referral.made" => ReferralMade {};
+    // loyalty & messaging
+    "loyalty.earned" => LoyaltyEarned { points: u64, reason: String };
+    "loyalty.redeemed" => LoyaltyRedeemed { points: u64, reason: String };
+    "message.sent" => MessageSent { channel: Channel, action: String, kind: MessageKind };
+    "message.opened" => MessageOpened {};
+    "offer.accepted" => OfferAccepted { action: String };
+    "offer.declined" => OfferDeclined { action: String };
+}

@@ -1,0 +1,261 @@
+//! Reading typed values out of JSON while keeping track of where we are, so that a
+//! rejection names the exact field (`data.items[2].qty`) and says why.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::timestamp::Timestamp;
+
+/// Why an event was rejected: the dotted path of the offending field and a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+/// A position in a JSON document, built on the stack and rendered only on error.
+#[derive(Clone, Copy)]
+pub enum Path<'a> {
+    Root(&'a str),
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl<'a> Path<'a> {
+    pub fn key(&'a self, key: &'a str) -> Path<'a> {
+        Path::Key(self, key)
+    }
+
+    pub fn index(&'a self, i: usize) -> Path<'a> {
+        Path::Index(self, i)
+    }
+
+    pub fn error(&self, message: impl Into<String>) -> FieldError {
+        FieldError::new(self.to_string(), message)
+    }
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Root(name) => f.write_str(name),
+            Path::Key(parent, key) => {
+                if matches!(parent, Path::Root("")) {
+                    f.write_str(key)
+                } else {
+                    write!(f, "{parent}.{key}")
+                }
+            }
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+/// A value that can be read from JSON at a path.
+pub trait FromJson: Sized {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError>;
+
+    /// What a missing or `null` field means: an error, unless the type is optional.
+    fn missing(path: &Path<'_>) -> Result<Self, FieldError> {
+        Err(path.error("is required"))
+    }
+}
+
+/// Reads field `key` of `object` (absent and `null` are both "missing").
+pub fn field<T: FromJson>(object: &Map<String, Value>, path: &Path<'_>, key: &str) -> Result<T, FieldError> {
+    let path = path.key(key);
+    match object.get(key) {
+        None | Some(Value::Null) => T::missing(&path),
+        Some(v) => T::from_json(v, &path),
+    }
+}
+
+pub(crate) fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+pub(crate) fn expected(path: &Path<'_>, what: &str, value: &Value) -> FieldError {
+    path.error(format!("must be {what}, not {}", kind_of(value)))
+}
+
+impl<T: FromJson> FromJson for Option<T> {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        T::from_json(value, path).map(Some)
+    }
+
+    fn missing(_: &Path<'_>) -> Result<Self, FieldError> {
+        Ok(None)
+    }
+}
+
+impl FromJson for String {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        match value {
+            Value::String(s) if s.is_empty() => Err(path.error("must not be empty")),
+            Value::String(s) => Ok(s.clone()),
+            other => Err(expected(path, "a string", other)),
+        }
+    }
+}
+
+impl FromJson for bool {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        value.as_bool().ok_or_else(|| expected(path, "true or false", value))
+    }
+}
+
+impl FromJson for i64 {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        match value {
+            Value::Number(n) => n.as_i64().ok_or_else(|| path.error(format!("must be a whole number, not {n}"))),
+            other => Err(expected(path, "a whole number", other)),
+        }
+    }
+}
+
+impl FromJson for u32 {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        let n = i64::from_json(value, path)?;
+        u32::try_from(n).map_err(|_| path.error(format!("must be between 0 and {}, not {n}", u32::MAX)))
+    }
+}
+
+impl FromJson for u64 {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        let n = i64::from_json(value, path)?;
+        u64::try_from(n).map_err(|_| path.error(format!("must not be negative, not {n}")))
+    }
+}
+
+impl FromJson for f64 {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        value.as_f64().ok_or_else(|| expected(path, "a number", value))
+    }
+}
+
+impl FromJson for Timestamp {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        match value {
+            Value::String(s) => Timestamp::parse_rfc3339(s)
+                .ok_or_else(|| path.error(format!("must be an RFC 3339 date-time such as 2026-11-23T09:30:00Z, not {s:?}"))),
+            other => Err(expected(path, "an RFC 3339 date-time string", other)),
+        }
+    }
+}
+
+impl<T: FromJson> FromJson for Vec<T> {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        let items = value.as_array().ok_or_else(|| expected(path, "an array", value))?;
+        items.iter().enumerate().map(|(i, item)| T::from_json(item, &path.index(i))).collect()
+    }
+}
+
+impl FromJson for Map<String, Value> {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        value.as_object().cloned().ok_or_else(|| expected(path, "an object", value))
+    }
+}
+
+/// An integer that must lie in an inclusive range, such as an NPS score.
+macro_rules! bounded_int {
+    ($(#[$meta:meta])* $name:ident, $min:expr, $max:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+        pub struct $name(pub u8);
+
+        impl $crate::field::FromJson for $name {
+            fn from_json(value: &serde_json::Value, path: &$crate::field::Path<'_>) -> Result<Self, $crate::field::FieldError> {
+                let n = <i64 as $crate::field::FromJson>::from_json(value, path)?;
+                if ($min..=$max).contains(&n) {
+                    Ok($name(n as u8))
+                } else {
+                    Err(path.error(format!("must be between {} and {}, not {n}", $min, $max)))
+                }
+            }
+        }
+    };
+}
+pub(crate) use bounded_int;
+
+/// A string that must be one of a fixed set of values.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl $crate::field::FromJson for $name {
+            fn from_json(value: &serde_json::Value, path: &$crate::field::Path<'_>) -> Result<Self, $crate::field::FieldError> {
+                let allowed = || [$($text),+].join("|");
+                match value {
+                    serde_json::Value::String(s) => $name::parse(s)
+                        .ok_or_else(|| path.error(format!("must be one of {}, not {s:?}", allowed()))),
+                    other => Err($crate::field::expected(path, &format!("one of {}", allowed()), other)),
+                }
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+/// A struct read from a JSON object field by field; `check` adds rules that span fields.
+macro_rules! json_struct {
+    ($(#[$meta:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? } $(check($this:ident, $p:ident) $check:block)?) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name { $(pub $field: $ty),* }
+
+        impl $crate::field::FromJson for $name {
+            #[allow(unused_variables)]
+            fn from_json(value: &serde_json::Value, path: &$crate::field::Path<'_>) -> Result<Self, $crate::field::FieldError> {
+                let object = value.as_object().ok_or_else(|| $crate::field::expected(path, "an object", value))?;
+                let this = $name { $($field: $crate::field::field(object, path, stringify!($field))?),* };
+                $({ let $this = &this; let $p = path; $check })?
+                Ok(this)
+            }
+        }
+    };
+}
+pub(crate) use json_struct;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_render_as_dotted_names() {
+        let root = Path::Root("data");
+        let items = root.key("items");
+        let second = items.index(2);
+        assert_eq!(second.key("qty").to_string(), "data.items[2].qty");
+        let top = Path::Root("");
+        assert_eq!(top.key("time").to_string(), "time");
+    }
+}

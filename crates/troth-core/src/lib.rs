@@ -1,0 +1,13 @@
+//! troth's domain model. This crate does no I/O: it turns bytes that claim to be
+//! events into typed, validated events, and decides how identities resolve to
+//! customers. Storage, HTTP and the CLI are adapters around it.
+
+pub mod catalogue;
+pub mod envelope;
+pub mod field;
+pub mod identity;
+pub mod timestamp;
+
+pub use envelope::{Channel, CustomerRef, MAX_EVENT_BYTES, ValidEvent, validate_event, validate_value};
+pub use field::FieldError;
+pub use timestamp::Timestamp;

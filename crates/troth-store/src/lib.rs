@@ -1,0 +1,133 @@
+//! troth's storage: the append-only event log and the projections kept beside it.
+//!
+//! Everything the rest of troth needs from storage goes through [`Store`], so a
+//! PostgreSQL backend can follow without touching domain or HTTP code. The embedded
+//! backend is [`sqlite::SqliteStore`]: one file, WAL, one writer thread that commits
+//! concurrent requests together (group commit).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::Serialize;
+use troth_core::ValidEvent;
+
+pub mod keys;
+pub mod sqlite;
+
+pub use keys::{ApiKey, NewKey, Scope};
+
+/// What storage can fail with. Callers only distinguish these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store at {path} is in use by another process{holder}; stop it, or send events to it with --url")]
+    Locked { path: String, holder: String },
+    #[error("the store's writer has stopped")]
+    WriterGone,
+    #[error("the write failed and nothing of it was stored: {0}")]
+    WriteFailed(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("storage error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("I/O error on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// What became of one event handed to [`Store::append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendStatus {
+    /// Stored under this sequence number, durably.
+    Accepted { seq: i64 },
+    /// An event with the same id was already stored; nothing was written.
+    Duplicate,
+}
+
+/// Filters of `GET /events`. All are optional and combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// A customer key (see [`Store::customer`]); includes customers merged into it.
+    pub customer: Option<String>,
+    pub subject: Option<String>,
+    pub event_type: Option<String>,
+    /// Event time, inclusive, in microseconds since the epoch.
+    pub from_us: Option<i64>,
+    /// Event time, exclusive.
+    pub to_us: Option<i64>,
+    /// Only events with a greater sequence number.
+    pub after_seq: Option<i64>,
+    pub limit: usize,
+}
+
+/// One stored event: its text as sent, with what the server added.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub received_us: i64,
+    pub raw: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// The sequence number to continue after, when there may be more.
+    pub next_after: Option<i64>,
+}
+
+/// The customer profile, v1: who they are and what they have done.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomerProfile {
+    pub id: String,
+    pub identities: Vec<IdentityView>,
+    pub traits: serde_json::Map<String, serde_json::Value>,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub events: u64,
+    pub event_counts: BTreeMap<String, u64>,
+    pub merged_from: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentityView {
+    pub kind: String,
+    pub value: String,
+}
+
+/// The result of rebuilding the projections from the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReplayReport {
+    pub events: u64,
+    pub customers: u64,
+    pub identities: u64,
+    /// Rows of the stored projections that the rebuild does not reproduce, by projection.
+    pub differences: BTreeMap<String, u64>,
+    /// Whether the rebuilt projections replaced the stored ones.
+    pub written: bool,
+}
+
+impl ReplayReport {
+    pub fn matches(&self) -> bool {
+        self.differences.values().all(|&n| n == 0)
+    }
+}
+
+/// The storage a troth node runs on.
+pub trait Store: Send + Sync + 'static {
+    /// Appends validated events in order and applies their projections in the same
+    /// transaction. Resolves once the events are on disk.
+    fn append(&self, events: Vec<ValidEvent>) -> impl Future<Output = Result<Vec<AppendStatus>, StoreError>> + Send;
+
+    fn events(&self, query: EventQuery) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
+
+    /// Looks a customer up by the sender's id, by an identity key (`email:…`), or by
+    /// troth's own id (`cus_…`). A merged customer answers with the survivor.
+    fn customer(&self, key: String) -> impl Future<Output = Result<Option<CustomerProfile>, StoreError>> + Send;
+
+    fn create_key(&self, key: NewKey) -> impl Future<Output = Result<(ApiKey, String), StoreError>> + Send;
+    fn list_keys(&self) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
+    fn delete_key(&self, uid: String) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The key a secret belongs to, answered from memory (called on every request).
+    fn authenticate(&self, secret: &str) -> Option<ApiKey>;
+
+    /// Whether the store can read and write now.
+    fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

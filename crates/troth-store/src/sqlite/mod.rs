@@ -1,0 +1,215 @@
+//! The embedded backend: one SQLite database in the data directory.
+//!
+//! Layout of the data directory: `troth.db` (+ its WAL) and `troth.lock`, held
+//! by the process that has the store open so a second one fails clearly.
+
+mod projector;
+mod read;
+mod replay;
+mod schema;
+mod writer;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+use troth_core::ValidEvent;
+
+use crate::keys::{self, ApiKey, NewKey, Scope};
+use crate::{AppendStatus, CustomerProfile, EventPage, EventQuery, ReplayReport, Store, StoreError};
+pub use writer::MAX_GROUP_EVENTS;
+use writer::{Job, KeyRing, Writer};
+
+/// The schema's DDL, for tools (the ingest benchmark) that need the same tables.
+pub fn events_schema() -> &'static str {
+    schema::EVENTS
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db_path: PathBuf,
+    jobs: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+    keys: KeyRing,
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir` and starts its writer thread.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        let io = |source| StoreError::Io { path: dir.display().to_string(), source };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock = lock_dir(dir)?;
+        let db_path = dir.join("troth.db");
+        let conn = open_connection(&db_path, false)?;
+        conn.execute_batch(schema::EVENTS)?;
+        conn.execute_batch(&schema::projections("main"))?;
+        conn.execute_batch(schema::KEYS)?;
+        let keys = Arc::new(RwLock::new(load_keys(&conn)?));
+        let writer = Writer::new(conn, keys.clone())?;
+        let (tx, rx) = mpsc::channel(1024);
+        std::thread::Builder::new()
+            .name("troth-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner { db_path, jobs: tx, readers: Mutex::new(Vec::new()), keys, _lock: lock }),
+        })
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.inner.db_path
+    }
+
+    /// Appends from a thread that is not async (bulk import).
+    pub fn append_blocking(&self, events: Vec<ValidEvent>) -> Result<Vec<AppendStatus>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner.jobs.blocking_send(Job::Append { events, reply }).map_err(|_| StoreError::WriterGone)?;
+        rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Rebuilds every projection from the log and compares it with what is stored;
+    /// with `write`, replaces the stored projections with the rebuilt ones.
+    /// `progress` is called with the number of events replayed so far.
+    pub fn replay(&self, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
+        // The writer is idle while the store's lock keeps other processes out;
+        // replay gets its own connection and an immediate transaction.
+        let conn = open_connection(&self.inner.db_path, false)?;
+        replay::run(&conn, write, progress)
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner.jobs.send(job(reply)).await.map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs a read on a pooled connection off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match conn {
+                Some(conn) => conn,
+                None => open_connection(&inner.db_path, true)?,
+            };
+            let result = f(&conn);
+            let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < 16 {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("read task failed: {e}")))?
+    }
+}
+
+impl Store for SqliteStore {
+    async fn append(&self, events: Vec<ValidEvent>) -> Result<Vec<AppendStatus>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(|reply| Job::Append { events, reply }).await
+    }
+
+    async fn events(&self, query: EventQuery) -> Result<EventPage, StoreError> {
+        self.read(move |conn| read::events(conn, &query)).await
+    }
+
+    async fn customer(&self, key: String) -> Result<Option<CustomerProfile>, StoreError> {
+        self.read(move |conn| read::customer(conn, &key)).await
+    }
+
+    async fn create_key(&self, key: NewKey) -> Result<(ApiKey, String), StoreError> {
+        if key.scopes.is_empty() {
+            return Err(StoreError::Invalid("a key needs at least one scope".into()));
+        }
+        self.submit(|reply| Job::CreateKey { key, reply }).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let mut keys: Vec<ApiKey> = self.inner.keys.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.uid.cmp(&b.uid)));
+        Ok(keys)
+    }
+
+    async fn delete_key(&self, uid: String) -> Result<bool, StoreError> {
+        self.submit(|reply| Job::DeleteKey { uid, reply }).await
+    }
+
+    fn authenticate(&self, secret: &str) -> Option<ApiKey> {
+        let hash = keys::hash_secret(secret);
+        self.inner.keys.read().unwrap_or_else(|p| p.into_inner()).get(&hash).cloned()
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        if self.inner.jobs.is_closed() {
+            return Err(StoreError::WriterGone);
+        }
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if !read_only {
+        conn.execute_batch(schema::PRAGMAS)?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Takes the data directory's lock, or says who holds it.
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join("troth.lock");
+    let io = |source| StoreError::Io { path: path.display().to_string(), source };
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(io)?;
+            file.rewind().map_err(io)?;
+            write!(file, "{}", std::process::id()).map_err(io)?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let holder = if pid.trim().is_empty() { String::new() } else { format!(" (pid {})", pid.trim()) };
+            Err(StoreError::Locked { path: dir.display().to_string(), holder })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+fn load_keys(conn: &Connection) -> Result<HashMap<String, ApiKey>, StoreError> {
+    let mut stmt = conn.prepare("SELECT uid, name, scopes, hash, created_us FROM api_keys")?;
+    let rows = stmt.query_map([], |r| {
+        let scopes: String = r.get(2)?;
+        let key = ApiKey {
+            uid: r.get(0)?,
+            name: r.get(1)?,
+            scopes: scopes.split(',').filter_map(Scope::parse).collect(),
+            created_at: troth_core::Timestamp(r.get(4)?).to_string(),
+        };
+        Ok((r.get::<_, String>(3)?, key))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

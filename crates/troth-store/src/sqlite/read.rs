@@ -1,0 +1,139 @@
+//! Queries over the log and the projections.
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension};
+use troth_core::Timestamp;
+use troth_core::identity::{CustomerId, Identity, IdentityKind};
+
+use super::projector::root;
+use crate::{CustomerProfile, EventPage, EventQuery, IdentityView, StoreError, StoredEvent};
+
+pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreError> {
+    let mut sql = String::from("SELECT seq, received_us, body FROM events WHERE seq > ?");
+    let mut args: Vec<SqlValue> = vec![SqlValue::Integer(query.after_seq.unwrap_or(0))];
+    if let Some(key) = &query.customer {
+        let Some(cids) = customer_set(conn, key)? else {
+            return Ok(EventPage { events: Vec::new(), next_after: None });
+        };
+        let marks = vec!["?"; cids.len()].join(",");
+        sql.push_str(&format!(" AND customer_id IN ({marks})"));
+        args.extend(cids.into_iter().map(|c| SqlValue::Integer(c.0)));
+    }
+    if let Some(subject) = &query.subject {
+        sql.push_str(" AND subject = ?");
+        args.push(SqlValue::Text(subject.clone()));
+    }
+    if let Some(event_type) = &query.event_type {
+        sql.push_str(" AND type = ?");
+        args.push(SqlValue::Text(event_type.clone()));
+    }
+    if let Some(from) = query.from_us {
+        sql.push_str(" AND time_us >= ?");
+        args.push(SqlValue::Integer(from));
+    }
+    if let Some(to) = query.to_us {
+        sql.push_str(" AND time_us < ?");
+        args.push(SqlValue::Integer(to));
+    }
+    sql.push_str(" ORDER BY seq LIMIT ?");
+    args.push(SqlValue::Integer(query.limit as i64));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let events = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            Ok(StoredEvent { seq: r.get(0)?, received_us: r.get(1)?, raw: r.get(2)? })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_after = (events.len() == query.limit).then(|| events.last().map(|e| e.seq)).flatten();
+    Ok(EventPage { events, next_after })
+}
+
+/// Finds the surviving customer a key names: the sender's own id first, then an
+/// identity key (`email:…`), then troth's id (`cus_…`).
+pub fn find_customer(conn: &Connection, key: &str) -> Result<Option<CustomerId>, StoreError> {
+    let mut candidates = Vec::new();
+    if let Ok(identity) = Identity::new(IdentityKind::Id, key) {
+        candidates.push(identity);
+    }
+    if let Some(identity) = Identity::from_key(key) {
+        candidates.push(identity);
+    }
+    let mut by_identity = conn.prepare_cached("SELECT cid FROM identities WHERE key = ?1")?;
+    for identity in candidates {
+        if let Some(cid) = by_identity.query_row([identity.as_key()], |r| r.get(0)).optional()? {
+            return Ok(Some(CustomerId(cid)));
+        }
+    }
+    match CustomerId::parse(key) {
+        Some(cid) => Ok(root(conn, "main", cid)?),
+        None => Ok(None),
+    }
+}
+
+/// The survivor a key names and every customer merged into it.
+fn customer_set(conn: &Connection, key: &str) -> Result<Option<Vec<CustomerId>>, StoreError> {
+    let Some(survivor) = find_customer(conn, key)? else { return Ok(None) };
+    let mut set = vec![survivor];
+    set.extend(merged_into(conn, survivor)?);
+    Ok(Some(set))
+}
+
+fn merged_into(conn: &Connection, survivor: CustomerId) -> Result<Vec<CustomerId>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT cid FROM customers WHERE merged_into = ?1 ORDER BY cid")?;
+    let merged = stmt.query_map([survivor.0], |r| r.get(0).map(CustomerId))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(merged)
+}
+
+pub fn customer(conn: &Connection, key: &str) -> Result<Option<CustomerProfile>, StoreError> {
+    let Some(survivor) = find_customer(conn, key)? else { return Ok(None) };
+    let merged = merged_into(conn, survivor)?;
+    let identities = conn
+        .prepare_cached("SELECT key FROM identities WHERE cid = ?1 ORDER BY key")?
+        .query_map([survivor.0], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter_map(|key| Identity::from_key(&key))
+        .map(|identity| {
+            let kind = match identity.kind() {
+                IdentityKind::Id => "id",
+                IdentityKind::Email => "email",
+                IdentityKind::Phone => "phone",
+                IdentityKind::External => "external",
+            };
+            IdentityView { kind: kind.into(), value: identity.value().into() }
+        })
+        .collect();
+    let traits: Option<String> = conn
+        .prepare_cached("SELECT traits FROM customers WHERE cid = ?1")?
+        .query_row([survivor.0], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let traits = traits.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+
+    let mut all = vec![survivor.0];
+    all.extend(merged.iter().map(|c| c.0));
+    let marks = vec!["?"; all.len()].join(",");
+    let mut counts = conn.prepare_cached(&format!(
+        "SELECT type, count(*), min(time_us), max(time_us) FROM events WHERE customer_id IN ({marks}) GROUP BY type"
+    ))?;
+    let mut event_counts = BTreeMap::new();
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    let mut rows = counts.query(rusqlite::params_from_iter(all))?;
+    while let Some(row) = rows.next()? {
+        event_counts.insert(row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64);
+        first = first.min(row.get(2)?);
+        last = last.max(row.get(3)?);
+    }
+    let seen = |t: i64| (!event_counts.is_empty()).then(|| Timestamp(t).to_string());
+    Ok(Some(CustomerProfile {
+        id: survivor.to_string(),
+        identities,
+        traits,
+        first_seen: seen(first),
+        last_seen: seen(last),
+        events: event_counts.values().sum(),
+        event_counts,
+        merged_from: merged.iter().map(|c| c.to_string()).collect(),
+    }))
+}

@@ -1,0 +1,84 @@
+//! Rebuilding the projections from the log, beside the stored ones, and comparing.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, params};
+use troth_core::validate_event;
+
+use super::projector::Projector;
+use super::schema;
+use crate::{ReplayReport, StoreError};
+
+/// Each projection as a query giving comparable rows, per schema.
+const COMPARED: &[(&str, &str)] = &[
+    ("customers", "SELECT cid, merged_into, traits FROM {s}.customers"),
+    ("identities", "SELECT key, cid FROM {s}.identities"),
+];
+
+pub fn run(conn: &Connection, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
+    conn.execute_batch("ATTACH DATABASE '' AS replay")?;
+    let result = rebuild_and_compare(conn, write, progress);
+    let _ = conn.execute_batch("DETACH DATABASE replay");
+    result
+}
+
+fn rebuild_and_compare(conn: &Connection, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
+    conn.execute_batch(&schema::projections("replay"))?;
+    conn.execute_batch("CREATE TABLE replay.event_customer (seq INTEGER PRIMARY KEY, cid INTEGER)")?;
+    let tx = conn.unchecked_transaction()?;
+    let mut projector = Projector::new(&tx, "replay")?;
+    let mut report = ReplayReport::default();
+    {
+        let mut scan = tx.prepare("SELECT seq, body FROM main.events ORDER BY seq")?;
+        let mut record = tx.prepare("INSERT INTO replay.event_customer (seq, cid) VALUES (?1, ?2)")?;
+        let mut rows = scan.query([])?;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let body: String = row.get(1)?;
+            let event = validate_event(&body).map_err(|r| {
+                StoreError::Invalid(format!("stored event seq {seq} no longer validates: {}", r.error))
+            })?;
+            let plan = projector.plan(&tx, &event)?;
+            record.execute(params![seq, plan.customer.map(|c| c.0)])?;
+            // Merges found again here are already in the log as customer.merged events.
+            projector.apply(&tx, plan, &event)?;
+            report.events += 1;
+            if report.events % 10_000 == 0 {
+                progress(report.events);
+            }
+        }
+    }
+    progress(report.events);
+    report.customers = tx.query_row("SELECT count(*) FROM replay.customers", [], |r| r.get(0))?;
+    report.identities = tx.query_row("SELECT count(*) FROM replay.identities", [], |r| r.get(0))?;
+    let mut differences = BTreeMap::new();
+    for (name, query) in COMPARED {
+        let (stored, rebuilt) = (query.replace("{s}", "main"), query.replace("{s}", "replay"));
+        let sql = format!(
+            "SELECT (SELECT count(*) FROM ({stored} EXCEPT {rebuilt})) + (SELECT count(*) FROM ({rebuilt} EXCEPT {stored}))"
+        );
+        differences.insert(name.to_string(), tx.query_row(&sql, [], |r| r.get(0))?);
+    }
+    differences.insert(
+        "event_customers".into(),
+        tx.query_row(
+            "SELECT count(*) FROM main.events e JOIN replay.event_customer r USING (seq) WHERE e.customer_id IS NOT r.cid",
+            [],
+            |r| r.get(0),
+        )?,
+    );
+    report.differences = differences;
+    if write && !report.matches() {
+        tx.execute_batch(
+            "DELETE FROM main.customers;
+             INSERT INTO main.customers SELECT * FROM replay.customers;
+             DELETE FROM main.identities;
+             INSERT INTO main.identities SELECT * FROM replay.identities;
+             UPDATE main.events SET customer_id = (SELECT cid FROM replay.event_customer r WHERE r.seq = events.seq)
+              WHERE customer_id IS NOT (SELECT cid FROM replay.event_customer r WHERE r.seq = events.seq);",
+        )?;
+        report.written = true;
+    }
+    tx.commit()?;
+    Ok(report)
+}

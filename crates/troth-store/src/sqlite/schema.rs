@@ -1,0 +1,59 @@
+//! The embedded store's tables.
+
+/// The log: one row per event, never updated except `customer_id`, which is the
+/// identity projection's answer for the event and is rebuilt by replay.
+pub const EVENTS: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq          INTEGER PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    type         TEXT NOT NULL,
+    time_us      INTEGER NOT NULL,
+    received_us  INTEGER NOT NULL,
+    customer_id  INTEGER,
+    subject      TEXT,
+    body         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_customer ON events(customer_id, seq) WHERE customer_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_by_subject ON events(subject, seq) WHERE subject IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_by_type ON events(type, seq);
+";
+
+/// The identity projection, created under a schema name so replay can rebuild it
+/// beside the live one.
+pub fn projections(schema: &str) -> String {
+    format!(
+        "
+CREATE TABLE IF NOT EXISTS {schema}.customers (
+    cid          INTEGER PRIMARY KEY,
+    merged_into  INTEGER,
+    traits       TEXT
+);
+CREATE INDEX IF NOT EXISTS {schema}.customers_by_survivor ON customers(merged_into) WHERE merged_into IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {schema}.identities (
+    key  TEXT PRIMARY KEY,
+    cid  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {schema}.identities_by_customer ON identities(cid);
+"
+    )
+}
+
+pub const KEYS: &str = "
+CREATE TABLE IF NOT EXISTS api_keys (
+    uid         TEXT PRIMARY KEY,
+    name        TEXT,
+    scopes      TEXT NOT NULL,
+    hash        TEXT NOT NULL UNIQUE,
+    created_us  INTEGER NOT NULL
+);
+";
+
+/// Settings every connection gets. `synchronous = FULL` makes each commit fsync
+/// the WAL, so an acknowledged event survives power loss, not only a crash.
+pub const PRAGMAS: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+PRAGMA foreign_keys = OFF;
+PRAGMA temp_store = MEMORY;
+PRAGMA cache_size = -65536;
+";

@@ -1,0 +1,205 @@
+//! The one thread that writes. Requests queue on a channel; the writer takes
+//! everything waiting (up to a limit), applies it in one transaction and commits
+//! once, so concurrent requests share the transaction and its fsync. Replies go
+//! out only after the commit, so an acknowledged event is on disk.
+
+use std::sync::{Arc, RwLock};
+
+use rusqlite::{Connection, params};
+use tokio::sync::{mpsc, oneshot};
+use troth_core::{Timestamp, ValidEvent};
+
+use super::projector::{Projector, merge_event};
+use crate::keys::{self, ApiKey, NewKey};
+use crate::{AppendStatus, StoreError};
+
+/// How many events one commit takes at most; more wait for the next.
+pub const MAX_GROUP_EVENTS: usize = 16_384;
+
+pub enum Job {
+    Append { events: Vec<ValidEvent>, reply: oneshot::Sender<Result<Vec<AppendStatus>, StoreError>> },
+    CreateKey { key: NewKey, reply: oneshot::Sender<Result<(ApiKey, String), StoreError>> },
+    DeleteKey { uid: String, reply: oneshot::Sender<Result<bool, StoreError>> },
+}
+
+impl Job {
+    fn reply(self, done: Result<Done, String>) {
+        let failed = |message: String| StoreError::WriteFailed(message);
+        // A caller that went away no longer needs its answer.
+        match (self, done) {
+            (Job::Append { reply, .. }, Ok(Done::Appended(statuses))) => drop(reply.send(Ok(statuses))),
+            (Job::CreateKey { reply, .. }, Ok(Done::Created(key, secret))) => drop(reply.send(Ok((key, secret)))),
+            (Job::DeleteKey { reply, .. }, Ok(Done::Deleted(found))) => drop(reply.send(Ok(found))),
+            (Job::Append { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+            (Job::CreateKey { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+            (Job::DeleteKey { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+        }
+    }
+
+    fn weight(&self) -> usize {
+        match self {
+            Job::Append { events, .. } => events.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// Keys by the hash of their secret, mirrored in memory for authentication.
+pub type KeyRing = Arc<RwLock<std::collections::HashMap<String, ApiKey>>>;
+
+pub struct Writer {
+    conn: Connection,
+    projector: Projector,
+    keys: KeyRing,
+}
+
+impl Writer {
+    pub fn new(conn: Connection, keys: KeyRing) -> rusqlite::Result<Writer> {
+        let projector = Projector::new(&conn, "main")?;
+        Ok(Writer { conn, projector, keys })
+    }
+
+    pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut group = Vec::new();
+        while let Some(first) = jobs.blocking_recv() {
+            let mut weight = first.weight();
+            group.push(first);
+            while weight < MAX_GROUP_EVENTS {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        weight += job.weight();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(&mut group);
+        }
+    }
+
+    fn commit_group(&mut self, group: &mut Vec<Job>) {
+        match self.apply_group(group) {
+            Ok(done) => {
+                for (job, done) in group.drain(..).zip(done) {
+                    job.reply(Ok(done));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "write transaction failed; nothing of it was stored");
+                for job in group.drain(..) {
+                    job.reply(Err(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Applies every job in one transaction. Key changes reach the in-memory key
+    /// ring only after the commit.
+    fn apply_group(&mut self, group: &[Job]) -> Result<Vec<Done>, StoreError> {
+        let received = Timestamp::now();
+        let tx = self.conn.unchecked_transaction()?;
+        let mut done = Vec::with_capacity(group.len());
+        let mut key_changes = Vec::new();
+        for job in group {
+            done.push(match job {
+                Job::Append { events, .. } => {
+                    Done::Appended(append(&tx, &mut self.projector, events, received)?)
+                }
+                Job::CreateKey { key, .. } => {
+                    let secret = keys::new_secret().map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    let uid = keys::new_uid().map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    let hash = keys::hash_secret(&secret);
+                    let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+                    tx.execute(
+                        "INSERT INTO api_keys (uid, name, scopes, hash, created_us) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![uid, key.name, scopes.join(","), hash, received.micros()],
+                    )?;
+                    let api_key = ApiKey { uid, name: key.name.clone(), scopes: key.scopes.clone(), created_at: received.to_string() };
+                    key_changes.push((hash, Some(api_key.clone())));
+                    Done::Created(api_key, secret)
+                }
+                Job::DeleteKey { uid, .. } => {
+                    let hash: Option<String> = tx
+                        .query_row("DELETE FROM api_keys WHERE uid = ?1 RETURNING hash", [uid], |r| r.get(0))
+                        .map(Some)
+                        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+                    let found = hash.is_some();
+                    if let Some(hash) = hash {
+                        key_changes.push((hash, None));
+                    }
+                    Done::Deleted(found)
+                }
+            });
+        }
+        if let Err(e) = tx.commit() {
+            // The projector's counters may have moved past rows that were rolled back.
+            self.projector = Projector::new(&self.conn, "main")?;
+            return Err(e.into());
+        }
+        let mut ring = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        for (hash, key) in key_changes {
+            match key {
+                Some(key) => ring.insert(hash, key),
+                None => ring.remove(&hash),
+            };
+        }
+        Ok(done)
+    }
+}
+
+fn mismatch(done: Result<Done, String>) -> String {
+    done.err().unwrap_or_else(|| "internal error: a write job got another job's answer".into())
+}
+
+enum Done {
+    Appended(Vec<AppendStatus>),
+    Created(ApiKey, String),
+    Deleted(bool),
+}
+
+/// Appends events inside an open transaction: dedupe by id, store, project.
+pub fn append(
+    conn: &Connection,
+    projector: &mut Projector,
+    events: &[ValidEvent],
+    received: Timestamp,
+) -> Result<Vec<AppendStatus>, StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (id, type, time_us, received_us, customer_id, subject, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+    )?;
+    let mut statuses = Vec::with_capacity(events.len());
+    for event in events {
+        let plan = projector.plan(conn, event)?;
+        let customer = plan.customer.map(|c| c.0);
+        let inserted = insert.execute(params![
+            event.id,
+            event.event_type,
+            event.time.micros(),
+            received.micros(),
+            customer,
+            event.subject,
+            event.raw
+        ])?;
+        if inserted == 0 {
+            statuses.push(AppendStatus::Duplicate);
+            continue;
+        }
+        let seq = conn.last_insert_rowid();
+        statuses.push(AppendStatus::Accepted { seq });
+        for merge in projector.apply(conn, plan, event)? {
+            let body = merge_event(&merge, seq, &event.time.to_string());
+            let id = format!("troth.merge.{seq}.{}", merge.merged);
+            insert.execute(params![
+                id,
+                "customer.merged",
+                event.time.micros(),
+                received.micros(),
+                merge.survivor.0,
+                format!("customer:{}", merge.survivor),
+                body
+            ])?;
+        }
+    }
+    Ok(statuses)
+}
