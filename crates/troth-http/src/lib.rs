@@ -1,1 +1,98 @@
+//! troth's HTTP API. Only this crate knows HTTP: routes, authentication,
+//! problem+json errors, OpenAPI and metrics. It talks to storage through
+//! [`troth_store::Store`] and to the domain through `troth_core`.
 
+pub mod auth;
+pub mod error;
+pub mod ingest;
+pub mod keys;
+pub mod metrics;
+pub mod openapi;
+pub mod read;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use troth_store::{Scope, Store};
+
+pub use error::{ApiError, Code};
+pub use metrics::Metrics;
+
+/// What every handler shares.
+pub struct AppState<S> {
+    pub store: S,
+    /// With a master key, every `/api/v1` route needs a key; without one the API is open.
+    pub master_key: Option<Arc<str>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl<S: Clone> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState { store: self.store.clone(), master_key: self.master_key.clone(), metrics: self.metrics.clone() }
+    }
+}
+
+impl<S> AppState<S> {
+    pub fn new(store: S, master_key: Option<String>) -> AppState<S> {
+        AppState { store, master_key: master_key.map(Arc::from), metrics: Arc::default() }
+    }
+}
+
+/// The whole HTTP application.
+pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
+    let scoped = |scope: Scope| middleware::from_fn_with_state((state.clone(), scope), auth::require::<S>);
+    let ingest = Router::new()
+        .route("/api/v1/events", post(ingest::ingest_json::<S>))
+        .route("/api/v1/events/ndjson", post(ingest::ingest_ndjson::<S>))
+        .route_layer(scoped(Scope::Ingest));
+    let read = Router::new()
+        .route("/api/v1/events", get(read::list_events::<S>))
+        .route("/api/v1/customers/{id}", get(read::get_customer::<S>))
+        .route_layer(scoped(Scope::Read));
+    let admin = Router::new()
+        .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))
+        .route("/api/v1/keys/{uid}", delete(keys::delete_key::<S>))
+        .route_layer(scoped(Scope::Admin));
+    Router::new()
+        .merge(ingest)
+        .merge(read)
+        .merge(admin)
+        .route("/openapi.json", get(openapi::serve))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz::<S>))
+        .route("/metrics", get(metrics_text::<S>))
+        .fallback(|| async { ApiError::new(Code::NotFound, "no such route; see /openapi.json") })
+        // Bodies are limited per route: JSON ingest checks its own 4 MiB, NDJSON streams.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests::<S>))
+        .with_state(state)
+}
+
+async fn readyz<S: Store>(State(state): State<AppState<S>>) -> Response {
+    match state.store.ready().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn metrics_text<S: Store>(State(state): State<AppState<S>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn count_requests<S: Store>(State(state): State<AppState<S>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    state.metrics.record_request(&route, status.as_u16(), started.elapsed());
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::warn!(%route, "answered 500");
+    }
+    response
+}

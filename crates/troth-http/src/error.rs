@@ -1,0 +1,116 @@
+//! Every error the API answers with, as RFC 9457 problem details.
+//!
+//! The table in [`Code`] is the single list of public error codes: each has its
+//! HTTP status and title, and the body is built from it.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use troth_store::StoreError;
+
+/// Public error codes. Clients may match on `code`; titles are for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidJson,
+    InvalidBody,
+    TooManyEvents,
+    PayloadTooLarge,
+    InvalidQuery,
+    MissingAuthorization,
+    InvalidApiKey,
+    Forbidden,
+    NotFound,
+    NoMasterKey,
+    InvalidKeyRequest,
+    Unavailable,
+    Internal,
+}
+
+impl Code {
+    /// (code, status, title)
+    pub fn describe(self) -> (&'static str, StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            Code::InvalidJson => ("invalid_json", S::BAD_REQUEST, "The body is not valid JSON"),
+            Code::InvalidBody => ("invalid_body", S::BAD_REQUEST, "The body is not an event or an array of events"),
+            Code::TooManyEvents => ("too_many_events", S::BAD_REQUEST, "Too many events in one request"),
+            Code::PayloadTooLarge => ("payload_too_large", S::PAYLOAD_TOO_LARGE, "The body is too large"),
+            Code::InvalidQuery => ("invalid_query", S::BAD_REQUEST, "A query parameter is invalid"),
+            Code::MissingAuthorization => ("missing_authorization", S::UNAUTHORIZED, "An API key is required"),
+            Code::InvalidApiKey => ("invalid_api_key", S::UNAUTHORIZED, "The API key is not valid"),
+            Code::Forbidden => ("forbidden", S::FORBIDDEN, "The API key does not allow this"),
+            Code::NotFound => ("not_found", S::NOT_FOUND, "Not found"),
+            Code::NoMasterKey => ("no_master_key", S::CONFLICT, "API keys need a master key"),
+            Code::InvalidKeyRequest => ("invalid_key_request", S::BAD_REQUEST, "The key request is invalid"),
+            Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "The store is not available"),
+            Code::Internal => ("internal", S::INTERNAL_SERVER_ERROR, "Internal error"),
+        }
+    }
+}
+
+/// An error on its way to becoming a problem+json response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub detail: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, detail: impl Into<String>) -> ApiError {
+        ApiError { code, detail: detail.into(), field: None }
+    }
+
+    pub fn field(code: Code, field: impl Into<String>, detail: impl Into<String>) -> ApiError {
+        ApiError { code, detail: detail.into(), field: Some(field.into()) }
+    }
+}
+
+/// The problem details body (RFC 9457) with troth's `code` and `field` members.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `urn:troth:problem:{code}`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub code: &'static str,
+    /// The offending field or parameter, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, status, title) = self.code.describe();
+        let problem = Problem {
+            problem_type: format!("urn:troth:problem:{code}"),
+            title,
+            status: status.as_u16(),
+            detail: self.detail,
+            code,
+            field: self.field,
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Invalid(message) => ApiError::new(Code::InvalidQuery, message),
+            StoreError::WriterGone | StoreError::Locked { .. } => ApiError::new(Code::Unavailable, e.to_string()),
+            other => {
+                // The cause is logged, not sent: it may name files and internals.
+                tracing::error!(error = %other, "store error");
+                ApiError::new(Code::Internal, "the store failed; see the server log")
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Counters exposed at `/metrics` in the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct Metrics {
+    pub events_accepted: AtomicU64,
+    pub events_duplicate: AtomicU64,
+    pub events_rejected: AtomicU64,
+    /// (route, status) → (count, total seconds)
+    requests: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
+}
+
+impl Metrics {
+    pub fn record_request(&self, route: &str, status: u16, took: Duration) {
+        let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = requests.entry((route.to_owned(), status)).or_default();
+        entry.0 += 1;
+        entry.1 += took.as_secs_f64();
+    }
+
+    pub fn count_events(&self, accepted: u64, duplicate: u64, rejected: u64) {
+        self.events_accepted.fetch_add(accepted, Ordering::Relaxed);
+        self.events_duplicate.fetch_add(duplicate, Ordering::Relaxed);
+        self.events_rejected.fetch_add(rejected, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP troth_events_total Events received, by outcome.\n# TYPE troth_events_total counter\n");
+        for (status, counter) in [
+            ("accepted", &self.events_accepted),
+            ("duplicate", &self.events_duplicate),
+            ("rejected", &self.events_rejected),
+        ] {
+            let _ = writeln!(out, "troth_events_total{{status=\"{status}\"}} {}", counter.load(Ordering::Relaxed));
+        }
+        out.push_str("# HELP troth_http_requests_total HTTP requests, by route and status.\n# TYPE troth_http_requests_total counter\n");
+        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        for ((route, status), (count, _)) in requests.iter() {
+            let _ = writeln!(out, "troth_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
+        }
+        out.push_str("# HELP troth_http_request_seconds_sum Time spent answering HTTP requests, by route and status.\n# TYPE troth_http_request_seconds_sum counter\n");
+        for ((route, status), (_, seconds)) in requests.iter() {
+            let _ = writeln!(out, "troth_http_request_seconds_sum{{route=\"{route}\",status=\"{status}\"}} {seconds:.6}");
+        }
+        out
+    }
+}

@@ -1,0 +1,40 @@
+//! `/openapi.json`, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "troth", description = "Events of the whole customer journey in; customers, promises and journey health out."),
+    paths(
+        crate::ingest::ingest_json,
+        crate::ingest::ingest_ndjson,
+        crate::read::list_events,
+        crate::read::get_customer,
+        crate::keys::create_key,
+        crate::keys::list_keys,
+        crate::keys::delete_key,
+    ),
+    components(schemas(crate::error::Problem)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "events", description = "Ingest and read the event log"),
+        (name = "customers", description = "Customer profiles"),
+        (name = "keys", description = "Scoped API keys"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
