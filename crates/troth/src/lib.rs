@@ -1,1 +1,10 @@
+//! The `troth` binary's commands. Each module is one command; `cli` parses the
+//! command line and dispatches.
 
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod import;
+pub mod serve;
+pub mod synthetic;

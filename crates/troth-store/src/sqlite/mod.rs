@@ -25,6 +25,8 @@ pub use writer::MAX_GROUP_EVENTS;
 use writer::{Job, KeyRing, Writer};
 
 /// The schema's DDL, for tools (the ingest benchmark) that need the same tables.
+pub use schema::PRAGMAS;
+
 pub fn events_schema() -> &'static str {
     schema::EVENTS
 }

@@ -1,0 +1,226 @@
+//! `troth bench ingest`: troth against a reference, side by side, in one run on
+//! the same machine, reported as ratios.
+//!
+//! - bulk: the same NDJSON file through `troth import`'s path (validate →
+//!   dedupe → append → project) and, as the reference, the rows troth stored
+//!   inserted raw into the same schema with one prepared statement in big
+//!   transactions;
+//! - http: single events from many concurrent clients to troth's ingest route
+//!   and to a bare axum handler that parses the same JSON and does nothing.
+
+use std::io::{BufReader, BufWriter, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use rusqlite::params;
+use serde::Serialize;
+use troth_store::sqlite::SqliteStore;
+
+use crate::client::{Client, Target};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    /// Events for the bulk run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Requests for the HTTP run.
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: usize,
+    /// Concurrent HTTP clients, one connection each.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Skip the HTTP run.
+    #[arg(long)]
+    pub no_http: bool,
+    /// End with one line of JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BulkFigures {
+    pub troth_eps: f64,
+    pub sqlite_eps: f64,
+    pub ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HttpFigures {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub bare_rps: f64,
+    pub ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    bulk: BulkFigures,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<HttpFigures>,
+}
+
+pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    let work = tempfile::tempdir().context("creating a scratch directory")?;
+    println!("bench ingest: {} events bulk, {} HTTP requests from {} clients", args.events, args.requests, args.clients);
+    let file = work.path().join("events.ndjson");
+    {
+        let mut out = BufWriter::new(std::fs::File::create(&file)?);
+        for line in crate::synthetic::events(args.events, 42) {
+            out.write_all(line.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+    }
+    let bulk = bulk(work.path(), &file)?;
+    println!(
+        "bulk   troth {:>10.0} events/s   raw sqlite {:>10.0} rows/s   ratio {:.2}",
+        bulk.troth_eps, bulk.sqlite_eps, bulk.ratio
+    );
+    let http = if args.no_http {
+        None
+    } else {
+        let lines: Vec<Bytes> = crate::synthetic::events(args.requests as u64 + 2_000, 43).map(Bytes::from).collect();
+        let figures = crate::cli::runtime()?.block_on(http(work.path(), &lines, &args))?;
+        println!(
+            "http   troth {:>10.0} req/s (p50 {:.2} ms, p99 {:.2} ms)   bare axum {:>10.0} req/s   ratio {:.2}",
+            figures.rps, figures.p50_ms, figures.p99_ms, figures.bare_rps, figures.ratio
+        );
+        Some(figures)
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&Report { bulk, http })?);
+    }
+    Ok(())
+}
+
+fn bulk(work: &std::path::Path, file: &std::path::Path) -> anyhow::Result<BulkFigures> {
+    let dir = work.join("bulk");
+    let summary = {
+        let store = SqliteStore::open(&dir)?;
+        crate::import::into_store(&store, BufReader::with_capacity(1 << 20, std::fs::File::open(file)?), &mut |_| {})?
+    };
+    anyhow::ensure!(summary.rejected == 0, "synthetic events were rejected: {:?}", summary.rejects);
+    let troth_eps = summary.events_per_second();
+
+    // The reference: the very rows troth stored, inserted raw into the same schema.
+    let stored = rusqlite::Connection::open(dir.join("troth.db"))?;
+    let mut rows = Vec::new();
+    {
+        let mut select = stored.prepare("SELECT id, type, time_us, received_us, customer_id, subject, body FROM events ORDER BY seq")?;
+        let mut cursor = select.query([])?;
+        while let Some(r) = cursor.next()? {
+            rows.push((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, String>(6)?,
+            ));
+        }
+    }
+    let raw = rusqlite::Connection::open(work.join("raw.db"))?;
+    raw.execute_batch(troth_store::sqlite::PRAGMAS)?;
+    raw.execute_batch(troth_store::sqlite::events_schema())?;
+    let started = Instant::now();
+    let insert_rows = |chunk: &[_]| -> rusqlite::Result<()> {
+        let tx = raw.unchecked_transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (id, type, time_us, received_us, customer_id, subject, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (id, t, time, received, customer, subject, body) in chunk {
+                insert.execute(params![id, t, time, received, customer, subject, body])?;
+            }
+        }
+        tx.commit()
+    };
+    for chunk in rows.chunks(troth_store::sqlite::MAX_GROUP_EVENTS) {
+        insert_rows(chunk)?;
+    }
+    let sqlite_eps = rows.len() as f64 / started.elapsed().as_secs_f64();
+    Ok(BulkFigures { troth_eps, sqlite_eps, ratio: troth_eps / sqlite_eps })
+}
+
+async fn http(work: &std::path::Path, lines: &[Bytes], args: &IngestArgs) -> anyhow::Result<HttpFigures> {
+    let localhost: SocketAddr = "127.0.0.1:0".parse()?;
+    // The reference: parse the same JSON, do nothing.
+    let bare = axum::Router::new().route(
+        "/api/v1/events",
+        axum::routing::post(|body: Bytes| async move {
+            let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&body);
+            if parsed.is_ok() { axum::http::StatusCode::OK } else { axum::http::StatusCode::BAD_REQUEST }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(localhost).await?;
+    let bare_addr = listener.local_addr()?;
+    let bare_server = tokio::spawn(async move { axum::serve(listener, bare).await });
+
+    let store = SqliteStore::open(&work.join("http"))?;
+    let (troth_addr, stop) = crate::serve::spawn(store, localhost, None).await?;
+
+    let (warm, measured) = lines.split_at(lines.len().min(2_000));
+    // Warm both up alike, then measure the bare handler first and troth second.
+    load(bare_addr, warm, args.clients).await?;
+    load(troth_addr, warm, args.clients).await?;
+    let bare = load(bare_addr, measured, args.clients).await?;
+    let troth = load(troth_addr, measured, args.clients).await?;
+    let _ = stop.send(());
+    bare_server.abort();
+    Ok(HttpFigures {
+        rps: troth.rps,
+        p50_ms: troth.p50_ms,
+        p99_ms: troth.p99_ms,
+        bare_rps: bare.rps,
+        ratio: troth.rps / bare.rps,
+    })
+}
+
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Sends each body once, from `clients` connections, and times every request.
+async fn load(addr: SocketAddr, bodies: &[Bytes], clients: usize) -> anyhow::Result<Load> {
+    let bodies: Arc<Vec<Bytes>> = Arc::new(bodies.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let target = Target::from_addr(addr);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (bodies, next, target) = (bodies.clone(), next.clone(), target.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(&target, None).await?;
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let sent = Instant::now();
+                let (status, answer) = client.post_json("/api/v1/events", body.clone()).await?;
+                latencies.push(sent.elapsed());
+                anyhow::ensure!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&answer));
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::with_capacity(bodies.len());
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let wall = started.elapsed();
+    latencies.sort_unstable();
+    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    Ok(Load {
+        rps: latencies.len() as f64 / wall.as_secs_f64(),
+        p50_ms: at(0.50).as_secs_f64() * 1e3,
+        p99_ms: at(0.99).as_secs_f64() * 1e3,
+    })
+}

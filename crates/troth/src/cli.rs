@@ -1,0 +1,113 @@
+//! The command line: `troth serve | import | replay | bench`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ServeFlags};
+
+#[derive(Debug, Parser)]
+#[command(name = "troth", version, about = "Keeps an organisation honest about the promises it makes to customers.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeFlags),
+    /// Load NDJSON events into a store, or send them to a running server.
+    Import(ImportArgs),
+    /// Rebuild every projection from the log and report whether it matches what was stored.
+    Replay(ReplayArgs),
+    /// Measure troth against a reference on this machine, side by side.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// NDJSON file to import, or - for standard input.
+    pub file: PathBuf,
+    /// Write straight into the store in this directory (no server may hold it).
+    #[arg(long, env = "TROTH_DATA_DIR", conflicts_with = "url")]
+    pub data_dir: Option<PathBuf>,
+    /// Send to a running server instead, e.g. http://127.0.0.1:7878.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// API key for --url (an ingest key or the master key).
+    #[arg(long, env = "TROTH_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[arg(long, env = "TROTH_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Only compare; leave the stored projections as they are.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Bulk and HTTP ingest, against raw SQLite inserts and a bare axum handler.
+    Ingest(crate::bench::IngestArgs),
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(flags) => {
+            let config = Config::load(flags)?;
+            runtime()?.block_on(crate::serve::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(args) => crate::import::run(args),
+        Command::Replay(args) => replay(args),
+        Command::Bench(BenchCommand::Ingest(args)) => {
+            crate::bench::ingest(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    if !args.data_dir.join("troth.db").exists() {
+        anyhow::bail!("no store in {} (looked for troth.db)", args.data_dir.display());
+    }
+    let store = troth_store::sqlite::SqliteStore::open(&args.data_dir)?;
+    let progress = crate::import::counter_bar("replaying");
+    let report = store.replay(!args.check, &mut |n| progress.set_position(n))?;
+    progress.finish_and_clear();
+    println!(
+        "replayed {} events: {} customers, {} identities",
+        report.events, report.customers, report.identities
+    );
+    for (projection, differences) in &report.differences {
+        let verdict = if *differences == 0 { "matches".to_owned() } else { format!("{differences} rows differ") };
+        println!("  {projection:<16} {verdict}");
+    }
+    if report.matches() {
+        println!("the stored projections match the log");
+        Ok(ExitCode::SUCCESS)
+    } else if report.written {
+        println!("the stored projections did not match the log; they have been rebuilt from it");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("the stored projections do not match the log; run without --check to rebuild them");
+        Ok(ExitCode::from(1))
+    }
+}

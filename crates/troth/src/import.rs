@@ -1,0 +1,278 @@
+//! `troth import`: NDJSON into a store (validated on one thread, written by the
+//! store's writer on another), or streamed to a running server.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use troth_core::{ValidEvent, validate_event};
+use troth_store::AppendStatus;
+use troth_store::sqlite::SqliteStore;
+
+use crate::cli::ImportArgs;
+use crate::client::{Client, Target};
+
+/// Events validated ahead of the writer, per batch handed to it.
+const BATCH_EVENTS: usize = 8_192;
+/// Lines per request when sending to a server.
+const LINES_PER_REQUEST: usize = 5_000;
+/// How many rejected lines the summary lists.
+const REJECTS_SHOWN: usize = 20;
+
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub lines: u64,
+    pub accepted: u64,
+    pub duplicate: u64,
+    pub rejected: u64,
+    /// The first rejected lines: (line, field, message).
+    pub rejects: Vec<(u64, String, String)>,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    fn reject(&mut self, line: u64, field: String, message: String) {
+        self.rejected += 1;
+        if self.rejects.len() < REJECTS_SHOWN {
+            self.rejects.push((line, field, message));
+        }
+    }
+
+    pub fn events_per_second(&self) -> f64 {
+        (self.accepted + self.duplicate + self.rejected) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn print(&self, source: &str) {
+        println!(
+            "imported {source}: {} accepted, {} duplicate, {} rejected in {:.1}s ({:.0} events/s)",
+            self.accepted,
+            self.duplicate,
+            self.rejected,
+            self.elapsed.as_secs_f64(),
+            self.events_per_second()
+        );
+        for (line, field, message) in &self.rejects {
+            println!("  line {line}: {field}: {message}");
+        }
+        if self.rejected as usize > self.rejects.len() {
+            println!("  … and {} more rejected lines", self.rejected as usize - self.rejects.len());
+        }
+    }
+}
+
+/// Exit status when some lines were rejected (the others were imported).
+pub const EXIT_SOME_REJECTED: u8 = 3;
+
+pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let (input, total_bytes): (Box<dyn Read + Send>, Option<u64>) = if args.file.as_os_str() == "-" {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let file = File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+        let len = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), len)
+    };
+    let source = args.file.display().to_string();
+    let read = Arc::new(AtomicU64::new(0));
+    let input = BufReader::with_capacity(1 << 20, Counting { inner: input, read: read.clone() });
+    let bar = match total_bytes {
+        Some(total) => bytes_bar(total),
+        None => counter_bar("lines"),
+    };
+    let summary = match (&args.url, &args.data_dir) {
+        (Some(url), _) => crate::cli::runtime()?.block_on(to_server(url, args.key.clone(), input, &bar, &read))?,
+        (None, data_dir) => {
+            let dir = data_dir.clone().unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
+            let store = SqliteStore::open(&dir).with_context(|| format!("opening the store in {}", dir.display()))?;
+            into_store(&store, input, &mut |s| progress(&bar, s, &read, total_bytes))?
+        }
+    };
+    bar.finish_and_clear();
+    summary.print(&source);
+    Ok(if summary.rejected > 0 { ExitCode::from(EXIT_SOME_REJECTED) } else { ExitCode::SUCCESS })
+}
+
+fn progress(bar: &ProgressBar, summary: &Summary, read: &AtomicU64, total: Option<u64>) {
+    match total {
+        Some(_) => bar.set_position(read.load(Ordering::Relaxed)),
+        None => bar.set_position(summary.lines),
+    }
+    bar.set_message(format!("{} events, {:.0}/s", summary.accepted + summary.duplicate, summary.events_per_second()));
+}
+
+pub fn bytes_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+pub fn counter_bar(label: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{{spinner}} {{pos}} {label} ({{per_sec}}) {{msg}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Validated events of consecutive lines, and the rejected lines among them.
+struct Batch {
+    events: Vec<ValidEvent>,
+    rejects: Vec<(u64, String, String)>,
+    lines: u64,
+}
+
+/// Imports NDJSON into an open store. `on_progress` is called after each batch.
+pub fn into_store(store: &SqliteStore, input: impl BufRead + Send, on_progress: &mut dyn FnMut(&Summary)) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+        let reader = scope.spawn(move || validate_lines(input, tx));
+        for batch in rx {
+            for (line, field, message) in batch.rejects {
+                summary.reject(line, field, message);
+            }
+            summary.lines = batch.lines;
+            for status in store.append_blocking(batch.events)? {
+                match status {
+                    AppendStatus::Accepted { .. } => summary.accepted += 1,
+                    AppendStatus::Duplicate => summary.duplicate += 1,
+                }
+            }
+            summary.elapsed = started.elapsed();
+            on_progress(&summary);
+        }
+        reader.join().map_err(|_| anyhow::anyhow!("the reading thread panicked"))??;
+        Ok(())
+    })?;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn validate_lines(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<Batch>) -> anyhow::Result<()> {
+    let mut line = Vec::with_capacity(4096);
+    let mut number = 0u64;
+    let new_batch = || Batch { events: Vec::with_capacity(BATCH_EVENTS), rejects: Vec::new(), lines: 0 };
+    let mut batch = new_batch();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line).context("reading the input")? == 0 {
+            break;
+        }
+        number += 1;
+        let validated = match std::str::from_utf8(&line) {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => validate_event(text.trim()),
+            Err(e) => {
+                batch.rejects.push((number, "event".into(), format!("is not UTF-8: {e}")));
+                continue;
+            }
+        };
+        match validated {
+            Ok(event) => batch.events.push(event),
+            Err(rejection) => batch.rejects.push((number, rejection.error.field, rejection.error.message)),
+        }
+        if batch.events.len() >= BATCH_EVENTS {
+            batch.lines = number;
+            if tx.send(std::mem::replace(&mut batch, new_batch())).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    batch.lines = number;
+    let _ = tx.send(batch);
+    Ok(())
+}
+
+/// Streams NDJSON to a server in requests of [`LINES_PER_REQUEST`] lines.
+async fn to_server(url: &str, key: Option<String>, mut input: impl BufRead, bar: &ProgressBar, read: &AtomicU64) -> anyhow::Result<Summary> {
+    let target = Target::parse(url).await?;
+    let mut client = Client::connect(&target, key).await?;
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let mut first_line = 1u64;
+    loop {
+        let mut body = Vec::with_capacity(1 << 20);
+        let mut lines = 0u64;
+        while lines < LINES_PER_REQUEST as u64 {
+            let n = input.read_until(b'\n', &mut body).context("reading the input")?;
+            if n == 0 {
+                break;
+            }
+            if !body.ends_with(b"\n") {
+                body.push(b'\n');
+            }
+            lines += 1;
+        }
+        if lines == 0 {
+            break;
+        }
+        let (status, answer) = client
+            .request(hyper::Method::POST, "/api/v1/events/ndjson", "application/x-ndjson", body.into())
+            .await
+            .with_context(|| format!("sending lines {first_line}… to {url}"))?;
+        if !status.is_success() {
+            anyhow::bail!("{url} answered {status}: {}", String::from_utf8_lossy(&answer));
+        }
+        tally(&mut summary, &answer, first_line - 1)?;
+        first_line += lines;
+        summary.lines = first_line - 1;
+        summary.elapsed = started.elapsed();
+        progress(bar, &summary, read, Some(0));
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn tally(summary: &mut Summary, answer: &[u8], line_offset: u64) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        results: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        status: String,
+        line: Option<u64>,
+        error: Option<Error>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Error {
+        field: String,
+        message: String,
+    }
+    let answer: Answer = serde_json::from_slice(answer).context("the server's answer is not the ingest result list")?;
+    for item in answer.results {
+        match item.status.as_str() {
+            "accepted" => summary.accepted += 1,
+            "duplicate" => summary.duplicate += 1,
+            _ => {
+                let error = item.error.unwrap_or(Error { field: "event".into(), message: "rejected".into() });
+                summary.reject(line_offset + item.line.unwrap_or(0), error.field, error.message);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts the bytes read through it, for progress.
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}

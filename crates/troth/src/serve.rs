@@ -1,0 +1,78 @@
+//! `troth serve`: the store, the HTTP API, and a clean stop on Ctrl-C or SIGTERM.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use troth_http::{AppState, app};
+use troth_store::sqlite::SqliteStore;
+
+use crate::config::Config;
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.master_key.is_none() && !config.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {} without a master key: anyone who can reach it could read and write every event. \
+             Set --master-key (or TROTH_MASTER_KEY), or listen on 127.0.0.1",
+            config.listen
+        );
+    }
+    let store = SqliteStore::open(&config.data_dir)
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    if config.master_key.is_none() {
+        tracing::warn!("no master key is set: the API is open to every local process (set --master-key to require keys)");
+    }
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "troth is ready");
+    println!("troth listening on http://{addr}");
+    run(store, listener, config.master_key, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves the API on `listener` until `stop` completes.
+pub async fn run(
+    store: SqliteStore,
+    listener: TcpListener,
+    master_key: Option<String>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(AppState::new(store, master_key));
+    axum::serve(listener, app).with_graceful_shutdown(stop).await
+}
+
+/// Binds `addr` and serves in the background; returns the bound address and a
+/// handle that stops the server when dropped or sent to.
+pub async fn spawn(store: SqliteStore, addr: SocketAddr, master_key: Option<String>) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(run(store, listener, master_key, async move {
+        let _ = stopped.await;
+    }));
+    Ok((bound, stop))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("stopping: finishing requests in flight");
+}
