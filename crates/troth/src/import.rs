@@ -18,7 +18,7 @@ use crate::cli::ImportArgs;
 use crate::client::{Client, Target};
 
 /// Events validated ahead of the writer, per batch handed to it.
-const BATCH_EVENTS: usize = 8_192;
+const BATCH_EVENTS: usize = troth_store::sqlite::MAX_GROUP_EVENTS;
 /// Lines per request when sending to a server.
 const LINES_PER_REQUEST: usize = 5_000;
 /// How many rejected lines the summary lists.

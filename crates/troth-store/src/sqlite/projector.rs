@@ -2,6 +2,8 @@
 //! into whom. The same code runs when events are appended and when replay
 //! rebuilds the projection, so the two cannot drift apart.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use troth_core::ValidEvent;
@@ -28,18 +30,68 @@ pub struct Merge {
     pub identity: Option<Identity>,
 }
 
+/// How many identities the projector remembers; past that it starts afresh.
+const IDENTITY_CACHE_ENTRIES: usize = 1 << 20;
+
+/// Works on one connection inside the caller's transaction. After a rolled-back
+/// transaction it must be made anew, since its memory may hold rolled-back rows.
 pub struct Projector {
     schema: &'static str,
     next_cid: i64,
+    /// Identity key → owning customer, for identities known to be stored.
+    known: HashMap<String, CustomerId>,
+    sql: Sql,
+}
+
+/// The projector's statements, written out once per schema.
+struct Sql {
+    find_identity: String,
+    insert_customer: String,
+    insert_identity: String,
+    repoint_identities: String,
+    merge_customer: String,
+    traits: String,
+    set_traits: String,
 }
 
 impl Projector {
     pub fn new(conn: &Connection, schema: &'static str) -> rusqlite::Result<Projector> {
         let max: Option<i64> = conn.query_row(&format!("SELECT max(cid) FROM {schema}.customers"), [], |r| r.get(0))?;
-        Ok(Projector { schema, next_cid: max.unwrap_or(0) + 1 })
+        let s = schema;
+        let sql = Sql {
+            find_identity: format!("SELECT cid FROM {s}.identities WHERE key = ?1"),
+            insert_customer: format!("INSERT INTO {s}.customers (cid) VALUES (?1)"),
+            insert_identity: format!("INSERT OR IGNORE INTO {s}.identities (key, cid) VALUES (?1, ?2)"),
+            repoint_identities: format!("UPDATE {s}.identities SET cid = ?1 WHERE cid = ?2"),
+            merge_customer: format!("UPDATE {s}.customers SET merged_into = ?1 WHERE cid = ?2 OR merged_into = ?2"),
+            traits: format!("SELECT traits FROM {s}.customers WHERE cid = ?1"),
+            set_traits: format!("UPDATE {s}.customers SET traits = ?1 WHERE cid = ?2"),
+        };
+        Ok(Projector { schema, next_cid: max.unwrap_or(0) + 1, known: HashMap::new(), sql })
     }
 
-    pub fn plan(&self, conn: &Connection, event: &ValidEvent) -> rusqlite::Result<Plan> {
+    fn owner(&mut self, conn: &Connection, identity: &Identity) -> rusqlite::Result<Option<CustomerId>> {
+        if let Some(cid) = self.known.get(identity.as_key()) {
+            return Ok(Some(*cid));
+        }
+        let found = conn
+            .prepare_cached(&self.sql.find_identity)?
+            .query_row([identity.as_key()], |r| r.get(0).map(CustomerId))
+            .optional()?;
+        if let Some(cid) = found {
+            self.remember(identity, cid);
+        }
+        Ok(found)
+    }
+
+    fn remember(&mut self, identity: &Identity, cid: CustomerId) {
+        if self.known.len() >= IDENTITY_CACHE_ENTRIES {
+            self.known.clear();
+        }
+        self.known.insert(identity.as_key().to_owned(), cid);
+    }
+
+    pub fn plan(&mut self, conn: &Connection, event: &ValidEvent) -> rusqlite::Result<Plan> {
         if let EventData::CustomerMerged(m) = &event.data {
             // A recorded merge belongs to its survivor.
             let customer = match CustomerId::parse(&m.into) {
@@ -55,11 +107,9 @@ impl Projector {
         let mut owners = Vec::with_capacity(identities.len());
         let mut unknown = Vec::new();
         let mut evidence: Vec<(CustomerId, Identity)> = Vec::new();
-        let mut stmt = conn.prepare_cached(&format!("SELECT cid FROM {}.identities WHERE key = ?1", self.schema))?;
         for identity in identities {
-            match stmt.query_row([identity.as_key()], |r| r.get::<_, i64>(0)).optional()? {
+            match self.owner(conn, identity)? {
                 Some(cid) => {
-                    let cid = CustomerId(cid);
                     if !evidence.iter().any(|(c, _)| *c == cid) {
                         evidence.push((cid, identity.clone()));
                     }
@@ -79,7 +129,6 @@ impl Projector {
 
     /// Applies a plan for an event that was just stored; returns the merges it made.
     pub fn apply(&mut self, conn: &Connection, plan: Plan, event: &ValidEvent) -> rusqlite::Result<Vec<Merge>> {
-        let s = self.schema;
         let mut merges = Vec::new();
         if let EventData::CustomerMerged(m) = &event.data {
             if let (Some(survivor), Some(merged)) = (plan.customer, CustomerId::parse(&m.from))
@@ -95,7 +144,7 @@ impl Projector {
         };
         match resolution {
             Resolution::New => {
-                conn.prepare_cached(&format!("INSERT INTO {s}.customers (cid) VALUES (?1)"))?.execute([customer.0])?;
+                conn.prepare_cached(&self.sql.insert_customer)?.execute([customer.0])?;
                 self.next_cid = customer.0 + 1;
             }
             Resolution::Existing(_) => {}
@@ -108,9 +157,13 @@ impl Projector {
             }
         }
         if !plan.unknown.is_empty() {
-            let mut insert = conn.prepare_cached(&format!("INSERT OR IGNORE INTO {s}.identities (key, cid) VALUES (?1, ?2)"))?;
+            let mut insert = conn.prepare_cached(&self.sql.insert_identity)?;
             for identity in &plan.unknown {
                 insert.execute(params![identity.as_key(), customer.0])?;
+            }
+            drop(insert);
+            for identity in &plan.unknown {
+                self.remember(identity, customer);
             }
         }
         if let EventData::CustomerIdentified(identified) = &event.data
@@ -129,11 +182,11 @@ impl Projector {
         root(conn, self.schema, cid)
     }
 
-    fn merge(&self, conn: &Connection, survivor: CustomerId, merged: CustomerId) -> rusqlite::Result<()> {
-        let s = self.schema;
-        conn.prepare_cached(&format!("UPDATE {s}.identities SET cid = ?1 WHERE cid = ?2"))?.execute([survivor.0, merged.0])?;
-        conn.prepare_cached(&format!("UPDATE {s}.customers SET merged_into = ?1 WHERE cid = ?2 OR merged_into = ?2"))?
-            .execute([survivor.0, merged.0])?;
+    fn merge(&mut self, conn: &Connection, survivor: CustomerId, merged: CustomerId) -> rusqlite::Result<()> {
+        conn.prepare_cached(&self.sql.repoint_identities)?.execute([survivor.0, merged.0])?;
+        conn.prepare_cached(&self.sql.merge_customer)?.execute([survivor.0, merged.0])?;
+        // Merges are rare: forgetting is simpler than finding the merged customer's entries.
+        self.known.clear();
         // Traits known only to the merged customer carry over; the survivor's win.
         let mut traits = self.traits(conn, merged)?;
         let survivor_traits = self.traits(conn, survivor)?;
@@ -146,7 +199,7 @@ impl Projector {
 
     fn traits(&self, conn: &Connection, cid: CustomerId) -> rusqlite::Result<Map<String, Value>> {
         let text: Option<String> = conn
-            .prepare_cached(&format!("SELECT traits FROM {}.customers WHERE cid = ?1", self.schema))?
+            .prepare_cached(&self.sql.traits)?
             .query_row([cid.0], |r| r.get(0))
             .optional()?
             .flatten();
@@ -155,7 +208,7 @@ impl Projector {
 
     fn set_traits(&self, conn: &Connection, cid: CustomerId, traits: &Map<String, Value>) -> rusqlite::Result<()> {
         let text = Value::Object(traits.clone()).to_string();
-        conn.prepare_cached(&format!("UPDATE {}.customers SET traits = ?1 WHERE cid = ?2", self.schema))?
+        conn.prepare_cached(&self.sql.set_traits)?
             .execute(params![text, cid.0])?;
         Ok(())
     }

@@ -55,5 +55,6 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 PRAGMA foreign_keys = OFF;
 PRAGMA temp_store = MEMORY;
-PRAGMA cache_size = -65536;
+PRAGMA cache_size = -262144;
+PRAGMA wal_autocheckpoint = 16384;
 ";

@@ -96,6 +96,15 @@ impl Writer {
     /// Applies every job in one transaction. Key changes reach the in-memory key
     /// ring only after the commit.
     fn apply_group(&mut self, group: &[Job]) -> Result<Vec<Done>, StoreError> {
+        let result = self.try_apply_group(group);
+        if result.is_err() {
+            // The transaction rolled back; the projector's memory may hold its rows.
+            self.projector = Projector::new(&self.conn, "main")?;
+        }
+        result
+    }
+
+    fn try_apply_group(&mut self, group: &[Job]) -> Result<Vec<Done>, StoreError> {
         let received = Timestamp::now();
         let tx = self.conn.unchecked_transaction()?;
         let mut done = Vec::with_capacity(group.len());
@@ -131,11 +140,7 @@ impl Writer {
                 }
             });
         }
-        if let Err(e) = tx.commit() {
-            // The projector's counters may have moved past rows that were rolled back.
-            self.projector = Projector::new(&self.conn, "main")?;
-            return Err(e.into());
-        }
+        tx.commit()?;
         let mut ring = self.keys.write().unwrap_or_else(|p| p.into_inner());
         for (hash, key) in key_changes {
             match key {
