@@ -42,7 +42,10 @@ pub struct ValidEvent {
 /// Validates one event given as JSON text.
 pub fn validate_event(raw: &str) -> Result<ValidEvent, Rejection> {
     if raw.len() > MAX_EVENT_BYTES {
-        return Err(Rejection::whole(format!("is {} bytes; the limit is {MAX_EVENT_BYTES}", raw.len())));
+        return Err(Rejection::whole(format!(
+            "is {} bytes; the limit is {MAX_EVENT_BYTES}",
+            raw.len()
+        )));
     }
     let value: Value = serde_json::from_str(raw)
         .map_err(|e| Rejection::whole(format!("is not valid JSON: {e}")))?;
@@ -52,19 +55,28 @@ pub fn validate_event(raw: &str) -> Result<ValidEvent, Rejection> {
 /// Validates one event already parsed; `raw` is its text when the caller has it.
 pub fn validate_value(value: Value, raw: Option<&str>) -> Result<ValidEvent, Rejection> {
     let Value::Object(mut object) = value else {
-        return Err(Rejection::whole(format!("must be a JSON object, not {}", crate::field::kind_of(&value))));
+        return Err(Rejection::whole(format!(
+            "must be a JSON object, not {}",
+            crate::field::kind_of(&value)
+        )));
     };
     // Events exported by `GET /events` carry the server's own fields; a new store assigns its own.
     let had_server_fields = object.remove("seq").is_some() | object.remove("received_at").is_some();
     let id = object.get("id").and_then(Value::as_str).map(str::to_owned);
-    let reject = |error: FieldError| Rejection { id: id.clone(), error };
+    let reject = |error: FieldError| Rejection {
+        id: id.clone(),
+        error,
+    };
     let valid = read_envelope(&object).map_err(reject)?;
     let raw = match raw {
         Some(raw) if !had_server_fields => raw.to_owned(),
         _ => Value::Object(object).to_string(),
     };
     if raw.len() > MAX_EVENT_BYTES {
-        return Err(reject(FieldError::new(EVENT_FIELD, format!("is {} bytes; the limit is {MAX_EVENT_BYTES}", raw.len()))));
+        return Err(reject(FieldError::new(
+            EVENT_FIELD,
+            format!("is {} bytes; the limit is {MAX_EVENT_BYTES}", raw.len()),
+        )));
     }
     Ok(ValidEvent { raw, ..valid })
 }
@@ -81,17 +93,33 @@ pub struct Rejection {
 
 impl Rejection {
     fn whole(message: String) -> Rejection {
-        Rejection { id: None, error: FieldError::new(EVENT_FIELD, message) }
+        Rejection {
+            id: None,
+            error: FieldError::new(EVENT_FIELD, message),
+        }
     }
 }
 
-const ENVELOPE_FIELDS: &[&str] = &["id", "type", "time", "source", "channel", "customer", "subject", "touchpoint", "data"];
+const ENVELOPE_FIELDS: &[&str] = &[
+    "id",
+    "type",
+    "time",
+    "source",
+    "channel",
+    "customer",
+    "subject",
+    "touchpoint",
+    "data",
+];
 
 fn read_envelope(object: &Map<String, Value>) -> Result<ValidEvent, FieldError> {
     let root = Path::Root("");
     let id: String = field(object, &root, "id")?;
     if id.chars().count() > MAX_ID_CHARS {
-        return Err(FieldError::new("id", format!("must be at most {MAX_ID_CHARS} characters")));
+        return Err(FieldError::new(
+            "id",
+            format!("must be at most {MAX_ID_CHARS} characters"),
+        ));
     }
     let event_type: String = field(object, &root, "type")?;
     let time: Timestamp = field(object, &root, "time")?;
@@ -100,10 +128,16 @@ fn read_envelope(object: &Map<String, Value>) -> Result<ValidEvent, FieldError> 
     let _touchpoint: Option<String> = field(object, &root, "touchpoint")?;
     let subject: Option<Subject> = field(object, &root, "subject")?;
     let customer: Option<CustomerRef> = field(object, &root, "customer")?;
-    if let Some(unknown) = object.keys().find(|k| !ENVELOPE_FIELDS.contains(&k.as_str())) {
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !ENVELOPE_FIELDS.contains(&k.as_str()))
+    {
         return Err(FieldError::new(
             unknown.as_str(),
-            format!("is not an envelope field (put event-specific fields in data); allowed: {}", ENVELOPE_FIELDS.join(", ")),
+            format!(
+                "is not an envelope field (put event-specific fields in data); allowed: {}",
+                ENVELOPE_FIELDS.join(", ")
+            ),
         ));
     }
     if let Some(data) = object.get("data")
@@ -116,17 +150,32 @@ fn read_envelope(object: &Map<String, Value>) -> Result<ValidEvent, FieldError> 
         None => {
             return Err(FieldError::new(
                 "type",
-                format!("{event_type:?} is not in the event catalogue; extension types must start with \"x.\""),
+                format!(
+                    "{event_type:?} is not in the event catalogue; extension types must start with \"x.\""
+                ),
             ));
         }
     };
-    if event_type == "courier.position" && !subject.as_ref().is_some_and(|s| s.kind() == "driver") {
-        return Err(FieldError::new("subject", "must name the driver (driver:ID) for courier.position"));
+    if event_type == "courier.position" && subject.as_ref().is_none_or(|s| s.kind() != "driver") {
+        return Err(FieldError::new(
+            "subject",
+            "must name the driver (driver:ID) for courier.position",
+        ));
     }
     let mut customer = customer.unwrap_or_default();
     if let EventData::CustomerIdentified(identified) = &data {
-        add_listed(&mut customer, identified.emails.iter().flatten(), IdentityKind::Email, "data.emails")?;
-        add_listed(&mut customer, identified.phones.iter().flatten(), IdentityKind::Phone, "data.phones")?;
+        add_listed(
+            &mut customer,
+            identified.emails.iter().flatten(),
+            IdentityKind::Email,
+            "data.emails",
+        )?;
+        add_listed(
+            &mut customer,
+            identified.phones.iter().flatten(),
+            IdentityKind::Phone,
+            "data.phones",
+        )?;
     }
     Ok(ValidEvent {
         id,
@@ -146,7 +195,8 @@ fn add_listed<'a>(
     field_name: &str,
 ) -> Result<(), FieldError> {
     for (i, value) in values.enumerate() {
-        let identity = Identity::new(kind, value).map_err(|m| FieldError::new(format!("{field_name}[{i}]"), m))?;
+        let identity = Identity::new(kind, value)
+            .map_err(|m| FieldError::new(format!("{field_name}[{i}]"), m))?;
         if !customer.identities.contains(&identity) {
             customer.identities.push(identity);
         }
@@ -174,34 +224,51 @@ impl FromJson for Subject {
             {
                 Ok(Subject(s))
             }
-            _ => Err(path.error(format!("must be kind:id with a lowercase kind, such as order:o-17, not {s:?}"))),
+            _ => Err(path.error(format!(
+                "must be kind:id with a lowercase kind, such as order:o-17, not {s:?}"
+            ))),
         }
     }
 }
 
 impl FromJson for CustomerRef {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        let object = value.as_object().ok_or_else(|| expected(path, "an object", value))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| expected(path, "an object", value))?;
         let mut identities = Vec::new();
-        for (key, kind) in [("id", IdentityKind::Id), ("email", IdentityKind::Email), ("phone", IdentityKind::Phone)] {
+        for (key, kind) in [
+            ("id", IdentityKind::Id),
+            ("email", IdentityKind::Email),
+            ("phone", IdentityKind::Phone),
+        ] {
             if let Some(v) = field::<Option<String>>(object, path, key)? {
                 identities.push(Identity::new(kind, &v).map_err(|m| path.key(key).error(m))?);
             }
         }
         if let Some(external) = object.get("external").filter(|v| !v.is_null()) {
             let ext_path = path.key("external");
-            let systems = external.as_object().ok_or_else(|| expected(&ext_path, "an object of system: id", external))?;
+            let systems = external
+                .as_object()
+                .ok_or_else(|| expected(&ext_path, "an object of system: id", external))?;
             for (system, id) in systems {
                 let id_path = ext_path.key(system);
                 let id = String::from_json(id, &id_path)?;
                 identities.push(Identity::external(system, &id).map_err(|m| id_path.error(m))?);
             }
         }
-        if let Some(unknown) = object.keys().find(|k| !["id", "email", "phone", "external"].contains(&k.as_str())) {
-            return Err(path.key(unknown).error("is not a customer identity; use id, email, phone or external"));
+        if let Some(unknown) = object
+            .keys()
+            .find(|k| !["id", "email", "phone", "external"].contains(&k.as_str()))
+        {
+            return Err(path
+                .key(unknown)
+                .error("is not a customer identity; use id, email, phone or external"));
         }
         if identities.is_empty() {
-            return Err(path.error("must name the customer by at least one of id, email, phone, external"));
+            return Err(
+                path.error("must name the customer by at least one of id, email, phone, external")
+            );
         }
         Ok(CustomerRef { identities })
     }
@@ -227,10 +294,22 @@ mod tests {
     #[test]
     fn envelope_errors_name_the_field() {
         use serde_json::json;
-        check(json!({"type": "page.viewed", "time": "2026-11-23T09:00:00Z", "data": {"page": "/"}}), "id: is required");
-        check(json!({"id": 7, "type": "page.viewed", "time": "2026-11-23T09:00:00Z"}), "id: must be a string, not a number");
-        check(json!({"id": "e1", "time": "2026-11-23T09:00:00Z"}), "type: is required");
-        check(json!({"id": "e1", "type": "page.viewed"}), "time: is required");
+        check(
+            json!({"type": "page.viewed", "time": "2026-11-23T09:00:00Z", "data": {"page": "/"}}),
+            "id: is required",
+        );
+        check(
+            json!({"id": 7, "type": "page.viewed", "time": "2026-11-23T09:00:00Z"}),
+            "id: must be a string, not a number",
+        );
+        check(
+            json!({"id": "e1", "time": "2026-11-23T09:00:00Z"}),
+            "type: is required",
+        );
+        check(
+            json!({"id": "e1", "type": "page.viewed"}),
+            "time: is required",
+        );
         check(
             json!({"id": "e1", "type": "page.viewed", "time": "23/11/2026", "data": {"page": "/"}}),
             "time: must be an RFC 3339 date-time such as 2026-11-23T09:30:00Z, not \"23/11/2026\"",
@@ -242,15 +321,24 @@ mod tests {
         check(base("x.coupon.scanned", json!({"anything": [1, 2]})), "ok");
         let mut e = base("page.viewed", json!({"page": "/"}));
         e["subject"] = json!("order");
-        check(e.clone(), "subject: must be kind:id with a lowercase kind, such as order:o-17, not \"order\"");
+        check(
+            e.clone(),
+            "subject: must be kind:id with a lowercase kind, such as order:o-17, not \"order\"",
+        );
         e["subject"] = json!("order:o-17");
         check(e.clone(), "ok");
         e["customer"] = json!({});
-        check(e.clone(), "customer: must name the customer by at least one of id, email, phone, external");
+        check(
+            e.clone(),
+            "customer: must name the customer by at least one of id, email, phone, external",
+        );
         e["customer"] = json!({"email": "not-an-email"});
         check(e.clone(), "customer.email: must contain @");
         e["customer"] = json!({"external": {"shopify": 42}});
-        check(e.clone(), "customer.external.shopify: must be a string, not a number");
+        check(
+            e.clone(),
+            "customer.external.shopify: must be a string, not a number",
+        );
         e["customer"] = json!({"id": "c-1"});
         e["custommer"] = json!({"id": "c-1"});
         check(
@@ -258,50 +346,110 @@ mod tests {
             "custommer: is not an envelope field (put event-specific fields in data); allowed: id, type, time, source, channel, customer, subject, touchpoint, data",
         );
         let long = "x".repeat(129);
-        check(json!({"id": long, "type": "page.viewed", "time": "2026-11-23T09:00:00Z"}), "id: must be at most 128 characters");
+        check(
+            json!({"id": long, "type": "page.viewed", "time": "2026-11-23T09:00:00Z"}),
+            "id: must be at most 128 characters",
+        );
         check(json!([1]), "event: must be a JSON object, not an array");
     }
 
     #[test]
     fn catalogue_data_is_typed_and_ranged() {
         use serde_json::json;
-        check(base("survey.answered", json!({"survey": "post-delivery", "nps": 11})), "data.nps: must be between 0 and 10, not 11");
-        check(base("survey.answered", json!({"survey": "post-delivery", "nps": "9"})), "data.nps: must be a whole number, not a string");
-        check(base("survey.answered", json!({"survey": "post-delivery", "nps": 9})), "ok");
-        check(base("survey.answered", json!({"survey": "s"})), "data: must carry at least one answer: nps, csat, ces or comment");
-        check(base("review.posted", json!({"rating": 0, "text": "meh", "site": "x"})), "data.rating: must be between 1 and 5, not 0");
+        check(
+            base(
+                "survey.answered",
+                json!({"survey": "post-delivery", "nps": 11}),
+            ),
+            "data.nps: must be between 0 and 10, not 11",
+        );
+        check(
+            base(
+                "survey.answered",
+                json!({"survey": "post-delivery", "nps": "9"}),
+            ),
+            "data.nps: must be a whole number, not a string",
+        );
+        check(
+            base(
+                "survey.answered",
+                json!({"survey": "post-delivery", "nps": 9}),
+            ),
+            "ok",
+        );
+        check(
+            base("survey.answered", json!({"survey": "s"})),
+            "data: must carry at least one answer: nps, csat, ces or comment",
+        );
+        check(
+            base(
+                "review.posted",
+                json!({"rating": 0, "text": "meh", "site": "x"}),
+            ),
+            "data.rating: must be between 1 and 5, not 0",
+        );
         check(base("page.viewed", json!({})), "data.page: is required");
-        check(base("page.viewed", json!("home")), "data: must be an object, not a string");
+        check(
+            base("page.viewed", json!("home")),
+            "data: must be an object, not a string",
+        );
         let order = json!({
             "order": "o-1", "total": 1000, "currency": "EUR", "delivery": "home",
             "items": [{"sku": "a", "qty": 1, "price": 500}, {"sku": "b", "qty": 0, "price": 500}]
         });
-        check(base("order.placed", order.clone()), "data.items[1].qty: must be at least 1");
+        check(
+            base("order.placed", order.clone()),
+            "data.items[1].qty: must be at least 1",
+        );
         let mut order = order;
         order["items"][1]["qty"] = json!(1);
         order["delivery"] = json!("drone");
-        check(base("order.placed", order.clone()), "data.delivery: must be one of home|pickup|safe_place, not \"drone\"");
+        check(
+            base("order.placed", order.clone()),
+            "data.delivery: must be one of home|pickup|safe_place, not \"drone\"",
+        );
         order["delivery"] = json!("pickup");
         order["currency"] = json!("euro");
-        check(base("order.placed", order.clone()), "data.currency: must be a three-letter ISO 4217 code such as EUR, not \"euro\"");
+        check(
+            base("order.placed", order.clone()),
+            "data.currency: must be a three-letter ISO 4217 code such as EUR, not \"euro\"",
+        );
         order["currency"] = json!("EUR");
         order["promised_from"] = json!("2026-11-25T12:00:00Z");
         order["promised_to"] = json!("2026-11-25T11:00:00Z");
-        check(base("order.placed", order.clone()), "data.promised_to: must be after promised_from");
+        check(
+            base("order.placed", order.clone()),
+            "data.promised_to: must be after promised_from",
+        );
         order["promised_to"] = json!("2026-11-25T13:00:00Z");
         check(base("order.placed", order), "ok");
         check(
-            base("availability.shown", json!({"sku": "t-1", "claim": "ships_by"})),
+            base(
+                "availability.shown",
+                json!({"sku": "t-1", "claim": "ships_by"}),
+            ),
             "data.ships_by: is required when claim is ships_by",
         );
         let mut position = base("courier.position", json!({"lat": 91.0, "lon": 2.0}));
         position["subject"] = json!("driver:d-1");
-        check(position.clone(), "data.lat: must be between -90 and 90, not 91");
+        check(
+            position.clone(),
+            "data.lat: must be between -90 and 90, not 91",
+        );
         position["data"]["lat"] = json!(48.85);
         check(position.clone(), "ok");
         position["subject"] = json!("shipment:s-1");
-        check(position, "subject: must name the driver (driver:ID) for courier.position");
-        check(base("customer.identified", json!({"emails": ["a@x.org", "nope"]})), "data.emails[1]: must contain @");
+        check(
+            position,
+            "subject: must name the driver (driver:ID) for courier.position",
+        );
+        check(
+            base(
+                "customer.identified",
+                json!({"emails": ["a@x.org", "nope"]}),
+            ),
+            "data.emails[1]: must contain @",
+        );
     }
 
     #[test]
@@ -319,17 +467,29 @@ mod tests {
         );
         let rejection = validate_event(&big).unwrap_err();
         assert_eq!(rejection.error.field, "event");
-        assert!(rejection.error.message.contains("the limit is 65536"), "{}", rejection.error.message);
+        assert!(
+            rejection.error.message.contains("the limit is 65536"),
+            "{}",
+            rejection.error.message
+        );
     }
 
     #[test]
     fn identified_events_add_listed_emails_and_phones() {
         let e = validate_value(
-            base("customer.identified", serde_json::json!({"emails": ["Ann@Example.org"], "phones": ["+44 20 7946 0000"]})),
+            base(
+                "customer.identified",
+                serde_json::json!({"emails": ["Ann@Example.org"], "phones": ["+44 20 7946 0000"]}),
+            ),
             None,
         )
         .unwrap();
-        let ids: Vec<String> = e.customer.identities.iter().map(|i| i.to_string()).collect();
+        let ids: Vec<String> = e
+            .customer
+            .identities
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
         assert_eq!(ids, ["email:ann@example.org", "phone:+442079460000"]);
     }
 
@@ -339,6 +499,10 @@ mod tests {
         e["seq"] = serde_json::json!(17);
         e["received_at"] = serde_json::json!("2026-11-23T09:00:01Z");
         let valid = validate_value(e, None).unwrap();
-        assert!(!valid.raw.contains("seq") && !valid.raw.contains("received_at"), "{}", valid.raw);
+        assert!(
+            !valid.raw.contains("seq") && !valid.raw.contains("received_at"),
+            "{}",
+            valid.raw
+        );
     }
 }

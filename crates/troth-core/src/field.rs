@@ -17,7 +17,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -70,7 +73,11 @@ pub trait FromJson: Sized {
 }
 
 /// Reads field `key` of `object` (absent and `null` are both "missing").
-pub fn field<T: FromJson>(object: &Map<String, Value>, path: &Path<'_>, key: &str) -> Result<T, FieldError> {
+pub fn field<T: FromJson>(
+    object: &Map<String, Value>,
+    path: &Path<'_>,
+    key: &str,
+) -> Result<T, FieldError> {
     let path = path.key(key);
     match object.get(key) {
         None | Some(Value::Null) => T::missing(&path),
@@ -115,14 +122,18 @@ impl FromJson for String {
 
 impl FromJson for bool {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        value.as_bool().ok_or_else(|| expected(path, "true or false", value))
+        value
+            .as_bool()
+            .ok_or_else(|| expected(path, "true or false", value))
     }
 }
 
 impl FromJson for i64 {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
         match value {
-            Value::Number(n) => n.as_i64().ok_or_else(|| path.error(format!("must be a whole number, not {n}"))),
+            Value::Number(n) => n
+                .as_i64()
+                .ok_or_else(|| path.error(format!("must be a whole number, not {n}"))),
             other => Err(expected(path, "a whole number", other)),
         }
     }
@@ -131,7 +142,8 @@ impl FromJson for i64 {
 impl FromJson for u32 {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
         let n = i64::from_json(value, path)?;
-        u32::try_from(n).map_err(|_| path.error(format!("must be between 0 and {}, not {n}", u32::MAX)))
+        u32::try_from(n)
+            .map_err(|_| path.error(format!("must be between 0 and {}, not {n}", u32::MAX)))
     }
 }
 
@@ -144,15 +156,20 @@ impl FromJson for u64 {
 
 impl FromJson for f64 {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        value.as_f64().ok_or_else(|| expected(path, "a number", value))
+        value
+            .as_f64()
+            .ok_or_else(|| expected(path, "a number", value))
     }
 }
 
 impl FromJson for Timestamp {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
         match value {
-            Value::String(s) => Timestamp::parse_rfc3339(s)
-                .ok_or_else(|| path.error(format!("must be an RFC 3339 date-time such as 2026-11-23T09:30:00Z, not {s:?}"))),
+            Value::String(s) => Timestamp::parse_rfc3339(s).ok_or_else(|| {
+                path.error(format!(
+                    "must be an RFC 3339 date-time such as 2026-11-23T09:30:00Z, not {s:?}"
+                ))
+            }),
             other => Err(expected(path, "an RFC 3339 date-time string", other)),
         }
     }
@@ -160,14 +177,23 @@ impl FromJson for Timestamp {
 
 impl<T: FromJson> FromJson for Vec<T> {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        let items = value.as_array().ok_or_else(|| expected(path, "an array", value))?;
-        items.iter().enumerate().map(|(i, item)| T::from_json(item, &path.index(i))).collect()
+        let items = value
+            .as_array()
+            .ok_or_else(|| expected(path, "an array", value))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| T::from_json(item, &path.index(i)))
+            .collect()
     }
 }
 
 impl FromJson for Map<String, Value> {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        value.as_object().cloned().ok_or_else(|| expected(path, "an object", value))
+        value
+            .as_object()
+            .cloned()
+            .ok_or_else(|| expected(path, "an object", value))
     }
 }
 

@@ -42,7 +42,9 @@ impl Identity {
     /// Reads back a key produced by [`Identity::as_key`].
     pub fn from_key(key: &str) -> Option<Identity> {
         let (kind, rest) = key.split_once(':')?;
-        matches!(kind, "id" | "email" | "phone" | "ext").then(|| Identity(key.to_owned())).filter(|_| !rest.is_empty())
+        matches!(kind, "id" | "email" | "phone" | "ext")
+            .then(|| Identity(key.to_owned()))
+            .filter(|_| !rest.is_empty())
     }
 
     pub fn as_key(&self) -> &str {
@@ -71,12 +73,18 @@ impl fmt::Display for Identity {
 }
 
 fn non_empty(value: &str) -> Result<&str, String> {
-    if value.is_empty() { Err("must not be empty".into()) } else { Ok(value) }
+    if value.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(value)
+    }
 }
 
 fn normalise_email(value: &str) -> Result<String, String> {
     match value.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !value.contains(char::is_whitespace) => {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !value.contains(char::is_whitespace) =>
+        {
             Ok(value.to_lowercase())
         }
         _ => Err("must contain @".into()),
@@ -92,7 +100,11 @@ fn normalise_phone(value: &str) -> Result<String, String> {
             '+' if i == 0 => out.push(c),
             '0'..='9' => out.push(c),
             ' ' | '.' | '-' | '(' | ')' => {}
-            _ => return Err(format!("must be a phone number (digits, optionally a leading +), found {c:?}")),
+            _ => {
+                return Err(format!(
+                    "must be a phone number (digits, optionally a leading +), found {c:?}"
+                ));
+            }
         }
     }
     let digits = out.trim_start_matches('+').len();
@@ -129,7 +141,10 @@ pub enum Resolution {
     Existing(CustomerId),
     /// The identities belong to several customers, who are one person: the oldest
     /// survives and the others are merged into it.
-    Merge { survivor: CustomerId, merged: Vec<CustomerId> },
+    Merge {
+        survivor: CustomerId,
+        merged: Vec<CustomerId>,
+    },
 }
 
 /// Decides from the customers that own an event's identities (as found, in any
@@ -141,7 +156,10 @@ pub fn resolve(owners: &[CustomerId]) -> Resolution {
     match owners.as_slice() {
         [] => Resolution::New,
         [one] => Resolution::Existing(*one),
-        [survivor, merged @ ..] => Resolution::Merge { survivor: *survivor, merged: merged.to_vec() },
+        [survivor, merged @ ..] => Resolution::Merge {
+            survivor: *survivor,
+            merged: merged.to_vec(),
+        },
     }
 }
 
@@ -158,14 +176,37 @@ mod tests {
             };
             assert_eq!(got, expect, "{value}");
         };
-        check(IdentityKind::Email, " Ann@Example.ORG ", "email:ann@example.org");
-        check(IdentityKind::Email, "ann.example.org", "error: must contain @");
-        check(IdentityKind::Phone, "+44 (20) 7946-0000", "phone:+442079460000");
-        check(IdentityKind::Phone, "call me", "error: must be a phone number (digits, optionally a leading +), found 'c'");
-        check(IdentityKind::Phone, "123", "error: must have 5 to 20 digits, not 3");
+        check(
+            IdentityKind::Email,
+            " Ann@Example.ORG ",
+            "email:ann@example.org",
+        );
+        check(
+            IdentityKind::Email,
+            "ann.example.org",
+            "error: must contain @",
+        );
+        check(
+            IdentityKind::Phone,
+            "+44 (20) 7946-0000",
+            "phone:+442079460000",
+        );
+        check(
+            IdentityKind::Phone,
+            "call me",
+            "error: must be a phone number (digits, optionally a leading +), found 'c'",
+        );
+        check(
+            IdentityKind::Phone,
+            "123",
+            "error: must have 5 to 20 digits, not 3",
+        );
         check(IdentityKind::Id, "c-17", "id:c-17");
         check(IdentityKind::Id, "  ", "error: must not be empty");
-        assert_eq!(Identity::external("shopify", "42").unwrap().to_string(), "ext:shopify:42");
+        assert_eq!(
+            Identity::external("shopify", "42").unwrap().to_string(),
+            "ext:shopify:42"
+        );
     }
 
     #[test]
@@ -173,14 +214,22 @@ mod tests {
         let c = CustomerId;
         assert_eq!(resolve(&[]), Resolution::New);
         assert_eq!(resolve(&[c(4), c(4)]), Resolution::Existing(c(4)));
-        assert_eq!(resolve(&[c(9), c(4), c(7), c(9)]), Resolution::Merge { survivor: c(4), merged: vec![c(7), c(9)] });
+        assert_eq!(
+            resolve(&[c(9), c(4), c(7), c(9)]),
+            Resolution::Merge {
+                survivor: c(4),
+                merged: vec![c(7), c(9)]
+            }
+        );
     }
 
     #[test]
     fn public_customer_ids_round_trip() {
         assert_eq!(CustomerId::parse("cus_42"), Some(CustomerId(42)));
         assert_eq!(CustomerId(42).to_string(), "cus_42");
-        for bad in ["42", "cus_", "cus_0", "cus_042", "cus_x", "cus_-1", "cus_+1", "c42"] {
+        for bad in [
+            "42", "cus_", "cus_0", "cus_042", "cus_x", "cus_-1", "cus_+1", "c42",
+        ] {
             assert_eq!(CustomerId::parse(bad), None, "{bad}");
         }
     }

@@ -60,7 +60,12 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_rfc3339() {
-        for s in ["2026-11-23", "2026-11-23T10:00:00", "yesterday", "2026-13-01T00:00:00Z"] {
+        for s in [
+            "2026-11-23",
+            "2026-11-23T10:00:00",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+        ] {
             assert_eq!(Timestamp::parse_rfc3339(s), None, "{s}");
         }
     }

@@ -9,7 +9,11 @@ use troth_store::{Scope, Store};
 use crate::AppState;
 use crate::error::{ApiError, Code};
 
-pub async fn require<S: Store>(State((state, scope)): State<(AppState<S>, Scope)>, request: Request, next: Next) -> Response {
+pub async fn require<S: Store>(
+    State((state, scope)): State<(AppState<S>, Scope)>,
+    request: Request,
+    next: Next,
+) -> Response {
     match check(&state, scope, &request) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
@@ -17,10 +21,21 @@ pub async fn require<S: Store>(State((state, scope)): State<(AppState<S>, Scope)
 }
 
 fn check<S: Store>(state: &AppState<S>, scope: Scope, request: &Request) -> Result<(), ApiError> {
-    let Some(master) = &state.master_key else { return Ok(()) };
-    let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let Some(secret) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
-        return Err(ApiError::new(Code::MissingAuthorization, "send Authorization: Bearer KEY with the master key or an API key"));
+    let Some(master) = &state.master_key else {
+        return Ok(());
+    };
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(secret) = header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+    else {
+        return Err(ApiError::new(
+            Code::MissingAuthorization,
+            "send Authorization: Bearer KEY with the master key or an API key",
+        ));
     };
     if constant_time_eq(secret.as_bytes(), master.as_bytes()) {
         return Ok(());
@@ -29,14 +44,26 @@ fn check<S: Store>(state: &AppState<S>, scope: Scope, request: &Request) -> Resu
         Some(key) if key.allows(scope) => Ok(()),
         Some(key) => Err(ApiError::new(
             Code::Forbidden,
-            format!("key {} has scopes [{}]; this route needs {}", key.uid, scopes(&key.scopes), scope.as_str()),
+            format!(
+                "key {} has scopes [{}]; this route needs {}",
+                key.uid,
+                scopes(&key.scopes),
+                scope.as_str()
+            ),
         )),
-        None => Err(ApiError::new(Code::InvalidApiKey, "the key is unknown or revoked")),
+        None => Err(ApiError::new(
+            Code::InvalidApiKey,
+            "the key is unknown or revoked",
+        )),
     }
 }
 
 fn scopes(scopes: &[Scope]) -> String {
-    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Compares secrets without stopping at the first difference.

@@ -32,17 +32,49 @@ impl Code {
         use StatusCode as S;
         match self {
             Code::InvalidJson => ("invalid_json", S::BAD_REQUEST, "The body is not valid JSON"),
-            Code::InvalidBody => ("invalid_body", S::BAD_REQUEST, "The body is not an event or an array of events"),
-            Code::TooManyEvents => ("too_many_events", S::BAD_REQUEST, "Too many events in one request"),
-            Code::PayloadTooLarge => ("payload_too_large", S::PAYLOAD_TOO_LARGE, "The body is too large"),
-            Code::InvalidQuery => ("invalid_query", S::BAD_REQUEST, "A query parameter is invalid"),
-            Code::MissingAuthorization => ("missing_authorization", S::UNAUTHORIZED, "An API key is required"),
-            Code::InvalidApiKey => ("invalid_api_key", S::UNAUTHORIZED, "The API key is not valid"),
+            Code::InvalidBody => (
+                "invalid_body",
+                S::BAD_REQUEST,
+                "The body is not an event or an array of events",
+            ),
+            Code::TooManyEvents => (
+                "too_many_events",
+                S::BAD_REQUEST,
+                "Too many events in one request",
+            ),
+            Code::PayloadTooLarge => (
+                "payload_too_large",
+                S::PAYLOAD_TOO_LARGE,
+                "The body is too large",
+            ),
+            Code::InvalidQuery => (
+                "invalid_query",
+                S::BAD_REQUEST,
+                "A query parameter is invalid",
+            ),
+            Code::MissingAuthorization => (
+                "missing_authorization",
+                S::UNAUTHORIZED,
+                "An API key is required",
+            ),
+            Code::InvalidApiKey => (
+                "invalid_api_key",
+                S::UNAUTHORIZED,
+                "The API key is not valid",
+            ),
             Code::Forbidden => ("forbidden", S::FORBIDDEN, "The API key does not allow this"),
             Code::NotFound => ("not_found", S::NOT_FOUND, "Not found"),
             Code::NoMasterKey => ("no_master_key", S::CONFLICT, "API keys need a master key"),
-            Code::InvalidKeyRequest => ("invalid_key_request", S::BAD_REQUEST, "The key request is invalid"),
-            Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "The store is not available"),
+            Code::InvalidKeyRequest => (
+                "invalid_key_request",
+                S::BAD_REQUEST,
+                "The key request is invalid",
+            ),
+            Code::Unavailable => (
+                "unavailable",
+                S::SERVICE_UNAVAILABLE,
+                "The store is not available",
+            ),
             Code::Internal => ("internal", S::INTERNAL_SERVER_ERROR, "Internal error"),
         }
     }
@@ -58,11 +90,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: Code, detail: impl Into<String>) -> ApiError {
-        ApiError { code, detail: detail.into(), field: None }
+        ApiError {
+            code,
+            detail: detail.into(),
+            field: None,
+        }
     }
 
     pub fn field(code: Code, field: impl Into<String>, detail: impl Into<String>) -> ApiError {
-        ApiError { code, detail: detail.into(), field: Some(field.into()) }
+        ApiError {
+            code,
+            detail: detail.into(),
+            field: Some(field.into()),
+        }
     }
 }
 
@@ -93,9 +133,14 @@ impl IntoResponse for ApiError {
             field: self.field,
         };
         let mut response = (status, axum::Json(problem)).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -105,7 +150,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::Invalid(message) => ApiError::new(Code::InvalidQuery, message),
-            StoreError::WriterGone | StoreError::Locked { .. } => ApiError::new(Code::Unavailable, e.to_string()),
+            StoreError::WriterGone | StoreError::Locked { .. } => {
+                ApiError::new(Code::Unavailable, e.to_string())
+            }
             other => {
                 // The cause is logged, not sent: it may name files and internals.
                 tracing::error!(error = %other, "store error");

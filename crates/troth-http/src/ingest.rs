@@ -63,7 +63,12 @@ impl Pending {
     fn push(&mut self, validated: Result<ValidEvent, Rejection>, line: Option<u64>) {
         match validated {
             Ok(event) => {
-                self.results.push(ItemResult { id: Some(event.id.clone()), status: ItemStatus::Accepted, error: None, line });
+                self.results.push(ItemResult {
+                    id: Some(event.id.clone()),
+                    status: ItemStatus::Accepted,
+                    error: None,
+                    line,
+                });
                 self.valid.push((self.results.len() - 1, event));
             }
             Err(rejection) => self.results.push(ItemResult {
@@ -77,7 +82,8 @@ impl Pending {
 
     /// Appends the valid items and returns every item's result in input order.
     async fn flush<S: Store>(&mut self, state: &AppState<S>) -> Result<Vec<ItemResult>, ApiError> {
-        let (indexes, events): (Vec<usize>, Vec<ValidEvent>) = std::mem::take(&mut self.valid).into_iter().unzip();
+        let (indexes, events): (Vec<usize>, Vec<ValidEvent>) =
+            std::mem::take(&mut self.valid).into_iter().unzip();
         let mut results = std::mem::take(&mut self.results);
         let statuses = state.store.append(events).await?;
         for (index, status) in indexes.into_iter().zip(statuses) {
@@ -92,7 +98,11 @@ impl Pending {
 
 fn count<S: Store>(state: &AppState<S>, results: &[ItemResult]) {
     let by = |s| results.iter().filter(|r| r.status == s).count() as u64;
-    state.metrics.count_events(by(ItemStatus::Accepted), by(ItemStatus::Duplicate), by(ItemStatus::Rejected));
+    state.metrics.count_events(
+        by(ItemStatus::Accepted),
+        by(ItemStatus::Duplicate),
+        by(ItemStatus::Rejected),
+    );
 }
 
 /// Ingest one event or an array of events.
@@ -105,24 +115,40 @@ fn count<S: Store>(state: &AppState<S>, results: &[ItemResult]) {
     ),
     security(("bearer" = []))
 )]
-pub async fn ingest_json<S: Store>(State(state): State<AppState<S>>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn ingest_json<S: Store>(
+    State(state): State<AppState<S>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::new(Code::PayloadTooLarge, format!("the body is {} bytes; the limit is {MAX_BODY_BYTES}", body.len())));
+        return Err(ApiError::new(
+            Code::PayloadTooLarge,
+            format!(
+                "the body is {} bytes; the limit is {MAX_BODY_BYTES}",
+                body.len()
+            ),
+        ));
     }
-    let text = std::str::from_utf8(&body).map_err(|e| ApiError::new(Code::InvalidJson, format!("the body is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::new(Code::InvalidJson, format!("the body is not UTF-8: {e}")))?;
     let items: Vec<&RawValue> = match text.trim_start().as_bytes().first() {
         Some(b'{') => vec![parse_json::<&RawValue>(text)?],
         Some(b'[') => parse_json(text)?,
         _ => {
             // Say "not JSON" when it is not, and "not an event" when it is other JSON.
             parse_json::<&RawValue>(text)?;
-            return Err(ApiError::new(Code::InvalidBody, "send one event as a JSON object, or an array of events"));
+            return Err(ApiError::new(
+                Code::InvalidBody,
+                "send one event as a JSON object, or an array of events",
+            ));
         }
     };
     if items.len() > MAX_BATCH_EVENTS {
         return Err(ApiError::new(
             Code::TooManyEvents,
-            format!("the array has {} events; send at most {MAX_BATCH_EVENTS} per request, or use /api/v1/events/ndjson", items.len()),
+            format!(
+                "the array has {} events; send at most {MAX_BATCH_EVENTS} per request, or use /api/v1/events/ndjson",
+                items.len()
+            ),
         ));
     }
     let mut pending = Pending::default();
@@ -134,7 +160,12 @@ pub async fn ingest_json<S: Store>(State(state): State<AppState<S>>, body: Bytes
 }
 
 fn parse_json<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, ApiError> {
-    serde_json::from_str(text).map_err(|e| ApiError::new(Code::InvalidJson, format!("the body is not valid JSON: {e}")))
+    serde_json::from_str(text).map_err(|e| {
+        ApiError::new(
+            Code::InvalidJson,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
 }
 
 /// Ingest newline-delimited events, streamed, of any length.
@@ -149,8 +180,14 @@ fn parse_json<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, ApiErro
 pub async fn ingest_ndjson<S: Store>(State(state): State<AppState<S>>, body: Body) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     tokio::spawn(ndjson_worker(state, body, tx));
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) });
-    ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 async fn ndjson_worker<S: Store>(state: AppState<S>, body: Body, out: mpsc::Sender<Bytes>) {
@@ -187,12 +224,14 @@ async fn ndjson_worker<S: Store>(state: AppState<S>, body: Body, out: mpsc::Send
     }
     if let Some(message) = failure {
         tracing::warn!(%message, "NDJSON ingest ended early");
-        let _ = writer.item(&ItemResult {
-            id: None,
-            status: ItemStatus::Rejected,
-            error: Some(FieldError::new("body", message)),
-            line: Some(lines.number + 1),
-        }).await;
+        let _ = writer
+            .item(&ItemResult {
+                id: None,
+                status: ItemStatus::Rejected,
+                error: Some(FieldError::new("body", message)),
+                line: Some(lines.number + 1),
+            })
+            .await;
     }
     let _ = writer.send(Bytes::from_static(b"]}")).await;
 }
@@ -208,7 +247,11 @@ impl ResultWriter {
     }
 
     async fn item(&mut self, result: &ItemResult) -> bool {
-        let mut text = if self.first { String::new() } else { ",".to_owned() };
+        let mut text = if self.first {
+            String::new()
+        } else {
+            ",".to_owned()
+        };
         self.first = false;
         text.push_str(&serde_json::to_string(result).unwrap_or_default());
         self.send(Bytes::from(text)).await
@@ -292,7 +335,10 @@ impl LineSplitter {
         if self.dropped > 0 {
             let size = self.dropped + tail.len();
             self.dropped = 0;
-            lines.push(Line { number, validated: Err(too_long(size)) });
+            lines.push(Line {
+                number,
+                validated: Err(too_long(size)),
+            });
             return;
         }
         let line = if self.buffer.is_empty() {
@@ -304,24 +350,36 @@ impl LineSplitter {
         let text = match std::str::from_utf8(line) {
             Ok(text) => text.trim(),
             Err(e) => {
-                lines.push(Line { number, validated: Err(whole(format!("is not UTF-8: {e}"))) });
+                lines.push(Line {
+                    number,
+                    validated: Err(whole(format!("is not UTF-8: {e}"))),
+                });
                 self.buffer.clear();
                 return;
             }
         };
         if !text.is_empty() {
-            lines.push(Line { number, validated: validate_event(text) });
+            lines.push(Line {
+                number,
+                validated: validate_event(text),
+            });
         }
         self.buffer.clear();
     }
 }
 
 fn too_long(size: usize) -> Rejection {
-    whole(format!("is {size} bytes; the limit is {}", troth_core::MAX_EVENT_BYTES))
+    whole(format!(
+        "is {size} bytes; the limit is {}",
+        troth_core::MAX_EVENT_BYTES
+    ))
 }
 
 fn whole(message: String) -> Rejection {
-    Rejection { id: None, error: FieldError::new(troth_core::envelope::EVENT_FIELD, message) }
+    Rejection {
+        id: None,
+        error: FieldError::new(troth_core::envelope::EVENT_FIELD, message),
+    }
 }
 
 #[cfg(test)]
@@ -348,7 +406,10 @@ mod tests {
         let e = |id: &str| format!(r#"{{"id":"{id}","type":"x.t","time":"2026-11-23T09:00:00Z"}}"#);
         let text = format!("{}\n\n{}\r\n{}", e("a"), e("b"), e("c"));
         let (left, right) = text.split_at(30);
-        assert_eq!(split(&[left, right, ""]), [(1, "a".into()), (3, "b".into()), (4, "c".into())]);
+        assert_eq!(
+            split(&[left, right, ""]),
+            [(1, "a".into()), (3, "b".into()), (4, "c".into())]
+        );
     }
 
     #[test]
@@ -358,7 +419,11 @@ mod tests {
         let got = split(&[&long[..40_000], &long[40_000..], "\n", good, ""]);
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, 1);
-        assert!(got[0].1.starts_with("event: is 65546 bytes"), "{}", got[0].1);
+        assert!(
+            got[0].1.starts_with("event: is 65546 bytes"),
+            "{}",
+            got[0].1
+        );
         assert_eq!(got[1], (2, "g".into()));
     }
 }

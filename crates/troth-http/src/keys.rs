@@ -64,29 +64,54 @@ fn needs_master<S: Store>(state: &AppState<S>) -> Result<(), ApiError> {
     ),
     security(("bearer" = []))
 )]
-pub async fn create_key<S: Store>(State(state): State<AppState<S>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn create_key<S: Store>(
+    State(state): State<AppState<S>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     needs_master(&state)?;
-    let request: CreateKey = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(Code::InvalidKeyRequest, format!("expected {{\"name\":…,\"scopes\":[…]}}: {e}")))?;
+    let request: CreateKey = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            Code::InvalidKeyRequest,
+            format!("expected {{\"name\":…,\"scopes\":[…]}}: {e}"),
+        )
+    })?;
     let mut scopes = Vec::new();
     for (i, scope) in request.scopes.iter().enumerate() {
         let parsed = Scope::parse(scope).ok_or_else(|| {
-            ApiError::field(Code::InvalidKeyRequest, format!("scopes[{i}]"), format!("{scope:?} is not a scope; use ingest, read or admin"))
+            ApiError::field(
+                Code::InvalidKeyRequest,
+                format!("scopes[{i}]"),
+                format!("{scope:?} is not a scope; use ingest, read or admin"),
+            )
         })?;
         scopes.push(parsed);
     }
     if scopes.is_empty() {
-        return Err(ApiError::field(Code::InvalidKeyRequest, "scopes", "list at least one scope: ingest, read or admin"));
+        return Err(ApiError::field(
+            Code::InvalidKeyRequest,
+            "scopes",
+            "list at least one scope: ingest, read or admin",
+        ));
     }
-    let (key, secret) = state.store.create_key(NewKey { name: request.name, scopes }).await?;
+    let (key, secret) = state
+        .store
+        .create_key(NewKey {
+            name: request.name,
+            scopes,
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(KeyView::new(key, Some(secret)))).into_response())
 }
 
 /// List keys (never their secrets).
 #[utoipa::path(get, path = "/api/v1/keys", tag = "keys", responses((status = 200, body = KeyList)), security(("bearer" = [])))]
-pub async fn list_keys<S: Store>(State(state): State<AppState<S>>) -> Result<Json<KeyList>, ApiError> {
+pub async fn list_keys<S: Store>(
+    State(state): State<AppState<S>>,
+) -> Result<Json<KeyList>, ApiError> {
     let keys = state.store.list_keys().await?;
-    Ok(Json(KeyList { keys: keys.into_iter().map(|k| KeyView::new(k, None)).collect() }))
+    Ok(Json(KeyList {
+        keys: keys.into_iter().map(|k| KeyView::new(k, None)).collect(),
+    }))
 }
 
 /// Revoke a key.
@@ -96,7 +121,10 @@ pub async fn list_keys<S: Store>(State(state): State<AppState<S>>) -> Result<Jso
     responses((status = 204), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")),
     security(("bearer" = []))
 )]
-pub async fn delete_key<S: Store>(State(state): State<AppState<S>>, Path(uid): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_key<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(uid): Path<String>,
+) -> Result<StatusCode, ApiError> {
     if state.store.delete_key(uid.clone()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -25,7 +25,8 @@ impl Metrics {
 
     pub fn count_events(&self, accepted: u64, duplicate: u64, rejected: u64) {
         self.events_accepted.fetch_add(accepted, Ordering::Relaxed);
-        self.events_duplicate.fetch_add(duplicate, Ordering::Relaxed);
+        self.events_duplicate
+            .fetch_add(duplicate, Ordering::Relaxed);
         self.events_rejected.fetch_add(rejected, Ordering::Relaxed);
     }
 
@@ -37,16 +38,26 @@ impl Metrics {
             ("duplicate", &self.events_duplicate),
             ("rejected", &self.events_rejected),
         ] {
-            let _ = writeln!(out, "troth_events_total{{status=\"{status}\"}} {}", counter.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "troth_events_total{{status=\"{status}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
         }
         out.push_str("# HELP troth_http_requests_total HTTP requests, by route and status.\n# TYPE troth_http_requests_total counter\n");
         let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         for ((route, status), (count, _)) in requests.iter() {
-            let _ = writeln!(out, "troth_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "troth_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+            );
         }
         out.push_str("# HELP troth_http_request_seconds_sum Time spent answering HTTP requests, by route and status.\n# TYPE troth_http_request_seconds_sum counter\n");
         for ((route, status), (_, seconds)) in requests.iter() {
-            let _ = writeln!(out, "troth_http_request_seconds_sum{{route=\"{route}\",status=\"{status}\"}} {seconds:.6}");
+            let _ = writeln!(
+                out,
+                "troth_http_request_seconds_sum{{route=\"{route}\",status=\"{status}\"}} {seconds:.6}"
+            );
         }
         out
     }

@@ -36,7 +36,8 @@ pub async fn list_events<S: Store>(
 ) -> Result<Response, ApiError> {
     let query = parse_query(&params)?;
     let page = state.store.events(query).await?;
-    let mut body = String::with_capacity(page.events.iter().map(|e| e.raw.len() + 64).sum::<usize>() + 32);
+    let mut body =
+        String::with_capacity(page.events.iter().map(|e| e.raw.len() + 64).sum::<usize>() + 32);
     body.push_str("{\"events\":[");
     for (i, event) in page.events.iter().enumerate() {
         if i > 0 {
@@ -45,7 +46,11 @@ pub async fn list_events<S: Store>(
         // The event as sent, with the server's fields added before its closing brace.
         let raw = event.raw.trim_end();
         body.push_str(raw.strip_suffix('}').unwrap_or(raw));
-        body.push_str(&format!(",\"seq\":{},\"received_at\":\"{}\"}}", event.seq, Timestamp(event.received_us)));
+        body.push_str(&format!(
+            ",\"seq\":{},\"received_at\":\"{}\"}}",
+            event.seq,
+            Timestamp(event.received_us)
+        ));
     }
     body.push_str("],\"next\":");
     match page.next_after {
@@ -57,12 +62,20 @@ pub async fn list_events<S: Store>(
 }
 
 fn parse_query(params: &[(String, String)]) -> Result<EventQuery, ApiError> {
-    let mut query = EventQuery { limit: DEFAULT_LIMIT, ..Default::default() };
+    let mut query = EventQuery {
+        limit: DEFAULT_LIMIT,
+        ..Default::default()
+    };
     let invalid = |name: &str, message: String| ApiError::field(Code::InvalidQuery, name, message);
     let time = |name: &str, value: &str| {
         Timestamp::parse_rfc3339(value)
             .map(Timestamp::micros)
-            .ok_or_else(|| invalid(name, format!("{name} must be an RFC 3339 date-time, not {value:?}")))
+            .ok_or_else(|| {
+                invalid(
+                    name,
+                    format!("{name} must be an RFC 3339 date-time, not {value:?}"),
+                )
+            })
     };
     for (name, value) in params {
         match name.as_str() {
@@ -73,14 +86,32 @@ fn parse_query(params: &[(String, String)]) -> Result<EventQuery, ApiError> {
             "to" => query.to_us = Some(time(name, value)?),
             "after" => {
                 let seq = value.parse::<i64>().ok().filter(|s| *s >= 0);
-                query.after_seq = Some(seq.ok_or_else(|| invalid(name, format!("after must be a cursor returned as next, not {value:?}")))?);
+                query.after_seq = Some(seq.ok_or_else(|| {
+                    invalid(
+                        name,
+                        format!("after must be a cursor returned as next, not {value:?}"),
+                    )
+                })?);
             }
             "limit" => {
-                let limit = value.parse::<usize>().ok().filter(|l| (1..=MAX_LIMIT).contains(l));
-                query.limit = limit.ok_or_else(|| invalid(name, format!("limit must be between 1 and {MAX_LIMIT}, not {value:?}")))?;
+                let limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=MAX_LIMIT).contains(l));
+                query.limit = limit.ok_or_else(|| {
+                    invalid(
+                        name,
+                        format!("limit must be between 1 and {MAX_LIMIT}, not {value:?}"),
+                    )
+                })?;
             }
             other => {
-                return Err(invalid(other, format!("unknown parameter {other:?}; use customer, subject, type, from, to, after, limit")));
+                return Err(invalid(
+                    other,
+                    format!(
+                        "unknown parameter {other:?}; use customer, subject, type, from, to, after, limit"
+                    ),
+                ));
             }
         }
     }
@@ -97,10 +128,16 @@ fn parse_query(params: &[(String, String)]) -> Result<EventQuery, ApiError> {
     ),
     security(("bearer" = []))
 )]
-pub async fn get_customer<S: Store>(State(state): State<AppState<S>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_customer<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     match state.store.customer(id.clone()).await? {
         Some(profile) => Ok(axum::Json(CustomerView::from(profile)).into_response()),
-        None => Err(ApiError::new(Code::NotFound, format!("no customer is known as {id:?}"))),
+        None => Err(ApiError::new(
+            Code::NotFound,
+            format!("no customer is known as {id:?}"),
+        )),
     }
 }
 
@@ -133,7 +170,14 @@ impl From<CustomerProfile> for CustomerView {
     fn from(p: CustomerProfile) -> CustomerView {
         CustomerView {
             id: p.id,
-            identities: p.identities.into_iter().map(|i| IdentityItem { kind: i.kind, value: i.value }).collect(),
+            identities: p
+                .identities
+                .into_iter()
+                .map(|i| IdentityItem {
+                    kind: i.kind,
+                    value: i.value,
+                })
+                .collect(),
             traits: p.traits,
             first_seen: p.first_seen,
             last_seen: p.last_seen,

@@ -17,18 +17,38 @@ impl Api {
     fn new(master_key: Option<&str>) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        Api { _dir: dir, router: app(AppState::new(store, master_key.map(str::to_owned))) }
+        Api {
+            _dir: dir,
+            router: app(AppState::new(store, master_key.map(str::to_owned))),
+        }
     }
 
-    async fn call(&self, method: &str, uri: &str, key: Option<&str>, body: impl Into<Body>) -> (StatusCode, String, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        key: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, String, Value) {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(key) = key {
             request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
         }
-        let response = self.router.clone().oneshot(request.body(body.into()).unwrap()).await.unwrap();
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body.into()).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
-        let content_type = response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, content_type, json)
     }
@@ -48,7 +68,18 @@ fn page_view(id: &str) -> Value {
 async fn good_items_are_kept_when_others_fail() {
     let api = Api::new(None);
     let bad_nps = json!({"id": "e2", "type": "survey.answered", "time": "2026-11-23T09:00:00Z", "data": {"survey": "s", "nps": 12}});
-    let answer = api.post("/api/v1/events", json!([page_view("e1"), bad_nps, page_view("e1"), 42, page_view("e3")])).await;
+    let answer = api
+        .post(
+            "/api/v1/events",
+            json!([
+                page_view("e1"),
+                bad_nps,
+                page_view("e1"),
+                42,
+                page_view("e3")
+            ]),
+        )
+        .await;
     assert_eq!(
         answer,
         json!({"results": [
@@ -60,16 +91,28 @@ async fn good_items_are_kept_when_others_fail() {
         ]})
     );
     let (_, _, listed) = api.call("GET", "/api/v1/events", None, Body::empty()).await;
-    let ids: Vec<&str> = listed["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = listed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["e1", "e3"]);
     // A single object is answered the same way.
-    assert_eq!(api.post("/api/v1/events", page_view("e1")).await, json!({"results": [{"id": "e1", "status": "duplicate"}]}));
+    assert_eq!(
+        api.post("/api/v1/events", page_view("e1")).await,
+        json!({"results": [{"id": "e1", "status": "duplicate"}]})
+    );
 }
 
 #[tokio::test]
 async fn bodies_that_are_not_events_are_problems() {
     let api = Api::new(None);
-    for (body, code) in [("{not json", "invalid_json"), ("\"hello\"", "invalid_body"), ("", "invalid_json")] {
+    for (body, code) in [
+        ("{not json", "invalid_json"),
+        ("\"hello\"", "invalid_body"),
+        ("", "invalid_json"),
+    ] {
         let (status, content_type, problem) = api.call("POST", "/api/v1/events", None, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(content_type, "application/problem+json");
@@ -77,7 +120,14 @@ async fn bodies_that_are_not_events_are_problems() {
         assert_eq!(problem["status"], 400);
     }
     let too_many: Vec<Value> = (0..1001).map(|i| page_view(&format!("e{i}"))).collect();
-    let (status, _, problem) = api.call("POST", "/api/v1/events", None, Value::Array(too_many).to_string()).await;
+    let (status, _, problem) = api
+        .call(
+            "POST",
+            "/api/v1/events",
+            None,
+            Value::Array(too_many).to_string(),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(problem["code"], "too_many_events");
 }
@@ -87,7 +137,9 @@ async fn events_are_served_as_sent_with_seq_and_received_at() {
     let api = Api::new(None);
     let sent = json!({"id": "e1", "type": "x.custom", "time": "2026-11-23T09:00:00Z", "data": {"k": [1, 2]}});
     api.post("/api/v1/events", sent.clone()).await;
-    let (_, _, listed) = api.call("GET", "/api/v1/events?type=x.custom", None, Body::empty()).await;
+    let (_, _, listed) = api
+        .call("GET", "/api/v1/events?type=x.custom", None, Body::empty())
+        .await;
     let mut got = listed["events"][0].clone();
     assert_eq!(got["seq"], 1);
     assert!(got["received_at"].as_str().unwrap().ends_with('Z'));
@@ -111,22 +163,59 @@ async fn event_filters_and_pages() {
         }));
     }
     api.post("/api/v1/events", Value::Array(events)).await;
-    let ids = |v: &Value| v["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
-    let (_, _, by_customer) = api.call("GET", "/api/v1/events?customer=c1&type=page.viewed", None, Body::empty()).await;
+    let ids = |v: &Value| {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (_, _, by_customer) = api
+        .call(
+            "GET",
+            "/api/v1/events?customer=c1&type=page.viewed",
+            None,
+            Body::empty(),
+        )
+        .await;
     assert_eq!(ids(&by_customer), ["e4", "e10", "e16", "e22"]);
     let (_, _, by_time) = api
-        .call("GET", "/api/v1/events?subject=order:o1&from=2026-11-23T09:05:00Z&to=2026-11-23T09:17:00Z", None, Body::empty())
+        .call(
+            "GET",
+            "/api/v1/events?subject=order:o1&from=2026-11-23T09:05:00Z&to=2026-11-23T09:17:00Z",
+            None,
+            Body::empty(),
+        )
         .await;
     assert_eq!(ids(&by_time), ["e5", "e9", "e13"]);
-    let (_, _, first) = api.call("GET", "/api/v1/events?limit=10", None, Body::empty()).await;
+    let (_, _, first) = api
+        .call("GET", "/api/v1/events?limit=10", None, Body::empty())
+        .await;
     assert_eq!(first["next"], "10");
-    let (_, _, second) = api.call("GET", "/api/v1/events?limit=10&after=10", None, Body::empty()).await;
+    let (_, _, second) = api
+        .call(
+            "GET",
+            "/api/v1/events?limit=10&after=10",
+            None,
+            Body::empty(),
+        )
+        .await;
     assert_eq!(ids(&second)[0], "e10");
-    let (status, _, problem) = api.call("GET", "/api/v1/events?limit=0", None, Body::empty()).await;
-    assert_eq!((status, problem["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")));
-    let (_, _, problem) = api.call("GET", "/api/v1/events?from=yesterday", None, Body::empty()).await;
+    let (status, _, problem) = api
+        .call("GET", "/api/v1/events?limit=0", None, Body::empty())
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("limit"))
+    );
+    let (_, _, problem) = api
+        .call("GET", "/api/v1/events?from=yesterday", None, Body::empty())
+        .await;
     assert_eq!(problem["field"], "from");
-    let (_, _, problem) = api.call("GET", "/api/v1/events?custmer=c1", None, Body::empty()).await;
+    let (_, _, problem) = api
+        .call("GET", "/api/v1/events?custmer=c1", None, Body::empty())
+        .await;
     assert_eq!(problem["field"], "custmer");
 }
 
@@ -144,9 +233,23 @@ async fn ndjson_answers_per_line_with_line_numbers() {
     let results = answer["results"].as_array().unwrap();
     let summary: Vec<(u64, &str, &str)> = results
         .iter()
-        .map(|r| (r["line"].as_u64().unwrap(), r["status"].as_str().unwrap(), r["error"]["field"].as_str().unwrap_or("")))
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["status"].as_str().unwrap(),
+                r["error"]["field"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert_eq!(summary, [(1, "accepted", ""), (3, "rejected", "event"), (4, "rejected", "time"), (5, "accepted", "")]);
+    assert_eq!(
+        summary,
+        [
+            (1, "accepted", ""),
+            (3, "rejected", "event"),
+            (4, "rejected", "time"),
+            (5, "accepted", "")
+        ]
+    );
     assert_eq!(results[2]["id"], "e2");
 }
 
@@ -162,46 +265,125 @@ async fn customer_profiles() {
         ]),
     )
     .await;
-    let (status, _, profile) = api.call("GET", "/api/v1/customers/ann", None, Body::empty()).await;
+    let (status, _, profile) = api
+        .call("GET", "/api/v1/customers/ann", None, Body::empty())
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(profile["traits"], json!({"name": "Ann"}));
-    assert_eq!(profile["identities"], json!([{"kind": "email", "value": "ann@example.org"}, {"kind": "id", "value": "ann"}]));
-    assert_eq!(profile["event_counts"], json!({"customer.identified": 1, "page.viewed": 1}));
+    assert_eq!(
+        profile["identities"],
+        json!([{"kind": "email", "value": "ann@example.org"}, {"kind": "id", "value": "ann"}])
+    );
+    assert_eq!(
+        profile["event_counts"],
+        json!({"customer.identified": 1, "page.viewed": 1})
+    );
     assert_eq!(profile["first_seen"], "2026-11-20T09:00:00.000000Z");
     assert_eq!(profile["last_seen"], "2026-11-23T09:00:00.000000Z");
     let id = profile["id"].as_str().unwrap();
-    let (status, _, same) = api.call("GET", &format!("/api/v1/customers/{id}"), None, Body::empty()).await;
+    let (status, _, same) = api
+        .call(
+            "GET",
+            &format!("/api/v1/customers/{id}"),
+            None,
+            Body::empty(),
+        )
+        .await;
     assert_eq!((status, &same), (StatusCode::OK, &profile));
-    let (status, content_type, _) = api.call("GET", "/api/v1/customers/nobody", None, Body::empty()).await;
-    assert_eq!((status, content_type.as_str()), (StatusCode::NOT_FOUND, "application/problem+json"));
+    let (status, content_type, _) = api
+        .call("GET", "/api/v1/customers/nobody", None, Body::empty())
+        .await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::NOT_FOUND, "application/problem+json")
+    );
 }
 
 #[tokio::test]
 async fn with_a_master_key_every_api_route_needs_a_scoped_key() {
     let api = Api::new(Some("master-secret"));
     let (status, _, problem) = api.call("GET", "/api/v1/events", None, Body::empty()).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("missing_authorization")));
-    let (status, _, _) = api.call("GET", "/api/v1/events", Some("guess"), Body::empty()).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("missing_authorization"))
+    );
+    let (status, _, _) = api
+        .call("GET", "/api/v1/events", Some("guess"), Body::empty())
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, created) =
-        api.call("POST", "/api/v1/keys", Some("master-secret"), json!({"name": "pos", "scopes": ["ingest"]}).to_string()).await;
+    let (status, _, created) = api
+        .call(
+            "POST",
+            "/api/v1/keys",
+            Some("master-secret"),
+            json!({"name": "pos", "scopes": ["ingest"]}).to_string(),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let ingest_key = created["key"].as_str().unwrap().to_owned();
-    let (status, _, answer) = api.call("POST", "/api/v1/events", Some(&ingest_key), page_view("e1").to_string()).await;
-    assert_eq!((status, answer["results"][0]["status"].as_str()), (StatusCode::OK, Some("accepted")));
-    let (status, _, problem) = api.call("GET", "/api/v1/events", Some(&ingest_key), Body::empty()).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
-    let (status, _, problem) = api.call("POST", "/api/v1/keys", Some(&ingest_key), json!({"scopes": ["admin"]}).to_string()).await;
+    let (status, _, answer) = api
+        .call(
+            "POST",
+            "/api/v1/events",
+            Some(&ingest_key),
+            page_view("e1").to_string(),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["results"][0]["status"].as_str()),
+        (StatusCode::OK, Some("accepted"))
+    );
+    let (status, _, problem) = api
+        .call("GET", "/api/v1/events", Some(&ingest_key), Body::empty())
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, _, problem) = api
+        .call(
+            "POST",
+            "/api/v1/keys",
+            Some(&ingest_key),
+            json!({"scopes": ["admin"]}).to_string(),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
-    let (_, _, problem) = api.call("POST", "/api/v1/keys", Some("master-secret"), json!({"scopes": ["root"]}).to_string()).await;
+    let (_, _, problem) = api
+        .call(
+            "POST",
+            "/api/v1/keys",
+            Some("master-secret"),
+            json!({"scopes": ["root"]}).to_string(),
+        )
+        .await;
     assert_eq!(problem["field"], "scopes[0]");
-    let (_, _, listed) = api.call("GET", "/api/v1/keys", Some("master-secret"), Body::empty()).await;
+    let (_, _, listed) = api
+        .call("GET", "/api/v1/keys", Some("master-secret"), Body::empty())
+        .await;
     assert_eq!(listed["keys"].as_array().unwrap().len(), 1);
-    assert!(listed["keys"][0].get("key").is_none(), "secrets are never listed");
+    assert!(
+        listed["keys"][0].get("key").is_none(),
+        "secrets are never listed"
+    );
     let uid = created["uid"].as_str().unwrap();
-    let (status, _, _) = api.call("DELETE", &format!("/api/v1/keys/{uid}"), Some("master-secret"), Body::empty()).await;
+    let (status, _, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/keys/{uid}"),
+            Some("master-secret"),
+            Body::empty(),
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _, _) = api.call("POST", "/api/v1/events", Some(&ingest_key), page_view("e2").to_string()).await;
+    let (status, _, _) = api
+        .call(
+            "POST",
+            "/api/v1/events",
+            Some(&ingest_key),
+            page_view("e2").to_string(),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Operations endpoints stay open.
     let (status, _, _) = api.call("GET", "/healthz", None, Body::empty()).await;
@@ -213,17 +395,40 @@ async fn openapi_and_metrics() {
     let api = Api::new(None);
     let (status, _, spec) = api.call("GET", "/openapi.json", None, Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
-    for path in ["/api/v1/events", "/api/v1/events/ndjson", "/api/v1/customers/{id}", "/api/v1/keys"] {
-        assert!(spec["paths"].get(path).is_some(), "{path} missing from the spec");
+    for path in [
+        "/api/v1/events",
+        "/api/v1/events/ndjson",
+        "/api/v1/customers/{id}",
+        "/api/v1/keys",
+    ] {
+        assert!(
+            spec["paths"].get(path).is_some(),
+            "{path} missing from the spec"
+        );
     }
-    api.post("/api/v1/events", json!([page_view("e1"), page_view("e1"), {"id": "x"}])).await;
+    api.post(
+        "/api/v1/events",
+        json!([page_view("e1"), page_view("e1"), {"id": "x"}]),
+    )
+    .await;
     let response = api
         .router
         .clone()
-        .oneshot(Request::builder().uri("/metrics").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::builder()
+                .uri("/metrics")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
-    let text = String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
     for line in [
         "troth_events_total{status=\"accepted\"} 1",
         "troth_events_total{status=\"duplicate\"} 1",

@@ -66,7 +66,10 @@ struct Report {
 
 pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let work = tempfile::tempdir().context("creating a scratch directory")?;
-    println!("bench ingest: {} events bulk, {} HTTP requests from {} clients", args.events, args.requests, args.clients);
+    println!(
+        "bench ingest: {} events bulk, {} HTTP requests from {} clients",
+        args.events, args.requests, args.clients
+    );
     let file = work.path().join("events.ndjson");
     {
         let mut out = BufWriter::new(std::fs::File::create(&file)?);
@@ -84,7 +87,9 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let http = if args.no_http {
         None
     } else {
-        let lines: Vec<Bytes> = crate::synthetic::events(args.requests as u64 + 2_000, 43).map(Bytes::from).collect();
+        let lines: Vec<Bytes> = crate::synthetic::events(args.requests as u64 + 2_000, 43)
+            .map(Bytes::from)
+            .collect();
         let figures = crate::cli::runtime()?.block_on(http(work.path(), &lines, &args))?;
         println!(
             "http   troth {:>10.0} req/s (p50 {:.2} ms, p99 {:.2} ms)   bare axum {:>10.0} req/s   ratio {:.2}",
@@ -102,9 +107,17 @@ fn bulk(work: &std::path::Path, file: &std::path::Path) -> anyhow::Result<BulkFi
     let dir = work.join("bulk");
     let summary = {
         let store = SqliteStore::open(&dir)?;
-        crate::import::into_store(&store, BufReader::with_capacity(1 << 20, std::fs::File::open(file)?), &mut |_| {})?
+        crate::import::into_store(
+            &store,
+            BufReader::with_capacity(1 << 20, std::fs::File::open(file)?),
+            &mut |_| {},
+        )?
     };
-    anyhow::ensure!(summary.rejected == 0, "synthetic events were rejected: {:?}", summary.rejects);
+    anyhow::ensure!(
+        summary.rejected == 0,
+        "synthetic events were rejected: {:?}",
+        summary.rejects
+    );
     let troth_eps = summary.events_per_second();
 
     // The reference: the very rows troth stored, inserted raw into the same schema.
@@ -145,17 +158,29 @@ fn bulk(work: &std::path::Path, file: &std::path::Path) -> anyhow::Result<BulkFi
         insert_rows(chunk)?;
     }
     let sqlite_eps = rows.len() as f64 / started.elapsed().as_secs_f64();
-    Ok(BulkFigures { troth_eps, sqlite_eps, ratio: troth_eps / sqlite_eps })
+    Ok(BulkFigures {
+        troth_eps,
+        sqlite_eps,
+        ratio: troth_eps / sqlite_eps,
+    })
 }
 
-async fn http(work: &std::path::Path, lines: &[Bytes], args: &IngestArgs) -> anyhow::Result<HttpFigures> {
+async fn http(
+    work: &std::path::Path,
+    lines: &[Bytes],
+    args: &IngestArgs,
+) -> anyhow::Result<HttpFigures> {
     let localhost: SocketAddr = "127.0.0.1:0".parse()?;
     // The reference: parse the same JSON, do nothing.
     let bare = axum::Router::new().route(
         "/api/v1/events",
         axum::routing::post(|body: Bytes| async move {
             let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&body);
-            if parsed.is_ok() { axum::http::StatusCode::OK } else { axum::http::StatusCode::BAD_REQUEST }
+            if parsed.is_ok() {
+                axum::http::StatusCode::OK
+            } else {
+                axum::http::StatusCode::BAD_REQUEST
+            }
         }),
     );
     let listener = tokio::net::TcpListener::bind(localhost).await?;
@@ -206,7 +231,11 @@ async fn load(addr: SocketAddr, bodies: &[Bytes], clients: usize) -> anyhow::Res
                 let sent = Instant::now();
                 let (status, answer) = client.post_json("/api/v1/events", body.clone()).await?;
                 latencies.push(sent.elapsed());
-                anyhow::ensure!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&answer));
+                anyhow::ensure!(
+                    status.is_success(),
+                    "{status}: {}",
+                    String::from_utf8_lossy(&answer)
+                );
             }
             anyhow::Ok(latencies)
         }));
@@ -217,7 +246,12 @@ async fn load(addr: SocketAddr, bodies: &[Bytes], clients: usize) -> anyhow::Res
     }
     let wall = started.elapsed();
     latencies.sort_unstable();
-    let at = |q: f64| latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     Ok(Load {
         rps: latencies.len() as f64 / wall.as_secs_f64(),
         p50_ms: at(0.50).as_secs_f64() * 1e3,

@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, ServeFlags};
 
 #[derive(Debug, Parser)]
-#[command(name = "troth", version, about = "Keeps an organisation honest about the promises it makes to customers.")]
+#[command(
+    name = "troth",
+    version,
+    about = "Keeps an organisation honest about the promises it makes to customers."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -61,7 +65,10 @@ pub enum BenchCommand {
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -81,12 +88,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if !args.data_dir.join("troth.db").exists() {
-        anyhow::bail!("no store in {} (looked for troth.db)", args.data_dir.display());
+        anyhow::bail!(
+            "no store in {} (looked for troth.db)",
+            args.data_dir.display()
+        );
     }
     let store = troth_store::sqlite::SqliteStore::open(&args.data_dir)?;
     let progress = crate::import::counter_bar("replaying");
@@ -97,7 +110,11 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         report.events, report.customers, report.identities
     );
     for (projection, differences) in &report.differences {
-        let verdict = if *differences == 0 { "matches".to_owned() } else { format!("{differences} rows differ") };
+        let verdict = if *differences == 0 {
+            "matches".to_owned()
+        } else {
+            format!("{differences} rows differ")
+        };
         println!("  {projection:<16} {verdict}");
     }
     if report.matches() {
@@ -107,7 +124,9 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         println!("the stored projections did not match the log; they have been rebuilt from it");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("the stored projections do not match the log; run without --check to rebuild them");
+        println!(
+            "the stored projections do not match the log; run without --check to rebuild them"
+        );
         Ok(ExitCode::from(1))
     }
 }

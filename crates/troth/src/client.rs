@@ -20,24 +20,38 @@ pub struct Target {
 
 impl Target {
     pub async fn parse(url: &str) -> anyhow::Result<Target> {
-        let rest = url
-            .strip_prefix("http://")
-            .with_context(|| format!("{url:?}: only http:// URLs are supported (put TLS in a proxy in front of troth)"))?;
+        let rest = url.strip_prefix("http://").with_context(|| {
+            format!(
+                "{url:?}: only http:// URLs are supported (put TLS in a proxy in front of troth)"
+            )
+        })?;
         let (host, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, ""),
         };
-        let with_port = if host.contains(':') { host.to_owned() } else { format!("{host}:80") };
+        let with_port = if host.contains(':') {
+            host.to_owned()
+        } else {
+            format!("{host}:80")
+        };
         let addr = tokio::net::lookup_host(&with_port)
             .await
             .with_context(|| format!("resolving {host}"))?
             .next()
             .with_context(|| format!("{host} has no address"))?;
-        Ok(Target { addr, host: host.to_owned(), prefix: prefix.to_owned() })
+        Ok(Target {
+            addr,
+            host: host.to_owned(),
+            prefix: prefix.to_owned(),
+        })
     }
 
     pub fn from_addr(addr: SocketAddr) -> Target {
-        Target { addr, host: addr.to_string(), prefix: String::new() }
+        Target {
+            addr,
+            host: addr.to_string(),
+            prefix: String::new(),
+        }
     }
 }
 
@@ -57,10 +71,20 @@ impl Client {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(Client { target: target.clone(), key, sender })
+        Ok(Client {
+            target: target.clone(),
+            key,
+            sender,
+        })
     }
 
-    pub async fn request(&mut self, method: Method, path: &str, content_type: &str, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.target.prefix))
@@ -70,17 +94,26 @@ impl Client {
             request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
         }
         self.sender.ready().await?;
-        let response = self.sender.send_request(request.body(Full::new(body))?).await?;
+        let response = self
+            .sender
+            .send_request(request.body(Full::new(body))?)
+            .await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
     }
 
     pub async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
-        self.request(Method::GET, path, "application/json", Bytes::new()).await
+        self.request(Method::GET, path, "application/json", Bytes::new())
+            .await
     }
 
-    pub async fn post_json(&mut self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<(StatusCode, Bytes)> {
-        self.request(Method::POST, path, "application/json", body.into()).await
+    pub async fn post_json(
+        &mut self,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.request(Method::POST, path, "application/json", body.into())
+            .await
     }
 }

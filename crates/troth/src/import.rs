@@ -44,7 +44,8 @@ impl Summary {
     }
 
     pub fn events_per_second(&self) -> f64 {
-        (self.accepted + self.duplicate + self.rejected) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        (self.accepted + self.duplicate + self.rejected) as f64
+            / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     fn print(&self, source: &str) {
@@ -60,7 +61,10 @@ impl Summary {
             println!("  line {line}: {field}: {message}");
         }
         if self.rejected as usize > self.rejects.len() {
-            println!("  … and {} more rejected lines", self.rejected as usize - self.rejects.len());
+            println!(
+                "  … and {} more rejected lines",
+                self.rejected as usize - self.rejects.len()
+            );
         }
     }
 }
@@ -69,31 +73,50 @@ impl Summary {
 pub const EXIT_SOME_REJECTED: u8 = 3;
 
 pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let (input, total_bytes): (Box<dyn Read + Send>, Option<u64>) = if args.file.as_os_str() == "-" {
+    let (input, total_bytes): (Box<dyn Read + Send>, Option<u64>) = if args.file.as_os_str() == "-"
+    {
         (Box::new(std::io::stdin()), None)
     } else {
-        let file = File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+        let file =
+            File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
         let len = file.metadata().ok().map(|m| m.len());
         (Box::new(file), len)
     };
     let source = args.file.display().to_string();
     let read = Arc::new(AtomicU64::new(0));
-    let input = BufReader::with_capacity(1 << 20, Counting { inner: input, read: read.clone() });
+    let input = BufReader::with_capacity(
+        1 << 20,
+        Counting {
+            inner: input,
+            read: read.clone(),
+        },
+    );
     let bar = match total_bytes {
         Some(total) => bytes_bar(total),
         None => counter_bar("lines"),
     };
     let summary = match (&args.url, &args.data_dir) {
-        (Some(url), _) => crate::cli::runtime()?.block_on(to_server(url, args.key.clone(), input, &bar, &read))?,
+        (Some(url), _) => {
+            crate::cli::runtime()?.block_on(to_server(url, args.key.clone(), input, &bar, &read))?
+        }
         (None, data_dir) => {
-            let dir = data_dir.clone().unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
-            let store = SqliteStore::open(&dir).with_context(|| format!("opening the store in {}", dir.display()))?;
-            into_store(&store, input, &mut |s| progress(&bar, s, &read, total_bytes))?
+            let dir = data_dir
+                .clone()
+                .unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
+            let store = SqliteStore::open(&dir)
+                .with_context(|| format!("opening the store in {}", dir.display()))?;
+            into_store(&store, input, &mut |s| {
+                progress(&bar, s, &read, total_bytes)
+            })?
         }
     };
     bar.finish_and_clear();
     summary.print(&source);
-    Ok(if summary.rejected > 0 { ExitCode::from(EXIT_SOME_REJECTED) } else { ExitCode::SUCCESS })
+    Ok(if summary.rejected > 0 {
+        ExitCode::from(EXIT_SOME_REJECTED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn progress(bar: &ProgressBar, summary: &Summary, read: &AtomicU64, total: Option<u64>) {
@@ -101,7 +124,11 @@ fn progress(bar: &ProgressBar, summary: &Summary, read: &AtomicU64, total: Optio
         Some(_) => bar.set_position(read.load(Ordering::Relaxed)),
         None => bar.set_position(summary.lines),
     }
-    bar.set_message(format!("{} events, {:.0}/s", summary.accepted + summary.duplicate, summary.events_per_second()));
+    bar.set_message(format!(
+        "{} events, {:.0}/s",
+        summary.accepted + summary.duplicate,
+        summary.events_per_second()
+    ));
 }
 
 pub fn bytes_bar(total: u64) -> ProgressBar {
@@ -116,8 +143,10 @@ pub fn bytes_bar(total: u64) -> ProgressBar {
 pub fn counter_bar(label: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template(&format!("{{spinner}} {{pos}} {label} ({{per_sec}}) {{msg}}"))
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {{pos}} {label} ({{per_sec}}) {{msg}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
@@ -131,7 +160,11 @@ struct Batch {
 }
 
 /// Imports NDJSON into an open store. `on_progress` is called after each batch.
-pub fn into_store(store: &SqliteStore, input: impl BufRead + Send, on_progress: &mut dyn FnMut(&Summary)) -> anyhow::Result<Summary> {
+pub fn into_store(
+    store: &SqliteStore,
+    input: impl BufRead + Send,
+    on_progress: &mut dyn FnMut(&Summary),
+) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let mut summary = Summary::default();
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -151,21 +184,34 @@ pub fn into_store(store: &SqliteStore, input: impl BufRead + Send, on_progress: 
             summary.elapsed = started.elapsed();
             on_progress(&summary);
         }
-        reader.join().map_err(|_| anyhow::anyhow!("the reading thread panicked"))??;
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the reading thread panicked"))??;
         Ok(())
     })?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
-fn validate_lines(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<Batch>) -> anyhow::Result<()> {
+fn validate_lines(
+    mut input: impl BufRead,
+    tx: std::sync::mpsc::SyncSender<Batch>,
+) -> anyhow::Result<()> {
     let mut line = Vec::with_capacity(4096);
     let mut number = 0u64;
-    let new_batch = || Batch { events: Vec::with_capacity(BATCH_EVENTS), rejects: Vec::new(), lines: 0 };
+    let new_batch = || Batch {
+        events: Vec::with_capacity(BATCH_EVENTS),
+        rejects: Vec::new(),
+        lines: 0,
+    };
     let mut batch = new_batch();
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line).context("reading the input")? == 0 {
+        if input
+            .read_until(b'\n', &mut line)
+            .context("reading the input")?
+            == 0
+        {
             break;
         }
         number += 1;
@@ -173,13 +219,19 @@ fn validate_lines(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<Batch
             Ok(text) if text.trim().is_empty() => continue,
             Ok(text) => validate_event(text.trim()),
             Err(e) => {
-                batch.rejects.push((number, "event".into(), format!("is not UTF-8: {e}")));
+                batch
+                    .rejects
+                    .push((number, "event".into(), format!("is not UTF-8: {e}")));
                 continue;
             }
         };
         match validated {
             Ok(event) => batch.events.push(event),
-            Err(rejection) => batch.rejects.push((number, rejection.error.field, rejection.error.message)),
+            Err(rejection) => {
+                batch
+                    .rejects
+                    .push((number, rejection.error.field, rejection.error.message))
+            }
         }
         if batch.events.len() >= BATCH_EVENTS {
             batch.lines = number;
@@ -194,7 +246,13 @@ fn validate_lines(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<Batch
 }
 
 /// Streams NDJSON to a server in requests of [`LINES_PER_REQUEST`] lines.
-async fn to_server(url: &str, key: Option<String>, mut input: impl BufRead, bar: &ProgressBar, read: &AtomicU64) -> anyhow::Result<Summary> {
+async fn to_server(
+    url: &str,
+    key: Option<String>,
+    mut input: impl BufRead,
+    bar: &ProgressBar,
+    read: &AtomicU64,
+) -> anyhow::Result<Summary> {
     let target = Target::parse(url).await?;
     let mut client = Client::connect(&target, key).await?;
     let started = Instant::now();
@@ -204,7 +262,9 @@ async fn to_server(url: &str, key: Option<String>, mut input: impl BufRead, bar:
         let mut body = Vec::with_capacity(1 << 20);
         let mut lines = 0u64;
         while lines < LINES_PER_REQUEST as u64 {
-            let n = input.read_until(b'\n', &mut body).context("reading the input")?;
+            let n = input
+                .read_until(b'\n', &mut body)
+                .context("reading the input")?;
             if n == 0 {
                 break;
             }
@@ -217,11 +277,19 @@ async fn to_server(url: &str, key: Option<String>, mut input: impl BufRead, bar:
             break;
         }
         let (status, answer) = client
-            .request(hyper::Method::POST, "/api/v1/events/ndjson", "application/x-ndjson", body.into())
+            .request(
+                hyper::Method::POST,
+                "/api/v1/events/ndjson",
+                "application/x-ndjson",
+                body.into(),
+            )
             .await
             .with_context(|| format!("sending lines {first_line}… to {url}"))?;
         if !status.is_success() {
-            anyhow::bail!("{url} answered {status}: {}", String::from_utf8_lossy(&answer));
+            anyhow::bail!(
+                "{url} answered {status}: {}",
+                String::from_utf8_lossy(&answer)
+            );
         }
         tally(&mut summary, &answer, first_line - 1)?;
         first_line += lines;
@@ -249,14 +317,22 @@ fn tally(summary: &mut Summary, answer: &[u8], line_offset: u64) -> anyhow::Resu
         field: String,
         message: String,
     }
-    let answer: Answer = serde_json::from_slice(answer).context("the server's answer is not the ingest result list")?;
+    let answer: Answer = serde_json::from_slice(answer)
+        .context("the server's answer is not the ingest result list")?;
     for item in answer.results {
         match item.status.as_str() {
             "accepted" => summary.accepted += 1,
             "duplicate" => summary.duplicate += 1,
             _ => {
-                let error = item.error.unwrap_or(Error { field: "event".into(), message: "rejected".into() });
-                summary.reject(line_offset + item.line.unwrap_or(0), error.field, error.message);
+                let error = item.error.unwrap_or(Error {
+                    field: "event".into(),
+                    message: "rejected".into(),
+                });
+                summary.reject(
+                    line_offset + item.line.unwrap_or(0),
+                    error.field,
+                    error.message,
+                );
             }
         }
     }

@@ -20,9 +20,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let store = SqliteStore::open(&config.data_dir)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
     if config.master_key.is_none() {
-        tracing::warn!("no master key is set: the API is open to every local process (set --master-key to require keys)");
+        tracing::warn!(
+            "no master key is set: the API is open to every local process (set --master-key to require keys)"
+        );
     }
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "troth is ready");
@@ -40,12 +44,18 @@ pub async fn run(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = app(AppState::new(store, master_key));
-    axum::serve(listener, app).with_graceful_shutdown(stop).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
 }
 
 /// Binds `addr` and serves in the background; returns the bound address and a
 /// handle that stops the server when dropped or sent to.
-pub async fn spawn(store: SqliteStore, addr: SocketAddr, master_key: Option<String>) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+pub async fn spawn(
+    store: SqliteStore,
+    addr: SocketAddr,
+    master_key: Option<String>,
+) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use troth_core::ValidEvent;
 
 use crate::keys::{self, ApiKey, NewKey, Scope};
-use crate::{AppendStatus, CustomerProfile, EventPage, EventQuery, ReplayReport, Store, StoreError};
+use crate::{
+    AppendStatus, CustomerProfile, EventPage, EventQuery, ReplayReport, Store, StoreError,
+};
 pub use writer::MAX_GROUP_EVENTS;
 use writer::{Job, KeyRing, Writer};
 
@@ -47,7 +49,10 @@ struct Inner {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir` and starts its writer thread.
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
-        let io = |source| StoreError::Io { path: dir.display().to_string(), source };
+        let io = |source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(io)?;
         let lock = lock_dir(dir)?;
         let db_path = dir.join("troth.db");
@@ -63,7 +68,13 @@ impl SqliteStore {
             .spawn(move || writer.run(rx))
             .map_err(io)?;
         Ok(SqliteStore {
-            inner: Arc::new(Inner { db_path, jobs: tx, readers: Mutex::new(Vec::new()), keys, _lock: lock }),
+            inner: Arc::new(Inner {
+                db_path,
+                jobs: tx,
+                readers: Mutex::new(Vec::new()),
+                keys,
+                _lock: lock,
+            }),
         })
     }
 
@@ -72,25 +83,42 @@ impl SqliteStore {
     }
 
     /// Appends from a thread that is not async (bulk import).
-    pub fn append_blocking(&self, events: Vec<ValidEvent>) -> Result<Vec<AppendStatus>, StoreError> {
+    pub fn append_blocking(
+        &self,
+        events: Vec<ValidEvent>,
+    ) -> Result<Vec<AppendStatus>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.inner.jobs.blocking_send(Job::Append { events, reply }).map_err(|_| StoreError::WriterGone)?;
+        self.inner
+            .jobs
+            .blocking_send(Job::Append { events, reply })
+            .map_err(|_| StoreError::WriterGone)?;
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
 
     /// Rebuilds every projection from the log and compares it with what is stored;
     /// with `write`, replaces the stored projections with the rebuilt ones.
     /// `progress` is called with the number of events replayed so far.
-    pub fn replay(&self, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
+    pub fn replay(
+        &self,
+        write: bool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ReplayReport, StoreError> {
         // The writer is idle while the store's lock keeps other processes out;
         // replay gets its own connection and an immediate transaction.
         let conn = open_connection(&self.inner.db_path, false)?;
         replay::run(&conn, write, progress)
     }
 
-    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.inner.jobs.send(job(reply)).await.map_err(|_| StoreError::WriterGone)?;
+        self.inner
+            .jobs
+            .send(job(reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -101,7 +129,11 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
             let conn = match conn {
                 Some(conn) => conn,
                 None => open_connection(&inner.db_path, true)?,
@@ -142,8 +174,19 @@ impl Store for SqliteStore {
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
-        let mut keys: Vec<ApiKey> = self.inner.keys.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.uid.cmp(&b.uid)));
+        let mut keys: Vec<ApiKey> = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.uid.cmp(&b.uid))
+        });
         Ok(keys)
     }
 
@@ -153,14 +196,20 @@ impl Store for SqliteStore {
 
     fn authenticate(&self, secret: &str) -> Option<ApiKey> {
         let hash = keys::hash_secret(secret);
-        self.inner.keys.read().unwrap_or_else(|p| p.into_inner()).get(&hash).cloned()
+        self.inner
+            .keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            .cloned()
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
         if self.inner.jobs.is_closed() {
             return Err(StoreError::WriterGone);
         }
-        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 }
 
@@ -168,7 +217,9 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -182,8 +233,17 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
 /// Takes the data directory's lock, or says who holds it.
 fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join("troth.lock");
-    let io = |source| StoreError::Io { path: path.display().to_string(), source };
-    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+    let io = |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
     match file.try_lock() {
         Ok(()) => {
             file.set_len(0).map_err(io)?;
@@ -194,8 +254,15 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
-            let holder = if pid.trim().is_empty() { String::new() } else { format!(" (pid {})", pid.trim()) };
-            Err(StoreError::Locked { path: dir.display().to_string(), holder })
+            let holder = if pid.trim().is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {})", pid.trim())
+            };
+            Err(StoreError::Locked {
+                path: dir.display().to_string(),
+                holder,
+            })
         }
         Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
     }

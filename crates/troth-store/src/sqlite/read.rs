@@ -15,7 +15,10 @@ pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreE
     let mut args: Vec<SqlValue> = vec![SqlValue::Integer(query.after_seq.unwrap_or(0))];
     if let Some(key) = &query.customer {
         let Some(cids) = customer_set(conn, key)? else {
-            return Ok(EventPage { events: Vec::new(), next_after: None });
+            return Ok(EventPage {
+                events: Vec::new(),
+                next_after: None,
+            });
         };
         let marks = vec!["?"; cids.len()].join(",");
         sql.push_str(&format!(" AND customer_id IN ({marks})"));
@@ -42,10 +45,16 @@ pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreE
     let mut stmt = conn.prepare_cached(&sql)?;
     let events = stmt
         .query_map(rusqlite::params_from_iter(args), |r| {
-            Ok(StoredEvent { seq: r.get(0)?, received_us: r.get(1)?, raw: r.get(2)? })
+            Ok(StoredEvent {
+                seq: r.get(0)?,
+                received_us: r.get(1)?,
+                raw: r.get(2)?,
+            })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let next_after = (events.len() == query.limit).then(|| events.last().map(|e| e.seq)).flatten();
+    let next_after = (events.len() == query.limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
     Ok(EventPage { events, next_after })
 }
 
@@ -61,7 +70,10 @@ pub fn find_customer(conn: &Connection, key: &str) -> Result<Option<CustomerId>,
     }
     let mut by_identity = conn.prepare_cached("SELECT cid FROM identities WHERE key = ?1")?;
     for identity in candidates {
-        if let Some(cid) = by_identity.query_row([identity.as_key()], |r| r.get(0)).optional()? {
+        if let Some(cid) = by_identity
+            .query_row([identity.as_key()], |r| r.get(0))
+            .optional()?
+        {
             return Ok(Some(CustomerId(cid)));
         }
     }
@@ -73,20 +85,27 @@ pub fn find_customer(conn: &Connection, key: &str) -> Result<Option<CustomerId>,
 
 /// The survivor a key names and every customer merged into it.
 fn customer_set(conn: &Connection, key: &str) -> Result<Option<Vec<CustomerId>>, StoreError> {
-    let Some(survivor) = find_customer(conn, key)? else { return Ok(None) };
+    let Some(survivor) = find_customer(conn, key)? else {
+        return Ok(None);
+    };
     let mut set = vec![survivor];
     set.extend(merged_into(conn, survivor)?);
     Ok(Some(set))
 }
 
 fn merged_into(conn: &Connection, survivor: CustomerId) -> Result<Vec<CustomerId>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT cid FROM customers WHERE merged_into = ?1 ORDER BY cid")?;
-    let merged = stmt.query_map([survivor.0], |r| r.get(0).map(CustomerId))?.collect::<Result<Vec<_>, _>>()?;
+    let mut stmt =
+        conn.prepare_cached("SELECT cid FROM customers WHERE merged_into = ?1 ORDER BY cid")?;
+    let merged = stmt
+        .query_map([survivor.0], |r| r.get(0).map(CustomerId))?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(merged)
 }
 
 pub fn customer(conn: &Connection, key: &str) -> Result<Option<CustomerProfile>, StoreError> {
-    let Some(survivor) = find_customer(conn, key)? else { return Ok(None) };
+    let Some(survivor) = find_customer(conn, key)? else {
+        return Ok(None);
+    };
     let merged = merged_into(conn, survivor)?;
     let identities = conn
         .prepare_cached("SELECT key FROM identities WHERE cid = ?1 ORDER BY key")?
@@ -101,7 +120,10 @@ pub fn customer(conn: &Connection, key: &str) -> Result<Option<CustomerProfile>,
                 IdentityKind::Phone => "phone",
                 IdentityKind::External => "external",
             };
-            IdentityView { kind: kind.into(), value: identity.value().into() }
+            IdentityView {
+                kind: kind.into(),
+                value: identity.value().into(),
+            }
         })
         .collect();
     let traits: Option<String> = conn
@@ -109,7 +131,9 @@ pub fn customer(conn: &Connection, key: &str) -> Result<Option<CustomerProfile>,
         .query_row([survivor.0], |r| r.get(0))
         .optional()?
         .flatten();
-    let traits = traits.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let traits = traits
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
 
     let mut all = vec![survivor.0];
     all.extend(merged.iter().map(|c| c.0));

@@ -11,32 +11,49 @@ use crate::{ReplayReport, StoreError};
 
 /// Each projection as a query giving comparable rows, per schema.
 const COMPARED: &[(&str, &str)] = &[
-    ("customers", "SELECT cid, merged_into, traits FROM {s}.customers"),
+    (
+        "customers",
+        "SELECT cid, merged_into, traits FROM {s}.customers",
+    ),
     ("identities", "SELECT key, cid FROM {s}.identities"),
 ];
 
-pub fn run(conn: &Connection, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
+pub fn run(
+    conn: &Connection,
+    write: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ReplayReport, StoreError> {
     conn.execute_batch("ATTACH DATABASE '' AS replay")?;
     let result = rebuild_and_compare(conn, write, progress);
     let _ = conn.execute_batch("DETACH DATABASE replay");
     result
 }
 
-fn rebuild_and_compare(conn: &Connection, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
+fn rebuild_and_compare(
+    conn: &Connection,
+    write: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ReplayReport, StoreError> {
     conn.execute_batch(&schema::projections("replay"))?;
-    conn.execute_batch("CREATE TABLE replay.event_customer (seq INTEGER PRIMARY KEY, cid INTEGER)")?;
+    conn.execute_batch(
+        "CREATE TABLE replay.event_customer (seq INTEGER PRIMARY KEY, cid INTEGER)",
+    )?;
     let tx = conn.unchecked_transaction()?;
     let mut projector = Projector::new(&tx, "replay")?;
     let mut report = ReplayReport::default();
     {
         let mut scan = tx.prepare("SELECT seq, body FROM main.events ORDER BY seq")?;
-        let mut record = tx.prepare("INSERT INTO replay.event_customer (seq, cid) VALUES (?1, ?2)")?;
+        let mut record =
+            tx.prepare("INSERT INTO replay.event_customer (seq, cid) VALUES (?1, ?2)")?;
         let mut rows = scan.query([])?;
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
             let body: String = row.get(1)?;
             let event = validate_event(&body).map_err(|r| {
-                StoreError::Invalid(format!("stored event seq {seq} no longer validates: {}", r.error))
+                StoreError::Invalid(format!(
+                    "stored event seq {seq} no longer validates: {}",
+                    r.error
+                ))
             })?;
             let plan = projector.plan(&tx, &event)?;
             record.execute(params![seq, plan.customer.map(|c| c.0)])?;

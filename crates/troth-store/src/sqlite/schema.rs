@@ -56,5 +56,4 @@ PRAGMA synchronous = FULL;
 PRAGMA foreign_keys = OFF;
 PRAGMA temp_store = MEMORY;
 PRAGMA cache_size = -262144;
-PRAGMA wal_autocheckpoint = 16384;
 ";

@@ -17,9 +17,18 @@ use crate::{AppendStatus, StoreError};
 pub const MAX_GROUP_EVENTS: usize = 16_384;
 
 pub enum Job {
-    Append { events: Vec<ValidEvent>, reply: oneshot::Sender<Result<Vec<AppendStatus>, StoreError>> },
-    CreateKey { key: NewKey, reply: oneshot::Sender<Result<(ApiKey, String), StoreError>> },
-    DeleteKey { uid: String, reply: oneshot::Sender<Result<bool, StoreError>> },
+    Append {
+        events: Vec<ValidEvent>,
+        reply: oneshot::Sender<Result<Vec<AppendStatus>, StoreError>>,
+    },
+    CreateKey {
+        key: NewKey,
+        reply: oneshot::Sender<Result<(ApiKey, String), StoreError>>,
+    },
+    DeleteKey {
+        uid: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
 }
 
 impl Job {
@@ -27,8 +36,12 @@ impl Job {
         let failed = |message: String| StoreError::WriteFailed(message);
         // A caller that went away no longer needs its answer.
         match (self, done) {
-            (Job::Append { reply, .. }, Ok(Done::Appended(statuses))) => drop(reply.send(Ok(statuses))),
-            (Job::CreateKey { reply, .. }, Ok(Done::Created(key, secret))) => drop(reply.send(Ok((key, secret)))),
+            (Job::Append { reply, .. }, Ok(Done::Appended(statuses))) => {
+                drop(reply.send(Ok(statuses)))
+            }
+            (Job::CreateKey { reply, .. }, Ok(Done::Created(key, secret))) => {
+                drop(reply.send(Ok((key, secret))))
+            }
             (Job::DeleteKey { reply, .. }, Ok(Done::Deleted(found))) => drop(reply.send(Ok(found))),
             (Job::Append { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::CreateKey { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
@@ -56,7 +69,11 @@ pub struct Writer {
 impl Writer {
     pub fn new(conn: Connection, keys: KeyRing) -> rusqlite::Result<Writer> {
         let projector = Projector::new(&conn, "main")?;
-        Ok(Writer { conn, projector, keys })
+        Ok(Writer {
+            conn,
+            projector,
+            keys,
+        })
     }
 
     pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
@@ -153,7 +170,8 @@ impl Writer {
 }
 
 fn mismatch(done: Result<Done, String>) -> String {
-    done.err().unwrap_or_else(|| "internal error: a write job got another job's answer".into())
+    done.err()
+        .unwrap_or_else(|| "internal error: a write job got another job's answer".into())
 }
 
 enum Done {

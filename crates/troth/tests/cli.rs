@@ -1,0 +1,118 @@
+//! `troth import`, `troth replay` and `troth serve` as a person runs them.
+
+mod common;
+
+use std::io::Write;
+
+use common::{Server, run};
+use serde_json::json;
+
+fn ndjson(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("events.ndjson");
+    let mut file = std::fs::File::create(&path).unwrap();
+    for i in 0..500 {
+        let event = json!({"id": format!("e{i}"), "type": "page.viewed", "time": "2026-11-23T09:00:00Z",
+                           "customer": {"id": format!("u{}", i % 40), "email": format!("u{}@x.org", i % 45)}, "data": {"page": "/"}});
+        writeln!(file, "{event}").unwrap();
+        if i == 100 {
+            writeln!(file, "{{\"id\": \"bad\", \"type\": \"survey.answered\", \"time\": \"2026-11-23T09:00:00Z\", \"data\": {{\"survey\": \"s\", \"nps\": 11}}}}").unwrap();
+        }
+        if i == 200 {
+            writeln!(file, "not json").unwrap();
+        }
+    }
+    path
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn import_reports_rejects_by_line_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = ndjson(dir.path());
+    let store = dir.path().join("store");
+    let (file, store) = (file.to_str().unwrap(), store.to_str().unwrap());
+
+    let first = run(&["import", "--data-dir", store, file]);
+    let text = stdout(&first);
+    assert_eq!(
+        first.status.code(),
+        Some(3),
+        "some lines were rejected: {text}"
+    );
+    assert!(
+        text.contains("500 accepted, 0 duplicate, 2 rejected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 102: data.nps: must be between 0 and 10, not 11"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 203: event: is not valid JSON"),
+        "{text}"
+    );
+
+    let again = run(&["import", "--data-dir", store, file]);
+    assert!(
+        stdout(&again).contains("0 accepted, 500 duplicate, 2 rejected"),
+        "{}",
+        stdout(&again)
+    );
+
+    let replay = run(&["replay", "--check", "--data-dir", store]);
+    assert!(replay.status.success(), "{}", stdout(&replay));
+    assert!(
+        stdout(&replay).contains("the stored projections match the log"),
+        "{}",
+        stdout(&replay)
+    );
+}
+
+#[test]
+fn import_to_a_running_server_and_a_clear_error_when_it_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = ndjson(dir.path());
+    let server = Server::start(&dir.path().join("store"), &[]);
+
+    let held = run(&[
+        "import",
+        "--data-dir",
+        dir.path().join("store").to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert!(!held.status.success());
+    let error = String::from_utf8_lossy(&held.stderr);
+    assert!(
+        error.contains("in use by another process") && error.contains("--url"),
+        "{error}"
+    );
+
+    let sent = run(&["import", "--url", &server.url(), file.to_str().unwrap()]);
+    let text = stdout(&sent);
+    assert!(
+        text.contains("500 accepted, 0 duplicate, 2 rejected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 102: data.nps"),
+        "line numbers count from the file's start: {text}"
+    );
+}
+
+#[test]
+fn serve_refuses_to_listen_openly_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("without a master key"), "{error}");
+}
