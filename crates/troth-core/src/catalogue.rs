@@ -297,3 +297,14 @@ catalogue! {
     "offer.accepted" => OfferAccepted { action: String };
     "offer.declined" => OfferDeclined { action: String };
 }
+
+#[cfg(test)]
+mod tests {
+    /// The catalogue's documentation lists every type the code knows.
+    #[test]
+    fn every_type_is_documented() {
+        let doc = include_str!("../../../docs/events.md");
+        let missing: Vec<&&str> = super::EVENT_TYPES.iter().filter(|t| !doc.contains(&format!("`{t}`"))).collect();
+        assert!(missing.is_empty(), "docs/events.md does not describe {missing:?}");
+    }
+}
