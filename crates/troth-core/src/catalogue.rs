@@ -42,9 +42,7 @@ impl FromJson for Currency {
         if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
             Ok(Currency(s))
         } else {
-            Err(path.error(format!(
-                "must be a three-letter ISO 4217 code such as EUR, not {s:?}"
-            )))
+            Err(path.error(format!("must be a three-letter ISO 4217 code such as EUR, not {s:?}")))
         }
     }
 }
@@ -57,9 +55,7 @@ impl FromJson for Amount {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
         let n = i64::from_json(value, path)?;
         if n < 0 {
-            return Err(path.error(format!(
-                "must be an amount in minor units, not negative ({n})"
-            )));
+            return Err(path.error(format!("must be an amount in minor units, not negative ({n})")));
         }
         Ok(Amount(n))
     }
@@ -78,12 +74,7 @@ pub struct NonNegative(pub f64);
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Heading(pub f64);
 
-fn float_in(
-    value: &Value,
-    path: &Path<'_>,
-    ok: impl Fn(f64) -> bool,
-    range: &str,
-) -> Result<f64, FieldError> {
+fn float_in(value: &Value, path: &Path<'_>, ok: impl Fn(f64) -> bool, range: &str) -> Result<f64, FieldError> {
     let x = f64::from_json(value, path)?;
     if ok(x) {
         Ok(x)
@@ -94,25 +85,13 @@ fn float_in(
 
 impl FromJson for Lat {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        float_in(
-            value,
-            path,
-            |x| (-90.0..=90.0).contains(&x),
-            "between -90 and 90",
-        )
-        .map(Lat)
+        float_in(value, path, |x| (-90.0..=90.0).contains(&x), "between -90 and 90").map(Lat)
     }
 }
 
 impl FromJson for Lon {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        float_in(
-            value,
-            path,
-            |x| (-180.0..=180.0).contains(&x),
-            "between -180 and 180",
-        )
-        .map(Lon)
+        float_in(value, path, |x| (-180.0..=180.0).contains(&x), "between -180 and 180").map(Lon)
     }
 }
 
@@ -124,13 +103,7 @@ impl FromJson for NonNegative {
 
 impl FromJson for Heading {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        float_in(
-            value,
-            path,
-            |x| (0.0..360.0).contains(&x),
-            "at least 0 and below 360",
-        )
-        .map(Heading)
+        float_in(value, path, |x| (0.0..360.0).contains(&x), "at least 0 and below 360").map(Heading)
     }
 }
 
@@ -150,11 +123,7 @@ json_struct!(
 );
 
 /// A window's end must come after its start.
-fn window_order(
-    start: (&str, Timestamp),
-    end: (&str, Timestamp),
-    path: &Path<'_>,
-) -> Result<(), FieldError> {
+fn window_order(start: (&str, Timestamp), end: (&str, Timestamp), path: &Path<'_>) -> Result<(), FieldError> {
     if end.1 <= start.1 {
         return Err(path.key(end.0).error(format!("must be after {}", start.0)));
     }
@@ -304,7 +273,10 @@ mod tests {
     #[test]
     fn every_type_is_documented() {
         let doc = include_str!("../../../docs/events.md");
-        let missing: Vec<&&str> = super::EVENT_TYPES.iter().filter(|t| !doc.contains(&format!("`{t}`"))).collect();
+        let missing: Vec<&&str> = super::EVENT_TYPES
+            .iter()
+            .filter(|t| !doc.contains(&format!("`{t}`")))
+            .collect();
         assert!(missing.is_empty(), "docs/events.md does not describe {missing:?}");
     }
 }

@@ -47,8 +47,7 @@ pub fn validate_event(raw: &str) -> Result<ValidEvent, Rejection> {
             raw.len()
         )));
     }
-    let value: Value = serde_json::from_str(raw)
-        .map_err(|e| Rejection::whole(format!("is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(raw).map_err(|e| Rejection::whole(format!("is not valid JSON: {e}")))?;
     validate_value(value, Some(raw))
 }
 
@@ -63,10 +62,7 @@ pub fn validate_value(value: Value, raw: Option<&str>) -> Result<ValidEvent, Rej
     // Events exported by `GET /events` carry the server's own fields; a new store assigns its own.
     let had_server_fields = object.remove("seq").is_some() | object.remove("received_at").is_some();
     let id = object.get("id").and_then(Value::as_str).map(str::to_owned);
-    let reject = |error: FieldError| Rejection {
-        id: id.clone(),
-        error,
-    };
+    let reject = |error: FieldError| Rejection { id: id.clone(), error };
     let valid = read_envelope(&object).map_err(reject)?;
     let raw = match raw {
         Some(raw) if !had_server_fields => raw.to_owned(),
@@ -128,10 +124,7 @@ fn read_envelope(object: &Map<String, Value>) -> Result<ValidEvent, FieldError> 
     let _touchpoint: Option<String> = field(object, &root, "touchpoint")?;
     let subject: Option<Subject> = field(object, &root, "subject")?;
     let customer: Option<CustomerRef> = field(object, &root, "customer")?;
-    if let Some(unknown) = object
-        .keys()
-        .find(|k| !ENVELOPE_FIELDS.contains(&k.as_str()))
-    {
+    if let Some(unknown) = object.keys().find(|k| !ENVELOPE_FIELDS.contains(&k.as_str())) {
         return Err(FieldError::new(
             unknown.as_str(),
             format!(
@@ -150,9 +143,7 @@ fn read_envelope(object: &Map<String, Value>) -> Result<ValidEvent, FieldError> 
         None => {
             return Err(FieldError::new(
                 "type",
-                format!(
-                    "{event_type:?} is not in the event catalogue; extension types must start with \"x.\""
-                ),
+                format!("{event_type:?} is not in the event catalogue; extension types must start with \"x.\""),
             ));
         }
     };
@@ -195,8 +186,7 @@ fn add_listed<'a>(
     field_name: &str,
 ) -> Result<(), FieldError> {
     for (i, value) in values.enumerate() {
-        let identity = Identity::new(kind, value)
-            .map_err(|m| FieldError::new(format!("{field_name}[{i}]"), m))?;
+        let identity = Identity::new(kind, value).map_err(|m| FieldError::new(format!("{field_name}[{i}]"), m))?;
         if !customer.identities.contains(&identity) {
             customer.identities.push(identity);
         }
@@ -218,9 +208,7 @@ impl FromJson for Subject {
         let s = String::from_json(value, path)?;
         match s.split_once(':') {
             Some((kind, id))
-                if !kind.is_empty()
-                    && !id.is_empty()
-                    && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+                if !kind.is_empty() && !id.is_empty() && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
             {
                 Ok(Subject(s))
             }
@@ -233,9 +221,7 @@ impl FromJson for Subject {
 
 impl FromJson for CustomerRef {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        let object = value
-            .as_object()
-            .ok_or_else(|| expected(path, "an object", value))?;
+        let object = value.as_object().ok_or_else(|| expected(path, "an object", value))?;
         let mut identities = Vec::new();
         for (key, kind) in [
             ("id", IdentityKind::Id),
@@ -266,9 +252,7 @@ impl FromJson for CustomerRef {
                 .error("is not a customer identity; use id, email, phone or external"));
         }
         if identities.is_empty() {
-            return Err(
-                path.error("must name the customer by at least one of id, email, phone, external")
-            );
+            return Err(path.error("must name the customer by at least one of id, email, phone, external"));
         }
         Ok(CustomerRef { identities })
     }
@@ -302,14 +286,8 @@ mod tests {
             json!({"id": 7, "type": "page.viewed", "time": "2026-11-23T09:00:00Z"}),
             "id: must be a string, not a number",
         );
-        check(
-            json!({"id": "e1", "time": "2026-11-23T09:00:00Z"}),
-            "type: is required",
-        );
-        check(
-            json!({"id": "e1", "type": "page.viewed"}),
-            "time: is required",
-        );
+        check(json!({"id": "e1", "time": "2026-11-23T09:00:00Z"}), "type: is required");
+        check(json!({"id": "e1", "type": "page.viewed"}), "time: is required");
         check(
             json!({"id": "e1", "type": "page.viewed", "time": "23/11/2026", "data": {"page": "/"}}),
             "time: must be an RFC 3339 date-time such as 2026-11-23T09:30:00Z, not \"23/11/2026\"",
@@ -335,10 +313,7 @@ mod tests {
         e["customer"] = json!({"email": "not-an-email"});
         check(e.clone(), "customer.email: must contain @");
         e["customer"] = json!({"external": {"shopify": 42}});
-        check(
-            e.clone(),
-            "customer.external.shopify: must be a string, not a number",
-        );
+        check(e.clone(), "customer.external.shopify: must be a string, not a number");
         e["customer"] = json!({"id": "c-1"});
         e["custommer"] = json!({"id": "c-1"});
         check(
@@ -357,24 +332,15 @@ mod tests {
     fn catalogue_data_is_typed_and_ranged() {
         use serde_json::json;
         check(
-            base(
-                "survey.answered",
-                json!({"survey": "post-delivery", "nps": 11}),
-            ),
+            base("survey.answered", json!({"survey": "post-delivery", "nps": 11})),
             "data.nps: must be between 0 and 10, not 11",
         );
         check(
-            base(
-                "survey.answered",
-                json!({"survey": "post-delivery", "nps": "9"}),
-            ),
+            base("survey.answered", json!({"survey": "post-delivery", "nps": "9"})),
             "data.nps: must be a whole number, not a string",
         );
         check(
-            base(
-                "survey.answered",
-                json!({"survey": "post-delivery", "nps": 9}),
-            ),
+            base("survey.answered", json!({"survey": "post-delivery", "nps": 9})),
             "ok",
         );
         check(
@@ -382,10 +348,7 @@ mod tests {
             "data: must carry at least one answer: nps, csat, ces or comment",
         );
         check(
-            base(
-                "review.posted",
-                json!({"rating": 0, "text": "meh", "site": "x"}),
-            ),
+            base("review.posted", json!({"rating": 0, "text": "meh", "site": "x"})),
             "data.rating: must be between 1 and 5, not 0",
         );
         check(base("page.viewed", json!({})), "data.page: is required");
@@ -424,18 +387,12 @@ mod tests {
         order["promised_to"] = json!("2026-11-25T13:00:00Z");
         check(base("order.placed", order), "ok");
         check(
-            base(
-                "availability.shown",
-                json!({"sku": "t-1", "claim": "ships_by"}),
-            ),
+            base("availability.shown", json!({"sku": "t-1", "claim": "ships_by"})),
             "data.ships_by: is required when claim is ships_by",
         );
         let mut position = base("courier.position", json!({"lat": 91.0, "lon": 2.0}));
         position["subject"] = json!("driver:d-1");
-        check(
-            position.clone(),
-            "data.lat: must be between -90 and 90, not 91",
-        );
+        check(position.clone(), "data.lat: must be between -90 and 90, not 91");
         position["data"]["lat"] = json!(48.85);
         check(position.clone(), "ok");
         position["subject"] = json!("shipment:s-1");
@@ -444,10 +401,7 @@ mod tests {
             "subject: must name the driver (driver:ID) for courier.position",
         );
         check(
-            base(
-                "customer.identified",
-                json!({"emails": ["a@x.org", "nope"]}),
-            ),
+            base("customer.identified", json!({"emails": ["a@x.org", "nope"]})),
             "data.emails[1]: must contain @",
         );
     }
@@ -484,12 +438,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let ids: Vec<String> = e
-            .customer
-            .identities
-            .iter()
-            .map(|i| i.to_string())
-            .collect();
+        let ids: Vec<String> = e.customer.identities.iter().map(|i| i.to_string()).collect();
         assert_eq!(ids, ["email:ann@example.org", "phone:+442079460000"]);
     }
 

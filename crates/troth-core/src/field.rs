@@ -73,11 +73,7 @@ pub trait FromJson: Sized {
 }
 
 /// Reads field `key` of `object` (absent and `null` are both "missing").
-pub fn field<T: FromJson>(
-    object: &Map<String, Value>,
-    path: &Path<'_>,
-    key: &str,
-) -> Result<T, FieldError> {
+pub fn field<T: FromJson>(object: &Map<String, Value>, path: &Path<'_>, key: &str) -> Result<T, FieldError> {
     let path = path.key(key);
     match object.get(key) {
         None | Some(Value::Null) => T::missing(&path),
@@ -122,9 +118,7 @@ impl FromJson for String {
 
 impl FromJson for bool {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        value
-            .as_bool()
-            .ok_or_else(|| expected(path, "true or false", value))
+        value.as_bool().ok_or_else(|| expected(path, "true or false", value))
     }
 }
 
@@ -142,8 +136,7 @@ impl FromJson for i64 {
 impl FromJson for u32 {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
         let n = i64::from_json(value, path)?;
-        u32::try_from(n)
-            .map_err(|_| path.error(format!("must be between 0 and {}, not {n}", u32::MAX)))
+        u32::try_from(n).map_err(|_| path.error(format!("must be between 0 and {}, not {n}", u32::MAX)))
     }
 }
 
@@ -156,9 +149,7 @@ impl FromJson for u64 {
 
 impl FromJson for f64 {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        value
-            .as_f64()
-            .ok_or_else(|| expected(path, "a number", value))
+        value.as_f64().ok_or_else(|| expected(path, "a number", value))
     }
 }
 
@@ -177,9 +168,7 @@ impl FromJson for Timestamp {
 
 impl<T: FromJson> FromJson for Vec<T> {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        let items = value
-            .as_array()
-            .ok_or_else(|| expected(path, "an array", value))?;
+        let items = value.as_array().ok_or_else(|| expected(path, "an array", value))?;
         items
             .iter()
             .enumerate()

@@ -82,9 +82,7 @@ fn non_empty(value: &str) -> Result<&str, String> {
 
 fn normalise_email(value: &str) -> Result<String, String> {
     match value.split_once('@') {
-        Some((local, domain))
-            if !local.is_empty() && !domain.is_empty() && !value.contains(char::is_whitespace) =>
-        {
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !value.contains(char::is_whitespace) => {
             Ok(value.to_lowercase())
         }
         _ => Err("must contain @".into()),
@@ -176,31 +174,15 @@ mod tests {
             };
             assert_eq!(got, expect, "{value}");
         };
-        check(
-            IdentityKind::Email,
-            " Ann@Example.ORG ",
-            "email:ann@example.org",
-        );
-        check(
-            IdentityKind::Email,
-            "ann.example.org",
-            "error: must contain @",
-        );
-        check(
-            IdentityKind::Phone,
-            "+44 (20) 7946-0000",
-            "phone:+442079460000",
-        );
+        check(IdentityKind::Email, " Ann@Example.ORG ", "email:ann@example.org");
+        check(IdentityKind::Email, "ann.example.org", "error: must contain @");
+        check(IdentityKind::Phone, "+44 (20) 7946-0000", "phone:+442079460000");
         check(
             IdentityKind::Phone,
             "call me",
             "error: must be a phone number (digits, optionally a leading +), found 'c'",
         );
-        check(
-            IdentityKind::Phone,
-            "123",
-            "error: must have 5 to 20 digits, not 3",
-        );
+        check(IdentityKind::Phone, "123", "error: must have 5 to 20 digits, not 3");
         check(IdentityKind::Id, "c-17", "id:c-17");
         check(IdentityKind::Id, "  ", "error: must not be empty");
         assert_eq!(
@@ -227,9 +209,7 @@ mod tests {
     fn public_customer_ids_round_trip() {
         assert_eq!(CustomerId::parse("cus_42"), Some(CustomerId(42)));
         assert_eq!(CustomerId(42).to_string(), "cus_42");
-        for bad in [
-            "42", "cus_", "cus_0", "cus_042", "cus_x", "cus_-1", "cus_+1", "c42",
-        ] {
+        for bad in ["42", "cus_", "cus_0", "cus_042", "cus_x", "cus_-1", "cus_+1", "c42"] {
             assert_eq!(CustomerId::parse(bad), None, "{bad}");
         }
     }

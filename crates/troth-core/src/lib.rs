@@ -8,8 +8,6 @@ pub mod field;
 pub mod identity;
 pub mod timestamp;
 
-pub use envelope::{
-    Channel, CustomerRef, MAX_EVENT_BYTES, ValidEvent, validate_event, validate_value,
-};
+pub use envelope::{Channel, CustomerRef, MAX_EVENT_BYTES, ValidEvent, validate_event, validate_value};
 pub use field::FieldError;
 pub use timestamp::Timestamp;

@@ -31,8 +31,7 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC with microsecond precision, e.g. `2026-11-23T09:15:00.000000Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1_000)
-            .map_err(|_| fmt::Error)?;
+        let t = OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1_000).map_err(|_| fmt::Error)?;
         write!(
             f,
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
@@ -60,12 +59,7 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_rfc3339() {
-        for s in [
-            "2026-11-23",
-            "2026-11-23T10:00:00",
-            "yesterday",
-            "2026-13-01T00:00:00Z",
-        ] {
+        for s in ["2026-11-23", "2026-11-23T10:00:00", "yesterday", "2026-13-01T00:00:00Z"] {
             assert_eq!(Timestamp::parse_rfc3339(s), None, "{s}");
         }
     }

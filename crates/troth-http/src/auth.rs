@@ -28,10 +28,7 @@ fn check<S: Store>(state: &AppState<S>, scope: Scope, request: &Request) -> Resu
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(secret) = header
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-    else {
+    let Some(secret) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
         return Err(ApiError::new(
             Code::MissingAuthorization,
             "send Authorization: Bearer KEY with the master key or an API key",
@@ -51,19 +48,12 @@ fn check<S: Store>(state: &AppState<S>, scope: Scope, request: &Request) -> Resu
                 scope.as_str()
             ),
         )),
-        None => Err(ApiError::new(
-            Code::InvalidApiKey,
-            "the key is unknown or revoked",
-        )),
+        None => Err(ApiError::new(Code::InvalidApiKey, "the key is unknown or revoked")),
     }
 }
 
 fn scopes(scopes: &[Scope]) -> String {
-    scopes
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Compares secrets without stopping at the first difference.

@@ -37,44 +37,16 @@ impl Code {
                 S::BAD_REQUEST,
                 "The body is not an event or an array of events",
             ),
-            Code::TooManyEvents => (
-                "too_many_events",
-                S::BAD_REQUEST,
-                "Too many events in one request",
-            ),
-            Code::PayloadTooLarge => (
-                "payload_too_large",
-                S::PAYLOAD_TOO_LARGE,
-                "The body is too large",
-            ),
-            Code::InvalidQuery => (
-                "invalid_query",
-                S::BAD_REQUEST,
-                "A query parameter is invalid",
-            ),
-            Code::MissingAuthorization => (
-                "missing_authorization",
-                S::UNAUTHORIZED,
-                "An API key is required",
-            ),
-            Code::InvalidApiKey => (
-                "invalid_api_key",
-                S::UNAUTHORIZED,
-                "The API key is not valid",
-            ),
+            Code::TooManyEvents => ("too_many_events", S::BAD_REQUEST, "Too many events in one request"),
+            Code::PayloadTooLarge => ("payload_too_large", S::PAYLOAD_TOO_LARGE, "The body is too large"),
+            Code::InvalidQuery => ("invalid_query", S::BAD_REQUEST, "A query parameter is invalid"),
+            Code::MissingAuthorization => ("missing_authorization", S::UNAUTHORIZED, "An API key is required"),
+            Code::InvalidApiKey => ("invalid_api_key", S::UNAUTHORIZED, "The API key is not valid"),
             Code::Forbidden => ("forbidden", S::FORBIDDEN, "The API key does not allow this"),
             Code::NotFound => ("not_found", S::NOT_FOUND, "Not found"),
             Code::NoMasterKey => ("no_master_key", S::CONFLICT, "API keys need a master key"),
-            Code::InvalidKeyRequest => (
-                "invalid_key_request",
-                S::BAD_REQUEST,
-                "The key request is invalid",
-            ),
-            Code::Unavailable => (
-                "unavailable",
-                S::SERVICE_UNAVAILABLE,
-                "The store is not available",
-            ),
+            Code::InvalidKeyRequest => ("invalid_key_request", S::BAD_REQUEST, "The key request is invalid"),
+            Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "The store is not available"),
             Code::Internal => ("internal", S::INTERNAL_SERVER_ERROR, "Internal error"),
         }
     }
@@ -150,9 +122,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::Invalid(message) => ApiError::new(Code::InvalidQuery, message),
-            StoreError::WriterGone | StoreError::Locked { .. } => {
-                ApiError::new(Code::Unavailable, e.to_string())
-            }
+            StoreError::WriterGone | StoreError::Locked { .. } => ApiError::new(Code::Unavailable, e.to_string()),
             other => {
                 // The cause is logged, not sent: it may name files and internals.
                 tracing::error!(error = %other, "store error");

@@ -82,8 +82,7 @@ impl Pending {
 
     /// Appends the valid items and returns every item's result in input order.
     async fn flush<S: Store>(&mut self, state: &AppState<S>) -> Result<Vec<ItemResult>, ApiError> {
-        let (indexes, events): (Vec<usize>, Vec<ValidEvent>) =
-            std::mem::take(&mut self.valid).into_iter().unzip();
+        let (indexes, events): (Vec<usize>, Vec<ValidEvent>) = std::mem::take(&mut self.valid).into_iter().unzip();
         let mut results = std::mem::take(&mut self.results);
         let statuses = state.store.append(events).await?;
         for (index, status) in indexes.into_iter().zip(statuses) {
@@ -115,17 +114,11 @@ fn count<S: Store>(state: &AppState<S>, results: &[ItemResult]) {
     ),
     security(("bearer" = []))
 )]
-pub async fn ingest_json<S: Store>(
-    State(state): State<AppState<S>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub async fn ingest_json<S: Store>(State(state): State<AppState<S>>, body: Bytes) -> Result<Response, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::new(
             Code::PayloadTooLarge,
-            format!(
-                "the body is {} bytes; the limit is {MAX_BODY_BYTES}",
-                body.len()
-            ),
+            format!("the body is {} bytes; the limit is {MAX_BODY_BYTES}", body.len()),
         ));
     }
     let text = std::str::from_utf8(&body)
@@ -160,12 +153,7 @@ pub async fn ingest_json<S: Store>(
 }
 
 fn parse_json<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, ApiError> {
-    serde_json::from_str(text).map_err(|e| {
-        ApiError::new(
-            Code::InvalidJson,
-            format!("the body is not valid JSON: {e}"),
-        )
-    })
+    serde_json::from_str(text).map_err(|e| ApiError::new(Code::InvalidJson, format!("the body is not valid JSON: {e}")))
 }
 
 /// Ingest newline-delimited events, streamed, of any length.
@@ -183,11 +171,7 @@ pub async fn ingest_ndjson<S: Store>(State(state): State<AppState<S>>, body: Bod
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
     });
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(stream),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
 }
 
 async fn ndjson_worker<S: Store>(state: AppState<S>, body: Body, out: mpsc::Sender<Bytes>) {
@@ -247,11 +231,7 @@ impl ResultWriter {
     }
 
     async fn item(&mut self, result: &ItemResult) -> bool {
-        let mut text = if self.first {
-            String::new()
-        } else {
-            ",".to_owned()
-        };
+        let mut text = if self.first { String::new() } else { ",".to_owned() };
         self.first = false;
         text.push_str(&serde_json::to_string(result).unwrap_or_default());
         self.send(Bytes::from(text)).await
@@ -369,10 +349,7 @@ impl LineSplitter {
 }
 
 fn too_long(size: usize) -> Rejection {
-    whole(format!(
-        "is {size} bytes; the limit is {}",
-        troth_core::MAX_EVENT_BYTES
-    ))
+    whole(format!("is {size} bytes; the limit is {}", troth_core::MAX_EVENT_BYTES))
 }
 
 fn whole(message: String) -> Rejection {
@@ -419,11 +396,7 @@ mod tests {
         let got = split(&[&long[..40_000], &long[40_000..], "\n", good, ""]);
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, 1);
-        assert!(
-            got[0].1.starts_with("event: is 65546 bytes"),
-            "{}",
-            got[0].1
-        );
+        assert!(got[0].1.starts_with("event: is 65546 bytes"), "{}", got[0].1);
         assert_eq!(got[1], (2, "g".into()));
     }
 }

@@ -105,9 +105,7 @@ pub async fn create_key<S: Store>(
 
 /// List keys (never their secrets).
 #[utoipa::path(get, path = "/api/v1/keys", tag = "keys", responses((status = 200, body = KeyList)), security(("bearer" = [])))]
-pub async fn list_keys<S: Store>(
-    State(state): State<AppState<S>>,
-) -> Result<Json<KeyList>, ApiError> {
+pub async fn list_keys<S: Store>(State(state): State<AppState<S>>) -> Result<Json<KeyList>, ApiError> {
     let keys = state.store.list_keys().await?;
     Ok(Json(KeyList {
         keys: keys.into_iter().map(|k| KeyView::new(k, None)).collect(),

@@ -54,8 +54,7 @@ impl<S> AppState<S> {
 
 /// The whole HTTP application.
 pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
-    let scoped =
-        |scope: Scope| middleware::from_fn_with_state((state.clone(), scope), auth::require::<S>);
+    let scoped = |scope: Scope| middleware::from_fn_with_state((state.clone(), scope), auth::require::<S>);
     let ingest = Router::new()
         .route("/api/v1/events", post(ingest::ingest_json::<S>))
         .route("/api/v1/events/ndjson", post(ingest::ingest_ndjson::<S>))
@@ -65,10 +64,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .route("/api/v1/customers/{id}", get(read::get_customer::<S>))
         .route_layer(scoped(Scope::Read));
     let admin = Router::new()
-        .route(
-            "/api/v1/keys",
-            post(keys::create_key::<S>).get(keys::list_keys::<S>),
-        )
+        .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))
         .route("/api/v1/keys/{uid}", delete(keys::delete_key::<S>))
         .route_layer(scoped(Scope::Admin));
     Router::new()
@@ -82,10 +78,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route; see /openapi.json") })
         // Bodies are limited per route: JSON ingest checks its own 4 MiB, NDJSON streams.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_requests::<S>,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests::<S>))
         .with_state(state)
 }
 
@@ -104,11 +97,7 @@ async fn metrics_text<S: Store>(State(state): State<AppState<S>>) -> Response {
         .into_response()
 }
 
-async fn count_requests<S: Store>(
-    State(state): State<AppState<S>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn count_requests<S: Store>(State(state): State<AppState<S>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request
         .extensions()
@@ -117,9 +106,7 @@ async fn count_requests<S: Store>(
         .to_owned();
     let response = next.run(request).await;
     let status = response.status();
-    state
-        .metrics
-        .record_request(&route, status.as_u16(), started.elapsed());
+    state.metrics.record_request(&route, status.as_u16(), started.elapsed());
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::warn!(%route, "answered 500");
     }

@@ -25,8 +25,7 @@ impl Metrics {
 
     pub fn count_events(&self, accepted: u64, duplicate: u64, rejected: u64) {
         self.events_accepted.fetch_add(accepted, Ordering::Relaxed);
-        self.events_duplicate
-            .fetch_add(duplicate, Ordering::Relaxed);
+        self.events_duplicate.fetch_add(duplicate, Ordering::Relaxed);
         self.events_rejected.fetch_add(rejected, Ordering::Relaxed);
     }
 

@@ -36,8 +36,7 @@ pub async fn list_events<S: Store>(
 ) -> Result<Response, ApiError> {
     let query = parse_query(&params)?;
     let page = state.store.events(query).await?;
-    let mut body =
-        String::with_capacity(page.events.iter().map(|e| e.raw.len() + 64).sum::<usize>() + 32);
+    let mut body = String::with_capacity(page.events.iter().map(|e| e.raw.len() + 64).sum::<usize>() + 32);
     body.push_str("{\"events\":[");
     for (i, event) in page.events.iter().enumerate() {
         if i > 0 {
@@ -70,12 +69,7 @@ fn parse_query(params: &[(String, String)]) -> Result<EventQuery, ApiError> {
     let time = |name: &str, value: &str| {
         Timestamp::parse_rfc3339(value)
             .map(Timestamp::micros)
-            .ok_or_else(|| {
-                invalid(
-                    name,
-                    format!("{name} must be an RFC 3339 date-time, not {value:?}"),
-                )
-            })
+            .ok_or_else(|| invalid(name, format!("{name} must be an RFC 3339 date-time, not {value:?}")))
     };
     for (name, value) in params {
         match name.as_str() {
@@ -86,31 +80,20 @@ fn parse_query(params: &[(String, String)]) -> Result<EventQuery, ApiError> {
             "to" => query.to_us = Some(time(name, value)?),
             "after" => {
                 let seq = value.parse::<i64>().ok().filter(|s| *s >= 0);
-                query.after_seq = Some(seq.ok_or_else(|| {
-                    invalid(
-                        name,
-                        format!("after must be a cursor returned as next, not {value:?}"),
-                    )
-                })?);
+                query.after_seq =
+                    Some(seq.ok_or_else(|| {
+                        invalid(name, format!("after must be a cursor returned as next, not {value:?}"))
+                    })?);
             }
             "limit" => {
-                let limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|l| (1..=MAX_LIMIT).contains(l));
-                query.limit = limit.ok_or_else(|| {
-                    invalid(
-                        name,
-                        format!("limit must be between 1 and {MAX_LIMIT}, not {value:?}"),
-                    )
-                })?;
+                let limit = value.parse::<usize>().ok().filter(|l| (1..=MAX_LIMIT).contains(l));
+                query.limit = limit
+                    .ok_or_else(|| invalid(name, format!("limit must be between 1 and {MAX_LIMIT}, not {value:?}")))?;
             }
             other => {
                 return Err(invalid(
                     other,
-                    format!(
-                        "unknown parameter {other:?}; use customer, subject, type, from, to, after, limit"
-                    ),
+                    format!("unknown parameter {other:?}; use customer, subject, type, from, to, after, limit"),
                 ));
             }
         }
@@ -134,10 +117,7 @@ pub async fn get_customer<S: Store>(
 ) -> Result<Response, ApiError> {
     match state.store.customer(id.clone()).await? {
         Some(profile) => Ok(axum::Json(CustomerView::from(profile)).into_response()),
-        None => Err(ApiError::new(
-            Code::NotFound,
-            format!("no customer is known as {id:?}"),
-        )),
+        None => Err(ApiError::new(Code::NotFound, format!("no customer is known as {id:?}"))),
     }
 }
 

@@ -46,9 +46,7 @@ impl Api {
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, content_type, json)
     }
@@ -71,13 +69,7 @@ async fn good_items_are_kept_when_others_fail() {
     let answer = api
         .post(
             "/api/v1/events",
-            json!([
-                page_view("e1"),
-                bad_nps,
-                page_view("e1"),
-                42,
-                page_view("e3")
-            ]),
+            json!([page_view("e1"), bad_nps, page_view("e1"), 42, page_view("e3")]),
         )
         .await;
     assert_eq!(
@@ -121,12 +113,7 @@ async fn bodies_that_are_not_events_are_problems() {
     }
     let too_many: Vec<Value> = (0..1001).map(|i| page_view(&format!("e{i}"))).collect();
     let (status, _, problem) = api
-        .call(
-            "POST",
-            "/api/v1/events",
-            None,
-            Value::Array(too_many).to_string(),
-        )
+        .call("POST", "/api/v1/events", None, Value::Array(too_many).to_string())
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(problem["code"], "too_many_events");
@@ -189,22 +176,13 @@ async fn event_filters_and_pages() {
         )
         .await;
     assert_eq!(ids(&by_time), ["e5", "e9", "e13"]);
-    let (_, _, first) = api
-        .call("GET", "/api/v1/events?limit=10", None, Body::empty())
-        .await;
+    let (_, _, first) = api.call("GET", "/api/v1/events?limit=10", None, Body::empty()).await;
     assert_eq!(first["next"], "10");
     let (_, _, second) = api
-        .call(
-            "GET",
-            "/api/v1/events?limit=10&after=10",
-            None,
-            Body::empty(),
-        )
+        .call("GET", "/api/v1/events?limit=10&after=10", None, Body::empty())
         .await;
     assert_eq!(ids(&second)[0], "e10");
-    let (status, _, problem) = api
-        .call("GET", "/api/v1/events?limit=0", None, Body::empty())
-        .await;
+    let (status, _, problem) = api.call("GET", "/api/v1/events?limit=0", None, Body::empty()).await;
     assert_eq!(
         (status, problem["field"].as_str()),
         (StatusCode::BAD_REQUEST, Some("limit"))
@@ -213,9 +191,7 @@ async fn event_filters_and_pages() {
         .call("GET", "/api/v1/events?from=yesterday", None, Body::empty())
         .await;
     assert_eq!(problem["field"], "from");
-    let (_, _, problem) = api
-        .call("GET", "/api/v1/events?custmer=c1", None, Body::empty())
-        .await;
+    let (_, _, problem) = api.call("GET", "/api/v1/events?custmer=c1", None, Body::empty()).await;
     assert_eq!(problem["field"], "custmer");
 }
 
@@ -265,9 +241,7 @@ async fn customer_profiles() {
         ]),
     )
     .await;
-    let (status, _, profile) = api
-        .call("GET", "/api/v1/customers/ann", None, Body::empty())
-        .await;
+    let (status, _, profile) = api.call("GET", "/api/v1/customers/ann", None, Body::empty()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(profile["traits"], json!({"name": "Ann"}));
     assert_eq!(
@@ -282,17 +256,10 @@ async fn customer_profiles() {
     assert_eq!(profile["last_seen"], "2026-11-23T09:00:00.000000Z");
     let id = profile["id"].as_str().unwrap();
     let (status, _, same) = api
-        .call(
-            "GET",
-            &format!("/api/v1/customers/{id}"),
-            None,
-            Body::empty(),
-        )
+        .call("GET", &format!("/api/v1/customers/{id}"), None, Body::empty())
         .await;
     assert_eq!((status, &same), (StatusCode::OK, &profile));
-    let (status, content_type, _) = api
-        .call("GET", "/api/v1/customers/nobody", None, Body::empty())
-        .await;
+    let (status, content_type, _) = api.call("GET", "/api/v1/customers/nobody", None, Body::empty()).await;
     assert_eq!(
         (status, content_type.as_str()),
         (StatusCode::NOT_FOUND, "application/problem+json")
@@ -307,9 +274,7 @@ async fn with_a_master_key_every_api_route_needs_a_scoped_key() {
         (status, problem["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("missing_authorization"))
     );
-    let (status, _, _) = api
-        .call("GET", "/api/v1/events", Some("guess"), Body::empty())
-        .await;
+    let (status, _, _) = api.call("GET", "/api/v1/events", Some("guess"), Body::empty()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, created) = api
         .call(
@@ -322,12 +287,7 @@ async fn with_a_master_key_every_api_route_needs_a_scoped_key() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let ingest_key = created["key"].as_str().unwrap().to_owned();
     let (status, _, answer) = api
-        .call(
-            "POST",
-            "/api/v1/events",
-            Some(&ingest_key),
-            page_view("e1").to_string(),
-        )
+        .call("POST", "/api/v1/events", Some(&ingest_key), page_view("e1").to_string())
         .await;
     assert_eq!(
         (status, answer["results"][0]["status"].as_str()),
@@ -362,10 +322,7 @@ async fn with_a_master_key_every_api_route_needs_a_scoped_key() {
         .call("GET", "/api/v1/keys", Some("master-secret"), Body::empty())
         .await;
     assert_eq!(listed["keys"].as_array().unwrap().len(), 1);
-    assert!(
-        listed["keys"][0].get("key").is_none(),
-        "secrets are never listed"
-    );
+    assert!(listed["keys"][0].get("key").is_none(), "secrets are never listed");
     let uid = created["uid"].as_str().unwrap();
     let (status, _, _) = api
         .call(
@@ -377,12 +334,7 @@ async fn with_a_master_key_every_api_route_needs_a_scoped_key() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _, _) = api
-        .call(
-            "POST",
-            "/api/v1/events",
-            Some(&ingest_key),
-            page_view("e2").to_string(),
-        )
+        .call("POST", "/api/v1/events", Some(&ingest_key), page_view("e2").to_string())
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Operations endpoints stay open.
@@ -401,25 +353,14 @@ async fn openapi_and_metrics() {
         "/api/v1/customers/{id}",
         "/api/v1/keys",
     ] {
-        assert!(
-            spec["paths"].get(path).is_some(),
-            "{path} missing from the spec"
-        );
+        assert!(spec["paths"].get(path).is_some(), "{path} missing from the spec");
     }
-    api.post(
-        "/api/v1/events",
-        json!([page_view("e1"), page_view("e1"), {"id": "x"}]),
-    )
-    .await;
+    api.post("/api/v1/events", json!([page_view("e1"), page_view("e1"), {"id": "x"}]))
+        .await;
     let response = api
         .router
         .clone()
-        .oneshot(
-            Request::builder()
-                .uri("/metrics")
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .oneshot(Request::builder().uri("/metrics").body(Body::empty()).unwrap())
         .await
         .unwrap();
     let text = String::from_utf8(

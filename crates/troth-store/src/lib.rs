@@ -19,9 +19,7 @@ pub use keys::{ApiKey, NewKey, Scope};
 /// What storage can fail with. Callers only distinguish these cases.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(
-        "the store at {path} is in use by another process{holder}; stop it, or send events to it with --url"
-    )]
+    #[error("the store at {path} is in use by another process{holder}; stop it, or send events to it with --url")]
     Locked { path: String, holder: String },
     #[error("the store's writer has stopped")]
     WriterGone,
@@ -32,10 +30,7 @@ pub enum StoreError {
     #[error("storage error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("I/O error on {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 /// What became of one event handed to [`Store::append`].
@@ -60,6 +55,10 @@ pub struct EventQuery {
     pub to_us: Option<i64>,
     /// Only events with a greater sequence number.
     pub after_seq: Option<i64>,
+    /// Only events with a smaller sequence number.
+    pub before_seq: Option<i64>,
+    /// Newest first instead of oldest first (for timelines).
+    pub newest_first: bool,
     pub limit: usize,
 }
 
@@ -76,6 +75,17 @@ pub struct EventPage {
     pub events: Vec<StoredEvent>,
     /// The sequence number to continue after, when there may be more.
     pub next_after: Option<i64>,
+}
+
+/// The store at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overview {
+    pub events: u64,
+    /// Customers, not counting those merged into another.
+    pub customers: u64,
+    pub last_seq: i64,
+    /// Events per type, most frequent first.
+    pub by_type: Vec<(String, u64)>,
 }
 
 /// The customer profile, v1: who they are and what they have done.
@@ -119,27 +129,17 @@ impl ReplayReport {
 pub trait Store: Send + Sync + 'static {
     /// Appends validated events in order and applies their projections in the same
     /// transaction. Resolves once the events are on disk.
-    fn append(
-        &self,
-        events: Vec<ValidEvent>,
-    ) -> impl Future<Output = Result<Vec<AppendStatus>, StoreError>> + Send;
+    fn append(&self, events: Vec<ValidEvent>) -> impl Future<Output = Result<Vec<AppendStatus>, StoreError>> + Send;
 
-    fn events(
-        &self,
-        query: EventQuery,
-    ) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
+    fn events(&self, query: EventQuery) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
+
+    fn overview(&self) -> impl Future<Output = Result<Overview, StoreError>> + Send;
 
     /// Looks a customer up by the sender's id, by an identity key (`email:…`), or by
     /// troth's own id (`cus_…`). A merged customer answers with the survivor.
-    fn customer(
-        &self,
-        key: String,
-    ) -> impl Future<Output = Result<Option<CustomerProfile>, StoreError>> + Send;
+    fn customer(&self, key: String) -> impl Future<Output = Result<Option<CustomerProfile>, StoreError>> + Send;
 
-    fn create_key(
-        &self,
-        key: NewKey,
-    ) -> impl Future<Output = Result<(ApiKey, String), StoreError>> + Send;
+    fn create_key(&self, key: NewKey) -> impl Future<Output = Result<(ApiKey, String), StoreError>> + Send;
     fn list_keys(&self) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
     fn delete_key(&self, uid: String) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The key a secret belongs to, answered from memory (called on every request).

@@ -30,16 +30,10 @@ fn accepted(statuses: &[AppendStatus]) -> usize {
 #[tokio::test]
 async fn the_same_id_again_is_a_duplicate_and_stores_nothing() {
     let (_dir, store) = open();
-    let first = store
-        .append(vec![event("e1", json!({"id": "ann"}))])
-        .await
-        .unwrap();
+    let first = store.append(vec![event("e1", json!({"id": "ann"}))]).await.unwrap();
     assert!(matches!(first[..], [AppendStatus::Accepted { seq: 1 }]));
     // Again, alone and inside a batch (also twice within the batch).
-    let again = store
-        .append(vec![event("e1", json!({"id": "bob"}))])
-        .await
-        .unwrap();
+    let again = store.append(vec![event("e1", json!({"id": "bob"}))]).await.unwrap();
     assert_eq!(again, [AppendStatus::Duplicate]);
     let batch = store
         .append(vec![
@@ -73,10 +67,7 @@ async fn the_same_id_again_is_a_duplicate_and_stores_nothing() {
 async fn identities_resolve_to_one_customer_and_merge() {
     let (_dir, store) = open();
     store
-        .append(vec![event(
-            "e1",
-            json!({"id": "ann", "email": "Ann@Example.org"}),
-        )])
+        .append(vec![event("e1", json!({"id": "ann", "email": "Ann@Example.org"}))])
         .await
         .unwrap();
     store
@@ -84,11 +75,7 @@ async fn identities_resolve_to_one_customer_and_merge() {
         .await
         .unwrap();
     let ann = store.customer("ann".into()).await.unwrap().unwrap();
-    let phone_only = store
-        .customer("phone:+442079460000".into())
-        .await
-        .unwrap()
-        .unwrap();
+    let phone_only = store.customer("phone:+442079460000".into()).await.unwrap().unwrap();
     assert_ne!(ann.id, phone_only.id, "an unknown phone is a new customer");
     // Email lookups are case-insensitive.
     assert_eq!(
@@ -110,11 +97,7 @@ async fn identities_resolve_to_one_customer_and_merge() {
         .await
         .unwrap();
     assert_eq!(accepted(&statuses), 1);
-    let merged = store
-        .customer(phone_only.id.clone())
-        .await
-        .unwrap()
-        .unwrap();
+    let merged = store.customer(phone_only.id.clone()).await.unwrap().unwrap();
     assert_eq!(merged.id, ann.id, "the older customer survives");
     assert_eq!(merged.merged_from, std::slice::from_ref(&phone_only.id));
     assert_eq!(merged.events, 4, "three events plus the recorded merge");
@@ -239,11 +222,13 @@ async fn replay_reproduces_the_stored_projections() {
     .unwrap();
     conn.execute("UPDATE events SET customer_id = NULL WHERE seq = 5", [])
         .unwrap();
+    conn.execute("UPDATE event_type_counts SET n = n + 1 WHERE type = 'page.viewed'", []).unwrap();
     drop(conn);
     let store = SqliteStore::open(dir.path()).unwrap();
     let report = store.replay(true, &mut |_| {}).unwrap();
     assert_eq!(report.differences["identities"], 2);
     assert_eq!(report.differences["event_customers"], 1);
+    assert_eq!(report.differences["event_type_counts"], 2);
     assert!(report.written);
     assert!(store.replay(false, &mut |_| {}).unwrap().matches());
 }
@@ -264,15 +249,10 @@ async fn merges(store: &SqliteStore) -> u64 {
 #[test]
 fn a_second_process_is_refused_clearly() {
     let (dir, _store) = open();
-    let err = SqliteStore::open(dir.path())
-        .err()
-        .expect("the store is held");
+    let err = SqliteStore::open(dir.path()).err().expect("the store is held");
     let message = err.to_string();
     assert!(message.contains("in use by another process"), "{message}");
-    assert!(
-        message.contains(&format!("pid {}", std::process::id())),
-        "{message}"
-    );
+    assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
 }
 
 #[tokio::test]
@@ -294,4 +274,19 @@ async fn keys_authenticate_by_secret_and_can_be_revoked() {
     assert!(store.delete_key(key.uid.clone()).await.unwrap());
     assert!(store.authenticate(&secret).is_none());
     assert!(!store.delete_key(key.uid).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_overview_counts_events_by_type_and_customers() {
+    let (_dir, store) = open();
+    store.append(vec![event("e1", json!({"id": "ann"})), event("e2", json!({"id": "bob"}))]).await.unwrap();
+    store.append(vec![event("e2", json!({"id": "bob"})), event("e3", json!({"email": "ann@x.org"}))]).await.unwrap();
+    // One event shows ann@x.org is ann: a merge, recorded as an event of its own.
+    store.append(vec![event("e4", json!({"id": "ann", "email": "ann@x.org"}))]).await.unwrap();
+    let overview = store.overview().await.unwrap();
+    assert_eq!(overview.by_type, [("page.viewed".to_owned(), 4), ("customer.merged".to_owned(), 1)]);
+    assert_eq!((overview.events, overview.customers, overview.last_seq), (5, 2, 5));
+    let newest = store.events(EventQuery { newest_first: true, limit: 2, ..Default::default() }).await.unwrap();
+    let seqs: Vec<i64> = newest.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [5, 4]);
 }

@@ -124,7 +124,8 @@ fn bulk(work: &std::path::Path, file: &std::path::Path) -> anyhow::Result<BulkFi
     let stored = rusqlite::Connection::open(dir.join("troth.db"))?;
     let mut rows = Vec::new();
     {
-        let mut select = stored.prepare("SELECT id, type, time_us, received_us, customer_id, subject, body FROM events ORDER BY seq")?;
+        let mut select = stored
+            .prepare("SELECT id, type, time_us, received_us, customer_id, subject, body FROM events ORDER BY seq")?;
         let mut cursor = select.query([])?;
         while let Some(r) = cursor.next()? {
             rows.push((
@@ -165,11 +166,7 @@ fn bulk(work: &std::path::Path, file: &std::path::Path) -> anyhow::Result<BulkFi
     })
 }
 
-async fn http(
-    work: &std::path::Path,
-    lines: &[Bytes],
-    args: &IngestArgs,
-) -> anyhow::Result<HttpFigures> {
+async fn http(work: &std::path::Path, lines: &[Bytes], args: &IngestArgs) -> anyhow::Result<HttpFigures> {
     let localhost: SocketAddr = "127.0.0.1:0".parse()?;
     // The reference: parse the same JSON, do nothing.
     let bare = axum::Router::new().route(
@@ -231,11 +228,7 @@ async fn load(addr: SocketAddr, bodies: &[Bytes], clients: usize) -> anyhow::Res
                 let sent = Instant::now();
                 let (status, answer) = client.post_json("/api/v1/events", body.clone()).await?;
                 latencies.push(sent.elapsed());
-                anyhow::ensure!(
-                    status.is_success(),
-                    "{status}: {}",
-                    String::from_utf8_lossy(&answer)
-                );
+                anyhow::ensure!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&answer));
             }
             anyhow::Ok(latencies)
         }));

@@ -96,10 +96,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if !args.data_dir.join("troth.db").exists() {
-        anyhow::bail!(
-            "no store in {} (looked for troth.db)",
-            args.data_dir.display()
-        );
+        anyhow::bail!("no store in {} (looked for troth.db)", args.data_dir.display());
     }
     let store = troth_store::sqlite::SqliteStore::open(&args.data_dir)?;
     let progress = crate::import::counter_bar("replaying");
@@ -124,9 +121,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         println!("the stored projections did not match the log; they have been rebuilt from it");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
-            "the stored projections do not match the log; run without --check to rebuild them"
-        );
+        println!("the stored projections do not match the log; run without --check to rebuild them");
         Ok(ExitCode::from(1))
     }
 }

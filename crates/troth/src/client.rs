@@ -21,9 +21,7 @@ pub struct Target {
 impl Target {
     pub async fn parse(url: &str) -> anyhow::Result<Target> {
         let rest = url.strip_prefix("http://").with_context(|| {
-            format!(
-                "{url:?}: only http:// URLs are supported (put TLS in a proxy in front of troth)"
-            )
+            format!("{url:?}: only http:// URLs are supported (put TLS in a proxy in front of troth)")
         })?;
         let (host, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
@@ -94,26 +92,17 @@ impl Client {
             request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
         }
         self.sender.ready().await?;
-        let response = self
-            .sender
-            .send_request(request.body(Full::new(body))?)
-            .await?;
+        let response = self.sender.send_request(request.body(Full::new(body))?).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
     }
 
     pub async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
-        self.request(Method::GET, path, "application/json", Bytes::new())
-            .await
+        self.request(Method::GET, path, "application/json", Bytes::new()).await
     }
 
-    pub async fn post_json(
-        &mut self,
-        path: &str,
-        body: impl Into<Bytes>,
-    ) -> anyhow::Result<(StatusCode, Bytes)> {
-        self.request(Method::POST, path, "application/json", body.into())
-            .await
+    pub async fn post_json(&mut self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.request(Method::POST, path, "application/json", body.into()).await
     }
 }

@@ -72,17 +72,14 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen: parse_listen(&listen)?,
-            master_key: flags
-                .master_key
-                .or(file.master_key)
-                .filter(|k| !k.is_empty()),
+            master_key: flags.master_key.or(file.master_key).filter(|k| !k.is_empty()),
         })
     }
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the configuration file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading the configuration file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("in the configuration file {}", path.display()))
 }
 
@@ -114,21 +111,14 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("troth.toml");
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:9000\"\nmaster_key = \"from-file\"\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nmaster_key = \"from-file\"\n").unwrap();
         let from_file = Config::load(flags(Some(path.clone()))).unwrap();
         assert_eq!(from_file.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(from_file.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(from_file.master_key.as_deref(), Some("from-file"));
         let mut flagged = flags(Some(path));
         flagged.listen = Some("localhost:9100".into());
-        assert_eq!(
-            Config::load(flagged).unwrap().listen.to_string(),
-            "127.0.0.1:9100"
-        );
+        assert_eq!(Config::load(flagged).unwrap().listen.to_string(), "127.0.0.1:9100");
     }
 
     #[test]

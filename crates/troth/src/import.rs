@@ -44,8 +44,7 @@ impl Summary {
     }
 
     pub fn events_per_second(&self) -> f64 {
-        (self.accepted + self.duplicate + self.rejected) as f64
-            / self.elapsed.as_secs_f64().max(1e-9)
+        (self.accepted + self.duplicate + self.rejected) as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     fn print(&self, source: &str) {
@@ -73,12 +72,10 @@ impl Summary {
 pub const EXIT_SOME_REJECTED: u8 = 3;
 
 pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let (input, total_bytes): (Box<dyn Read + Send>, Option<u64>) = if args.file.as_os_str() == "-"
-    {
+    let (input, total_bytes): (Box<dyn Read + Send>, Option<u64>) = if args.file.as_os_str() == "-" {
         (Box::new(std::io::stdin()), None)
     } else {
-        let file =
-            File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+        let file = File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
         let len = file.metadata().ok().map(|m| m.len());
         (Box::new(file), len)
     };
@@ -96,18 +93,13 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         None => counter_bar("lines"),
     };
     let summary = match (&args.url, &args.data_dir) {
-        (Some(url), _) => {
-            crate::cli::runtime()?.block_on(to_server(url, args.key.clone(), input, &bar, &read))?
-        }
+        (Some(url), _) => crate::cli::runtime()?.block_on(to_server(url, args.key.clone(), input, &bar, &read))?,
         (None, data_dir) => {
             let dir = data_dir
                 .clone()
                 .unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
-            let store = SqliteStore::open(&dir)
-                .with_context(|| format!("opening the store in {}", dir.display()))?;
-            into_store(&store, input, &mut |s| {
-                progress(&bar, s, &read, total_bytes)
-            })?
+            let store = SqliteStore::open(&dir).with_context(|| format!("opening the store in {}", dir.display()))?;
+            into_store(&store, input, &mut |s| progress(&bar, s, &read, total_bytes))?
         }
     };
     bar.finish_and_clear();
@@ -143,10 +135,8 @@ pub fn bytes_bar(total: u64) -> ProgressBar {
 pub fn counter_bar(label: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} {{pos}} {label} ({{per_sec}}) {{msg}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template(&format!("{{spinner}} {{pos}} {label} ({{per_sec}}) {{msg}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
@@ -193,10 +183,7 @@ pub fn into_store(
     Ok(summary)
 }
 
-fn validate_lines(
-    mut input: impl BufRead,
-    tx: std::sync::mpsc::SyncSender<Batch>,
-) -> anyhow::Result<()> {
+fn validate_lines(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<Batch>) -> anyhow::Result<()> {
     let mut line = Vec::with_capacity(4096);
     let mut number = 0u64;
     let new_batch = || Batch {
@@ -207,11 +194,7 @@ fn validate_lines(
     let mut batch = new_batch();
     loop {
         line.clear();
-        if input
-            .read_until(b'\n', &mut line)
-            .context("reading the input")?
-            == 0
-        {
+        if input.read_until(b'\n', &mut line).context("reading the input")? == 0 {
             break;
         }
         number += 1;
@@ -227,11 +210,9 @@ fn validate_lines(
         };
         match validated {
             Ok(event) => batch.events.push(event),
-            Err(rejection) => {
-                batch
-                    .rejects
-                    .push((number, rejection.error.field, rejection.error.message))
-            }
+            Err(rejection) => batch
+                .rejects
+                .push((number, rejection.error.field, rejection.error.message)),
         }
         if batch.events.len() >= BATCH_EVENTS {
             batch.lines = number;
@@ -262,9 +243,7 @@ async fn to_server(
         let mut body = Vec::with_capacity(1 << 20);
         let mut lines = 0u64;
         while lines < LINES_PER_REQUEST as u64 {
-            let n = input
-                .read_until(b'\n', &mut body)
-                .context("reading the input")?;
+            let n = input.read_until(b'\n', &mut body).context("reading the input")?;
             if n == 0 {
                 break;
             }
@@ -286,10 +265,7 @@ async fn to_server(
             .await
             .with_context(|| format!("sending lines {first_line}… to {url}"))?;
         if !status.is_success() {
-            anyhow::bail!(
-                "{url} answered {status}: {}",
-                String::from_utf8_lossy(&answer)
-            );
+            anyhow::bail!("{url} answered {status}: {}", String::from_utf8_lossy(&answer));
         }
         tally(&mut summary, &answer, first_line - 1)?;
         first_line += lines;
@@ -317,8 +293,7 @@ fn tally(summary: &mut Summary, answer: &[u8], line_offset: u64) -> anyhow::Resu
         field: String,
         message: String,
     }
-    let answer: Answer = serde_json::from_slice(answer)
-        .context("the server's answer is not the ingest result list")?;
+    let answer: Answer = serde_json::from_slice(answer).context("the server's answer is not the ingest result list")?;
     for item in answer.results {
         match item.status.as_str() {
             "accepted" => summary.accepted += 1,
@@ -328,11 +303,7 @@ fn tally(summary: &mut Summary, answer: &[u8], line_offset: u64) -> anyhow::Resu
                     field: "event".into(),
                     message: "rejected".into(),
                 });
-                summary.reject(
-                    line_offset + item.line.unwrap_or(0),
-                    error.field,
-                    error.message,
-                );
+                summary.reject(line_offset + item.line.unwrap_or(0), error.field, error.message);
             }
         }
     }

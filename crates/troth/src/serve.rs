@@ -44,9 +44,7 @@ pub async fn run(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = app(AppState::new(store, master_key));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(stop).await
 }
 
 /// Binds `addr` and serves in the background; returns the bound address and a

@@ -37,23 +37,13 @@ fn import_reports_rejects_by_line_and_is_idempotent() {
 
     let first = run(&["import", "--data-dir", store, file]);
     let text = stdout(&first);
-    assert_eq!(
-        first.status.code(),
-        Some(3),
-        "some lines were rejected: {text}"
-    );
-    assert!(
-        text.contains("500 accepted, 0 duplicate, 2 rejected"),
-        "{text}"
-    );
+    assert_eq!(first.status.code(), Some(3), "some lines were rejected: {text}");
+    assert!(text.contains("500 accepted, 0 duplicate, 2 rejected"), "{text}");
     assert!(
         text.contains("line 102: data.nps: must be between 0 and 10, not 11"),
         "{text}"
     );
-    assert!(
-        text.contains("line 203: event: is not valid JSON"),
-        "{text}"
-    );
+    assert!(text.contains("line 203: event: is not valid JSON"), "{text}");
 
     let again = run(&["import", "--data-dir", store, file]);
     assert!(
@@ -92,10 +82,7 @@ fn import_to_a_running_server_and_a_clear_error_when_it_holds_the_store() {
 
     let sent = run(&["import", "--url", &server.url(), file.to_str().unwrap()]);
     let text = stdout(&sent);
-    assert!(
-        text.contains("500 accepted, 0 duplicate, 2 rejected"),
-        "{text}"
-    );
+    assert!(text.contains("500 accepted, 0 duplicate, 2 rejected"), "{text}");
     assert!(
         text.contains("line 102: data.nps"),
         "line numbers count from the file's start: {text}"

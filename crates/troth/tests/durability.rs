@@ -30,7 +30,10 @@ async fn every_acknowledged_event_survives_sigkill() {
                                "customer": {"id": format!("u{}", (n + k) % 50)}, "data": {"page": "/"}})
                     })
                     .collect();
-                let Ok((status, body)) = client.post_json("/api/v1/events", Value::Array(batch).to_string()).await else {
+                let Ok((status, body)) = client
+                    .post_json("/api/v1/events", Value::Array(batch).to_string())
+                    .await
+                else {
                     return;
                 };
                 assert!(status.is_success());
@@ -44,8 +47,7 @@ async fn every_acknowledged_event_survives_sigkill() {
         }));
     }
     let started = Instant::now();
-    while acknowledged.lock().unwrap().len() < 3_000 && started.elapsed() < Duration::from_secs(60)
-    {
+    while acknowledged.lock().unwrap().len() < 3_000 && started.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.kill();
@@ -60,16 +62,11 @@ async fn every_acknowledged_event_survives_sigkill() {
     );
 
     let server = Server::start(dir.path(), &[]);
-    let mut client = Client::connect(&Target::from_addr(server.addr), None)
-        .await
-        .unwrap();
+    let mut client = Client::connect(&Target::from_addr(server.addr), None).await.unwrap();
     let mut stored = HashSet::new();
     let mut after = String::new();
     loop {
-        let (status, body) = client
-            .get(&format!("/api/v1/events?limit=1000{after}"))
-            .await
-            .unwrap();
+        let (status, body) = client.get(&format!("/api/v1/events?limit=1000{after}")).await.unwrap();
         assert!(status.is_success());
         let page: Value = serde_json::from_slice(&body).unwrap();
         for event in page["events"].as_array().unwrap() {

@@ -20,9 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use troth_core::ValidEvent;
 
 use crate::keys::{self, ApiKey, NewKey, Scope};
-use crate::{
-    AppendStatus, CustomerProfile, EventPage, EventQuery, ReplayReport, Store, StoreError,
-};
+use crate::{AppendStatus, CustomerProfile, EventPage, EventQuery, Overview, ReplayReport, Store, StoreError};
 pub use writer::MAX_GROUP_EVENTS;
 use writer::{Job, KeyRing, Writer};
 
@@ -59,6 +57,7 @@ impl SqliteStore {
         let conn = open_connection(&db_path, false)?;
         conn.execute_batch(schema::EVENTS)?;
         conn.execute_batch(&schema::projections("main"))?;
+        conn.execute_batch(&schema::type_counts("main"))?;
         conn.execute_batch(schema::KEYS)?;
         let keys = Arc::new(RwLock::new(load_keys(&conn)?));
         let writer = Writer::new(conn, keys.clone())?;
@@ -83,10 +82,7 @@ impl SqliteStore {
     }
 
     /// Appends from a thread that is not async (bulk import).
-    pub fn append_blocking(
-        &self,
-        events: Vec<ValidEvent>,
-    ) -> Result<Vec<AppendStatus>, StoreError> {
+    pub fn append_blocking(&self, events: Vec<ValidEvent>) -> Result<Vec<AppendStatus>, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .jobs
@@ -98,11 +94,7 @@ impl SqliteStore {
     /// Rebuilds every projection from the log and compares it with what is stored;
     /// with `write`, replaces the stored projections with the rebuilt ones.
     /// `progress` is called with the number of events replayed so far.
-    pub fn replay(
-        &self,
-        write: bool,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<ReplayReport, StoreError> {
+    pub fn replay(&self, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
         // The writer is idle while the store's lock keeps other processes out;
         // replay gets its own connection and an immediate transaction.
         let conn = open_connection(&self.inner.db_path, false)?;
@@ -129,11 +121,7 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = inner
-                .readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop();
+            let conn = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match conn {
                 Some(conn) => conn,
                 None => open_connection(&inner.db_path, true)?,
@@ -162,6 +150,10 @@ impl Store for SqliteStore {
         self.read(move |conn| read::events(conn, &query)).await
     }
 
+    async fn overview(&self) -> Result<Overview, StoreError> {
+        self.read(read::overview).await
+    }
+
     async fn customer(&self, key: String) -> Result<Option<CustomerProfile>, StoreError> {
         self.read(move |conn| read::customer(conn, &key)).await
     }
@@ -182,11 +174,7 @@ impl Store for SqliteStore {
             .values()
             .cloned()
             .collect();
-        keys.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.uid.cmp(&b.uid))
-        });
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.uid.cmp(&b.uid)));
         Ok(keys)
     }
 
@@ -208,8 +196,7 @@ impl Store for SqliteStore {
         if self.inner.jobs.is_closed() {
             return Err(StoreError::WriterGone);
         }
-        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
 }
 
@@ -217,9 +204,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;

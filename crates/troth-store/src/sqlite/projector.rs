@@ -56,22 +56,14 @@ struct Sql {
 
 impl Projector {
     pub fn new(conn: &Connection, schema: &'static str) -> rusqlite::Result<Projector> {
-        let max: Option<i64> = conn.query_row(
-            &format!("SELECT max(cid) FROM {schema}.customers"),
-            [],
-            |r| r.get(0),
-        )?;
+        let max: Option<i64> = conn.query_row(&format!("SELECT max(cid) FROM {schema}.customers"), [], |r| r.get(0))?;
         let s = schema;
         let sql = Sql {
             find_identity: format!("SELECT cid FROM {s}.identities WHERE key = ?1"),
             insert_customer: format!("INSERT INTO {s}.customers (cid) VALUES (?1)"),
-            insert_identity: format!(
-                "INSERT OR IGNORE INTO {s}.identities (key, cid) VALUES (?1, ?2)"
-            ),
+            insert_identity: format!("INSERT OR IGNORE INTO {s}.identities (key, cid) VALUES (?1, ?2)"),
             repoint_identities: format!("UPDATE {s}.identities SET cid = ?1 WHERE cid = ?2"),
-            merge_customer: format!(
-                "UPDATE {s}.customers SET merged_into = ?1 WHERE cid = ?2 OR merged_into = ?2"
-            ),
+            merge_customer: format!("UPDATE {s}.customers SET merged_into = ?1 WHERE cid = ?2 OR merged_into = ?2"),
             traits: format!("SELECT traits FROM {s}.customers WHERE cid = ?1"),
             set_traits: format!("UPDATE {s}.customers SET traits = ?1 WHERE cid = ?2"),
         };
@@ -83,11 +75,7 @@ impl Projector {
         })
     }
 
-    fn owner(
-        &mut self,
-        conn: &Connection,
-        identity: &Identity,
-    ) -> rusqlite::Result<Option<CustomerId>> {
+    fn owner(&mut self, conn: &Connection, identity: &Identity) -> rusqlite::Result<Option<CustomerId>> {
         if let Some(cid) = self.known.get(identity.as_key()) {
             return Ok(Some(*cid));
         }
@@ -160,12 +148,7 @@ impl Projector {
     }
 
     /// Applies a plan for an event that was just stored; returns the merges it made.
-    pub fn apply(
-        &mut self,
-        conn: &Connection,
-        plan: Plan,
-        event: &ValidEvent,
-    ) -> rusqlite::Result<Vec<Merge>> {
+    pub fn apply(&mut self, conn: &Connection, plan: Plan, event: &ValidEvent) -> rusqlite::Result<Vec<Merge>> {
         let mut merges = Vec::new();
         if let EventData::CustomerMerged(m) = &event.data {
             if let (Some(survivor), Some(merged)) = (plan.customer, CustomerId::parse(&m.from))
@@ -181,19 +164,14 @@ impl Projector {
         };
         match resolution {
             Resolution::New => {
-                conn.prepare_cached(&self.sql.insert_customer)?
-                    .execute([customer.0])?;
+                conn.prepare_cached(&self.sql.insert_customer)?.execute([customer.0])?;
                 self.next_cid = customer.0 + 1;
             }
             Resolution::Existing(_) => {}
             Resolution::Merge { survivor, merged } => {
                 for cid in merged {
                     self.merge(conn, survivor, cid)?;
-                    let identity = plan
-                        .evidence
-                        .iter()
-                        .find(|(c, _)| *c == cid)
-                        .map(|(_, i)| i.clone());
+                    let identity = plan.evidence.iter().find(|(c, _)| *c == cid).map(|(_, i)| i.clone());
                     merges.push(Merge {
                         survivor,
                         merged: cid,
@@ -228,12 +206,7 @@ impl Projector {
         root(conn, self.schema, cid)
     }
 
-    fn merge(
-        &mut self,
-        conn: &Connection,
-        survivor: CustomerId,
-        merged: CustomerId,
-    ) -> rusqlite::Result<()> {
+    fn merge(&mut self, conn: &Connection, survivor: CustomerId, merged: CustomerId) -> rusqlite::Result<()> {
         conn.prepare_cached(&self.sql.repoint_identities)?
             .execute([survivor.0, merged.0])?;
         conn.prepare_cached(&self.sql.merge_customer)?
@@ -256,17 +229,10 @@ impl Projector {
             .query_row([cid.0], |r| r.get(0))
             .optional()?
             .flatten();
-        Ok(text
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default())
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
     }
 
-    fn set_traits(
-        &self,
-        conn: &Connection,
-        cid: CustomerId,
-        traits: &Map<String, Value>,
-    ) -> rusqlite::Result<()> {
+    fn set_traits(&self, conn: &Connection, cid: CustomerId, traits: &Map<String, Value>) -> rusqlite::Result<()> {
         let text = Value::Object(traits.clone()).to_string();
         conn.prepare_cached(&self.sql.set_traits)?
             .execute(params![text, cid.0])?;
@@ -274,11 +240,7 @@ impl Projector {
     }
 }
 
-pub fn root(
-    conn: &Connection,
-    schema: &str,
-    cid: CustomerId,
-) -> rusqlite::Result<Option<CustomerId>> {
+pub fn root(conn: &Connection, schema: &str, cid: CustomerId) -> rusqlite::Result<Option<CustomerId>> {
     conn.prepare_cached(&format!(
         "SELECT coalesce(merged_into, cid) FROM {schema}.customers WHERE cid = ?1"
     ))?

@@ -8,11 +8,15 @@ use troth_core::Timestamp;
 use troth_core::identity::{CustomerId, Identity, IdentityKind};
 
 use super::projector::root;
-use crate::{CustomerProfile, EventPage, EventQuery, IdentityView, StoreError, StoredEvent};
+use crate::{CustomerProfile, EventPage, EventQuery, IdentityView, Overview, StoreError, StoredEvent};
 
 pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreError> {
     let mut sql = String::from("SELECT seq, received_us, body FROM events WHERE seq > ?");
     let mut args: Vec<SqlValue> = vec![SqlValue::Integer(query.after_seq.unwrap_or(0))];
+    if let Some(before) = query.before_seq {
+        sql.push_str(" AND seq < ?");
+        args.push(SqlValue::Integer(before));
+    }
     if let Some(key) = &query.customer {
         let Some(cids) = customer_set(conn, key)? else {
             return Ok(EventPage {
@@ -40,7 +44,11 @@ pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreE
         sql.push_str(" AND time_us < ?");
         args.push(SqlValue::Integer(to));
     }
-    sql.push_str(" ORDER BY seq LIMIT ?");
+    sql.push_str(if query.newest_first {
+        " ORDER BY seq DESC LIMIT ?"
+    } else {
+        " ORDER BY seq LIMIT ?"
+    });
     args.push(SqlValue::Integer(query.limit as i64));
     let mut stmt = conn.prepare_cached(&sql)?;
     let events = stmt
@@ -70,10 +78,7 @@ pub fn find_customer(conn: &Connection, key: &str) -> Result<Option<CustomerId>,
     }
     let mut by_identity = conn.prepare_cached("SELECT cid FROM identities WHERE key = ?1")?;
     for identity in candidates {
-        if let Some(cid) = by_identity
-            .query_row([identity.as_key()], |r| r.get(0))
-            .optional()?
-        {
+        if let Some(cid) = by_identity.query_row([identity.as_key()], |r| r.get(0)).optional()? {
             return Ok(Some(CustomerId(cid)));
         }
     }
@@ -94,8 +99,7 @@ fn customer_set(conn: &Connection, key: &str) -> Result<Option<Vec<CustomerId>>,
 }
 
 fn merged_into(conn: &Connection, survivor: CustomerId) -> Result<Vec<CustomerId>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT cid FROM customers WHERE merged_into = ?1 ORDER BY cid")?;
+    let mut stmt = conn.prepare_cached("SELECT cid FROM customers WHERE merged_into = ?1 ORDER BY cid")?;
     let merged = stmt
         .query_map([survivor.0], |r| r.get(0).map(CustomerId))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -131,9 +135,7 @@ pub fn customer(conn: &Connection, key: &str) -> Result<Option<CustomerProfile>,
         .query_row([survivor.0], |r| r.get(0))
         .optional()?
         .flatten();
-    let traits = traits
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let traits = traits.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
 
     let mut all = vec![survivor.0];
     all.extend(merged.iter().map(|c| c.0));
@@ -160,4 +162,22 @@ pub fn customer(conn: &Connection, key: &str) -> Result<Option<CustomerProfile>,
         event_counts,
         merged_from: merged.iter().map(|c| c.to_string()).collect(),
     }))
+}
+
+pub fn overview(conn: &Connection) -> Result<Overview, StoreError> {
+    let mut by_type = conn
+        .prepare_cached("SELECT type, n FROM event_type_counts ORDER BY n DESC, type")?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    by_type.retain(|(_, n)| *n > 0);
+    let customers: i64 = conn.query_row("SELECT count(*) FROM customers WHERE merged_into IS NULL", [], |r| {
+        r.get(0)
+    })?;
+    let last_seq: Option<i64> = conn.query_row("SELECT max(seq) FROM events", [], |r| r.get(0))?;
+    Ok(Overview {
+        events: by_type.iter().map(|(_, n)| n).sum(),
+        customers: customers as u64,
+        last_seq: last_seq.unwrap_or(0),
+        by_type,
+    })
 }

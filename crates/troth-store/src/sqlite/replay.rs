@@ -11,18 +11,12 @@ use crate::{ReplayReport, StoreError};
 
 /// Each projection as a query giving comparable rows, per schema.
 const COMPARED: &[(&str, &str)] = &[
-    (
-        "customers",
-        "SELECT cid, merged_into, traits FROM {s}.customers",
-    ),
+    ("customers", "SELECT cid, merged_into, traits FROM {s}.customers"),
     ("identities", "SELECT key, cid FROM {s}.identities"),
+    ("event_type_counts", "SELECT type, n FROM {s}.event_type_counts"),
 ];
 
-pub fn run(
-    conn: &Connection,
-    write: bool,
-    progress: &mut dyn FnMut(u64),
-) -> Result<ReplayReport, StoreError> {
+pub fn run(conn: &Connection, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
     conn.execute_batch("ATTACH DATABASE '' AS replay")?;
     let result = rebuild_and_compare(conn, write, progress);
     let _ = conn.execute_batch("DETACH DATABASE replay");
@@ -35,26 +29,19 @@ fn rebuild_and_compare(
     progress: &mut dyn FnMut(u64),
 ) -> Result<ReplayReport, StoreError> {
     conn.execute_batch(&schema::projections("replay"))?;
-    conn.execute_batch(
-        "CREATE TABLE replay.event_customer (seq INTEGER PRIMARY KEY, cid INTEGER)",
-    )?;
+    conn.execute_batch("CREATE TABLE replay.event_customer (seq INTEGER PRIMARY KEY, cid INTEGER)")?;
     let tx = conn.unchecked_transaction()?;
     let mut projector = Projector::new(&tx, "replay")?;
     let mut report = ReplayReport::default();
     {
         let mut scan = tx.prepare("SELECT seq, body FROM main.events ORDER BY seq")?;
-        let mut record =
-            tx.prepare("INSERT INTO replay.event_customer (seq, cid) VALUES (?1, ?2)")?;
+        let mut record = tx.prepare("INSERT INTO replay.event_customer (seq, cid) VALUES (?1, ?2)")?;
         let mut rows = scan.query([])?;
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
             let body: String = row.get(1)?;
-            let event = validate_event(&body).map_err(|r| {
-                StoreError::Invalid(format!(
-                    "stored event seq {seq} no longer validates: {}",
-                    r.error
-                ))
-            })?;
+            let event = validate_event(&body)
+                .map_err(|r| StoreError::Invalid(format!("stored event seq {seq} no longer validates: {}", r.error)))?;
             let plan = projector.plan(&tx, &event)?;
             record.execute(params![seq, plan.customer.map(|c| c.0)])?;
             // Merges found again here are already in the log as customer.merged events.
@@ -66,6 +53,8 @@ fn rebuild_and_compare(
         }
     }
     progress(report.events);
+    tx.execute_batch(&schema::type_counts("replay"))?;
+    tx.execute_batch("INSERT INTO replay.event_type_counts SELECT type, count(*) FROM main.events GROUP BY type")?;
     report.customers = tx.query_row("SELECT count(*) FROM replay.customers", [], |r| r.get(0))?;
     report.identities = tx.query_row("SELECT count(*) FROM replay.identities", [], |r| r.get(0))?;
     let mut differences = BTreeMap::new();
@@ -91,6 +80,8 @@ fn rebuild_and_compare(
              INSERT INTO main.customers SELECT * FROM replay.customers;
              DELETE FROM main.identities;
              INSERT INTO main.identities SELECT * FROM replay.identities;
+             DELETE FROM main.event_type_counts;
+             INSERT INTO main.event_type_counts SELECT * FROM replay.event_type_counts;
              UPDATE main.events SET customer_id = (SELECT cid FROM replay.event_customer r WHERE r.seq = events.seq)
               WHERE customer_id IS NOT (SELECT cid FROM replay.event_customer r WHERE r.seq = events.seq);",
         )?;

@@ -18,6 +18,13 @@ CREATE INDEX IF NOT EXISTS events_by_subject ON events(subject, seq) WHERE subje
 CREATE INDEX IF NOT EXISTS events_by_type ON events(type, seq);
 ";
 
+/// Events stored per type, kept with each append so overviews need no scan.
+pub fn type_counts(schema: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.event_type_counts (type TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
+    )
+}
+
 /// The identity projection, created under a schema name so replay can rebuild it
 /// beside the live one.
 pub fn projections(schema: &str) -> String {

@@ -3,6 +3,7 @@
 //! once, so concurrent requests share the transaction and its fsync. Replies go
 //! out only after the commit, so an acknowledged event is on disk.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use rusqlite::{Connection, params};
@@ -36,12 +37,8 @@ impl Job {
         let failed = |message: String| StoreError::WriteFailed(message);
         // A caller that went away no longer needs its answer.
         match (self, done) {
-            (Job::Append { reply, .. }, Ok(Done::Appended(statuses))) => {
-                drop(reply.send(Ok(statuses)))
-            }
-            (Job::CreateKey { reply, .. }, Ok(Done::Created(key, secret))) => {
-                drop(reply.send(Ok((key, secret))))
-            }
+            (Job::Append { reply, .. }, Ok(Done::Appended(statuses))) => drop(reply.send(Ok(statuses))),
+            (Job::CreateKey { reply, .. }, Ok(Done::Created(key, secret))) => drop(reply.send(Ok((key, secret)))),
             (Job::DeleteKey { reply, .. }, Ok(Done::Deleted(found))) => drop(reply.send(Ok(found))),
             (Job::Append { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::CreateKey { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
@@ -58,7 +55,7 @@ impl Job {
 }
 
 /// Keys by the hash of their secret, mirrored in memory for authentication.
-pub type KeyRing = Arc<RwLock<std::collections::HashMap<String, ApiKey>>>;
+pub type KeyRing = Arc<RwLock<HashMap<String, ApiKey>>>;
 
 pub struct Writer {
     conn: Connection,
@@ -69,11 +66,7 @@ pub struct Writer {
 impl Writer {
     pub fn new(conn: Connection, keys: KeyRing) -> rusqlite::Result<Writer> {
         let projector = Projector::new(&conn, "main")?;
-        Ok(Writer {
-            conn,
-            projector,
-            keys,
-        })
+        Ok(Writer { conn, projector, keys })
     }
 
     pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
@@ -128,9 +121,7 @@ impl Writer {
         let mut key_changes = Vec::new();
         for job in group {
             done.push(match job {
-                Job::Append { events, .. } => {
-                    Done::Appended(append(&tx, &mut self.projector, events, received)?)
-                }
+                Job::Append { events, .. } => Done::Appended(append(&tx, &mut self.projector, events, received)?),
                 Job::CreateKey { key, .. } => {
                     let secret = keys::new_secret().map_err(|e| StoreError::Invalid(e.to_string()))?;
                     let uid = keys::new_uid().map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -140,15 +131,28 @@ impl Writer {
                         "INSERT INTO api_keys (uid, name, scopes, hash, created_us) VALUES (?1, ?2, ?3, ?4, ?5)",
                         params![uid, key.name, scopes.join(","), hash, received.micros()],
                     )?;
-                    let api_key = ApiKey { uid, name: key.name.clone(), scopes: key.scopes.clone(), created_at: received.to_string() };
+                    let api_key = ApiKey {
+                        uid,
+                        name: key.name.clone(),
+                        scopes: key.scopes.clone(),
+                        created_at: received.to_string(),
+                    };
                     key_changes.push((hash, Some(api_key.clone())));
                     Done::Created(api_key, secret)
                 }
                 Job::DeleteKey { uid, .. } => {
                     let hash: Option<String> = tx
-                        .query_row("DELETE FROM api_keys WHERE uid = ?1 RETURNING hash", [uid], |r| r.get(0))
+                        .query_row("DELETE FROM api_keys WHERE uid = ?1 RETURNING hash", [uid], |r| {
+                            r.get(0)
+                        })
                         .map(Some)
-                        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+                        .or_else(|e| {
+                            if e == rusqlite::Error::QueryReturnedNoRows {
+                                Ok(None)
+                            } else {
+                                Err(e)
+                            }
+                        })?;
                     let found = hash.is_some();
                     if let Some(hash) = hash {
                         key_changes.push((hash, None));
@@ -192,6 +196,7 @@ pub fn append(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
     )?;
     let mut statuses = Vec::with_capacity(events.len());
+    let mut counts: HashMap<&str, i64> = HashMap::new();
     for event in events {
         let plan = projector.plan(conn, event)?;
         let customer = plan.customer.map(|c| c.0);
@@ -210,6 +215,7 @@ pub fn append(
         }
         let seq = conn.last_insert_rowid();
         statuses.push(AppendStatus::Accepted { seq });
+        *counts.entry(&event.event_type).or_default() += 1;
         for merge in projector.apply(conn, plan, event)? {
             let body = merge_event(&merge, seq, &event.time.to_string());
             let id = format!("troth.merge.{seq}.{}", merge.merged);
@@ -222,7 +228,14 @@ pub fn append(
                 format!("customer:{}", merge.survivor),
                 body
             ])?;
+            *counts.entry("customer.merged").or_default() += 1;
         }
+    }
+    let mut count = conn.prepare_cached(
+        "INSERT INTO event_type_counts (type, n) VALUES (?1, ?2) ON CONFLICT (type) DO UPDATE SET n = n + excluded.n",
+    )?;
+    for (event_type, n) in counts {
+        count.execute(params![event_type, n])?;
     }
     Ok(statuses)
 }
