@@ -20,15 +20,65 @@ pub async fn require<S: Store>(
     }
 }
 
-fn check<S: Store>(state: &AppState<S>, scope: Scope, request: &Request) -> Result<(), ApiError> {
-    let Some(master) = &state.master_key else {
-        return Ok(());
-    };
+/// For pages: the key may also come from the sign-in cookie; without a valid one
+/// the browser is sent to the sign-in form.
+pub async fn require_page<S: Store>(
+    State((state, scope)): State<(AppState<S>, Scope)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let from_cookie = cookie(&request, crate::ui::KEY_COOKIE);
+    match check_secret(&state, scope, bearer(&request).or(from_cookie.as_deref())) {
+        Ok(()) => next.run(request).await,
+        Err(e) if e.code == Code::Forbidden => e.into_response(),
+        Err(_) => axum::response::Redirect::to("/login").into_response(),
+    }
+}
+
+fn bearer(request: &Request) -> Option<&str> {
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(secret) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+    header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim)
+}
+
+/// A cookie's value, percent-decoded.
+fn cookie(request: &Request, name: &str) -> Option<String> {
+    let cookies = request.headers().get(header::COOKIE)?.to_str().ok()?;
+    let value = cookies
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)?
+        .1;
+    let mut out = Vec::with_capacity(value.len());
+    let mut rest = value.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        let escaped = (first == b'%')
+            .then(|| std::str::from_utf8(tail.get(..2)?).ok())
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                rest = &tail[2..];
+            }
+            None => {
+                out.push(first);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn check<S: Store>(state: &AppState<S>, scope: Scope, request: &Request) -> Result<(), ApiError> {
+    check_secret(state, scope, bearer(request))
+}
+
+fn check_secret<S: Store>(state: &AppState<S>, scope: Scope, secret: Option<&str>) -> Result<(), ApiError> {
+    let Some(master) = &state.master_key else { return Ok(()) };
+    let Some(secret) = secret else {
         return Err(ApiError::new(
             Code::MissingAuthorization,
             "send Authorization: Bearer KEY with the master key or an API key",

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod read;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,11 +72,12 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .merge(ingest)
         .merge(read)
         .merge(admin)
+        .merge(ui::routes(state.clone()))
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics_text::<S>))
-        .fallback(|| async { ApiError::new(Code::NotFound, "no such route; see /openapi.json") })
+        .fallback(|| async { ApiError::new(Code::NotFound, "no such route; see /docs or /openapi.json") })
         // Bodies are limited per route: JSON ingest checks its own 4 MiB, NDJSON streams.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), count_requests::<S>))

@@ -1,0 +1,393 @@
+//! The pages' content, from store reads to HTML.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+use troth_core::Timestamp;
+use troth_store::{EventQuery, Store, StoredEvent};
+
+use super::html::{esc, page, url_segment};
+use crate::ApiError;
+
+type PageResult = Result<Option<String>, ApiError>;
+
+pub async fn overview<S: Store>(store: &S) -> PageResult {
+    let overview = store.overview().await?;
+    let latest = store
+        .events(EventQuery {
+            newest_first: true,
+            limit: 30,
+            ..Default::default()
+        })
+        .await?;
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        r#"<div class="cards"><div class="card"><div class="n">{}</div><div class="l">events</div></div>
+<div class="card"><div class="n">{}</div><div class="l">customers</div></div>
+<div class="card"><div class="n">{}</div><div class="l">event types seen</div></div></div>"#,
+        overview.events,
+        overview.customers,
+        overview.by_type.len()
+    );
+    body.push_str(r#"<div class="grid2"><section><h2>Latest events</h2>"#);
+    body.push_str(&event_table(&latest.events));
+    body.push_str(r#"</section><section><h2>Events by type</h2><table><tr><th>type</th><th>events</th><th></th></tr>"#);
+    let top = overview.by_type.first().map_or(1, |(_, n)| (*n).max(1));
+    for (event_type, n) in &overview.by_type {
+        let _ = write!(
+            body,
+            r#"<tr><td><code>{}</code></td><td class="num">{n}</td><td style="width:35%"><div class="bar" style="width:{:.1}%"></div></td></tr>"#,
+            esc(event_type),
+            *n as f64 * 100.0 / top as f64
+        );
+    }
+    body.push_str("</table></section></div>");
+    Ok(Some(page("Overview", Some(5), &body)))
+}
+
+pub async fn customer<S: Store>(store: &S, key: &str) -> PageResult {
+    let Some(profile) = store.customer(key.to_owned()).await? else {
+        return Ok(None);
+    };
+    let timeline = store
+        .events(EventQuery {
+            customer: Some(profile.id.clone()),
+            newest_first: true,
+            limit: 200,
+            ..Default::default()
+        })
+        .await?;
+    let name = profile
+        .traits
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or(&profile.id)
+        .to_owned();
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        r#"<div class="cards"><div class="card"><div class="l">troth id</div><div class="mono">{}</div></div>
+<div class="card"><div class="n">{}</div><div class="l">events</div></div>
+<div class="card"><div class="l">first seen</div><div>{}</div></div>
+<div class="card"><div class="l">last seen</div><div>{}</div></div></div>"#,
+        esc(&profile.id),
+        profile.events,
+        esc(profile.first_seen.as_deref().unwrap_or("–")),
+        esc(profile.last_seen.as_deref().unwrap_or("–")),
+    );
+    body.push_str(r#"<div class="grid2"><section><h2>Identities</h2><table>"#);
+    for identity in &profile.identities {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td class=\"mono\">{}</td></tr>",
+            esc(&identity.kind),
+            esc(&identity.value)
+        );
+    }
+    if !profile.merged_from.is_empty() {
+        let _ = write!(
+            body,
+            "<tr><td>merged from</td><td class=\"mono\">{}</td></tr>",
+            esc(&profile.merged_from.join(", "))
+        );
+    }
+    body.push_str("</table></section><section><h2>Traits</h2><table>");
+    for (trait_name, value) in &profile.traits {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            esc(trait_name),
+            esc(&plain(value))
+        );
+    }
+    body.push_str("</table></section></div><h2>Timeline</h2>");
+    body.push_str(&event_table(&timeline.events));
+    Ok(Some(page(&name, Some(15), &body)))
+}
+
+/// A shipment's stages as its events tell them, and its driver's trail.
+pub async fn shipment<S: Store>(store: &S, id: &str) -> PageResult {
+    let subject = format!("shipment:{id}");
+    let page_of_events = store
+        .events(EventQuery {
+            subject: Some(subject),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await?;
+    if page_of_events.events.is_empty() {
+        return Ok(None);
+    }
+    let events: Vec<Value> = page_of_events
+        .events
+        .iter()
+        .filter_map(|e| serde_json::from_str(&e.raw).ok())
+        .collect();
+    let mut body = String::new();
+    let mut window: Option<(String, String)> = None;
+    let mut driver: Option<(String, Timestamp)> = None;
+    let mut customer: Option<String> = None;
+    body.push_str(r#"<div class="grid2"><section><h2>Stages</h2><ol class="stages">"#);
+    let mut sorted: Vec<&Value> = events.iter().collect();
+    sorted.sort_by_key(|e| e["time"].as_str().and_then(Timestamp::parse_rfc3339));
+    for event in sorted {
+        let event_type = event["type"].as_str().unwrap_or_default();
+        let time = event["time"].as_str().unwrap_or_default();
+        let data = &event["data"];
+        if customer.is_none() {
+            customer = event["customer"]["id"].as_str().map(str::to_owned);
+        }
+        let (label, bad) = match event_type {
+            "shipment.created" => (
+                format!("Created with {}", data["carrier"].as_str().unwrap_or("a carrier")),
+                false,
+            ),
+            "shipment.handed_over" => ("Handed over to the carrier".to_owned(), false),
+            "shipment.window_set" | "shipment.rescheduled" => {
+                let (start, end) = (str_of(&data["window_start"]), str_of(&data["window_end"]));
+                window = Some((start.clone(), end.clone()));
+                let verb = if event_type == "shipment.rescheduled" {
+                    "Rescheduled to"
+                } else {
+                    "Window"
+                };
+                (format!("{verb} {} – {}", clock(&start), clock(&end)), false)
+            }
+            "shipment.out_for_delivery" => {
+                if let (Some(d), Some(at)) = (data["driver"].as_str(), Timestamp::parse_rfc3339(time)) {
+                    driver = Some((d.to_owned(), at));
+                }
+                let stops = data["stops_before"]
+                    .as_u64()
+                    .map(|n| format!(", {n} stops before"))
+                    .unwrap_or_default();
+                (format!("Out for delivery{stops}"), false)
+            }
+            "shipment.arriving" => ("Arriving".to_owned(), false),
+            "shipment.delivered" => {
+                let proof = data["proof"]["kind"].as_str().unwrap_or("delivered");
+                (format!("Delivered ({})", proof.replace('_', " ")), false)
+            }
+            "shipment.attempt_failed" => (format!("Delivery attempt failed: {}", str_of(&data["reason"])), true),
+            "shipment.lost" => ("Lost".to_owned(), true),
+            "shipment.returned" => ("Returned to sender".to_owned(), true),
+            "tracking.viewed" => continue,
+            other => (other.to_owned(), false),
+        };
+        let _ = write!(
+            body,
+            r#"<li{}><strong>{}</strong><br><span class="muted">{}</span></li>"#,
+            if bad { r#" class="bad""# } else { "" },
+            esc(&label),
+            esc(time)
+        );
+    }
+    body.push_str("</ol>");
+    if let Some((start, end)) = &window {
+        let _ = write!(
+            body,
+            "<p>Window: <strong>{} – {}</strong></p>",
+            esc(&clock(start)),
+            esc(&clock(end))
+        );
+    }
+    if let Some(customer) = &customer {
+        let _ = write!(
+            body,
+            r#"<p>Customer: <a href="/ui/customers/{}">{}</a></p>"#,
+            url_segment(customer),
+            esc(customer)
+        );
+    }
+    let views = events.iter().filter(|e| e["type"] == "tracking.viewed").count();
+    let _ = write!(
+        body,
+        "<p class=\"muted\">Tracking page viewed {views} times.</p></section><section><h2>Driver</h2>"
+    );
+    match &driver {
+        Some((driver, since)) => {
+            let positions = store
+                .events(EventQuery {
+                    subject: Some(format!("driver:{driver}")),
+                    event_type: Some("courier.position".into()),
+                    from_us: Some(since.micros()),
+                    newest_first: true,
+                    limit: 400,
+                    ..Default::default()
+                })
+                .await?;
+            body.push_str(&trail(driver, &positions.events));
+        }
+        None => body.push_str("<p class=\"muted\">Not out for delivery yet.</p>"),
+    }
+    body.push_str("</section></div><h2>Events</h2>");
+    body.push_str(&event_table(&page_of_events.events));
+    Ok(Some(page(&format!("Shipment {id}"), Some(10), &body)))
+}
+
+/// The driver's recent positions as an SVG trail, the latest as a marker.
+fn trail(driver: &str, positions: &[StoredEvent]) -> String {
+    let points: Vec<(f64, f64, String)> = positions
+        .iter()
+        .rev()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.raw).ok())
+        .filter_map(|v| {
+            Some((
+                v["data"]["lat"].as_f64()?,
+                v["data"]["lon"].as_f64()?,
+                str_of(&v["time"]),
+            ))
+        })
+        .collect();
+    let Some((last_lat, last_lon, last_time)) = points.last().cloned() else {
+        return format!("<p>Driver <code>{}</code>: no position received yet.</p>", esc(driver));
+    };
+    let (min_lat, max_lat) = points
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (min_lon, max_lon) = points
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let span = (max_lat - min_lat).max(max_lon - min_lon).max(0.002);
+    let project = |lat: f64, lon: f64| {
+        (
+            20.0 + (lon - min_lon) / span * 360.0,
+            380.0 - (lat - min_lat) / span * 360.0,
+        )
+    };
+    let path: Vec<String> = points
+        .iter()
+        .map(|(lat, lon, _)| project(*lat, *lon))
+        .map(|(x, y)| format!("{x:.1},{y:.1}"))
+        .collect();
+    let (x, y) = project(last_lat, last_lon);
+    format!(
+        r##"<svg class="map" viewBox="0 0 400 400" role="img" aria-label="driver trail"><polyline points="{}" fill="none" stroke="#2456d6" stroke-width="2" stroke-opacity=".5"/><circle cx="{x:.1}" cy="{y:.1}" r="7" fill="#2456d6"/></svg>
+<p>Driver <code>{}</code> at {last_lat:.5}, {last_lon:.5} <span class="muted">({})</span></p>"##,
+        path.join(" "),
+        esc(driver),
+        esc(&last_time)
+    )
+}
+
+fn event_table(events: &[StoredEvent]) -> String {
+    let mut out = String::from("<table><tr><th>time</th><th>type</th><th>about</th><th>details</th></tr>");
+    for event in events {
+        let Ok(v) = serde_json::from_str::<Value>(&event.raw) else {
+            continue;
+        };
+        let subject = v["subject"].as_str().unwrap_or_default();
+        let about = match subject.split_once(':') {
+            Some(("shipment", id)) => format!(r#"<a href="/ui/shipments/{}">{}</a>"#, url_segment(id), esc(subject)),
+            _ => match v["customer"]["id"].as_str() {
+                Some(c) => format!(r#"<a href="/ui/customers/{}">{}</a>"#, url_segment(c), esc(c)),
+                None => esc(subject),
+            },
+        };
+        let _ = write!(
+            out,
+            "<tr><td class=\"muted\">{}</td><td><code>{}</code></td><td>{about}</td><td>{}</td></tr>",
+            esc(&clock(&str_of(&v["time"]))),
+            esc(v["type"].as_str().unwrap_or_default()),
+            esc(&summary(&v["data"]))
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// A short line from an event's data: its fields, values abbreviated.
+fn summary(data: &Value) -> String {
+    let Some(object) = data.as_object() else {
+        return String::new();
+    };
+    let mut line = String::new();
+    for (key, value) in object {
+        if !line.is_empty() {
+            line.push_str(", ");
+        }
+        let _ = write!(line, "{key}: {}", plain(value));
+        if line.len() > 160 {
+            line.truncate(line.char_indices().nth(157).map_or(line.len(), |(i, _)| i));
+            line.push('…');
+            break;
+        }
+    }
+    line
+}
+
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn str_of(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+/// `2026-11-23T11:37:00Z` → `2026-11-23 11:37`.
+fn clock(time: &str) -> String {
+    match Timestamp::parse_rfc3339(time) {
+        Some(t) => {
+            let s = t.to_string();
+            format!("{} {}", &s[..10], &s[11..16])
+        }
+        None => time.to_owned(),
+    }
+}
+
+/// The API reference, rendered from the OpenAPI description.
+pub fn api_docs() -> String {
+    use utoipa::OpenApi;
+    let spec = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap_or_default();
+    let mut body = String::from(
+        r#"<p>Every <code>/api/v1</code> route takes and returns JSON; errors are <code>application/problem+json</code>. The machine-readable description is at <a href="/openapi.json">/openapi.json</a>.</p>"#,
+    );
+    if let Some(paths) = spec["paths"].as_object() {
+        for (path, methods) in paths {
+            let Some(methods) = methods.as_object() else { continue };
+            for (method, operation) in methods {
+                let _ = write!(
+                    body,
+                    r#"<div class="endpoint"><p><span class="method">{}</span><code>{}</code></p><p>{}</p>"#,
+                    esc(&method.to_uppercase()),
+                    esc(path),
+                    esc(operation["description"]
+                        .as_str()
+                        .or(operation["summary"].as_str())
+                        .unwrap_or_default())
+                );
+                if let Some(params) = operation["parameters"].as_array() {
+                    body.push_str("<table><tr><th>parameter</th><th>in</th><th>meaning</th></tr>");
+                    for p in params {
+                        let _ = write!(
+                            body,
+                            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                            esc(p["name"].as_str().unwrap_or_default()),
+                            esc(p["in"].as_str().unwrap_or_default()),
+                            esc(p["description"].as_str().unwrap_or_default())
+                        );
+                    }
+                    body.push_str("</table>");
+                }
+                if let Some(responses) = operation["responses"].as_object() {
+                    body.push_str("<p class=\"muted\">");
+                    for (status, response) in responses {
+                        let _ = write!(
+                            body,
+                            "{}: {}<br>",
+                            esc(status),
+                            esc(response["description"].as_str().unwrap_or_default())
+                        );
+                    }
+                    body.push_str("</p>");
+                }
+                body.push_str("</div>");
+            }
+        }
+    }
+    page("API reference", None, &body)
+}
