@@ -101,14 +101,11 @@ async fn metrics_text<S: Store>(State(state): State<AppState<S>>) -> Response {
 
 async fn count_requests<S: Store>(State(state): State<AppState<S>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    let matched: Option<MatchedPath> = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     let status = response.status();
-    state.metrics.record_request(&route, status.as_u16(), started.elapsed());
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state.metrics.record_request(route, status.as_u16(), started.elapsed());
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::warn!(%route, "answered 500");
     }

@@ -11,14 +11,19 @@ pub struct Metrics {
     pub events_accepted: AtomicU64,
     pub events_duplicate: AtomicU64,
     pub events_rejected: AtomicU64,
-    /// (route, status) → (count, total seconds)
-    requests: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
+    /// route → status → (count, total seconds)
+    requests: Mutex<BTreeMap<String, BTreeMap<u16, (u64, f64)>>>,
 }
 
 impl Metrics {
     pub fn record_request(&self, route: &str, status: u16, took: Duration) {
         let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = requests.entry((route.to_owned(), status)).or_default();
+        // Looked up by &str first: no allocation once a route has been seen.
+        let by_status = match requests.get_mut(route) {
+            Some(by_status) => by_status,
+            None => requests.entry(route.to_owned()).or_default(),
+        };
+        let entry = by_status.entry(status).or_default();
         entry.0 += 1;
         entry.1 += took.as_secs_f64();
     }
@@ -45,14 +50,15 @@ impl Metrics {
         }
         out.push_str("# HELP troth_http_requests_total HTTP requests, by route and status.\n# TYPE troth_http_requests_total counter\n");
         let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        for ((route, status), (count, _)) in requests.iter() {
+        let rows = || requests.iter().flat_map(|(route, by_status)| by_status.iter().map(move |(status, v)| (route, status, v)));
+        for (route, status, (count, _)) in rows() {
             let _ = writeln!(
                 out,
                 "troth_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
             );
         }
         out.push_str("# HELP troth_http_request_seconds_sum Time spent answering HTTP requests, by route and status.\n# TYPE troth_http_request_seconds_sum counter\n");
-        for ((route, status), (_, seconds)) in requests.iter() {
+        for (route, status, (_, seconds)) in rows() {
             let _ = writeln!(
                 out,
                 "troth_http_request_seconds_sum{{route=\"{route}\",status=\"{status}\"}} {seconds:.6}"
