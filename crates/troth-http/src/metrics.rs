@@ -50,7 +50,11 @@ impl Metrics {
         }
         out.push_str("# HELP troth_http_requests_total HTTP requests, by route and status.\n# TYPE troth_http_requests_total counter\n");
         let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let rows = || requests.iter().flat_map(|(route, by_status)| by_status.iter().map(move |(status, v)| (route, status, v)));
+        let rows = || {
+            requests
+                .iter()
+                .flat_map(|(route, by_status)| by_status.iter().map(move |(status, v)| (route, status, v)))
+        };
         for (route, status, (count, _)) in rows() {
             let _ = writeln!(
                 out,

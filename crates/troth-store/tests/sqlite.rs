@@ -222,7 +222,8 @@ async fn replay_reproduces_the_stored_projections() {
     .unwrap();
     conn.execute("UPDATE events SET customer_id = NULL WHERE seq = 5", [])
         .unwrap();
-    conn.execute("UPDATE event_type_counts SET n = n + 1 WHERE type = 'page.viewed'", []).unwrap();
+    conn.execute("UPDATE event_type_counts SET n = n + 1 WHERE type = 'page.viewed'", [])
+        .unwrap();
     drop(conn);
     let store = SqliteStore::open(dir.path()).unwrap();
     let report = store.replay(true, &mut |_| {}).unwrap();
@@ -279,14 +280,39 @@ async fn keys_authenticate_by_secret_and_can_be_revoked() {
 #[tokio::test]
 async fn the_overview_counts_events_by_type_and_customers() {
     let (_dir, store) = open();
-    store.append(vec![event("e1", json!({"id": "ann"})), event("e2", json!({"id": "bob"}))]).await.unwrap();
-    store.append(vec![event("e2", json!({"id": "bob"})), event("e3", json!({"email": "ann@x.org"}))]).await.unwrap();
+    store
+        .append(vec![
+            event("e1", json!({"id": "ann"})),
+            event("e2", json!({"id": "bob"})),
+        ])
+        .await
+        .unwrap();
+    store
+        .append(vec![
+            event("e2", json!({"id": "bob"})),
+            event("e3", json!({"email": "ann@x.org"})),
+        ])
+        .await
+        .unwrap();
     // One event shows ann@x.org is ann: a merge, recorded as an event of its own.
-    store.append(vec![event("e4", json!({"id": "ann", "email": "ann@x.org"}))]).await.unwrap();
+    store
+        .append(vec![event("e4", json!({"id": "ann", "email": "ann@x.org"}))])
+        .await
+        .unwrap();
     let overview = store.overview().await.unwrap();
-    assert_eq!(overview.by_type, [("page.viewed".to_owned(), 4), ("customer.merged".to_owned(), 1)]);
+    assert_eq!(
+        overview.by_type,
+        [("page.viewed".to_owned(), 4), ("customer.merged".to_owned(), 1)]
+    );
     assert_eq!((overview.events, overview.customers, overview.last_seq), (5, 2, 5));
-    let newest = store.events(EventQuery { newest_first: true, limit: 2, ..Default::default() }).await.unwrap();
+    let newest = store
+        .events(EventQuery {
+            newest_first: true,
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let seqs: Vec<i64> = newest.events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [5, 4]);
 }
