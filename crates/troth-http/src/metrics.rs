@@ -6,13 +6,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+type ByStatus = BTreeMap<u16, (u64, f64)>;
+
 #[derive(Default)]
 pub struct Metrics {
     pub events_accepted: AtomicU64,
     pub events_duplicate: AtomicU64,
     pub events_rejected: AtomicU64,
     /// route → status → (count, total seconds)
-    requests: Mutex<BTreeMap<String, BTreeMap<u16, (u64, f64)>>>,
+    requests: Mutex<BTreeMap<String, ByStatus>>,
 }
 
 impl Metrics {
