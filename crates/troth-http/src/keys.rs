@@ -1,7 +1,7 @@
 //! `/api/v1/keys`: scoped API keys, managed with the master key or an admin key.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -9,6 +9,7 @@ use troth_store::{ApiKey, NewKey, Scope, Store};
 
 use crate::AppState;
 use crate::error::{ApiError, Code};
+use crate::extract::Segment;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateKey {
@@ -121,7 +122,7 @@ pub async fn list_keys<S: Store>(State(state): State<AppState<S>>) -> Result<Jso
 )]
 pub async fn delete_key<S: Store>(
     State(state): State<AppState<S>>,
-    Path(uid): Path<String>,
+    Segment(uid): Segment,
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_key(uid.clone()).await? {
         Ok(StatusCode::NO_CONTENT)

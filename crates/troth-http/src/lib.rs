@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;

@@ -1,6 +1,6 @@
 //! `GET /api/v1/events` and `GET /api/v1/customers/{id}`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use troth_core::Timestamp;
@@ -8,6 +8,7 @@ use troth_store::{CustomerProfile, EventQuery, Store};
 
 use crate::AppState;
 use crate::error::{ApiError, Code};
+use crate::extract::{Params, Segment};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1_000;
@@ -32,7 +33,7 @@ pub const MAX_LIMIT: usize = 1_000;
 )]
 pub async fn list_events<S: Store>(
     State(state): State<AppState<S>>,
-    Query(params): Query<Vec<(String, String)>>,
+    Params(params): Params,
 ) -> Result<Response, ApiError> {
     let query = parse_query(&params)?;
     let page = state.store.events(query).await?;
@@ -113,7 +114,7 @@ fn parse_query(params: &[(String, String)]) -> Result<EventQuery, ApiError> {
 )]
 pub async fn get_customer<S: Store>(
     State(state): State<AppState<S>>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Response, ApiError> {
     match state.store.customer(id.clone()).await? {
         Some(profile) => Ok(axum::Json(CustomerView::from(profile)).into_response()),

@@ -259,6 +259,12 @@ async fn customer_profiles() {
         .call("GET", &format!("/api/v1/customers/{id}"), None, Body::empty())
         .await;
     assert_eq!((status, &same), (StatusCode::OK, &profile));
+    let (status, content_type, problem) = api.call("GET", "/api/v1/customers/%FF", None, Body::empty()).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::BAD_REQUEST, "application/problem+json"),
+        "{problem}"
+    );
     let (status, content_type, _) = api.call("GET", "/api/v1/customers/nobody", None, Body::empty()).await;
     assert_eq!(
         (status, content_type.as_str()),

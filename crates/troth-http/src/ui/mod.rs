@@ -11,13 +11,14 @@ mod html;
 mod pages;
 
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use troth_store::{Scope, Store};
 
 use crate::AppState;
+use crate::extract::Segment;
 
 pub use html::esc;
 
@@ -44,11 +45,11 @@ async fn overview<S: Store>(State(state): State<AppState<S>>) -> Response {
     render(pages::overview(&state.store).await)
 }
 
-async fn customer<S: Store>(State(state): State<AppState<S>>, Path(id): Path<String>) -> Response {
+async fn customer<S: Store>(State(state): State<AppState<S>>, Segment(id): Segment) -> Response {
     render(pages::customer(&state.store, &id).await)
 }
 
-async fn shipment<S: Store>(State(state): State<AppState<S>>, Path(id): Path<String>) -> Response {
+async fn shipment<S: Store>(State(state): State<AppState<S>>, Segment(id): Segment) -> Response {
     render(pages::shipment(&state.store, &id).await)
 }
 
