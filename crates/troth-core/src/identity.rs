@@ -39,6 +39,21 @@ impl Identity {
         Ok(Identity(format!("ext:{system}:{}", non_empty(id.trim())?)))
     }
 
+    /// Reads an identity key as a person may type it (`email:Ann@Example.org`,
+    /// `phone:+44 20 7946 0000`, `ext:shop:42`), normalising its value.
+    pub fn parse(key: &str) -> Option<Identity> {
+        let (kind, value) = key.split_once(':')?;
+        match kind {
+            "id" => Identity::new(IdentityKind::Id, value).ok(),
+            "email" => Identity::new(IdentityKind::Email, value).ok(),
+            "phone" => Identity::new(IdentityKind::Phone, value).ok(),
+            "ext" => value
+                .split_once(':')
+                .and_then(|(system, id)| Identity::external(system, id).ok()),
+            _ => None,
+        }
+    }
+
     /// Reads back a key produced by [`Identity::as_key`].
     pub fn from_key(key: &str) -> Option<Identity> {
         let (kind, rest) = key.split_once(':')?;

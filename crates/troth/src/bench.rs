@@ -1,6 +1,8 @@
 //! `troth bench ingest`: troth against a reference, side by side, in one run on
 //! the same machine, reported as ratios.
 //!
+//! The load is the built-in retail world of the simulator.
+//!
 //! - bulk: the same NDJSON file through `troth import`'s path (validate →
 //!   dedupe → append → project) and, as the reference, the rows troth stored
 //!   inserted raw into the same schema with one prepared statement in big
@@ -73,10 +75,10 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let file = work.path().join("events.ndjson");
     {
         let mut out = BufWriter::new(std::fs::File::create(&file)?);
-        for line in crate::synthetic::events(args.events, 42) {
+        simulated(args.events, 42, &mut |line| {
             out.write_all(line.as_bytes())?;
-            out.write_all(b"\n")?;
-        }
+            out.write_all(b"\n")
+        })?;
         out.flush()?;
     }
     let bulk = bulk(work.path(), &file)?;
@@ -87,9 +89,11 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let http = if args.no_http {
         None
     } else {
-        let lines: Vec<Bytes> = crate::synthetic::events(args.requests as u64 + 2_000, 43)
-            .map(Bytes::from)
-            .collect();
+        let mut lines: Vec<Bytes> = Vec::with_capacity(args.requests + 2_000);
+        simulated(args.requests as u64 + 2_000, 43, &mut |line| {
+            lines.push(Bytes::from(line.to_owned()));
+            Ok(())
+        })?;
         let figures = crate::cli::runtime()?.block_on(http(work.path(), &lines, &args))?;
         println!(
             "http   troth {:>10.0} req/s (p50 {:.2} ms, p99 {:.2} ms)   bare axum {:>10.0} req/s   ratio {:.2}",
@@ -101,6 +105,28 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&Report { bulk, http })?);
     }
     Ok(())
+}
+
+/// The first `count` events of the built-in retail world, scaled to give at
+/// least that many (about 90 events per customer over its 30 days).
+fn simulated(count: u64, seed: u64, sink: &mut dyn FnMut(&str) -> std::io::Result<()>) -> anyhow::Result<u64> {
+    let mut world = troth_sim::World::from_toml(crate::simulate::DEFAULT_WORLD)?;
+    world.customers = (count / 60).max(200);
+    world.seed = seed;
+    let mut written = 0u64;
+    let outcome = troth_sim::simulate(&world, &mut |line| {
+        if written == count {
+            return Err(std::io::Error::other("enough events"));
+        }
+        written += 1;
+        sink(line)
+    });
+    match outcome {
+        Ok(_) => {}
+        Err(_) if written == count => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(written)
 }
 
 fn bulk(work: &std::path::Path, file: &std::path::Path) -> anyhow::Result<BulkFigures> {

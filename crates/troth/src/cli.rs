@@ -23,6 +23,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeFlags),
+    /// Start the server on a fresh store with a simulated retailer: history loaded, the world live.
+    Demo(crate::demo::DemoArgs),
+    /// Write a simulated retailer's events as NDJSON (or send them to a server).
+    Simulate(crate::simulate::SimulateArgs),
     /// Load NDJSON events into a store, or send them to a running server.
     Import(ImportArgs),
     /// Rebuild every projection from the log and report whether it matches what was stored.
@@ -76,6 +80,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(flags) => {
             let config = Config::load(flags)?;
             runtime()?.block_on(crate::serve::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            crate::demo::run(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate(args) => {
+            crate::simulate::run(args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(args) => crate::import::run(args),

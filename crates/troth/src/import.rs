@@ -277,7 +277,7 @@ async fn to_server(
     Ok(summary)
 }
 
-fn tally(summary: &mut Summary, answer: &[u8], line_offset: u64) -> anyhow::Result<()> {
+pub(crate) fn tally(summary: &mut Summary, answer: &[u8], line_offset: u64) -> anyhow::Result<()> {
     #[derive(serde::Deserialize)]
     struct Answer {
         results: Vec<Item>,

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod import;
 pub mod serve;
-pub mod synthetic;
+pub mod simulate;

@@ -73,7 +73,7 @@ pub fn find_customer(conn: &Connection, key: &str) -> Result<Option<CustomerId>,
     if let Ok(identity) = Identity::new(IdentityKind::Id, key) {
         candidates.push(identity);
     }
-    if let Some(identity) = Identity::from_key(key) {
+    if let Some(identity) = Identity::parse(key) {
         candidates.push(identity);
     }
     let mut by_identity = conn.prepare_cached("SELECT cid FROM identities WHERE key = ?1")?;

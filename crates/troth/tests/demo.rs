@@ -1,0 +1,137 @@
+//! `troth simulate` and `troth demo` as a newcomer runs them.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{run, troth};
+use troth::client::{Client, Target};
+
+fn world(name: &str) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../worlds")
+        .join(name);
+    root.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn simulate_is_deterministic_and_every_event_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let small = world("small.toml");
+    for file in ["a.ndjson", "b.ndjson"] {
+        let output = run(&[
+            "simulate",
+            "--world",
+            &small,
+            "--seed",
+            "11",
+            "--out",
+            &out(file),
+            "--manifest",
+            &out("manifest.json"),
+        ]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let (a, b) = (
+        std::fs::read(out("a.ndjson")).unwrap(),
+        std::fs::read(out("b.ndjson")).unwrap(),
+    );
+    assert!(!a.is_empty());
+    assert_eq!(a, b, "the same seed gives the same bytes");
+
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["events"].as_u64().unwrap() as usize,
+        a.iter().filter(|&&b| b == b'\n').count()
+    );
+
+    let import = run(&["import", "--data-dir", &out("store"), &out("a.ndjson")]);
+    let text = String::from_utf8_lossy(&import.stdout);
+    assert!(
+        import.status.success(),
+        "every simulated event passes the server's validation: {text}"
+    );
+    assert!(text.contains(" 0 rejected"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("demo");
+    let mut child = troth()
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--world",
+            &world("small.toml"),
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The URLs are the lines between "… is running" and the next blank line.
+        let mut urls = None::<Vec<String>>;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("is running") {
+                urls = Some(Vec::new());
+            } else if let Some(list) = &mut urls {
+                match line.split_whitespace().find(|w| w.starts_with("http://")) {
+                    Some(url) => list.push(url.to_owned()),
+                    None => {
+                        let _ = tx.send(urls.take().unwrap());
+                    }
+                }
+            }
+        }
+    });
+    let urls = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the demo printed its URLs");
+    let names: Vec<&str> = urls
+        .iter()
+        .map(|u| u.split_once("://").unwrap().1.split_once('/').unwrap().1)
+        .collect();
+    assert!(names.iter().any(|n| n.is_empty()), "the overview: {urls:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("ui/shipments/")),
+        "a shipment: {urls:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("ui/customers/")),
+        "a customer: {urls:?}"
+    );
+    assert!(names.contains(&"docs"), "the API reference: {urls:?}");
+    for url in &urls {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').unwrap();
+        let mut client = Client::connect(&Target::from_addr(host.parse().unwrap()), None)
+            .await
+            .unwrap();
+        let (status, body) = client.get(&format!("/{path}")).await.unwrap();
+        assert!(
+            status.is_success(),
+            "{url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "Ctrl-C stops the demo cleanly: {status}");
+}
