@@ -147,6 +147,15 @@ macro_rules! catalogue {
         /// Every event type of the catalogue.
         pub const EVENT_TYPES: &[&str] = &[$($text),*];
 
+        /// The fields of a catalogue type's `data`, with their Rust types
+        /// (`"Timestamp"`, `"Option<Timestamp>"`, …); `None` outside the catalogue.
+        pub fn data_fields(event_type: &str) -> Option<&'static [(&'static str, &'static str)]> {
+            match event_type {
+                $( $text => Some($variant::FIELD_TYPES), )*
+                _ => None,
+            }
+        }
+
         impl EventData {
             /// Reads the `data` of an event of type `event_type`; `None` when the type
             /// is neither in the catalogue nor an extension type.

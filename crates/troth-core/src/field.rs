@@ -247,6 +247,11 @@ macro_rules! json_struct {
         #[derive(Debug, Clone, PartialEq)]
         pub struct $name { $(pub $field: $ty),* }
 
+        impl $name {
+            /// Each field's name and Rust type, for tools that check references to fields.
+            pub const FIELD_TYPES: &'static [(&'static str, &'static str)] = &[$((stringify!($field), stringify!($ty))),*];
+        }
+
         impl $crate::field::FromJson for $name {
             #[allow(unused_variables)]
             fn from_json(value: &serde_json::Value, path: &$crate::field::Path<'_>) -> Result<Self, $crate::field::FieldError> {

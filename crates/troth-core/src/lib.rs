@@ -6,6 +6,7 @@ pub mod catalogue;
 pub mod envelope;
 pub mod field;
 pub mod identity;
+pub mod journey;
 pub mod timestamp;
 
 pub use envelope::{Channel, CustomerRef, MAX_EVENT_BYTES, ValidEvent, validate_event, validate_value};

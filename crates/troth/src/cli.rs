@@ -29,6 +29,8 @@ pub enum Command {
     Simulate(crate::simulate::SimulateArgs),
     /// Load NDJSON events into a store, or send them to a running server.
     Import(ImportArgs),
+    /// Check a journey map file: one line per problem, FILE:LINE: field: message.
+    CheckJourney(CheckJourneyArgs),
     /// Rebuild every projection from the log and report whether it matches what was stored.
     Replay(ReplayArgs),
     /// Measure troth against a reference on this machine, side by side.
@@ -49,6 +51,12 @@ pub struct ImportArgs {
     /// API key for --url (an ingest key or the master key).
     #[arg(long, env = "TROTH_API_KEY", hide_env_values = true)]
     pub key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckJourneyArgs {
+    /// The journey map (TOML), e.g. journeys/retail.toml.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import(args) => crate::import::run(args),
         Command::Replay(args) => replay(args),
+        Command::CheckJourney(args) => check_journey(args),
         Command::Bench(BenchCommand::Ingest(args)) => {
             crate::bench::ingest(args)?;
             Ok(ExitCode::SUCCESS)
@@ -135,5 +144,30 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("the stored projections do not match the log; run without --check to rebuild them");
         Ok(ExitCode::from(1))
+    }
+}
+
+fn check_journey(args: CheckJourneyArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let file = args.file.display();
+    match troth_core::journey::parse_journey(&text) {
+        Ok(map) => {
+            let promises = map.promises().count();
+            let plays: usize = map.touchpoints.iter().map(|t| t.plays.len()).sum();
+            println!(
+                "{file}: journey {:?}: {} stages, {} touchpoints, {} functions, {promises} promises, {plays} plays",
+                map.key,
+                map.stages.len(),
+                map.touchpoints.len(),
+                map.functions.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{file}:{}: {}: {}", e.line, e.field, e.message);
+            }
+            Ok(ExitCode::from(1))
+        }
     }
 }

@@ -1,0 +1,932 @@
+//! The journey map: stages → touchpoints, each owned by functions, with the events
+//! that count as exposure of it, the promises made there, its surveys and its plays
+//! (planned responses). Written in TOML (docs/journey-map.md) and checked here, with
+//! every error located by line and named by field.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::catalogue::{data_fields, is_catalogue_type, is_extension_type};
+use crate::envelope::Channel;
+
+/// A checked journey map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JourneyMap {
+    pub key: String,
+    pub name: String,
+    pub version: u32,
+    pub stages: Vec<Stage>,
+    pub functions: Vec<Function>,
+    pub touchpoints: Vec<Touchpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub key: String,
+    pub name: String,
+}
+
+/// A function of the organisation that owns touchpoints (logistics, support, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    pub key: String,
+    pub name: String,
+    /// Where alerts for this function go, when plays alert it.
+    pub webhook_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Touchpoint {
+    pub key: String,
+    pub name: String,
+    pub stage: String,
+    pub owners: Vec<String>,
+    pub channels: Vec<Channel>,
+    /// Event types that count as the customer meeting this touchpoint.
+    pub exposure: Vec<String>,
+    /// Touchpoints a customer may go on to (the paths and alternatives).
+    pub next: Vec<String>,
+    pub surveys: Vec<String>,
+    pub promises: Vec<Promise>,
+    pub plays: Vec<Play>,
+}
+
+/// What a promise is, how it comes due, and what keeps or breaks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promise {
+    pub key: String,
+    /// The built-in kind it was based on, if any.
+    pub kind: Option<String>,
+    pub made_by: String,
+    pub due: Due,
+    /// A data field of `made_by` before which keeping events do not count.
+    pub start_field: Option<String>,
+    pub kept_by: Vec<String>,
+    pub broken_by: Vec<String>,
+    /// At risk this long before it is due, when not yet kept.
+    pub at_risk_before_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// A date-time field of the making event's data.
+    Field(String),
+    /// This long after the making event.
+    AfterSeconds(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Play {
+    pub key: String,
+    pub when: When,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum When {
+    Event(String),
+    PromiseBroken(String),
+    PromiseAtRisk(String),
+    /// An NPS answer of 0–6 to this survey.
+    SurveyDetractor(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    NotifyCustomer { channel: String, template: String },
+    OpenCase { team: String, category: String },
+    AlertOwner { function: Option<String> },
+}
+
+/// One problem in a journey map file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JourneyError {
+    /// 1-based line of the offending value.
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+/// The promise kinds troth knows, with what each is made, kept and broken by.
+pub const PROMISE_KINDS: &[&str] = &[
+    "delivery_window",
+    "delivery_date",
+    "stock",
+    "callback",
+    "refund",
+    "case_sla",
+];
+
+/// The four moments of truth, the stages of a map that names none.
+pub const DEFAULT_STAGES: &[(&str, &str)] = &[
+    ("zmot", "Zero moment of truth: discover"),
+    ("fmot", "First moment of truth: buy"),
+    ("smot", "Second moment of truth: receive and use"),
+    ("umot", "Ultimate moment of truth: share"),
+];
+
+/// Reads and checks a journey map; on failure, every problem found, in file order.
+pub fn parse_journey(text: &str) -> Result<JourneyMap, Vec<JourneyError>> {
+    let lines = LineIndex::new(text);
+    let raw: RawMap = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| lines.line(s.start));
+        vec![JourneyError {
+            line,
+            field: "journey".into(),
+            message: e.message().to_owned(),
+        }]
+    })?;
+    let mut check = Checker {
+        lines: &lines,
+        errors: Vec::new(),
+    };
+    let map = check.map(raw);
+    let mut errors = check.errors;
+    if errors.is_empty() {
+        Ok(map)
+    } else {
+        errors.sort_by_key(|e| e.line);
+        Err(errors)
+    }
+}
+
+impl JourneyMap {
+    pub fn touchpoint(&self, key: &str) -> Option<&Touchpoint> {
+        self.touchpoints.iter().find(|t| t.key == key)
+    }
+
+    pub fn promises(&self) -> impl Iterator<Item = (&Touchpoint, &Promise)> {
+        self.touchpoints
+            .iter()
+            .flat_map(|t| t.promises.iter().map(move |p| (t, p)))
+    }
+}
+
+// ---- the file as written ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    key: String,
+    name: String,
+    #[serde(default = "one")]
+    version: u32,
+    #[serde(default)]
+    stages: Vec<RawStage>,
+    #[serde(default)]
+    functions: Vec<RawFunction>,
+    #[serde(default)]
+    touchpoints: Vec<RawTouchpoint>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    key: Spanned<String>,
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFunction {
+    key: Spanned<String>,
+    name: String,
+    webhook_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTouchpoint {
+    key: Spanned<String>,
+    name: String,
+    stage: Spanned<String>,
+    owners: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    channels: Vec<Spanned<String>>,
+    #[serde(default)]
+    exposure: Vec<Spanned<String>>,
+    #[serde(default)]
+    next: Vec<Spanned<String>>,
+    #[serde(default)]
+    surveys: Vec<String>,
+    #[serde(default)]
+    promises: Vec<RawPromise>,
+    #[serde(default)]
+    plays: Vec<RawPlay>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPromise {
+    key: Spanned<String>,
+    kind: Option<Spanned<String>>,
+    made_by: Option<Spanned<String>>,
+    due_field: Option<Spanned<String>>,
+    due_after_seconds: Option<u64>,
+    start_field: Option<Spanned<String>>,
+    kept_by: Option<Vec<Spanned<String>>>,
+    broken_by: Option<Vec<Spanned<String>>>,
+    at_risk_before_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlay {
+    key: Spanned<String>,
+    when: Spanned<RawWhen>,
+    #[serde(rename = "do")]
+    actions: Spanned<Vec<Spanned<Action>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWhen {
+    event: Option<Spanned<String>>,
+    promise_broken: Option<Spanned<String>>,
+    promise_at_risk: Option<Spanned<String>>,
+    survey_detractor: Option<String>,
+}
+
+/// A built-in kind's defaults.
+struct KindDefaults {
+    made_by: &'static str,
+    due: Option<Due>,
+    start_field: Option<&'static str>,
+    kept_by: &'static [&'static str],
+    broken_by: &'static [&'static str],
+    at_risk_before_seconds: Option<u64>,
+}
+
+fn kind_defaults(kind: &str) -> Option<KindDefaults> {
+    let defaults = match kind {
+        "delivery_window" => KindDefaults {
+            made_by: "shipment.window_set",
+            due: Some(Due::Field("window_end".into())),
+            start_field: Some("window_start"),
+            kept_by: &["shipment.delivered"],
+            broken_by: &["shipment.attempt_failed", "shipment.lost"],
+            at_risk_before_seconds: Some(15 * 60),
+        },
+        "delivery_date" => KindDefaults {
+            made_by: "order.placed",
+            due: Some(Due::Field("promised_to".into())),
+            start_field: None,
+            kept_by: &["shipment.delivered"],
+            broken_by: &["order.cancelled", "shipment.lost"],
+            at_risk_before_seconds: Some(4 * 3600),
+        },
+        "stock" => KindDefaults {
+            made_by: "availability.shown",
+            due: Some(Due::AfterSeconds(2 * 24 * 3600)),
+            start_field: None,
+            kept_by: &["store.visited"],
+            broken_by: &[],
+            at_risk_before_seconds: None,
+        },
+        "callback" => KindDefaults {
+            made_by: "callback.promised",
+            due: Some(Due::Field("due".into())),
+            start_field: None,
+            kept_by: &["callback.made"],
+            broken_by: &[],
+            at_risk_before_seconds: Some(15 * 60),
+        },
+        "refund" => KindDefaults {
+            made_by: "refund.promised",
+            due: Some(Due::Field("due".into())),
+            start_field: None,
+            kept_by: &["refund.issued"],
+            broken_by: &[],
+            at_risk_before_seconds: Some(24 * 3600),
+        },
+        "case_sla" => KindDefaults {
+            made_by: "case.opened",
+            due: None,
+            start_field: None,
+            kept_by: &["case.resolved"],
+            broken_by: &[],
+            at_risk_before_seconds: None,
+        },
+        _ => return None,
+    };
+    Some(defaults)
+}
+
+// ---- checking ----
+
+/// Byte offset → line number.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset)
+    }
+}
+
+struct Checker<'a> {
+    lines: &'a LineIndex,
+    errors: Vec<JourneyError>,
+}
+
+impl Checker<'_> {
+    fn error<T>(&mut self, at: &Spanned<T>, field: String, message: impl Into<String>) {
+        self.errors.push(JourneyError {
+            line: self.lines.line(at.span().start),
+            field,
+            message: message.into(),
+        });
+    }
+
+    fn event_type(&mut self, t: &Spanned<String>, field: String) {
+        let name = t.get_ref();
+        if !is_catalogue_type(name) && !is_extension_type(name) {
+            self.error(
+                t,
+                field,
+                format!("unknown event type {name:?} (not in the catalogue, and extension types start with \"x.\")"),
+            );
+        }
+    }
+
+    /// Records the key, or an error when it was seen before.
+    fn unique(&mut self, seen: &mut HashSet<String>, key: &Spanned<String>, field: String, what: &str) {
+        if key.get_ref().is_empty() {
+            self.error(key, field, format!("the {what} key must not be empty"));
+        } else if !seen.insert(key.get_ref().clone()) {
+            self.error(key, field, format!("duplicate {what} key {:?}", key.get_ref()));
+        }
+    }
+
+    fn map(&mut self, raw: RawMap) -> JourneyMap {
+        let stages: Vec<Stage> = if raw.stages.is_empty() {
+            DEFAULT_STAGES
+                .iter()
+                .map(|(key, name)| Stage {
+                    key: (*key).into(),
+                    name: (*name).into(),
+                })
+                .collect()
+        } else {
+            let mut seen = HashSet::new();
+            for (i, stage) in raw.stages.iter().enumerate() {
+                self.unique(&mut seen, &stage.key, format!("stages[{i}].key"), "stage");
+            }
+            raw.stages
+                .iter()
+                .map(|s| Stage {
+                    key: s.key.get_ref().clone(),
+                    name: s.name.clone(),
+                })
+                .collect()
+        };
+        let mut seen = HashSet::new();
+        for (i, function) in raw.functions.iter().enumerate() {
+            self.unique(&mut seen, &function.key, format!("functions[{i}].key"), "function");
+        }
+        let functions: Vec<Function> = raw
+            .functions
+            .iter()
+            .map(|f| Function {
+                key: f.key.get_ref().clone(),
+                name: f.name.clone(),
+                webhook_url: f.webhook_url.clone(),
+            })
+            .collect();
+        let stage_keys: HashSet<&str> = stages.iter().map(|s| s.key.as_str()).collect();
+        let function_keys: HashSet<&str> = functions.iter().map(|f| f.key.as_str()).collect();
+        let touchpoint_keys: HashSet<String> = raw.touchpoints.iter().map(|t| t.key.get_ref().clone()).collect();
+        let promise_keys: HashSet<String> = raw
+            .touchpoints
+            .iter()
+            .flat_map(|t| t.promises.iter().map(|p| p.key.get_ref().clone()))
+            .collect();
+
+        let mut seen_touchpoints = HashSet::new();
+        let mut seen_promises = HashSet::new();
+        let mut touchpoints = Vec::new();
+        for (i, t) in raw.touchpoints.iter().enumerate() {
+            let at = format!("touchpoints[{i}]");
+            self.unique(&mut seen_touchpoints, &t.key, format!("{at}.key"), "touchpoint");
+            if !stage_keys.contains(t.stage.get_ref().as_str()) {
+                let known = stages.iter().map(|s| s.key.as_str()).collect::<Vec<_>>().join(", ");
+                self.error(
+                    &t.stage,
+                    format!("{at}.stage"),
+                    format!("unknown stage {:?}; the stages are {known}", t.stage.get_ref()),
+                );
+            }
+            if t.owners.get_ref().is_empty() {
+                self.error(
+                    &t.owners,
+                    format!("{at}.owners"),
+                    "a touchpoint needs at least one owner function",
+                );
+            }
+            for (j, owner) in t.owners.get_ref().iter().enumerate() {
+                if !function_keys.contains(owner.get_ref().as_str()) {
+                    self.error(
+                        owner,
+                        format!("{at}.owners[{j}]"),
+                        format!("unknown function {:?}; declare it under [[functions]]", owner.get_ref()),
+                    );
+                }
+            }
+            let mut channels = Vec::new();
+            for (j, channel) in t.channels.iter().enumerate() {
+                match Channel::parse(channel.get_ref()) {
+                    Some(c) => channels.push(c),
+                    None => self.error(
+                        channel,
+                        format!("{at}.channels[{j}]"),
+                        format!("unknown channel {:?}", channel.get_ref()),
+                    ),
+                }
+            }
+            for (j, event_type) in t.exposure.iter().enumerate() {
+                self.event_type(event_type, format!("{at}.exposure[{j}]"));
+            }
+            for (j, next) in t.next.iter().enumerate() {
+                if !touchpoint_keys.contains(next.get_ref()) {
+                    self.error(
+                        next,
+                        format!("{at}.next[{j}]"),
+                        format!("unknown touchpoint {:?}", next.get_ref()),
+                    );
+                }
+            }
+            let mut promises = Vec::new();
+            for (j, p) in t.promises.iter().enumerate() {
+                let field = format!("{at}.promises[{j}]");
+                self.unique(&mut seen_promises, &p.key, format!("{field}.key"), "promise");
+                if let Some(promise) = self.promise(p, &field) {
+                    promises.push(promise);
+                }
+            }
+            let mut plays = Vec::new();
+            let mut seen_plays = HashSet::new();
+            for (j, play) in t.plays.iter().enumerate() {
+                let field = format!("{at}.plays[{j}]");
+                self.unique(&mut seen_plays, &play.key, format!("{field}.key"), "play");
+                if let Some(play) = self.play(play, &field, &promise_keys, &function_keys) {
+                    plays.push(play);
+                }
+            }
+            touchpoints.push(Touchpoint {
+                key: t.key.get_ref().clone(),
+                name: t.name.clone(),
+                stage: t.stage.get_ref().clone(),
+                owners: t.owners.get_ref().iter().map(|o| o.get_ref().clone()).collect(),
+                channels,
+                exposure: t.exposure.iter().map(|e| e.get_ref().clone()).collect(),
+                next: t.next.iter().map(|n| n.get_ref().clone()).collect(),
+                surveys: t.surveys.clone(),
+                promises,
+                plays,
+            });
+        }
+        self.cycles(&raw.touchpoints);
+        JourneyMap {
+            key: raw.key,
+            name: raw.name,
+            version: raw.version,
+            stages,
+            functions,
+            touchpoints,
+        }
+    }
+
+    fn promise(&mut self, p: &RawPromise, field: &str) -> Option<Promise> {
+        let defaults = match &p.kind {
+            Some(kind) => match kind_defaults(kind.get_ref()) {
+                Some(defaults) => Some(defaults),
+                None => {
+                    let message = format!(
+                        "unknown promise kind {:?}; the kinds are {}",
+                        kind.get_ref(),
+                        PROMISE_KINDS.join(", ")
+                    );
+                    self.error(kind, format!("{field}.kind"), message);
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let made_by = match (&p.made_by, &defaults) {
+            (Some(made_by), _) => {
+                self.event_type(made_by, format!("{field}.made_by"));
+                made_by.get_ref().clone()
+            }
+            (None, Some(d)) => d.made_by.to_owned(),
+            (None, None) => {
+                self.error(
+                    &p.key,
+                    format!("{field}.made_by"),
+                    "is required (or set kind to a built-in promise kind)",
+                );
+                return None;
+            }
+        };
+        let due = match (
+            &p.due_field,
+            p.due_after_seconds,
+            defaults.as_ref().and_then(|d| d.due.clone()),
+        ) {
+            (Some(_), Some(_), _) => {
+                self.error(
+                    &p.key,
+                    format!("{field}.due_field"),
+                    "set either due_field or due_after_seconds, not both",
+                );
+                return None;
+            }
+            (Some(f), None, _) => {
+                self.timestamp_field(&made_by, f, format!("{field}.due_field"));
+                Due::Field(f.get_ref().clone())
+            }
+            (None, Some(seconds), _) => Due::AfterSeconds(seconds),
+            (None, None, Some(due)) => due,
+            (None, None, None) => {
+                self.error(
+                    &p.key,
+                    format!("{field}.due_field"),
+                    "the promise needs a due time: due_field or due_after_seconds",
+                );
+                return None;
+            }
+        };
+        if let Some(start) = &p.start_field {
+            self.timestamp_field(&made_by, start, format!("{field}.start_field"));
+        }
+        let mut events = |list: &Option<Vec<Spanned<String>>>, name: &str, default: &[&str]| -> Vec<String> {
+            match list {
+                Some(list) => {
+                    for (k, t) in list.iter().enumerate() {
+                        self.event_type(t, format!("{field}.{name}[{k}]"));
+                    }
+                    list.iter().map(|t| t.get_ref().clone()).collect()
+                }
+                None => default.iter().map(|s| (*s).to_owned()).collect(),
+            }
+        };
+        let kept_by = events(&p.kept_by, "kept_by", defaults.as_ref().map_or(&[], |d| d.kept_by));
+        let broken_by = events(
+            &p.broken_by,
+            "broken_by",
+            defaults.as_ref().map_or(&[], |d| d.broken_by),
+        );
+        if kept_by.is_empty() {
+            self.error(
+                &p.key,
+                format!("{field}.kept_by"),
+                "list the event types that keep the promise",
+            );
+        }
+        Some(Promise {
+            key: p.key.get_ref().clone(),
+            kind: p.kind.as_ref().map(|k| k.get_ref().clone()),
+            made_by,
+            due,
+            start_field: p.start_field.as_ref().map(|s| s.get_ref().clone()).or_else(|| {
+                defaults
+                    .as_ref()
+                    .and_then(|d| d.start_field.map(str::to_owned))
+                    .filter(|_| p.made_by.is_none())
+            }),
+            kept_by,
+            broken_by,
+            at_risk_before_seconds: p
+                .at_risk_before_seconds
+                .or(defaults.as_ref().and_then(|d| d.at_risk_before_seconds)),
+        })
+    }
+
+    /// A due or start field must be a date-time field of the making event's data.
+    fn timestamp_field(&mut self, made_by: &str, name: &Spanned<String>, field: String) {
+        let Some(fields) = data_fields(made_by) else { return };
+        match fields.iter().find(|(f, _)| f == name.get_ref()) {
+            Some((_, ty)) if ty.contains("Timestamp") => {}
+            Some(_) => self.error(
+                name,
+                field,
+                format!("{made_by}'s {:?} is not a date-time", name.get_ref()),
+            ),
+            None => {
+                let known = fields
+                    .iter()
+                    .filter(|(_, t)| t.contains("Timestamp"))
+                    .map(|(f, _)| *f)
+                    .collect::<Vec<_>>();
+                let message = format!(
+                    "{made_by} has no data field {:?}; its date-time fields are [{}]",
+                    name.get_ref(),
+                    known.join(", ")
+                );
+                self.error(name, field, message);
+            }
+        }
+    }
+
+    fn play(
+        &mut self,
+        play: &RawPlay,
+        field: &str,
+        promises: &HashSet<String>,
+        functions: &HashSet<&str>,
+    ) -> Option<Play> {
+        let w = play.when.get_ref();
+        let chosen = [
+            w.event.is_some(),
+            w.promise_broken.is_some(),
+            w.promise_at_risk.is_some(),
+            w.survey_detractor.is_some(),
+        ];
+        if chosen.iter().filter(|c| **c).count() != 1 {
+            self.error(
+                &play.when,
+                format!("{field}.when"),
+                "set exactly one of event, promise_broken, promise_at_risk, survey_detractor",
+            );
+            return None;
+        }
+        let mut promise = |key: &Spanned<String>, name: &str| {
+            if !promises.contains(key.get_ref()) {
+                self.error(
+                    key,
+                    format!("{field}.when.{name}"),
+                    format!("unknown promise {:?}", key.get_ref()),
+                );
+            }
+            key.get_ref().clone()
+        };
+        let when = if let Some(event) = &w.event {
+            self.event_type(event, format!("{field}.when.event"));
+            When::Event(event.get_ref().clone())
+        } else if let Some(key) = &w.promise_broken {
+            When::PromiseBroken(promise(key, "promise_broken"))
+        } else if let Some(key) = &w.promise_at_risk {
+            When::PromiseAtRisk(promise(key, "promise_at_risk"))
+        } else {
+            When::SurveyDetractor(w.survey_detractor.clone().unwrap_or_default())
+        };
+        if play.actions.get_ref().is_empty() {
+            self.error(&play.actions, format!("{field}.do"), "a play needs at least one action");
+        }
+        for (k, action) in play.actions.get_ref().iter().enumerate() {
+            match action.get_ref() {
+                Action::NotifyCustomer { channel, .. } if Channel::parse(channel).is_none() => {
+                    self.error(
+                        action,
+                        format!("{field}.do[{k}].channel"),
+                        format!("unknown channel {channel:?}"),
+                    );
+                }
+                Action::AlertOwner {
+                    function: Some(function),
+                } if !functions.contains(function.as_str()) => {
+                    self.error(
+                        action,
+                        format!("{field}.do[{k}].function"),
+                        format!("unknown function {function:?}"),
+                    );
+                }
+                _ => {}
+            }
+        }
+        Some(Play {
+            key: play.key.get_ref().clone(),
+            when,
+            actions: play.actions.get_ref().iter().map(|a| a.get_ref().clone()).collect(),
+        })
+    }
+
+    /// Paths between touchpoints (`next`) must not loop back.
+    fn cycles(&mut self, touchpoints: &[RawTouchpoint]) {
+        let index: HashMap<&str, usize> = touchpoints
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.key.get_ref().as_str(), i))
+            .collect();
+        // 0 = unvisited, 1 = on the current path, 2 = done.
+        let mut state = vec![0u8; touchpoints.len()];
+        let mut reported = HashSet::new();
+        for start in 0..touchpoints.len() {
+            let mut path = Vec::new();
+            self.visit(start, touchpoints, &index, &mut state, &mut path, &mut reported);
+        }
+    }
+
+    fn visit(
+        &mut self,
+        i: usize,
+        touchpoints: &[RawTouchpoint],
+        index: &HashMap<&str, usize>,
+        state: &mut [u8],
+        path: &mut Vec<usize>,
+        reported: &mut HashSet<usize>,
+    ) {
+        if state[i] != 0 {
+            return;
+        }
+        state[i] = 1;
+        path.push(i);
+        for (j, next) in touchpoints[i].next.iter().enumerate() {
+            let Some(&n) = index.get(next.get_ref().as_str()) else {
+                continue;
+            };
+            if state[n] == 1 {
+                if reported.insert(i) {
+                    let from = path.iter().position(|&p| p == n).unwrap_or(0);
+                    let mut names: Vec<&str> = path[from..]
+                        .iter()
+                        .map(|&p| touchpoints[p].key.get_ref().as_str())
+                        .collect();
+                    names.push(touchpoints[n].key.get_ref());
+                    self.error(
+                        next,
+                        format!("touchpoints[{i}].next[{j}]"),
+                        format!("makes a cycle: {}", names.join(" → ")),
+                    );
+                }
+            } else {
+                self.visit(n, touchpoints, index, state, path, reported);
+            }
+        }
+        path.pop();
+        state[i] = 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checks `text` and compares the errors, one `LINE: field: message` each, with `expect`.
+    fn check(text: &str, expect: &[&str]) {
+        let got: Vec<String> = match parse_journey(text) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .iter()
+                .map(|e| format!("{}: {}: {}", e.line, e.field, e.message))
+                .collect(),
+        };
+        assert_eq!(got, expect, "for\n{text}");
+    }
+
+    const HEAD: &str = r#"key = "test"
+name = "Test"
+[[functions]]
+key = "logistics"
+name = "Logistics"
+"#;
+
+    #[test]
+    fn the_shipped_retail_map_is_valid() {
+        let map = parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+        assert_eq!(map.stages.len(), 4);
+        let window = map.touchpoint("delivery_window").unwrap();
+        assert_eq!(window.stage, "smot");
+        let promise = &window.promises[0];
+        assert_eq!(promise.made_by, "shipment.window_set");
+        assert_eq!(promise.due, Due::Field("window_end".into()));
+        assert_eq!(promise.start_field.as_deref(), Some("window_start"));
+        for key in [
+            "find",
+            "stock",
+            "pay",
+            "order",
+            "delivery_window",
+            "tracking_page",
+            "delivery",
+            "use",
+            "returns",
+            "complaint",
+            "callback",
+            "refund",
+            "review",
+        ] {
+            assert!(map.touchpoint(key).is_some(), "{key}");
+        }
+    }
+
+    #[test]
+    fn stages_default_to_the_moments_of_truth() {
+        let map = parse_journey(&format!(
+            "{HEAD}[[touchpoints]]\nkey = \"t\"\nname = \"T\"\nstage = \"umot\"\nowners = [\"logistics\"]\n"
+        ))
+        .unwrap();
+        let keys: Vec<&str> = map.stages.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(keys, ["zmot", "fmot", "smot", "umot"]);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_field() {
+        check(
+            &format!(
+                r#"{HEAD}[[touchpoints]]
+key = "window"
+name = "Window"
+stage = "smt"
+owners = ["logistics", "drivers"]
+channels = ["pigeon"]
+exposure = ["shipment.window_set", "shipment.teleported"]
+next = ["nowhere"]
+
+[[touchpoints]]
+key = "window"
+name = "Again"
+stage = "smot"
+owners = ["logistics"]
+"#
+            ),
+            &[
+                r#"9: touchpoints[0].stage: unknown stage "smt"; the stages are zmot, fmot, smot, umot"#,
+                r#"10: touchpoints[0].owners[1]: unknown function "drivers"; declare it under [[functions]]"#,
+                r#"11: touchpoints[0].channels[0]: unknown channel "pigeon""#,
+                r#"12: touchpoints[0].exposure[1]: unknown event type "shipment.teleported" (not in the catalogue, and extension types start with "x.")"#,
+                r#"13: touchpoints[0].next[0]: unknown touchpoint "nowhere""#,
+                r#"16: touchpoints[1].key: duplicate touchpoint key "window""#,
+            ],
+        );
+    }
+
+    #[test]
+    fn paths_must_not_loop() {
+        let t = |key: &str, next: &str| {
+            format!(
+                "[[touchpoints]]\nkey = \"{key}\"\nname = \"{key}\"\nstage = \"smot\"\nowners = [\"logistics\"]\nnext = [{next}]\n"
+            )
+        };
+        let text = format!("{HEAD}{}{}{}", t("a", "\"b\""), t("b", "\"c\""), t("c", "\"a\""));
+        check(&text, &["23: touchpoints[2].next[0]: makes a cycle: a → b → c → a"]);
+    }
+
+    #[test]
+    fn promises_and_plays_are_checked() {
+        check(
+            &format!(
+                r#"{HEAD}[[touchpoints]]
+key = "window"
+name = "Window"
+stage = "smot"
+owners = ["logistics"]
+
+[[touchpoints.promises]]
+key = "w"
+kind = "delivery_windows"
+
+[[touchpoints.promises]]
+key = "custom"
+made_by = "shipment.window_set"
+due_field = "driver"
+kept_by = ["shipment.delivered"]
+
+[[touchpoints.promises]]
+key = "other"
+made_by = "callback.promised"
+due_field = "when"
+
+[[touchpoints.plays]]
+key = "p"
+when = {{ promise_broken = "nope" }}
+do = [{{ type = "alert_owner", function = "sales" }}]
+"#
+            ),
+            &[
+                r#"14: touchpoints[0].promises[0].kind: unknown promise kind "delivery_windows"; the kinds are delivery_window, delivery_date, stock, callback, refund, case_sla"#,
+                r#"19: touchpoints[0].promises[1].due_field: shipment.window_set's "driver" is not a date-time"#,
+                r#"23: touchpoints[0].promises[2].kept_by: list the event types that keep the promise"#,
+                r#"25: touchpoints[0].promises[2].due_field: callback.promised has no data field "when"; its date-time fields are [due]"#,
+                r#"29: touchpoints[0].plays[0].when.promise_broken: unknown promise "nope""#,
+                r#"30: touchpoints[0].plays[0].do[0].function: unknown function "sales""#,
+            ],
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line_too() {
+        let errors = parse_journey("key = \"x\"\nname = \"X\"\n[[touchpoints]]\nkey = \n").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 4, "{errors:?}");
+        let errors = parse_journey("key = \"x\"\nname = \"X\"\ncolour = \"red\"\n").unwrap_err();
+        assert_eq!(
+            (errors[0].line, errors[0].message.contains("colour")),
+            (3, true),
+            "{errors:?}"
+        );
+    }
+}
