@@ -31,6 +31,7 @@ string_enum!(Claim { InStock = "in_stock", ShipsBy = "ships_by" });
 string_enum!(Delivery { Home = "home", Pickup = "pickup", SafePlace = "safe_place" });
 string_enum!(ProofKind { Photo = "photo", Signature = "signature", SafePlace = "safe_place", Handed = "handed" });
 string_enum!(MessageKind { Marketing = "marketing", Service = "service" });
+string_enum!(BreakCause { DuePassed = "due_passed", Event = "event", KeptLate = "kept_late" });
 
 /// An ISO 4217 currency code such as `EUR`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +275,12 @@ catalogue! {
     "message.opened" => MessageOpened {};
     "offer.accepted" => OfferAccepted { action: String };
     "offer.declined" => OfferDeclined { action: String };
+    // promises: recorded by troth's promise engine as promises are made and settled
+    "promise.made" => PromiseMade { promise: String, key: String, touchpoint: String, due: Timestamp, start: Option<Timestamp>, made_by_event: String };
+    "promise.at_risk" => PromiseAtRisk { promise: String };
+    "promise.kept" => PromiseKept { promise: String, by_event: String, corrects_break: Option<bool> };
+    "promise.broken" => PromiseBroken { promise: String, cause: BreakCause, by_event: Option<String> };
+    "promise.cancelled" => PromiseCancelled { promise: String, by_event: String };
 }
 
 #[cfg(test)]

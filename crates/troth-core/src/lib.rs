@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod field;
 pub mod identity;
 pub mod journey;
+pub mod promise;
 pub mod timestamp;
 
 pub use envelope::{Channel, CustomerRef, MAX_EVENT_BYTES, ValidEvent, validate_event, validate_value};

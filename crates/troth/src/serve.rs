@@ -54,7 +54,9 @@ pub async fn spawn(
     addr: SocketAddr,
     master_key: Option<String>,
 ) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
-    let listener = TcpListener::bind(addr).await?;
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!("listening on {addr} (is another server using it? --listen 127.0.0.1:0 picks a free port)")
+    })?;
     let bound = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(run(store, listener, master_key, async move {

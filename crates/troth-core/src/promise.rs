@@ -1,0 +1,657 @@
+//! The promise engine: which events make, keep and break the promises of a journey
+//! map, and what the clock does to them. Pure: the caller supplies the promises it
+//! has stored and the time, and stores the changes this returns (as `promise.*`
+//! events, so a replay of the log reproduces every transition).
+//!
+//! Lifecycle: `made → (at_risk) → kept | broken | cancelled`.
+//! - An event that makes a promise while one of the same key is open on the same
+//!   subject supersedes it: the old one is cancelled (a re-issued window replaces
+//!   the old window).
+//! - A keeping event counts on the promise's subject or on a subject linked to it
+//!   (a shipment is linked to its order), at or after `start` and at or before the due
+//!   time. After the due time it breaks the promise: kept late is broken.
+//! - When the clock passes the due time of an open promise, it breaks. Should an
+//!   event then arrive showing it was kept in time (data that reached troth late),
+//!   the promise is corrected to kept: troth reports what happened, not what it knew.
+
+use std::collections::HashMap;
+
+use crate::ValidEvent;
+use crate::journey::{Due, JourneyMap};
+use crate::timestamp::Timestamp;
+
+/// A promise being followed, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracked {
+    /// `{promise key}:{id of the event that made it}`.
+    pub id: String,
+    /// The promise's key in the journey map.
+    pub key: String,
+    pub touchpoint: String,
+    pub subject: String,
+    pub made_at: Timestamp,
+    pub start: Option<Timestamp>,
+    pub due: Timestamp,
+    pub at_risk_from: Option<Timestamp>,
+    pub state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Made,
+    AtRisk,
+    Kept,
+    /// `due_passed`: broken by the clock rather than by an event.
+    Broken {
+        due_passed: bool,
+    },
+    Cancelled,
+}
+
+impl State {
+    pub fn is_open(self) -> bool {
+        matches!(self, State::Made | State::AtRisk)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Made => "made",
+            State::AtRisk => "at_risk",
+            State::Kept => "kept",
+            State::Broken { .. } => "broken",
+            State::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A transition to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Made(Tracked),
+    AtRisk {
+        id: String,
+        at: Timestamp,
+    },
+    Kept {
+        id: String,
+        at: Timestamp,
+        by_event: String,
+        corrects_break: bool,
+    },
+    Broken {
+        id: String,
+        at: Timestamp,
+        cause: Cause,
+    },
+    Cancelled {
+        id: String,
+        at: Timestamp,
+        by_event: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// The due time passed with the promise open.
+    DuePassed,
+    /// An event that breaks it (a failed attempt, a lost parcel).
+    Event { id: String, event_type: String },
+    /// The keeping event came after the due time.
+    KeptLate { id: String, event_type: String },
+}
+
+impl Change {
+    pub fn promise_id(&self) -> &str {
+        match self {
+            Change::Made(t) => &t.id,
+            Change::AtRisk { id, .. }
+            | Change::Kept { id, .. }
+            | Change::Broken { id, .. }
+            | Change::Cancelled { id, .. } => id,
+        }
+    }
+
+    /// The event type that records this change in the log.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Change::Made(_) => "promise.made",
+            Change::AtRisk { .. } => "promise.at_risk",
+            Change::Kept { .. } => "promise.kept",
+            Change::Broken { .. } => "promise.broken",
+            Change::Cancelled { .. } => "promise.cancelled",
+        }
+    }
+
+    /// Applies the change to the promise it concerns.
+    pub fn apply(&self, promise: &mut Tracked) {
+        promise.state = match self {
+            Change::Made(t) => t.state,
+            Change::AtRisk { .. } => State::AtRisk,
+            Change::Kept { .. } => State::Kept,
+            Change::Broken { cause, .. } => State::Broken {
+                due_passed: *cause == Cause::DuePassed,
+            },
+            Change::Cancelled { .. } => State::Cancelled,
+        };
+    }
+}
+
+impl Change {
+    /// The event that records this change in the log. `promise` is the promise it
+    /// concerns (for `Made`, the new one); `customer` the making event's customer ref.
+    pub fn record(&self, promise: &Tracked, customer: Option<&serde_json::Value>) -> serde_json::Value {
+        let (at, data) = match self {
+            Change::Made(t) => {
+                let mut data = serde_json::json!({
+                    "promise": t.id, "key": t.key, "touchpoint": t.touchpoint, "due": t.due.to_string(),
+                    "made_by_event": t.id.split_once(':').map_or("", |(_, e)| e),
+                });
+                if let Some(start) = t.start {
+                    data["start"] = start.to_string().into();
+                }
+                (t.made_at, data)
+            }
+            Change::AtRisk { id, at } => (*at, serde_json::json!({"promise": id})),
+            Change::Kept {
+                id,
+                at,
+                by_event,
+                corrects_break,
+            } => {
+                let mut data = serde_json::json!({"promise": id, "by_event": by_event});
+                if *corrects_break {
+                    data["corrects_break"] = true.into();
+                }
+                (*at, data)
+            }
+            Change::Broken { id, at, cause } => {
+                let (cause, by_event) = match cause {
+                    Cause::DuePassed => ("due_passed", None),
+                    Cause::Event { id, .. } => ("event", Some(id)),
+                    Cause::KeptLate { id, .. } => ("kept_late", Some(id)),
+                };
+                let mut data = serde_json::json!({"promise": id, "cause": cause});
+                if let Some(by_event) = by_event {
+                    data["by_event"] = by_event.clone().into();
+                }
+                (*at, data)
+            }
+            Change::Cancelled { id, at, by_event } => (*at, serde_json::json!({"promise": id, "by_event": by_event})),
+        };
+        let event_type = self.event_type();
+        let mut event = serde_json::json!({
+            "id": format!("troth.{}.{}", promise.id, event_type.trim_start_matches("promise.")),
+            "type": event_type,
+            "time": at.to_string(),
+            "source": "troth",
+            "subject": promise.subject,
+            "touchpoint": promise.touchpoint,
+            "data": data,
+        });
+        if let Some(customer) = customer {
+            event["customer"] = customer.clone();
+        }
+        event
+    }
+}
+
+/// One promise definition of the map, ready to match events.
+#[derive(Debug, Clone)]
+struct Rule {
+    key: String,
+    touchpoint: String,
+    due: Due,
+    start_field: Option<String>,
+    kept_by: Vec<String>,
+    broken_by: Vec<String>,
+    at_risk_before_us: Option<i64>,
+}
+
+/// The promises of a journey map, indexed by the event types that concern them.
+#[derive(Debug, Clone, Default)]
+pub struct PromiseBook {
+    rules: Vec<Rule>,
+    by_maker: HashMap<String, Vec<usize>>,
+    by_key: HashMap<String, usize>,
+}
+
+impl PromiseBook {
+    pub fn new(map: &JourneyMap) -> PromiseBook {
+        let mut book = PromiseBook::default();
+        for (touchpoint, p) in map.promises() {
+            let index = book.rules.len();
+            book.by_maker.entry(p.made_by.clone()).or_default().push(index);
+            book.by_key.insert(p.key.clone(), index);
+            book.rules.push(Rule {
+                key: p.key.clone(),
+                touchpoint: touchpoint.key.clone(),
+                due: p.due.clone(),
+                start_field: p.start_field.clone(),
+                kept_by: p.kept_by.clone(),
+                broken_by: p.broken_by.clone(),
+                at_risk_before_us: p.at_risk_before_seconds.map(|s| s as i64 * 1_000_000),
+            });
+        }
+        book
+    }
+
+    /// Whether this event type makes, keeps or breaks any promise (cheap pre-check).
+    pub fn concerns(&self, event_type: &str) -> bool {
+        self.by_maker.contains_key(event_type)
+            || self
+                .rules
+                .iter()
+                .any(|r| r.kept_by.iter().chain(&r.broken_by).any(|t| t == event_type))
+    }
+
+    /// The changes an event causes. `known` holds the stored promises on the
+    /// event's subject and the subjects linked to it, open ones and those broken
+    /// by the clock (which a late-arriving keeping event may correct).
+    pub fn on_event(&self, event: &ValidEvent, known: &[Tracked]) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for tracked in known {
+            let Some(rule) = self.by_key.get(&tracked.key).map(|&i| &self.rules[i]) else {
+                continue;
+            };
+            if rule.kept_by.contains(&event.event_type) {
+                if let Some(change) = keep(tracked, event) {
+                    changes.push(change);
+                }
+            } else if rule.broken_by.contains(&event.event_type) && tracked.state.is_open() {
+                changes.push(Change::Broken {
+                    id: tracked.id.clone(),
+                    at: event.time,
+                    cause: Cause::Event {
+                        id: event.id.clone(),
+                        event_type: event.event_type.clone(),
+                    },
+                });
+            }
+        }
+        let Some(subject) = &event.subject else { return changes };
+        for &index in self.by_maker.get(&event.event_type).into_iter().flatten() {
+            let rule = &self.rules[index];
+            let Some(made) = make(rule, event, subject) else {
+                continue;
+            };
+            for old in known
+                .iter()
+                .filter(|t| t.key == rule.key && t.subject == *subject && t.state.is_open())
+            {
+                changes.push(Change::Cancelled {
+                    id: old.id.clone(),
+                    at: event.time,
+                    by_event: event.id.clone(),
+                });
+            }
+            changes.push(Change::Made(made));
+        }
+        changes
+    }
+
+    /// What the clock does to a promise at `now`: at risk, or broken when due.
+    pub fn on_clock(&self, promise: &Tracked, now: Timestamp) -> Option<Change> {
+        if !promise.state.is_open() {
+            return None;
+        }
+        if now > promise.due {
+            return Some(Change::Broken {
+                id: promise.id.clone(),
+                at: promise.due,
+                cause: Cause::DuePassed,
+            });
+        }
+        match promise.at_risk_from {
+            Some(from) if promise.state == State::Made && now >= from => Some(Change::AtRisk {
+                id: promise.id.clone(),
+                at: from,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// When the clock should next look at a promise, if ever.
+pub fn next_check(promise: &Tracked) -> Option<Timestamp> {
+    match promise.state {
+        State::Made => Some(
+            promise
+                .at_risk_from
+                .filter(|&t| t < promise.due)
+                .unwrap_or(Timestamp(promise.due.0 + 1)),
+        ),
+        State::AtRisk => Some(Timestamp(promise.due.0 + 1)),
+        _ => None,
+    }
+}
+
+fn make(rule: &Rule, event: &ValidEvent, subject: &str) -> Option<Tracked> {
+    let due = match &rule.due {
+        Due::AfterSeconds(seconds) => Timestamp(event.time.0 + *seconds as i64 * 1_000_000),
+        Due::Field(field) => timestamp_field(event, field)?,
+    };
+    let start = rule.start_field.as_deref().and_then(|f| timestamp_field(event, f));
+    Some(Tracked {
+        id: format!("{}:{}", rule.key, event.id),
+        key: rule.key.clone(),
+        touchpoint: rule.touchpoint.clone(),
+        subject: subject.to_owned(),
+        made_at: event.time,
+        start,
+        due,
+        at_risk_from: rule.at_risk_before_us.map(|before| Timestamp(due.0 - before)),
+        state: State::Made,
+    })
+}
+
+fn keep(tracked: &Tracked, event: &ValidEvent) -> Option<Change> {
+    if tracked.start.is_some_and(|start| event.time < start) || event.time < tracked.made_at {
+        return None; // before the promise could be kept: not evidence either way
+    }
+    let in_time = event.time <= tracked.due;
+    match tracked.state {
+        State::Made | State::AtRisk if in_time => Some(Change::Kept {
+            id: tracked.id.clone(),
+            at: event.time,
+            by_event: event.id.clone(),
+            corrects_break: false,
+        }),
+        State::Made | State::AtRisk => Some(Change::Broken {
+            id: tracked.id.clone(),
+            at: tracked.due,
+            cause: Cause::KeptLate {
+                id: event.id.clone(),
+                event_type: event.event_type.clone(),
+            },
+        }),
+        State::Broken { due_passed: true } if in_time => Some(Change::Kept {
+            id: tracked.id.clone(),
+            at: event.time,
+            by_event: event.id.clone(),
+            corrects_break: true,
+        }),
+        _ => None,
+    }
+}
+
+/// A date-time field of the event's data. Read from the event's text: only events
+/// that make promises get here, and the journey checker has made sure the field
+/// is a date-time of that event type.
+fn timestamp_field(event: &ValidEvent, field: &str) -> Option<Timestamp> {
+    let value: serde_json::Value = serde_json::from_str(&event.raw).ok()?;
+    Timestamp::parse_rfc3339(value.get("data")?.get(field)?.as_str()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::journey::parse_journey;
+    use crate::validate_value;
+
+    /// A step of a scenario: an event arriving, or the clock moving to a time.
+    enum Step {
+        Event(serde_json::Value),
+        Clock(&'static str),
+    }
+
+    fn at(time: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(&format!("2026-11-23T{time}:00Z")).unwrap()
+    }
+
+    fn event(id: &str, event_type: &str, time: &str, subject: &str, data: serde_json::Value) -> Step {
+        Step::Event(
+            json!({"id": id, "type": event_type, "time": format!("2026-11-23T{time}:00Z"), "subject": subject, "data": data}),
+        )
+    }
+
+    fn window(id: &str, time: &str, start: &str, end: &str) -> Step {
+        let data =
+            json!({"window_start": format!("2026-11-23T{start}:00Z"), "window_end": format!("2026-11-23T{end}:00Z")});
+        event(id, "shipment.window_set", time, "shipment:s1", data)
+    }
+
+    fn delivered(id: &str, time: &str) -> Step {
+        event(
+            id,
+            "shipment.delivered",
+            time,
+            "shipment:s1",
+            json!({"proof": {"kind": "handed"}}),
+        )
+    }
+
+    /// Plays the steps against the retail map, applying every change as a store
+    /// would (with a fake clock), and compares the changes, one line each.
+    fn check(steps: Vec<Step>, expect: &[&str]) {
+        let map = parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+        let book = PromiseBook::new(&map);
+        let mut promises: Vec<Tracked> = Vec::new();
+        let mut log = Vec::new();
+        for step in steps {
+            let changes = match step {
+                Step::Event(value) => {
+                    let event = validate_value(value, None).unwrap();
+                    // Keeping events count on the subject and on linked subjects: here
+                    // the shipment s1 belongs to the order o1.
+                    let linked = ["shipment:s1", "order:o1"];
+                    let known: Vec<Tracked> = promises
+                        .iter()
+                        .filter(|p| {
+                            event.subject.as_deref().is_some_and(|s| {
+                                s == p.subject || (linked.contains(&s) && linked.contains(&p.subject.as_str()))
+                            })
+                        })
+                        .cloned()
+                        .collect();
+                    book.on_event(&event, &known)
+                }
+                Step::Clock(time) => {
+                    let now = at(time);
+                    // Only promises whose next check has come are looked at, as the store's due index would.
+                    promises
+                        .iter()
+                        .filter(|p| next_check(p).is_some_and(|t| t <= now))
+                        .filter_map(|p| book.on_clock(p, now))
+                        .collect()
+                }
+            };
+            for change in changes {
+                log.push(describe(&change));
+                // Every change is recorded as a valid catalogue event.
+                let subject_promise = match &change {
+                    Change::Made(t) => t.clone(),
+                    other => promises.iter().find(|p| p.id == other.promise_id()).unwrap().clone(),
+                };
+                let recorded = change.record(&subject_promise, Some(&json!({"id": "ann"})));
+                if let Err(r) = validate_value(recorded.clone(), None) {
+                    panic!("{recorded}: {}", r.error);
+                }
+                match &change {
+                    Change::Made(t) => promises.push(t.clone()),
+                    other => {
+                        let promise = promises.iter_mut().find(|p| p.id == other.promise_id()).unwrap();
+                        other.apply(promise);
+                    }
+                }
+            }
+        }
+        assert_eq!(log, expect);
+    }
+
+    fn describe(change: &Change) -> String {
+        let clock = |t: &Timestamp| t.to_string()[11..16].to_owned();
+        match change {
+            Change::Made(t) => format!("made {} due {}", t.id, clock(&t.due)),
+            Change::AtRisk { id, at } => format!("at_risk {id} at {}", clock(at)),
+            Change::Kept {
+                id,
+                at,
+                by_event,
+                corrects_break,
+            } => {
+                format!(
+                    "kept {id} at {} by {by_event}{}",
+                    clock(at),
+                    if *corrects_break { " (correcting the break)" } else { "" }
+                )
+            }
+            Change::Broken { id, at, cause } => format!("broken {id} at {} ({cause:?})", clock(at)),
+            Change::Cancelled { id, by_event, .. } => format!("cancelled {id} by {by_event}"),
+        }
+    }
+
+    #[test]
+    fn a_window_kept_in_time() {
+        check(
+            vec![
+                window("w1", "08:00", "11:37", "12:37"),
+                Step::Clock("12:00"),
+                delivered("d1", "12:10"),
+                Step::Clock("13:00"),
+            ],
+            &[
+                "made delivery_window:w1 due 12:37",
+                "kept delivery_window:w1 at 12:10 by d1",
+            ],
+        );
+    }
+
+    #[test]
+    fn the_clock_puts_it_at_risk_then_breaks_it_and_late_news_corrects_it() {
+        check(
+            vec![
+                window("w1", "08:00", "11:37", "12:37"),
+                Step::Clock("12:21"),
+                Step::Clock("12:22"),
+                Step::Clock("12:37"),
+                Step::Clock("12:38"),
+                // The courier's scan from 12:30 reaches troth only now.
+                delivered("d1", "12:30"),
+            ],
+            &[
+                "made delivery_window:w1 due 12:37",
+                "at_risk delivery_window:w1 at 12:22",
+                "broken delivery_window:w1 at 12:37 (DuePassed)",
+                "kept delivery_window:w1 at 12:30 by d1 (correcting the break)",
+            ],
+        );
+    }
+
+    #[test]
+    fn delivered_after_the_window_is_broken_even_before_the_clock_notices() {
+        check(
+            vec![
+                window("w1", "08:00", "11:37", "12:37"),
+                delivered("d1", "13:05"),
+                Step::Clock("14:00"),
+            ],
+            &[
+                "made delivery_window:w1 due 12:37",
+                "broken delivery_window:w1 at 12:37 (KeptLate { id: \"d1\", event_type: \"shipment.delivered\" })",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_failed_attempt_breaks_it_and_a_later_delivery_does_not_mend_it() {
+        check(
+            vec![
+                window("w1", "08:00", "11:37", "12:37"),
+                event(
+                    "f1",
+                    "shipment.attempt_failed",
+                    "12:00",
+                    "shipment:s1",
+                    json!({"reason": "no one home"}),
+                ),
+                delivered("d1", "12:20"),
+                Step::Clock("13:00"),
+            ],
+            &[
+                "made delivery_window:w1 due 12:37",
+                "broken delivery_window:w1 at 12:00 (Event { id: \"f1\", event_type: \"shipment.attempt_failed\" })",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_delivery_before_the_window_opens_is_not_evidence() {
+        check(
+            vec![
+                window("w1", "08:00", "11:37", "12:37"),
+                delivered("d1", "11:00"),
+                Step::Clock("12:40"),
+            ],
+            // The clock jumped past the due time: broken, with no at-risk step in between.
+            &[
+                "made delivery_window:w1 due 12:37",
+                "broken delivery_window:w1 at 12:37 (DuePassed)",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_new_window_replaces_the_open_one() {
+        check(
+            vec![
+                window("w1", "07:00", "11:37", "12:37"),
+                window("w2", "09:00", "13:00", "14:00"),
+                delivered("d1", "13:30"),
+            ],
+            &[
+                "made delivery_window:w1 due 12:37",
+                "cancelled delivery_window:w1 by w2",
+                "made delivery_window:w2 due 14:00",
+                "kept delivery_window:w2 at 13:30 by d1",
+            ],
+        );
+    }
+
+    #[test]
+    fn callbacks_and_promises_kept_on_a_linked_subject() {
+        let order = json!({"order": "o1", "items": [{"sku": "t", "qty": 1, "price": 100}], "total": 100, "currency": "EUR",
+                           "delivery": "home", "promised_from": "2026-11-23T09:00:00Z", "promised_to": "2026-11-23T18:00:00Z"});
+        check(
+            vec![
+                event(
+                    "c1",
+                    "callback.promised",
+                    "10:00",
+                    "case:k1",
+                    json!({"due": "2026-11-23T11:00:00Z"}),
+                ),
+                event("c2", "callback.made", "10:50", "case:k1", json!({})),
+                event("o1", "order.placed", "08:00", "order:o1", order),
+                delivered("d1", "12:00"),
+            ],
+            &[
+                "made callback:c1 due 11:00",
+                "kept callback:c1 at 10:50 by c2",
+                "made delivery_date:o1 due 18:00",
+                "kept delivery_date:o1 at 12:00 by d1",
+            ],
+        );
+    }
+
+    #[test]
+    fn promises_due_after_a_delay() {
+        check(
+            vec![
+                event(
+                    "k1",
+                    "case.opened",
+                    "10:00",
+                    "case:k1",
+                    json!({"case": "k1", "category": "late_delivery", "team": "delivery"}),
+                ),
+                Step::Clock("23:59"),
+            ],
+            &["made case_resolved:k1 due 10:00"],
+        );
+        let map = parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+        let book = PromiseBook::new(&map);
+        assert!(book.concerns("shipment.delivered") && book.concerns("case.opened") && !book.concerns("page.viewed"));
+    }
+}
