@@ -276,7 +276,10 @@ catalogue! {
     "offer.accepted" => OfferAccepted { action: String };
     "offer.declined" => OfferDeclined { action: String };
     // promises: recorded by troth's promise engine as promises are made and settled
-    "promise.made" => PromiseMade { promise: String, key: String, touchpoint: String, due: Timestamp, start: Option<Timestamp>, made_by_event: String };
+    "promise.made" => PromiseMade {
+        promise: String, key: String, touchpoint: String, due: Timestamp, start: Option<Timestamp>,
+        at_risk_from: Option<Timestamp>, made_by_event: String,
+    };
     "promise.at_risk" => PromiseAtRisk { promise: String };
     "promise.kept" => PromiseKept { promise: String, by_event: String, corrects_break: Option<bool> };
     "promise.broken" => PromiseBroken { promise: String, cause: BreakCause, by_event: Option<String> };

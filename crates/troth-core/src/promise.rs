@@ -14,7 +14,7 @@
 //!   event then arrive showing it was kept in time (data that reached troth late),
 //!   the promise is corrected to kept: troth reports what happened, not what it knew.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::ValidEvent;
 use crate::journey::{Due, JourneyMap};
@@ -149,6 +149,9 @@ impl Change {
                 if let Some(start) = t.start {
                     data["start"] = start.to_string().into();
                 }
+                if let Some(at_risk_from) = t.at_risk_from {
+                    data["at_risk_from"] = at_risk_from.to_string().into();
+                }
                 (t.made_at, data)
             }
             Change::AtRisk { id, at } => (*at, serde_json::json!({"promise": id})),
@@ -213,6 +216,8 @@ pub struct PromiseBook {
     rules: Vec<Rule>,
     by_maker: HashMap<String, Vec<usize>>,
     by_key: HashMap<String, usize>,
+    /// Every event type that makes, keeps or breaks some promise.
+    concerned: HashSet<String>,
 }
 
 impl PromiseBook {
@@ -231,6 +236,12 @@ impl PromiseBook {
                 broken_by: p.broken_by.clone(),
                 at_risk_before_us: p.at_risk_before_seconds.map(|s| s as i64 * 1_000_000),
             });
+            book.concerned.extend(
+                std::iter::once(&p.made_by)
+                    .chain(&p.kept_by)
+                    .chain(&p.broken_by)
+                    .cloned(),
+            );
         }
         book
     }

@@ -132,7 +132,7 @@ fn simulated(count: u64, seed: u64, sink: &mut dyn FnMut(&str) -> std::io::Resul
 fn bulk(work: &std::path::Path, file: &std::path::Path) -> anyhow::Result<BulkFigures> {
     let dir = work.join("bulk");
     let summary = {
-        let store = SqliteStore::open(&dir)?;
+        let store = SqliteStore::open_with_journey(&dir, Some(&crate::config::load_journey(None)?))?;
         crate::import::into_store(
             &store,
             BufReader::with_capacity(1 << 20, std::fs::File::open(file)?),
@@ -210,7 +210,7 @@ async fn http(work: &std::path::Path, lines: &[Bytes], args: &IngestArgs) -> any
     let bare_addr = listener.local_addr()?;
     let bare_server = tokio::spawn(async move { axum::serve(listener, bare).await });
 
-    let store = SqliteStore::open(&work.join("http"))?;
+    let store = SqliteStore::open_with_journey(&work.join("http"), Some(&crate::config::load_journey(None)?))?;
     let (troth_addr, stop) = crate::serve::spawn(store, localhost, None).await?;
 
     let (warm, measured) = lines.split_at(lines.len().min(2_000));

@@ -51,6 +51,9 @@ pub struct ImportArgs {
     /// API key for --url (an ingest key or the master key).
     #[arg(long, env = "TROTH_API_KEY", hide_env_values = true)]
     pub key: Option<String>,
+    /// With --data-dir: the journey map whose promises to follow [default: the built-in retail map].
+    #[arg(long, env = "TROTH_JOURNEY", conflicts_with = "url")]
+    pub journey: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+use troth_core::journey::{JourneyMap, parse_journey};
 
 pub const DEFAULT_DATA_DIR: &str = "./troth-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -28,6 +29,9 @@ pub struct ServeFlags {
     /// With a master key every /api/v1 route needs `Authorization: Bearer KEY`.
     #[arg(long, env = "TROTH_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
+    /// Journey map (TOML) whose promises troth follows [default: the built-in retail map].
+    #[arg(long, env = "TROTH_JOURNEY")]
+    pub journey: Option<PathBuf>,
 }
 
 /// What a configuration file may hold.
@@ -37,6 +41,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     master_key: Option<String>,
+    journey: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -44,6 +49,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub master_key: Option<String>,
+    pub journey: JourneyMap,
 }
 
 impl std::fmt::Debug for Config {
@@ -52,6 +58,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
+            .field("journey", &self.journey.key)
             .finish()
     }
 }
@@ -73,8 +80,33 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen: parse_listen(&listen)?,
             master_key: flags.master_key.or(file.master_key).filter(|k| !k.is_empty()),
+            journey: load_journey(flags.journey.or(file.journey).as_deref())?,
         })
     }
+}
+
+/// The journey map troth follows when none is configured.
+pub const DEFAULT_JOURNEY: &str = include_str!("../../../journeys/retail.toml");
+
+/// Reads and checks a journey map file, or the built-in one.
+pub fn load_journey(path: Option<&Path>) -> anyhow::Result<JourneyMap> {
+    let (text, origin) = match path {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading the journey map {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (DEFAULT_JOURNEY.to_owned(), "the built-in retail journey".to_owned()),
+    };
+    parse_journey(&text).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{origin}:{}: {}: {}", e.line, e.field, e.message))
+            .collect();
+        anyhow::anyhow!(
+            "the journey map has errors (see troth check-journey):\n{}",
+            lines.join("\n")
+        )
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -104,6 +136,7 @@ mod tests {
             data_dir: None,
             listen: None,
             master_key: None,
+            journey: None,
         }
     }
 
@@ -128,6 +161,21 @@ mod tests {
         std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").unwrap();
         let message = format!("{:#}", Config::load(flags(Some(path))).unwrap_err());
         assert!(message.contains("lisen"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_journey_map_stops_the_start_with_its_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journey.toml");
+        std::fs::write(&path, DEFAULT_JOURNEY.replace("stage = \"umot\"", "stage = \"later\"")).unwrap();
+        let mut flagged = flags(None);
+        flagged.journey = Some(path);
+        let message = format!("{:#}", Config::load(flagged).unwrap_err());
+        assert!(
+            message.contains("journey.toml:") && message.contains("unknown stage \"later\""),
+            "{message}"
+        );
+        assert_eq!(Config::load(flags(None)).unwrap().journey.key, "retail");
     }
 
     #[test]

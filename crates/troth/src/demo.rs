@@ -47,7 +47,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     world.start = Timestamp(now.micros() - (i64::from(world.days.max(1)) - 1) * DAY_US - NOW_INTO_DAY_US).to_string();
 
     let runtime = crate::cli::runtime()?;
-    let store = SqliteStore::open(&data_dir).with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let journey = crate::config::load_journey(None)?;
+    let store = SqliteStore::open_with_journey(&data_dir, Some(&journey))
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let (addr, stop_server) = runtime.block_on(crate::serve::spawn(store.clone(), listen, None))?;
     println!("troth demo: store in {}, server on http://{addr}", data_dir.display());
 

@@ -98,7 +98,9 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             let dir = data_dir
                 .clone()
                 .unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
-            let store = SqliteStore::open(&dir).with_context(|| format!("opening the store in {}", dir.display()))?;
+            let journey = crate::config::load_journey(args.journey.as_deref())?;
+            let store = SqliteStore::open_with_journey(&dir, Some(&journey))
+                .with_context(|| format!("opening the store in {}", dir.display()))?;
             into_store(&store, input, &mut |s| progress(&bar, s, &read, total_bytes))?
         }
     };

@@ -18,7 +18,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.listen
         );
     }
-    let store = SqliteStore::open(&config.data_dir)
+    let store = SqliteStore::open_with_journey(&config.data_dir, Some(&config.journey))
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -29,7 +29,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "troth is ready");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), journey = %config.journey.key, "troth is ready");
     println!("troth listening on http://{addr}");
     run(store, listener, config.master_key, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -43,8 +43,25 @@ pub async fn run(
     master_key: Option<String>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let clock = tokio::spawn(promise_clock(store.clone()));
     let app = app(AppState::new(store, master_key));
-    axum::serve(listener, app).with_graceful_shutdown(stop).await
+    let served = axum::serve(listener, app).with_graceful_shutdown(stop).await;
+    clock.abort();
+    served
+}
+
+/// Moves the promises' clock to now every second: at risk, broken when due.
+async fn promise_clock(store: SqliteStore) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match store.tick(troth_core::Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(changed) => tracing::debug!(changed, "promise clock"),
+            Err(e) => tracing::warn!(error = %e, "the promise clock could not run"),
+        }
+    }
 }
 
 /// Binds `addr` and serves in the background; returns the bound address and a

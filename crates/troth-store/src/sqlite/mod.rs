@@ -4,6 +4,7 @@
 //! by the process that has the store open so a second one fails clearly.
 
 mod projector;
+mod promises;
 mod read;
 mod replay;
 mod schema;
@@ -17,7 +18,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
-use troth_core::ValidEvent;
+use troth_core::journey::JourneyMap;
+use troth_core::promise::PromiseBook;
+use troth_core::{Timestamp, ValidEvent};
 
 use crate::keys::{self, ApiKey, NewKey, Scope};
 use crate::{AppendStatus, CustomerProfile, EventPage, EventQuery, Overview, ReplayReport, Store, StoreError};
@@ -46,7 +49,13 @@ struct Inner {
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir` and starts its writer thread.
+    /// No promises are followed: see [`SqliteStore::open_with_journey`].
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with_journey(dir, None)
+    }
+
+    /// Opens the store and follows the promises of `journey`.
+    pub fn open_with_journey(dir: &Path, journey: Option<&JourneyMap>) -> Result<SqliteStore, StoreError> {
         let io = |source| StoreError::Io {
             path: dir.display().to_string(),
             source,
@@ -60,7 +69,7 @@ impl SqliteStore {
         conn.execute_batch(&schema::type_counts("main"))?;
         conn.execute_batch(schema::KEYS)?;
         let keys = Arc::new(RwLock::new(load_keys(&conn)?));
-        let writer = Writer::new(conn, keys.clone())?;
+        let writer = Writer::new(conn, keys.clone(), journey.map(PromiseBook::new))?;
         let (tx, rx) = mpsc::channel(1024);
         std::thread::Builder::new()
             .name("troth-writer".into())
@@ -89,6 +98,12 @@ impl SqliteStore {
             .blocking_send(Job::Append { events, reply })
             .map_err(|_| StoreError::WriterGone)?;
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs the promise clock to `now` (the server calls it every second; tests call
+    /// it with a fake time). Returns how many promises changed.
+    pub async fn tick(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.submit(|reply| Job::Tick { now, reply }).await
     }
 
     /// Rebuilds every projection from the log and compares it with what is stored;

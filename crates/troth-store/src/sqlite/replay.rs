@@ -14,6 +14,11 @@ const COMPARED: &[(&str, &str)] = &[
     ("customers", "SELECT cid, merged_into, traits FROM {s}.customers"),
     ("identities", "SELECT key, cid FROM {s}.identities"),
     ("event_type_counts", "SELECT type, n FROM {s}.event_type_counts"),
+    (
+        "promises",
+        "SELECT id, key, touchpoint, subject, customer_ref, made_at_us, start_us, due_us, at_risk_from_us, state, due_passed, settled_us, next_check_us FROM {s}.promises",
+    ),
+    ("subject_links", "SELECT subject, linked FROM {s}.subject_links"),
 ];
 
 pub fn run(conn: &Connection, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
@@ -46,6 +51,8 @@ fn rebuild_and_compare(
             record.execute(params![seq, plan.customer.map(|c| c.0)])?;
             // Merges found again here are already in the log as customer.merged events.
             projector.apply(&tx, plan, &event)?;
+            // Promises are rebuilt from the promise.* events the log holds, not decided again.
+            super::promises::apply(&tx, "replay", &event)?;
             report.events += 1;
             if report.events % 10_000 == 0 {
                 progress(report.events);
@@ -80,6 +87,10 @@ fn rebuild_and_compare(
              INSERT INTO main.customers SELECT * FROM replay.customers;
              DELETE FROM main.identities;
              INSERT INTO main.identities SELECT * FROM replay.identities;
+             DELETE FROM main.promises;
+             INSERT INTO main.promises SELECT * FROM replay.promises;
+             DELETE FROM main.subject_links;
+             INSERT INTO main.subject_links SELECT * FROM replay.subject_links;
              DELETE FROM main.event_type_counts;
              INSERT INTO main.event_type_counts SELECT * FROM replay.event_type_counts;
              UPDATE main.events SET customer_id = (SELECT cid FROM replay.event_customer r WHERE r.seq = events.seq)

@@ -41,6 +41,28 @@ CREATE TABLE IF NOT EXISTS {schema}.identities (
     cid  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {schema}.identities_by_customer ON identities(cid);
+CREATE TABLE IF NOT EXISTS {schema}.promises (
+    id               TEXT PRIMARY KEY,
+    key              TEXT NOT NULL,
+    touchpoint       TEXT NOT NULL,
+    subject          TEXT NOT NULL,
+    customer_ref     TEXT,
+    made_at_us       INTEGER NOT NULL,
+    start_us         INTEGER,
+    due_us           INTEGER NOT NULL,
+    at_risk_from_us  INTEGER,
+    state            TEXT NOT NULL,
+    due_passed       INTEGER NOT NULL DEFAULT 0,
+    settled_us       INTEGER,
+    next_check_us    INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {schema}.promises_by_subject ON promises(subject);
+CREATE INDEX IF NOT EXISTS {schema}.promises_due ON promises(next_check_us) WHERE next_check_us IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {schema}.subject_links (
+    subject  TEXT NOT NULL,
+    linked   TEXT NOT NULL,
+    PRIMARY KEY (subject, linked)
+) WITHOUT ROWID;
 "
     )
 }

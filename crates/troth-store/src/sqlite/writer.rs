@@ -11,8 +11,10 @@ use tokio::sync::{mpsc, oneshot};
 use troth_core::{Timestamp, ValidEvent};
 
 use super::projector::{Projector, merge_event};
+use super::promises;
 use crate::keys::{self, ApiKey, NewKey};
 use crate::{AppendStatus, StoreError};
+use troth_core::promise::{Change, PromiseBook, Tracked};
 
 /// How many events one commit takes at most; more wait for the next.
 pub const MAX_GROUP_EVENTS: usize = 16_384;
@@ -21,6 +23,11 @@ pub enum Job {
     Append {
         events: Vec<ValidEvent>,
         reply: oneshot::Sender<Result<Vec<AppendStatus>, StoreError>>,
+    },
+    /// Run the promise clock to this time.
+    Tick {
+        now: Timestamp,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     CreateKey {
         key: NewKey,
@@ -40,6 +47,8 @@ impl Job {
             (Job::Append { reply, .. }, Ok(Done::Appended(statuses))) => drop(reply.send(Ok(statuses))),
             (Job::CreateKey { reply, .. }, Ok(Done::Created(key, secret))) => drop(reply.send(Ok((key, secret)))),
             (Job::DeleteKey { reply, .. }, Ok(Done::Deleted(found))) => drop(reply.send(Ok(found))),
+            (Job::Tick { reply, .. }, Ok(Done::Ticked(changed))) => drop(reply.send(Ok(changed))),
+            (Job::Tick { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Append { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::CreateKey { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::DeleteKey { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
@@ -61,12 +70,19 @@ pub struct Writer {
     conn: Connection,
     projector: Projector,
     keys: KeyRing,
+    /// The journey map's promises; without a map no promise is followed.
+    book: Option<PromiseBook>,
 }
 
 impl Writer {
-    pub fn new(conn: Connection, keys: KeyRing) -> rusqlite::Result<Writer> {
+    pub fn new(conn: Connection, keys: KeyRing, book: Option<PromiseBook>) -> rusqlite::Result<Writer> {
         let projector = Projector::new(&conn, "main")?;
-        Ok(Writer { conn, projector, keys })
+        Ok(Writer {
+            conn,
+            projector,
+            keys,
+            book,
+        })
     }
 
     pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
@@ -121,7 +137,13 @@ impl Writer {
         let mut key_changes = Vec::new();
         for job in group {
             done.push(match job {
-                Job::Append { events, .. } => Done::Appended(append(&tx, &mut self.projector, events, received)?),
+                Job::Append { events, .. } => {
+                    Done::Appended(append(&tx, &mut self.projector, self.book.as_ref(), events, received)?)
+                }
+                Job::Tick { now, .. } => Done::Ticked(match &self.book {
+                    Some(book) => tick(&tx, &mut self.projector, book, *now, received)?,
+                    None => 0,
+                }),
                 Job::CreateKey { key, .. } => {
                     let secret = keys::new_secret().map_err(|e| StoreError::Invalid(e.to_string()))?;
                     let uid = keys::new_uid().map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -180,62 +202,193 @@ fn mismatch(done: Result<Done, String>) -> String {
 
 enum Done {
     Appended(Vec<AppendStatus>),
+    Ticked(u64),
     Created(ApiKey, String),
     Deleted(bool),
 }
 
-/// Appends events inside an open transaction: dedupe by id, store, project.
+/// Appends events inside an open transaction: dedupe by id, store, project, and
+/// let the promise engine react (its decisions are appended as events too).
 pub fn append(
     conn: &Connection,
     projector: &mut Projector,
+    book: Option<&PromiseBook>,
     events: &[ValidEvent],
     received: Timestamp,
 ) -> Result<Vec<AppendStatus>, StoreError> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO events (id, type, time_us, received_us, customer_id, subject, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
-    )?;
+    let mut appender = Appender {
+        conn,
+        projector,
+        received,
+        counts: HashMap::new(),
+    };
     let mut statuses = Vec::with_capacity(events.len());
-    let mut counts: HashMap<&str, i64> = HashMap::new();
     for event in events {
-        let plan = projector.plan(conn, event)?;
+        let status = appender.one(event)?;
+        if let (AppendStatus::Accepted { .. }, Some(book)) = (status, book)
+            && book.concerns(&event.event_type)
+        {
+            let known = event
+                .subject
+                .as_deref()
+                .map(|s| promises::known(conn, s))
+                .transpose()?
+                .unwrap_or_default();
+            let changes = book.on_event(event, &known);
+            if !changes.is_empty() {
+                let customer = event_customer(event);
+                appender.record(&changes, &known, customer.as_ref())?;
+            }
+        }
+        statuses.push(status);
+    }
+    appender.finish()?;
+    Ok(statuses)
+}
+
+/// Runs the promise clock to `now`: promises at risk or past due change.
+pub fn tick(
+    conn: &Connection,
+    projector: &mut Projector,
+    book: &PromiseBook,
+    now: Timestamp,
+    received: Timestamp,
+) -> Result<u64, StoreError> {
+    let mut appender = Appender {
+        conn,
+        projector,
+        received,
+        counts: HashMap::new(),
+    };
+    let mut changed = 0;
+    loop {
+        let due = promises::due(conn, now, 1_000)?;
+        if due.is_empty() {
+            break;
+        }
+        for (promise, customer_ref) in &due {
+            let Some(change) = book.on_clock(promise, now) else {
+                continue;
+            };
+            let customer = customer_ref.as_deref().and_then(|c| serde_json::from_str(c).ok());
+            appender.record(
+                std::slice::from_ref(&change),
+                std::slice::from_ref(promise),
+                customer.as_ref(),
+            )?;
+            changed += 1;
+        }
+        if due.len() < 1_000 {
+            break;
+        }
+    }
+    appender.finish()?;
+    Ok(changed)
+}
+
+fn event_customer(event: &ValidEvent) -> Option<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_str(&event.raw).ok()?;
+    value.get("customer").cloned()
+}
+
+struct Appender<'a> {
+    conn: &'a Connection,
+    projector: &'a mut Projector,
+    received: Timestamp,
+    counts: HashMap<String, i64>,
+}
+
+impl Appender<'_> {
+    /// Stores one event with its projections.
+    fn one(&mut self, event: &ValidEvent) -> Result<AppendStatus, StoreError> {
+        let conn = self.conn;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO events (id, type, time_us, received_us, customer_id, subject, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+        )?;
+        let plan = self.projector.plan(conn, event)?;
         let customer = plan.customer.map(|c| c.0);
         let inserted = insert.execute(params![
             event.id,
             event.event_type,
             event.time.micros(),
-            received.micros(),
+            self.received.micros(),
             customer,
             event.subject,
             event.raw
         ])?;
         if inserted == 0 {
-            statuses.push(AppendStatus::Duplicate);
-            continue;
+            return Ok(AppendStatus::Duplicate);
         }
         let seq = conn.last_insert_rowid();
-        statuses.push(AppendStatus::Accepted { seq });
-        *counts.entry(&event.event_type).or_default() += 1;
-        for merge in projector.apply(conn, plan, event)? {
+        self.count(&event.event_type);
+        promises::apply(conn, "main", event)?;
+        for merge in self.projector.apply(conn, plan, event)? {
             let body = merge_event(&merge, seq, &event.time.to_string());
             let id = format!("troth.merge.{seq}.{}", merge.merged);
             insert.execute(params![
                 id,
                 "customer.merged",
                 event.time.micros(),
-                received.micros(),
+                self.received.micros(),
                 merge.survivor.0,
                 format!("customer:{}", merge.survivor),
                 body
             ])?;
-            *counts.entry("customer.merged").or_default() += 1;
+            self.count("customer.merged");
+        }
+        Ok(AppendStatus::Accepted { seq })
+    }
+
+    /// Appends the events that record promise changes.
+    fn record(
+        &mut self,
+        changes: &[Change],
+        known: &[Tracked],
+        customer: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        for change in changes {
+            let promise = match change {
+                Change::Made(made) => made,
+                other => match known.iter().find(|p| p.id == other.promise_id()) {
+                    Some(promise) => promise,
+                    None => continue,
+                },
+            };
+            // Later changes carry the customer of the event that made the promise.
+            let stored;
+            let customer = match change {
+                Change::Made(_) => customer,
+                _ => {
+                    stored = promises::stored_customer_ref(self.conn, &promise.id)?
+                        .and_then(|c| serde_json::from_str(&c).ok());
+                    stored.as_ref()
+                }
+            };
+            let recorded = change.record(promise, customer);
+            let event = troth_core::validate_value(recorded, None)
+                .map_err(|r| StoreError::Invalid(format!("a promise change does not validate: {}", r.error)))?;
+            self.one(&event)?;
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, event_type: &str) {
+        match self.counts.get_mut(event_type) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.insert(event_type.to_owned(), 1);
+            }
         }
     }
-    let mut count = conn.prepare_cached(
-        "INSERT INTO event_type_counts (type, n) VALUES (?1, ?2) ON CONFLICT (type) DO UPDATE SET n = n + excluded.n",
-    )?;
-    for (event_type, n) in counts {
-        count.execute(params![event_type, n])?;
+
+    fn finish(self) -> rusqlite::Result<()> {
+        let mut count = self.conn.prepare_cached(
+            "INSERT INTO event_type_counts (type, n) VALUES (?1, ?2) ON CONFLICT (type) DO UPDATE SET n = n + excluded.n",
+        )?;
+        for (event_type, n) in &self.counts {
+            count.execute(params![event_type, n])?;
+        }
+        Ok(())
     }
-    Ok(statuses)
 }

@@ -1,0 +1,154 @@
+//! The promise projection: promises as their `promise.*` events in the log say,
+//! and the links between subjects (a shipment and its order) that let an event on
+//! one keep a promise made on the other.
+//!
+//! Only recorded events change this projection — the engine's decisions reach it
+//! through the log — so replay rebuilds it from the log without re-deciding anything.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use troth_core::catalogue::EventData;
+use troth_core::promise::{State, Tracked, next_check};
+use troth_core::{Timestamp, ValidEvent};
+
+/// Applies an event to the projection, if it concerns it.
+pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> rusqlite::Result<()> {
+    let s = schema;
+    match &event.data {
+        EventData::ShipmentCreated(created) => {
+            let (shipment, order) = (
+                format!("shipment:{}", created.shipment),
+                format!("order:{}", created.order),
+            );
+            let mut link = conn.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO {s}.subject_links (subject, linked) VALUES (?1, ?2)"
+            ))?;
+            link.execute(params![shipment, order])?;
+            link.execute(params![order, shipment])?;
+        }
+        EventData::PromiseMade(made) => {
+            let customer_ref = customer_ref(event);
+            let tracked = Tracked {
+                id: made.promise.clone(),
+                key: made.key.clone(),
+                touchpoint: made.touchpoint.clone(),
+                subject: event.subject.clone().unwrap_or_default(),
+                made_at: event.time,
+                start: made.start,
+                due: made.due,
+                at_risk_from: made.at_risk_from,
+                state: State::Made,
+            };
+            conn.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO {s}.promises (id, key, touchpoint, subject, customer_ref, made_at_us, start_us, due_us,
+                    at_risk_from_us, state, due_passed, settled_us, next_check_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'made', 0, NULL, ?10)"
+            ))?
+            .execute(params![
+                tracked.id,
+                tracked.key,
+                tracked.touchpoint,
+                tracked.subject,
+                customer_ref,
+                tracked.made_at.micros(),
+                tracked.start.map(Timestamp::micros),
+                tracked.due.micros(),
+                tracked.at_risk_from.map(Timestamp::micros),
+                next_check(&tracked).map(Timestamp::micros),
+            ])?;
+        }
+        EventData::PromiseAtRisk(p) => set_state(conn, s, &p.promise, State::AtRisk, None)?,
+        EventData::PromiseKept(p) => set_state(conn, s, &p.promise, State::Kept, Some(event.time))?,
+        EventData::PromiseBroken(p) => {
+            let due_passed = p.cause == troth_core::catalogue::BreakCause::DuePassed;
+            set_state(conn, s, &p.promise, State::Broken { due_passed }, Some(event.time))?
+        }
+        EventData::PromiseCancelled(p) => set_state(conn, s, &p.promise, State::Cancelled, Some(event.time))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn set_state(conn: &Connection, s: &str, id: &str, state: State, settled: Option<Timestamp>) -> rusqlite::Result<()> {
+    let Some(mut tracked) = by_id(conn, s, id)? else {
+        return Ok(());
+    };
+    tracked.state = state;
+    let due_passed = matches!(state, State::Broken { due_passed: true });
+    conn.prepare_cached(&format!(
+        "UPDATE {s}.promises SET state = ?2, due_passed = ?3, settled_us = ?4, next_check_us = ?5 WHERE id = ?1"
+    ))?
+    .execute(params![
+        id,
+        state.as_str(),
+        due_passed,
+        settled.map(Timestamp::micros),
+        next_check(&tracked).map(Timestamp::micros)
+    ])?;
+    Ok(())
+}
+
+/// The customer ref of the event that made a promise, to carry onto its later events.
+fn customer_ref(event: &ValidEvent) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(&event.raw).ok()?;
+    value.get("customer").map(|c| c.to_string())
+}
+
+const COLUMNS: &str = "id, key, touchpoint, subject, made_at_us, start_us, due_us, at_risk_from_us, state, due_passed";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tracked> {
+    let state = match (r.get::<_, String>(8)?.as_str(), r.get::<_, bool>(9)?) {
+        ("made", _) => State::Made,
+        ("at_risk", _) => State::AtRisk,
+        ("kept", _) => State::Kept,
+        ("broken", due_passed) => State::Broken { due_passed },
+        _ => State::Cancelled,
+    };
+    Ok(Tracked {
+        id: r.get(0)?,
+        key: r.get(1)?,
+        touchpoint: r.get(2)?,
+        subject: r.get(3)?,
+        made_at: Timestamp(r.get(4)?),
+        start: r.get::<_, Option<i64>>(5)?.map(Timestamp),
+        due: Timestamp(r.get(6)?),
+        at_risk_from: r.get::<_, Option<i64>>(7)?.map(Timestamp),
+        state,
+    })
+}
+
+fn by_id(conn: &Connection, s: &str, id: &str) -> rusqlite::Result<Option<Tracked>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM {s}.promises WHERE id = ?1"))?
+        .query_row([id], row)
+        .optional()
+}
+
+/// Promises an event on `subject` may concern: on the subject or a subject linked
+/// to it, open or broken by the clock (late news may correct those).
+pub fn known(conn: &Connection, subject: &str) -> rusqlite::Result<Vec<Tracked>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM main.promises
+          WHERE subject IN (SELECT ?1 UNION SELECT linked FROM main.subject_links WHERE subject = ?1)
+            AND (state IN ('made', 'at_risk') OR (state = 'broken' AND due_passed))"
+    ))?;
+    let rows = stmt.query_map([subject], row)?;
+    rows.collect()
+}
+
+/// Promises whose next check has come by `now`, with their customer refs.
+pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> rusqlite::Result<Vec<(Tracked, Option<String>)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS}, customer_ref FROM main.promises WHERE next_check_us <= ?1 ORDER BY next_check_us LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![now.micros(), limit as i64], |r| {
+        Ok((row(r)?, r.get::<_, Option<String>>(10)?))
+    })?;
+    rows.collect()
+}
+
+/// The customer ref stored with a promise.
+pub fn stored_customer_ref(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT customer_ref FROM main.promises WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()
+        .map(Option::flatten)
+}

@@ -1,0 +1,150 @@
+//! Promises followed by the store: made, kept and broken by events and by the
+//! clock (a fake one), recorded in the log, rebuilt by replay.
+
+use serde_json::{Value, json};
+use troth_core::journey::parse_journey;
+use troth_core::{Timestamp, ValidEvent, validate_value};
+use troth_store::sqlite::SqliteStore;
+use troth_store::{EventQuery, Store};
+
+fn at(time: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(&format!("2026-11-23T{time}:00Z")).unwrap()
+}
+
+fn event(id: &str, event_type: &str, time: &str, subject: &str, data: Value) -> ValidEvent {
+    validate_value(
+        json!({"id": id, "type": event_type, "time": format!("2026-11-23T{time}:00Z"), "subject": subject,
+               "customer": {"email": "ann@example.org"}, "data": data}),
+        None,
+    )
+    .unwrap()
+}
+
+fn window(id: &str, shipment: &str, start: &str, end: &str) -> ValidEvent {
+    let data =
+        json!({"window_start": format!("2026-11-23T{start}:00Z"), "window_end": format!("2026-11-23T{end}:00Z")});
+    event(
+        id,
+        "shipment.window_set",
+        "08:00",
+        &format!("shipment:{shipment}"),
+        data,
+    )
+}
+
+fn delivered(id: &str, shipment: &str, time: &str) -> ValidEvent {
+    event(
+        id,
+        "shipment.delivered",
+        time,
+        &format!("shipment:{shipment}"),
+        json!({"proof": {"kind": "handed"}}),
+    )
+}
+
+fn open(dir: &std::path::Path) -> SqliteStore {
+    let map = parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+    SqliteStore::open_with_journey(dir, Some(&map)).unwrap()
+}
+
+/// The promise.* events in the log, as "type promise [cause]".
+async fn promise_log(store: &SqliteStore) -> Vec<String> {
+    let page = store
+        .events(EventQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    page.events
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.raw).unwrap())
+        .filter(|v| v["type"].as_str().unwrap().starts_with("promise."))
+        .map(|v| {
+            let cause = v["data"]["cause"].as_str().map(|c| format!(" {c}")).unwrap_or_default();
+            format!(
+                "{} {}{cause}",
+                v["type"].as_str().unwrap(),
+                v["data"]["promise"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_clock_and_events_settle_promises_and_the_log_tells_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .append(vec![
+            window("w1", "s1", "11:37", "12:37"),
+            window("w2", "s2", "14:00", "15:00"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.tick(at("12:00")).await.unwrap(), 0, "nothing is due yet");
+    assert_eq!(store.tick(at("12:25")).await.unwrap(), 1, "s1's window is at risk");
+    assert_eq!(
+        store.tick(at("12:25")).await.unwrap(),
+        0,
+        "the same tick again changes nothing"
+    );
+    store.append(vec![delivered("d2", "s2", "14:30")]).await.unwrap();
+    assert_eq!(store.tick(at("12:38")).await.unwrap(), 1, "s1's window is broken");
+    // s1's courier scan from 12:30 arrives late: the break is corrected.
+    store.append(vec![delivered("d1", "s1", "12:30")]).await.unwrap();
+    assert_eq!(store.tick(at("18:00")).await.unwrap(), 0);
+    assert_eq!(
+        promise_log(&store).await,
+        [
+            "promise.made delivery_window:w1",
+            "promise.made delivery_window:w2",
+            "promise.at_risk delivery_window:w1",
+            "promise.kept delivery_window:w2",
+            "promise.broken delivery_window:w1 due_passed",
+            "promise.kept delivery_window:w1",
+        ]
+    );
+    // The promise events are part of the customer's story.
+    let ann = store.customer("email:ann@example.org".into()).await.unwrap().unwrap();
+    assert_eq!(ann.event_counts.get("promise.made"), Some(&2));
+    assert_eq!(ann.event_counts.get("promise.kept"), Some(&2));
+
+    let report = store.replay(false, &mut |_| {}).unwrap();
+    assert!(report.matches(), "replay reproduces the promises: {report:?}");
+}
+
+#[tokio::test]
+async fn an_order_promise_is_kept_by_its_shipment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let order = json!({"order": "o1", "items": [{"sku": "t", "qty": 1, "price": 100}], "total": 100, "currency": "EUR",
+                       "delivery": "home", "promised_to": "2026-11-24T18:00:00Z"});
+    store
+        .append(vec![
+            event("o1", "order.placed", "08:00", "order:o1", order),
+            event(
+                "c1",
+                "shipment.created",
+                "09:00",
+                "shipment:s1",
+                json!({"shipment": "s1", "order": "o1", "carrier": "x", "service": "std"}),
+            ),
+            delivered("d1", "s1", "15:00"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        promise_log(&store).await,
+        ["promise.made delivery_date:o1", "promise.kept delivery_date:o1"]
+    );
+}
+
+#[tokio::test]
+async fn without_a_journey_no_promise_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.append(vec![window("w1", "s1", "11:37", "12:37")]).await.unwrap();
+    assert_eq!(store.tick(at("13:00")).await.unwrap(), 0);
+    assert!(promise_log(&store).await.is_empty());
+}
