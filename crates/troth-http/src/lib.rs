@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod ingest;
+pub mod journeys;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
@@ -21,6 +22,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use troth_core::journey::JourneyMap;
 use troth_store::{Scope, Store};
 
 pub use error::{ApiError, Code};
@@ -32,6 +34,8 @@ pub struct AppState<S> {
     /// With a master key, every `/api/v1` route needs a key; without one the API is open.
     pub master_key: Option<Arc<str>>,
     pub metrics: Arc<Metrics>,
+    /// The journey map whose promises the store follows.
+    pub journey: Option<Arc<JourneyMap>>,
 }
 
 impl<S: Clone> Clone for AppState<S> {
@@ -40,6 +44,7 @@ impl<S: Clone> Clone for AppState<S> {
             store: self.store.clone(),
             master_key: self.master_key.clone(),
             metrics: self.metrics.clone(),
+            journey: self.journey.clone(),
         }
     }
 }
@@ -50,6 +55,14 @@ impl<S> AppState<S> {
             store,
             master_key: master_key.map(Arc::from),
             metrics: Arc::default(),
+            journey: None,
+        }
+    }
+
+    pub fn with_journey(self, journey: JourneyMap) -> AppState<S> {
+        AppState {
+            journey: Some(Arc::new(journey)),
+            ..self
         }
     }
 }
@@ -64,6 +77,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
     let read = Router::new()
         .route("/api/v1/events", get(read::list_events::<S>))
         .route("/api/v1/customers/{id}", get(read::get_customer::<S>))
+        .route("/api/v1/journeys/{key}/promises", get(journeys::promises::<S>))
         .route_layer(scoped(Scope::Read));
     let admin = Router::new()
         .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))

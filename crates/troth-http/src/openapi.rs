@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
         crate::ingest::ingest_ndjson,
         crate::read::list_events,
         crate::read::get_customer,
+        crate::journeys::promises,
         crate::keys::create_key,
         crate::keys::list_keys,
         crate::keys::delete_key,
@@ -21,6 +22,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "events", description = "Ingest and read the event log"),
         (name = "customers", description = "Customer profiles"),
+        (name = "journeys", description = "Journey maps: promises, health, weakest links"),
         (name = "keys", description = "Scoped API keys"),
     )
 )]

@@ -385,3 +385,112 @@ async fn openapi_and_metrics() {
         assert!(text.contains(line), "{line} not in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn promises_along_the_journey() {
+    let dir = tempfile::tempdir().unwrap();
+    let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+    let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
+    let api = Api {
+        _dir: dir,
+        router: app(AppState::new(store, None).with_journey(journey)),
+    };
+    let window = |id: &str, shipment: &str| {
+        json!({"id": id, "type": "shipment.window_set", "time": "2026-11-23T08:00:00Z", "subject": format!("shipment:{shipment}"),
+               "customer": {"id": "ann"}, "data": {"window_start": "2026-11-23T11:00:00Z", "window_end": "2026-11-23T12:00:00Z"}})
+    };
+    let callback = json!({"id": "cb", "type": "callback.promised", "time": "2026-11-23T09:00:00Z", "subject": "case:k1",
+                          "customer": {"id": "bob"}, "data": {"due": "2026-11-23T10:00:00Z"}});
+    let delivered = json!({"id": "d1", "type": "shipment.delivered", "time": "2026-11-23T11:30:00Z", "subject": "shipment:s1",
+                           "data": {"proof": {"kind": "photo", "photo": "pod/s1.jpg"}}});
+    api.post(
+        "/api/v1/events",
+        json!([window("w1", "s1"), window("w2", "s2"), callback, delivered]),
+    )
+    .await;
+
+    let ids = |v: &Value| {
+        v["promises"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (status, _, all) = api
+        .call("GET", "/api/v1/journeys/retail/promises", None, Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(
+        ids(&all),
+        ["callback:cb", "delivery_window:w1", "delivery_window:w2"],
+        "by due time"
+    );
+    let (_, _, kept) = api
+        .call(
+            "GET",
+            "/api/v1/journeys/retail/promises?state=kept",
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(ids(&kept), ["delivery_window:w1"]);
+    assert_eq!(kept["promises"][0]["settled_at"], "2026-11-23T11:30:00.000000Z");
+    assert_eq!(kept["promises"][0]["customer"], json!({"id": "ann"}));
+    let (_, _, logistics) = api
+        .call(
+            "GET",
+            "/api/v1/journeys/retail/promises?owner=logistics",
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(ids(&logistics), ["delivery_window:w1", "delivery_window:w2"]);
+    let (_, _, service) = api
+        .call(
+            "GET",
+            "/api/v1/journeys/retail/promises?touchpoint=callback",
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(ids(&service), ["callback:cb"]);
+    let (_, _, bobs) = api
+        .call(
+            "GET",
+            "/api/v1/journeys/retail/promises?customer=bob",
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(ids(&bobs), ["callback:cb"]);
+    let (_, _, first) = api
+        .call("GET", "/api/v1/journeys/retail/promises?limit=2", None, Body::empty())
+        .await;
+    let next = first["next"].as_str().unwrap();
+    let (_, _, rest) = api
+        .call(
+            "GET",
+            &format!("/api/v1/journeys/retail/promises?limit=2&after={next}"),
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(ids(&rest), ["delivery_window:w2"]);
+    let (status, _, problem) = api
+        .call(
+            "GET",
+            "/api/v1/journeys/retail/promises?state=late",
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("state"))
+    );
+    let (status, _, _) = api
+        .call("GET", "/api/v1/journeys/other/promises", None, Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -87,8 +87,9 @@ fn events() -> Value {
 
 async fn seeded(master_key: Option<&str>) -> (tempfile::TempDir, axum::Router) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
-    let router = app(AppState::new(store, master_key.map(str::to_owned)));
+    let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+    let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
+    let router = app(AppState::new(store, master_key.map(str::to_owned)).with_journey(journey));
     let mut request = Request::builder().method("POST").uri("/api/v1/events");
     if let Some(key) = master_key {
         request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
@@ -108,7 +109,7 @@ async fn pages_show_what_the_events_say() {
     let (status, _, overview) = get(&router, "/", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        overview.contains(r#"<div class="n">7</div><div class="l">events</div>"#),
+        overview.contains(r#"<div class="n">8</div><div class="l">events</div>"#),
         "{overview}"
     );
     assert!(overview.contains("courier.position"));

@@ -77,6 +77,46 @@ pub struct EventPage {
     pub next_after: Option<i64>,
 }
 
+/// Filters of a promise listing. All optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct PromiseQuery {
+    /// Only promises made at these touchpoints.
+    pub touchpoints: Option<Vec<String>>,
+    /// made, at_risk, kept, broken or cancelled.
+    pub state: Option<String>,
+    /// A customer key (as for events); includes customers merged into it.
+    pub customer: Option<String>,
+    /// Due time at or after, µs.
+    pub due_from_us: Option<i64>,
+    /// Due time before, µs.
+    pub due_to_us: Option<i64>,
+    /// Continue after this (due µs, id), as returned in `next`.
+    pub after: Option<(i64, String)>,
+    pub limit: usize,
+}
+
+/// A promise as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromiseView {
+    pub id: String,
+    pub key: String,
+    pub touchpoint: String,
+    pub subject: String,
+    pub state: String,
+    pub made_at: String,
+    pub start: Option<String>,
+    pub due: String,
+    pub settled_at: Option<String>,
+    /// The customer as the event that made the promise named them.
+    pub customer: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PromisePage {
+    pub promises: Vec<PromiseView>,
+    pub next: Option<(i64, String)>,
+}
+
 /// The store at a glance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Overview {
@@ -134,6 +174,8 @@ pub trait Store: Send + Sync + 'static {
     fn events(&self, query: EventQuery) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
 
     fn overview(&self) -> impl Future<Output = Result<Overview, StoreError>> + Send;
+
+    fn promises(&self, query: PromiseQuery) -> impl Future<Output = Result<PromisePage, StoreError>> + Send;
 
     /// Looks a customer up by the sender's id, by an identity key (`email:…`), or by
     /// troth's own id (`cus_…`). A merged customer answers with the survivor.

@@ -210,8 +210,9 @@ async fn http(work: &std::path::Path, lines: &[Bytes], args: &IngestArgs) -> any
     let bare_addr = listener.local_addr()?;
     let bare_server = tokio::spawn(async move { axum::serve(listener, bare).await });
 
-    let store = SqliteStore::open_with_journey(&work.join("http"), Some(&crate::config::load_journey(None)?))?;
-    let (troth_addr, stop) = crate::serve::spawn(store, localhost, None).await?;
+    let journey = crate::config::load_journey(None)?;
+    let store = SqliteStore::open_with_journey(&work.join("http"), Some(&journey))?;
+    let (troth_addr, stop) = crate::serve::spawn(store, localhost, None, Some(journey)).await?;
 
     let (warm, measured) = lines.split_at(lines.len().min(2_000));
     // Warm both up alike, then measure the bare handler first and troth second.

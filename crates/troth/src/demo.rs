@@ -50,7 +50,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let journey = crate::config::load_journey(None)?;
     let store = SqliteStore::open_with_journey(&data_dir, Some(&journey))
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    let (addr, stop_server) = runtime.block_on(crate::serve::spawn(store.clone(), listen, None))?;
+    let (addr, stop_server) = runtime.block_on(crate::serve::spawn(store.clone(), listen, None, Some(journey)))?;
     println!("troth demo: store in {}, server on http://{addr}", data_dir.display());
 
     let stopping = Arc::new(AtomicBool::new(false));

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use troth_core::journey::JourneyMap;
 use troth_http::{AppState, app};
 use troth_store::sqlite::SqliteStore;
 
@@ -31,7 +32,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), journey = %config.journey.key, "troth is ready");
     println!("troth listening on http://{addr}");
-    run(store, listener, config.master_key, shutdown_signal()).await?;
+    run(
+        store,
+        listener,
+        config.master_key,
+        Some(config.journey),
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -41,10 +49,15 @@ pub async fn run(
     store: SqliteStore,
     listener: TcpListener,
     master_key: Option<String>,
+    journey: Option<JourneyMap>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let clock = tokio::spawn(promise_clock(store.clone()));
-    let app = app(AppState::new(store, master_key));
+    let mut state = AppState::new(store, master_key);
+    if let Some(journey) = journey {
+        state = state.with_journey(journey);
+    }
+    let app = app(state);
     let served = axum::serve(listener, app).with_graceful_shutdown(stop).await;
     clock.abort();
     served
@@ -70,13 +83,14 @@ pub async fn spawn(
     store: SqliteStore,
     addr: SocketAddr,
     master_key: Option<String>,
+    journey: Option<JourneyMap>,
 ) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!("listening on {addr} (is another server using it? --listen 127.0.0.1:0 picks a free port)")
     })?;
     let bound = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(run(store, listener, master_key, async move {
+    tokio::spawn(run(store, listener, master_key, journey, async move {
         let _ = stopped.await;
     }));
     Ok((bound, stop))

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 use troth_core::Timestamp;
-use troth_store::{EventQuery, Store, StoredEvent};
+use troth_store::{EventQuery, PromiseQuery, Store, StoredEvent};
 
 use super::html::{esc, page, url_segment};
 use crate::ApiError;
@@ -101,7 +101,40 @@ pub async fn customer<S: Store>(store: &S, key: &str) -> PageResult {
             esc(&plain(value))
         );
     }
-    body.push_str("</table></section></div><h2>Timeline</h2>");
+    body.push_str("</table></section></div>");
+    let promises = store
+        .promises(PromiseQuery {
+            customer: Some(profile.id.clone()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await?;
+    if !promises.promises.is_empty() {
+        let kept = promises.promises.iter().filter(|p| p.state == "kept").count();
+        let broken = promises.promises.iter().filter(|p| p.state == "broken").count();
+        let _ = write!(
+            body,
+            "<h2>Promises: {kept} kept, {broken} broken</h2><table><tr><th>promise</th><th>about</th><th>due</th><th>state</th></tr>"
+        );
+        for p in promises.promises.iter().rev() {
+            let class = match p.state.as_str() {
+                "kept" => "good",
+                "broken" => "bad",
+                "at_risk" => "warn",
+                _ => "muted",
+            };
+            let _ = write!(
+                body,
+                r#"<tr><td>{}</td><td>{}</td><td class="muted">{}</td><td class="{class}">{}</td></tr>"#,
+                esc(&p.key.replace('_', " ")),
+                subject_link(&p.subject),
+                esc(&clock(&p.due)),
+                esc(&p.state.replace('_', " "))
+            );
+        }
+        body.push_str("</table>");
+    }
+    body.push_str("<h2>Timeline</h2>");
     body.push_str(&event_table(&timeline.events));
     Ok(Some(page(&name, Some(15), &body)))
 }
@@ -269,6 +302,13 @@ fn trail(driver: &str, positions: &[StoredEvent]) -> String {
         esc(driver),
         esc(&last_time)
     )
+}
+
+fn subject_link(subject: &str) -> String {
+    match subject.split_once(':') {
+        Some(("shipment", id)) => format!(r#"<a href="/ui/shipments/{}">{}</a>"#, url_segment(id), esc(subject)),
+        _ => esc(subject),
+    }
 }
 
 fn event_table(events: &[StoredEvent]) -> String {

@@ -23,7 +23,10 @@ use troth_core::promise::PromiseBook;
 use troth_core::{Timestamp, ValidEvent};
 
 use crate::keys::{self, ApiKey, NewKey, Scope};
-use crate::{AppendStatus, CustomerProfile, EventPage, EventQuery, Overview, ReplayReport, Store, StoreError};
+use crate::{
+    AppendStatus, CustomerProfile, EventPage, EventQuery, Overview, PromisePage, PromiseQuery, ReplayReport, Store,
+    StoreError,
+};
 pub use writer::MAX_GROUP_EVENTS;
 use writer::{Job, KeyRing, Writer};
 
@@ -163,6 +166,10 @@ impl Store for SqliteStore {
 
     async fn events(&self, query: EventQuery) -> Result<EventPage, StoreError> {
         self.read(move |conn| read::events(conn, &query)).await
+    }
+
+    async fn promises(&self, query: PromiseQuery) -> Result<PromisePage, StoreError> {
+        self.read(move |conn| read::promises(conn, &query)).await
     }
 
     async fn overview(&self) -> Result<Overview, StoreError> {

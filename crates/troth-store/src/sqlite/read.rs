@@ -8,7 +8,10 @@ use troth_core::Timestamp;
 use troth_core::identity::{CustomerId, Identity, IdentityKind};
 
 use super::projector::root;
-use crate::{CustomerProfile, EventPage, EventQuery, IdentityView, Overview, StoreError, StoredEvent};
+use crate::{
+    CustomerProfile, EventPage, EventQuery, IdentityView, Overview, PromisePage, PromiseQuery, PromiseView, StoreError,
+    StoredEvent,
+};
 
 pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreError> {
     let mut sql = String::from("SELECT seq, received_us, body FROM events WHERE seq > ?");
@@ -179,5 +182,91 @@ pub fn overview(conn: &Connection) -> Result<Overview, StoreError> {
         customers: customers as u64,
         last_seq: last_seq.unwrap_or(0),
         by_type,
+    })
+}
+
+pub fn promises(conn: &Connection, query: &PromiseQuery) -> Result<PromisePage, StoreError> {
+    let mut sql = String::from(
+        "SELECT p.id, p.key, p.touchpoint, p.subject, p.state, p.made_at_us, p.start_us, p.due_us, p.settled_us, p.customer_ref
+           FROM promises p WHERE 1 = 1",
+    );
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(touchpoints) = &query.touchpoints {
+        if touchpoints.is_empty() {
+            return Ok(PromisePage {
+                promises: Vec::new(),
+                next: None,
+            });
+        }
+        sql.push_str(&format!(
+            " AND p.touchpoint IN ({})",
+            vec!["?"; touchpoints.len()].join(",")
+        ));
+        args.extend(touchpoints.iter().map(|t| SqlValue::Text(t.clone())));
+    }
+    if let Some(state) = &query.state {
+        sql.push_str(" AND p.state = ?");
+        args.push(SqlValue::Text(state.clone()));
+    }
+    if let Some(key) = &query.customer {
+        let Some(cids) = customer_set(conn, key)? else {
+            return Ok(PromisePage {
+                promises: Vec::new(),
+                next: None,
+            });
+        };
+        // A promise belongs to the customer of the event that recorded its making.
+        sql.push_str(&format!(
+            " AND p.id IN (SELECT json_extract(e.body, '$.data.promise') FROM events e
+                           WHERE e.type = 'promise.made' AND e.customer_id IN ({}))",
+            vec!["?"; cids.len()].join(",")
+        ));
+        args.extend(cids.into_iter().map(|c| SqlValue::Integer(c.0)));
+    }
+    if let Some(from) = query.due_from_us {
+        sql.push_str(" AND p.due_us >= ?");
+        args.push(SqlValue::Integer(from));
+    }
+    if let Some(to) = query.due_to_us {
+        sql.push_str(" AND p.due_us < ?");
+        args.push(SqlValue::Integer(to));
+    }
+    if let Some((due, id)) = &query.after {
+        sql.push_str(" AND (p.due_us > ? OR (p.due_us = ? AND p.id > ?))");
+        args.extend([
+            SqlValue::Integer(*due),
+            SqlValue::Integer(*due),
+            SqlValue::Text(id.clone()),
+        ]);
+    }
+    sql.push_str(" ORDER BY p.due_us, p.id LIMIT ?");
+    args.push(SqlValue::Integer(query.limit as i64));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        let time = |us: Option<i64>| us.map(|us| Timestamp(us).to_string());
+        let customer: Option<String> = r.get(9)?;
+        Ok((
+            r.get::<_, i64>(7)?,
+            PromiseView {
+                id: r.get(0)?,
+                key: r.get(1)?,
+                touchpoint: r.get(2)?,
+                subject: r.get(3)?,
+                state: r.get(4)?,
+                made_at: Timestamp(r.get(5)?).to_string(),
+                start: time(r.get(6)?),
+                due: Timestamp(r.get(7)?).to_string(),
+                settled_at: time(r.get(8)?),
+                customer: customer.and_then(|c| serde_json::from_str(&c).ok()),
+            },
+        ))
+    })?;
+    let rows: Vec<(i64, PromiseView)> = rows.collect::<Result<_, _>>()?;
+    let next = (rows.len() == query.limit)
+        .then(|| rows.last().map(|(due, p)| (*due, p.id.clone())))
+        .flatten();
+    Ok(PromisePage {
+        promises: rows.into_iter().map(|(_, p)| p).collect(),
+        next,
     })
 }
