@@ -73,8 +73,8 @@ pub async fn customer<S: Store>(store: &S, key: &str) -> PageResult {
 <div class="card"><div class="l">last seen</div><div>{}</div></div></div>"#,
         esc(&profile.id),
         profile.events,
-        esc(profile.first_seen.as_deref().unwrap_or("–")),
-        esc(profile.last_seen.as_deref().unwrap_or("–")),
+        esc(&profile.first_seen.as_deref().map_or("–".to_owned(), clock)),
+        esc(&profile.last_seen.as_deref().map_or("–".to_owned(), clock)),
     );
     body.push_str(r#"<div class="grid2"><section><h2>Identities</h2><table>"#);
     for identity in &profile.identities {
@@ -205,6 +205,14 @@ pub async fn shipment<S: Store>(store: &S, id: &str) -> PageResult {
             "shipment.attempt_failed" => (format!("Delivery attempt failed: {}", str_of(&data["reason"])), true),
             "shipment.lost" => ("Lost".to_owned(), true),
             "shipment.returned" => ("Returned to sender".to_owned(), true),
+            "promise.made" => {
+                let what = data["key"].as_str().unwrap_or("promise").replace('_', " ");
+                (format!("Promised: {what} by {}", clock(&str_of(&data["due"]))), false)
+            }
+            "promise.at_risk" => (format!("At risk: {}", promise_name(data)), true),
+            "promise.kept" => (format!("Promise kept: {}", promise_name(data)), false),
+            "promise.broken" => (format!("Promise broken: {}", promise_name(data)), true),
+            "promise.cancelled" => (format!("Promise replaced: {}", promise_name(data)), false),
             "tracking.viewed" => continue,
             other => (other.to_owned(), false),
         };
@@ -213,7 +221,7 @@ pub async fn shipment<S: Store>(store: &S, id: &str) -> PageResult {
             r#"<li{}><strong>{}</strong><br><span class="muted">{}</span></li>"#,
             if bad { r#" class="bad""# } else { "" },
             esc(&label),
-            esc(time)
+            esc(&clock(time))
         );
     }
     body.push_str("</ol>");
@@ -355,6 +363,12 @@ fn summary(data: &Value) -> String {
         }
     }
     line
+}
+
+/// `delivery_window:evt-1` → `delivery window`.
+fn promise_name(data: &Value) -> String {
+    let id = data["promise"].as_str().unwrap_or("promise");
+    id.split_once(':').map_or(id, |(key, _)| key).replace('_', " ")
 }
 
 fn plain(value: &Value) -> String {
