@@ -160,7 +160,7 @@ pub fn into_store(
     let started = Instant::now();
     let mut summary = Summary::default();
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
         let reader = scope.spawn(move || validate_lines(input, tx));
         for batch in rx {
             for (line, field, message) in batch.rejects {

@@ -17,7 +17,7 @@ use crate::{AppendStatus, StoreError};
 use troth_core::promise::{Change, PromiseBook, Tracked};
 
 /// How many events one commit takes at most; more wait for the next.
-pub const MAX_GROUP_EVENTS: usize = 16_384;
+pub const MAX_GROUP_EVENTS: usize = 32_768;
 
 pub enum Job {
     Append {
