@@ -3,13 +3,12 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
-use troth_core::Timestamp;
 use troth_core::journey::JourneyMap;
 use troth_store::{PromiseQuery, PromiseView, Store};
 
 use crate::AppState;
 use crate::error::{ApiError, Code};
-use crate::extract::{Params, Segment};
+use crate::extract::{Params, Segment, bad_cursor, invalid_param, limit_param, time_param, unknown_param};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PromiseList {
@@ -61,12 +60,6 @@ pub async fn promises<S: Store>(
         limit: crate::read::DEFAULT_LIMIT,
         ..Default::default()
     };
-    let invalid = |name: &str, message: String| ApiError::field(Code::InvalidQuery, name, message);
-    let time = |name: &str, value: &str| {
-        Timestamp::parse_rfc3339(value)
-            .map(Timestamp::micros)
-            .ok_or_else(|| invalid(name, format!("{name} must be an RFC 3339 date-time, not {value:?}")))
-    };
     let mut touchpoints: Option<Vec<String>> = None;
     let mut narrow = |keys: Vec<String>| {
         touchpoints = Some(match touchpoints.take() {
@@ -78,7 +71,7 @@ pub async fn promises<S: Store>(
         match name.as_str() {
             "state" => {
                 if !["made", "at_risk", "kept", "broken", "cancelled"].contains(&value.as_str()) {
-                    return Err(invalid(
+                    return Err(invalid_param(
                         name,
                         format!("state must be made, at_risk, kept, broken or cancelled, not {value:?}"),
                     ));
@@ -87,13 +80,19 @@ pub async fn promises<S: Store>(
             }
             "touchpoint" => {
                 if map.touchpoint(value).is_none() {
-                    return Err(invalid(name, format!("journey {key:?} has no touchpoint {value:?}")));
+                    return Err(invalid_param(
+                        name,
+                        format!("journey {key:?} has no touchpoint {value:?}"),
+                    ));
                 }
                 narrow(vec![value.clone()]);
             }
             "owner" => {
                 if !map.functions.iter().any(|f| f.key == *value) {
-                    return Err(invalid(name, format!("journey {key:?} has no function {value:?}")));
+                    return Err(invalid_param(
+                        name,
+                        format!("journey {key:?} has no function {value:?}"),
+                    ));
                 }
                 narrow(
                     map.touchpoints
@@ -104,31 +103,19 @@ pub async fn promises<S: Store>(
                 );
             }
             "customer" => query.customer = Some(value.clone()),
-            "from" => query.due_from_us = Some(time(name, value)?),
-            "to" => query.due_to_us = Some(time(name, value)?),
+            "from" => query.due_from_us = Some(time_param(name, value)?),
+            "to" => query.due_to_us = Some(time_param(name, value)?),
             "after" => {
                 let parsed = value
                     .split_once('_')
                     .and_then(|(due, id)| Some((due.parse::<i64>().ok()?, id.to_owned())));
-                query.after =
-                    Some(parsed.ok_or_else(|| {
-                        invalid(name, format!("after must be a cursor returned as next, not {value:?}"))
-                    })?);
+                query.after = Some(parsed.ok_or_else(|| bad_cursor(name, value))?);
             }
-            "limit" => {
-                let limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|l| (1..=crate::read::MAX_LIMIT).contains(l));
-                query.limit =
-                    limit.ok_or_else(|| invalid(name, format!("limit must be between 1 and 1000, not {value:?}")))?;
-            }
+            "limit" => query.limit = limit_param(name, value)?,
             other => {
-                return Err(invalid(
+                return Err(unknown_param(
                     other,
-                    format!(
-                        "unknown parameter {other:?}; use state, touchpoint, owner, customer, from, to, after, limit"
-                    ),
+                    "state, touchpoint, owner, customer, from, to, after, limit",
                 ));
             }
         }

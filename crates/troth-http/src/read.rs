@@ -8,7 +8,7 @@ use troth_store::{CustomerProfile, EventQuery, Store};
 
 use crate::AppState;
 use crate::error::{ApiError, Code};
-use crate::extract::{Params, Segment};
+use crate::extract::{Params, Segment, bad_cursor, limit_param, time_param, unknown_param};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1_000;
@@ -66,37 +66,19 @@ fn parse_query(params: &[(String, String)]) -> Result<EventQuery, ApiError> {
         limit: DEFAULT_LIMIT,
         ..Default::default()
     };
-    let invalid = |name: &str, message: String| ApiError::field(Code::InvalidQuery, name, message);
-    let time = |name: &str, value: &str| {
-        Timestamp::parse_rfc3339(value)
-            .map(Timestamp::micros)
-            .ok_or_else(|| invalid(name, format!("{name} must be an RFC 3339 date-time, not {value:?}")))
-    };
     for (name, value) in params {
         match name.as_str() {
             "customer" => query.customer = Some(value.clone()),
             "subject" => query.subject = Some(value.clone()),
             "type" => query.event_type = Some(value.clone()),
-            "from" => query.from_us = Some(time(name, value)?),
-            "to" => query.to_us = Some(time(name, value)?),
+            "from" => query.from_us = Some(time_param(name, value)?),
+            "to" => query.to_us = Some(time_param(name, value)?),
             "after" => {
                 let seq = value.parse::<i64>().ok().filter(|s| *s >= 0);
-                query.after_seq =
-                    Some(seq.ok_or_else(|| {
-                        invalid(name, format!("after must be a cursor returned as next, not {value:?}"))
-                    })?);
+                query.after_seq = Some(seq.ok_or_else(|| bad_cursor(name, value))?);
             }
-            "limit" => {
-                let limit = value.parse::<usize>().ok().filter(|l| (1..=MAX_LIMIT).contains(l));
-                query.limit = limit
-                    .ok_or_else(|| invalid(name, format!("limit must be between 1 and {MAX_LIMIT}, not {value:?}")))?;
-            }
-            other => {
-                return Err(invalid(
-                    other,
-                    format!("unknown parameter {other:?}; use customer, subject, type, from, to, after, limit"),
-                ));
-            }
+            "limit" => query.limit = limit_param(name, value)?,
+            other => return Err(unknown_param(other, "customer, subject, type, from, to, after, limit")),
         }
     }
     Ok(query)
