@@ -93,7 +93,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         None => counter_bar("lines"),
     };
     let summary = match (&args.url, &args.data_dir) {
-        (Some(url), _) => crate::cli::runtime()?.block_on(to_server(url, args.key.clone(), input, &bar, &read))?,
+        (Some(url), _) => to_server(url, args.key.clone(), input, &bar, &read)?,
         (None, data_dir) => {
             let dir = data_dir
                 .clone()
@@ -228,55 +228,105 @@ fn validate_lines(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<Batch
     Ok(())
 }
 
-/// Streams NDJSON to a server in requests of [`LINES_PER_REQUEST`] lines.
-async fn to_server(
+/// Sends NDJSON lines to a server's `/api/v1/events/ndjson` in requests of
+/// [`LINES_PER_REQUEST`] lines, and tallies the answers with the lines' numbers
+/// counted from the first line sent.
+pub struct ServerSink {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    url: String,
+    body: Vec<u8>,
+    lines_in_body: u64,
+    summary: Summary,
+    started: Instant,
+}
+
+impl ServerSink {
+    pub fn connect(url: &str, key: Option<String>) -> anyhow::Result<ServerSink> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let client = runtime.block_on(async {
+            let target = Target::parse(url).await?;
+            Client::connect(&target, key).await
+        })?;
+        Ok(ServerSink {
+            runtime,
+            client,
+            url: url.to_owned(),
+            body: Vec::with_capacity(1 << 20),
+            lines_in_body: 0,
+            summary: Summary::default(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Adds one line (a newline is added when it has none); sends when a request is full.
+    pub fn line(&mut self, line: &[u8]) -> anyhow::Result<()> {
+        self.body.extend_from_slice(line);
+        if !line.ends_with(b"\n") {
+            self.body.push(b'\n');
+        }
+        self.lines_in_body += 1;
+        if self.lines_in_body == LINES_PER_REQUEST as u64 {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    pub fn finish(mut self) -> anyhow::Result<Summary> {
+        if self.lines_in_body > 0 {
+            self.send()?;
+        }
+        Ok(self.summary)
+    }
+
+    fn send(&mut self) -> anyhow::Result<()> {
+        let first_line = self.summary.lines + 1;
+        let body = bytes::Bytes::from(std::mem::replace(&mut self.body, Vec::with_capacity(1 << 20)));
+        let request = self.client.request(
+            hyper::Method::POST,
+            "/api/v1/events/ndjson",
+            "application/x-ndjson",
+            body,
+        );
+        let (status, answer) = self
+            .runtime
+            .block_on(request)
+            .with_context(|| format!("sending lines {first_line}… to {}", self.url))?;
+        if !status.is_success() {
+            anyhow::bail!("{} answered {status}: {}", self.url, String::from_utf8_lossy(&answer));
+        }
+        tally(&mut self.summary, &answer, first_line - 1)?;
+        self.summary.lines += self.lines_in_body;
+        self.lines_in_body = 0;
+        self.summary.elapsed = self.started.elapsed();
+        Ok(())
+    }
+}
+
+fn to_server(
     url: &str,
     key: Option<String>,
     mut input: impl BufRead,
     bar: &ProgressBar,
     read: &AtomicU64,
 ) -> anyhow::Result<Summary> {
-    let target = Target::parse(url).await?;
-    let mut client = Client::connect(&target, key).await?;
-    let started = Instant::now();
-    let mut summary = Summary::default();
-    let mut first_line = 1u64;
+    let mut sink = ServerSink::connect(url, key)?;
+    let mut line = Vec::with_capacity(4096);
     loop {
-        let mut body = Vec::with_capacity(1 << 20);
-        let mut lines = 0u64;
-        while lines < LINES_PER_REQUEST as u64 {
-            let n = input.read_until(b'\n', &mut body).context("reading the input")?;
-            if n == 0 {
-                break;
-            }
-            if !body.ends_with(b"\n") {
-                body.push(b'\n');
-            }
-            lines += 1;
-        }
-        if lines == 0 {
+        line.clear();
+        if input.read_until(b'\n', &mut line).context("reading the input")? == 0 {
             break;
         }
-        let (status, answer) = client
-            .request(
-                hyper::Method::POST,
-                "/api/v1/events/ndjson",
-                "application/x-ndjson",
-                body.into(),
-            )
-            .await
-            .with_context(|| format!("sending lines {first_line}… to {url}"))?;
-        if !status.is_success() {
-            anyhow::bail!("{url} answered {status}: {}", String::from_utf8_lossy(&answer));
+        sink.line(&line)?;
+        if sink.lines_in_body == 0 {
+            progress(bar, sink.summary(), read, Some(0));
         }
-        tally(&mut summary, &answer, first_line - 1)?;
-        first_line += lines;
-        summary.lines = first_line - 1;
-        summary.elapsed = started.elapsed();
-        progress(bar, &summary, read, Some(0));
     }
-    summary.elapsed = started.elapsed();
-    Ok(summary)
+    sink.finish()
 }
 
 pub(crate) fn tally(summary: &mut Summary, answer: &[u8], line_offset: u64) -> anyhow::Result<()> {

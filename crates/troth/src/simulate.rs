@@ -8,8 +8,6 @@ use std::time::Instant;
 use anyhow::Context;
 use troth_sim::{Manifest, World};
 
-use crate::client::{Client, Target};
-
 /// The world `troth simulate` and `troth demo` use when given none.
 pub const DEFAULT_WORLD: &str = include_str!("../../../worlds/retail.toml");
 
@@ -70,8 +68,6 @@ pub struct SimulateArgs {
     pub key: Option<String>,
 }
 
-const LINES_PER_REQUEST: usize = 5_000;
-
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let world = args.world.load()?;
     let started = Instant::now();
@@ -117,48 +113,17 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
 }
 
 fn to_server(world: &World, url: &str, key: Option<String>, bar: &indicatif::ProgressBar) -> anyhow::Result<Manifest> {
-    let runtime = crate::cli::runtime()?;
-    let mut client = runtime.block_on(async {
-        let target = Target::parse(url).await?;
-        Client::connect(&target, key).await
-    })?;
-    let mut body: Vec<u8> = Vec::with_capacity(1 << 21);
-    let (mut lines, mut sent) = (0usize, 0u64);
-    let mut summary = crate::import::Summary::default();
-    let send = |body: &mut Vec<u8>,
-                client: &mut Client,
-                summary: &mut crate::import::Summary,
-                first_line: u64|
-     -> anyhow::Result<()> {
-        let payload = bytes::Bytes::from(std::mem::take(body));
-        let (status, answer) = runtime.block_on(client.request(
-            hyper::Method::POST,
-            "/api/v1/events/ndjson",
-            "application/x-ndjson",
-            payload,
-        ))?;
-        anyhow::ensure!(
-            status.is_success(),
-            "{url} answered {status}: {}",
-            String::from_utf8_lossy(&answer)
-        );
-        crate::import::tally(summary, &answer, first_line - 1)
-    };
+    let mut sink = crate::import::ServerSink::connect(url, key)?;
+    let mut sent = 0u64;
     let manifest = troth_sim::simulate(world, &mut |line| {
-        body.extend_from_slice(line.as_bytes());
-        body.push(b'\n');
-        lines += 1;
-        if lines == LINES_PER_REQUEST {
-            send(&mut body, &mut client, &mut summary, sent + 1).map_err(std::io::Error::other)?;
-            sent += lines as u64;
-            lines = 0;
+        sink.line(line.as_bytes()).map_err(std::io::Error::other)?;
+        sent += 1;
+        if sent.is_multiple_of(5_000) {
             bar.set_position(sent);
         }
         Ok(())
     })?;
-    if lines > 0 {
-        send(&mut body, &mut client, &mut summary, sent + 1)?;
-    }
+    let summary = sink.finish()?;
     if let Some((line, field, message)) = summary.rejects.first() {
         anyhow::bail!(
             "{url} rejected {} simulated events, e.g. line {line}: {field}: {message}",

@@ -135,3 +135,35 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
         .unwrap();
     assert!(status.success(), "Ctrl-C stops the demo cleanly: {status}");
 }
+
+#[test]
+fn simulate_can_send_a_world_to_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start(&dir.path().join("store"), &[]);
+    let manifest = dir.path().join("manifest.json");
+    let output = run(&[
+        "simulate",
+        "--world",
+        &world("small.toml"),
+        "--days",
+        "3",
+        "--ingest",
+        &server.url(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let sent = manifest["events"].as_u64().unwrap();
+    assert!(sent > 1_000, "{sent}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let metrics = runtime.block_on(async {
+        let mut client = Client::connect(&Target::from_addr(server.addr), None).await.unwrap();
+        let (_, body) = client.get("/metrics").await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    });
+    assert!(
+        metrics.contains(&format!("troth_events_total{{status=\"accepted\"}} {sent}\n")),
+        "every simulated event was accepted: {metrics}"
+    );
+}
