@@ -33,6 +33,8 @@ pub struct ValidEvent {
     pub event_type: String,
     pub time: Timestamp,
     pub subject: Option<String>,
+    /// The journey touchpoint, when the sender named it.
+    pub touchpoint: Option<String>,
     pub customer: CustomerRef,
     pub data: EventData,
     /// The event's JSON text as it will be stored and served back.
@@ -121,7 +123,7 @@ fn read_envelope(object: &Map<String, Value>) -> Result<ValidEvent, FieldError> 
     let time: Timestamp = field(object, &root, "time")?;
     let _source: Option<String> = field(object, &root, "source")?;
     let _channel: Option<Channel> = field(object, &root, "channel")?;
-    let _touchpoint: Option<String> = field(object, &root, "touchpoint")?;
+    let touchpoint: Option<String> = field(object, &root, "touchpoint")?;
     let subject: Option<Subject> = field(object, &root, "subject")?;
     let customer: Option<CustomerRef> = field(object, &root, "customer")?;
     if let Some(unknown) = object.keys().find(|k| !ENVELOPE_FIELDS.contains(&k.as_str())) {
@@ -173,6 +175,7 @@ fn read_envelope(object: &Map<String, Value>) -> Result<ValidEvent, FieldError> 
         event_type,
         time,
         subject: subject.map(|s| s.0),
+        touchpoint,
         customer,
         data,
         raw: String::new(),

@@ -5,6 +5,7 @@
 pub mod catalogue;
 pub mod envelope;
 pub mod field;
+pub mod health;
 pub mod identity;
 pub mod journey;
 pub mod promise;

@@ -127,3 +127,164 @@ pub async fn promises<S: Store>(
         next: page.next.map(|(due, id)| format!("{due}_{id}")),
     }))
 }
+
+/// A touchpoint's health over a time range.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TouchpointHealth {
+    pub key: String,
+    pub name: String,
+    pub owners: Vec<String>,
+    /// Events that were exposure of the touchpoint.
+    pub exposure: i64,
+    pub promises: PromiseHealth,
+    pub surveys: SurveyHealth,
+    pub effort: EffortHealth,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PromiseHealth {
+    pub made: i64,
+    pub kept: i64,
+    pub broken: i64,
+    pub at_risk: i64,
+    /// Kept among those settled; null when none was.
+    pub kept_rate: Option<f64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SurveyHealth {
+    pub answers: i64,
+    /// Share of answers that were negative (NPS 0–6, CSAT 1–2, CES 5–7).
+    pub negative_rate: Option<f64>,
+    /// −100…100.
+    pub nps: Option<f64>,
+    /// 1–5.
+    pub csat: Option<f64>,
+    /// 1–7, lower is easier.
+    pub ces: Option<f64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EffortHealth {
+    pub transfers: i64,
+    pub holds: i64,
+    pub hold_seconds: i64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StageHealth {
+    pub key: String,
+    pub name: String,
+    pub touchpoints: Vec<TouchpointHealth>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JourneyHealth {
+    pub journey: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub stages: Vec<StageHealth>,
+}
+
+/// Days since the epoch from a time parameter: `from` rounds down to its day, `to` up.
+fn day_param(name: &str, value: &str, round_up: bool) -> Result<i64, ApiError> {
+    const DAY_US: i64 = 86_400_000_000;
+    let us = time_param(name, value)?;
+    Ok(if round_up {
+        (us + DAY_US - 1).div_euclid(DAY_US)
+    } else {
+        us.div_euclid(DAY_US)
+    })
+}
+
+/// The stage → touchpoint tree with each touchpoint's metrics and owners.
+///
+/// Health is kept per day: `from` and `to` select whole days (UTC).
+#[utoipa::path(
+    get, path = "/api/v1/journeys/{key}/health", tag = "journeys",
+    params(
+        ("key" = String, Path, description = "The journey map's key"),
+        ("from" = Option<String>, Query, description = "From this day (RFC 3339; its UTC day)"),
+        ("to" = Option<String>, Query, description = "Until this time (RFC 3339; days before it, the day it falls in included)"),
+    ),
+    responses(
+        (status = 200, body = JourneyHealth),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn health<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(key): Segment,
+    Params(params): Params,
+) -> Result<Json<JourneyHealth>, ApiError> {
+    let map = journey(&state, &key)?;
+    let (mut from, mut to) = (None, None);
+    let (mut from_text, mut to_text) = (None, None);
+    for (name, value) in &params {
+        match name.as_str() {
+            "from" => {
+                from = Some(day_param(name, value, false)?);
+                from_text = Some(value.clone());
+            }
+            "to" => {
+                to = Some(day_param(name, value, true)?);
+                to_text = Some(value.clone());
+            }
+            other => return Err(unknown_param(other, "from, to")),
+        }
+    }
+    let tallies = state.store.health(from, to).await?;
+    let rate = |part: i64, whole: i64| (whole > 0).then(|| part as f64 / whole as f64);
+    let stages = map
+        .stages
+        .iter()
+        .map(|stage| StageHealth {
+            key: stage.key.clone(),
+            name: stage.name.clone(),
+            touchpoints: map
+                .touchpoints
+                .iter()
+                .filter(|t| t.stage == stage.key)
+                .map(|t| {
+                    let tally = tallies
+                        .iter()
+                        .find(|(k, _)| *k == t.key)
+                        .map(|(_, tally)| *tally)
+                        .unwrap_or_default();
+                    TouchpointHealth {
+                        key: t.key.clone(),
+                        name: t.name.clone(),
+                        owners: t.owners.clone(),
+                        exposure: tally.exposure,
+                        promises: PromiseHealth {
+                            made: tally.promises_made,
+                            kept: tally.promises_kept,
+                            broken: tally.promises_broken,
+                            at_risk: tally.promises_at_risk,
+                            kept_rate: tally.promise_kept_rate(),
+                        },
+                        surveys: SurveyHealth {
+                            answers: tally.answers,
+                            negative_rate: rate(tally.negative_answers, tally.answers),
+                            nps: tally.nps(),
+                            csat: tally.csat(),
+                            ces: tally.ces(),
+                        },
+                        effort: EffortHealth {
+                            transfers: tally.transfers,
+                            holds: tally.holds,
+                            hold_seconds: tally.hold_seconds,
+                        },
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(JourneyHealth {
+        journey: map.key.clone(),
+        from: from_text,
+        to: to_text,
+        stages,
+    }))
+}

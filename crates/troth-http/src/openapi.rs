@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
         crate::read::list_events,
         crate::read::get_customer,
         crate::journeys::promises,
+        crate::journeys::health,
         crate::keys::create_key,
         crate::keys::list_keys,
         crate::keys::delete_key,

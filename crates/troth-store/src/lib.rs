@@ -177,6 +177,14 @@ pub trait Store: Send + Sync + 'static {
 
     fn promises(&self, query: PromiseQuery) -> impl Future<Output = Result<PromisePage, StoreError>> + Send;
 
+    /// Journey health per touchpoint, summed over the days from `from_day`
+    /// (inclusive) to `to_day` (exclusive), days counted since 1970-01-01 UTC.
+    fn health(
+        &self,
+        from_day: Option<i64>,
+        to_day: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<(String, troth_core::health::Tally)>, StoreError>> + Send;
+
     /// Looks a customer up by the sender's id, by an identity key (`email:…`), or by
     /// troth's own id (`cus_…`). A merged customer answers with the survivor.
     fn customer(&self, key: String) -> impl Future<Output = Result<Option<CustomerProfile>, StoreError>> + Send;

@@ -69,6 +69,9 @@ pub struct ReplayArgs {
     /// Only compare; leave the stored projections as they are.
     #[arg(long)]
     pub check: bool,
+    /// The journey map whose health to rebuild [default: the built-in retail map].
+    #[arg(long, env = "TROTH_JOURNEY")]
+    pub journey: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,7 +125,8 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if !args.data_dir.join("troth.db").exists() {
         anyhow::bail!("no store in {} (looked for troth.db)", args.data_dir.display());
     }
-    let store = troth_store::sqlite::SqliteStore::open(&args.data_dir)?;
+    let journey = crate::config::load_journey(args.journey.as_deref())?;
+    let store = troth_store::sqlite::SqliteStore::open_with_journey(&args.data_dir, Some(&journey))?;
     let progress = crate::import::counter_bar("replaying");
     let report = store.replay(!args.check, &mut |n| progress.set_position(n))?;
     progress.finish_and_clear();

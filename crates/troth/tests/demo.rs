@@ -56,6 +56,15 @@ fn simulate_is_deterministic_and_every_event_is_accepted() {
         "every simulated event passes the server's validation: {text}"
     );
     assert!(text.contains(" 0 rejected"), "{text}");
+
+    // Promises and journey health rebuilt from the log match what was kept live.
+    let replay = run(&["replay", "--check", "--data-dir", &out("store")]);
+    let text = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success() && text.contains("the stored projections match the log"),
+        "{text}"
+    );
+    assert!(text.contains("touchpoint_days") && text.contains("promises"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

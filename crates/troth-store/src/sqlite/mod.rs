@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 use troth_core::journey::JourneyMap;
-use troth_core::promise::PromiseBook;
 use troth_core::{Timestamp, ValidEvent};
 
 use crate::keys::{self, ApiKey, NewKey, Scope};
@@ -47,6 +46,8 @@ struct Inner {
     jobs: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
     keys: KeyRing,
+    /// The journey map followed, which replay needs to rebuild journey health.
+    journey: Option<JourneyMap>,
     _lock: File,
 }
 
@@ -72,7 +73,8 @@ impl SqliteStore {
         conn.execute_batch(&schema::type_counts("main"))?;
         conn.execute_batch(schema::KEYS)?;
         let keys = Arc::new(RwLock::new(load_keys(&conn)?));
-        let writer = Writer::new(conn, keys.clone(), journey.map(PromiseBook::new))?;
+        conn.execute_batch(&schema::touchpoint_days("main"))?;
+        let writer = Writer::new(conn, keys.clone(), journey.map(writer::JourneyRules::new))?;
         let (tx, rx) = mpsc::channel(1024);
         std::thread::Builder::new()
             .name("troth-writer".into())
@@ -84,6 +86,7 @@ impl SqliteStore {
                 jobs: tx,
                 readers: Mutex::new(Vec::new()),
                 keys,
+                journey: journey.cloned(),
                 _lock: lock,
             }),
         })
@@ -116,7 +119,7 @@ impl SqliteStore {
         // The writer is idle while the store's lock keeps other processes out;
         // replay gets its own connection and an immediate transaction.
         let conn = open_connection(&self.inner.db_path, false)?;
-        replay::run(&conn, write, progress)
+        replay::run(&conn, self.inner.journey.as_ref(), write, progress)
     }
 
     async fn submit<T>(
@@ -170,6 +173,14 @@ impl Store for SqliteStore {
 
     async fn promises(&self, query: PromiseQuery) -> Result<PromisePage, StoreError> {
         self.read(move |conn| read::promises(conn, &query)).await
+    }
+
+    async fn health(
+        &self,
+        from_day: Option<i64>,
+        to_day: Option<i64>,
+    ) -> Result<Vec<(String, troth_core::health::Tally)>, StoreError> {
+        self.read(move |conn| read::health(conn, from_day, to_day)).await
     }
 
     async fn overview(&self) -> Result<Overview, StoreError> {

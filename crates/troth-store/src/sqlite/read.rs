@@ -270,3 +270,22 @@ pub fn promises(conn: &Connection, query: &PromiseQuery) -> Result<PromisePage, 
         next,
     })
 }
+
+pub fn health(
+    conn: &Connection,
+    from_day: Option<i64>,
+    to_day: Option<i64>,
+) -> Result<Vec<(String, troth_core::health::Tally)>, StoreError> {
+    use troth_core::health::Tally;
+    let sums: Vec<String> = Tally::FIELDS.iter().map(|f| format!("sum({f})")).collect();
+    let sql = format!(
+        "SELECT touchpoint, {} FROM touchpoint_days WHERE day >= ?1 AND day < ?2 GROUP BY touchpoint ORDER BY touchpoint",
+        sums.join(", ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([from_day.unwrap_or(i64::MIN), to_day.unwrap_or(i64::MAX)], |r| {
+        let values: Vec<i64> = (1..=Tally::FIELDS.len()).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+        Ok((r.get::<_, String>(0)?, Tally::from_values(&values)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,8 +1,10 @@
 //! Rebuilding the projections from the log, beside the stored ones, and comparing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, params};
+use troth_core::health::{HealthIndex, Tally, day_of};
+use troth_core::journey::JourneyMap;
 use troth_core::validate_event;
 
 use super::projector::Projector;
@@ -19,17 +21,24 @@ const COMPARED: &[(&str, &str)] = &[
         "SELECT id, key, touchpoint, subject, customer_ref, made_at_us, start_us, due_us, at_risk_from_us, state, due_passed, settled_us, next_check_us FROM {s}.promises",
     ),
     ("subject_links", "SELECT subject, linked FROM {s}.subject_links"),
+    ("touchpoint_days", "SELECT * FROM {s}.touchpoint_days"),
 ];
 
-pub fn run(conn: &Connection, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
+pub fn run(
+    conn: &Connection,
+    journey: Option<&JourneyMap>,
+    write: bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ReplayReport, StoreError> {
     conn.execute_batch("ATTACH DATABASE '' AS replay")?;
-    let result = rebuild_and_compare(conn, write, progress);
+    let result = rebuild_and_compare(conn, journey.map(HealthIndex::new).as_ref(), write, progress);
     let _ = conn.execute_batch("DETACH DATABASE replay");
     result
 }
 
 fn rebuild_and_compare(
     conn: &Connection,
+    health: Option<&HealthIndex>,
     write: bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ReplayReport, StoreError> {
@@ -38,6 +47,8 @@ fn rebuild_and_compare(
     let tx = conn.unchecked_transaction()?;
     let mut projector = Projector::new(&tx, "replay")?;
     let mut report = ReplayReport::default();
+    conn.execute_batch(&schema::touchpoint_days("replay"))?;
+    let mut days: HashMap<(String, i64), Tally> = HashMap::new();
     {
         let mut scan = tx.prepare("SELECT seq, body FROM main.events ORDER BY seq")?;
         let mut record = tx.prepare("INSERT INTO replay.event_customer (seq, cid) VALUES (?1, ?2)")?;
@@ -53,6 +64,12 @@ fn rebuild_and_compare(
             projector.apply(&tx, plan, &event)?;
             // Promises are rebuilt from the promise.* events the log holds, not decided again.
             super::promises::apply(&tx, "replay", &event)?;
+            if let Some(health) = health {
+                let day = day_of(&event);
+                for (touchpoint, tally) in health.contributions(&event) {
+                    days.entry((touchpoint, day)).or_default().add(&tally);
+                }
+            }
             report.events += 1;
             if report.events % 10_000 == 0 {
                 progress(report.events);
@@ -60,6 +77,7 @@ fn rebuild_and_compare(
         }
     }
     progress(report.events);
+    super::writer::add_days(&tx, "replay", &days)?;
     tx.execute_batch(&schema::type_counts("replay"))?;
     tx.execute_batch("INSERT INTO replay.event_type_counts SELECT type, count(*) FROM main.events GROUP BY type")?;
     report.customers = tx.query_row("SELECT count(*) FROM replay.customers", [], |r| r.get(0))?;
@@ -91,6 +109,8 @@ fn rebuild_and_compare(
              INSERT INTO main.promises SELECT * FROM replay.promises;
              DELETE FROM main.subject_links;
              INSERT INTO main.subject_links SELECT * FROM replay.subject_links;
+             DELETE FROM main.touchpoint_days;
+             INSERT INTO main.touchpoint_days SELECT * FROM replay.touchpoint_days;
              DELETE FROM main.event_type_counts;
              INSERT INTO main.event_type_counts SELECT * FROM replay.event_type_counts;
              UPDATE main.events SET customer_id = (SELECT cid FROM replay.event_customer r WHERE r.seq = events.seq)

@@ -14,6 +14,8 @@ use super::projector::{Projector, merge_event};
 use super::promises;
 use crate::keys::{self, ApiKey, NewKey};
 use crate::{AppendStatus, StoreError};
+use troth_core::health::{HealthIndex, Tally, day_of};
+use troth_core::journey::JourneyMap;
 use troth_core::promise::{Change, PromiseBook, Tracked};
 
 /// How many events one commit takes at most; more wait for the next.
@@ -70,18 +72,33 @@ pub struct Writer {
     conn: Connection,
     projector: Projector,
     keys: KeyRing,
-    /// The journey map's promises; without a map no promise is followed.
-    book: Option<PromiseBook>,
+    /// The journey map's promises and health; without a map neither is kept.
+    journey: Option<JourneyRules>,
+}
+
+/// What the writer needs of a journey map.
+pub struct JourneyRules {
+    pub book: PromiseBook,
+    pub health: HealthIndex,
+}
+
+impl JourneyRules {
+    pub fn new(map: &JourneyMap) -> JourneyRules {
+        JourneyRules {
+            book: PromiseBook::new(map),
+            health: HealthIndex::new(map),
+        }
+    }
 }
 
 impl Writer {
-    pub fn new(conn: Connection, keys: KeyRing, book: Option<PromiseBook>) -> rusqlite::Result<Writer> {
+    pub fn new(conn: Connection, keys: KeyRing, journey: Option<JourneyRules>) -> rusqlite::Result<Writer> {
         let projector = Projector::new(&conn, "main")?;
         Ok(Writer {
             conn,
             projector,
             keys,
-            book,
+            journey,
         })
     }
 
@@ -137,11 +154,15 @@ impl Writer {
         let mut key_changes = Vec::new();
         for job in group {
             done.push(match job {
-                Job::Append { events, .. } => {
-                    Done::Appended(append(&tx, &mut self.projector, self.book.as_ref(), events, received)?)
-                }
-                Job::Tick { now, .. } => Done::Ticked(match &self.book {
-                    Some(book) => tick(&tx, &mut self.projector, book, *now, received)?,
+                Job::Append { events, .. } => Done::Appended(append(
+                    &tx,
+                    &mut self.projector,
+                    self.journey.as_ref(),
+                    events,
+                    received,
+                )?),
+                Job::Tick { now, .. } => Done::Ticked(match &self.journey {
+                    Some(journey) => tick(&tx, &mut self.projector, journey, *now, received)?,
                     None => 0,
                 }),
                 Job::CreateKey { key, .. } => {
@@ -212,16 +233,12 @@ enum Done {
 pub fn append(
     conn: &Connection,
     projector: &mut Projector,
-    book: Option<&PromiseBook>,
+    journey: Option<&JourneyRules>,
     events: &[ValidEvent],
     received: Timestamp,
 ) -> Result<Vec<AppendStatus>, StoreError> {
-    let mut appender = Appender {
-        conn,
-        projector,
-        received,
-        counts: HashMap::new(),
-    };
+    let book = journey.map(|j| &j.book);
+    let mut appender = Appender::new(conn, projector, journey.map(|j| &j.health), received);
     let mut statuses = Vec::with_capacity(events.len());
     for event in events {
         let status = appender.one(event)?;
@@ -250,16 +267,12 @@ pub fn append(
 pub fn tick(
     conn: &Connection,
     projector: &mut Projector,
-    book: &PromiseBook,
+    journey: &JourneyRules,
     now: Timestamp,
     received: Timestamp,
 ) -> Result<u64, StoreError> {
-    let mut appender = Appender {
-        conn,
-        projector,
-        received,
-        counts: HashMap::new(),
-    };
+    let book = &journey.book;
+    let mut appender = Appender::new(conn, projector, Some(&journey.health), received);
     let mut changed = 0;
     loop {
         let due = promises::due(conn, now, 1_000)?;
@@ -294,11 +307,30 @@ fn event_customer(event: &ValidEvent) -> Option<serde_json::Value> {
 struct Appender<'a> {
     conn: &'a Connection,
     projector: &'a mut Projector,
+    health: Option<&'a HealthIndex>,
     received: Timestamp,
     counts: HashMap<String, i64>,
+    /// Health contributions per (touchpoint, day), written once per transaction.
+    days: HashMap<(String, i64), Tally>,
 }
 
-impl Appender<'_> {
+impl<'a> Appender<'a> {
+    fn new(
+        conn: &'a Connection,
+        projector: &'a mut Projector,
+        health: Option<&'a HealthIndex>,
+        received: Timestamp,
+    ) -> Self {
+        Appender {
+            conn,
+            projector,
+            health,
+            received,
+            counts: HashMap::new(),
+            days: HashMap::new(),
+        }
+    }
+
     /// Stores one event with its projections.
     fn one(&mut self, event: &ValidEvent) -> Result<AppendStatus, StoreError> {
         let conn = self.conn;
@@ -323,6 +355,12 @@ impl Appender<'_> {
         let seq = conn.last_insert_rowid();
         self.count(&event.event_type);
         promises::apply(conn, "main", event)?;
+        if let Some(health) = self.health {
+            let day = day_of(event);
+            for (touchpoint, tally) in health.contributions(event) {
+                self.days.entry((touchpoint, day)).or_default().add(&tally);
+            }
+        }
         for merge in self.projector.apply(conn, plan, event)? {
             let body = merge_event(&merge, seq, &event.time.to_string());
             let id = format!("troth.merge.{seq}.{}", merge.merged);
@@ -389,6 +427,28 @@ impl Appender<'_> {
         for (event_type, n) in &self.counts {
             count.execute(params![event_type, n])?;
         }
-        Ok(())
+        add_days(self.conn, "main", &self.days)
     }
+}
+
+/// Adds health tallies to the per-day projection.
+pub fn add_days(conn: &Connection, schema: &str, days: &HashMap<(String, i64), Tally>) -> rusqlite::Result<()> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    let fields = Tally::FIELDS;
+    let marks: Vec<String> = (0..fields.len()).map(|i| format!("?{}", i + 3)).collect();
+    let updates: Vec<String> = fields.iter().map(|f| format!("{f} = {f} + excluded.{f}")).collect();
+    let mut upsert = conn.prepare_cached(&format!(
+        "INSERT INTO {schema}.touchpoint_days (touchpoint, day, {}) VALUES (?1, ?2, {}) ON CONFLICT (touchpoint, day) DO UPDATE SET {}",
+        fields.join(", "),
+        marks.join(", "),
+        updates.join(", ")
+    ))?;
+    for ((touchpoint, day), tally) in days {
+        let mut values: Vec<rusqlite::types::Value> = vec![touchpoint.clone().into(), (*day).into()];
+        values.extend(tally.to_array().into_iter().map(rusqlite::types::Value::from));
+        upsert.execute(rusqlite::params_from_iter(values))?;
+    }
+    Ok(())
 }

@@ -1,0 +1,329 @@
+//! Journey health: what each event adds to the touchpoints it concerns, day by day.
+//! The store sums these contributions per touchpoint and day; the API sums the days
+//! of a range. Pure: the same events give the same numbers, so a replay of the log
+//! gives identical health.
+
+use std::collections::HashMap;
+
+use crate::ValidEvent;
+use crate::catalogue::EventData;
+use crate::journey::JourneyMap;
+
+/// What one touchpoint saw on one day. Every field adds up across events and days.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Events that are exposure of the touchpoint.
+    pub exposure: i64,
+    pub promises_made: i64,
+    pub promises_kept: i64,
+    pub promises_broken: i64,
+    pub promises_at_risk: i64,
+    /// Survey answers about the touchpoint, and how many were negative
+    /// (NPS 0–6, CSAT 1–2 or CES 5–7).
+    pub answers: i64,
+    pub negative_answers: i64,
+    pub nps_answers: i64,
+    pub promoters: i64,
+    pub detractors: i64,
+    pub csat_answers: i64,
+    pub csat_sum: i64,
+    pub ces_answers: i64,
+    pub ces_sum: i64,
+    /// Effort: cases moved between teams, and customers put on hold.
+    pub transfers: i64,
+    pub holds: i64,
+    pub hold_seconds: i64,
+}
+
+/// Declares [`Tally`]'s fields once, for storing them as columns.
+macro_rules! tally_columns {
+    ($($field:ident),* $(,)?) => {
+        impl Tally {
+            /// The fields, in the order of [`Tally::to_array`].
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            pub fn to_array(&self) -> Vec<i64> {
+                vec![$(self.$field),*]
+            }
+
+            /// From values in the order of [`Tally::FIELDS`]; missing ones are zero.
+            pub fn from_values(values: &[i64]) -> Tally {
+                let mut values = values.iter().copied();
+                Tally { $($field: values.next().unwrap_or(0)),* }
+            }
+        }
+    };
+}
+
+tally_columns!(
+    exposure,
+    promises_made,
+    promises_kept,
+    promises_broken,
+    promises_at_risk,
+    answers,
+    negative_answers,
+    nps_answers,
+    promoters,
+    detractors,
+    csat_answers,
+    csat_sum,
+    ces_answers,
+    ces_sum,
+    transfers,
+    holds,
+    hold_seconds,
+);
+
+impl Tally {
+    pub fn add(&mut self, other: &Tally) {
+        self.exposure += other.exposure;
+        self.promises_made += other.promises_made;
+        self.promises_kept += other.promises_kept;
+        self.promises_broken += other.promises_broken;
+        self.promises_at_risk += other.promises_at_risk;
+        self.answers += other.answers;
+        self.negative_answers += other.negative_answers;
+        self.nps_answers += other.nps_answers;
+        self.promoters += other.promoters;
+        self.detractors += other.detractors;
+        self.csat_answers += other.csat_answers;
+        self.csat_sum += other.csat_sum;
+        self.ces_answers += other.ces_answers;
+        self.ces_sum += other.ces_sum;
+        self.transfers += other.transfers;
+        self.holds += other.holds;
+        self.hold_seconds += other.hold_seconds;
+    }
+
+    /// Kept among the promises settled (kept or broken), when any were.
+    pub fn promise_kept_rate(&self) -> Option<f64> {
+        let settled = self.promises_kept + self.promises_broken;
+        (settled > 0).then(|| self.promises_kept as f64 / settled as f64)
+    }
+
+    /// Net Promoter Score, −100…100.
+    pub fn nps(&self) -> Option<f64> {
+        (self.nps_answers > 0).then(|| (self.promoters - self.detractors) as f64 * 100.0 / self.nps_answers as f64)
+    }
+
+    pub fn csat(&self) -> Option<f64> {
+        (self.csat_answers > 0).then(|| self.csat_sum as f64 / self.csat_answers as f64)
+    }
+
+    pub fn ces(&self) -> Option<f64> {
+        (self.ces_answers > 0).then(|| self.ces_sum as f64 / self.ces_answers as f64)
+    }
+}
+
+/// The day an event belongs to: days since 1970-01-01, UTC.
+pub fn day_of(event: &ValidEvent) -> i64 {
+    event.time.micros().div_euclid(86_400_000_000)
+}
+
+/// Which touchpoints each event type and survey concerns.
+#[derive(Debug, Clone, Default)]
+pub struct HealthIndex {
+    by_exposure: HashMap<String, Vec<String>>,
+    by_survey: HashMap<String, Vec<String>>,
+}
+
+impl HealthIndex {
+    pub fn new(map: &JourneyMap) -> HealthIndex {
+        let mut index = HealthIndex::default();
+        for t in &map.touchpoints {
+            for event_type in &t.exposure {
+                index
+                    .by_exposure
+                    .entry(event_type.clone())
+                    .or_default()
+                    .push(t.key.clone());
+            }
+            for survey in &t.surveys {
+                index.by_survey.entry(survey.clone()).or_default().push(t.key.clone());
+            }
+        }
+        index
+    }
+
+    /// What `event` adds, per touchpoint.
+    pub fn contributions(&self, event: &ValidEvent) -> Vec<(String, Tally)> {
+        let mut out: Vec<(String, Tally)> = Vec::new();
+        let mut add = |touchpoint: &str, f: &dyn Fn(&mut Tally)| match out.iter_mut().find(|(t, _)| t == touchpoint) {
+            Some((_, tally)) => f(tally),
+            None => {
+                let mut tally = Tally::default();
+                f(&mut tally);
+                out.push((touchpoint.to_owned(), tally));
+            }
+        };
+        for touchpoint in self.by_exposure.get(&event.event_type).into_iter().flatten() {
+            add(touchpoint, &|t| {
+                t.exposure += 1;
+                match &event.data {
+                    EventData::CaseTransferred(_) => t.transfers += 1,
+                    EventData::CaseHeld(h) => {
+                        t.holds += 1;
+                        t.hold_seconds += i64::from(h.seconds);
+                    }
+                    _ => {}
+                }
+            });
+        }
+        match &event.data {
+            EventData::PromiseMade(p) => add(&p.touchpoint, &|t| t.promises_made += 1),
+            // Promise events other than `made` name their touchpoint in the envelope.
+            EventData::PromiseKept(p) => {
+                let correction = p.corrects_break == Some(true);
+                if let Some(touchpoint) = promise_touchpoint(event) {
+                    add(&touchpoint, &|t| {
+                        t.promises_kept += 1;
+                        if correction {
+                            t.promises_broken -= 1;
+                        }
+                    });
+                }
+            }
+            EventData::PromiseBroken(_) => {
+                if let Some(touchpoint) = promise_touchpoint(event) {
+                    add(&touchpoint, &|t| t.promises_broken += 1);
+                }
+            }
+            EventData::PromiseAtRisk(_) => {
+                if let Some(touchpoint) = promise_touchpoint(event) {
+                    add(&touchpoint, &|t| t.promises_at_risk += 1);
+                }
+            }
+            EventData::SurveyAnswered(s) => {
+                let touchpoints: Vec<String> = match &s.touchpoint {
+                    Some(touchpoint) => vec![touchpoint.clone()],
+                    None => self.by_survey.get(&s.survey).cloned().unwrap_or_default(),
+                };
+                let negative = s.nps.is_some_and(|n| n.0 <= 6)
+                    || s.csat.is_some_and(|c| c.0 <= 2)
+                    || s.ces.is_some_and(|c| c.0 >= 5);
+                for touchpoint in touchpoints {
+                    add(&touchpoint, &|t| {
+                        t.answers += 1;
+                        t.negative_answers += i64::from(negative);
+                        if let Some(nps) = s.nps {
+                            t.nps_answers += 1;
+                            t.promoters += i64::from(nps.0 >= 9);
+                            t.detractors += i64::from(nps.0 <= 6);
+                        }
+                        if let Some(csat) = s.csat {
+                            t.csat_answers += 1;
+                            t.csat_sum += i64::from(csat.0);
+                        }
+                        if let Some(ces) = s.ces {
+                            t.ces_answers += 1;
+                            t.ces_sum += i64::from(ces.0);
+                        }
+                    });
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+fn promise_touchpoint(event: &ValidEvent) -> Option<String> {
+    event.touchpoint.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::journey::parse_journey;
+    use crate::validate_value;
+
+    /// The contributions of one event, as `touchpoint: field=value …` lines.
+    fn check(event: serde_json::Value, expect: &[&str]) {
+        let map = parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+        let index = HealthIndex::new(&map);
+        let event = validate_value(event, None).unwrap();
+        let got: Vec<String> = index
+            .contributions(&event)
+            .into_iter()
+            .map(|(touchpoint, t)| {
+                let fields = format!("{t:?}");
+                let nonzero: Vec<&str> = fields
+                    .trim_start_matches("Tally { ")
+                    .trim_end_matches(" }")
+                    .split(", ")
+                    .filter(|f| !f.ends_with(": 0"))
+                    .collect();
+                format!("{touchpoint}: {}", nonzero.join(" "))
+            })
+            .collect();
+        assert_eq!(got, expect);
+    }
+
+    fn event(event_type: &str, extra: serde_json::Value) -> serde_json::Value {
+        let mut e = json!({"id": "e1", "type": event_type, "time": "2026-11-23T09:00:00Z"});
+        e.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        e
+    }
+
+    #[test]
+    fn tallies_round_trip_through_columns() {
+        let t = Tally {
+            exposure: 3,
+            hold_seconds: 90,
+            promises_broken: -1,
+            ..Default::default()
+        };
+        assert_eq!(Tally::from_values(&t.to_array()), t);
+        assert_eq!(Tally::FIELDS.len(), t.to_array().len());
+    }
+
+    #[test]
+    fn events_add_to_the_touchpoints_they_concern() {
+        check(
+            event("tracking.viewed", json!({"data": {"shipment": "s1"}})),
+            &["tracking_page: exposure: 1"],
+        );
+        check(
+            event("case.held", json!({"data": {"seconds": 90}})),
+            &["complaint: exposure: 1 holds: 1 hold_seconds: 90"],
+        );
+        check(
+            event(
+                "courier.position",
+                json!({"subject": "driver:d1", "data": {"lat": 1.0, "lon": 1.0}}),
+            ),
+            &[],
+        );
+        check(
+            event(
+                "survey.answered",
+                json!({"data": {"survey": "post-delivery", "touchpoint": "delivery_window", "nps": 3, "csat": 2}}),
+            ),
+            &[
+                "delivery_window: answers: 1 negative_answers: 1 nps_answers: 1 detractors: 1 csat_answers: 1 csat_sum: 2",
+            ],
+        );
+        // Without an explicit touchpoint the survey counts wherever the map lists it.
+        check(
+            event(
+                "survey.answered",
+                json!({"data": {"survey": "post-delivery", "nps": 10}}),
+            ),
+            &[
+                "delivery_window: answers: 1 nps_answers: 1 promoters: 1",
+                "delivery: answers: 1 nps_answers: 1 promoters: 1",
+            ],
+        );
+        check(
+            event(
+                "promise.kept",
+                json!({"touchpoint": "delivery_window", "subject": "shipment:s1",
+                                         "data": {"promise": "delivery_window:w1", "by_event": "d1", "corrects_break": true}}),
+            ),
+            &["delivery_window: promises_kept: 1 promises_broken: -1"],
+        );
+    }
+}
