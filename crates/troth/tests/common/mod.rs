@@ -69,3 +69,21 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A child process killed when dropped, unless taken out first.
+pub struct KillOnDrop(pub Option<Child>);
+
+impl KillOnDrop {
+    pub fn get(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the child was taken")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
