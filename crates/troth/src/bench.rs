@@ -86,7 +86,11 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     // HTTP run's fsyncs (troth's, not the bare handler's). Deleted files need no writeback.
     for done in ["bulk", "raw.db", "raw.db-wal", "raw.db-shm", "events.ndjson"] {
         let path = work.path().join(done);
-        let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        let _ = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
     }
     println!(
         "bulk   troth {:>10.0} events/s   raw sqlite {:>10.0} rows/s   ratio {:.2}",
