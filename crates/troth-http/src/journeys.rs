@@ -3,7 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
-use troth_core::journey::JourneyMap;
+use troth_core::health::Tally;
+use troth_core::journey::{JourneyMap, Touchpoint};
 use troth_store::{PromiseQuery, PromiseView, Store};
 
 use crate::AppState;
@@ -219,23 +220,8 @@ pub async fn health<S: Store>(
     Params(params): Params,
 ) -> Result<Json<JourneyHealth>, ApiError> {
     let map = journey(&state, &key)?;
-    let (mut from, mut to) = (None, None);
-    let (mut from_text, mut to_text) = (None, None);
-    for (name, value) in &params {
-        match name.as_str() {
-            "from" => {
-                from = Some(day_param(name, value, false)?);
-                from_text = Some(value.clone());
-            }
-            "to" => {
-                to = Some(day_param(name, value, true)?);
-                to_text = Some(value.clone());
-            }
-            other => return Err(unknown_param(other, "from, to")),
-        }
-    }
-    let tallies = state.store.health(from, to).await?;
-    let rate = |part: i64, whole: i64| (whole > 0).then(|| part as f64 / whole as f64);
+    let range = DayRange::from_params(&params)?;
+    let tallies = state.store.health(range.from, range.to).await?;
     let stages = map
         .stages
         .iter()
@@ -246,45 +232,140 @@ pub async fn health<S: Store>(
                 .touchpoints
                 .iter()
                 .filter(|t| t.stage == stage.key)
-                .map(|t| {
-                    let tally = tallies
-                        .iter()
-                        .find(|(k, _)| *k == t.key)
-                        .map(|(_, tally)| *tally)
-                        .unwrap_or_default();
-                    TouchpointHealth {
-                        key: t.key.clone(),
-                        name: t.name.clone(),
-                        owners: t.owners.clone(),
-                        exposure: tally.exposure,
-                        promises: PromiseHealth {
-                            made: tally.promises_made,
-                            kept: tally.promises_kept,
-                            broken: tally.promises_broken,
-                            at_risk: tally.promises_at_risk,
-                            kept_rate: tally.promise_kept_rate(),
-                        },
-                        surveys: SurveyHealth {
-                            answers: tally.answers,
-                            negative_rate: rate(tally.negative_answers, tally.answers),
-                            nps: tally.nps(),
-                            csat: tally.csat(),
-                            ces: tally.ces(),
-                        },
-                        effort: EffortHealth {
-                            transfers: tally.transfers,
-                            holds: tally.holds,
-                            hold_seconds: tally.hold_seconds,
-                        },
-                    }
-                })
+                .map(|t| touchpoint_health(t, &tallies))
                 .collect(),
         })
         .collect();
     Ok(Json(JourneyHealth {
         journey: map.key.clone(),
-        from: from_text,
-        to: to_text,
+        from: range.from_text,
+        to: range.to_text,
         stages,
     }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FunctionHealth {
+    pub key: String,
+    pub name: String,
+    pub touchpoints: Vec<TouchpointHealth>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JourneyFunctions {
+    pub journey: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub functions: Vec<FunctionHealth>,
+}
+
+/// Each function of the organisation with the touchpoints it owns and their health.
+#[utoipa::path(
+    get, path = "/api/v1/journeys/{key}/functions", tag = "journeys",
+    params(
+        ("key" = String, Path, description = "The journey map's key"),
+        ("from" = Option<String>, Query, description = "From this day (RFC 3339; its UTC day)"),
+        ("to" = Option<String>, Query, description = "Until this time (RFC 3339; the day it falls in included)"),
+    ),
+    responses(
+        (status = 200, body = JourneyFunctions),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn functions<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(key): Segment,
+    Params(params): Params,
+) -> Result<Json<JourneyFunctions>, ApiError> {
+    let map = journey(&state, &key)?;
+    let range = DayRange::from_params(&params)?;
+    let tallies = state.store.health(range.from, range.to).await?;
+    let functions = map
+        .functions
+        .iter()
+        .map(|f| FunctionHealth {
+            key: f.key.clone(),
+            name: f.name.clone(),
+            touchpoints: map
+                .touchpoints
+                .iter()
+                .filter(|t| t.owners.contains(&f.key))
+                .map(|t| touchpoint_health(t, &tallies))
+                .collect(),
+        })
+        .collect();
+    Ok(Json(JourneyFunctions {
+        journey: map.key.clone(),
+        from: range.from_text,
+        to: range.to_text,
+        functions,
+    }))
+}
+
+/// A range of whole UTC days from `from` and `to` parameters.
+struct DayRange {
+    from: Option<i64>,
+    to: Option<i64>,
+    from_text: Option<String>,
+    to_text: Option<String>,
+}
+
+impl DayRange {
+    fn from_params(params: &[(String, String)]) -> Result<DayRange, ApiError> {
+        let mut range = DayRange {
+            from: None,
+            to: None,
+            from_text: None,
+            to_text: None,
+        };
+        for (name, value) in params {
+            match name.as_str() {
+                "from" => {
+                    range.from = Some(day_param(name, value, false)?);
+                    range.from_text = Some(value.clone());
+                }
+                "to" => {
+                    range.to = Some(day_param(name, value, true)?);
+                    range.to_text = Some(value.clone());
+                }
+                other => return Err(unknown_param(other, "from, to")),
+            }
+        }
+        Ok(range)
+    }
+}
+
+fn touchpoint_health(t: &Touchpoint, tallies: &[(String, Tally)]) -> TouchpointHealth {
+    let tally = tallies
+        .iter()
+        .find(|(k, _)| *k == t.key)
+        .map(|(_, tally)| *tally)
+        .unwrap_or_default();
+    let rate = |part: i64, whole: i64| (whole > 0).then(|| part as f64 / whole as f64);
+    TouchpointHealth {
+        key: t.key.clone(),
+        name: t.name.clone(),
+        owners: t.owners.clone(),
+        exposure: tally.exposure,
+        promises: PromiseHealth {
+            made: tally.promises_made,
+            kept: tally.promises_kept,
+            broken: tally.promises_broken,
+            at_risk: tally.promises_at_risk,
+            kept_rate: tally.promise_kept_rate(),
+        },
+        surveys: SurveyHealth {
+            answers: tally.answers,
+            negative_rate: rate(tally.negative_answers, tally.answers),
+            nps: tally.nps(),
+            csat: tally.csat(),
+            ces: tally.ces(),
+        },
+        effort: EffortHealth {
+            transfers: tally.transfers,
+            holds: tally.holds,
+            hold_seconds: tally.hold_seconds,
+        },
+    }
 }

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
         crate::read::get_customer,
         crate::journeys::promises,
         crate::journeys::health,
+        crate::journeys::functions,
         crate::keys::create_key,
         crate::keys::list_keys,
         crate::keys::delete_key,
