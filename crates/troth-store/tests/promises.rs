@@ -148,3 +148,39 @@ async fn without_a_journey_no_promise_is_followed() {
     assert_eq!(store.tick(at("13:00")).await.unwrap(), 0);
     assert!(promise_log(&store).await.is_empty());
 }
+
+/// Aggregates (counts by type, journey health) are written at most about once a
+/// second; a stop before that loses nothing, since they are tallied again from the log.
+#[tokio::test]
+async fn aggregates_survive_a_stop_before_they_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .append(vec![
+            window("w1", "s1", "11:37", "12:37"),
+            delivered("d1", "s1", "12:00"),
+        ])
+        .await
+        .unwrap();
+    let before = (store.overview().await.unwrap(), store.health(None, None).await.unwrap());
+    assert_eq!(before.0.events, 4, "two events sent, the promise made and kept");
+    drop(store);
+    // Wait for the writer thread to let go of the lock.
+    let store = loop {
+        match SqliteStore::open_with_journey(
+            dir.path(),
+            Some(&parse_journey(include_str!("../../../journeys/retail.toml")).unwrap()),
+        ) {
+            Ok(store) => break store,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    };
+    let after = (store.overview().await.unwrap(), store.health(None, None).await.unwrap());
+    assert_eq!(after.0, before.0);
+    let sorted = |mut h: Vec<(String, troth_core::health::Tally)>| {
+        h.sort_by(|a, b| a.0.cmp(&b.0));
+        h
+    };
+    assert_eq!(sorted(after.1), sorted(before.1));
+    assert!(store.replay(false, &mut |_| {}).unwrap().matches());
+}

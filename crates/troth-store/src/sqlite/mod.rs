@@ -27,7 +27,7 @@ use crate::{
     StoreError,
 };
 pub use writer::MAX_GROUP_EVENTS;
-use writer::{Job, KeyRing, Writer};
+use writer::{Aggregates, Job, KeyRing, Writer};
 
 /// The schema's DDL, for tools (the ingest benchmark) that need the same tables.
 pub use schema::PRAGMAS;
@@ -48,6 +48,8 @@ struct Inner {
     keys: KeyRing,
     /// The journey map followed, which replay needs to rebuild journey health.
     journey: Option<JourneyMap>,
+    /// Aggregates committed but not yet in their tables (see [`Aggregates`]).
+    pending: Arc<Mutex<Aggregates>>,
     _lock: File,
 }
 
@@ -74,7 +76,14 @@ impl SqliteStore {
         conn.execute_batch(schema::KEYS)?;
         let keys = Arc::new(RwLock::new(load_keys(&conn)?));
         conn.execute_batch(&schema::touchpoint_days("main"))?;
-        let writer = Writer::new(conn, keys.clone(), journey.map(writer::JourneyRules::new))?;
+        conn.execute_batch(schema::META)?;
+        let pending = Arc::new(Mutex::new(Aggregates::default()));
+        let writer = Writer::new(
+            conn,
+            keys.clone(),
+            journey.map(writer::JourneyRules::new),
+            pending.clone(),
+        )?;
         let (tx, rx) = mpsc::channel(1024);
         std::thread::Builder::new()
             .name("troth-writer".into())
@@ -87,6 +96,7 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 keys,
                 journey: journey.cloned(),
+                pending,
                 _lock: lock,
             }),
         })
@@ -116,8 +126,21 @@ impl SqliteStore {
     /// with `write`, replaces the stored projections with the rebuilt ones.
     /// `progress` is called with the number of events replayed so far.
     pub fn replay(&self, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
-        // The writer is idle while the store's lock keeps other processes out;
-        // replay gets its own connection and an immediate transaction.
+        // Replay gets its own connection; other processes are kept out by the lock.
+        // The aggregates are compared too, so the writer writes what it holds first. A
+        // thread of its own may wait for it even when the caller is async.
+        let jobs = self.inner.jobs.clone();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let (reply, flushed) = oneshot::channel();
+                    jobs.blocking_send(Job::Flush { reply })
+                        .map_err(|_| StoreError::WriterGone)?;
+                    flushed.blocking_recv().map_err(|_| StoreError::WriterGone)?
+                })
+                .join()
+                .map_err(|_| StoreError::WriterGone)?
+        })?;
         let conn = open_connection(&self.inner.db_path, false)?;
         replay::run(&conn, self.inner.journey.as_ref(), write, progress)
     }
@@ -180,11 +203,14 @@ impl Store for SqliteStore {
         from_day: Option<i64>,
         to_day: Option<i64>,
     ) -> Result<Vec<(String, troth_core::health::Tally)>, StoreError> {
-        self.read(move |conn| read::health(conn, from_day, to_day)).await
+        let pending = self.inner.pending.clone();
+        self.read(move |conn| read::health(conn, &pending, from_day, to_day))
+            .await
     }
 
     async fn overview(&self) -> Result<Overview, StoreError> {
-        self.read(read::overview).await
+        let pending = self.inner.pending.clone();
+        self.read(move |conn| read::overview(conn, &pending)).await
     }
 
     async fn customer(&self, key: String) -> Result<Option<CustomerProfile>, StoreError> {

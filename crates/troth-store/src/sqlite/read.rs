@@ -8,10 +8,12 @@ use troth_core::Timestamp;
 use troth_core::identity::{CustomerId, Identity, IdentityKind};
 
 use super::projector::root;
+use super::writer::Aggregates;
 use crate::{
     CustomerProfile, EventPage, EventQuery, IdentityView, Overview, PromisePage, PromiseQuery, PromiseView, StoreError,
     StoredEvent,
 };
+use std::sync::Mutex;
 
 pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreError> {
     let mut sql = String::from("SELECT seq, received_us, body FROM events WHERE seq > ?");
@@ -167,12 +169,22 @@ pub fn customer(conn: &Connection, key: &str) -> Result<Option<CustomerProfile>,
     }))
 }
 
-pub fn overview(conn: &Connection) -> Result<Overview, StoreError> {
+pub fn overview(conn: &Connection, pending: &Mutex<Aggregates>) -> Result<Overview, StoreError> {
+    // Held while reading, so the writer cannot move pending counts into the table meanwhile.
+    let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
     let mut by_type = conn
         .prepare_cached("SELECT type, n FROM event_type_counts ORDER BY n DESC, type")?
         .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
         .collect::<Result<Vec<_>, _>>()?;
+    for (event_type, n) in &pending.counts {
+        match by_type.iter_mut().find(|(t, _)| t == event_type) {
+            Some((_, count)) => *count += *n as u64,
+            None => by_type.push((event_type.clone(), *n as u64)),
+        }
+    }
+    drop(pending);
     by_type.retain(|(_, n)| *n > 0);
+    by_type.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let customers: i64 = conn.query_row("SELECT count(*) FROM customers WHERE merged_into IS NULL", [], |r| {
         r.get(0)
     })?;
@@ -273,10 +285,12 @@ pub fn promises(conn: &Connection, query: &PromiseQuery) -> Result<PromisePage, 
 
 pub fn health(
     conn: &Connection,
+    pending: &Mutex<Aggregates>,
     from_day: Option<i64>,
     to_day: Option<i64>,
 ) -> Result<Vec<(String, troth_core::health::Tally)>, StoreError> {
     use troth_core::health::Tally;
+    let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
     let sums: Vec<String> = Tally::FIELDS.iter().map(|f| format!("sum({f})")).collect();
     let sql = format!(
         "SELECT touchpoint, {} FROM touchpoint_days WHERE day >= ?1 AND day < ?2 GROUP BY touchpoint ORDER BY touchpoint",
@@ -287,5 +301,13 @@ pub fn health(
         let values: Vec<i64> = (1..=Tally::FIELDS.len()).map(|i| r.get(i)).collect::<Result<_, _>>()?;
         Ok((r.get::<_, String>(0)?, Tally::from_values(&values)))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut tallies: Vec<(String, Tally)> = rows.collect::<Result<_, _>>()?;
+    let (from, to) = (from_day.unwrap_or(i64::MIN), to_day.unwrap_or(i64::MAX));
+    for ((touchpoint, _), tally) in pending.days.iter().filter(|((_, day), _)| (from..to).contains(day)) {
+        match tallies.iter_mut().find(|(t, _)| t == touchpoint) {
+            Some((_, sum)) => sum.add(tally),
+            None => tallies.push((touchpoint.clone(), *tally)),
+        }
+    }
+    Ok(tallies)
 }

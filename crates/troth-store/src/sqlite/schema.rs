@@ -79,6 +79,9 @@ CREATE TABLE IF NOT EXISTS {schema}.subject_links (
     )
 }
 
+/// Small facts about the store itself, such as how far the aggregates reach.
+pub const META: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;";
+
 pub const KEYS: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
     uid         TEXT PRIMARY KEY,

@@ -4,9 +4,10 @@
 //! out only after the commit, so an acknowledged event is on disk.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 use troth_core::{Timestamp, ValidEvent};
 
@@ -25,6 +26,10 @@ pub enum Job {
     Append {
         events: Vec<ValidEvent>,
         reply: oneshot::Sender<Result<Vec<AppendStatus>, StoreError>>,
+    },
+    /// Write the pending aggregates now.
+    Flush {
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Run the promise clock to this time.
     Tick {
@@ -50,6 +55,8 @@ impl Job {
             (Job::CreateKey { reply, .. }, Ok(Done::Created(key, secret))) => drop(reply.send(Ok((key, secret)))),
             (Job::DeleteKey { reply, .. }, Ok(Done::Deleted(found))) => drop(reply.send(Ok(found))),
             (Job::Tick { reply, .. }, Ok(Done::Ticked(changed))) => drop(reply.send(Ok(changed))),
+            (Job::Flush { reply }, Ok(Done::Flushed)) => drop(reply.send(Ok(()))),
+            (Job::Flush { reply }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Tick { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Append { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::CreateKey { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
@@ -74,6 +81,9 @@ pub struct Writer {
     keys: KeyRing,
     /// The journey map's promises and health; without a map neither is kept.
     journey: Option<JourneyRules>,
+    /// Committed aggregate changes not yet in their tables; readers add them.
+    pending: Arc<Mutex<Aggregates>>,
+    last_flush: Instant,
 }
 
 /// What the writer needs of a journey map.
@@ -92,13 +102,21 @@ impl JourneyRules {
 }
 
 impl Writer {
-    pub fn new(conn: Connection, keys: KeyRing, journey: Option<JourneyRules>) -> rusqlite::Result<Writer> {
+    pub fn new(
+        conn: Connection,
+        keys: KeyRing,
+        journey: Option<JourneyRules>,
+        pending: Arc<Mutex<Aggregates>>,
+    ) -> Result<Writer, StoreError> {
+        catch_up(&conn, journey.as_ref().map(|j| &j.health))?;
         let projector = Projector::new(&conn, "main")?;
         Ok(Writer {
             conn,
             projector,
             keys,
             journey,
+            pending,
+            last_flush: Instant::now(),
         })
     }
 
@@ -152,6 +170,8 @@ impl Writer {
         let tx = self.conn.unchecked_transaction()?;
         let mut done = Vec::with_capacity(group.len());
         let mut key_changes = Vec::new();
+        let mut aggregates = Aggregates::default();
+        let mut flush = self.last_flush.elapsed() >= FLUSH_EVERY;
         for job in group {
             done.push(match job {
                 Job::Append { events, .. } => Done::Appended(append(
@@ -160,9 +180,14 @@ impl Writer {
                     self.journey.as_ref(),
                     events,
                     received,
+                    &mut aggregates,
                 )?),
+                Job::Flush { .. } => {
+                    flush = true;
+                    Done::Flushed
+                }
                 Job::Tick { now, .. } => Done::Ticked(match &self.journey {
-                    Some(journey) => tick(&tx, &mut self.projector, journey, *now, received)?,
+                    Some(journey) => tick(&tx, &mut self.projector, journey, *now, received, &mut aggregates)?,
                     None => 0,
                 }),
                 Job::CreateKey { key, .. } => {
@@ -204,7 +229,21 @@ impl Writer {
                 }
             });
         }
-        tx.commit()?;
+        if flush {
+            // Readers must not see the pending changes both in the tables and here.
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut all = pending.clone();
+            all.merge(aggregates);
+            if !all.is_empty() {
+                all.write(&tx)?;
+            }
+            tx.commit()?;
+            *pending = Aggregates::default();
+            self.last_flush = Instant::now();
+        } else {
+            tx.commit()?;
+            self.pending.lock().unwrap_or_else(|p| p.into_inner()).merge(aggregates);
+        }
         let mut ring = self.keys.write().unwrap_or_else(|p| p.into_inner());
         for (hash, key) in key_changes {
             match key {
@@ -223,6 +262,7 @@ fn mismatch(done: Result<Done, String>) -> String {
 
 enum Done {
     Appended(Vec<AppendStatus>),
+    Flushed,
     Ticked(u64),
     Created(ApiKey, String),
     Deleted(bool),
@@ -236,6 +276,7 @@ pub fn append(
     journey: Option<&JourneyRules>,
     events: &[ValidEvent],
     received: Timestamp,
+    aggregates: &mut Aggregates,
 ) -> Result<Vec<AppendStatus>, StoreError> {
     let book = journey.map(|j| &j.book);
     let mut appender = Appender::new(conn, projector, journey.map(|j| &j.health), received);
@@ -259,7 +300,7 @@ pub fn append(
         }
         statuses.push(status);
     }
-    appender.finish()?;
+    appender.finish(aggregates);
     Ok(statuses)
 }
 
@@ -270,6 +311,7 @@ pub fn tick(
     journey: &JourneyRules,
     now: Timestamp,
     received: Timestamp,
+    aggregates: &mut Aggregates,
 ) -> Result<u64, StoreError> {
     let book = &journey.book;
     let mut appender = Appender::new(conn, projector, Some(&journey.health), received);
@@ -295,7 +337,7 @@ pub fn tick(
             break;
         }
     }
-    appender.finish()?;
+    appender.finish(aggregates);
     Ok(changed)
 }
 
@@ -420,15 +462,101 @@ impl<'a> Appender<'a> {
         }
     }
 
-    fn finish(self) -> rusqlite::Result<()> {
-        let mut count = self.conn.prepare_cached(
+    /// Hands this job's aggregate changes to the group's.
+    fn finish(self, into: &mut Aggregates) {
+        into.merge(Aggregates {
+            counts: self.counts,
+            days: self.days,
+        });
+    }
+}
+
+/// Aggregate projections (event counts by type, journey health by touchpoint and
+/// day) not yet written to their tables. Writing them on every commit would cost a
+/// page or two of WAL per commit; instead the writer keeps them here, shared with
+/// readers (who add them to what the tables hold), and writes them at most about
+/// once a second, in a commit that also moves the watermark `aggregated_through`.
+/// At open, events past the watermark are tallied again from the log.
+#[derive(Debug, Default, Clone)]
+pub struct Aggregates {
+    pub counts: HashMap<String, i64>,
+    pub days: HashMap<(String, i64), Tally>,
+}
+
+impl Aggregates {
+    fn merge(&mut self, other: Aggregates) {
+        for (event_type, n) in other.counts {
+            *self.counts.entry(event_type).or_default() += n;
+        }
+        for (key, tally) in other.days {
+            self.days.entry(key).or_default().add(&tally);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.days.is_empty()
+    }
+
+    /// Adds these to the tables and moves the watermark to the newest event.
+    fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut count = conn.prepare_cached(
             "INSERT INTO event_type_counts (type, n) VALUES (?1, ?2) ON CONFLICT (type) DO UPDATE SET n = n + excluded.n",
         )?;
         for (event_type, n) in &self.counts {
             count.execute(params![event_type, n])?;
         }
-        add_days(self.conn, "main", &self.days)
+        add_days(conn, "main", &self.days)?;
+        conn.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ('aggregated_through', (SELECT coalesce(max(seq), 0) FROM events))
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute([])?;
+        Ok(())
     }
+}
+
+/// How often pending aggregates are written at the latest.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Tallies the events past the watermark again (after a stop or a crash) and writes them.
+pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>) -> Result<u64, StoreError> {
+    let watermark: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'aggregated_through'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let watermark = match watermark {
+        Some(w) => w,
+        // A store whose aggregates were written with every commit is up to date.
+        None if conn.query_row("SELECT count(*) FROM event_type_counts", [], |r| r.get::<_, i64>(0))? > 0 => {
+            conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?
+        }
+        None => 0,
+    };
+    let mut aggregates = Aggregates::default();
+    let mut tallied = 0;
+    {
+        let mut scan = conn.prepare("SELECT type, body FROM events WHERE seq > ?1 ORDER BY seq")?;
+        let mut rows = scan.query([watermark])?;
+        while let Some(row) = rows.next()? {
+            let event_type: String = row.get(0)?;
+            *aggregates.counts.entry(event_type).or_default() += 1;
+            if let Some(health) = health {
+                let body: String = row.get(1)?;
+                if let Ok(event) = troth_core::validate_event(&body) {
+                    let day = day_of(&event);
+                    for (touchpoint, tally) in health.contributions(&event) {
+                        aggregates.days.entry((touchpoint, day)).or_default().add(&tally);
+                    }
+                }
+            }
+            tallied += 1;
+        }
+    }
+    let tx = conn.unchecked_transaction()?;
+    aggregates.write(&tx)?;
+    tx.commit()?;
+    Ok(tallied)
 }
 
 /// Adds health tallies to the per-day projection.
