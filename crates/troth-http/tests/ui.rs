@@ -147,6 +147,25 @@ async fn pages_show_what_the_events_say() {
         "no stage is shown before its event arrived"
     );
 
+    let (status, location, _) = get(&router, "/ui/journey", None).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/ui/journeys/retail"))
+    );
+    let (status, _, journey) = get(&router, "/ui/journeys/retail", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        journey.contains("<h2>Second moment of truth: receive and use</h2>"),
+        "{journey}"
+    );
+    assert!(
+        journey.contains("<strong>The one-hour delivery window</strong>") && journey.contains("owned by logistics")
+    );
+    assert!(
+        journey.contains("2 exposures · promises kept 0 of 0 (– broken) · 0 survey answers (– negative)"),
+        "the shipment created and its window are exposure: {journey}"
+    );
+
     let (status, _, _) = get(&router, "/ui/shipments/nope", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, docs) = get(&router, "/docs", None).await;

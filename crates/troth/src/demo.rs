@@ -195,7 +195,10 @@ fn simulated(line: &str) -> anyhow::Result<ValidEvent> {
 /// customer, the API reference.
 async fn urls(store: &SqliteStore, addr: std::net::SocketAddr) -> anyhow::Result<Vec<(&'static str, String, String)>> {
     let base = format!("http://{addr}");
-    let mut urls = vec![("overview", format!("{base}/"), String::new())];
+    let mut urls = vec![
+        ("overview", format!("{base}/"), String::new()),
+        ("journey", format!("{base}/ui/journey"), String::new()),
+    ];
     let out = store
         .events(EventQuery {
             event_type: Some("shipment.out_for_delivery".into()),

@@ -40,7 +40,7 @@ pub fn page(title: &str, refresh_seconds: Option<u32>, body: &str) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 {refresh}<title>{title} · troth</title><link rel="stylesheet" href="/assets/troth.css"></head>
-<body><header><a class="brand" href="/">troth</a><a href="/">Overview</a><a href="/docs">API</a></header>
+<body><header><a class="brand" href="/">troth</a><a href="/">Overview</a><a href="/ui/journey">Journey</a><a href="/docs">API</a></header>
 <main><h1>{title}</h1>
 {body}
 </main></body></html>"#,

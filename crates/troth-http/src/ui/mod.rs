@@ -4,6 +4,7 @@
 //! - `/` — the overview: events and customers, events by type, the latest events;
 //! - `/ui/customers/{id}` — the agent's view of one customer: profile and timeline;
 //! - `/ui/shipments/{id}` — one shipment: its real stages, window, driver and trail;
+//! - `/ui/journeys/{key}` — the journey's stages and touchpoints, coloured by health;
 //! - `/docs` — the API reference, rendered from the OpenAPI description;
 //! - `/login` — with a master key, pages need a key too, kept in a cookie.
 
@@ -30,6 +31,8 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
         .route("/", get(overview::<S>))
         .route("/ui/customers/{id}", get(customer::<S>))
         .route("/ui/shipments/{id}", get(shipment::<S>))
+        .route("/ui/journeys/{key}", get(journey::<S>))
+        .route("/ui/journey", get(followed_journey::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             (state, Scope::Read),
             crate::auth::require_page::<S>,
@@ -70,6 +73,21 @@ fn render(page: Result<Option<String>, crate::ApiError>) -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+async fn journey<S: Store>(State(state): State<AppState<S>>, Segment(key): Segment) -> Response {
+    match &state.journey {
+        Some(map) if map.key == key => render(pages::journey(&state.store, map).await),
+        _ => render(Ok(None)),
+    }
+}
+
+/// The journey this server follows.
+async fn followed_journey<S: Store>(State(state): State<AppState<S>>) -> Response {
+    match &state.journey {
+        Some(map) => Redirect::to(&format!("/ui/journeys/{}", html::url_segment(&map.key))).into_response(),
+        None => render(Ok(None)),
     }
 }
 
