@@ -48,6 +48,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let runtime = crate::cli::runtime()?;
     let journey = crate::config::load_journey(None)?;
+    let journey_key = journey.key.clone();
     let store = SqliteStore::open_with_journey(&data_dir, Some(&journey))
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let (addr, stop_server) = runtime.block_on(crate::serve::spawn(store.clone(), listen, None, Some(journey)))?;
@@ -75,7 +76,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let next = load_history(&store, &rx, now, &stopping)?;
     if !stopping.load(Ordering::SeqCst) {
-        let urls = runtime.block_on(urls(&store, addr))?;
+        let urls = runtime.block_on(urls(&store, addr, &journey_key))?;
         println!("\ntroth demo is running (Ctrl-C to stop)");
         for (name, url, note) in &urls {
             println!("  {name:<14} {url}{note}");
@@ -193,11 +194,15 @@ fn simulated(line: &str) -> anyhow::Result<ValidEvent> {
 
 /// The pages worth opening: the overview, a shipment out for delivery now, its
 /// customer, the API reference.
-async fn urls(store: &SqliteStore, addr: std::net::SocketAddr) -> anyhow::Result<Vec<(&'static str, String, String)>> {
+async fn urls(
+    store: &SqliteStore,
+    addr: std::net::SocketAddr,
+    journey_key: &str,
+) -> anyhow::Result<Vec<(&'static str, String, String)>> {
     let base = format!("http://{addr}");
     let mut urls = vec![
         ("overview", format!("{base}/"), String::new()),
-        ("journey", format!("{base}/ui/journey"), String::new()),
+        ("journey", format!("{base}/ui/journeys/{}", journey_key), String::new()),
     ];
     let out = store
         .events(EventQuery {
