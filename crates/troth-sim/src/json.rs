@@ -24,35 +24,35 @@ pub fn push_i64(out: &mut String, n: i64) {
     push_u64(out, n.unsigned_abs());
 }
 
-/// Appends `x` with exactly six decimals (coordinates), without float formatting.
-pub fn push_fixed6(out: &mut String, x: f64) {
-    let micro = (x * 1e6).round() as i64;
-    if micro < 0 {
+/// Appends `x` with exactly `DECIMALS` decimals, without float formatting.
+fn push_fixed<const DECIMALS: u32>(out: &mut String, x: f64) {
+    let scale = 10u64.pow(DECIMALS);
+    let scaled = (x * scale as f64).round() as i64;
+    if scaled < 0 {
         out.push('-');
     }
-    let m = micro.unsigned_abs();
-    push_u64(out, m / 1_000_000);
+    let m = scaled.unsigned_abs();
+    push_u64(out, m / scale);
     out.push('.');
-    let frac = m % 1_000_000;
-    let mut digits = [b'0'; 6];
-    let mut f = frac;
+    let mut frac = m % scale;
+    let mut digits = [b'0'; 20];
+    let digits = &mut digits[..DECIMALS as usize];
     for d in digits.iter_mut().rev() {
-        *d = b'0' + (f % 10) as u8;
-        f /= 10;
+        *d = b'0' + (frac % 10) as u8;
+        frac /= 10;
     }
-    out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
+    // The buffer holds only ASCII digits.
+    out.push_str(std::str::from_utf8(digits).unwrap_or("0"));
+}
+
+/// Appends `x` with exactly six decimals (coordinates).
+pub fn push_fixed6(out: &mut String, x: f64) {
+    push_fixed::<6>(out, x);
 }
 
 /// Appends `x` with one decimal (speeds, distances).
 pub fn push_fixed1(out: &mut String, x: f64) {
-    let tenths = (x * 10.0).round() as i64;
-    if tenths < 0 {
-        out.push('-');
-    }
-    let t = tenths.unsigned_abs();
-    push_u64(out, t / 10);
-    out.push('.');
-    push_u64(out, t % 10);
+    push_fixed::<1>(out, x);
 }
 
 /// Appends `s` as the inside of a JSON string, escaping what must be escaped.

@@ -134,14 +134,12 @@ pub fn known(conn: &Connection, subject: &str) -> rusqlite::Result<Vec<Tracked>>
     rows.collect()
 }
 
-/// Promises whose next check has come by `now`, with their customer refs.
-pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> rusqlite::Result<Vec<(Tracked, Option<String>)>> {
+/// Promises whose next check has come by `now`.
+pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> rusqlite::Result<Vec<Tracked>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS}, customer_ref FROM main.promises WHERE next_check_us <= ?1 ORDER BY next_check_us LIMIT ?2"
+        "SELECT {COLUMNS} FROM main.promises WHERE next_check_us <= ?1 ORDER BY next_check_us LIMIT ?2"
     ))?;
-    let rows = stmt.query_map(params![now.micros(), limit as i64], |r| {
-        Ok((row(r)?, r.get::<_, Option<String>>(10)?))
-    })?;
+    let rows = stmt.query_map(params![now.micros(), limit as i64], row)?;
     rows.collect()
 }
 

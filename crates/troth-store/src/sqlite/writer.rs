@@ -321,15 +321,15 @@ pub fn tick(
         if due.is_empty() {
             break;
         }
-        for (promise, customer_ref) in &due {
+        for promise in &due {
             let Some(change) = book.on_clock(promise, now) else {
                 continue;
             };
-            let customer = customer_ref.as_deref().and_then(|c| serde_json::from_str(c).ok());
             appender.record(
                 std::slice::from_ref(&change),
                 std::slice::from_ref(promise),
-                customer.as_ref(),
+                // The clock never makes a promise; later changes carry the stored customer.
+                None,
             )?;
             changed += 1;
         }
@@ -420,7 +420,8 @@ impl<'a> Appender<'a> {
         Ok(AppendStatus::Accepted { seq })
     }
 
-    /// Appends the events that record promise changes.
+    /// Appends the events that record promise changes. `customer` is the making
+    /// event's customer, used for `Made`; later changes carry the one stored with the promise.
     fn record(
         &mut self,
         changes: &[Change],
