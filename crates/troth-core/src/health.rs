@@ -33,6 +33,9 @@ pub struct Tally {
     pub transfers: i64,
     pub holds: i64,
     pub hold_seconds: i64,
+    /// Outcomes among the exposure events (see [`outcome`]), and how many failed.
+    pub outcomes: i64,
+    pub failures: i64,
 }
 
 /// Declares [`Tally`]'s fields once, for storing them as columns.
@@ -73,6 +76,8 @@ tally_columns!(
     transfers,
     holds,
     hold_seconds,
+    outcomes,
+    failures,
 );
 
 impl Tally {
@@ -94,6 +99,8 @@ impl Tally {
         self.transfers += other.transfers;
         self.holds += other.holds;
         self.hold_seconds += other.hold_seconds;
+        self.outcomes += other.outcomes;
+        self.failures += other.failures;
     }
 
     /// Kept among the promises settled (kept or broken), when any were.
@@ -113,6 +120,33 @@ impl Tally {
 
     pub fn ces(&self) -> Option<f64> {
         (self.ces_answers > 0).then(|| self.ces_sum as f64 / self.ces_answers as f64)
+    }
+
+    /// Share of outcomes that failed, when there were any.
+    pub fn failure_rate(&self) -> Option<f64> {
+        (self.outcomes > 0).then(|| self.failures as f64 / self.outcomes as f64)
+    }
+
+    /// Share of survey answers that were negative, when there were any.
+    pub fn negative_rate(&self) -> Option<f64> {
+        (self.answers > 0).then(|| self.negative_answers as f64 / self.answers as f64)
+    }
+}
+
+/// Whether an event is the outcome of an attempt: `Some(true)` when it succeeded,
+/// `Some(false)` when it failed, `None` when it is not an outcome. A touchpoint's
+/// failure share counts the outcomes among its exposure events.
+pub fn outcome(data: &EventData) -> Option<bool> {
+    match data {
+        EventData::PaymentSucceeded(_) | EventData::ShipmentDelivered(_) | EventData::CaseResolved(_) => Some(true),
+        EventData::PaymentFailed(_)
+        | EventData::AttemptFailed(_)
+        | EventData::ShipmentLost(_)
+        | EventData::ShipmentReturned(_)
+        | EventData::CaseReopened(_) => Some(false),
+        EventData::StoreVisited(v) => v.found,
+        EventData::ReviewPosted(r) => Some(r.rating.0 >= 3),
+        _ => None,
     }
 }
 
@@ -146,6 +180,33 @@ impl HealthIndex {
         index
     }
 
+    /// Identifies what the tallies mean: the tally's fields and which event types and
+    /// surveys concern which touchpoints. Tallies stored under another fingerprint
+    /// were counted by other rules and must be counted again from the log.
+    pub fn fingerprint(&self) -> i64 {
+        // FNV-1a: stable across builds and platforms, unlike std's hasher.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |text: &str| {
+            for byte in text.bytes().chain([0]) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        feed("tally");
+        Tally::FIELDS.iter().for_each(|f| feed(f));
+        for (label, index) in [("exposure", &self.by_exposure), ("survey", &self.by_survey)] {
+            feed(label);
+            let mut entries: Vec<_> = index.iter().collect();
+            entries.sort();
+            for (key, touchpoints) in entries {
+                feed(key);
+                touchpoints.iter().for_each(|t| feed(t));
+            }
+        }
+        // Fits SQLite's signed integers.
+        (hash >> 1) as i64
+    }
+
     /// What `event` adds, per touchpoint.
     pub fn contributions(&self, event: &ValidEvent) -> Vec<(String, Tally)> {
         let mut out: Vec<(String, Tally)> = Vec::new();
@@ -158,8 +219,13 @@ impl HealthIndex {
             }
         };
         for touchpoint in self.by_exposure.get(&event.event_type).into_iter().flatten() {
+            let outcome = outcome(&event.data);
             add(touchpoint, &|t| {
                 t.exposure += 1;
+                if let Some(succeeded) = outcome {
+                    t.outcomes += 1;
+                    t.failures += i64::from(!succeeded);
+                }
                 match &event.data {
                     EventData::CaseTransferred(_) => t.transfers += 1,
                     EventData::CaseHeld(h) => {

@@ -51,7 +51,28 @@ pub struct Touchpoint {
     pub surveys: Vec<String>,
     pub promises: Vec<Promise>,
     pub plays: Vec<Play>,
+    /// What counts as good enough here; falling short is what ranks a weakest link.
+    pub targets: Targets,
 }
+
+/// A touchpoint's targets, each a share between 0 and 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Targets {
+    /// Share of settled promises that must be kept.
+    pub promises_kept: f64,
+    /// Largest acceptable share of negative survey answers.
+    pub negative_answers: f64,
+    /// Largest acceptable share of failed outcomes (failed payments or attempts,
+    /// lost parcels, items not found on the shelf, reopened cases, poor reviews).
+    pub failures: f64,
+}
+
+/// Targets where a map sets none: common service levels of retail operations.
+pub const DEFAULT_TARGETS: Targets = Targets {
+    promises_kept: 0.95,
+    negative_answers: 0.2,
+    failures: 0.1,
+};
 
 /// What a promise is, how it comes due, and what keeps or breaks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +241,15 @@ struct RawTouchpoint {
     promises: Vec<RawPromise>,
     #[serde(default)]
     plays: Vec<RawPlay>,
+    targets: Option<RawTargets>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTargets {
+    promises_kept: Option<Spanned<f64>>,
+    negative_answers: Option<Spanned<f64>>,
+    failures: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -262,6 +292,8 @@ struct KindDefaults {
     kept_by: &'static [&'static str],
     broken_by: &'static [&'static str],
     at_risk_before_seconds: Option<u64>,
+    /// The usual service level: share of these promises that must be kept.
+    kept_target: f64,
 }
 
 fn kind_defaults(kind: &str) -> Option<KindDefaults> {
@@ -273,6 +305,7 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             kept_by: &["shipment.delivered"],
             broken_by: &["shipment.attempt_failed", "shipment.lost"],
             at_risk_before_seconds: Some(15 * 60),
+            kept_target: 0.95,
         },
         "delivery_date" => KindDefaults {
             made_by: "order.placed",
@@ -281,6 +314,7 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             kept_by: &["shipment.delivered"],
             broken_by: &["order.cancelled", "shipment.lost"],
             at_risk_before_seconds: Some(4 * 3600),
+            kept_target: 0.95,
         },
         "stock" => KindDefaults {
             made_by: "availability.shown",
@@ -289,6 +323,7 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             kept_by: &["store.visited"],
             broken_by: &[],
             at_risk_before_seconds: None,
+            kept_target: 0.98,
         },
         "callback" => KindDefaults {
             made_by: "callback.promised",
@@ -297,6 +332,7 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             kept_by: &["callback.made"],
             broken_by: &[],
             at_risk_before_seconds: Some(15 * 60),
+            kept_target: 0.95,
         },
         "refund" => KindDefaults {
             made_by: "refund.promised",
@@ -305,6 +341,7 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             kept_by: &["refund.issued"],
             broken_by: &[],
             at_risk_before_seconds: Some(24 * 3600),
+            kept_target: 0.98,
         },
         "case_sla" => KindDefaults {
             made_by: "case.opened",
@@ -313,6 +350,7 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             kept_by: &["case.resolved"],
             broken_by: &[],
             at_risk_before_seconds: None,
+            kept_target: 0.8,
         },
         _ => return None,
     };
@@ -364,6 +402,42 @@ impl Checker<'_> {
     }
 
     /// Records the key, or an error when it was seen before.
+    /// The touchpoint's targets: those it sets, else the most lenient usual service
+    /// level among its promises' kinds (their tallies are summed together), else [`DEFAULT_TARGETS`].
+    fn targets(&mut self, raw: Option<&RawTargets>, promises: &[Promise], at: &str) -> Targets {
+        let kept_default = promises
+            .iter()
+            .filter_map(|p| p.kind.as_deref().and_then(kind_defaults))
+            .map(|k| k.kept_target)
+            .reduce(f64::min)
+            .unwrap_or(DEFAULT_TARGETS.promises_kept);
+        let mut share = |value: Option<&Spanned<f64>>, name: &str, default: f64| match value {
+            Some(v) if (0.0..=1.0).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                self.error(v, format!("{at}.targets.{name}"), "must be a share between 0 and 1");
+                default
+            }
+            None => default,
+        };
+        Targets {
+            promises_kept: share(
+                raw.and_then(|r| r.promises_kept.as_ref()),
+                "promises_kept",
+                kept_default,
+            ),
+            negative_answers: share(
+                raw.and_then(|r| r.negative_answers.as_ref()),
+                "negative_answers",
+                DEFAULT_TARGETS.negative_answers,
+            ),
+            failures: share(
+                raw.and_then(|r| r.failures.as_ref()),
+                "failures",
+                DEFAULT_TARGETS.failures,
+            ),
+        }
+    }
+
     fn unique(&mut self, seen: &mut HashSet<String>, key: &Spanned<String>, field: String, what: &str) {
         if key.get_ref().is_empty() {
             self.error(key, field, format!("the {what} key must not be empty"));
@@ -486,6 +560,7 @@ impl Checker<'_> {
                     plays.push(play);
                 }
             }
+            let targets = self.targets(t.targets.as_ref(), &promises, &at);
             touchpoints.push(Touchpoint {
                 key: t.key.get_ref().clone(),
                 name: t.name.clone(),
@@ -497,6 +572,7 @@ impl Checker<'_> {
                 surveys: t.surveys.clone(),
                 promises,
                 plays,
+                targets,
             });
         }
         self.cycles(&raw.touchpoints);

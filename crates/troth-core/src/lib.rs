@@ -10,6 +10,7 @@ pub mod identity;
 pub mod journey;
 pub mod promise;
 pub mod timestamp;
+pub mod weakest;
 
 pub use envelope::{Channel, CustomerRef, MAX_EVENT_BYTES, ValidEvent, validate_event, validate_value};
 pub use field::FieldError;

@@ -1,10 +1,13 @@
 //! `/api/v1/journeys/{key}/…`: the journey map's promises (health and weakest links follow).
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 use troth_core::health::Tally;
 use troth_core::journey::{JourneyMap, Touchpoint};
+use troth_core::weakest::WeakLink;
 use troth_store::{PromiseQuery, PromiseView, Store};
 
 use crate::AppState;
@@ -140,6 +143,15 @@ pub struct TouchpointHealth {
     pub promises: PromiseHealth,
     pub surveys: SurveyHealth,
     pub effort: EffortHealth,
+    pub outcomes: OutcomeHealth,
+}
+
+/// Attempts that succeeded or failed (payments, deliveries, shelf visits, cases, reviews).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OutcomeHealth {
+    pub count: i64,
+    pub failed: i64,
+    pub failure_rate: Option<f64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -303,6 +315,68 @@ pub async fn functions<S: Store>(
     }))
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WeakestLinks {
+    #[schema(value_type = Vec<Object>)]
+    pub links: Vec<WeakLink>,
+}
+
+/// Touchpoints ranked worst first by how far they fall short of their targets,
+/// weighed by exposure (the method: docs/journey-map.md, "Weakest links").
+#[utoipa::path(
+    get, path = "/api/v1/journeys/{key}/weakest-links", tag = "journeys",
+    params(
+        ("key" = String, Path, description = "The journey map's key"),
+        ("stage" = Option<String>, Query, description = "Only touchpoints of this stage"),
+        ("from" = Option<String>, Query, description = "From this day (RFC 3339; its UTC day)"),
+        ("to" = Option<String>, Query, description = "Until this time (RFC 3339; the day it falls in included)"),
+        ("limit" = Option<usize>, Query, description = "1–1000, default 10"),
+    ),
+    responses(
+        (status = 200, body = WeakestLinks),
+        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn weakest_links<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(key): Segment,
+    Params(params): Params,
+) -> Result<Json<WeakestLinks>, ApiError> {
+    let map = journey(&state, &key)?;
+    let mut range = DayRange::empty();
+    let mut stage = None;
+    let mut limit = 10;
+    for (name, value) in &params {
+        match name.as_str() {
+            "stage" => {
+                if !map.stages.iter().any(|s| s.key == *value) {
+                    let known: Vec<&str> = map.stages.iter().map(|s| s.key.as_str()).collect();
+                    return Err(invalid_param(
+                        name,
+                        format!(
+                            "no stage {value:?} in this journey; its stages are {}",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                stage = Some(value.clone());
+            }
+            "limit" => limit = limit_param(name, value)?,
+            other => {
+                if !range.take(other, &params)? {
+                    return Err(unknown_param(other, "stage, from, to, limit"));
+                }
+            }
+        }
+    }
+    let tallies: HashMap<String, Tally> = state.store.health(range.from, range.to).await?.into_iter().collect();
+    let mut links = troth_core::weakest::weakest_links(map, &tallies, stage.as_deref());
+    links.truncate(limit);
+    Ok(Json(WeakestLinks { links }))
+}
+
 /// A range of whole UTC days from `from` and `to` parameters.
 struct DayRange {
     from: Option<i64>,
@@ -313,26 +387,42 @@ struct DayRange {
 
 impl DayRange {
     fn from_params(params: &[(String, String)]) -> Result<DayRange, ApiError> {
-        let mut range = DayRange {
+        let mut range = DayRange::empty();
+        for (name, _) in params {
+            if !range.take(name, params)? {
+                return Err(unknown_param(name, "from, to"));
+            }
+        }
+        Ok(range)
+    }
+
+    /// Takes `from` or `to` (answering true), leaving other parameters to the caller.
+    fn take(&mut self, name: &str, params: &[(String, String)]) -> Result<bool, ApiError> {
+        let value = match params.iter().find(|(n, _)| n == name) {
+            Some((_, value)) => value,
+            None => return Ok(false),
+        };
+        match name {
+            "from" => {
+                self.from = Some(day_param(name, value, false)?);
+                self.from_text = Some(value.clone());
+            }
+            "to" => {
+                self.to = Some(day_param(name, value, true)?);
+                self.to_text = Some(value.clone());
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn empty() -> DayRange {
+        DayRange {
             from: None,
             to: None,
             from_text: None,
             to_text: None,
-        };
-        for (name, value) in params {
-            match name.as_str() {
-                "from" => {
-                    range.from = Some(day_param(name, value, false)?);
-                    range.from_text = Some(value.clone());
-                }
-                "to" => {
-                    range.to = Some(day_param(name, value, true)?);
-                    range.to_text = Some(value.clone());
-                }
-                other => return Err(unknown_param(other, "from, to")),
-            }
         }
-        Ok(range)
     }
 }
 
@@ -366,6 +456,11 @@ fn touchpoint_health(t: &Touchpoint, tallies: &[(String, Tally)]) -> TouchpointH
             transfers: tally.transfers,
             holds: tally.holds,
             hold_seconds: tally.hold_seconds,
+        },
+        outcomes: OutcomeHealth {
+            count: tally.outcomes,
+            failed: tally.failures,
+            failure_rate: tally.failure_rate(),
         },
     }
 }

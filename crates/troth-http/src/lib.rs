@@ -80,6 +80,10 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .route("/api/v1/journeys/{key}/promises", get(journeys::promises::<S>))
         .route("/api/v1/journeys/{key}/health", get(journeys::health::<S>))
         .route("/api/v1/journeys/{key}/functions", get(journeys::functions::<S>))
+        .route(
+            "/api/v1/journeys/{key}/weakest-links",
+            get(journeys::weakest_links::<S>),
+        )
         .route_layer(scoped(Scope::Read));
     let admin = Router::new()
         .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))

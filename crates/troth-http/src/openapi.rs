@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
         crate::journeys::promises,
         crate::journeys::health,
         crate::journeys::functions,
+        crate::journeys::weakest_links,
         crate::keys::create_key,
         crate::keys::list_keys,
         crate::keys::delete_key,

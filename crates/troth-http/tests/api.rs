@@ -494,3 +494,83 @@ async fn promises_along_the_journey() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn weakest_links_rank_touchpoints_below_their_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+    let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
+    let api = Api {
+        _dir: dir,
+        router: app(AppState::new(store, None).with_journey(journey)),
+    };
+    // Ten payments, six of them failed; ten store visits, all found.
+    let mut events = Vec::new();
+    for i in 0..10 {
+        let kind = if i < 6 { "payment.failed" } else { "payment.succeeded" };
+        events.push(
+            json!({"id": format!("p{i}"), "type": kind, "time": "2026-11-20T10:00:00Z",
+                           "data": {"method": "card", "amount": 1000, "currency": "EUR"}}),
+        );
+        events.push(
+            json!({"id": format!("v{i}"), "type": "store.visited", "time": "2026-11-20T11:00:00Z",
+                           "data": {"store": "st-1", "sku": "tyre", "found": true}}),
+        );
+    }
+    api.post("/api/v1/events", Value::Array(events)).await;
+
+    let (status, _, all) = api
+        .call("GET", "/api/v1/journeys/retail/weakest-links", None, Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let links = all["links"].as_array().unwrap();
+    assert_eq!(links.len(), 2, "only touchpoints with something measured: {all}");
+    let pay = &links[0];
+    assert_eq!(pay["touchpoint"], "pay");
+    assert_eq!(pay["stage"], "fmot");
+    assert_eq!(pay["owners"], json!(["payments", "it"]));
+    assert_eq!(pay["exposure"], 10);
+    assert_eq!(pay["failure_rate"], 0.6);
+    assert!(pay["score"].as_f64().unwrap() > 0.0);
+    assert_eq!(pay["why"], "60% of 10 outcomes failed (target: at most 10%)");
+    assert_eq!(links[1]["touchpoint"], "stock");
+    assert_eq!(links[1]["score"], 0.0);
+
+    let (_, _, zmot) = api
+        .call(
+            "GET",
+            "/api/v1/journeys/retail/weakest-links?stage=zmot&limit=1",
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(zmot["links"].as_array().unwrap().len(), 1);
+    assert_eq!(zmot["links"][0]["touchpoint"], "stock");
+    let (_, _, before) = api
+        .call(
+            "GET",
+            "/api/v1/journeys/retail/weakest-links?to=2026-11-19T00:00:00Z",
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(before["links"], json!([]));
+
+    for (query, field) in [
+        ("stage=nowhere", "stage"),
+        ("limit=0", "limit"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, content_type, problem) = api
+            .call(
+                "GET",
+                &format!("/api/v1/journeys/retail/weakest-links?{query}"),
+                None,
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(problem["field"], field, "{problem}");
+    }
+}

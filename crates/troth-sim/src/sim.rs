@@ -1805,6 +1805,7 @@ impl<'w> Sim<'w> {
                 }
             }
         }
+        let mut resolution = None;
         let refund = matches!(category, "lost_parcel" | "damaged" | "return")
             || (category == "late_delivery" && self.rng.chance(0.2));
         if refund && value > 0 {
@@ -1841,19 +1842,21 @@ impl<'w> Sim<'w> {
                     returned: category == "return",
                 },
             );
-            return;
+            // With the refund arranged, the case is done; the refund is followed as a promise.
+            resolved_at = resolved_at.max(t + 2 * MIN);
+            resolution = Some("refund_promised");
         }
         if resolvable {
             self.out.begin(resolved_at, 0, "case.resolved", source, channel);
             self.who(Who::Email(c));
             self.out.subject("case", "k-", case);
             self.out.data();
-            let resolution = match category {
+            let resolution = resolution.unwrap_or(match category {
                 "late_delivery" | "failed_delivery" => "redelivery_booked",
                 "payment" => "payment_retried",
                 "out_of_stock" => "item_reserved",
                 _ => "explained",
-            };
+            });
             self.out.s("resolution", resolution);
             self.out.end();
         }
@@ -1887,13 +1890,6 @@ impl<'w> Sim<'w> {
         self.out.subject("case", "k-", case);
         self.out.data();
         self.out.i("amount", amount);
-        self.out.end();
-        self.out
-            .begin(at + 10 * MIN, 0, "case.resolved", "contact-centre", "email");
-        self.who(Who::Email(c));
-        self.out.subject("case", "k-", case);
-        self.out.data();
-        self.out.s("resolution", "refunded");
         self.out.end();
         if self.rng.chance(self.w.rates.survey) {
             self.survey(

@@ -184,3 +184,63 @@ async fn aggregates_survive_a_stop_before_they_are_written() {
     assert_eq!(sorted(after.1), sorted(before.1));
     assert!(store.replay(false, &mut |_| {}).unwrap().matches());
 }
+
+/// Health tallies follow the map the store is opened with: when a changed map counts
+/// other events for a touchpoint, the history is counted again from the log.
+#[tokio::test]
+async fn a_changed_map_recounts_health_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let retail = include_str!("../../../journeys/retail.toml");
+    let reopen = |text: &str| {
+        let map = parse_journey(text).unwrap();
+        let dir = dir.path().to_owned();
+        async move {
+            loop {
+                match SqliteStore::open_with_journey(&dir, Some(&map)) {
+                    Ok(store) => break store,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                }
+            }
+        }
+    };
+    let exposure_of = |health: Vec<(String, troth_core::health::Tally)>, key: &str| {
+        health
+            .into_iter()
+            .find(|(t, _)| t == key)
+            .map_or(0, |(_, t)| t.exposure)
+    };
+
+    let store = reopen(retail).await;
+    store
+        .append(vec![
+            window("w1", "s1", "11:37", "12:37"),
+            delivered("d1", "s1", "12:00"),
+        ])
+        .await
+        .unwrap();
+    let health = store.health(None, None).await.unwrap();
+    assert_eq!(exposure_of(health.clone(), "delivery_window"), 1);
+    assert_eq!(exposure_of(health, "delivery"), 1);
+    drop(store);
+
+    // The delivery now also counts as exposure of the window touchpoint.
+    let changed = retail.replacen(
+        r#"exposure = ["shipment.created", "shipment.window_set", "shipment.rescheduled"]"#,
+        r#"exposure = ["shipment.created", "shipment.window_set", "shipment.rescheduled", "shipment.delivered"]"#,
+        1,
+    );
+    assert_ne!(changed, retail);
+    let store = reopen(&changed).await;
+    let health = store.health(None, None).await.unwrap();
+    assert_eq!(exposure_of(health.clone(), "delivery_window"), 2);
+    assert_eq!(exposure_of(health, "delivery"), 1);
+    assert!(store.replay(false, &mut |_| {}).unwrap().matches());
+    drop(store);
+
+    // And back: the first map's figures again.
+    let store = reopen(retail).await;
+    assert_eq!(
+        exposure_of(store.health(None, None).await.unwrap(), "delivery_window"),
+        1
+    );
+}

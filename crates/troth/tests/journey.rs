@@ -52,3 +52,77 @@ fn every_planted_fault_names_a_retail_touchpoint_and_its_stage() {
         }
     }
 }
+
+/// The weakest links find what was planted: on each shipped world, every fault is
+/// among the three weakest links of its stage, with a score above zero, and no
+/// touchpoint without a fault ranks above it. The big world is scaled down to
+/// 20,000 customers over 14 days (its faults and rates unchanged) to keep this quick.
+#[test]
+fn every_planted_fault_is_among_the_three_weakest_links_of_its_stage() {
+    use std::collections::HashMap;
+    use troth_store::Store;
+
+    let map =
+        troth_core::journey::parse_journey(&std::fs::read_to_string(repo("journeys/retail.toml")).unwrap()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    for name in ["small.toml", "retail.toml", "big.toml"] {
+        let mut world =
+            troth_sim::World::from_toml(&std::fs::read_to_string(repo("worlds").join(name)).unwrap()).unwrap();
+        if name == "big.toml" {
+            world.customers = 20_000;
+            world.days = 14;
+        }
+        let mut ndjson = Vec::new();
+        let manifest = troth_sim::simulate(&world, &mut |line| {
+            ndjson.extend_from_slice(line.as_bytes());
+            ndjson.push(b'\n');
+            Ok(())
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = troth_store::sqlite::SqliteStore::open_with_journey(dir.path(), Some(&map)).unwrap();
+        let summary = troth::import::into_store(&store, std::io::Cursor::new(ndjson), &mut |_| {}).unwrap();
+        assert_eq!(summary.accepted, manifest.events, "{name}");
+
+        // The promise clock runs to the end of the world, not to today.
+        let end = troth_core::Timestamp::parse_rfc3339(&manifest.end).unwrap();
+        let start = troth_core::Timestamp::parse_rfc3339(&manifest.start).unwrap();
+        let day = |t: troth_core::Timestamp| t.micros().div_euclid(86_400_000_000);
+        let tallies: HashMap<_, _> = runtime.block_on(async {
+            store.tick(end).await.unwrap();
+            store
+                .health(Some(day(start)), Some(day(end)))
+                .await
+                .unwrap()
+                .into_iter()
+                .collect()
+        });
+
+        let faulty: Vec<&str> = manifest.faults.iter().map(|f| f.touchpoint.as_str()).collect();
+        for fault in &manifest.faults {
+            let links = troth_core::weakest::weakest_links(&map, &tallies, Some(&fault.stage));
+            let ranking: Vec<String> = links
+                .iter()
+                .map(|l| format!("{} {} ({})", l.touchpoint, l.score, l.why))
+                .collect();
+            let rank = links
+                .iter()
+                .position(|l| l.touchpoint == fault.touchpoint)
+                .unwrap_or_else(|| panic!("{name}: {} is not ranked at all: {ranking:#?}", fault.touchpoint));
+            assert!(
+                rank < 3,
+                "{name}: {} ranks {} in {}: {ranking:#?}",
+                fault.kind,
+                rank + 1,
+                fault.stage
+            );
+            assert!(links[rank].score > 0.0, "{name}: {} scores 0: {ranking:#?}", fault.kind);
+            if let Some(healthy) = links[..rank].iter().find(|l| !faulty.contains(&l.touchpoint.as_str())) {
+                panic!(
+                    "{name}: healthy {} outranks {}: {ranking:#?}",
+                    healthy.touchpoint, fault.touchpoint
+                );
+            }
+        }
+    }
+}

@@ -534,6 +534,9 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>) -> Result<u64, 
         }
         None => 0,
     };
+    if let Some(health) = health {
+        recount_health_if_rules_changed(conn, health, watermark)?;
+    }
     let mut aggregates = Aggregates::default();
     let mut tallied = 0;
     {
@@ -558,6 +561,42 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>) -> Result<u64, 
     aggregates.write(&tx)?;
     tx.commit()?;
     Ok(tallied)
+}
+
+/// Counts the health tallies of events up to `through` again when they were counted
+/// by other rules (another journey map, or a version of troth with other fields).
+fn recount_health_if_rules_changed(conn: &Connection, health: &HealthIndex, through: i64) -> Result<(), StoreError> {
+    let fingerprint = health.fingerprint();
+    let stored: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'health_rules'", [], |r| r.get(0))
+        .optional()?;
+    if stored == Some(fingerprint) {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch("DROP TABLE IF EXISTS main.touchpoint_days")?;
+    tx.execute_batch(&super::schema::touchpoint_days("main"))?;
+    let mut days: HashMap<(String, i64), Tally> = HashMap::new();
+    {
+        let mut scan = tx.prepare("SELECT body FROM events WHERE seq <= ?1 ORDER BY seq")?;
+        let mut rows = scan.query([through])?;
+        while let Some(row) = rows.next()? {
+            let body: String = row.get(0)?;
+            if let Ok(event) = troth_core::validate_event(&body) {
+                let day = day_of(&event);
+                for (touchpoint, tally) in health.contributions(&event) {
+                    days.entry((touchpoint, day)).or_default().add(&tally);
+                }
+            }
+        }
+    }
+    add_days(&tx, "main", &days)?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('health_rules', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [fingerprint],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Adds health tallies to the per-day projection.

@@ -1,0 +1,321 @@
+//! The weakest links: touchpoints ranked by how far they fall short of their
+//! targets, weighed by how many customers meet them.
+//!
+//! Each touchpoint is measured on up to three signals over a time range:
+//! promises broken among those settled, negative survey answers among answers, and
+//! failed outcomes among outcomes (see [`crate::health::outcome`]). For each signal
+//! the shortfall is how far the failure share exceeds what the touchpoint's targets
+//! allow, taking the lower bound of the share's 95 % Wilson interval so that one bad
+//! answer out of three does not outrank three hundred out of a thousand. The score
+//! is the sum of the shortfalls times the natural logarithm of one plus the
+//! touchpoint's exposure: a failure met by many customers weighs more than the
+//! same failure met by few, without traffic alone making a touchpoint weak.
+//! The method is documented for users in docs/journey-map.md.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::health::Tally;
+use crate::journey::{JourneyMap, Touchpoint};
+
+/// One ranked touchpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WeakLink {
+    pub touchpoint: String,
+    pub stage: String,
+    pub owners: Vec<String>,
+    /// Higher is weaker; 0 when every target is met.
+    pub score: f64,
+    pub exposure: i64,
+    /// The failure share of the signal that falls furthest short of its target.
+    pub failure_rate: f64,
+    /// What failed, in words.
+    pub why: String,
+}
+
+/// One way a touchpoint can fail, measured.
+struct Signal {
+    failed: i64,
+    of: i64,
+    allowed: f64,
+    /// "promises broken", phrased to follow "N% of M …".
+    noun: &'static str,
+    verb: &'static str,
+}
+
+impl Signal {
+    fn rate(&self) -> f64 {
+        self.failed as f64 / self.of as f64
+    }
+
+    fn shortfall(&self) -> f64 {
+        (wilson_lower_bound(self.failed, self.of) - self.allowed).max(0.0)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} of {} {} {} (target: at most {})",
+            percent(self.rate()),
+            self.of,
+            self.noun,
+            self.verb,
+            percent(self.allowed)
+        )
+    }
+}
+
+fn signals(t: &Touchpoint, tally: &Tally) -> Vec<Signal> {
+    let settled = tally.promises_kept + tally.promises_broken;
+    let candidates = [
+        Signal {
+            failed: tally.promises_broken,
+            of: settled,
+            allowed: 1.0 - t.targets.promises_kept,
+            noun: "promises",
+            verb: "broken",
+        },
+        Signal {
+            failed: tally.negative_answers,
+            of: tally.answers,
+            allowed: t.targets.negative_answers,
+            noun: "survey answers",
+            verb: "negative",
+        },
+        Signal {
+            failed: tally.failures,
+            of: tally.outcomes,
+            allowed: t.targets.failures,
+            noun: "outcomes",
+            verb: "failed",
+        },
+    ];
+    candidates.into_iter().filter(|s| s.of > 0).collect()
+}
+
+/// Ranks the touchpoints of `map` (of one stage, if given) that have anything
+/// measured in `tallies`, worst first. Ties keep the map's order.
+pub fn weakest_links(map: &JourneyMap, tallies: &HashMap<String, Tally>, stage: Option<&str>) -> Vec<WeakLink> {
+    let mut links: Vec<WeakLink> = map
+        .touchpoints
+        .iter()
+        .filter(|t| stage.is_none_or(|s| t.stage == s))
+        .filter_map(|t| {
+            let tally = tallies.get(&t.key)?;
+            let mut signals = signals(t, tally);
+            if signals.is_empty() {
+                return None;
+            }
+            signals.sort_by(|a, b| {
+                (b.shortfall(), b.rate() - b.allowed)
+                    .partial_cmp(&(a.shortfall(), a.rate() - a.allowed))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+            let shortfall: f64 = signals.iter().map(Signal::shortfall).sum();
+            let score = shortfall * (1.0 + tally.exposure.max(0) as f64).ln();
+            let failing: Vec<String> = signals
+                .iter()
+                .filter(|s| s.shortfall() > 0.0)
+                .map(Signal::describe)
+                .collect();
+            let why = if failing.is_empty() {
+                format!("meets its targets: {}", signals[0].describe())
+            } else {
+                failing.join("; ")
+            };
+            Some(WeakLink {
+                touchpoint: t.key.clone(),
+                stage: t.stage.clone(),
+                owners: t.owners.clone(),
+                score: round(score, 4),
+                exposure: tally.exposure,
+                failure_rate: round(signals[0].rate(), 4),
+                why,
+            })
+        })
+        .collect();
+    links.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
+    links
+}
+
+/// Lower bound of the 95 % Wilson score interval of `failed` out of `of`.
+fn wilson_lower_bound(failed: i64, of: i64) -> f64 {
+    if of <= 0 {
+        return 0.0;
+    }
+    const Z: f64 = 1.96;
+    let n = of as f64;
+    let p = failed as f64 / n;
+    let z2 = Z * Z;
+    let centre = p + z2 / (2.0 * n);
+    let margin = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - margin) / (1.0 + z2 / n)).max(0.0)
+}
+
+fn percent(share: f64) -> String {
+    let p = share * 100.0;
+    if p != 0.0 && p < 1.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.0}%")
+    }
+}
+
+fn round(value: f64, places: i32) -> f64 {
+    let factor = 10f64.powi(places);
+    (value * factor).round() / factor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journey::parse_journey;
+
+    fn map() -> JourneyMap {
+        parse_journey(
+            r#"
+key = "shop"
+name = "Shop"
+[[functions]]
+key = "logistics"
+name = "Logistics"
+[[functions]]
+key = "service"
+name = "Service"
+[[touchpoints]]
+key = "window"
+name = "Delivery window"
+stage = "smot"
+owners = ["logistics"]
+exposure = ["shipment.window_set"]
+[[touchpoints.promises]]
+key = "window"
+kind = "delivery_window"
+[[touchpoints]]
+key = "callback"
+name = "Callback"
+stage = "smot"
+owners = ["service"]
+exposure = ["callback.promised"]
+[touchpoints.targets]
+negative_answers = 0.3
+[[touchpoints]]
+key = "pay"
+name = "Paying"
+stage = "fmot"
+owners = ["service"]
+exposure = ["payment.failed"]
+"#,
+        )
+        .unwrap()
+    }
+
+    fn tally(f: impl FnOnce(&mut Tally)) -> Tally {
+        let mut t = Tally::default();
+        f(&mut t);
+        t
+    }
+
+    #[test]
+    fn the_touchpoint_furthest_below_target_ranks_first_and_says_why() {
+        let tallies = HashMap::from([
+            (
+                "window".to_owned(),
+                tally(|t| {
+                    t.exposure = 1000;
+                    t.promises_kept = 700;
+                    t.promises_broken = 300;
+                }),
+            ),
+            (
+                "callback".to_owned(),
+                tally(|t| {
+                    t.exposure = 200;
+                    t.answers = 100;
+                    t.negative_answers = 25;
+                }),
+            ),
+        ]);
+        let links = weakest_links(&map(), &tallies, None);
+        assert_eq!(
+            links.iter().map(|l| l.touchpoint.as_str()).collect::<Vec<_>>(),
+            ["window", "callback"]
+        );
+        assert!(links[0].score > 0.0);
+        assert_eq!(links[0].failure_rate, 0.3);
+        assert_eq!(links[0].why, "30% of 1000 promises broken (target: at most 5%)");
+        // 25 % negative answers is within the callback's own target of 30 %.
+        assert_eq!(links[1].score, 0.0);
+        assert!(
+            links[1]
+                .why
+                .starts_with("meets its targets: 25% of 100 survey answers negative")
+        );
+    }
+
+    #[test]
+    fn few_bad_answers_do_not_outrank_many() {
+        let tallies = HashMap::from([
+            (
+                "window".to_owned(),
+                tally(|t| {
+                    t.exposure = 40;
+                    t.promises_kept = 1;
+                    t.promises_broken = 2;
+                }),
+            ),
+            (
+                "callback".to_owned(),
+                tally(|t| {
+                    t.exposure = 40;
+                    t.answers = 1000;
+                    t.negative_answers = 500;
+                }),
+            ),
+        ]);
+        let links = weakest_links(&map(), &tallies, None);
+        assert_eq!(links[0].touchpoint, "callback");
+    }
+
+    #[test]
+    fn the_same_shortfall_weighs_more_where_more_customers_meet_it() {
+        let broken = |exposure| {
+            tally(|t| {
+                t.exposure = exposure;
+                t.promises_kept = 80;
+                t.promises_broken = 20;
+            })
+        };
+        let small = weakest_links(&map(), &HashMap::from([("window".to_owned(), broken(100))]), None);
+        let large = weakest_links(&map(), &HashMap::from([("window".to_owned(), broken(10_000))]), None);
+        assert!(large[0].score > small[0].score);
+    }
+
+    #[test]
+    fn a_stage_filter_keeps_that_stage_and_nothing_measured_is_left_out() {
+        let tallies = HashMap::from([
+            (
+                "pay".to_owned(),
+                tally(|t| {
+                    t.exposure = 50;
+                    t.outcomes = 50;
+                    t.failures = 25;
+                }),
+            ),
+            ("window".to_owned(), tally(|t| t.exposure = 10)),
+        ]);
+        let links = weakest_links(&map(), &tallies, Some("fmot"));
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].touchpoint, "pay");
+        assert!(links[0].why.contains("50% of 50 outcomes failed"));
+        assert!(weakest_links(&map(), &tallies, Some("smot")).is_empty());
+    }
+
+    #[test]
+    fn wilson_bound_is_below_the_share_and_tightens_with_more_data() {
+        assert_eq!(wilson_lower_bound(0, 10), 0.0);
+        let few = wilson_lower_bound(3, 10);
+        let many = wilson_lower_bound(300, 1000);
+        assert!(few < many && many < 0.3);
+    }
+}
