@@ -3,6 +3,7 @@
 //! customers. Storage, HTTP and the CLI are adapters around it.
 
 pub mod catalogue;
+pub mod chasm;
 pub mod envelope;
 pub mod field;
 pub mod health;

@@ -377,6 +377,69 @@ pub async fn weakest_links<S: Store>(
     Ok(Json(WeakestLinks { links }))
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JourneyChasm {
+    pub journey: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub chasm: troth_core::chasm::Chasm,
+}
+
+/// Per stage, what the earlier stages led customers to expect against what this one
+/// delivered, and the cohort of customers whose early scores were high and late
+/// scores low (the method: docs/journey-map.md, "The expectation chasm").
+#[utoipa::path(
+    get, path = "/api/v1/journeys/{key}/chasm", tag = "journeys",
+    params(
+        ("key" = String, Path, description = "The journey map's key"),
+        ("from" = Option<String>, Query, description = "From this day (RFC 3339; its UTC day)"),
+        ("to" = Option<String>, Query, description = "Until this time (RFC 3339; the day it falls in included)"),
+        ("limit" = Option<usize>, Query, description = "How many of the cohort's customers to list: 1–1000, default 20"),
+    ),
+    responses(
+        (status = 200, body = JourneyChasm),
+        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn chasm<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(key): Segment,
+    Params(params): Params,
+) -> Result<Json<JourneyChasm>, ApiError> {
+    const DAY_US: i64 = 86_400_000_000;
+    let map = journey(&state, &key)?;
+    let mut range = DayRange::empty();
+    let mut limit = 20;
+    for (name, value) in &params {
+        match name.as_str() {
+            "limit" => limit = limit_param(name, value)?,
+            other => {
+                if !range.take(other, &params)? {
+                    return Err(unknown_param(other, "from, to, limit"));
+                }
+            }
+        }
+    }
+    let tallies: HashMap<String, Tally> = state.store.health(range.from, range.to).await?.into_iter().collect();
+    let answers = state
+        .store
+        .survey_answers(
+            range.from.map(|d| d.saturating_mul(DAY_US)),
+            range.to.map(|d| d.saturating_mul(DAY_US)),
+        )
+        .await?;
+    Ok(Json(JourneyChasm {
+        journey: map.key.clone(),
+        from: range.from_text,
+        to: range.to_text,
+        chasm: troth_core::chasm::chasm(map, &answers, &tallies, limit),
+    }))
+}
+
 /// A range of whole UTC days from `from` and `to` parameters.
 struct DayRange {
     from: Option<i64>,

@@ -84,6 +84,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
             "/api/v1/journeys/{key}/weakest-links",
             get(journeys::weakest_links::<S>),
         )
+        .route("/api/v1/journeys/{key}/chasm", get(journeys::chasm::<S>))
         .route_layer(scoped(Scope::Read));
     let admin = Router::new()
         .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))

@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         crate::journeys::health,
         crate::journeys::functions,
         crate::journeys::weakest_links,
+        crate::journeys::chasm,
         crate::keys::create_key,
         crate::keys::list_keys,
         crate::keys::delete_key,
@@ -25,7 +26,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "events", description = "Ingest and read the event log"),
         (name = "customers", description = "Customer profiles"),
-        (name = "journeys", description = "Journey maps: promises, health, weakest links"),
+        (name = "journeys", description = "Journey maps: promises, health, weakest links, the expectation chasm"),
         (name = "keys", description = "Scoped API keys"),
     )
 )]

@@ -574,3 +574,54 @@ async fn weakest_links_rank_touchpoints_below_their_targets() {
         assert_eq!(problem["field"], field, "{problem}");
     }
 }
+
+#[tokio::test]
+async fn the_chasm_compares_what_was_expected_with_what_was_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+    let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
+    let api = Api {
+        _dir: dir,
+        router: app(AppState::new(store, None).with_journey(journey)),
+    };
+    let answer = |id: &str, who: &str, survey: &str, nps: u8| {
+        json!({"id": id, "type": "survey.answered", "time": "2026-11-20T10:00:00Z", "customer": {"id": who},
+               "data": {"survey": survey, "nps": nps}})
+    };
+    api.post(
+        "/api/v1/events",
+        json!([
+            answer("a1", "ann", "checkout", 10),
+            answer("a2", "ann", "post-delivery", 1),
+            answer("b1", "bob", "checkout", 8),
+            answer("b2", "bob", "post-delivery", 7),
+        ]),
+    )
+    .await;
+    let (status, _, chasm) = api
+        .call("GET", "/api/v1/journeys/retail/chasm", None, Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{chasm}");
+    let stages = chasm["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 4);
+    let smot = &stages[2];
+    assert_eq!(smot["stage"], "smot");
+    assert_eq!(smot["expected"], 0.9);
+    assert_eq!(smot["delivered"], 0.4);
+    assert_eq!(smot["gap"], 0.5);
+    assert_eq!(chasm["cohort"]["answered_both"], 2);
+    assert_eq!(chasm["cohort"]["count"], 1);
+    let (_, _, ann) = api.call("GET", "/api/v1/customers/ann", None, Body::empty()).await;
+    assert_eq!(chasm["cohort"]["customers"], json!([ann["id"]]));
+
+    let (_, _, later) = api
+        .call(
+            "GET",
+            "/api/v1/journeys/retail/chasm?from=2026-11-21T00:00:00Z",
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(later["stages"][2]["answers"], 0);
+    assert_eq!(later["cohort"]["count"], 0);
+}

@@ -185,6 +185,14 @@ pub trait Store: Send + Sync + 'static {
         to_day: Option<i64>,
     ) -> impl Future<Output = Result<Vec<(String, troth_core::health::Tally)>, StoreError>> + Send;
 
+    /// The scored survey answers and review ratings of known customers given from `from_us` (inclusive)
+    /// to `to_us` (exclusive), event time in µs, each under its surviving customer.
+    fn survey_answers(
+        &self,
+        from_us: Option<i64>,
+        to_us: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<troth_core::chasm::Answer>, StoreError>> + Send;
+
     /// Looks a customer up by the sender's id, by an identity key (`email:…`), or by
     /// troth's own id (`cus_…`). A merged customer answers with the survivor.
     fn customer(&self, key: String) -> impl Future<Output = Result<Option<CustomerProfile>, StoreError>> + Send;

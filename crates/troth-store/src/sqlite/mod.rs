@@ -208,6 +208,14 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn survey_answers(
+        &self,
+        from_us: Option<i64>,
+        to_us: Option<i64>,
+    ) -> Result<Vec<troth_core::chasm::Answer>, StoreError> {
+        self.read(move |conn| read::survey_answers(conn, from_us, to_us)).await
+    }
+
     async fn overview(&self) -> Result<Overview, StoreError> {
         let pending = self.inner.pending.clone();
         self.read(move |conn| read::overview(conn, &pending)).await

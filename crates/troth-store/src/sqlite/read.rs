@@ -311,3 +311,28 @@ pub fn health(
     }
     Ok(tallies)
 }
+
+pub fn survey_answers(
+    conn: &Connection,
+    from_us: Option<i64>,
+    to_us: Option<i64>,
+) -> Result<Vec<troth_core::chasm::Answer>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT coalesce(c.merged_into, e.customer_id), e.body FROM events e
+         LEFT JOIN customers c ON c.cid = e.customer_id
+         WHERE e.type IN ('survey.answered', 'review.posted') AND e.customer_id IS NOT NULL AND e.time_us >= ?1 AND e.time_us < ?2",
+    )?;
+    let mut rows = stmt.query([from_us.unwrap_or(i64::MIN), to_us.unwrap_or(i64::MAX)])?;
+    let mut answers = Vec::new();
+    while let Some(row) = rows.next()? {
+        let customer = troth_core::identity::CustomerId(row.get(0)?);
+        let body: String = row.get(1)?;
+        // Stored events validated when they arrived; one that no longer does is skipped.
+        if let Ok(event) = troth_core::validate_event(&body)
+            && let Some(answer) = troth_core::chasm::Answer::from_event(customer.to_string(), &event.data)
+        {
+            answers.push(answer);
+        }
+    }
+    Ok(answers)
+}
