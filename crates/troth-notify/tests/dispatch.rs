@@ -22,13 +22,17 @@ fn ev(value: Value) -> ValidEvent {
 }
 
 fn identified(id: &str, customer: &str, email: &str, phone: &str) -> ValidEvent {
-    ev(json!({"id": id, "type": "customer.identified", "time": "2026-11-23T09:00:00Z", "customer": {"id": customer},
-              "data": {"emails": [email], "phones": [phone], "traits": {"name": "Ann"}}}))
+    ev(
+        json!({"id": id, "type": "customer.identified", "time": "2026-11-23T09:00:00Z", "customer": {"id": customer},
+              "data": {"emails": [email], "phones": [phone], "traits": {"name": "Ann"}}}),
+    )
 }
 
 fn payment_failed(id: &str, customer: &str) -> ValidEvent {
-    ev(json!({"id": id, "type": "payment.failed", "time": "2026-11-23T10:00:00Z", "customer": {"id": customer},
-              "data": {"method": "card", "amount": 1999, "currency": "EUR", "reason": "card declined"}}))
+    ev(
+        json!({"id": id, "type": "payment.failed", "time": "2026-11-23T10:00:00Z", "customer": {"id": customer},
+              "data": {"method": "card", "amount": 1999, "currency": "EUR", "reason": "card declined"}}),
+    )
 }
 
 fn smtp(server: &SmtpServer) -> Option<SmtpConfig> {
@@ -84,7 +88,10 @@ async fn a_failed_payment_sends_an_email_over_smtp_once() {
     assert_eq!(mail.header("Subject"), Some("Your payment did not go through"));
     assert_eq!(mail.header("To"), Some("ann@example.org"));
     let id = "play:payment_failed_help:p1:0";
-    assert_eq!(mail.header("Message-ID"), Some(troth_notify::smtp::message_id(id).as_str()));
+    assert_eq!(
+        mail.header("Message-ID"),
+        Some(troth_notify::smtp::message_id(id).as_str())
+    );
     assert_eq!(mail.header("Troth-Delivery"), Some(id));
     let body = mail.body();
     assert!(body.starts_with("Hello Ann,\r\n"), "{body}");
@@ -114,8 +121,10 @@ async fn a_customer_who_withdrew_email_consent_receives_nothing() {
             ..NotifyConfig::default()
         },
     );
-    let withdrawn = ev(json!({"id": "c1", "type": "customer.consent_changed", "time": "2026-11-23T09:30:00Z",
-        "customer": {"id": "ann"}, "data": {"channel": "email", "purpose": "service", "granted": false}}));
+    let withdrawn = ev(
+        json!({"id": "c1", "type": "customer.consent_changed", "time": "2026-11-23T09:30:00Z",
+        "customer": {"id": "ann"}, "data": {"channel": "email", "purpose": "service", "granted": false}}),
+    );
     store
         .append(vec![
             identified("i1", "ann", "ann@example.org", "+44 20 7946 0000"),
@@ -162,9 +171,11 @@ async fn alert_webhooks_are_signed_as_documented() {
             ..NotifyConfig::default()
         },
     );
-    let window = ev(json!({"id": "w1", "type": "shipment.window_set", "time": "2026-11-23T08:00:00Z",
+    let window = ev(
+        json!({"id": "w1", "type": "shipment.window_set", "time": "2026-11-23T08:00:00Z",
         "subject": "shipment:s-1", "customer": {"email": "ann@example.org"},
-        "data": {"window_start": "2026-11-23T11:00:00Z", "window_end": "2026-11-23T12:00:00Z"}}));
+        "data": {"window_start": "2026-11-23T11:00:00Z", "window_end": "2026-11-23T12:00:00Z"}}),
+    );
     store.append(vec![window]).await.unwrap();
     store
         .tick(Timestamp::parse_rfc3339("2026-11-23T12:01:00Z").unwrap())
@@ -175,10 +186,16 @@ async fn alert_webhooks_are_signed_as_documented() {
     let requests = hooks.requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
     let request = &requests[0];
-    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/alerts/logistics"));
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/alerts/logistics")
+    );
     assert_eq!(request.header("content-type"), Some("application/json"));
     let delivery = request.header("troth-delivery").unwrap();
-    assert!(delivery.starts_with("play:window_missed:troth.delivery_window:w1.broken:"), "{delivery}");
+    assert!(
+        delivery.starts_with("play:window_missed:troth.delivery_window:w1.broken:"),
+        "{delivery}"
+    );
 
     // The receiver's side, written from docs/notifications.md: split the header,
     // HMAC-SHA256 over "{t}.{raw body}" with the shared secret, compare the hex.
@@ -193,8 +210,20 @@ async fn alert_webhooks_are_signed_as_documented() {
     assert_eq!(v1, expected);
     let now = Timestamp::now().micros() / 1_000_000;
     assert!((now - t.parse::<i64>().unwrap()).abs() < 60);
-    assert!(troth_notify::webhook::verify(secret, signature, &request.body, now, 300));
-    assert!(!troth_notify::webhook::verify("wrong", signature, &request.body, now, 300));
+    assert!(troth_notify::webhook::verify(
+        secret,
+        signature,
+        &request.body,
+        now,
+        300
+    ));
+    assert!(!troth_notify::webhook::verify(
+        "wrong",
+        signature,
+        &request.body,
+        now,
+        300
+    ));
 
     let body: Value = serde_json::from_slice(&request.body).unwrap();
     assert_eq!(body["id"], delivery);
@@ -210,7 +239,11 @@ async fn alert_webhooks_are_signed_as_documented() {
     assert_eq!(email[0].channel, "email");
     assert_eq!(email[0].attempts, 0);
     assert!(
-        email[0].last_error.as_deref().unwrap().contains("email channel is not configured"),
+        email[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("email channel is not configured"),
         "{:?}",
         email[0].last_error
     );

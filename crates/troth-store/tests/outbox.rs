@@ -21,18 +21,24 @@ fn ev(value: Value) -> ValidEvent {
 }
 
 fn identified(id: &str, customer: &str, email: &str) -> ValidEvent {
-    ev(json!({"id": id, "type": "customer.identified", "time": "2026-11-23T09:00:00Z", "customer": {"id": customer},
-              "data": {"emails": [email], "traits": {"name": "Ann"}}}))
+    ev(
+        json!({"id": id, "type": "customer.identified", "time": "2026-11-23T09:00:00Z", "customer": {"id": customer},
+              "data": {"emails": [email], "traits": {"name": "Ann"}}}),
+    )
 }
 
 fn payment_failed(id: &str, customer: &str) -> ValidEvent {
-    ev(json!({"id": id, "type": "payment.failed", "time": "2026-11-23T10:00:00Z", "customer": {"id": customer},
-              "subject": "order:o-1", "data": {"method": "card", "amount": 1999, "currency": "EUR", "reason": "declined"}}))
+    ev(
+        json!({"id": id, "type": "payment.failed", "time": "2026-11-23T10:00:00Z", "customer": {"id": customer},
+              "subject": "order:o-1", "data": {"method": "card", "amount": 1999, "currency": "EUR", "reason": "declined"}}),
+    )
 }
 
 fn consent(id: &str, customer: &str, time: &str, purpose: &str, granted: bool) -> ValidEvent {
-    ev(json!({"id": id, "type": "customer.consent_changed", "time": format!("2026-11-23T{time}:00Z"),
-              "customer": {"id": customer}, "data": {"channel": "email", "purpose": purpose, "granted": granted}}))
+    ev(
+        json!({"id": id, "type": "customer.consent_changed", "time": format!("2026-11-23T{time}:00Z"),
+              "customer": {"id": customer}, "data": {"channel": "email", "purpose": purpose, "granted": granted}}),
+    )
 }
 
 async fn all(store: &SqliteStore) -> Vec<troth_store::OutboxEntry> {
@@ -50,7 +56,10 @@ async fn all(store: &SqliteStore) -> Vec<troth_store::OutboxEntry> {
 async fn a_play_enqueues_once_per_event_with_the_customers_address() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store.append(vec![identified("i1", "ann", "Ann@Example.org")]).await.unwrap();
+    store
+        .append(vec![identified("i1", "ann", "Ann@Example.org")])
+        .await
+        .unwrap();
     let statuses = store.append(vec![payment_failed("p1", "ann")]).await.unwrap();
     assert!(matches!(statuses[0], AppendStatus::Accepted { .. }));
     // The same event again, alone and in a batch: still one row.
@@ -72,8 +81,10 @@ async fn a_play_enqueues_once_per_event_with_the_customers_address() {
     assert_eq!(row.payload["event"]["data"]["amount"], 1999);
     // Events no play is about enqueue nothing.
     store
-        .append(vec![ev(json!({"id": "v1", "type": "page.viewed", "time": "2026-11-23T10:00:00Z",
-                                "customer": {"id": "ann"}, "data": {"page": "/"}}))])
+        .append(vec![ev(
+            json!({"id": "v1", "type": "page.viewed", "time": "2026-11-23T10:00:00Z",
+                                "customer": {"id": "ann"}, "data": {"page": "/"}}),
+        )])
         .await
         .unwrap();
     assert_eq!(all(&store).await.len(), 1);
@@ -146,7 +157,10 @@ async fn failures_back_off_doubling_to_a_cap_then_dead_and_retry_revives() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store
-        .append(vec![identified("i1", "ann", "ann@example.org"), payment_failed("p1", "ann")])
+        .append(vec![
+            identified("i1", "ann", "ann@example.org"),
+            payment_failed("p1", "ann"),
+        ])
         .await
         .unwrap();
     let policy = RetryPolicy {
@@ -170,15 +184,25 @@ async fn failures_back_off_doubling_to_a_cap_then_dead_and_retry_revives() {
         assert_eq!(state, Some(OutboxState::Pending));
         let row = store.outbox_entry(id.clone()).await.unwrap().unwrap();
         assert_eq!(row.attempts, attempt);
-        assert_eq!(row.next_attempt_at, Some(Timestamp(now.0 + wait * 1_000_000).to_string()));
+        assert_eq!(
+            row.next_attempt_at,
+            Some(Timestamp(now.0 + wait * 1_000_000).to_string())
+        );
         assert!(
-            store.claim_outbox(Timestamp(now.0 + wait * 1_000_000 - 1), 10).await.unwrap().is_empty(),
+            store
+                .claim_outbox(Timestamp(now.0 + wait * 1_000_000 - 1), 10)
+                .await
+                .unwrap()
+                .is_empty(),
             "due before its backoff"
         );
         now = Timestamp(now.0 + wait * 1_000_000);
     }
     assert_eq!(store.claim_outbox(now, 10).await.unwrap().len(), 1);
-    let state = store.outbox_failed(id.clone(), now, "refused 4".into(), policy).await.unwrap();
+    let state = store
+        .outbox_failed(id.clone(), now, "refused 4".into(), policy)
+        .await
+        .unwrap();
     assert_eq!(state, Some(OutboxState::Dead));
     assert!(store.claim_outbox(at(86_400), 10).await.unwrap().is_empty());
     let dead = store
@@ -207,7 +231,10 @@ async fn rows_claimed_before_a_stop_are_pending_again_after_it() {
     {
         let store = open(dir.path());
         store
-            .append(vec![identified("i1", "ann", "ann@example.org"), payment_failed("p1", "ann")])
+            .append(vec![
+                identified("i1", "ann", "ann@example.org"),
+                payment_failed("p1", "ann"),
+            ])
             .await
             .unwrap();
         assert_eq!(store.claim_outbox(Timestamp::now(), 10).await.unwrap().len(), 1);
@@ -229,8 +256,10 @@ async fn detractors_open_cases_as_events_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let survey = |id: &str, nps: u8| {
-        ev(json!({"id": id, "type": "survey.answered", "time": "2026-11-23T12:00:00Z", "customer": {"id": "ann"},
-                  "data": {"survey": "post-delivery", "nps": nps}}))
+        ev(
+            json!({"id": id, "type": "survey.answered", "time": "2026-11-23T12:00:00Z", "customer": {"id": "ann"},
+                  "data": {"survey": "post-delivery", "nps": nps}}),
+        )
     };
     store.append(vec![survey("s1", 3), survey("s2", 9)]).await.unwrap();
     store.append(vec![survey("s1", 3)]).await.unwrap();
@@ -259,7 +288,11 @@ async fn detractors_open_cases_as_events_once() {
         .unwrap()
         .events;
     assert_eq!(made.len(), 1);
-    assert!(made[0].raw.contains("case_resolved:troth.case.play-"), "{}", made[0].raw);
+    assert!(
+        made[0].raw.contains("case_resolved:troth.case.play-"),
+        "{}",
+        made[0].raw
+    );
     assert!(all(&store).await.is_empty(), "a case is not an outbound message");
     let report = store.replay(false, &mut |_| {}).unwrap();
     assert!(report.matches(), "{report:?}");

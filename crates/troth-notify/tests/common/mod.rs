@@ -85,10 +85,16 @@ fn smtp_session(stream: TcpStream, mails: &Mutex<Vec<Mail>>) -> std::io::Result<
         } else if upper.starts_with("HELO") || upper.starts_with("RSET") {
             out.write_all(b"250 OK\r\n")?;
         } else if let Some(address) = upper.strip_prefix("MAIL FROM:") {
-            from = command[command.len() - address.len()..].trim_matches(['<', '>']).to_owned();
+            from = command[command.len() - address.len()..]
+                .trim_matches(['<', '>'])
+                .to_owned();
             out.write_all(b"250 OK\r\n")?;
         } else if let Some(address) = upper.strip_prefix("RCPT TO:") {
-            to.push(command[command.len() - address.len()..].trim_matches(['<', '>']).to_owned());
+            to.push(
+                command[command.len() - address.len()..]
+                    .trim_matches(['<', '>'])
+                    .to_owned(),
+            );
             out.write_all(b"250 OK\r\n")?;
         } else if upper == "DATA" {
             out.write_all(b"354 go ahead\r\n")?;
@@ -176,11 +182,7 @@ impl HttpServer {
                 });
             }
         });
-        HttpServer {
-            addr,
-            requests,
-            status,
-        }
+        HttpServer { addr, requests, status }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -326,7 +326,7 @@ impl Store for SqliteStore {
 
     async fn retry_outbox(&self, id: String, now: Timestamp) -> Result<Option<OutboxEntry>, StoreError> {
         match self.outbox_op(OutboxOp::Retry { id, now }).await? {
-            OutboxDone::Retried(entry) => Ok(entry),
+            OutboxDone::Retried(entry) => Ok(entry.map(|e| *e)),
             _ => Err(mismatched()),
         }
     }

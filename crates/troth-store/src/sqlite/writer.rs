@@ -83,7 +83,7 @@ pub enum OutboxDone {
     Claimed(Vec<OutboxEntry>),
     Marked(bool),
     Failed(Option<OutboxState>),
-    Retried(Option<OutboxEntry>),
+    Retried(Option<Box<OutboxEntry>>),
 }
 
 impl Job {
@@ -251,7 +251,7 @@ impl Writer {
                     OutboxOp::Retry { id, now } => {
                         let entry = outbox::retry(&tx, id, *now)?;
                         enqueued += usize::from(entry.as_ref().is_some_and(|e| e.state == OutboxState::Pending));
-                        OutboxDone::Retried(entry)
+                        OutboxDone::Retried(entry.map(Box::new))
                     }
                 }),
                 Job::Flush { .. } => {
