@@ -54,6 +54,15 @@ mod tests {
         assert!(!verify("s3cret", &header, b"{\"a\":1}", 1_700_001_000, 300));
     }
 
+    /// The example of docs/notifications.md.
+    #[test]
+    fn the_documented_example_holds() {
+        assert_eq!(
+            signature("s3cret", 1_700_000_000, br#"{"a":1}"#),
+            "t=1700000000,v1=1698a50bc74d1ff1db85c4e0a5297c2ad9fdba245d5737cdb789e4cc6e098940"
+        );
+    }
+
     /// The RFC 4231 test case 2 vector, so the scheme is plain HMAC-SHA256.
     #[test]
     fn hmac_is_standard() {
