@@ -77,20 +77,7 @@ pub fn enqueue(
             payload["template"] = template.as_str().into();
             let (recipient, skipped) = match &customer {
                 None => (None, Some("the event names no customer".to_owned())),
-                Some((cid, traits)) => match address(conn, *cid, traits, *channel)? {
-                    _ if consent(conn, *cid, *channel, Purpose::Service)? == Some(false) => (
-                        None,
-                        Some(format!(
-                            "the customer withdrew service consent for {}",
-                            channel.as_str()
-                        )),
-                    ),
-                    Some(address) => (Some(address), None),
-                    None if matches!(channel, Channel::Email | Channel::Sms) => {
-                        (None, Some(format!("the customer has no {} address", channel.as_str())))
-                    }
-                    None => (None, Some(format!("troth cannot send on {}", channel.as_str()))),
-                },
+                Some((cid, traits)) => recipient(conn, *cid, traits, *channel)?,
             };
             (channel.as_str().to_owned(), recipient, skipped)
         }
@@ -125,6 +112,29 @@ pub fn enqueue(
             now.micros()
         ])?;
     Ok(inserted == 1 && state == OutboxState::Pending)
+}
+
+/// The address to send to, or why there is none.
+fn recipient(
+    conn: &Connection,
+    cid: i64,
+    traits: &Map<String, Value>,
+    channel: Channel,
+) -> rusqlite::Result<(Option<String>, Option<String>)> {
+    let channel_name = channel.as_str();
+    if !matches!(channel, Channel::Email | Channel::Sms) {
+        return Ok((None, Some(format!("troth cannot send on {channel_name}"))));
+    }
+    if consent(conn, cid, channel, Purpose::Service)? == Some(false) {
+        return Ok((
+            None,
+            Some(format!("the customer withdrew service consent for {channel_name}")),
+        ));
+    }
+    Ok(match address(conn, cid, traits, channel)? {
+        Some(address) => (Some(address), None),
+        None => (None, Some(format!("the customer has no {channel_name} address"))),
+    })
 }
 
 fn traits(conn: &Connection, cid: i64) -> rusqlite::Result<Map<String, Value>> {
