@@ -59,6 +59,12 @@ pub async fn run(
     let clock = tokio::spawn(promise_clock(store.clone()));
     let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
     let dispatcher = notify.map(|notify| {
+        tracing::info!(
+            email = notify.smtp.is_some(),
+            sms = notify.sms.is_some(),
+            webhooks = notify.webhook_secret.is_some(),
+            "outbox dispatcher running; unconfigured channels keep their messages pending"
+        );
         let wake = store.outbox_signal();
         tokio::spawn(Dispatcher::new(store.clone(), notify).run(wake, async move {
             let _ = dispatch_stopped.await;
