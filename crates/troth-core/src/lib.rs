@@ -9,6 +9,7 @@ pub mod field;
 pub mod health;
 pub mod identity;
 pub mod journey;
+pub mod play;
 pub mod promise;
 pub mod timestamp;
 pub mod weakest;

@@ -20,6 +20,23 @@ pub async fn require<S: Store>(
     }
 }
 
+/// Routes only the master key may use (the outbox: customers' addresses, resending).
+/// Without a master key the API is open, as everywhere.
+pub async fn require_master<S: Store>(State(state): State<AppState<S>>, request: Request, next: Next) -> Response {
+    let Some(master) = &state.master_key else {
+        return next.run(request).await;
+    };
+    match bearer(&request) {
+        Some(secret) if constant_time_eq(secret.as_bytes(), master.as_bytes()) => next.run(request).await,
+        Some(_) => ApiError::new(Code::Forbidden, "only the master key may use this route").into_response(),
+        None => ApiError::new(
+            Code::MissingAuthorization,
+            "send Authorization: Bearer KEY with the master key",
+        )
+        .into_response(),
+    }
+}
+
 /// For pages: the key may also come from the sign-in cookie; without a valid one
 /// the browser is sent to the sign-in form.
 pub async fn require_page<S: Store>(

@@ -22,6 +22,7 @@ pub enum Code {
     NotFound,
     NoMasterKey,
     InvalidKeyRequest,
+    NotDead,
     Unavailable,
     Internal,
 }
@@ -46,6 +47,7 @@ impl Code {
             Code::NotFound => ("not_found", S::NOT_FOUND, "Not found"),
             Code::NoMasterKey => ("no_master_key", S::CONFLICT, "API keys need a master key"),
             Code::InvalidKeyRequest => ("invalid_key_request", S::BAD_REQUEST, "The key request is invalid"),
+            Code::NotDead => ("not_dead", S::CONFLICT, "Only dead letters can be retried"),
             Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "The store is not available"),
             Code::Internal => ("internal", S::INTERNAL_SERVER_ERROR, "Internal error"),
         }

@@ -10,6 +10,7 @@ pub mod journeys;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
+pub mod outbox;
 pub mod read;
 pub mod ui;
 
@@ -90,10 +91,17 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))
         .route("/api/v1/keys/{uid}", delete(keys::delete_key::<S>))
         .route_layer(scoped(Scope::Admin));
+    let master = Router::new()
+        .route("/api/v1/outbox", get(outbox::list::<S>))
+        .route("/api/v1/outbox/dead-letters", get(outbox::dead_letters::<S>))
+        .route("/api/v1/outbox/{id}", get(outbox::get_entry::<S>))
+        .route("/api/v1/outbox/{id}/retry", post(outbox::retry::<S>))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_master::<S>));
     Router::new()
         .merge(ingest)
         .merge(read)
         .merge(admin)
+        .merge(master)
         .merge(ui::routes(state.clone()))
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -20,6 +20,10 @@ use utoipa::{Modify, OpenApi};
         crate::keys::create_key,
         crate::keys::list_keys,
         crate::keys::delete_key,
+        crate::outbox::list,
+        crate::outbox::dead_letters,
+        crate::outbox::get_entry,
+        crate::outbox::retry,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -28,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         (name = "customers", description = "Customer profiles"),
         (name = "journeys", description = "Journey maps: promises, health, weakest links, the expectation chasm"),
         (name = "keys", description = "Scoped API keys"),
+        (name = "outbox", description = "Messages and webhooks that plays asked for; dead letters (master key only)"),
     )
 )]
 pub struct ApiDoc;

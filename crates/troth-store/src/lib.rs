@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::Serialize;
-use troth_core::ValidEvent;
+use troth_core::{Timestamp, ValidEvent};
 
 pub mod keys;
 pub mod sqlite;
@@ -165,6 +165,115 @@ impl ReplayReport {
     }
 }
 
+/// Where an outbox row is in its life. See docs/notifications.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Claimed by the dispatcher; back to pending if troth stops before it is marked.
+    Sending,
+    Sent,
+    /// Out of attempts; retried only by hand.
+    Dead,
+    /// Recorded but never to be sent (no consent, no address, no webhook).
+    Skipped,
+}
+
+impl OutboxState {
+    pub const ALL: &[OutboxState] = &[
+        OutboxState::Pending,
+        OutboxState::Sending,
+        OutboxState::Sent,
+        OutboxState::Dead,
+        OutboxState::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Sending => "sending",
+            OutboxState::Sent => "sent",
+            OutboxState::Dead => "dead",
+            OutboxState::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OutboxState> {
+        OutboxState::ALL.iter().copied().find(|state| state.as_str() == s)
+    }
+}
+
+/// One message (or webhook) a play asked for, recorded in the transaction that
+/// appended the event that triggered it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxEntry {
+    /// The idempotency key, `play:{play}:{event id}:{action index}`.
+    pub id: String,
+    pub play: String,
+    /// The id of the event that triggered the play.
+    pub event: String,
+    /// `email`, `sms` or `webhook` (other channels are recorded as skipped).
+    pub channel: String,
+    /// An email address, a phone number or a URL.
+    pub recipient: Option<String>,
+    pub state: OutboxState,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+    /// What to send: the template, the triggering event, the customer, the promise.
+    pub payload: serde_json::Value,
+}
+
+/// Filters of an outbox listing.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxQuery {
+    pub state: Option<OutboxState>,
+    /// Continue after this cursor (as returned in `next`).
+    pub after: Option<i64>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxPage {
+    pub entries: Vec<OutboxEntry>,
+    pub next: Option<i64>,
+}
+
+/// When a failed send is tried again: `base · 2^(attempts − 1)`, capped at `max`,
+/// and dead after `max_attempts` failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub base_seconds: u64,
+    pub max_seconds: u64,
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base_seconds: 30,
+            max_seconds: 3600,
+            max_attempts: 8,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after the `attempts`-th failure (1-based), in µs.
+    pub fn delay_us(&self, attempts: u32) -> i64 {
+        let doublings = attempts.saturating_sub(1).min(32);
+        let seconds = self
+            .base_seconds
+            .saturating_mul(1u64 << doublings)
+            .min(self.max_seconds);
+        (seconds as i64).saturating_mul(1_000_000)
+    }
+}
+
 /// The storage a troth node runs on.
 pub trait Store: Send + Sync + 'static {
     /// Appends validated events in order and applies their projections in the same
@@ -202,6 +311,49 @@ pub trait Store: Send + Sync + 'static {
     fn delete_key(&self, uid: String) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The key a secret belongs to, answered from memory (called on every request).
     fn authenticate(&self, secret: &str) -> Option<ApiKey>;
+
+    /// Outbox rows, oldest first.
+    fn outbox(&self, query: OutboxQuery) -> impl Future<Output = Result<OutboxPage, StoreError>> + Send;
+
+    fn outbox_entry(&self, id: String) -> impl Future<Output = Result<Option<OutboxEntry>, StoreError>> + Send;
+
+    /// Takes up to `limit` pending rows due at `now` and marks them sending.
+    fn claim_outbox(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send;
+
+    /// Marks a claimed row sent. False when there is no such row.
+    fn outbox_sent(&self, id: String, now: Timestamp) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records a failed attempt: pending again after the policy's backoff, or dead.
+    /// Returns the row's new state.
+    fn outbox_failed(
+        &self,
+        id: String,
+        now: Timestamp,
+        error: String,
+        policy: RetryPolicy,
+    ) -> impl Future<Output = Result<Option<OutboxState>, StoreError>> + Send;
+
+    /// Puts a claimed row back to pending without counting an attempt (its channel
+    /// is not configured): tried again after `delay_us`, with `reason` as its last error.
+    fn outbox_defer(
+        &self,
+        id: String,
+        now: Timestamp,
+        reason: String,
+        delay_us: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Makes a dead row pending again, due now, with its attempts reset. `None` when
+    /// there is no such row; a row that is not dead is returned unchanged.
+    fn retry_outbox(
+        &self,
+        id: String,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<OutboxEntry>, StoreError>> + Send;
 
     /// Whether the store can read and write now.
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -2,12 +2,15 @@
 //! flags. clap reads each flag and its `TROTH_*` variable (the flag wins); the
 //! file fills what both left unset.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
 use troth_core::journey::{JourneyMap, parse_journey};
+use troth_notify::{NotifyConfig, SmsConfig, SmtpConfig, Template};
+use troth_store::RetryPolicy;
 
 pub const DEFAULT_DATA_DIR: &str = "./troth-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -32,6 +35,40 @@ pub struct ServeFlags {
     /// Journey map (TOML) whose promises troth follows [default: the built-in retail map].
     #[arg(long, env = "TROTH_JOURNEY")]
     pub journey: Option<PathBuf>,
+    #[command(flatten)]
+    pub notify: NotifyFlags,
+}
+
+/// Outbound messages (the `[notify]` section of the file).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NotifyFlags {
+    /// SMTP relay for email; without it email waits in the outbox.
+    #[arg(long, env = "TROTH_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+    /// SMTP relay port [default: 25].
+    #[arg(long, env = "TROTH_SMTP_PORT")]
+    pub smtp_port: Option<u16>,
+    /// Sender address of email [default: troth@localhost].
+    #[arg(long, env = "TROTH_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// SMS gateway URL (http://); without it SMS waits in the outbox.
+    #[arg(long, env = "TROTH_SMS_URL")]
+    pub sms_url: Option<String>,
+    /// Bearer token for the SMS gateway.
+    #[arg(long, env = "TROTH_SMS_TOKEN", hide_env_values = true)]
+    pub sms_token: Option<String>,
+    /// Secret that signs webhooks; without it webhooks wait in the outbox.
+    #[arg(long, env = "TROTH_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Wait after the first failed send, doubled after each [default: 30].
+    #[arg(long, env = "TROTH_NOTIFY_RETRY_BASE_SECONDS")]
+    pub notify_retry_base_seconds: Option<u64>,
+    /// Longest wait between attempts [default: 3600].
+    #[arg(long, env = "TROTH_NOTIFY_RETRY_MAX_SECONDS")]
+    pub notify_retry_max_seconds: Option<u64>,
+    /// Failed attempts before a message is a dead letter [default: 8].
+    #[arg(long, env = "TROTH_NOTIFY_MAX_ATTEMPTS")]
+    pub notify_max_attempts: Option<u32>,
 }
 
 /// What a configuration file may hold.
@@ -42,6 +79,24 @@ struct FileConfig {
     listen: Option<String>,
     master_key: Option<String>,
     journey: Option<PathBuf>,
+    #[serde(default)]
+    notify: FileNotify,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNotify {
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    smtp_from: Option<String>,
+    sms_url: Option<String>,
+    sms_token: Option<String>,
+    webhook_secret: Option<String>,
+    retry_base_seconds: Option<u64>,
+    retry_max_seconds: Option<u64>,
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    templates: HashMap<String, Template>,
 }
 
 #[derive(Clone)]
@@ -50,6 +105,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub master_key: Option<String>,
     pub journey: JourneyMap,
+    pub notify: NotifyConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -59,6 +115,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
             .field("journey", &self.journey.key)
+            .field("notify", &self.notify)
             .finish()
     }
 }
@@ -81,8 +138,66 @@ impl Config {
             listen: parse_listen(&listen)?,
             master_key: flags.master_key.or(file.master_key).filter(|k| !k.is_empty()),
             journey: load_journey(flags.journey.or(file.journey).as_deref())?,
+            notify: notify_config(flags.notify, file.notify)?,
         })
     }
+}
+
+fn notify_config(flags: NotifyFlags, file: FileNotify) -> anyhow::Result<NotifyConfig> {
+    let defaults = RetryPolicy::default();
+    let retry = RetryPolicy {
+        base_seconds: flags
+            .notify_retry_base_seconds
+            .or(file.retry_base_seconds)
+            .unwrap_or(defaults.base_seconds),
+        max_seconds: flags
+            .notify_retry_max_seconds
+            .or(file.retry_max_seconds)
+            .unwrap_or(defaults.max_seconds),
+        max_attempts: flags
+            .notify_max_attempts
+            .or(file.max_attempts)
+            .unwrap_or(defaults.max_attempts),
+    };
+    if retry.max_attempts == 0 {
+        anyhow::bail!("notify max_attempts must be at least 1");
+    }
+    let smtp = flags
+        .smtp_host
+        .or(file.smtp_host)
+        .filter(|h| !h.is_empty())
+        .map(|host| SmtpConfig {
+            host,
+            port: flags.smtp_port.or(file.smtp_port).unwrap_or(25),
+            from: flags
+                .smtp_from
+                .or(file.smtp_from)
+                .unwrap_or_else(|| "troth@localhost".to_owned()),
+            helo: "troth".to_owned(),
+        });
+    let sms = flags
+        .sms_url
+        .or(file.sms_url)
+        .filter(|u| !u.is_empty())
+        .map(|url| SmsConfig {
+            url,
+            token: flags.sms_token.or(file.sms_token).filter(|t| !t.is_empty()),
+        });
+    for url in sms.iter().map(|s| &s.url) {
+        if !url.starts_with("http://") {
+            anyhow::bail!("sms_url {url:?} must be an http:// URL (put a TLS-terminating proxy in between)");
+        }
+    }
+    let mut templates = troth_notify::template::defaults();
+    templates.extend(file.templates);
+    Ok(NotifyConfig {
+        smtp,
+        sms,
+        webhook_secret: flags.webhook_secret.or(file.webhook_secret).filter(|s| !s.is_empty()),
+        retry,
+        templates,
+        ..NotifyConfig::default()
+    })
 }
 
 /// The journey map troth follows when none is configured.
@@ -137,6 +252,7 @@ mod tests {
             listen: None,
             master_key: None,
             journey: None,
+            notify: NotifyFlags::default(),
         }
     }
 
@@ -176,6 +292,29 @@ mod tests {
             "{message}"
         );
         assert_eq!(Config::load(flags(None)).unwrap().journey.key, "retail");
+    }
+
+    #[test]
+    fn notify_settings_layer_like_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("troth.toml");
+        std::fs::write(
+            &path,
+            "[notify]\nsmtp_host = \"mail.local\"\nsmtp_from = \"cx@shop.example\"\nmax_attempts = 3\n\
+             [notify.templates.payment-failed]\nsubject = \"Oops\"\nbody = \"Hi {customer.traits.name}\"\n",
+        )
+        .unwrap();
+        let mut flagged = flags(Some(path));
+        flagged.notify.smtp_port = Some(2525);
+        let notify = Config::load(flagged).unwrap().notify;
+        let smtp = notify.smtp.unwrap();
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.from.as_str()),
+            ("mail.local", 2525, "cx@shop.example")
+        );
+        assert_eq!((notify.retry.max_attempts, notify.retry.base_seconds), (3, 30));
+        assert_eq!(notify.templates["payment-failed"].subject, "Oops");
+        assert!(notify.templates.contains_key("window-missed") && notify.sms.is_none());
     }
 
     #[test]

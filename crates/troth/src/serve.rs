@@ -7,6 +7,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use troth_core::journey::JourneyMap;
 use troth_http::{AppState, app};
+use troth_notify::{Dispatcher, NotifyConfig};
 use troth_store::sqlite::SqliteStore;
 
 use crate::config::Config;
@@ -37,6 +38,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         listener,
         config.master_key,
         Some(config.journey),
+        Some(config.notify),
         shutdown_signal(),
     )
     .await?;
@@ -44,15 +46,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the API on `listener` until `stop` completes.
+/// Serves the API on `listener` until `stop` completes. With `notify`, the outbox
+/// dispatcher sends what plays asked for; it finishes the batch under way on stop.
 pub async fn run(
     store: SqliteStore,
     listener: TcpListener,
     master_key: Option<String>,
     journey: Option<JourneyMap>,
+    notify: Option<NotifyConfig>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let clock = tokio::spawn(promise_clock(store.clone()));
+    let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
+    let dispatcher = notify.map(|notify| {
+        tracing::info!(
+            email = notify.smtp.is_some(),
+            sms = notify.sms.is_some(),
+            webhooks = notify.webhook_secret.is_some(),
+            "outbox dispatcher running; unconfigured channels keep their messages pending"
+        );
+        let wake = store.outbox_signal();
+        tokio::spawn(Dispatcher::new(store.clone(), notify).run(wake, async move {
+            let _ = dispatch_stopped.await;
+        }))
+    });
     let mut state = AppState::new(store, master_key);
     if let Some(journey) = journey {
         state = state.with_journey(journey);
@@ -60,6 +77,14 @@ pub async fn run(
     let app = app(state);
     let served = axum::serve(listener, app).with_graceful_shutdown(stop).await;
     clock.abort();
+    let _ = stop_dispatch.send(());
+    if let Some(dispatcher) = dispatcher
+        && tokio::time::timeout(std::time::Duration::from_secs(30), dispatcher)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the outbox dispatcher did not finish in time; its claimed rows are sent after the next start");
+    }
     served
 }
 
@@ -90,7 +115,7 @@ pub async fn spawn(
     })?;
     let bound = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(run(store, listener, master_key, journey, async move {
+    tokio::spawn(run(store, listener, master_key, journey, None, async move {
         let _ = stopped.await;
     }));
     Ok((bound, stop))

@@ -3,6 +3,7 @@
 //! Layout of the data directory: `troth.db` (+ its WAL) and `troth.lock`, held
 //! by the process that has the store open so a second one fails clearly.
 
+mod outbox;
 mod projector;
 mod promises;
 mod read;
@@ -23,11 +24,11 @@ use troth_core::{Timestamp, ValidEvent};
 
 use crate::keys::{self, ApiKey, NewKey, Scope};
 use crate::{
-    AppendStatus, CustomerProfile, EventPage, EventQuery, Overview, PromisePage, PromiseQuery, ReplayReport, Store,
-    StoreError,
+    AppendStatus, CustomerProfile, EventPage, EventQuery, OutboxEntry, OutboxPage, OutboxQuery, OutboxState, Overview,
+    PromisePage, PromiseQuery, ReplayReport, RetryPolicy, Store, StoreError,
 };
 pub use writer::MAX_GROUP_EVENTS;
-use writer::{Aggregates, Job, KeyRing, Writer};
+use writer::{Aggregates, Job, KeyRing, OutboxDone, OutboxOp, Writer};
 
 /// The schema's DDL, for tools (the ingest benchmark) that need the same tables.
 pub use schema::PRAGMAS;
@@ -50,6 +51,8 @@ struct Inner {
     journey: Option<JourneyMap>,
     /// Aggregates committed but not yet in their tables (see [`Aggregates`]).
     pending: Arc<Mutex<Aggregates>>,
+    /// Woken when a commit enqueued outbox rows.
+    outbox_signal: Arc<tokio::sync::Notify>,
     _lock: File,
 }
 
@@ -77,12 +80,15 @@ impl SqliteStore {
         let keys = Arc::new(RwLock::new(load_keys(&conn)?));
         conn.execute_batch(&schema::touchpoint_days("main"))?;
         conn.execute_batch(schema::META)?;
+        conn.execute_batch(schema::OUTBOX)?;
         let pending = Arc::new(Mutex::new(Aggregates::default()));
+        let outbox_signal = Arc::new(tokio::sync::Notify::new());
         let writer = Writer::new(
             conn,
             keys.clone(),
             journey.map(writer::JourneyRules::new),
             pending.clone(),
+            outbox_signal.clone(),
         )?;
         let (tx, rx) = mpsc::channel(1024);
         std::thread::Builder::new()
@@ -97,6 +103,7 @@ impl SqliteStore {
                 keys,
                 journey: journey.cloned(),
                 pending,
+                outbox_signal,
                 _lock: lock,
             }),
         })
@@ -143,6 +150,16 @@ impl SqliteStore {
         })?;
         let conn = open_connection(&self.inner.db_path, false)?;
         replay::run(&conn, self.inner.journey.as_ref(), write, progress)
+    }
+
+    /// Notified after a commit that made outbox rows due (a dispatcher waits on it
+    /// between its polls).
+    pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.outbox_signal.clone()
+    }
+
+    async fn outbox_op(&self, op: OutboxOp) -> Result<OutboxDone, StoreError> {
+        self.submit(|reply| Job::Outbox { op, reply }).await
     }
 
     async fn submit<T>(
@@ -259,12 +276,79 @@ impl Store for SqliteStore {
             .cloned()
     }
 
+    async fn outbox(&self, query: OutboxQuery) -> Result<OutboxPage, StoreError> {
+        self.read(move |conn| outbox::list(conn, &query)).await
+    }
+
+    async fn outbox_entry(&self, id: String) -> Result<Option<OutboxEntry>, StoreError> {
+        self.read(move |conn| outbox::get(conn, &id)).await
+    }
+
+    async fn claim_outbox(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        match self.outbox_op(OutboxOp::Claim { now, limit }).await? {
+            OutboxDone::Claimed(entries) => Ok(entries),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn outbox_sent(&self, id: String, now: Timestamp) -> Result<bool, StoreError> {
+        match self.outbox_op(OutboxOp::Sent { id, now }).await? {
+            OutboxDone::Marked(found) => Ok(found),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: String,
+        now: Timestamp,
+        error: String,
+        policy: RetryPolicy,
+    ) -> Result<Option<OutboxState>, StoreError> {
+        match self.outbox_op(OutboxOp::Failed { id, now, error, policy }).await? {
+            OutboxDone::Failed(state) => Ok(state),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn outbox_defer(
+        &self,
+        id: String,
+        now: Timestamp,
+        reason: String,
+        delay_us: i64,
+    ) -> Result<bool, StoreError> {
+        match self
+            .outbox_op(OutboxOp::Defer {
+                id,
+                now,
+                reason,
+                delay_us,
+            })
+            .await?
+        {
+            OutboxDone::Marked(found) => Ok(found),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn retry_outbox(&self, id: String, now: Timestamp) -> Result<Option<OutboxEntry>, StoreError> {
+        match self.outbox_op(OutboxOp::Retry { id, now }).await? {
+            OutboxDone::Retried(entry) => Ok(entry.map(|e| *e)),
+            _ => Err(mismatched()),
+        }
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         if self.inner.jobs.is_closed() {
             return Err(StoreError::WriterGone);
         }
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
+}
+
+fn mismatched() -> StoreError {
+    StoreError::WriteFailed("internal error: an outbox job got another job's answer".into())
 }
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {

@@ -21,6 +21,10 @@ const COMPARED: &[(&str, &str)] = &[
         "SELECT id, key, touchpoint, subject, customer_ref, made_at_us, start_us, due_us, at_risk_from_us, state, due_passed, settled_us, next_check_us FROM {s}.promises",
     ),
     ("subject_links", "SELECT subject, linked FROM {s}.subject_links"),
+    (
+        "consents",
+        "SELECT cid, channel, purpose, granted, time_us FROM {s}.consents",
+    ),
     ("touchpoint_days", "SELECT * FROM {s}.touchpoint_days"),
 ];
 
@@ -59,11 +63,14 @@ fn rebuild_and_compare(
             let event = validate_event(&body)
                 .map_err(|r| StoreError::Invalid(format!("stored event seq {seq} no longer validates: {}", r.error)))?;
             let plan = projector.plan(&tx, &event)?;
-            record.execute(params![seq, plan.customer.map(|c| c.0)])?;
+            let customer = plan.customer.map(|c| c.0);
+            record.execute(params![seq, customer])?;
             // Merges found again here are already in the log as customer.merged events.
             projector.apply(&tx, plan, &event)?;
             // Promises are rebuilt from the promise.* events the log holds, not decided again.
             super::promises::apply(&tx, "replay", &event)?;
+            // The outbox is not a projection: nothing is enqueued or sent again here.
+            super::outbox::apply_consent(&tx, "replay", &event, customer)?;
             if let Some(health) = health {
                 let day = day_of(&event);
                 for (touchpoint, tally) in health.contributions(&event) {
@@ -107,6 +114,8 @@ fn rebuild_and_compare(
              INSERT INTO main.identities SELECT * FROM replay.identities;
              DELETE FROM main.promises;
              INSERT INTO main.promises SELECT * FROM replay.promises;
+             DELETE FROM main.consents;
+             INSERT INTO main.consents SELECT * FROM replay.consents;
              DELETE FROM main.subject_links;
              INSERT INTO main.subject_links SELECT * FROM replay.subject_links;
              DELETE FROM main.touchpoint_days;

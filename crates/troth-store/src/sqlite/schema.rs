@@ -70,6 +70,14 @@ CREATE TABLE IF NOT EXISTS {schema}.promises (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {schema}.promises_by_subject ON promises(subject);
 CREATE INDEX IF NOT EXISTS {schema}.promises_due ON promises(next_check_us) WHERE next_check_us IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {schema}.consents (
+    cid      INTEGER NOT NULL,
+    channel  TEXT NOT NULL,
+    purpose  TEXT NOT NULL,
+    granted  INTEGER NOT NULL,
+    time_us  INTEGER NOT NULL,
+    PRIMARY KEY (cid, channel, purpose)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {schema}.subject_links (
     subject  TEXT NOT NULL,
     linked   TEXT NOT NULL,
@@ -78,6 +86,27 @@ CREATE TABLE IF NOT EXISTS {schema}.subject_links (
 "
     )
 }
+
+/// Messages and webhooks that plays asked for (docs/notifications.md). Not a
+/// projection: replay neither rebuilds nor re-sends it. `id` is the idempotency key.
+pub const OUTBOX: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    id               TEXT NOT NULL UNIQUE,
+    play             TEXT NOT NULL,
+    event_id         TEXT NOT NULL,
+    channel          TEXT NOT NULL,
+    recipient        TEXT,
+    payload          TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_us  INTEGER,
+    last_error       TEXT,
+    created_us       INTEGER NOT NULL,
+    sent_us          INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_us) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox(state);
+";
 
 /// Small facts about the store itself, such as how far the aggregates reach.
 pub const META: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;";

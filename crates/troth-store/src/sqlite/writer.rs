@@ -12,11 +12,12 @@ use tokio::sync::{mpsc, oneshot};
 use troth_core::{Timestamp, ValidEvent};
 
 use super::projector::{Projector, merge_event};
-use super::promises;
+use super::{outbox, promises};
 use crate::keys::{self, ApiKey, NewKey};
-use crate::{AppendStatus, StoreError};
+use crate::{AppendStatus, OutboxEntry, OutboxState, RetryPolicy, StoreError};
 use troth_core::health::{HealthIndex, Tally, day_of};
 use troth_core::journey::JourneyMap;
+use troth_core::play::{PlannedAction, PlayBook};
 use troth_core::promise::{Change, PromiseBook, Tracked};
 
 /// How many events one commit takes at most; more wait for the next.
@@ -44,6 +45,45 @@ pub enum Job {
         uid: String,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    /// Claim, mark or retry outbox rows.
+    Outbox {
+        op: OutboxOp,
+        reply: oneshot::Sender<Result<OutboxDone, StoreError>>,
+    },
+}
+
+pub enum OutboxOp {
+    Claim {
+        now: Timestamp,
+        limit: usize,
+    },
+    Sent {
+        id: String,
+        now: Timestamp,
+    },
+    Failed {
+        id: String,
+        now: Timestamp,
+        error: String,
+        policy: RetryPolicy,
+    },
+    Defer {
+        id: String,
+        now: Timestamp,
+        reason: String,
+        delay_us: i64,
+    },
+    Retry {
+        id: String,
+        now: Timestamp,
+    },
+}
+
+pub enum OutboxDone {
+    Claimed(Vec<OutboxEntry>),
+    Marked(bool),
+    Failed(Option<OutboxState>),
+    Retried(Option<Box<OutboxEntry>>),
 }
 
 impl Job {
@@ -56,6 +96,8 @@ impl Job {
             (Job::DeleteKey { reply, .. }, Ok(Done::Deleted(found))) => drop(reply.send(Ok(found))),
             (Job::Tick { reply, .. }, Ok(Done::Ticked(changed))) => drop(reply.send(Ok(changed))),
             (Job::Flush { reply }, Ok(Done::Flushed)) => drop(reply.send(Ok(()))),
+            (Job::Outbox { reply, .. }, Ok(Done::Outbox(done))) => drop(reply.send(Ok(done))),
+            (Job::Outbox { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Flush { reply }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Tick { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Append { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
@@ -84,12 +126,15 @@ pub struct Writer {
     /// Committed aggregate changes not yet in their tables; readers add them.
     pending: Arc<Mutex<Aggregates>>,
     last_flush: Instant,
+    /// Woken after a commit that enqueued outbox rows, so the dispatcher need not poll fast.
+    outbox_signal: Arc<tokio::sync::Notify>,
 }
 
 /// What the writer needs of a journey map.
 pub struct JourneyRules {
     pub book: PromiseBook,
     pub health: HealthIndex,
+    pub plays: PlayBook,
 }
 
 impl JourneyRules {
@@ -97,6 +142,7 @@ impl JourneyRules {
         JourneyRules {
             book: PromiseBook::new(map),
             health: HealthIndex::new(map),
+            plays: PlayBook::new(map),
         }
     }
 }
@@ -107,8 +153,13 @@ impl Writer {
         keys: KeyRing,
         journey: Option<JourneyRules>,
         pending: Arc<Mutex<Aggregates>>,
+        outbox_signal: Arc<tokio::sync::Notify>,
     ) -> Result<Writer, StoreError> {
         catch_up(&conn, journey.as_ref().map(|j| &j.health))?;
+        let recovered = outbox::recover(&conn)?;
+        if recovered > 0 {
+            tracing::info!(recovered, "outbox rows claimed before the last stop are pending again");
+        }
         let projector = Projector::new(&conn, "main")?;
         Ok(Writer {
             conn,
@@ -117,6 +168,7 @@ impl Writer {
             journey,
             pending,
             last_flush: Instant::now(),
+            outbox_signal,
         })
     }
 
@@ -172,6 +224,7 @@ impl Writer {
         let mut key_changes = Vec::new();
         let mut aggregates = Aggregates::default();
         let mut flush = self.last_flush.elapsed() >= FLUSH_EVERY;
+        let mut enqueued = 0;
         for job in group {
             done.push(match job {
                 Job::Append { events, .. } => Done::Appended(append(
@@ -181,13 +234,40 @@ impl Writer {
                     events,
                     received,
                     &mut aggregates,
+                    &mut enqueued,
                 )?),
+                Job::Outbox { op, .. } => Done::Outbox(match op {
+                    OutboxOp::Claim { now, limit } => OutboxDone::Claimed(outbox::claim(&tx, *now, *limit)?),
+                    OutboxOp::Sent { id, now } => OutboxDone::Marked(outbox::sent(&tx, id, *now)?),
+                    OutboxOp::Failed { id, now, error, policy } => {
+                        OutboxDone::Failed(outbox::failed(&tx, id, *now, error, *policy)?)
+                    }
+                    OutboxOp::Defer {
+                        id,
+                        now,
+                        reason,
+                        delay_us,
+                    } => OutboxDone::Marked(outbox::defer(&tx, id, *now, reason, *delay_us)?),
+                    OutboxOp::Retry { id, now } => {
+                        let entry = outbox::retry(&tx, id, *now)?;
+                        enqueued += usize::from(entry.as_ref().is_some_and(|e| e.state == OutboxState::Pending));
+                        OutboxDone::Retried(entry.map(Box::new))
+                    }
+                }),
                 Job::Flush { .. } => {
                     flush = true;
                     Done::Flushed
                 }
                 Job::Tick { now, .. } => Done::Ticked(match &self.journey {
-                    Some(journey) => tick(&tx, &mut self.projector, journey, *now, received, &mut aggregates)?,
+                    Some(journey) => tick(
+                        &tx,
+                        &mut self.projector,
+                        journey,
+                        *now,
+                        received,
+                        &mut aggregates,
+                        &mut enqueued,
+                    )?,
                     None => 0,
                 }),
                 Job::CreateKey { key, .. } => {
@@ -244,6 +324,9 @@ impl Writer {
             tx.commit()?;
             self.pending.lock().unwrap_or_else(|p| p.into_inner()).merge(aggregates);
         }
+        if enqueued > 0 {
+            self.outbox_signal.notify_one();
+        }
         let mut ring = self.keys.write().unwrap_or_else(|p| p.into_inner());
         for (hash, key) in key_changes {
             match key {
@@ -266,6 +349,7 @@ enum Done {
     Ticked(u64),
     Created(ApiKey, String),
     Deleted(bool),
+    Outbox(OutboxDone),
 }
 
 /// Appends events inside an open transaction: dedupe by id, store, project, and
@@ -277,30 +361,20 @@ pub fn append(
     events: &[ValidEvent],
     received: Timestamp,
     aggregates: &mut Aggregates,
+    enqueued: &mut usize,
 ) -> Result<Vec<AppendStatus>, StoreError> {
     let book = journey.map(|j| &j.book);
-    let mut appender = Appender::new(conn, projector, journey.map(|j| &j.health), received);
+    let mut appender = Appender::new(conn, projector, journey, received);
     let mut statuses = Vec::with_capacity(events.len());
     for event in events {
         let status = appender.one(event)?;
-        if let (AppendStatus::Accepted { .. }, Some(book)) = (status, book)
-            && book.concerns(&event.event_type)
-        {
-            let known = event
-                .subject
-                .as_deref()
-                .map(|s| promises::known(conn, s))
-                .transpose()?
-                .unwrap_or_default();
-            let changes = book.on_event(event, &known);
-            if !changes.is_empty() {
-                let customer = event_customer(event);
-                appender.record(&changes, &known, customer.as_ref())?;
-            }
+        if let AppendStatus::Accepted { .. } = status {
+            appender.promise_engine(book, event)?;
         }
+        appender.settle(book)?;
         statuses.push(status);
     }
-    appender.finish(aggregates);
+    *enqueued += appender.finish(aggregates);
     Ok(statuses)
 }
 
@@ -312,9 +386,10 @@ pub fn tick(
     now: Timestamp,
     received: Timestamp,
     aggregates: &mut Aggregates,
+    enqueued: &mut usize,
 ) -> Result<u64, StoreError> {
     let book = &journey.book;
-    let mut appender = Appender::new(conn, projector, Some(&journey.health), received);
+    let mut appender = Appender::new(conn, projector, Some(journey), received);
     let mut changed = 0;
     loop {
         let due = promises::due(conn, now, 1_000)?;
@@ -331,13 +406,14 @@ pub fn tick(
                 // The clock never makes a promise; later changes carry the stored customer.
                 None,
             )?;
+            appender.settle(Some(book))?;
             changed += 1;
         }
         if due.len() < 1_000 {
             break;
         }
     }
-    appender.finish(aggregates);
+    *enqueued += appender.finish(aggregates);
     Ok(changed)
 }
 
@@ -350,6 +426,11 @@ struct Appender<'a> {
     conn: &'a Connection,
     projector: &'a mut Projector,
     health: Option<&'a HealthIndex>,
+    plays: Option<&'a PlayBook>,
+    /// Events the plays asked for (`case.opened`), appended after the event that caused them.
+    derived: Vec<ValidEvent>,
+    /// Outbox rows enqueued as pending.
+    enqueued: usize,
     received: Timestamp,
     counts: HashMap<String, i64>,
     /// Health contributions per (touchpoint, day), written once per transaction.
@@ -360,13 +441,16 @@ impl<'a> Appender<'a> {
     fn new(
         conn: &'a Connection,
         projector: &'a mut Projector,
-        health: Option<&'a HealthIndex>,
+        journey: Option<&'a JourneyRules>,
         received: Timestamp,
     ) -> Self {
         Appender {
             conn,
             projector,
-            health,
+            health: journey.map(|j| &j.health),
+            plays: journey.map(|j| &j.plays),
+            derived: Vec::new(),
+            enqueued: 0,
             received,
             counts: HashMap::new(),
             days: HashMap::new(),
@@ -417,7 +501,66 @@ impl<'a> Appender<'a> {
             ])?;
             self.count("customer.merged");
         }
+        outbox::apply_consent(conn, "main", event, customer)?;
+        if let Some(plays) = self.plays
+            && plays.concerns(&event.event_type)
+        {
+            self.run_plays(plays, event, customer)?;
+        }
         Ok(AppendStatus::Accepted { seq })
+    }
+
+    /// Records what the plays ask of a stored event: outbox rows, and cases as
+    /// `case.opened` events appended next (see [`Appender::settle`]).
+    fn run_plays(&mut self, plays: &PlayBook, event: &ValidEvent, customer: Option<i64>) -> Result<(), StoreError> {
+        for planned in plays.on_event(event) {
+            if let PlannedAction::OpenCase { .. } = planned.action {
+                // A case opened by a play opens no further cases: plays cannot loop.
+                if event.id.starts_with("troth.case.") {
+                    continue;
+                }
+                let Some(case) = troth_core::play::case_event(&planned, event, event_customer(event).as_ref()) else {
+                    continue;
+                };
+                let case = troth_core::validate_value(case, None)
+                    .map_err(|r| StoreError::Invalid(format!("a play's case does not validate: {}", r.error)))?;
+                self.derived.push(case);
+            } else if outbox::enqueue(self.conn, &planned, event, customer, self.received)? {
+                self.enqueued += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets the promise engine react to a stored event: its decisions are appended as events.
+    fn promise_engine(&mut self, book: Option<&PromiseBook>, event: &ValidEvent) -> Result<(), StoreError> {
+        let Some(book) = book.filter(|b| b.concerns(&event.event_type)) else {
+            return Ok(());
+        };
+        let known = event
+            .subject
+            .as_deref()
+            .map(|s| promises::known(self.conn, s))
+            .transpose()?
+            .unwrap_or_default();
+        let changes = book.on_event(event, &known);
+        if !changes.is_empty() {
+            let customer = event_customer(event);
+            self.record(&changes, &known, customer.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Appends the events plays asked for, with what they cause in turn.
+    fn settle(&mut self, book: Option<&PromiseBook>) -> Result<(), StoreError> {
+        while !self.derived.is_empty() {
+            for event in std::mem::take(&mut self.derived) {
+                if let AppendStatus::Accepted { .. } = self.one(&event)? {
+                    self.promise_engine(book, &event)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Appends the events that record promise changes. `customer` is the making
@@ -463,12 +606,13 @@ impl<'a> Appender<'a> {
         }
     }
 
-    /// Hands this job's aggregate changes to the group's.
-    fn finish(self, into: &mut Aggregates) {
+    /// Hands this job's aggregate changes to the group's; returns the outbox rows enqueued.
+    fn finish(self, into: &mut Aggregates) -> usize {
         into.merge(Aggregates {
             counts: self.counts,
             days: self.days,
         });
+        self.enqueued
     }
 }
 

@@ -1,0 +1,272 @@
+//! troth's outbound messages. The store records what plays ask for in its outbox,
+//! in the transaction of the event that triggered them; the [`Dispatcher`] here
+//! claims due rows, sends them — email over SMTP, SMS through an HTTP gateway,
+//! webhooks signed with HMAC-SHA256 — and marks them sent, or failed with backoff
+//! until they are dead letters. Delivery is at least once; every message carries
+//! its outbox id so a receiver can drop duplicates. See docs/notifications.md.
+
+pub mod http;
+pub mod smtp;
+pub mod template;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use troth_core::Timestamp;
+use troth_store::{OutboxEntry, OutboxState, RetryPolicy, Store, StoreError};
+
+pub use smtp::SmtpConfig;
+pub use template::Template;
+
+/// How sends can fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again later (a refused connection, a 5xx, an SMTP 4xx).
+    #[error("{0}")]
+    Transient(String),
+    /// Trying again will not help (an SMTP 5xx, an HTTP 4xx, a bad address): dead at once.
+    #[error("{0}")]
+    Permanent(String),
+    /// The channel has no configuration: the row waits, its attempts uncounted.
+    #[error("{0}")]
+    NotConfigured(String),
+}
+
+/// The SMS gateway: troth POSTs `{"to", "body", "id"}` as JSON to `url`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmsConfig {
+    pub url: String,
+    /// Sent as `Authorization: Bearer TOKEN` when set.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for SmsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsConfig")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// Everything the dispatcher needs; each channel is optional.
+#[derive(Clone)]
+pub struct NotifyConfig {
+    pub smtp: Option<SmtpConfig>,
+    pub sms: Option<SmsConfig>,
+    /// Webhooks are sent only signed: without a secret they wait.
+    pub webhook_secret: Option<String>,
+    pub retry: RetryPolicy,
+    /// By name; [`template::defaults`] unless overridden.
+    pub templates: HashMap<String, Template>,
+    /// How often to look for due rows when no commit wakes the dispatcher.
+    pub poll: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            smtp: None,
+            sms: None,
+            webhook_secret: None,
+            retry: RetryPolicy::default(),
+            templates: template::defaults(),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("smtp", &self.smtp)
+            .field("sms", &self.sms)
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<set>"))
+            .field("retry", &self.retry)
+            .field("templates", &self.templates.len())
+            .field("poll", &self.poll)
+            .finish()
+    }
+}
+
+/// How long a row whose channel is not configured waits before it is looked at again.
+pub const UNCONFIGURED_RECHECK: Duration = Duration::from_secs(60);
+/// Rows claimed (and sent concurrently) at a time.
+const BATCH: usize = 16;
+
+/// Claims due outbox rows, sends them, and marks them.
+#[derive(Clone)]
+pub struct Dispatcher<S> {
+    store: S,
+    config: Arc<NotifyConfig>,
+}
+
+impl<S: Store + Clone> Dispatcher<S> {
+    pub fn new(store: S, config: NotifyConfig) -> Dispatcher<S> {
+        Dispatcher {
+            store,
+            config: Arc::new(config),
+        }
+    }
+
+    /// Sends until `stop` completes, woken by `wake` (commits that enqueued rows)
+    /// or every `poll`. A batch under way is finished before stopping, so a normal
+    /// stop leaves no row claimed.
+    pub async fn run(self, wake: Arc<Notify>, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            if let Err(e) = self.run_once().await {
+                tracing::warn!(error = %e, "the outbox dispatcher could not reach the store");
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(self.config.poll) => {}
+            }
+        }
+    }
+
+    /// Sends every row due now; returns how many were handled.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let mut handled = 0;
+        loop {
+            let claimed = self.store.claim_outbox(Timestamp::now(), BATCH).await?;
+            if claimed.is_empty() {
+                return Ok(handled);
+            }
+            handled += claimed.len();
+            let sends = claimed
+                .iter()
+                .map(|entry| async move { (entry, self.deliver(entry).await) });
+            for (entry, result) in join_all(sends).await {
+                self.mark(entry, result).await?;
+            }
+        }
+    }
+
+    async fn mark(&self, entry: &OutboxEntry, result: Result<(), SendError>) -> Result<(), StoreError> {
+        let id = entry.id.clone();
+        let now = Timestamp::now();
+        match result {
+            Ok(()) => {
+                tracing::info!(id = %entry.id, channel = %entry.channel, "outbox: sent");
+                self.store.outbox_sent(id, now).await?;
+            }
+            Err(SendError::NotConfigured(reason)) => {
+                tracing::debug!(id = %entry.id, %reason, "outbox: waiting for configuration");
+                let delay = UNCONFIGURED_RECHECK.as_micros() as i64;
+                self.store.outbox_defer(id, now, reason, delay).await?;
+            }
+            Err(e) => {
+                let policy = match e {
+                    SendError::Permanent(_) => RetryPolicy {
+                        max_attempts: 0,
+                        ..self.config.retry
+                    },
+                    _ => self.config.retry,
+                };
+                let state = self.store.outbox_failed(id, now, e.to_string(), policy).await?;
+                if state == Some(OutboxState::Dead) {
+                    tracing::warn!(id = %entry.id, channel = %entry.channel, error = %e, "outbox: dead letter");
+                } else {
+                    tracing::info!(id = %entry.id, channel = %entry.channel, error = %e, "outbox: will retry");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one row on its channel.
+    pub async fn deliver(&self, entry: &OutboxEntry) -> Result<(), SendError> {
+        let recipient = entry
+            .recipient
+            .as_deref()
+            .ok_or_else(|| SendError::Permanent("the row has no recipient".into()))?;
+        match entry.channel.as_str() {
+            "email" => {
+                let smtp = self
+                    .config
+                    .smtp
+                    .as_ref()
+                    .ok_or_else(|| not_configured("email", "smtp_host"))?;
+                let template = self.template(entry)?;
+                let email = smtp::Email {
+                    to: recipient.to_owned(),
+                    subject: template::render(&template.subject, &entry.payload),
+                    body: template::render(&template.body, &entry.payload),
+                    delivery: entry.id.clone(),
+                };
+                smtp::send(smtp, &email).await
+            }
+            "sms" => {
+                let sms = self
+                    .config
+                    .sms
+                    .as_ref()
+                    .ok_or_else(|| not_configured("sms", "sms_url"))?;
+                let template = self.template(entry)?;
+                let body = json!({
+                    "to": recipient,
+                    "body": template::render(&template.body, &entry.payload),
+                    "id": entry.id,
+                });
+                let mut headers = Vec::new();
+                if let Some(token) = &sms.token {
+                    headers.push(("authorization", format!("Bearer {token}")));
+                }
+                http::post_json(&sms.url, &headers, Bytes::from(body.to_string())).await
+            }
+            "webhook" => {
+                let secret = self
+                    .config
+                    .webhook_secret
+                    .as_deref()
+                    .ok_or_else(|| not_configured("webhook", "webhook_secret"))?;
+                let body = Bytes::from(webhook_body(entry).to_string());
+                let now = time_now_unix();
+                let headers = [
+                    (webhook::SIGNATURE_HEADER, webhook::signature(secret, now, &body)),
+                    (webhook::DELIVERY_HEADER, entry.id.clone()),
+                ];
+                http::post_json(recipient, &headers, body).await
+            }
+            other => Err(SendError::Permanent(format!("troth cannot send on {other}"))),
+        }
+    }
+
+    fn template(&self, entry: &OutboxEntry) -> Result<&Template, SendError> {
+        let name = entry.payload.get("template").and_then(Value::as_str).unwrap_or("");
+        self.config
+            .templates
+            .get(name)
+            .ok_or_else(|| SendError::Permanent(format!("no template named {name:?}; add it under [notify.templates]")))
+    }
+}
+
+fn not_configured(channel: &str, setting: &str) -> SendError {
+    SendError::NotConfigured(format!(
+        "the {channel} channel is not configured (set {setting} under [notify])"
+    ))
+}
+
+/// What an alert webhook carries: the row's payload with its id and kind.
+pub fn webhook_body(entry: &OutboxEntry) -> Value {
+    let mut body = json!({"id": entry.id, "type": "play.alert", "created_at": entry.created_at});
+    if let (Some(body), Some(payload)) = (body.as_object_mut(), entry.payload.as_object()) {
+        for (key, value) in payload {
+            body.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    body
+}
+
+fn time_now_unix() -> i64 {
+    Timestamp::now().micros().div_euclid(1_000_000)
+}

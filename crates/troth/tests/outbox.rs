@@ -1,0 +1,90 @@
+//! The outbox across a crash of the real binary: a message committed and claimed,
+//! but not yet sent when the process is SIGKILLed, is sent exactly once after the
+//! restart, and a further restart sends nothing more.
+
+mod common;
+#[path = "../../troth-notify/tests/common/mod.rs"]
+mod listeners;
+
+use std::time::{Duration, Instant};
+
+use common::Server;
+use listeners::{Silent, SmtpServer};
+use serde_json::{Value, json};
+use troth::client::{Client, Target};
+
+const ID: &str = "play:payment_failed_help:p1:0";
+
+fn smtp_flags(port: u16) -> Vec<String> {
+    [
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        &port.to_string(),
+        "--smtp-from",
+        "cx@shop.example",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn start(dir: &std::path::Path, flags: &[String]) -> Server {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Server::start(dir, &flags)
+}
+
+async fn outbox_row(server: &Server) -> Value {
+    let mut client = Client::connect(&Target::from_addr(server.addr), None).await.unwrap();
+    let (status, body) = client.get(&format!("/api/v1/outbox/{ID}")).await.unwrap();
+    assert!(status.is_success(), "{status}");
+    serde_json::from_slice(&body).unwrap()
+}
+
+async fn wait_for_state(server: &Server, state: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let row = outbox_row(server).await;
+        if row["state"] == state || started.elapsed() > Duration::from_secs(20) {
+            return row;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_claimed_when_troth_is_killed_is_sent_once_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // The relay accepts and never greets: the dispatcher has claimed the row and is
+    // waiting to send it when the process dies.
+    let silent = Silent::start();
+    let server = start(dir.path(), &smtp_flags(silent.addr.port()));
+    let mut client = Client::connect(&Target::from_addr(server.addr), None).await.unwrap();
+    let events = json!([
+        {"id": "i1", "type": "customer.identified", "time": "2026-11-23T09:00:00Z", "customer": {"id": "ann"},
+         "data": {"emails": ["ann@example.org"], "traits": {"name": "Ann"}}},
+        {"id": "p1", "type": "payment.failed", "time": "2026-11-23T10:00:00Z", "customer": {"id": "ann"},
+         "data": {"method": "card", "amount": 1999, "currency": "EUR"}},
+    ]);
+    let (status, _) = client.post_json("/api/v1/events", events.to_string()).await.unwrap();
+    assert!(status.is_success());
+    let row = wait_for_state(&server, "sending").await;
+    assert_eq!(row["state"], "sending", "{row}");
+    assert!(!silent.connections.lock().unwrap().is_empty());
+    server.kill();
+
+    let smtp = SmtpServer::start();
+    let server = start(dir.path(), &smtp_flags(smtp.addr.port()));
+    let mails = smtp.wait_for(1, Duration::from_secs(20));
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, ["ann@example.org"]);
+    assert_eq!(mails[0].header("Troth-Delivery"), Some(ID));
+    let row = wait_for_state(&server, "sent").await;
+    assert_eq!(row["state"], "sent", "{row}");
+    server.kill();
+
+    // Once marked sent, no restart sends it again.
+    let server = start(dir.path(), &smtp_flags(smtp.addr.port()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(outbox_row(&server).await["state"], "sent");
+    assert_eq!(smtp.mails().len(), 1);
+}
