@@ -244,3 +244,73 @@ async fn a_changed_map_recounts_health_from_the_log() {
         1
     );
 }
+
+/// A running store switches maps without a restart: the history is counted again by
+/// the new map, and later events follow it.
+#[tokio::test]
+async fn a_reloaded_map_recounts_history_and_applies_from_then_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let retail = include_str!("../../../journeys/retail.toml");
+    let store = open(dir.path());
+    store.append(vec![window("w1", "s1", "11:37", "12:37")]).await.unwrap();
+    let exposure = |health: Vec<(String, troth_core::health::Tally)>, key: &str| {
+        health
+            .into_iter()
+            .find(|(t, _)| t == key)
+            .map_or(0, |(_, t)| t.exposure)
+    };
+    assert_eq!(exposure(store.health(None, None).await.unwrap(), "delivery_window"), 1);
+
+    // The new map no longer follows windows as promises, and counts deliveries as
+    // exposure of the window touchpoint.
+    let changed = retail
+        .replacen(
+            r#"exposure = ["shipment.created", "shipment.window_set", "shipment.rescheduled"]"#,
+            r#"exposure = ["shipment.created", "shipment.window_set", "shipment.rescheduled", "shipment.delivered"]"#,
+            1,
+        )
+        .replacen(
+            "[[touchpoints.promises]]\nkey = \"delivery_window\"\nkind = \"delivery_window\"\n",
+            "",
+            1,
+        )
+        .replace(
+            "{ promise_at_risk = \"delivery_window\" }",
+            "{ event = \"shipment.rescheduled\" }",
+        )
+        .replace(
+            "{ promise_broken = \"delivery_window\" }",
+            "{ event = \"shipment.attempt_failed\" }",
+        );
+    let map = parse_journey(&changed).unwrap();
+    assert!(map.promises().all(|(_, p)| p.key != "delivery_window"));
+    store.reload_journey(&map).await.unwrap();
+    store
+        .append(vec![
+            delivered("d1", "s1", "12:00"),
+            window("w2", "s2", "13:00", "14:00"),
+        ])
+        .await
+        .unwrap();
+    let health = store.health(None, None).await.unwrap();
+    assert_eq!(
+        exposure(health.clone(), "delivery_window"),
+        3,
+        "w1 and w2, and the delivery"
+    );
+    let made = health
+        .iter()
+        .find(|(t, _)| t == "delivery_window")
+        .map(|(_, t)| t.promises_made)
+        .unwrap();
+    assert_eq!(made, 1, "w2 made no promise under the new map");
+    // The promise made under the old map is still settled by its keeping event,
+    // as the log tells; it is not decided again.
+    assert!(
+        promise_log(&store)
+            .await
+            .contains(&"promise.made delivery_window:w1".to_owned())
+    );
+    // A replay rebuilds health by the map followed now.
+    assert!(store.replay(false, &mut |_| {}).unwrap().matches());
+}

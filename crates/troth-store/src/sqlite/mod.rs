@@ -47,8 +47,9 @@ struct Inner {
     jobs: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
     keys: KeyRing,
-    /// The journey map followed, which replay needs to rebuild journey health.
-    journey: Option<JourneyMap>,
+    /// The journey map followed (the latest reloaded), which replay needs to
+    /// rebuild journey health.
+    journey: Mutex<Option<JourneyMap>>,
     /// Aggregates committed but not yet in their tables (see [`Aggregates`]).
     pending: Arc<Mutex<Aggregates>>,
     /// Woken when a commit enqueued outbox rows.
@@ -101,7 +102,7 @@ impl SqliteStore {
                 jobs: tx,
                 readers: Mutex::new(Vec::new()),
                 keys,
-                journey: journey.cloned(),
+                journey: Mutex::new(journey.cloned()),
                 pending,
                 outbox_signal,
                 _lock: lock,
@@ -121,6 +122,16 @@ impl SqliteStore {
             .blocking_send(Job::Append { events, reply })
             .map_err(|_| StoreError::WriterGone)?;
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Follows `journey` from now on instead of the map the store was opened with:
+    /// its promises and plays decide what later events do, and health is counted
+    /// again from the log if the map counts other events for its touchpoints.
+    pub async fn reload_journey(&self, journey: &JourneyMap) -> Result<(), StoreError> {
+        let rules = Box::new(writer::JourneyRules::new(journey));
+        self.submit(|reply| Job::Reload { rules, reply }).await?;
+        *self.inner.journey.lock().unwrap_or_else(|p| p.into_inner()) = Some(journey.clone());
+        Ok(())
     }
 
     /// Runs the promise clock to `now` (the server calls it every second; tests call
@@ -149,7 +160,8 @@ impl SqliteStore {
                 .map_err(|_| StoreError::WriterGone)?
         })?;
         let conn = open_connection(&self.inner.db_path, false)?;
-        replay::run(&conn, self.inner.journey.as_ref(), write, progress)
+        let journey = self.inner.journey.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        replay::run(&conn, journey.as_ref(), write, progress)
     }
 
     /// Notified after a commit that made outbox rows due (a dispatcher waits on it

@@ -45,6 +45,11 @@ pub enum Job {
         uid: String,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    /// Follow another journey map from now on; health is counted again by its rules.
+    Reload {
+        rules: Box<JourneyRules>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Claim, mark or retry outbox rows.
     Outbox {
         op: OutboxOp,
@@ -98,6 +103,8 @@ impl Job {
             (Job::Flush { reply }, Ok(Done::Flushed)) => drop(reply.send(Ok(()))),
             (Job::Outbox { reply, .. }, Ok(Done::Outbox(done))) => drop(reply.send(Ok(done))),
             (Job::Outbox { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+            (Job::Reload { reply, .. }, Ok(Done::Flushed)) => drop(reply.send(Ok(()))),
+            (Job::Reload { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Flush { reply }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Tick { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Append { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
@@ -174,11 +181,21 @@ impl Writer {
 
     pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         let mut group = Vec::new();
-        while let Some(first) = jobs.blocking_recv() {
+        let mut next = None;
+        while let Some(first) = next.take().or_else(|| jobs.blocking_recv()) {
+            if let Job::Reload { rules, reply } = first {
+                let _ = reply.send(self.reload(*rules));
+                continue;
+            }
             let mut weight = first.weight();
             group.push(first);
             while weight < MAX_GROUP_EVENTS {
                 match jobs.try_recv() {
+                    // A reload waits for the jobs sent before it, under the old rules.
+                    Ok(job @ Job::Reload { .. }) => {
+                        next = Some(job);
+                        break;
+                    }
                     Ok(job) => {
                         weight += job.weight();
                         group.push(job);
@@ -188,6 +205,23 @@ impl Writer {
             }
             self.commit_group(&mut group);
         }
+    }
+
+    /// Switches to other rules: writes what is pending under the old ones, then
+    /// counts the health of the whole log again if the new ones count differently.
+    /// Promises already made stay as the log records them; the new rules decide
+    /// what events from now on make, keep or break.
+    fn reload(&mut self, rules: JourneyRules) -> Result<(), StoreError> {
+        let (reply, _) = oneshot::channel();
+        let mut flush = vec![Job::Flush { reply }];
+        self.apply_group(&flush)?;
+        flush.clear();
+        let through: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+        recount_health_if_rules_changed(&self.conn, &rules.health, through)?;
+        self.journey = Some(rules);
+        Ok(())
     }
 
     fn commit_group(&mut self, group: &mut Vec<Job>) {
@@ -254,7 +288,8 @@ impl Writer {
                         OutboxDone::Retried(entry.map(Box::new))
                     }
                 }),
-                Job::Flush { .. } => {
+                // `run` takes reloads out of groups; one here only flushes.
+                Job::Flush { .. } | Job::Reload { .. } => {
                     flush = true;
                     Done::Flushed
                 }
