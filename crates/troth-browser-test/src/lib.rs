@@ -1,10 +1,14 @@
 //! Browser tests for troth's pages: headless Chromium driven through chromedriver's
 //! W3C WebDriver HTTP API, with a client small enough to read in one sitting.
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn example(server: &str) {
+//! use troth_browser_test::Browser;
 //! let Some(browser) = Browser::launch().await else { return }; // skipped, and said why
 //! browser.goto(&format!("{server}/ui/journeys/retail")).await;
 //! let exposure = browser.wait_for_text("#heatmap [data-f=exposure]", |t| t != "0").await;
+//! browser.quit().await;
+//! # }
 //! ```
 //!
 //! [`Browser::launch`] finds `chromium` and `chromedriver` (or the paths in
@@ -244,6 +248,13 @@ impl Browser {
         }
     }
 
+    /// Saves a PNG of the viewport, for looking at what a failing test saw.
+    pub async fn screenshot(&self, path: &Path) {
+        let encoded = self.session_command("GET", "/screenshot", None).await;
+        let png = decode_base64(encoded.as_str().unwrap_or_default());
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+
     /// Ends the session and stops chromedriver. Dropping does the same, blocking.
     pub async fn quit(mut self) {
         let _ = self.try_session_command("DELETE", "", None).await;
@@ -388,6 +399,29 @@ fn delete_session_blocking(addr: SocketAddr, session: &str) {
     }
 }
 
+/// Standard base64 (WebDriver's screenshots), ignoring padding and anything else.
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut bits, mut count) = (0u32, 0);
+    for sextet in text.bytes().filter_map(value) {
+        bits = (bits << 6) | u32::from(sextet);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
 /// A port free now, for chromedriver to listen on.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
@@ -417,4 +451,14 @@ fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_decodes_with_and_without_padding() {
+        assert_eq!(super::decode_base64("dHJvdGg="), b"troth");
+        assert_eq!(super::decode_base64("dHJvdGg"), b"troth");
+        assert_eq!(super::decode_base64("aGVhdA=="), b"heat");
+    }
 }

@@ -81,8 +81,8 @@ fn touchpoints(health: &Value) -> impl Iterator<Item = &Value> {
         .flat_map(|s| s["touchpoints"].as_array().unwrap())
 }
 
-/// The heat map's colour rule, written out again from its documentation
-/// (docs/journey-map.md): the worse of the two shares; amber from 10 %, red from 20 %.
+/// The heat map's colour rule, written out again from its documentation (README,
+/// "Pages"): the worse of the two shares; amber from 10 %, red from 20 %.
 fn expected_level(t: &Value) -> &'static str {
     let (kept, broken) = (
         t["promises"]["kept"].as_i64().unwrap(),

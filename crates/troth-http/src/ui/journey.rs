@@ -339,12 +339,14 @@ pub async fn touchpoint<S: Store>(
     let _ = write!(
         body,
         r#"<div class="cards" id="figures">
-<div class="card {level}"><div class="n">{}</div><div class="l">exposures</div></div>
+<div class="card {level}"><div class="n">{}</div><div class="l">the worse of broken and negative</div></div>
+<div class="card"><div class="n">{}</div><div class="l">exposures</div></div>
 <div class="card"><div class="n">{}</div><div class="l">promises kept ({} of {})</div></div>
 <div class="card"><div class="n">{}</div><div class="l">promises broken</div></div>
 <div class="card"><div class="n">{}</div><div class="l">negative answers (of {})</div></div>
 <div class="card"><div class="n">{}</div><div class="l">NPS</div></div>
 <div class="card"><div class="n">{}</div><div class="l">CSAT (1–5)</div></div></div>"#,
+        percent(worst_share(&total)),
         total.exposure,
         percent(total.promise_kept_rate()),
         total.promises_kept,
@@ -468,7 +470,7 @@ fn trend_chart(per_day: &[(i64, Tally)]) -> String {
 
 fn day_table(per_day: &[(i64, Tally)]) -> String {
     let mut out = String::from(
-        r#"<table id="days"><tr><th>day</th><th>exposures</th><th>kept</th><th>broken</th><th>broken share</th><th>answers</th><th>negative</th><th>NPS</th><th>CSAT</th></tr>"#,
+        r#"<table id="days"><tr><th>day</th><th class="num">exposures</th><th class="num">kept</th><th class="num">broken</th><th class="num">broken share</th><th class="num">answers</th><th class="num">negative</th><th class="num">NPS</th><th class="num">CSAT</th></tr>"#,
     );
     for (day, t) in per_day.iter().rev() {
         let _ = write!(
@@ -509,6 +511,7 @@ fn promise_definitions(t: &Touchpoint) -> String {
             esc(&p.key),
             p.kind
                 .as_ref()
+                .filter(|k| **k != p.key)
                 .map(|k| format!(r#" <span class="tag">{}</span>"#, esc(k)))
                 .unwrap_or_default(),
             esc(&p.made_by),
