@@ -45,14 +45,15 @@
     if (line) line.hidden = value === null || value === undefined;
   }
 
+  var cells = {};
+  Array.prototype.forEach.call(map.querySelectorAll("[data-touchpoint]"), function (cell) {
+    cells[cell.getAttribute("data-touchpoint")] = cell;
+  });
+
   function update(health) {
     health.stages.forEach(function (stage) {
       stage.touchpoints.forEach(function (t) {
-        var cell = null;
-        var cells = map.querySelectorAll("[data-touchpoint]");
-        for (var i = 0; i < cells.length; i++) {
-          if (cells[i].getAttribute("data-touchpoint") === t.key) cell = cells[i];
-        }
+        var cell = cells[t.key];
         if (!cell) return;
         set(cell, "exposure", String(t.exposure));
         set(cell, "kept_rate", percent(t.promises.kept_rate));

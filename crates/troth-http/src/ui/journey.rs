@@ -376,11 +376,8 @@ pub async fn touchpoint<S: Store>(
         }
         body.push_str("</p>");
     }
-    Ok(Some(super::html::page(
-        &format!("Touchpoint: {}", t.name),
-        Some(30),
-        &body,
-    )))
+    // No reload: a lead reading down the broken promises should not lose their place.
+    Ok(Some(super::html::page(&format!("Touchpoint: {}", t.name), None, &body)))
 }
 
 /// Exposure as bars (left scale), the shares of promises broken and answers
