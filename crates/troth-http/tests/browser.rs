@@ -112,7 +112,7 @@ async fn the_heat_map_shows_every_touchpoint_with_the_apis_figures() {
     let (from, to) = api_range(&browser).await;
     let health = health(&served, &from, &to).await;
 
-    let mut coloured = 0;
+    let (mut coloured, mut with_kept_rate) = (0, 0);
     for t in touchpoints(&health) {
         let key = t["key"].as_str().unwrap();
         let cell = browser.find(&format!(r#"#heatmap [data-touchpoint="{key}"]"#)).await;
@@ -123,12 +123,21 @@ async fn the_heat_map_shows_every_touchpoint_with_the_apis_figures() {
             t["exposure"].to_string(),
             "{key}"
         );
+        if let Some(kept) = t["promises"]["kept_rate"].as_f64() {
+            assert_eq!(
+                cell.find(r#"[data-f="kept_rate"]"#).await.text().await,
+                format!("{} %", (kept * 100.0 + 0.5).floor()),
+                "{key}: the share of promises kept, in whole percent"
+            );
+            with_kept_rate += 1;
+        }
         let class = cell.property("className").await;
         let level = expected_level(t);
         assert_eq!(class, format!("cell {level}"), "{key}: {t}");
         coloured += usize::from(level != "h-none");
     }
     assert!(coloured >= 3, "the simulated faults colour some touchpoints");
+    assert!(with_kept_rate >= 2, "some promises were settled");
     assert_eq!(
         browser.find_all("#heatmap [data-touchpoint]").await.len(),
         served.map.touchpoints.len()
