@@ -28,7 +28,17 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Sends one request to an `http://host:port/path` URL. A `body` is sent as JSON.
 pub async fn request(method: &str, url: &str, body: Option<&serde_json::Value>) -> Result<Reply, String> {
-    tokio::time::timeout(REQUEST_TIMEOUT, send(method, url, body))
+    request_with(method, url, &[], body).await
+}
+
+/// [`request`] with extra headers (`("authorization", "Bearer …")`).
+pub async fn request_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> Result<Reply, String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, send(method, url, headers, body))
         .await
         .map_err(|_| format!("{method} {url}: no answer within {REQUEST_TIMEOUT:?}"))?
         .map_err(|e| format!("{method} {url}: {e}"))
@@ -45,6 +55,7 @@ pub async fn post_json(url: &str, body: &serde_json::Value) -> Reply {
 async fn send(
     method: &str,
     url: &str,
+    headers: &[(&str, &str)],
     body: Option<&serde_json::Value>,
 ) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
     let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
@@ -56,12 +67,15 @@ async fn send(
         let _ = connection.await;
     });
     let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::from_bytes(method.as_bytes())?)
         .uri(path)
         .header(header::HOST, authority)
-        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
-        .body(Full::new(bytes))?;
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(bytes))?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();

@@ -367,6 +367,14 @@ impl Element<'_> {
         self.browser.element(&found)
     }
 
+    /// Types text into the element (an input), as keystrokes.
+    pub async fn send_keys(&self, text: &str) {
+        let path = format!("/element/{}/value", self.id);
+        self.browser
+            .session_command("POST", &path, Some(json!({"text": text})))
+            .await;
+    }
+
     /// Clicks the element (following a link loads its page before returning).
     pub async fn click(&self) {
         let path = format!("/element/{}/click", self.id);

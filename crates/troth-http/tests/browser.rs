@@ -27,6 +27,10 @@ impl Served {
 
 /// The small world's first `days` days, appended to a fresh store, then served.
 async fn serve_simulated(days: u32) -> Served {
+    serve_simulated_with_key(days, None).await
+}
+
+async fn serve_simulated_with_key(days: u32, master_key: Option<&str>) -> Served {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let map = parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
@@ -44,7 +48,7 @@ async fn serve_simulated(days: u32) -> Served {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = app(AppState::new(store, None).with_journey(map.clone()));
+    let router = app(AppState::new(store, master_key.map(str::to_owned)).with_journey(map.clone()));
     tokio::spawn(async move { axum::serve(listener, router).await });
     eprintln!("served {} simulated events in {:?}", events.len(), started.elapsed());
     Served { addr, map, _dir: dir }
@@ -276,5 +280,37 @@ async fn a_drill_down_links_broken_promises_to_their_customers() {
         promises.as_str().is_some_and(|p| !p.ends_with(" 0 broken")),
         "the customer's page shows the broken promise: {promises}"
     );
+    browser.quit().await;
+}
+
+/// With a master key the page's script has only the sign-in cookie, which must be
+/// enough for it to keep the figures current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_in_the_heat_map_still_follows_new_events() {
+    let Some(browser) = Browser::launch().await else { return };
+    let served = serve_simulated_with_key(2, Some("s3cret")).await;
+    browser.goto(&served.url("/ui/journeys/retail")).await;
+    assert!(browser.current_url().await.ends_with("/login"), "signing in first");
+    browser.find(r#"input[name="key"]"#).await.send_keys("s3cret").await;
+    browser.find(r#"form.login button"#).await.click().await;
+    browser.goto(&served.url("/ui/journeys/retail")).await;
+    let to = browser.find("#heatmap").await.attribute("data-to").await.unwrap();
+    let exposure = r#"#heatmap [data-touchpoint="returns"] [data-f="exposure"]"#;
+    let before: i64 = browser.text(exposure).await.parse().unwrap();
+
+    let event = json!({"id": "signed-in-1", "type": "return.requested", "time": format!("{to}T13:00:00Z"),
+                       "customer": {"id": "live-customer"}, "subject": "order:live-1",
+                       "data": {}});
+    let reply = http::request_with(
+        "POST",
+        &served.url("/api/v1/events"),
+        &[("authorization", "Bearer s3cret")],
+        Some(&event),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let after = browser.wait_for_text(exposure, |text| text != before.to_string()).await;
+    assert_eq!(after, (before + 1).to_string());
     browser.quit().await;
 }

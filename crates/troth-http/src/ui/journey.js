@@ -73,6 +73,11 @@
   }
 
   function poll() {
+    // A page nobody is looking at need not be kept current; catch up when shown.
+    if (document.hidden) {
+      document.addEventListener("visibilitychange", poll, { once: true });
+      return;
+    }
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) throw new Error("HTTP " + response.status);
