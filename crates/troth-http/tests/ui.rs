@@ -158,12 +158,15 @@ async fn pages_show_what_the_events_say() {
         journey.contains("<h2>Second moment of truth: receive and use</h2>"),
         "{journey}"
     );
+    let delivery_window = heat_map_cell(&journey, "delivery_window");
     assert!(
-        journey.contains("<strong>The one-hour delivery window</strong>") && journey.contains("owned by logistics")
+        delivery_window.contains("<strong>The one-hour delivery window</strong>")
+            && delivery_window.contains(r#"<span class="owners">Logistics</span>"#),
+        "{delivery_window}"
     );
     assert!(
-        journey.contains("2 exposures · promises kept 0 of 0 (– broken) · 0 survey answers (– negative)"),
-        "the shipment created and its window are exposure: {journey}"
+        delivery_window.contains(r#"<b data-f="exposure">2</b> exposures"#),
+        "the shipment created and its window are exposure: {delivery_window}"
     );
 
     let (status, _, _) = get(&router, "/ui/shipments/nope", None).await;
@@ -184,4 +187,214 @@ async fn with_a_master_key_pages_need_signing_in() {
     assert_eq!(status, StatusCode::OK, "{page}");
     let (status, _, _) = get(&router, "/docs", None).await;
     assert_eq!(status, StatusCode::OK, "the API reference is public");
+}
+
+/// The markup of one heat-map cell, found by its touchpoint key.
+fn heat_map_cell<'a>(page: &'a str, touchpoint: &str) -> &'a str {
+    let start = page
+        .find(&format!(r#"data-touchpoint="{touchpoint}""#))
+        .unwrap_or_else(|| panic!("no cell for {touchpoint}: {page}"));
+    let start = page[..start].rfind("<a ").unwrap();
+    let end = start + page[start..].find("</a>").unwrap();
+    &page[start..end]
+}
+
+async fn post_events(router: &axum::Router, events: Value) {
+    let response = router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/api/v1/events")
+                .body(Body::from(events.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// A window missed for a customer whose id needs escaping, and a survey answer.
+async fn with_a_broken_window(router: &axum::Router) {
+    let customer = json!({"id": "o'neil<&>"});
+    post_events(
+        router,
+        json!([
+            {"id": "b1", "type": "shipment.created", "time": "2026-11-24T08:00:00Z", "customer": customer,
+             "subject": "shipment:s<9>", "data": {"shipment": "s<9>", "order": "o9", "carrier": "swiftpost", "service": "standard"}},
+            {"id": "b2", "type": "shipment.window_set", "time": "2026-11-24T08:10:00Z", "customer": customer,
+             "subject": "shipment:s<9>", "data": {"window_start": "2026-11-24T10:00:00Z", "window_end": "2026-11-24T11:00:00Z"}},
+            {"id": "b3", "type": "shipment.attempt_failed", "time": "2026-11-24T10:30:00Z", "customer": customer,
+             "subject": "shipment:s<9>", "data": {"reason": "nobody home"}},
+            {"id": "b4", "type": "survey.answered", "time": "2026-11-24T12:00:00Z", "customer": customer,
+             "data": {"survey": "post-delivery", "touchpoint": "delivery_window", "nps": 2, "csat": 1}},
+        ]),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_heat_map_shows_the_days_asked_for() {
+    let (_dir, router) = seeded(None).await;
+    with_a_broken_window(&router).await;
+
+    // By default: the last 7 days of data, ending on the day of the newest event.
+    let (status, _, page) = get(&router, "/ui/journeys/retail", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"name="from" value="2026-11-18""#), "{page}");
+    assert!(page.contains(r#"name="to" value="2026-11-24""#));
+    let cell = heat_map_cell(&page, "delivery_window");
+    assert!(
+        cell.contains("class=\"cell h-bad\""),
+        "a broken window and a detractor: {cell}"
+    );
+    assert!(cell.contains(r#"<b data-f="exposure">4</b>"#), "{cell}");
+    assert!(cell.contains(r#"kept <b data-f="kept_rate">0 %</b> of <b data-f="settled">1</b>"#));
+    assert!(cell.contains(r#"<span class="fig" data-when="nps">NPS <b data-f="nps">-100</b>"#));
+    assert!(
+        cell.contains(r#"href="/ui/journeys/retail/touchpoints/delivery_window?from=2026-11-18&amp;to=2026-11-24""#)
+    );
+    let review = heat_map_cell(&page, "review");
+    assert!(
+        review.contains("h-none") && review.contains(r#"data-when="nps" hidden"#),
+        "no figure to colour by, no NPS to show: {review}"
+    );
+    assert!(page.contains(r#"<script src="/assets/journey.js" defer></script>"#));
+    assert!(
+        !page.contains("http-equiv=\"refresh\""),
+        "the script refreshes, not the browser"
+    );
+    assert!(
+        page.contains(r#"<section id="weakest-links"></section>"#)
+            && page.contains(r#"<section id="chasm"></section>"#)
+    );
+    assert!(page.contains(
+        r#"data-health-url="/ui/journeys/retail/health?from=2026-11-18T00:00:00Z&amp;to=2026-11-25T00:00:00Z""#
+    ));
+
+    // One day only: the 23rd saw the first shipment, not the broken window.
+    let (status, _, page) = get(&router, "/ui/journeys/retail?from=2026-11-23&to=2026-11-23", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let cell = heat_map_cell(&page, "delivery_window");
+    assert!(
+        cell.contains(r#"<b data-f="exposure">2</b>"#) && cell.contains("h-none"),
+        "{cell}"
+    );
+
+    for bad in [
+        "from=23-11-2026",
+        "from=2026-11-25&to=2026-11-24",
+        "from=2026-01-01&to=2026-12-31",
+        "days=3",
+    ] {
+        let (status, _, page) = get(&router, &format!("/ui/journeys/retail?{bad}"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {page}");
+        assert!(
+            page.contains("<h1>Something went wrong</h1>"),
+            "an error page, not JSON: {page}"
+        );
+    }
+    let (status, _, _) = get(&router, "/ui/journeys/other", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_script_polls_the_same_health_as_the_api() {
+    let (_dir, router) = seeded(None).await;
+    let query = "from=2026-11-20T00:00:00Z&to=2026-11-24T00:00:00Z";
+    let (status, _, from_page) = get(&router, &format!("/ui/journeys/retail/health?{query}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, from_api) = get(&router, &format!("/api/v1/journeys/retail/health?{query}"), None).await;
+    assert_eq!(from_page, from_api);
+    let health: Value = serde_json::from_str(&from_page).unwrap();
+    assert_eq!(health["stages"][2]["touchpoints"][0]["exposure"], 2, "{health}");
+
+    let response = router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/assets/journey.js")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+}
+
+#[tokio::test]
+async fn with_a_master_key_the_script_polls_with_the_sign_in_cookie() {
+    let (_dir, router) = seeded(Some("k")).await;
+    let (status, location, _) = get(&router, "/ui/journeys/retail/health", None).await;
+    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/login")));
+    let (status, _, body) = get(&router, "/ui/journeys/retail/health", Some("troth_key=k")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with(r#"{"journey":"retail""#), "{body}");
+}
+
+#[tokio::test]
+async fn a_touchpoint_drill_down_lists_its_days_owners_and_broken_promises() {
+    let (_dir, router) = seeded(None).await;
+    with_a_broken_window(&router).await;
+    let (status, _, page) = get(
+        &router,
+        "/ui/journeys/retail/touchpoints/delivery_window?from=2026-11-22&to=2026-11-24",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("<h1>Touchpoint: The one-hour delivery window</h1>"),
+        "{page}"
+    );
+    assert!(page.contains(r#"owned by <strong id="owners">Logistics</strong>"#));
+    assert!(
+        page.contains(r#"<div class="card h-bad"><div class="n">100 %</div>"#),
+        "the one window was missed"
+    );
+    assert!(page.contains(r#"<svg class="trend" id="trend""#));
+    assert_eq!(page.matches(r#"<rect class="exposure""#).count(), 3, "a bar per day");
+    assert!(
+        page.contains(r#"<tr><td>2026-11-24</td><td class="num">2</td><td class="num">0</td><td class="num">1</td><td class="num">100 %</td><td class="num">1</td><td class="num">100 %</td><td class="num">-100</td><td class="num">1.0</td></tr>"#),
+        "{page}"
+    );
+    assert!(page.contains(r#"<tr><td>2026-11-23</td><td class="num">2</td><td class="num">0</td><td class="num">0</td><td class="num">–</td>"#));
+    assert!(page.contains("<td>delivery_window</td><td><code>shipment.window_set</code></td><td>data.window_end</td>"));
+    assert!(page.contains("Broken promises due in these days: 1"));
+    let broken = &page[page.find(r#"<table id="broken-promises">"#).unwrap()..];
+    assert!(
+        broken.contains(r#"<a href="/ui/customers/o%27neil%3C%26%3E">o&#39;neil&lt;&amp;&gt;</a>"#),
+        "the customer is linked and escaped: {broken}"
+    );
+    assert!(broken.contains(r#"<a href="/ui/shipments/s%3C9%3E">shipment:s&lt;9&gt;</a>"#));
+    assert!(!page.contains("<9>") && !page.contains("o'neil<"), "nothing unescaped");
+    assert!(
+        page.contains(r#"<a href="/ui/journeys/retail/touchpoints/tracking_page?from=2026-11-22&amp;to=2026-11-24">"#)
+    );
+
+    // The customer the promise links to is the one the page shows.
+    let (status, _, customer) = get(&router, "/ui/customers/o%27neil%3C%26%3E", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(customer.contains("Promises: 0 kept, 1 broken"), "{customer}");
+
+    // Before the window was missed, nothing was broken.
+    let (_, _, page) = get(
+        &router,
+        "/ui/journeys/retail/touchpoints/delivery_window?from=2026-11-23&to=2026-11-23",
+        None,
+    )
+    .await;
+    assert!(page.contains("Broken promises due in these days: 0") && !page.contains("<table id=\"broken-promises\">"));
+
+    let (status, _, page) = get(&router, "/ui/journeys/retail/touchpoints/%3Cscript%3E", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!page.contains("<script>"), "{page}");
+    let (status, _, _) = get(&router, "/ui/journeys/other/touchpoints/delivery_window", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = get(&router, "/ui/journeys/retail/touchpoints/delivery_window?to=nope", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

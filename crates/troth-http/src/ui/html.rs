@@ -36,10 +36,24 @@ pub fn page(title: &str, refresh_seconds: Option<u32>, body: &str) -> String {
     let refresh = refresh_seconds
         .map(|s| format!(r#"<meta http-equiv="refresh" content="{s}">"#))
         .unwrap_or_default();
+    frame(title, &refresh, body)
+}
+
+/// The page frame with one of the binary's own scripts, which keeps the page
+/// current in place instead of reloading it.
+pub fn page_with_script(title: &str, body: &str, script: &str) -> String {
+    frame(
+        title,
+        &format!(r#"<script src="{}" defer></script>"#, esc(script)),
+        body,
+    )
+}
+
+fn frame(title: &str, head: &str, body: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-{refresh}<title>{title} · troth</title><link rel="stylesheet" href="/assets/troth.css"></head>
+{head}<title>{title} · troth</title><link rel="stylesheet" href="/assets/troth.css"></head>
 <body><header><a class="brand" href="/">troth</a><a href="/">Overview</a><a href="/ui/journey">Journey</a><a href="/docs">API</a></header>
 <main><h1>{title}</h1>
 {body}

@@ -4,22 +4,26 @@
 //! - `/` — the overview: events and customers, events by type, the latest events;
 //! - `/ui/customers/{id}` — the agent's view of one customer: profile and timeline;
 //! - `/ui/shipments/{id}` — one shipment: its real stages, window, driver and trail;
-//! - `/ui/journeys/{key}` — the journey's stages and touchpoints, coloured by health;
+//! - `/ui/journeys/{key}` — the journey's heat map: stages × touchpoints coloured by
+//!   health over a range of days, kept current by `journey.js` without reloading;
+//! - `/ui/journeys/{key}/touchpoints/{touchpoint}` — one touchpoint's drill-down: its
+//!   trend per day, owners, promises and the promises broken there;
 //! - `/docs` — the API reference, rendered from the OpenAPI description;
 //! - `/login` — with a master key, pages need a key too, kept in a cookie.
 
 mod html;
+mod journey;
 mod pages;
 
 use axum::Router;
-use axum::extract::{Form, State};
+use axum::extract::{Form, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use troth_store::{Scope, Store};
 
 use crate::AppState;
-use crate::extract::Segment;
+use crate::extract::{Params, Segment};
 
 pub use html::esc;
 
@@ -32,6 +36,10 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
         .route("/ui/customers/{id}", get(customer::<S>))
         .route("/ui/shipments/{id}", get(shipment::<S>))
         .route("/ui/journeys/{key}", get(journey::<S>))
+        .route("/ui/journeys/{key}/touchpoints/{touchpoint}", get(touchpoint::<S>))
+        // The health API's own handler, behind the pages' sign-in: journey.js polls it
+        // with the sign-in cookie, which the bearer-only /api/v1 routes do not read.
+        .route("/ui/journeys/{key}/health", get(crate::journeys::health::<S>))
         .route("/ui/journey", get(followed_journey::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             (state, Scope::Read),
@@ -42,6 +50,7 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
         .route("/docs", get(|| async { Html(pages::api_docs()) }))
         .route("/login", get(login_form).post(login))
         .route("/assets/troth.css", get(stylesheet))
+        .route("/assets/journey.js", get(journey_script))
 }
 
 async fn overview<S: Store>(State(state): State<AppState<S>>) -> Response {
@@ -76,9 +85,24 @@ fn render(page: Result<Option<String>, crate::ApiError>) -> Response {
     }
 }
 
-async fn journey<S: Store>(State(state): State<AppState<S>>, Segment(key): Segment) -> Response {
+async fn journey<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(key): Segment,
+    Params(params): Params,
+) -> Response {
     match &state.journey {
-        Some(map) if map.key == key => render(pages::journey(&state.store, map).await),
+        Some(map) if map.key == key => render(journey::journey(&state.store, map, &params).await),
+        _ => render(Ok(None)),
+    }
+}
+
+async fn touchpoint<S: Store>(
+    State(state): State<AppState<S>>,
+    Path((key, touchpoint)): Path<(String, String)>,
+    Params(params): Params,
+) -> Response {
+    match &state.journey {
+        Some(map) if map.key == key => render(journey::touchpoint(&state.store, map, &touchpoint, &params).await),
         _ => render(Ok(None)),
     }
 }
@@ -98,6 +122,17 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "max-age=3600"),
         ],
         include_str!("troth.css"),
+    )
+        .into_response()
+}
+
+async fn journey_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("journey.js"),
     )
         .into_response()
 }

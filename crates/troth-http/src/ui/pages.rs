@@ -4,7 +4,6 @@ use std::fmt::Write;
 
 use serde_json::Value;
 use troth_core::Timestamp;
-use troth_core::journey::JourneyMap;
 use troth_store::{EventQuery, PromiseQuery, Store, StoredEvent};
 
 use super::html::{esc, page, url_segment};
@@ -138,56 +137,6 @@ pub async fn customer<S: Store>(store: &S, key: &str) -> PageResult {
     body.push_str("<h2>Timeline</h2>");
     body.push_str(&event_table(&timeline.events));
     Ok(Some(page(&name, Some(15), &body)))
-}
-
-/// The journey as a grid: each stage a column of its touchpoints, each coloured by
-/// how it is doing, with its owners and figures.
-pub async fn journey<S: Store>(store: &S, map: &JourneyMap) -> PageResult {
-    let tallies = store.health(None, None).await?;
-    let mut body = String::from(
-        r#"<p class="muted">All time. Colour: the worse of the share of promises broken and the share of negative survey answers — green under 10 %, amber under 20 %, red from 20 %.</p><div class="grid2">"#,
-    );
-    for stage in &map.stages {
-        let _ = write!(body, "<section><h2>{}</h2>", esc(&stage.name));
-        for t in map.touchpoints.iter().filter(|t| t.stage == stage.key) {
-            let tally = tallies
-                .iter()
-                .find(|(k, _)| *k == t.key)
-                .map(|(_, t)| *t)
-                .unwrap_or_default();
-            let settled = tally.promises_kept + tally.promises_broken;
-            let broken = (settled > 0).then(|| tally.promises_broken as f64 / settled as f64);
-            let negative = (tally.answers > 0).then(|| tally.negative_answers as f64 / tally.answers as f64);
-            let worst = broken
-                .into_iter()
-                .chain(negative)
-                .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
-            let class = match worst {
-                Some(w) if w >= 0.2 => "bad",
-                Some(w) if w >= 0.1 => "warn",
-                Some(_) => "good",
-                None => "muted",
-            };
-            let percent = |x: Option<f64>| x.map_or("–".to_owned(), |x| format!("{:.0} %", x * 100.0));
-            let _ = write!(
-                body,
-                r#"<div class="card" style="margin-bottom:.6rem"><div class="{class}"><strong>{}</strong></div>
-<div class="l">owned by {}</div>
-<div>{} exposures · promises kept {} of {} ({} broken) · {} survey answers ({} negative)</div></div>"#,
-                esc(&t.name),
-                esc(&t.owners.join(", ")),
-                tally.exposure,
-                tally.promises_kept,
-                settled,
-                percent(broken),
-                tally.answers,
-                percent(negative),
-            );
-        }
-        body.push_str("</section>");
-    }
-    body.push_str("</div>");
-    Ok(Some(page(&format!("Journey: {}", map.name), Some(15), &body)))
 }
 
 /// A shipment's stages as its events tell them, and its driver's trail.
@@ -363,7 +312,7 @@ fn trail(driver: &str, positions: &[StoredEvent]) -> String {
     )
 }
 
-fn subject_link(subject: &str) -> String {
+pub(super) fn subject_link(subject: &str) -> String {
     match subject.split_once(':') {
         Some(("shipment", id)) => format!(r#"<a href="/ui/shipments/{}">{}</a>"#, url_segment(id), esc(subject)),
         _ => esc(subject),
@@ -434,7 +383,7 @@ fn str_of(value: &Value) -> String {
 }
 
 /// `2026-11-23T11:37:00Z` → `2026-11-23 11:37`.
-fn clock(time: &str) -> String {
+pub(super) fn clock(time: &str) -> String {
     match Timestamp::parse_rfc3339(time) {
         Some(t) => {
             let s = t.to_string();

@@ -1,0 +1,643 @@
+//! The journey pages: the heat map of stages × touchpoints, and one touchpoint's
+//! drill-down (trend per day, owners, promises, the promises broken).
+//!
+//! Figures are rendered on the server so the pages work without script;
+//! `journey.js` then keeps the heat map's figures current from the health JSON.
+//! Its formatting mirrors [`percent`], [`whole`] and [`one_decimal`], and it reads
+//! the colour thresholds from the page, so the two cannot disagree on a colour.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+use troth_core::Timestamp;
+use troth_core::health::Tally;
+use troth_core::journey::{Due, JourneyMap, Touchpoint};
+use troth_store::{EventQuery, PromiseQuery, PromiseView, Store};
+
+use super::html::{esc, page_with_script, url_segment};
+use crate::ApiError;
+use crate::extract::{invalid_param, unknown_param};
+
+type PageResult = Result<Option<String>, ApiError>;
+
+const DAY_US: i64 = 86_400_000_000;
+/// The range shown when none is asked for: this many days, ending on the last day with data.
+pub const DEFAULT_DAYS: i64 = 7;
+/// The longest range a page shows, so a drill-down's per-day reads stay few.
+const MAX_DAYS: i64 = 92;
+/// Shares (of promises broken, of negative answers) from which a touchpoint is amber, then red.
+pub const WARN_SHARE: f64 = 0.10;
+pub const BAD_SHARE: f64 = 0.20;
+/// How often the heat map asks for new figures.
+const REFRESH_SECONDS: u32 = 5;
+/// Broken promises listed on a drill-down, the latest first.
+const BROKEN_LISTED: usize = 50;
+
+/// Whole UTC days, both ends included, counted since 1970-01-01.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Days {
+    pub first: i64,
+    pub last: i64,
+}
+
+impl Days {
+    /// From a page's `from`/`to` (`YYYY-MM-DD`, both included; empty means unset).
+    /// Unset, `to` is the last day with data and `from` [`DEFAULT_DAYS`] before it.
+    pub async fn from_params<S: Store>(store: &S, params: &[(String, String)]) -> Result<Days, ApiError> {
+        let (mut first, mut last) = (None, None);
+        for (name, value) in params {
+            let day = match value.trim() {
+                "" => None,
+                text => Some(parse_day(name, text)?),
+            };
+            match name.as_str() {
+                "from" => first = day,
+                "to" => last = day,
+                other => return Err(unknown_param(other, "from, to (dates, YYYY-MM-DD)")),
+            }
+        }
+        let last = match last {
+            Some(day) => day,
+            None => last_day_with_data(store).await?,
+        };
+        let first = first.unwrap_or(last - (DEFAULT_DAYS - 1));
+        if first > last {
+            return Err(invalid_param(
+                "from",
+                format!("from ({}) is after to ({})", date(first), date(last)),
+            ));
+        }
+        if last - first >= MAX_DAYS {
+            return Err(invalid_param("from", format!("a page shows at most {MAX_DAYS} days")));
+        }
+        Ok(Days { first, last })
+    }
+
+    /// The same days as the page's query string.
+    pub fn page_query(&self) -> String {
+        format!("from={}&to={}", date(self.first), date(self.last))
+    }
+
+    /// The same days as the health API's query: `to` is the midnight after the last day.
+    pub fn api_query(&self) -> String {
+        format!(
+            "from={}T00:00:00Z&to={}T00:00:00Z",
+            date(self.first),
+            date(self.last + 1)
+        )
+    }
+
+    fn iter(&self) -> impl Iterator<Item = i64> {
+        self.first..=self.last
+    }
+}
+
+fn parse_day(name: &str, text: &str) -> Result<i64, ApiError> {
+    Timestamp::parse_rfc3339(&format!("{text}T00:00:00Z"))
+        .filter(|_| text.len() == 10)
+        .map(|t| t.micros().div_euclid(DAY_US))
+        .ok_or_else(|| invalid_param(name, format!("{name} must be a date like 2026-11-23, not {text:?}")))
+}
+
+/// The day of the newest event stored, or today when there is none.
+async fn last_day_with_data<S: Store>(store: &S) -> Result<i64, ApiError> {
+    let newest = store
+        .events(EventQuery {
+            newest_first: true,
+            limit: 1,
+            ..Default::default()
+        })
+        .await?;
+    let time = newest
+        .events
+        .first()
+        .and_then(|e| serde_json::from_str::<Value>(&e.raw).ok())
+        .and_then(|v| v["time"].as_str().and_then(Timestamp::parse_rfc3339))
+        .unwrap_or_else(Timestamp::now);
+    Ok(time.micros().div_euclid(DAY_US))
+}
+
+/// `20415` → `2025-11-23`.
+pub fn date(day: i64) -> String {
+    Timestamp(day * DAY_US).to_string()[..10].to_owned()
+}
+
+/// How a touchpoint is doing: the worse of the share of settled promises broken and
+/// the share of survey answers that were negative.
+fn worst_share(t: &Tally) -> Option<f64> {
+    let settled = t.promises_kept + t.promises_broken;
+    let broken = (settled > 0).then(|| t.promises_broken as f64 / settled as f64);
+    let negative = (t.answers > 0).then(|| t.negative_answers as f64 / t.answers as f64);
+    match (broken, negative) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The CSS class of a health level.
+fn level(t: &Tally) -> &'static str {
+    match worst_share(t) {
+        Some(w) if w >= BAD_SHARE => "h-bad",
+        Some(w) if w >= WARN_SHARE => "h-warn",
+        Some(_) => "h-good",
+        None => "h-none",
+    }
+}
+
+/// Rounds as JavaScript's `Math.round` does (half up), so both render the same text.
+fn js_round(x: f64) -> f64 {
+    (x + 0.5).floor()
+}
+
+fn percent(share: Option<f64>) -> String {
+    share.map_or("–".to_owned(), |x| format!("{} %", js_round(x * 100.0) as i64))
+}
+
+fn whole(x: Option<f64>) -> String {
+    x.map_or("–".to_owned(), |x| (js_round(x) as i64).to_string())
+}
+
+fn one_decimal(x: Option<f64>) -> String {
+    x.map_or("–".to_owned(), |x| format!("{:.1}", js_round(x * 10.0) / 10.0))
+}
+
+fn negative_share(t: &Tally) -> Option<f64> {
+    (t.answers > 0).then(|| t.negative_answers as f64 / t.answers as f64)
+}
+
+fn broken_share(t: &Tally) -> Option<f64> {
+    t.promise_kept_rate().map(|kept| 1.0 - kept)
+}
+
+fn tally_of(tallies: &[(String, Tally)], touchpoint: &str) -> Tally {
+    tallies
+        .iter()
+        .find(|(k, _)| k == touchpoint)
+        .map(|(_, t)| *t)
+        .unwrap_or_default()
+}
+
+/// The owners' names, as the map's functions call them.
+fn owner_names(map: &JourneyMap, t: &Touchpoint) -> String {
+    t.owners
+        .iter()
+        .map(|key| {
+            map.functions
+                .iter()
+                .find(|f| f.key == *key)
+                .map_or(key.as_str(), |f| f.name.as_str())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn touchpoint_href(map: &JourneyMap, t: &Touchpoint, days: &Days) -> String {
+    format!(
+        "/ui/journeys/{}/touchpoints/{}?{}",
+        url_segment(&map.key),
+        url_segment(&t.key),
+        days.page_query()
+    )
+}
+
+/// The form that chooses the days shown; a plain GET, so it works without script.
+fn range_form(action: &str, days: &Days) -> String {
+    format!(
+        r#"<form class="range" method="get" action="{}"><label>from <input type="date" name="from" value="{}"></label>
+<label>to <input type="date" name="to" value="{}"></label><button type="submit">Show</button>
+<a href="{}">last {DEFAULT_DAYS} days of data</a></form>"#,
+        esc(action),
+        date(days.first),
+        date(days.last),
+        esc(action),
+    )
+}
+
+/// The journey as a heat map: a column per stage, a cell per touchpoint coloured by
+/// health, each linking to its drill-down.
+pub async fn journey<S: Store>(store: &S, map: &JourneyMap, params: &[(String, String)]) -> PageResult {
+    let days = Days::from_params(store, params).await?;
+    let tallies = store.health(Some(days.first), Some(days.last + 1)).await?;
+    let self_path = format!("/ui/journeys/{}", url_segment(&map.key));
+    let mut body = range_form(&self_path, &days);
+    let _ = write!(
+        body,
+        r#"<div class="legend" aria-label="legend"><span><i class="swatch h-good"></i>under {warn} %</span><span><i class="swatch h-warn"></i>{warn}–{bad} %</span><span><i class="swatch h-bad"></i>{bad} % or more</span><span><i class="swatch h-none"></i>no promise settled, no answer</span>
+<span class="muted">of promises broken or survey answers negative, whichever is worse · {} to {}</span></div>
+<p id="refresh-status" class="muted" aria-live="polite">Figures as of page load.</p>"#,
+        date(days.first),
+        date(days.last),
+        warn = js_round(WARN_SHARE * 100.0),
+        bad = js_round(BAD_SHARE * 100.0),
+    );
+    // journey.js polls data-health-url (the health API's handler, mounted under the
+    // pages' sign-in so the cookie is enough) and rewrites the cells in place.
+    let _ = write!(
+        body,
+        r#"<div id="heatmap" class="heatmap" style="--stages:{}" data-health-url="{}/health?{}" data-refresh-seconds="{REFRESH_SECONDS}" data-warn="{WARN_SHARE}" data-bad="{BAD_SHARE}" data-from="{}" data-to="{}">"#,
+        map.stages.len().max(1),
+        self_path,
+        esc(&days.api_query()),
+        date(days.first),
+        date(days.last),
+    );
+    for stage in &map.stages {
+        let _ = write!(
+            body,
+            r#"<section class="stage" data-stage="{}"><h2>{}</h2>"#,
+            esc(&stage.key),
+            esc(&stage.name)
+        );
+        for t in map.touchpoints.iter().filter(|t| t.stage == stage.key) {
+            body.push_str(&cell(map, t, &tally_of(&tallies, &t.key), &days));
+        }
+        body.push_str("</section>");
+    }
+    body.push_str(
+        r#"</div>
+<!-- Weakest links: another change adds its API and renders it here. -->
+<section id="weakest-links"></section>
+<!-- Chasm (where customers fall between functions): another change adds its API and renders it here. -->
+<section id="chasm"></section>"#,
+    );
+    Ok(Some(page_with_script(
+        &format!("Journey: {}", map.name),
+        &body,
+        "/assets/journey.js",
+    )))
+}
+
+/// One heat-map cell. `data-f` names the figure journey.js rewrites; `data-when`
+/// hides a line when its figure has no value.
+fn cell(map: &JourneyMap, t: &Touchpoint, tally: &Tally, days: &Days) -> String {
+    let settled = tally.promises_kept + tally.promises_broken;
+    let promise_line = if t.promises.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#"<span class="fig">promises kept <b data-f="kept_rate">{}</b> of <b data-f="settled">{settled}</b></span>"#,
+            percent(tally.promise_kept_rate()),
+        )
+    };
+    let hidden = |x: Option<f64>| if x.is_none() { " hidden" } else { "" };
+    format!(
+        r#"<a class="cell {level}" href="{href}" data-touchpoint="{key}"><strong>{name}</strong>
+<span class="fig"><b data-f="exposure">{exposure}</b> exposures</span>{promise_line}
+<span class="fig"><b data-f="answers">{answers}</b> answers, <b data-f="negative_rate">{negative}</b> negative</span>
+<span class="fig" data-when="nps"{nps_hidden}>NPS <b data-f="nps">{nps}</b></span>
+<span class="fig" data-when="csat"{csat_hidden}>CSAT <b data-f="csat">{csat}</b></span>
+<span class="owners">{owners}</span></a>"#,
+        level = level(tally),
+        href = esc(&touchpoint_href(map, t, days)),
+        key = esc(&t.key),
+        name = esc(&t.name),
+        exposure = tally.exposure,
+        answers = tally.answers,
+        negative = percent(negative_share(tally)),
+        nps = whole(tally.nps()),
+        nps_hidden = hidden(tally.nps()),
+        csat = one_decimal(tally.csat()),
+        csat_hidden = hidden(tally.csat()),
+        owners = esc(&owner_names(map, t)),
+    )
+}
+
+/// One touchpoint: its figures over the days, its trend per day, owners, promises,
+/// and the promises broken there with their customers.
+pub async fn touchpoint<S: Store>(
+    store: &S,
+    map: &JourneyMap,
+    touchpoint: &str,
+    params: &[(String, String)],
+) -> PageResult {
+    let Some(t) = map.touchpoint(touchpoint) else {
+        return Ok(None);
+    };
+    let days = Days::from_params(store, params).await?;
+    let total = tally_of(&store.health(Some(days.first), Some(days.last + 1)).await?, &t.key);
+    let mut per_day = Vec::new();
+    for day in days.iter() {
+        per_day.push((day, tally_of(&store.health(Some(day), Some(day + 1)).await?, &t.key)));
+    }
+    let journey_path = format!("/ui/journeys/{}", url_segment(&map.key));
+    let stage = map.stages.iter().find(|s| s.key == t.stage);
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        r#"<p><a href="{}?{}">← {}</a> · {} · owned by <strong id="owners">{}</strong> · channels: {}</p>"#,
+        journey_path,
+        days.page_query(),
+        esc(&map.name),
+        esc(stage.map_or(&t.stage, |s| &s.name)),
+        esc(&owner_names(map, t)),
+        esc(&t.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")),
+    );
+    body.push_str(&range_form(
+        &format!("{journey_path}/touchpoints/{}", url_segment(&t.key)),
+        &days,
+    ));
+    let _ = write!(
+        body,
+        r#"<div class="cards" id="figures">
+<div class="card {level}"><div class="n">{}</div><div class="l">the worse of broken and negative</div></div>
+<div class="card"><div class="n">{}</div><div class="l">exposures</div></div>
+<div class="card"><div class="n">{}</div><div class="l">promises kept ({} of {})</div></div>
+<div class="card"><div class="n">{}</div><div class="l">promises broken</div></div>
+<div class="card"><div class="n">{}</div><div class="l">negative answers (of {})</div></div>
+<div class="card"><div class="n">{}</div><div class="l">NPS</div></div>
+<div class="card"><div class="n">{}</div><div class="l">CSAT (1–5)</div></div></div>"#,
+        percent(worst_share(&total)),
+        total.exposure,
+        percent(total.promise_kept_rate()),
+        total.promises_kept,
+        total.promises_kept + total.promises_broken,
+        total.promises_broken,
+        percent(negative_share(&total)),
+        total.answers,
+        whole(total.nps()),
+        one_decimal(total.csat()),
+        level = level(&total),
+    );
+    body.push_str("<h2>Per day</h2>");
+    body.push_str(&trend_chart(&per_day));
+    body.push_str(&day_table(&per_day));
+    body.push_str(&promise_definitions(t));
+    body.push_str(&broken_promises(store, t, &days).await?);
+    if !t.next.is_empty() {
+        body.push_str("<h2>Where customers go next</h2><p>");
+        for (i, next) in t.next.iter().filter_map(|k| map.touchpoint(k)).enumerate() {
+            let _ = write!(
+                body,
+                r#"{}<a href="{}">{}</a>"#,
+                if i > 0 { " · " } else { "" },
+                esc(&touchpoint_href(map, next, &days)),
+                esc(&next.name)
+            );
+        }
+        body.push_str("</p>");
+    }
+    // No reload: a lead reading down the broken promises should not lose their place.
+    Ok(Some(super::html::page(&format!("Touchpoint: {}", t.name), None, &body)))
+}
+
+/// Exposure as bars (left scale), the shares of promises broken and answers
+/// negative as lines (0–100 %), one step per day. Inline SVG: no script needed.
+fn trend_chart(per_day: &[(i64, Tally)]) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 240.0;
+    const LEFT: f64 = 44.0;
+    const RIGHT: f64 = 44.0;
+    const TOP: f64 = 12.0;
+    const BOTTOM: f64 = 28.0;
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - TOP - BOTTOM;
+    let step = plot_w / per_day.len().max(1) as f64;
+    let max_exposure = per_day.iter().map(|(_, t)| t.exposure).max().unwrap_or(0).max(1);
+    let y_count = |n: i64| TOP + plot_h - n as f64 / max_exposure as f64 * plot_h;
+    let y_share = |s: f64| TOP + plot_h - s * plot_h;
+    let mut svg = format!(
+        r##"<svg class="trend" id="trend" viewBox="0 0 {W} {H}" role="img" aria-label="exposure, promises broken and negative answers per day">
+<line x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#c9d0db"/>
+<text x="{tx}" y="{TOP}" class="axis" text-anchor="end" dy=".8em">{max_exposure}</text><text x="{tx}" y="{bottom}" class="axis" text-anchor="end">0</text>
+<text x="{sx}" y="{TOP}" class="axis" dy=".8em">100 %</text><text x="{sx}" y="{mid}" class="axis">50 %</text>"##,
+        bottom = TOP + plot_h,
+        right = W - RIGHT,
+        tx = LEFT - 4.0,
+        sx = W - RIGHT + 4.0,
+        mid = y_share(0.5),
+    );
+    let label_every = (per_day.len() / 10).max(1);
+    for (i, (day, t)) in per_day.iter().enumerate() {
+        let x = LEFT + i as f64 * step;
+        let y = y_count(t.exposure);
+        let _ = write!(
+            svg,
+            r#"<rect class="exposure" x="{:.1}" y="{y:.1}" width="{:.1}" height="{:.1}"><title>{}: {} exposures, {} broken of {} settled, {} negative of {} answers</title></rect>"#,
+            x + step * 0.15,
+            step * 0.7,
+            TOP + plot_h - y,
+            date(*day),
+            t.exposure,
+            t.promises_broken,
+            t.promises_kept + t.promises_broken,
+            t.negative_answers,
+            t.answers,
+        );
+        if i % label_every == 0 {
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{}" class="axis" text-anchor="middle">{}</text>"#,
+                x + step / 2.0,
+                H - 8.0,
+                &date(*day)[5..]
+            );
+        }
+    }
+    for (class, share) in [
+        ("broken", broken_share as fn(&Tally) -> Option<f64>),
+        ("negative", negative_share),
+    ] {
+        // A day without a figure breaks the line rather than drawing it at zero.
+        let mut runs: Vec<Vec<String>> = vec![Vec::new()];
+        for (i, (_, t)) in per_day.iter().enumerate() {
+            match share(t) {
+                Some(s) => {
+                    let x = LEFT + (i as f64 + 0.5) * step;
+                    if let Some(run) = runs.last_mut() {
+                        run.push(format!("{x:.1},{:.1}", y_share(s)));
+                    }
+                }
+                None => runs.push(Vec::new()),
+            }
+        }
+        for run in runs.iter().filter(|r| !r.is_empty()) {
+            let _ = write!(svg, r#"<polyline class="{class}" points="{}"/>"#, run.join(" "));
+            if run.len() == 1 {
+                let (x, y) = run[0].split_once(',').unwrap_or(("0", "0"));
+                let _ = write!(svg, r#"<circle class="{class}" cx="{x}" cy="{y}" r="3"/>"#);
+            }
+        }
+    }
+    svg.push_str("</svg>");
+    svg.push_str(
+        r#"<p class="legend"><span><i class="swatch exposure"></i>exposures (left scale)</span><span><i class="swatch broken"></i>promises broken, share of settled</span><span><i class="swatch negative"></i>survey answers negative, share</span></p>"#,
+    );
+    svg
+}
+
+fn day_table(per_day: &[(i64, Tally)]) -> String {
+    let mut out = String::from(
+        r#"<table id="days"><tr><th>day</th><th class="num">exposures</th><th class="num">kept</th><th class="num">broken</th><th class="num">broken share</th><th class="num">answers</th><th class="num">negative</th><th class="num">NPS</th><th class="num">CSAT</th></tr>"#,
+    );
+    for (day, t) in per_day.iter().rev() {
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            date(*day),
+            t.exposure,
+            t.promises_kept,
+            t.promises_broken,
+            percent(broken_share(t)),
+            t.answers,
+            percent(negative_share(t)),
+            whole(t.nps()),
+            one_decimal(t.csat()),
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// What the map promises at this touchpoint.
+fn promise_definitions(t: &Touchpoint) -> String {
+    if t.promises.is_empty() {
+        return r#"<h2>Promises</h2><p class="muted">No promise is made at this touchpoint.</p>"#.to_owned();
+    }
+    let mut out = String::from(
+        "<h2>Promises</h2><table><tr><th>promise</th><th>made by</th><th>due</th><th>kept by</th><th>broken by</th></tr>",
+    );
+    for p in &t.promises {
+        let due = match &p.due {
+            Due::Field(field) => format!("data.{field}"),
+            Due::AfterSeconds(s) if s % 3600 == 0 => format!("{} h after", s / 3600),
+            Due::AfterSeconds(s) => format!("{s} s after"),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}{}</td><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            esc(&p.key),
+            p.kind
+                .as_ref()
+                .filter(|k| **k != p.key)
+                .map(|k| format!(r#" <span class="tag">{}</span>"#, esc(k)))
+                .unwrap_or_default(),
+            esc(&p.made_by),
+            esc(&due),
+            esc(&p.kept_by.join(", ")),
+            esc(&if p.broken_by.is_empty() {
+                "the clock".to_owned()
+            } else {
+                p.broken_by.join(", ")
+            }),
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// The promises of this touchpoint broken and due in the days shown, the latest first.
+async fn broken_promises<S: Store>(store: &S, t: &Touchpoint, days: &Days) -> Result<String, ApiError> {
+    if t.promises.is_empty() {
+        return Ok(String::new());
+    }
+    let mut query = PromiseQuery {
+        touchpoints: Some(vec![t.key.clone()]),
+        state: Some("broken".into()),
+        due_from_us: Some(days.first * DAY_US),
+        due_to_us: Some((days.last + 1) * DAY_US),
+        limit: 1000,
+        ..Default::default()
+    };
+    // Pages come oldest first; keep the latest few while counting them all.
+    let mut latest: Vec<PromiseView> = Vec::new();
+    let mut count = 0usize;
+    loop {
+        let page = store.promises(query.clone()).await?;
+        count += page.promises.len();
+        latest.extend(page.promises);
+        let keep_from = latest.len().saturating_sub(BROKEN_LISTED);
+        latest.drain(..keep_from);
+        match page.next {
+            Some(after) => query.after = Some(after),
+            None => break,
+        }
+    }
+    let mut out = format!("<h2>Broken promises due in these days: {count}</h2>");
+    if latest.is_empty() {
+        out.push_str(r#"<p class="muted" id="broken-promises">None.</p>"#);
+        return Ok(out);
+    }
+    if count > latest.len() {
+        let _ = write!(out, r#"<p class="muted">The latest {} are listed.</p>"#, latest.len());
+    }
+    out.push_str(
+        r#"<table id="broken-promises"><tr><th>promise</th><th>about</th><th>customer</th><th>due</th><th>broken</th></tr>"#,
+    );
+    for p in latest.iter().rev() {
+        let customer = p
+            .customer
+            .as_ref()
+            .and_then(customer_key)
+            .map(|key| format!(r#"<a href="/ui/customers/{}">{}</a>"#, url_segment(&key), esc(&key)))
+            .unwrap_or_else(|| "–".to_owned());
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td><td>{}</td><td>{customer}</td><td class="muted">{}</td><td class="muted">{}</td></tr>"#,
+            esc(&p.key.replace('_', " ")),
+            super::pages::subject_link(&p.subject),
+            esc(&super::pages::clock(&p.due)),
+            esc(&p.settled_at.as_deref().map_or("–".to_owned(), super::pages::clock)),
+        );
+    }
+    out.push_str("</table>");
+    Ok(out)
+}
+
+/// A customer key from a customer ref as an event sent it: the sender's id, else an
+/// identity key that `/ui/customers/{key}` resolves.
+fn customer_key(customer: &Value) -> Option<String> {
+    if let Some(id) = customer["id"].as_str() {
+        return Some(id.to_owned());
+    }
+    for kind in ["email", "phone"] {
+        if let Some(value) = customer[kind].as_str() {
+            return Some(format!("{kind}:{value}"));
+        }
+    }
+    let (system, id) = customer["external"].as_object()?.iter().next()?;
+    Some(format!("ext:{system}:{}", id.as_str()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_round_half_up_like_the_script() {
+        assert_eq!(percent(Some(0.125)), "13 %");
+        assert_eq!(percent(None), "–");
+        assert_eq!(whole(Some(-12.5)), "-12");
+        assert_eq!(whole(Some(-0.4)), "0");
+        assert_eq!(one_decimal(Some(4.25)), "4.3");
+    }
+
+    #[test]
+    fn the_worse_share_sets_the_colour() {
+        let t = |kept, broken, answers, negative| Tally {
+            promises_kept: kept,
+            promises_broken: broken,
+            answers,
+            negative_answers: negative,
+            ..Default::default()
+        };
+        assert_eq!(level(&t(0, 0, 0, 0)), "h-none");
+        assert_eq!(level(&t(95, 5, 0, 0)), "h-good");
+        assert_eq!(level(&t(95, 5, 10, 1)), "h-warn", "10 % negative is amber");
+        assert_eq!(level(&t(4, 1, 100, 0)), "h-bad", "20 % broken is red");
+    }
+
+    #[test]
+    fn customer_refs_become_keys_the_customer_page_resolves() {
+        let key = |v: Value| customer_key(&v);
+        assert_eq!(
+            key(serde_json::json!({"id": "c-1", "email": "a@b"})).as_deref(),
+            Some("c-1")
+        );
+        assert_eq!(key(serde_json::json!({"email": "a@b"})).as_deref(), Some("email:a@b"));
+        assert_eq!(
+            key(serde_json::json!({"external": {"shop": "42"}})).as_deref(),
+            Some("ext:shop:42")
+        );
+        assert_eq!(key(serde_json::json!({})), None);
+    }
+}
