@@ -314,3 +314,49 @@ async fn signed_in_the_heat_map_still_follows_new_events() {
     assert_eq!(after, (before + 1).to_string());
     browser.quit().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journey_page_names_the_weakest_link_and_draws_the_chasm() {
+    let Some(browser) = Browser::launch().await else { return };
+    let served = serve_simulated(14).await;
+    browser.goto(&served.url("/ui/journeys/retail")).await;
+    let (from, to) = api_range(&browser).await;
+    let day_after = troth_core::Timestamp::parse_rfc3339(&format!("{to}T00:00:00Z"))
+        .unwrap()
+        .micros()
+        + 86_400_000_000;
+    let reply = http::get(&served.url(&format!(
+        "/api/v1/journeys/retail/weakest-links?from={from}T00:00:00Z&to={}",
+        troth_core::Timestamp(day_after)
+    )))
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let links: Value = reply.json();
+    let weakest = &links["links"][0];
+    assert!(
+        weakest["score"].as_f64().unwrap() > 0.0,
+        "the small world's faults show: {links}"
+    );
+    let key = weakest["touchpoint"].as_str().unwrap();
+
+    let first = browser.find("#weakest-links li").await;
+    assert_eq!(first.attribute("data-touchpoint").await.as_deref(), Some(key));
+    assert_eq!(
+        first.find(".link-name").await.text().await,
+        served.map.touchpoint(key).unwrap().name
+    );
+    assert_eq!(first.find(".why").await.text().await, weakest["why"].as_str().unwrap());
+    // One bar pair per stage at most, and the cohort sentence.
+    assert!(!browser.find_all("#chasm svg rect").await.is_empty());
+    assert!(
+        browser
+            .text("#chasm-cohort")
+            .await
+            .contains("pleased early and let down late")
+    );
+    // The weakest link opens its drill-down.
+    first.find(".link-name").await.click().await;
+    let name = served.map.touchpoint(key).unwrap().name.clone();
+    browser.wait_for_text("h1", |h1| h1.contains(&name)).await;
+    browser.quit().await;
+}

@@ -264,10 +264,18 @@ async fn the_heat_map_shows_the_days_asked_for() {
         !page.contains("http-equiv=\"refresh\""),
         "the script refreshes, not the browser"
     );
+    // The broken window is the weakest link, named with its owners and what failed.
+    let links = &page[page
+        .find(r#"<section id="weakest-links">"#)
+        .expect("a weakest-links section")..];
+    let first = &links[links.find("<li").unwrap()..links.find("</li>").unwrap()];
+    assert!(first.contains(r#"data-touchpoint="delivery_window""#), "{first}");
+    assert!(first.contains("The one-hour delivery window") && first.contains("owned by Logistics"));
     assert!(
-        page.contains(r#"<section id="weakest-links"></section>"#)
-            && page.contains(r#"<section id="chasm"></section>"#)
+        first.contains("100% of 1 promises broken (target: at most 5%)"),
+        "{first}"
     );
+    assert!(page.contains(r#"<section id="chasm">"#) && page.contains(r#"id="chasm-cohort""#));
     assert!(page.contains(
         r#"data-health-url="/ui/journeys/retail/health?from=2026-11-18T00:00:00Z&amp;to=2026-11-25T00:00:00Z""#
     ));

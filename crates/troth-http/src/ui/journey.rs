@@ -6,6 +6,7 @@
 //! Its formatting mirrors [`percent`], [`whole`] and [`one_decimal`], and it reads
 //! the colour thresholds from the page, so the two cannot disagree on a colour.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use serde_json::Value;
@@ -253,18 +254,129 @@ pub async fn journey<S: Store>(store: &S, map: &JourneyMap, params: &[(String, S
         }
         body.push_str("</section>");
     }
-    body.push_str(
-        r#"</div>
-<!-- Weakest links: another change adds its API and renders it here. -->
-<section id="weakest-links"></section>
-<!-- Chasm (where customers fall between functions): another change adds its API and renders it here. -->
-<section id="chasm"></section>"#,
-    );
+    body.push_str("</div>");
+    let tallies: HashMap<String, Tally> = tallies.into_iter().collect();
+    body.push_str(&weakest_links_section(map, &tallies, &days));
+    let answers = store
+        .survey_answers(Some(days.first * DAY_US), Some((days.last + 1) * DAY_US))
+        .await?;
+    body.push_str(&chasm_section(&troth_core::chasm::chasm(map, &answers, &tallies, 10)));
     Ok(Some(page_with_script(
         &format!("Journey: {}", map.name),
         &body,
         "/assets/journey.js",
     )))
+}
+
+/// Weakest links shown on the journey page.
+const LINKS_SHOWN: usize = 6;
+
+/// The touchpoints furthest below their targets, worst first, with their owners and
+/// what failed (the ranking of `/api/v1/journeys/{key}/weakest-links`).
+fn weakest_links_section(map: &JourneyMap, tallies: &HashMap<String, Tally>, days: &Days) -> String {
+    let links: Vec<_> = troth_core::weakest::weakest_links(map, tallies, None)
+        .into_iter()
+        .filter(|l| l.score > 0.0)
+        .take(LINKS_SHOWN)
+        .collect();
+    let mut out = String::from(r#"<section id="weakest-links"><h2>Weakest links</h2>"#);
+    if links.is_empty() {
+        out.push_str(r#"<p class="muted">Every touchpoint with something measured meets its targets in these days.</p></section>"#);
+        return out;
+    }
+    out.push_str(r#"<ol class="links">"#);
+    for link in &links {
+        let Some(t) = map.touchpoint(&link.touchpoint) else {
+            continue;
+        };
+        let stage = map
+            .stages
+            .iter()
+            .find(|s| s.key == t.stage)
+            .map_or(t.stage.as_str(), |s| s.name.as_str());
+        let _ = write!(
+            out,
+            r#"<li data-touchpoint="{key}"><a class="link-name" href="{href}">{name}</a> <span class="muted">· {stage} · owned by {owners} · score {score:.2}</span><br><span class="why">{why}</span></li>"#,
+            key = esc(&t.key),
+            href = esc(&touchpoint_href(map, t, days)),
+            name = esc(&t.name),
+            stage = esc(stage),
+            owners = esc(&owner_names(map, t)),
+            score = link.score,
+            why = esc(&link.why),
+        );
+    }
+    out.push_str("</ol></section>");
+    out
+}
+
+/// The chasm as bars: per stage, the satisfaction the stages before it led customers
+/// to expect against what it delivered; then the cohort it swallowed.
+fn chasm_section(chasm: &troth_core::chasm::Chasm) -> String {
+    const BAR_W: f64 = 26.0;
+    const GROUP_W: f64 = 110.0;
+    const H: f64 = 120.0;
+    let width = GROUP_W * chasm.stages.len() as f64 + 20.0;
+    let mut out = String::from(
+        r#"<section id="chasm"><h2>The expectation chasm</h2><p class="muted">Mean satisfaction (0–1) the earlier stages led customers to expect, against what each stage delivered.</p>"#,
+    );
+    let _ = write!(
+        out,
+        r#"<svg class="chart chasm" viewBox="0 0 {width} {}" role="img" aria-label="expected and delivered satisfaction per stage">"#,
+        H + 40.0
+    );
+    for (i, stage) in chasm.stages.iter().enumerate() {
+        let x = 10.0 + GROUP_W * i as f64;
+        for (j, (value, class)) in [(stage.expected, "expected"), (stage.delivered, "delivered")]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(v) = value {
+                let h = (v.clamp(0.0, 1.0) * H).max(1.0);
+                let _ = write!(
+                    out,
+                    r#"<rect class="{class}" x="{:.1}" y="{:.1}" width="{BAR_W}" height="{h:.1}"><title>{class}: {v:.2}</title></rect>"#,
+                    x + 20.0 + j as f64 * (BAR_W + 4.0),
+                    H - h + 5.0,
+                );
+            }
+        }
+        let gap = stage.gap.map_or(String::new(), |g| format!(" gap {g:+.2}"));
+        let _ = write!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" class="axis">{}{}</text>"#,
+            x + 10.0,
+            H + 22.0,
+            esc(&stage.stage),
+            esc(&gap)
+        );
+    }
+    out.push_str(
+        r#"</svg><p class="legend"><span><i class="swatch expected"></i>expected</span><span><i class="swatch delivered"></i>delivered</span></p>"#,
+    );
+    let cohort = &chasm.cohort;
+    let _ = write!(
+        out,
+        r#"<p id="chasm-cohort">{} of {} customers who answered both early ({}) and late ({}) were pleased early and let down late"#,
+        cohort.count,
+        cohort.answered_both,
+        esc(&cohort.early_stages.join(", ")),
+        esc(&cohort.late_stages.join(", ")),
+    );
+    if cohort.customers.is_empty() {
+        out.push_str(".</p>");
+    } else {
+        out.push_str(": ");
+        let links: Vec<String> = cohort
+            .customers
+            .iter()
+            .map(|c| format!(r#"<a href="/ui/customers/{}">{}</a>"#, url_segment(c), esc(c)))
+            .collect();
+        out.push_str(&links.join(", "));
+        out.push_str("</p>");
+    }
+    out.push_str("</section>");
+    out
 }
 
 /// One heat-map cell. `data-f` names the figure journey.js rewrites; `data-when`
