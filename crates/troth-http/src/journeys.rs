@@ -1,6 +1,7 @@
 //! `/api/v1/journeys/{key}/…`: the journey map's promises (health and weakest links follow).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -22,8 +23,8 @@ pub struct PromiseList {
     pub next: Option<String>,
 }
 
-fn journey<'a, S>(state: &'a AppState<S>, key: &str) -> Result<&'a JourneyMap, ApiError> {
-    match &state.journey {
+fn journey<S>(state: &AppState<S>, key: &str) -> Result<Arc<JourneyMap>, ApiError> {
+    match state.journey.get() {
         Some(map) if map.key == key => Ok(map),
         Some(map) => Err(ApiError::new(
             Code::NotFound,
@@ -372,7 +373,7 @@ pub async fn weakest_links<S: Store>(
         }
     }
     let tallies: HashMap<String, Tally> = state.store.health(range.from, range.to).await?.into_iter().collect();
-    let mut links = troth_core::weakest::weakest_links(map, &tallies, stage.as_deref());
+    let mut links = troth_core::weakest::weakest_links(&map, &tallies, stage.as_deref());
     links.truncate(limit);
     Ok(Json(WeakestLinks { links }))
 }
@@ -436,7 +437,7 @@ pub async fn chasm<S: Store>(
         journey: map.key.clone(),
         from: range.from_text,
         to: range.to_text,
-        chasm: troth_core::chasm::chasm(map, &answers, &tallies, limit),
+        chasm: troth_core::chasm::chasm(&map, &answers, &tallies, limit),
     }))
 }
 

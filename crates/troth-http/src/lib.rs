@@ -35,8 +35,23 @@ pub struct AppState<S> {
     /// With a master key, every `/api/v1` route needs a key; without one the API is open.
     pub master_key: Option<Arc<str>>,
     pub metrics: Arc<Metrics>,
-    /// The journey map whose promises the store follows.
-    pub journey: Option<Arc<JourneyMap>>,
+    /// The journey map whose promises the store follows; swapped when it is reloaded.
+    pub journey: FollowedJourney,
+}
+
+/// The journey map a server follows, shared by every request and replaced as a
+/// whole when the map is reloaded (a request keeps the map it started with).
+#[derive(Debug, Clone, Default)]
+pub struct FollowedJourney(Arc<std::sync::RwLock<Option<Arc<JourneyMap>>>>);
+
+impl FollowedJourney {
+    pub fn get(&self) -> Option<Arc<JourneyMap>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, map: JourneyMap) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(map));
+    }
 }
 
 impl<S: Clone> Clone for AppState<S> {
@@ -56,15 +71,13 @@ impl<S> AppState<S> {
             store,
             master_key: master_key.map(Arc::from),
             metrics: Arc::default(),
-            journey: None,
+            journey: FollowedJourney::default(),
         }
     }
 
     pub fn with_journey(self, journey: JourneyMap) -> AppState<S> {
-        AppState {
-            journey: Some(Arc::new(journey)),
-            ..self
-        }
+        self.journey.set(journey);
+        self
     }
 }
 

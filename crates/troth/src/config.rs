@@ -105,6 +105,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub master_key: Option<String>,
     pub journey: JourneyMap,
+    /// Where `journey` was read from; `troth serve` reloads it when it changes.
+    pub journey_file: Option<PathBuf>,
     pub notify: NotifyConfig,
 }
 
@@ -130,6 +132,7 @@ impl Config {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let journey_file = flags.journey.or(file.journey);
         Ok(Config {
             data_dir: flags
                 .data_dir
@@ -137,7 +140,8 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen: parse_listen(&listen)?,
             master_key: flags.master_key.or(file.master_key).filter(|k| !k.is_empty()),
-            journey: load_journey(flags.journey.or(file.journey).as_deref())?,
+            journey: load_journey(journey_file.as_deref())?,
+            journey_file,
             notify: notify_config(flags.notify, file.notify)?,
         })
     }

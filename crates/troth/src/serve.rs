@@ -2,11 +2,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use troth_core::journey::JourneyMap;
-use troth_http::{AppState, app};
+use troth_http::{AppState, FollowedJourney, app};
 use troth_notify::{Dispatcher, NotifyConfig};
 use troth_store::sqlite::SqliteStore;
 
@@ -38,6 +39,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         listener,
         config.master_key,
         Some(config.journey),
+        config.journey_file,
         Some(config.notify),
         shutdown_signal(),
     )
@@ -53,6 +55,7 @@ pub async fn run(
     listener: TcpListener,
     master_key: Option<String>,
     journey: Option<JourneyMap>,
+    journey_file: Option<PathBuf>,
     notify: Option<NotifyConfig>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -70,13 +73,17 @@ pub async fn run(
             let _ = dispatch_stopped.await;
         }))
     });
-    let mut state = AppState::new(store, master_key);
+    let mut state = AppState::new(store.clone(), master_key);
     if let Some(journey) = journey {
         state = state.with_journey(journey);
     }
+    let watcher = journey_file.map(|path| tokio::spawn(watch_journey(path, store, state.journey.clone())));
     let app = app(state);
     let served = axum::serve(listener, app).with_graceful_shutdown(stop).await;
     clock.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     let _ = stop_dispatch.send(());
     if let Some(dispatcher) = dispatcher
         && tokio::time::timeout(std::time::Duration::from_secs(30), dispatcher)
@@ -102,6 +109,45 @@ async fn promise_clock(store: SqliteStore) {
     }
 }
 
+/// How often the journey map's file is looked at for changes.
+const JOURNEY_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads the journey map when its file changes: the store follows the new map
+/// (history recounted, later events under its rules) and the API and pages serve
+/// it. A map with errors is refused with its errors logged, and the old one stays.
+async fn watch_journey(path: PathBuf, store: SqliteStore, followed: FollowedJourney) {
+    let stamp = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut seen = stamp(&path);
+    let mut every = tokio::time::interval(JOURNEY_POLL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let now = stamp(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let map = match crate::config::load_journey(Some(&path)) {
+            Ok(map) => map,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "the changed journey map was not loaded; the previous one stays: {e:#}");
+                continue;
+            }
+        };
+        if followed.get().is_some_and(|current| *current == map) {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        match store.reload_journey(&map).await {
+            Ok(()) => {
+                tracing::info!(journey = %map.key, file = %path.display(), took = ?started.elapsed(), "journey map reloaded");
+                followed.set(map);
+            }
+            Err(e) => tracing::warn!(error = %e, "the journey map could not be reloaded; the previous one stays"),
+        }
+    }
+}
+
 /// Binds `addr` and serves in the background; returns the bound address and a
 /// handle that stops the server when dropped or sent to.
 pub async fn spawn(
@@ -115,7 +161,7 @@ pub async fn spawn(
     })?;
     let bound = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(run(store, listener, master_key, journey, None, async move {
+    tokio::spawn(run(store, listener, master_key, journey, None, None, async move {
         let _ = stopped.await;
     }));
     Ok((bound, stop))

@@ -126,3 +126,81 @@ fn every_planted_fault_is_among_the_three_weakest_links_of_its_stage() {
         }
     }
 }
+
+/// `troth serve --journey FILE` follows changes to the file without a restart: a
+/// good map is reloaded and history counted again by it; a bad one is refused and
+/// the previous map stays.
+#[test]
+fn serve_reloads_a_changed_journey_map() {
+    use troth::client::{Client, Target};
+
+    let dir = tempfile::tempdir().unwrap();
+    let retail = std::fs::read_to_string(repo("journeys/retail.toml")).unwrap();
+    let file = dir.path().join("journey.toml");
+    std::fs::write(&file, &retail).unwrap();
+    let server = common::Server::start(&dir.path().join("store"), &["--journey", file.to_str().unwrap()]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = runtime
+        .block_on(Client::connect(&Target::from_addr(server.addr), None))
+        .unwrap();
+    let mut call = |post: Option<&str>, path: &str| -> serde_json::Value {
+        let (status, body) = runtime
+            .block_on(async {
+                match post {
+                    Some(body) => client.post_json(path, body.to_owned()).await,
+                    None => client.get(path).await,
+                }
+            })
+            .unwrap();
+        assert!(
+            status.is_success(),
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).unwrap()
+    };
+    call(
+        Some(
+            r#"[{"id": "w1", "type": "shipment.window_set", "time": "2026-11-20T08:00:00Z", "subject": "shipment:s1",
+                 "data": {"window_start": "2026-11-20T11:00:00Z", "window_end": "2026-11-20T12:00:00Z"}},
+                {"id": "d1", "type": "shipment.delivered", "time": "2026-11-20T11:30:00Z", "subject": "shipment:s1",
+                 "data": {"proof": {"kind": "handed"}}}]"#,
+        ),
+        "/api/v1/events",
+    );
+    let window_exposure = |call: &mut dyn FnMut(Option<&str>, &str) -> serde_json::Value| {
+        let health = call(None, "/api/v1/journeys/retail/health");
+        health["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["touchpoints"].as_array().unwrap().iter())
+            .find(|t| t["key"] == "delivery_window")
+            .unwrap()["exposure"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(window_exposure(&mut call), 1);
+
+    // A map with an error is refused; the server keeps the old one.
+    std::fs::write(&file, retail.replace("stage = \"smot\"", "stage = \"later\"")).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(window_exposure(&mut call), 1);
+
+    // A good change: deliveries now also count for the window touchpoint.
+    let changed = retail.replacen(
+        r#"exposure = ["shipment.created", "shipment.window_set", "shipment.rescheduled"]"#,
+        r#"exposure = ["shipment.created", "shipment.window_set", "shipment.rescheduled", "shipment.delivered"]"#,
+        1,
+    );
+    assert_ne!(changed, retail);
+    std::fs::write(&file, changed).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while window_exposure(&mut call) != 2 {
+        assert!(std::time::Instant::now() < deadline, "the changed map was not reloaded");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -90,8 +90,8 @@ async fn journey<S: Store>(
     Segment(key): Segment,
     Params(params): Params,
 ) -> Response {
-    match &state.journey {
-        Some(map) if map.key == key => render(journey::journey(&state.store, map, &params).await),
+    match state.journey.get() {
+        Some(map) if map.key == key => render(journey::journey(&state.store, &map, &params).await),
         _ => render(Ok(None)),
     }
 }
@@ -101,15 +101,15 @@ async fn touchpoint<S: Store>(
     Path((key, touchpoint)): Path<(String, String)>,
     Params(params): Params,
 ) -> Response {
-    match &state.journey {
-        Some(map) if map.key == key => render(journey::touchpoint(&state.store, map, &touchpoint, &params).await),
+    match state.journey.get() {
+        Some(map) if map.key == key => render(journey::touchpoint(&state.store, &map, &touchpoint, &params).await),
         _ => render(Ok(None)),
     }
 }
 
 /// The journey this server follows.
 async fn followed_journey<S: Store>(State(state): State<AppState<S>>) -> Response {
-    match &state.journey {
+    match state.journey.get() {
         Some(map) => Redirect::to(&format!("/ui/journeys/{}", html::url_segment(&map.key))).into_response(),
         None => render(Ok(None)),
     }
