@@ -192,7 +192,8 @@ impl HealthIndex {
                 hash = hash.wrapping_mul(0x0100_0000_01b3);
             }
         };
-        feed("tally");
+        // Bumped when what is counted per touchpoint and day changes in other ways.
+        feed("tally+reach");
         Tally::FIELDS.iter().for_each(|f| feed(f));
         for (label, index) in [("exposure", &self.by_exposure), ("survey", &self.by_survey)] {
             feed(label);

@@ -141,6 +141,8 @@ pub struct TouchpointHealth {
     pub owners: Vec<String>,
     /// Events that were exposure of the touchpoint.
     pub exposure: i64,
+    /// Distinct customers those events came from (estimated within a few percent).
+    pub customers: u64,
     pub promises: PromiseHealth,
     pub surveys: SurveyHealth,
     pub effort: EffortHealth,
@@ -235,6 +237,7 @@ pub async fn health<S: Store>(
     let map = journey(&state, &key)?;
     let range = DayRange::from_params(&params)?;
     let tallies = state.store.health(range.from, range.to).await?;
+    let reach: HashMap<String, u64> = state.store.reach(range.from, range.to).await?.into_iter().collect();
     let stages = map
         .stages
         .iter()
@@ -245,7 +248,7 @@ pub async fn health<S: Store>(
                 .touchpoints
                 .iter()
                 .filter(|t| t.stage == stage.key)
-                .map(|t| touchpoint_health(t, &tallies))
+                .map(|t| touchpoint_health(t, &tallies, &reach))
                 .collect(),
         })
         .collect();
@@ -294,6 +297,7 @@ pub async fn functions<S: Store>(
     let map = journey(&state, &key)?;
     let range = DayRange::from_params(&params)?;
     let tallies = state.store.health(range.from, range.to).await?;
+    let reach: HashMap<String, u64> = state.store.reach(range.from, range.to).await?.into_iter().collect();
     let functions = map
         .functions
         .iter()
@@ -304,7 +308,7 @@ pub async fn functions<S: Store>(
                 .touchpoints
                 .iter()
                 .filter(|t| t.owners.contains(&f.key))
-                .map(|t| touchpoint_health(t, &tallies))
+                .map(|t| touchpoint_health(t, &tallies, &reach))
                 .collect(),
         })
         .collect();
@@ -490,7 +494,7 @@ impl DayRange {
     }
 }
 
-fn touchpoint_health(t: &Touchpoint, tallies: &[(String, Tally)]) -> TouchpointHealth {
+fn touchpoint_health(t: &Touchpoint, tallies: &[(String, Tally)], reach: &HashMap<String, u64>) -> TouchpointHealth {
     let tally = tallies
         .iter()
         .find(|(k, _)| *k == t.key)
@@ -502,6 +506,7 @@ fn touchpoint_health(t: &Touchpoint, tallies: &[(String, Tally)]) -> TouchpointH
         name: t.name.clone(),
         owners: t.owners.clone(),
         exposure: tally.exposure,
+        customers: reach.get(&t.key).copied().unwrap_or(0),
         promises: PromiseHealth {
             made: tally.promises_made,
             kept: tally.promises_kept,

@@ -294,6 +294,14 @@ pub trait Store: Send + Sync + 'static {
         to_day: Option<i64>,
     ) -> impl Future<Output = Result<Vec<(String, troth_core::health::Tally)>, StoreError>> + Send;
 
+    /// Distinct customers exposed to each touchpoint over the days from `from_day`
+    /// (inclusive) to `to_day` (exclusive), estimated within a few percent.
+    fn reach(
+        &self,
+        from_day: Option<i64>,
+        to_day: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+
     /// The scored survey answers and review ratings of known customers given from `from_us` (inclusive)
     /// to `to_us` (exclusive), event time in µs, each under its surviving customer.
     fn survey_answers(

@@ -314,3 +314,48 @@ async fn a_reloaded_map_recounts_history_and_applies_from_then_on() {
     // A replay rebuilds health by the map followed now.
     assert!(store.replay(false, &mut |_| {}).unwrap().matches());
 }
+
+/// Reach counts each customer once per range, however often they came back, and
+/// survives a restart and a replay.
+#[tokio::test]
+async fn reach_counts_distinct_customers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let view = |id: &str, who: &str, day: &str| {
+        let mut event = serde_json::json!({"id": id, "type": "tracking.viewed", "time": format!("2026-11-{day}T10:00:00Z"),
+            "subject": "shipment:s1", "customer": {"id": who}, "data": {"shipment": "s1"}});
+        troth_core::validate_value(std::mem::take(&mut event), None).unwrap()
+    };
+    store
+        .append(vec![
+            view("v1", "ann", "20"),
+            view("v2", "ann", "20"),
+            view("v3", "bob", "20"),
+            view("v4", "ann", "21"),
+        ])
+        .await
+        .unwrap();
+    let reach_of = |reach: Vec<(String, u64)>| reach.into_iter().find(|(t, _)| t == "tracking_page").map(|(_, n)| n);
+    let day = |d: &str| {
+        Timestamp::parse_rfc3339(&format!("2026-11-{d}T00:00:00Z"))
+            .unwrap()
+            .micros()
+            / 86_400_000_000
+    };
+    assert_eq!(reach_of(store.reach(None, None).await.unwrap()), Some(2));
+    assert_eq!(reach_of(store.reach(Some(day("21")), None).await.unwrap()), Some(1));
+    drop(store);
+    let store = loop {
+        match SqliteStore::open_with_journey(
+            dir.path(),
+            Some(&parse_journey(include_str!("../../../journeys/retail.toml")).unwrap()),
+        ) {
+            Ok(store) => break store,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    };
+    assert_eq!(reach_of(store.reach(None, None).await.unwrap()), Some(2));
+    let report = store.replay(false, &mut |_| {}).unwrap();
+    assert!(report.matches(), "{report:?}");
+    assert!(report.differences.contains_key("touchpoint_reach"));
+}

@@ -3,6 +3,7 @@
 //! Layout of the data directory: `troth.db` (+ its WAL) and `troth.lock`, held
 //! by the process that has the store open so a second one fails clearly.
 
+mod health;
 mod outbox;
 mod projector;
 mod promises;
@@ -79,7 +80,7 @@ impl SqliteStore {
         conn.execute_batch(&schema::type_counts("main"))?;
         conn.execute_batch(schema::KEYS)?;
         let keys = Arc::new(RwLock::new(load_keys(&conn)?));
-        conn.execute_batch(&schema::touchpoint_days("main"))?;
+        conn.execute_batch(&health::schema("main"))?;
         conn.execute_batch(schema::META)?;
         conn.execute_batch(schema::OUTBOX)?;
         let pending = Arc::new(Mutex::new(Aggregates::default()));
@@ -234,6 +235,12 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(String, troth_core::health::Tally)>, StoreError> {
         let pending = self.inner.pending.clone();
         self.read(move |conn| read::health(conn, &pending, from_day, to_day))
+            .await
+    }
+
+    async fn reach(&self, from_day: Option<i64>, to_day: Option<i64>) -> Result<Vec<(String, u64)>, StoreError> {
+        let pending = self.inner.pending.clone();
+        self.read(move |conn| read::reach(conn, &pending, from_day, to_day))
             .await
     }
 

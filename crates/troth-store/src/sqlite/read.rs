@@ -303,7 +303,12 @@ pub fn health(
     })?;
     let mut tallies: Vec<(String, Tally)> = rows.collect::<Result<_, _>>()?;
     let (from, to) = (from_day.unwrap_or(i64::MIN), to_day.unwrap_or(i64::MAX));
-    for ((touchpoint, _), tally) in pending.days.iter().filter(|((_, day), _)| (from..to).contains(day)) {
+    for ((touchpoint, _), tally) in pending
+        .days
+        .tallies
+        .iter()
+        .filter(|((_, day), _)| (from..to).contains(day))
+    {
         match tallies.iter_mut().find(|(t, _)| t == touchpoint) {
             Some((_, sum)) => sum.add(tally),
             None => tallies.push((touchpoint.clone(), *tally)),
@@ -335,4 +340,38 @@ pub fn survey_answers(
         }
     }
     Ok(answers)
+}
+
+/// Distinct customers exposed per touchpoint over the days, estimated (see
+/// [`troth_core::reach`]), committed and pending alike.
+pub fn reach(
+    conn: &Connection,
+    pending: &Mutex<Aggregates>,
+    from_day: Option<i64>,
+    to_day: Option<i64>,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    use troth_core::reach::Reach;
+    let (from, to) = (from_day.unwrap_or(i64::MIN), to_day.unwrap_or(i64::MAX));
+    let mut merged: BTreeMap<String, Reach> = BTreeMap::new();
+    {
+        let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+        for ((touchpoint, _), reach) in pending
+            .days
+            .reach
+            .iter()
+            .filter(|((_, day), _)| (from..to).contains(day))
+        {
+            merged.entry(touchpoint.clone()).or_default().merge(reach);
+        }
+    }
+    let mut stmt =
+        conn.prepare_cached("SELECT touchpoint, sketch FROM touchpoint_reach WHERE day >= ?1 AND day < ?2")?;
+    let mut rows = stmt.query([from, to])?;
+    while let Some(row) = rows.next()? {
+        let sketch: Vec<u8> = row.get(1)?;
+        if let Some(reach) = Reach::from_bytes(&sketch) {
+            merged.entry(row.get(0)?).or_default().merge(&reach);
+        }
+    }
+    Ok(merged.into_iter().map(|(t, r)| (t, r.estimate())).collect())
 }

@@ -1,9 +1,9 @@
 //! Rebuilding the projections from the log, beside the stored ones, and comparing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use rusqlite::{Connection, params};
-use troth_core::health::{HealthIndex, Tally, day_of};
+use troth_core::health::HealthIndex;
 use troth_core::journey::JourneyMap;
 use troth_core::validate_event;
 
@@ -26,6 +26,7 @@ const COMPARED: &[(&str, &str)] = &[
         "SELECT cid, channel, purpose, granted, time_us FROM {s}.consents",
     ),
     ("touchpoint_days", "SELECT * FROM {s}.touchpoint_days"),
+    ("touchpoint_reach", "SELECT * FROM {s}.touchpoint_reach"),
 ];
 
 pub fn run(
@@ -51,8 +52,8 @@ fn rebuild_and_compare(
     let tx = conn.unchecked_transaction()?;
     let mut projector = Projector::new(&tx, "replay")?;
     let mut report = ReplayReport::default();
-    conn.execute_batch(&schema::touchpoint_days("replay"))?;
-    let mut days: HashMap<(String, i64), Tally> = HashMap::new();
+    conn.execute_batch(&super::health::schema("replay"))?;
+    let mut days = super::health::HealthDays::default();
     {
         let mut scan = tx.prepare("SELECT seq, body FROM main.events ORDER BY seq")?;
         let mut record = tx.prepare("INSERT INTO replay.event_customer (seq, cid) VALUES (?1, ?2)")?;
@@ -72,10 +73,7 @@ fn rebuild_and_compare(
             // The outbox is not a projection: nothing is enqueued or sent again here.
             super::outbox::apply_consent(&tx, "replay", &event, customer)?;
             if let Some(health) = health {
-                let day = day_of(&event);
-                for (touchpoint, tally) in health.contributions(&event) {
-                    days.entry((touchpoint, day)).or_default().add(&tally);
-                }
+                days.add_event(health, &event, customer);
             }
             report.events += 1;
             if report.events % 10_000 == 0 {
@@ -84,7 +82,7 @@ fn rebuild_and_compare(
         }
     }
     progress(report.events);
-    super::writer::add_days(&tx, "replay", &days)?;
+    days.write(&tx, "replay")?;
     tx.execute_batch(&schema::type_counts("replay"))?;
     tx.execute_batch("INSERT INTO replay.event_type_counts SELECT type, count(*) FROM main.events GROUP BY type")?;
     report.customers = tx.query_row("SELECT count(*) FROM replay.customers", [], |r| r.get(0))?;
@@ -120,6 +118,8 @@ fn rebuild_and_compare(
              INSERT INTO main.subject_links SELECT * FROM replay.subject_links;
              DELETE FROM main.touchpoint_days;
              INSERT INTO main.touchpoint_days SELECT * FROM replay.touchpoint_days;
+             DELETE FROM main.touchpoint_reach;
+             INSERT INTO main.touchpoint_reach SELECT * FROM replay.touchpoint_reach;
              DELETE FROM main.event_type_counts;
              INSERT INTO main.event_type_counts SELECT * FROM replay.event_type_counts;
              UPDATE main.events SET customer_id = (SELECT cid FROM replay.event_customer r WHERE r.seq = events.seq)

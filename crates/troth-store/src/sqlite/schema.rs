@@ -18,18 +18,6 @@ CREATE INDEX IF NOT EXISTS events_by_subject ON events(subject, seq) WHERE subje
 CREATE INDEX IF NOT EXISTS events_by_type ON events(type, seq);
 ";
 
-/// Journey health per touchpoint and day (columns: [`troth_core::health::Tally::FIELDS`]).
-pub fn touchpoint_days(schema: &str) -> String {
-    let counters: Vec<String> = troth_core::health::Tally::FIELDS
-        .iter()
-        .map(|f| format!("{f} INTEGER NOT NULL DEFAULT 0"))
-        .collect();
-    format!(
-        "CREATE TABLE IF NOT EXISTS {schema}.touchpoint_days (touchpoint TEXT NOT NULL, day INTEGER NOT NULL, {}, PRIMARY KEY (touchpoint, day)) WITHOUT ROWID;",
-        counters.join(", ")
-    )
-}
-
 /// Events stored per type, kept with each append so overviews need no scan.
 pub fn type_counts(schema: &str) -> String {
     format!(

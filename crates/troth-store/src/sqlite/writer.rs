@@ -11,11 +11,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 use troth_core::{Timestamp, ValidEvent};
 
+use super::health::HealthDays;
 use super::projector::{Projector, merge_event};
 use super::{outbox, promises};
 use crate::keys::{self, ApiKey, NewKey};
 use crate::{AppendStatus, OutboxEntry, OutboxState, RetryPolicy, StoreError};
-use troth_core::health::{HealthIndex, Tally, day_of};
+use troth_core::health::HealthIndex;
 use troth_core::journey::JourneyMap;
 use troth_core::play::{PlannedAction, PlayBook};
 use troth_core::promise::{Change, PromiseBook, Tracked};
@@ -468,8 +469,8 @@ struct Appender<'a> {
     enqueued: usize,
     received: Timestamp,
     counts: HashMap<String, i64>,
-    /// Health contributions per (touchpoint, day), written once per transaction.
-    days: HashMap<(String, i64), Tally>,
+    /// Health counted per (touchpoint, day), handed to the group's aggregates.
+    days: HealthDays,
 }
 
 impl<'a> Appender<'a> {
@@ -488,7 +489,7 @@ impl<'a> Appender<'a> {
             enqueued: 0,
             received,
             counts: HashMap::new(),
-            days: HashMap::new(),
+            days: HealthDays::default(),
         }
     }
 
@@ -517,10 +518,7 @@ impl<'a> Appender<'a> {
         self.count(&event.event_type);
         promises::apply(conn, "main", event)?;
         if let Some(health) = self.health {
-            let day = day_of(event);
-            for (touchpoint, tally) in health.contributions(event) {
-                self.days.entry((touchpoint, day)).or_default().add(&tally);
-            }
+            self.days.add_event(health, event, customer);
         }
         for merge in self.projector.apply(conn, plan, event)? {
             let body = merge_event(&merge, seq, &event.time.to_string());
@@ -660,7 +658,7 @@ impl<'a> Appender<'a> {
 #[derive(Debug, Default, Clone)]
 pub struct Aggregates {
     pub counts: HashMap<String, i64>,
-    pub days: HashMap<(String, i64), Tally>,
+    pub days: HealthDays,
 }
 
 impl Aggregates {
@@ -668,9 +666,7 @@ impl Aggregates {
         for (event_type, n) in other.counts {
             *self.counts.entry(event_type).or_default() += n;
         }
-        for (key, tally) in other.days {
-            self.days.entry(key).or_default().add(&tally);
-        }
+        self.days.merge(other.days);
     }
 
     fn is_empty(&self) -> bool {
@@ -685,7 +681,7 @@ impl Aggregates {
         for (event_type, n) in &self.counts {
             count.execute(params![event_type, n])?;
         }
-        add_days(conn, "main", &self.days)?;
+        self.days.write(conn, "main")?;
         conn.prepare_cached(
             "INSERT INTO meta (key, value) VALUES ('aggregated_through', (SELECT coalesce(max(seq), 0) FROM events))
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -719,7 +715,7 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>) -> Result<u64, 
     let mut aggregates = Aggregates::default();
     let mut tallied = 0;
     {
-        let mut scan = conn.prepare("SELECT type, body FROM events WHERE seq > ?1 ORDER BY seq")?;
+        let mut scan = conn.prepare("SELECT type, body, customer_id FROM events WHERE seq > ?1 ORDER BY seq")?;
         let mut rows = scan.query([watermark])?;
         while let Some(row) = rows.next()? {
             let event_type: String = row.get(0)?;
@@ -727,10 +723,7 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>) -> Result<u64, 
             if let Some(health) = health {
                 let body: String = row.get(1)?;
                 if let Ok(event) = troth_core::validate_event(&body) {
-                    let day = day_of(&event);
-                    for (touchpoint, tally) in health.contributions(&event) {
-                        aggregates.days.entry((touchpoint, day)).or_default().add(&tally);
-                    }
+                    aggregates.days.add_event(health, &event, row.get(2)?);
                 }
             }
             tallied += 1;
@@ -753,49 +746,24 @@ fn recount_health_if_rules_changed(conn: &Connection, health: &HealthIndex, thro
         return Ok(());
     }
     let tx = conn.unchecked_transaction()?;
-    tx.execute_batch("DROP TABLE IF EXISTS main.touchpoint_days")?;
-    tx.execute_batch(&super::schema::touchpoint_days("main"))?;
-    let mut days: HashMap<(String, i64), Tally> = HashMap::new();
+    tx.execute_batch("DROP TABLE IF EXISTS main.touchpoint_days; DROP TABLE IF EXISTS main.touchpoint_reach;")?;
+    tx.execute_batch(&super::health::schema("main"))?;
+    let mut days = HealthDays::default();
     {
-        let mut scan = tx.prepare("SELECT body FROM events WHERE seq <= ?1 ORDER BY seq")?;
+        let mut scan = tx.prepare("SELECT body, customer_id FROM events WHERE seq <= ?1 ORDER BY seq")?;
         let mut rows = scan.query([through])?;
         while let Some(row) = rows.next()? {
             let body: String = row.get(0)?;
             if let Ok(event) = troth_core::validate_event(&body) {
-                let day = day_of(&event);
-                for (touchpoint, tally) in health.contributions(&event) {
-                    days.entry((touchpoint, day)).or_default().add(&tally);
-                }
+                days.add_event(health, &event, row.get(1)?);
             }
         }
     }
-    add_days(&tx, "main", &days)?;
+    days.write(&tx, "main")?;
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('health_rules', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [fingerprint],
     )?;
     tx.commit()?;
-    Ok(())
-}
-
-/// Adds health tallies to the per-day projection.
-pub fn add_days(conn: &Connection, schema: &str, days: &HashMap<(String, i64), Tally>) -> rusqlite::Result<()> {
-    if days.is_empty() {
-        return Ok(());
-    }
-    let fields = Tally::FIELDS;
-    let marks: Vec<String> = (0..fields.len()).map(|i| format!("?{}", i + 3)).collect();
-    let updates: Vec<String> = fields.iter().map(|f| format!("{f} = {f} + excluded.{f}")).collect();
-    let mut upsert = conn.prepare_cached(&format!(
-        "INSERT INTO {schema}.touchpoint_days (touchpoint, day, {}) VALUES (?1, ?2, {}) ON CONFLICT (touchpoint, day) DO UPDATE SET {}",
-        fields.join(", "),
-        marks.join(", "),
-        updates.join(", ")
-    ))?;
-    for ((touchpoint, day), tally) in days {
-        let mut values: Vec<rusqlite::types::Value> = vec![touchpoint.clone().into(), (*day).into()];
-        values.extend(tally.to_array().into_iter().map(rusqlite::types::Value::from));
-        upsert.execute(rusqlite::params_from_iter(values))?;
-    }
     Ok(())
 }
