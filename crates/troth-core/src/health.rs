@@ -33,6 +33,8 @@ pub struct Tally {
     pub transfers: i64,
     pub holds: i64,
     pub hold_seconds: i64,
+    /// Cases opened by a customer who had opened another in the week before.
+    pub repeat_contacts: i64,
     /// Outcomes among the exposure events (see [`outcome`]), and how many failed.
     pub outcomes: i64,
     pub failures: i64,
@@ -76,6 +78,7 @@ tally_columns!(
     transfers,
     holds,
     hold_seconds,
+    repeat_contacts,
     outcomes,
     failures,
 );
@@ -99,6 +102,7 @@ impl Tally {
         self.transfers += other.transfers;
         self.holds += other.holds;
         self.hold_seconds += other.hold_seconds;
+        self.repeat_contacts += other.repeat_contacts;
         self.outcomes += other.outcomes;
         self.failures += other.failures;
     }
@@ -132,6 +136,9 @@ impl Tally {
         (self.answers > 0).then(|| self.negative_answers as f64 / self.answers as f64)
     }
 }
+
+/// How far back an earlier case makes a new one a repeat contact.
+pub const REPEAT_CONTACT_WINDOW_US: i64 = 7 * 86_400_000_000;
 
 /// Whether an event is the outcome of an attempt: `Some(true)` when it succeeded,
 /// `Some(false)` when it failed, `None` when it is not an outcome. A touchpoint's

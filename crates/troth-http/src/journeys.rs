@@ -185,6 +185,8 @@ pub struct EffortHealth {
     pub transfers: i64,
     pub holds: i64,
     pub hold_seconds: i64,
+    /// Cases opened by customers who had opened another in the week before.
+    pub repeat_contacts: i64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -525,6 +527,7 @@ fn touchpoint_health(t: &Touchpoint, tallies: &[(String, Tally)], reach: &HashMa
             transfers: tally.transfers,
             holds: tally.holds,
             hold_seconds: tally.hold_seconds,
+            repeat_contacts: tally.repeat_contacts,
         },
         outcomes: OutcomeHealth {
             count: tally.outcomes,

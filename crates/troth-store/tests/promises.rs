@@ -359,3 +359,43 @@ async fn reach_counts_distinct_customers() {
     assert!(report.matches(), "{report:?}");
     assert!(report.differences.contains_key("touchpoint_reach"));
 }
+
+/// A customer who opens a case again within a week is a repeat contact; after a
+/// week, a new contact.
+#[tokio::test]
+async fn cases_reopened_within_a_week_count_as_repeat_contacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let case = |id: &str, who: &str, day: &str| {
+        troth_core::validate_value(
+            serde_json::json!({"id": id, "type": "case.opened", "time": format!("2026-11-{day}T10:00:00Z"),
+                "subject": format!("case:{id}"), "customer": {"id": who},
+                "data": {"case": id, "category": "late_delivery", "team": "delivery"}}),
+            None,
+        )
+        .unwrap()
+    };
+    store
+        .append(vec![
+            case("k1", "ann", "02"),
+            case("k2", "ann", "05"),
+            case("k3", "bob", "05"),
+        ])
+        .await
+        .unwrap();
+    store.append(vec![case("k4", "ann", "20")]).await.unwrap();
+    let complaint = store
+        .health(None, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(t, _)| t == "complaint")
+        .unwrap()
+        .1;
+    assert_eq!(complaint.exposure, 4);
+    assert_eq!(
+        complaint.repeat_contacts, 1,
+        "only ann's second case, three days after her first"
+    );
+    assert!(store.replay(false, &mut |_| {}).unwrap().matches());
+}

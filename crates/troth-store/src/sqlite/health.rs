@@ -19,15 +19,31 @@ pub struct HealthDays {
 }
 
 impl HealthDays {
-    /// Counts one event; `customer` is the customer it was resolved to, if any.
-    pub fn add_event(&mut self, health: &HealthIndex, event: &ValidEvent, customer: Option<i64>) {
+    /// Counts one event, stored under `seq`; `customer` is the customer it was
+    /// resolved to, if any. Reads the log before it to tell repeat contacts.
+    pub fn add_event(
+        &mut self,
+        conn: &Connection,
+        health: &HealthIndex,
+        event: &ValidEvent,
+        seq: i64,
+        customer: Option<i64>,
+    ) -> rusqlite::Result<()> {
         let day = day_of(event);
-        for (touchpoint, tally) in health.contributions(event) {
+        let repeat = match customer {
+            Some(customer) if event.event_type == "case.opened" => is_repeat_contact(conn, customer, seq, event)?,
+            _ => false,
+        };
+        for (touchpoint, mut tally) in health.contributions(event) {
+            if repeat && tally.exposure > 0 {
+                tally.repeat_contacts += 1;
+            }
             if let Some(customer) = customer.filter(|_| tally.exposure > 0) {
                 self.reach.entry((touchpoint.clone(), day)).or_default().add(customer);
             }
             self.tallies.entry((touchpoint, day)).or_default().add(&tally);
         }
+        Ok(())
     }
 
     pub fn merge(&mut self, other: HealthDays) {
@@ -66,6 +82,21 @@ impl HealthDays {
         }
         Ok(())
     }
+}
+
+/// Whether the customer opened another case, earlier in the log, within the week
+/// before this one. Log order (not arrival of the answer) keeps a live count and a
+/// replay in agreement.
+fn is_repeat_contact(conn: &Connection, customer: i64, seq: i64, event: &ValidEvent) -> rusqlite::Result<bool> {
+    let time = event.time.micros();
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM main.events WHERE customer_id = ?1 AND seq < ?2 AND type = 'case.opened'
+                        AND time_us >= ?3 AND time_us <= ?4)",
+    )?
+    .query_row(
+        params![customer, seq, time - troth_core::health::REPEAT_CONTACT_WINDOW_US, time],
+        |r| r.get(0),
+    )
 }
 
 /// The tables of the projection, created under a schema name so replay can

@@ -73,7 +73,7 @@ fn rebuild_and_compare(
             // The outbox is not a projection: nothing is enqueued or sent again here.
             super::outbox::apply_consent(&tx, "replay", &event, customer)?;
             if let Some(health) = health {
-                days.add_event(health, &event, customer);
+                days.add_event(&tx, health, &event, seq, customer)?;
             }
             report.events += 1;
             if report.events % 10_000 == 0 {

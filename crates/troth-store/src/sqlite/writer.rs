@@ -518,7 +518,7 @@ impl<'a> Appender<'a> {
         self.count(&event.event_type);
         promises::apply(conn, "main", event)?;
         if let Some(health) = self.health {
-            self.days.add_event(health, event, customer);
+            self.days.add_event(conn, health, event, seq, customer)?;
         }
         for merge in self.projector.apply(conn, plan, event)? {
             let body = merge_event(&merge, seq, &event.time.to_string());
@@ -715,7 +715,7 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>) -> Result<u64, 
     let mut aggregates = Aggregates::default();
     let mut tallied = 0;
     {
-        let mut scan = conn.prepare("SELECT type, body, customer_id FROM events WHERE seq > ?1 ORDER BY seq")?;
+        let mut scan = conn.prepare("SELECT type, body, customer_id, seq FROM events WHERE seq > ?1 ORDER BY seq")?;
         let mut rows = scan.query([watermark])?;
         while let Some(row) = rows.next()? {
             let event_type: String = row.get(0)?;
@@ -723,7 +723,9 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>) -> Result<u64, 
             if let Some(health) = health {
                 let body: String = row.get(1)?;
                 if let Ok(event) = troth_core::validate_event(&body) {
-                    aggregates.days.add_event(health, &event, row.get(2)?);
+                    aggregates
+                        .days
+                        .add_event(conn, health, &event, row.get(3)?, row.get(2)?)?;
                 }
             }
             tallied += 1;
@@ -750,12 +752,12 @@ fn recount_health_if_rules_changed(conn: &Connection, health: &HealthIndex, thro
     tx.execute_batch(&super::health::schema("main"))?;
     let mut days = HealthDays::default();
     {
-        let mut scan = tx.prepare("SELECT body, customer_id FROM events WHERE seq <= ?1 ORDER BY seq")?;
+        let mut scan = tx.prepare("SELECT body, customer_id, seq FROM events WHERE seq <= ?1 ORDER BY seq")?;
         let mut rows = scan.query([through])?;
         while let Some(row) = rows.next()? {
             let body: String = row.get(0)?;
             if let Ok(event) = troth_core::validate_event(&body) {
-                days.add_event(health, &event, row.get(1)?);
+                days.add_event(&tx, health, &event, row.get(2)?, row.get(1)?)?;
             }
         }
     }
