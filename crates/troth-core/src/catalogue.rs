@@ -283,7 +283,8 @@ catalogue! {
     "promise.at_risk" => PromiseAtRisk { promise: String };
     "promise.kept" => PromiseKept { promise: String, by_event: String, corrects_break: Option<bool> };
     "promise.broken" => PromiseBroken { promise: String, cause: BreakCause, by_event: Option<String> };
-    "promise.cancelled" => PromiseCancelled { promise: String, by_event: String };
+    // by_event: the event that superseded it; without one, it lapsed when due.
+    "promise.cancelled" => PromiseCancelled { promise: String, by_event: Option<String> };
 }
 
 #[cfg(test)]

@@ -88,7 +88,22 @@ pub struct Promise {
     pub broken_by: Vec<String>,
     /// At risk this long before it is due, when not yet kept.
     pub at_risk_before_seconds: Option<u64>,
+    /// Data values the making event must carry (`claim = "in_stock"`).
+    pub made_when: Conditions,
+    /// Data values a keeping event must carry, and a breaking one.
+    pub kept_when: Conditions,
+    pub broken_when: Conditions,
+    /// What ties later events to the promise, when not the event's subject: the
+    /// customer (`customer`) and data fields that making, keeping and breaking
+    /// events all carry (`["customer", "store", "sku"]` for a stock claim).
+    pub match_on: Vec<String>,
+    /// When due with neither a keeping nor a breaking event, the promise lapses
+    /// (is cancelled) rather than breaks: nobody put it to the test.
+    pub lapses: bool,
 }
+
+/// Data fields and the values they must have, all of them.
+pub type Conditions = Vec<(String, serde_json::Value)>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Due {
@@ -264,6 +279,11 @@ struct RawPromise {
     kept_by: Option<Vec<Spanned<String>>>,
     broken_by: Option<Vec<Spanned<String>>>,
     at_risk_before_seconds: Option<u64>,
+    made_when: Option<Spanned<toml::Table>>,
+    kept_when: Option<Spanned<toml::Table>>,
+    broken_when: Option<Spanned<toml::Table>>,
+    match_on: Option<Vec<Spanned<String>>>,
+    lapses: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -294,6 +314,27 @@ struct KindDefaults {
     at_risk_before_seconds: Option<u64>,
     /// The usual service level: share of these promises that must be kept.
     kept_target: f64,
+    made_when: &'static [(&'static str, Cond)],
+    kept_when: &'static [(&'static str, Cond)],
+    broken_when: &'static [(&'static str, Cond)],
+    match_on: &'static [&'static str],
+    lapses: bool,
+}
+
+/// A value a built-in kind's condition asks for.
+#[derive(Clone, Copy)]
+enum Cond {
+    Text(&'static str),
+    Flag(bool),
+}
+
+impl Cond {
+    fn value(self) -> serde_json::Value {
+        match self {
+            Cond::Text(t) => t.into(),
+            Cond::Flag(b) => b.into(),
+        }
+    }
 }
 
 fn kind_defaults(kind: &str) -> Option<KindDefaults> {
@@ -306,6 +347,11 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             broken_by: &["shipment.attempt_failed", "shipment.lost"],
             at_risk_before_seconds: Some(15 * 60),
             kept_target: 0.95,
+            made_when: &[],
+            kept_when: &[],
+            broken_when: &[],
+            match_on: &[],
+            lapses: false,
         },
         "delivery_date" => KindDefaults {
             made_by: "order.placed",
@@ -315,15 +361,25 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             broken_by: &["order.cancelled", "shipment.lost"],
             at_risk_before_seconds: Some(4 * 3600),
             kept_target: 0.95,
+            made_when: &[],
+            kept_when: &[],
+            broken_when: &[],
+            match_on: &[],
+            lapses: false,
         },
         "stock" => KindDefaults {
             made_by: "availability.shown",
             due: Some(Due::AfterSeconds(2 * 24 * 3600)),
             start_field: None,
             kept_by: &["store.visited"],
-            broken_by: &[],
+            broken_by: &["store.visited"],
             at_risk_before_seconds: None,
             kept_target: 0.98,
+            made_when: &[("claim", Cond::Text("in_stock"))],
+            kept_when: &[("found", Cond::Flag(true))],
+            broken_when: &[("found", Cond::Flag(false))],
+            match_on: &["customer", "store", "sku"],
+            lapses: true,
         },
         "callback" => KindDefaults {
             made_by: "callback.promised",
@@ -333,6 +389,11 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             broken_by: &[],
             at_risk_before_seconds: Some(15 * 60),
             kept_target: 0.95,
+            made_when: &[],
+            kept_when: &[],
+            broken_when: &[],
+            match_on: &[],
+            lapses: false,
         },
         "refund" => KindDefaults {
             made_by: "refund.promised",
@@ -342,6 +403,11 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             broken_by: &[],
             at_risk_before_seconds: Some(24 * 3600),
             kept_target: 0.98,
+            made_when: &[],
+            kept_when: &[],
+            broken_when: &[],
+            match_on: &[],
+            lapses: false,
         },
         "case_sla" => KindDefaults {
             made_by: "case.opened",
@@ -351,6 +417,11 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             broken_by: &[],
             at_risk_before_seconds: None,
             kept_target: 0.8,
+            made_when: &[],
+            kept_when: &[],
+            broken_when: &[],
+            match_on: &[],
+            lapses: false,
         },
         _ => return None,
     };
@@ -675,7 +746,6 @@ impl Checker<'_> {
         Some(Promise {
             key: p.key.get_ref().clone(),
             kind: p.kind.as_ref().map(|k| k.get_ref().clone()),
-            made_by,
             due,
             start_field: p.start_field.as_ref().map(|s| s.get_ref().clone()).or_else(|| {
                 defaults
@@ -683,12 +753,127 @@ impl Checker<'_> {
                     .and_then(|d| d.start_field.map(str::to_owned))
                     .filter(|_| p.made_by.is_none())
             }),
-            kept_by,
-            broken_by,
             at_risk_before_seconds: p
                 .at_risk_before_seconds
                 .or(defaults.as_ref().and_then(|d| d.at_risk_before_seconds)),
+            made_when: self.conditions(
+                &p.made_when,
+                &[made_by.as_str()],
+                field,
+                "made_when",
+                defaults.as_ref().map(|d| d.made_when),
+            ),
+            kept_when: self.conditions(
+                &p.kept_when,
+                &kept_by,
+                field,
+                "kept_when",
+                defaults.as_ref().map(|d| d.kept_when),
+            ),
+            broken_when: self.conditions(
+                &p.broken_when,
+                &broken_by,
+                field,
+                "broken_when",
+                defaults.as_ref().map(|d| d.broken_when),
+            ),
+            match_on: self.match_on(
+                p,
+                &made_by,
+                &kept_by,
+                &broken_by,
+                field,
+                defaults.as_ref().map(|d| d.match_on),
+            ),
+            lapses: p.lapses.or(defaults.as_ref().map(|d| d.lapses)).unwrap_or(false),
+            made_by,
+            kept_by,
+            broken_by,
         })
+    }
+
+    /// `when` tables: each key a data field of every event type the condition
+    /// applies to, each value a string, number or boolean to compare with.
+    fn conditions<T: AsRef<str>>(
+        &mut self,
+        raw: &Option<Spanned<toml::Table>>,
+        types: &[T],
+        field: &str,
+        name: &str,
+        default: Option<&[(&str, Cond)]>,
+    ) -> Conditions {
+        let Some(table) = raw else {
+            return default
+                .unwrap_or(&[])
+                .iter()
+                .map(|(f, c)| ((*f).to_owned(), c.value()))
+                .collect();
+        };
+        let mut out = Vec::new();
+        for (key, value) in table.get_ref() {
+            let json = match value {
+                toml::Value::String(s) => serde_json::Value::from(s.clone()),
+                toml::Value::Integer(i) => serde_json::Value::from(*i),
+                toml::Value::Boolean(b) => serde_json::Value::from(*b),
+                _ => {
+                    self.error(
+                        table,
+                        format!("{field}.{name}.{key}"),
+                        "must be a string, an integer or a boolean",
+                    );
+                    continue;
+                }
+            };
+            for t in types {
+                if let Some(fields) = data_fields(t.as_ref())
+                    && !fields.iter().any(|(f, _)| f == key)
+                {
+                    self.error(
+                        table,
+                        format!("{field}.{name}.{key}"),
+                        format!("{} has no data field {key:?}", t.as_ref()),
+                    );
+                }
+            }
+            out.push((key.clone(), json));
+        }
+        out
+    }
+
+    /// `match_on`: `customer` or data fields that the making, keeping and breaking
+    /// event types all carry.
+    fn match_on(
+        &mut self,
+        p: &RawPromise,
+        made_by: &str,
+        kept_by: &[String],
+        broken_by: &[String],
+        field: &str,
+        default: Option<&[&str]>,
+    ) -> Vec<String> {
+        let Some(list) = &p.match_on else {
+            return default.unwrap_or(&[]).iter().map(|s| (*s).to_owned()).collect();
+        };
+        for (k, name) in list.iter().enumerate() {
+            if name.get_ref() == "customer" {
+                continue;
+            }
+            for t in std::iter::once(made_by)
+                .chain(kept_by.iter().map(String::as_str))
+                .chain(broken_by.iter().map(String::as_str))
+            {
+                if let Some(fields) = data_fields(t)
+                    && !fields.iter().any(|(f, _)| f == name.get_ref())
+                {
+                    self.error(
+                        name,
+                        format!("{field}.match_on[{k}]"),
+                        format!("{t} has no data field {:?}", name.get_ref()),
+                    );
+                }
+            }
+        }
+        list.iter().map(|n| n.get_ref().clone()).collect()
     }
 
     /// A due or start field must be a date-time field of the making event's data.

@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::ValidEvent;
-use crate::journey::{Due, JourneyMap};
+use crate::journey::{Conditions, Due, JourneyMap};
 use crate::timestamp::Timestamp;
 
 /// A promise being followed, as the store keeps it.
@@ -86,7 +86,8 @@ pub enum Change {
     Cancelled {
         id: String,
         at: Timestamp,
-        by_event: String,
+        /// The event that superseded it; `None` when it lapsed at its due time.
+        by_event: Option<String>,
     },
 }
 
@@ -179,7 +180,13 @@ impl Change {
                 }
                 (*at, data)
             }
-            Change::Cancelled { id, at, by_event } => (*at, serde_json::json!({"promise": id, "by_event": by_event})),
+            Change::Cancelled { id, at, by_event } => {
+                let mut data = serde_json::json!({"promise": id});
+                if let Some(by_event) = by_event {
+                    data["by_event"] = by_event.clone().into();
+                }
+                (*at, data)
+            }
         };
         let event_type = self.event_type();
         let mut event = serde_json::json!({
@@ -208,6 +215,56 @@ struct Rule {
     kept_by: Vec<String>,
     broken_by: Vec<String>,
     at_risk_before_us: Option<i64>,
+    made_when: Conditions,
+    kept_when: Conditions,
+    broken_when: Conditions,
+    match_on: Vec<String>,
+    lapses: bool,
+}
+
+impl Rule {
+    /// The subject a promise of this rule is kept under for `event`: the event's
+    /// own, or one built from `match_on` (`promise:in_stock/cus_7/st-3/sku-1`).
+    fn subject(&self, event: &ValidEvent, data: &Data, customer: Option<&str>) -> Option<String> {
+        if self.match_on.is_empty() {
+            return event.subject.clone();
+        }
+        let mut parts = Vec::with_capacity(self.match_on.len());
+        for name in &self.match_on {
+            parts.push(match name.as_str() {
+                "customer" => customer?.to_owned(),
+                field => match data.get(field)? {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => return None,
+                    other => other.to_string(),
+                },
+            });
+        }
+        Some(format!("promise:{}/{}", self.key, parts.join("/")))
+    }
+}
+
+/// An event's data object, read once per event that concerns a promise.
+struct Data(Option<serde_json::Map<String, serde_json::Value>>);
+
+impl Data {
+    fn of(event: &ValidEvent) -> Data {
+        let value: Option<serde_json::Value> = serde_json::from_str(&event.raw).ok();
+        Data(
+            value.and_then(|mut v| match v.get_mut("data").map(serde_json::Value::take) {
+                Some(serde_json::Value::Object(map)) => Some(map),
+                _ => None,
+            }),
+        )
+    }
+
+    fn get(&self, field: &str) -> Option<&serde_json::Value> {
+        self.0.as_ref()?.get(field)
+    }
+
+    fn meets(&self, conditions: &Conditions) -> bool {
+        conditions.iter().all(|(field, value)| self.get(field) == Some(value))
+    }
 }
 
 /// The promises of a journey map, indexed by the event types that concern them.
@@ -235,6 +292,11 @@ impl PromiseBook {
                 kept_by: p.kept_by.clone(),
                 broken_by: p.broken_by.clone(),
                 at_risk_before_us: p.at_risk_before_seconds.map(|s| s as i64 * 1_000_000),
+                made_when: p.made_when.clone(),
+                kept_when: p.kept_when.clone(),
+                broken_when: p.broken_when.clone(),
+                match_on: p.match_on.clone(),
+                lapses: p.lapses,
             });
             book.concerned.extend(
                 std::iter::once(&p.made_by)
@@ -255,20 +317,52 @@ impl PromiseBook {
                 .any(|r| r.kept_by.iter().chain(&r.broken_by).any(|t| t == event_type))
     }
 
-    /// The changes an event causes. `known` holds the stored promises on the
-    /// event's subject and the subjects linked to it, open ones and those broken
-    /// by the clock (which a late-arriving keeping event may correct).
-    pub fn on_event(&self, event: &ValidEvent, known: &[Tracked]) -> Vec<Change> {
+    /// The subjects under which promises this event may keep or break are kept:
+    /// its own, and those built for promises matched on customer and data fields.
+    /// `customer` is the customer the event was resolved to (`cus_7`).
+    pub fn subjects(&self, event: &ValidEvent, customer: Option<&str>) -> Vec<String> {
+        let mut subjects: Vec<String> = event.subject.iter().cloned().collect();
+        let mut data = None;
+        let makers = self.by_maker.get(&event.event_type);
+        for (index, rule) in self.rules.iter().enumerate().filter(|(_, r)| !r.match_on.is_empty()) {
+            if rule.kept_by.contains(&event.event_type)
+                || rule.broken_by.contains(&event.event_type)
+                || makers.is_some_and(|m| m.contains(&index))
+            {
+                let data = data.get_or_insert_with(|| Data::of(event));
+                if let Some(subject) = rule.subject(event, data, customer)
+                    && !subjects.contains(&subject)
+                {
+                    subjects.push(subject);
+                }
+            }
+        }
+        subjects
+    }
+
+    /// The changes an event causes. `known` holds the stored promises under the
+    /// event's [`subjects`](PromiseBook::subjects) and the subjects linked to them,
+    /// open ones and those broken by the clock (which a late-arriving keeping event
+    /// may correct). `customer` is the customer the event was resolved to.
+    pub fn on_event(&self, event: &ValidEvent, known: &[Tracked], customer: Option<&str>) -> Vec<Change> {
         let mut changes = Vec::new();
+        let data = Data::of(event);
         for tracked in known {
             let Some(rule) = self.by_key.get(&tracked.key).map(|&i| &self.rules[i]) else {
                 continue;
             };
-            if rule.kept_by.contains(&event.event_type) {
+            // A promise matched on customer and fields concerns only events that match it.
+            if !rule.match_on.is_empty() && rule.subject(event, &data, customer).as_ref() != Some(&tracked.subject) {
+                continue;
+            }
+            if rule.kept_by.contains(&event.event_type) && data.meets(&rule.kept_when) {
                 if let Some(change) = keep(tracked, event) {
                     changes.push(change);
                 }
-            } else if rule.broken_by.contains(&event.event_type) && tracked.state.is_open() {
+            } else if rule.broken_by.contains(&event.event_type)
+                && data.meets(&rule.broken_when)
+                && tracked.state.is_open()
+            {
                 changes.push(Change::Broken {
                     id: tracked.id.clone(),
                     at: event.time,
@@ -279,20 +373,25 @@ impl PromiseBook {
                 });
             }
         }
-        let Some(subject) = &event.subject else { return changes };
         for &index in self.by_maker.get(&event.event_type).into_iter().flatten() {
             let rule = &self.rules[index];
-            let Some(made) = make(rule, event, subject) else {
+            if !data.meets(&rule.made_when) {
+                continue;
+            }
+            let Some(subject) = rule.subject(event, &data, customer) else {
+                continue;
+            };
+            let Some(made) = make(rule, event, &subject) else {
                 continue;
             };
             for old in known
                 .iter()
-                .filter(|t| t.key == rule.key && t.subject == *subject && t.state.is_open())
+                .filter(|t| t.key == rule.key && t.subject == subject && t.state.is_open())
             {
                 changes.push(Change::Cancelled {
                     id: old.id.clone(),
                     at: event.time,
-                    by_event: event.id.clone(),
+                    by_event: Some(event.id.clone()),
                 });
             }
             changes.push(Change::Made(made));
@@ -306,6 +405,14 @@ impl PromiseBook {
             return None;
         }
         if now > promise.due {
+            let lapses = self.by_key.get(&promise.key).is_some_and(|&i| self.rules[i].lapses);
+            if lapses {
+                return Some(Change::Cancelled {
+                    id: promise.id.clone(),
+                    at: promise.due,
+                    by_event: None,
+                });
+            }
             return Some(Change::Broken {
                 id: promise.id.clone(),
                 at: promise.due,
@@ -405,6 +512,8 @@ mod tests {
     enum Step {
         Event(serde_json::Value),
         Clock(&'static str),
+        /// The clock, this many days later.
+        ClockDaysLater(i64, &'static str),
     }
 
     fn at(time: &str) -> Timestamp {
@@ -443,23 +552,31 @@ mod tests {
         for step in steps {
             let changes = match step {
                 Step::Event(value) => {
+                    // The customer stands in for the one the store resolves.
+                    let customer = value["customer"]["id"].as_str().map(|c| format!("cus_{c}"));
                     let event = validate_value(value, None).unwrap();
                     // Keeping events count on the subject and on linked subjects: here
                     // the shipment s1 belongs to the order o1.
                     let linked = ["shipment:s1", "order:o1"];
+                    let subjects = book.subjects(&event, customer.as_deref());
                     let known: Vec<Tracked> = promises
                         .iter()
                         .filter(|p| {
-                            event.subject.as_deref().is_some_and(|s| {
-                                s == p.subject || (linked.contains(&s) && linked.contains(&p.subject.as_str()))
+                            subjects.iter().any(|s| {
+                                *s == p.subject
+                                    || (linked.contains(&s.as_str()) && linked.contains(&p.subject.as_str()))
                             })
                         })
                         .cloned()
                         .collect();
-                    book.on_event(&event, &known)
+                    book.on_event(&event, &known, customer.as_deref())
                 }
-                Step::Clock(time) => {
-                    let now = at(time);
+                Step::Clock(_) | Step::ClockDaysLater(..) => {
+                    let now = match step {
+                        Step::ClockDaysLater(days, time) => Timestamp(at(time).0 + days * 86_400_000_000),
+                        Step::Clock(time) => at(time),
+                        Step::Event(_) => unreachable!(),
+                    };
                     // Only promises whose next check has come are looked at, as the store's due index would.
                     promises
                         .iter()
@@ -509,8 +626,57 @@ mod tests {
                 )
             }
             Change::Broken { id, at, cause } => format!("broken {id} at {} ({cause:?})", clock(at)),
-            Change::Cancelled { id, by_event, .. } => format!("cancelled {id} by {by_event}"),
+            Change::Cancelled { id, by_event, .. } => match by_event {
+                Some(by_event) => format!("cancelled {id} by {by_event}"),
+                None => format!("lapsed {id}"),
+            },
         }
+    }
+
+    fn stock(id: &str, who: &str, time: &str, store: &str, claim: &str) -> Step {
+        let mut data = json!({"sku": "tyre-1", "store": store, "claim": claim});
+        if claim == "ships_by" {
+            data["ships_by"] = json!("2026-11-25T12:00:00Z");
+        }
+        Step::Event(
+            json!({"id": id, "type": "availability.shown", "time": format!("2026-11-23T{time}:00Z"),
+                           "customer": {"id": who}, "data": data}),
+        )
+    }
+
+    fn visit(id: &str, who: &str, time: &str, store: &str, found: bool) -> Step {
+        Step::Event(
+            json!({"id": id, "type": "store.visited", "time": format!("2026-11-23T{time}:00Z"),
+                           "subject": format!("store:{store}"), "customer": {"id": who},
+                           "data": {"store": store, "sku": "tyre-1", "found": found}}),
+        )
+    }
+
+    #[test]
+    fn a_stock_claim_is_kept_or_broken_by_that_customers_visit_to_that_store() {
+        check(
+            vec![
+                stock("a1", "ann", "08:00", "st-3", "in_stock"),
+                // Another customer's visit, another store, a claim that was not in stock: none concern it.
+                visit("v0", "bob", "09:00", "st-3", false),
+                stock("b1", "bob", "08:30", "st-3", "ships_by"),
+                visit("v1", "ann", "09:30", "st-1", false),
+                visit("v2", "ann", "10:00", "st-3", false),
+                stock("a2", "ann", "11:00", "st-1", "in_stock"),
+                visit("v3", "ann", "12:00", "st-1", true),
+                // A claim nobody came to check lapses when due: neither kept nor broken.
+                stock("c1", "cat", "13:00", "st-3", "in_stock"),
+                Step::ClockDaysLater(2, "14:00"),
+            ],
+            &[
+                "made in_stock:a1 due 08:00",
+                "broken in_stock:a1 at 10:00 (Event { id: \"v2\", event_type: \"store.visited\" })",
+                "made in_stock:a2 due 11:00",
+                "kept in_stock:a2 at 12:00 by v3",
+                "made in_stock:c1 due 13:00",
+                "lapsed in_stock:c1",
+            ],
+        );
     }
 
     #[test]

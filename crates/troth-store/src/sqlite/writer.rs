@@ -570,13 +570,23 @@ impl<'a> Appender<'a> {
         let Some(book) = book.filter(|b| b.concerns(&event.event_type)) else {
             return Ok(());
         };
-        let known = event
-            .subject
-            .as_deref()
-            .map(|s| promises::known(self.conn, s))
-            .transpose()?
-            .unwrap_or_default();
-        let changes = book.on_event(event, &known);
+        // The customer the event was stored under, for promises matched on customer.
+        let customer: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT customer_id FROM events WHERE id = ?1")?
+            .query_row([&event.id], |r| r.get(0))
+            .optional()?
+            .flatten();
+        let customer = customer.map(|c| troth_core::identity::CustomerId(c).to_string());
+        let mut known = Vec::new();
+        for subject in book.subjects(event, customer.as_deref()) {
+            for promise in promises::known(self.conn, &subject)? {
+                if !known.iter().any(|k: &Tracked| k.id == promise.id) {
+                    known.push(promise);
+                }
+            }
+        }
+        let changes = book.on_event(event, &known, customer.as_deref());
         if !changes.is_empty() {
             let customer = event_customer(event);
             self.record(&changes, &known, customer.as_ref())?;
