@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::envelope::Channel;
 use crate::field::{FieldError, FromJson, Path, bounded_int, json_struct, string_enum};
+use crate::position::PositionFlag;
 use crate::timestamp::Timestamp;
 
 bounded_int!(
@@ -74,6 +75,9 @@ pub struct NonNegative(pub f64);
 /// A compass heading in degrees, 0 ≤ h < 360.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Heading(pub f64);
+/// A percentage, 0–100 (a battery level).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percent(pub f64);
 
 fn float_in(value: &Value, path: &Path<'_>, ok: impl Fn(f64) -> bool, range: &str) -> Result<f64, FieldError> {
     let x = f64::from_json(value, path)?;
@@ -99,6 +103,12 @@ impl FromJson for Lon {
 impl FromJson for NonNegative {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
         float_in(value, path, |x| x >= 0.0, "zero or more").map(NonNegative)
+    }
+}
+
+impl FromJson for Percent {
+    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
+        float_in(value, path, |x| (0.0..=100.0).contains(&x), "between 0 and 100").map(Percent)
     }
 }
 
@@ -230,7 +240,10 @@ catalogue! {
     "shipment.window_set" => WindowSet { window_start: Timestamp, window_end: Timestamp, driver: Option<String> }
         check(w, path) { window_order(("window_start", w.window_start), ("window_end", w.window_end), path)?; };
     "shipment.out_for_delivery" => OutForDelivery { driver: String, stops_before: Option<u32> };
-    "courier.position" => CourierPosition { lat: Lat, lon: Lon, speed_kmh: Option<NonNegative>, heading: Option<Heading>, accuracy_m: Option<NonNegative> };
+    "courier.position" => CourierPosition {
+        lat: Lat, lon: Lon, speed_kmh: Option<NonNegative>, heading: Option<Heading>, accuracy_m: Option<NonNegative>,
+        altitude_m: Option<f64>, battery: Option<Percent>, flag: Option<PositionFlag>,
+    };
     "shipment.arriving" => ShipmentArriving {};
     "shipment.delivered" => ShipmentDelivered { proof: Proof, lat: Option<Lat>, lon: Option<Lon> };
     "shipment.attempt_failed" => AttemptFailed { reason: String };

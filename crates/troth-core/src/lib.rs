@@ -10,6 +10,7 @@ pub mod health;
 pub mod identity;
 pub mod journey;
 pub mod play;
+pub mod position;
 pub mod promise;
 pub mod reach;
 pub mod timestamp;

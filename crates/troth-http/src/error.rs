@@ -23,6 +23,9 @@ pub enum Code {
     NoMasterKey,
     InvalidKeyRequest,
     NotDead,
+    InvalidDriver,
+    InvalidPosition,
+    UnknownDevice,
     Unavailable,
     Internal,
 }
@@ -48,6 +51,9 @@ impl Code {
             Code::NoMasterKey => ("no_master_key", S::CONFLICT, "API keys need a master key"),
             Code::InvalidKeyRequest => ("invalid_key_request", S::BAD_REQUEST, "The key request is invalid"),
             Code::NotDead => ("not_dead", S::CONFLICT, "Only dead letters can be retried"),
+            Code::InvalidDriver => ("invalid_driver", S::BAD_REQUEST, "The driver id is invalid"),
+            Code::InvalidPosition => ("invalid_position", S::BAD_REQUEST, "The position cannot be read"),
+            Code::UnknownDevice => ("unknown_device", S::BAD_REQUEST, "No device has this identifier"),
             Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "The store is not available"),
             Code::Internal => ("internal", S::INTERNAL_SERVER_ERROR, "Internal error"),
         }

@@ -5,12 +5,14 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod hub;
 pub mod ingest;
 pub mod journeys;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod positions;
 pub mod read;
 pub mod ui;
 
@@ -27,6 +29,7 @@ use troth_core::journey::JourneyMap;
 use troth_store::{Scope, Store};
 
 pub use error::{ApiError, Code};
+pub use hub::{LivePosition, PositionHub};
 pub use metrics::Metrics;
 
 /// What every handler shares.
@@ -37,6 +40,10 @@ pub struct AppState<S> {
     pub metrics: Arc<Metrics>,
     /// The journey map whose promises the store follows; swapped when it is reloaded.
     pub journey: FollowedJourney,
+    /// Drivers' live positions (trusted only) and their subscribers.
+    pub positions: Arc<PositionHub>,
+    /// What a driver's position must pass to be trusted.
+    pub plausibility: troth_core::position::Plausibility,
 }
 
 /// The journey map a server follows, shared by every request and replaced as a
@@ -61,6 +68,8 @@ impl<S: Clone> Clone for AppState<S> {
             master_key: self.master_key.clone(),
             metrics: self.metrics.clone(),
             journey: self.journey.clone(),
+            positions: self.positions.clone(),
+            plausibility: self.plausibility,
         }
     }
 }
@@ -72,6 +81,8 @@ impl<S> AppState<S> {
             master_key: master_key.map(Arc::from),
             metrics: Arc::default(),
             journey: FollowedJourney::default(),
+            positions: Arc::default(),
+            plausibility: Default::default(),
         }
     }
 
@@ -87,6 +98,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
     let ingest = Router::new()
         .route("/api/v1/events", post(ingest::ingest_json::<S>))
         .route("/api/v1/events/ndjson", post(ingest::ingest_ndjson::<S>))
+        .route("/api/v1/drivers/{id}/positions", post(positions::ingest_positions::<S>))
         .route_layer(scoped(Scope::Ingest));
     let read = Router::new()
         .route("/api/v1/events", get(read::list_events::<S>))
@@ -103,6 +115,14 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
     let admin = Router::new()
         .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))
         .route("/api/v1/keys/{uid}", delete(keys::delete_key::<S>))
+        .route(
+            "/api/v1/drivers/{id}/devices",
+            post(positions::create_device::<S>).get(positions::list_devices::<S>),
+        )
+        .route(
+            "/api/v1/drivers/{id}/devices/{device_id}",
+            delete(positions::delete_device::<S>),
+        )
         .route_layer(scoped(Scope::Admin));
     let master = Router::new()
         .route("/api/v1/outbox", get(outbox::list::<S>))
@@ -116,12 +136,24 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .merge(admin)
         .merge(master)
         .merge(ui::routes(state.clone()))
+        // No API key: the device identifier is the credential (see positions.rs).
+        .route("/osmand", get(positions::osmand::<S>).post(positions::osmand::<S>))
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics_text::<S>))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route; see /docs or /openapi.json") })
         // Bodies are limited per route: JSON ingest checks its own 4 MiB, NDJSON streams.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests::<S>))
+        .with_state(state)
+}
+
+/// The OsmAnd port (`troth serve --osmand-listen`), like Traccar's 5055: every
+/// path answers as `/osmand` does, so a GPS app needs only `http://HOST:PORT`.
+pub fn osmand_app<S: Store + Clone>(state: AppState<S>) -> Router {
+    Router::new()
+        .fallback(positions::osmand::<S>)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(state.clone(), count_requests::<S>))
         .with_state(state)

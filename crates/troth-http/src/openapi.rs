@@ -24,6 +24,11 @@ use utoipa::{Modify, OpenApi};
         crate::outbox::dead_letters,
         crate::outbox::get_entry,
         crate::outbox::retry,
+        crate::positions::create_device,
+        crate::positions::list_devices,
+        crate::positions::delete_device,
+        crate::positions::ingest_positions,
+        crate::positions::osmand,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -32,6 +37,7 @@ use utoipa::{Modify, OpenApi};
         (name = "customers", description = "Customer profiles"),
         (name = "journeys", description = "Journey maps: promises, health, weakest links, the expectation chasm"),
         (name = "keys", description = "Scoped API keys"),
+        (name = "drivers", description = "Drivers' devices and positions; the OsmAnd protocol of GPS apps (Traccar Client)"),
         (name = "outbox", description = "Messages and webhooks that plays asked for; dead letters (master key only)"),
     )
 )]

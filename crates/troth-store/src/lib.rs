@@ -11,9 +11,11 @@ use std::future::Future;
 use serde::Serialize;
 use troth_core::{Timestamp, ValidEvent};
 
+pub mod devices;
 pub mod keys;
 pub mod sqlite;
 
+pub use devices::Device;
 pub use keys::{ApiKey, NewKey, Scope};
 
 /// What storage can fail with. Callers only distinguish these cases.
@@ -319,6 +321,17 @@ pub trait Store: Send + Sync + 'static {
     fn delete_key(&self, uid: String) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The key a secret belongs to, answered from memory (called on every request).
     fn authenticate(&self, secret: &str) -> Option<ApiKey>;
+
+    /// Issues a new device identifier for a driver (see [`devices`]).
+    fn create_device(&self, driver: String) -> impl Future<Output = Result<Device, StoreError>> + Send;
+    /// A driver's devices, oldest first.
+    fn devices(&self, driver: String) -> impl Future<Output = Result<Vec<Device>, StoreError>> + Send;
+    /// Revokes a driver's device. False when the driver has no such device.
+    fn delete_device(&self, driver: String, device_id: String)
+    -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The driver a device identifier (as typed) belongs to, answered from memory
+    /// (called on every OsmAnd report).
+    fn device_driver(&self, device_id: &str) -> Option<String>;
 
     /// Outbox rows, oldest first.
     fn outbox(&self, query: OutboxQuery) -> impl Future<Output = Result<OutboxPage, StoreError>> + Send;

@@ -35,6 +35,9 @@ pub struct ServeFlags {
     /// Journey map (TOML) whose promises troth follows [default: the built-in retail map].
     #[arg(long, env = "TROTH_JOURNEY")]
     pub journey: Option<PathBuf>,
+    /// A second address for GPS apps speaking OsmAnd (Traccar Client), like Traccar's port 5055 [default: none].
+    #[arg(long, env = "TROTH_OSMAND_LISTEN")]
+    pub osmand_listen: Option<String>,
     #[command(flatten)]
     pub notify: NotifyFlags,
 }
@@ -79,6 +82,7 @@ struct FileConfig {
     listen: Option<String>,
     master_key: Option<String>,
     journey: Option<PathBuf>,
+    osmand_listen: Option<String>,
     #[serde(default)]
     notify: FileNotify,
 }
@@ -107,6 +111,8 @@ pub struct Config {
     pub journey: JourneyMap,
     /// Where `journey` was read from; `troth serve` reloads it when it changes.
     pub journey_file: Option<PathBuf>,
+    /// Where GPS apps may also report positions (OsmAnd at `/`), besides `/osmand` on `listen`.
+    pub osmand_listen: Option<SocketAddr>,
     pub notify: NotifyConfig,
 }
 
@@ -117,6 +123,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("master_key", &self.master_key.as_ref().map(|_| "<set>"))
             .field("journey", &self.journey.key)
+            .field("osmand_listen", &self.osmand_listen)
             .field("notify", &self.notify)
             .finish()
     }
@@ -142,6 +149,12 @@ impl Config {
             master_key: flags.master_key.or(file.master_key).filter(|k| !k.is_empty()),
             journey: load_journey(journey_file.as_deref())?,
             journey_file,
+            osmand_listen: flags
+                .osmand_listen
+                .or(file.osmand_listen)
+                .filter(|l| !l.is_empty())
+                .map(|l| parse_listen(&l))
+                .transpose()?,
             notify: notify_config(flags.notify, file.notify)?,
         })
     }
@@ -256,6 +269,7 @@ mod tests {
             listen: None,
             master_key: None,
             journey: None,
+            osmand_listen: None,
             notify: NotifyFlags::default(),
         }
     }
@@ -272,6 +286,25 @@ mod tests {
         let mut flagged = flags(Some(path));
         flagged.listen = Some("localhost:9100".into());
         assert_eq!(Config::load(flagged).unwrap().listen.to_string(), "127.0.0.1:9100");
+    }
+
+    #[test]
+    fn the_osmand_port_layers_like_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("troth.toml");
+        std::fs::write(&path, "osmand_listen = \"0.0.0.0:5055\"\n").unwrap();
+        assert_eq!(Config::load(flags(None)).unwrap().osmand_listen, None);
+        let from_file = Config::load(flags(Some(path.clone()))).unwrap();
+        assert_eq!(
+            from_file.osmand_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:5055")
+        );
+        let mut flagged = flags(Some(path));
+        flagged.osmand_listen = Some("localhost:5056".into());
+        assert_eq!(
+            Config::load(flagged).unwrap().osmand_listen.map(|a| a.port()),
+            Some(5056)
+        );
     }
 
     #[test]

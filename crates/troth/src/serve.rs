@@ -1,6 +1,6 @@
 //! `troth serve`: the store, the HTTP API, and a clean stop on Ctrl-C or SIGTERM.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -31,12 +31,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             "no master key is set: the API is open to every local process (set --master-key to require keys)"
         );
     }
+    let osmand = match config.osmand_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for OsmAnd reports on {addr}"))?,
+        ),
+        None => None,
+    };
+    if let Some(osmand) = &osmand {
+        let addr = osmand.local_addr()?;
+        tracing::info!(%addr, "taking OsmAnd reports of GPS apps");
+        println!("troth OsmAnd listening on http://{addr}");
+    }
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), journey = %config.journey.key, "troth is ready");
     println!("troth listening on http://{addr}");
     run(
         store,
         listener,
+        osmand,
         config.master_key,
         Some(config.journey),
         config.journey_file,
@@ -48,11 +62,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the API on `listener` until `stop` completes. With `notify`, the outbox
-/// dispatcher sends what plays asked for; it finishes the batch under way on stop.
+/// Serves the API on `listener` (and OsmAnd reports on `osmand`) until `stop`
+/// completes. With `notify`, the outbox dispatcher sends what plays asked for; it
+/// finishes the batch under way on stop.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: SqliteStore,
     listener: TcpListener,
+    osmand: Option<TcpListener>,
     master_key: Option<String>,
     journey: Option<JourneyMap>,
     journey_file: Option<PathBuf>,
@@ -78,8 +95,35 @@ pub async fn run(
         state = state.with_journey(journey);
     }
     let watcher = journey_file.map(|path| tokio::spawn(watch_journey(path, store, state.journey.clone())));
+    // Both listeners stop together: `stop` fires once, the watch tells each.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stopping.send(true);
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let osmand = osmand.map(|listener| {
+        let app = troth_http::osmand_app(state.clone());
+        tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(until_stopped())
+                .into_future(),
+        )
+    });
     let app = app(state);
-    let served = axum::serve(listener, app).with_graceful_shutdown(stop).await;
+    let served = axum::serve(listener, app).with_graceful_shutdown(until_stopped()).await;
+    if let Some(osmand) = osmand {
+        match osmand.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the OsmAnd listener failed"),
+            Err(e) => tracing::warn!(error = %e, "the OsmAnd listener stopped abnormally"),
+            Ok(Ok(())) => {}
+        }
+    }
     clock.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
@@ -161,9 +205,18 @@ pub async fn spawn(
     })?;
     let bound = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(run(store, listener, master_key, journey, None, None, async move {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(run(
+        store,
+        listener,
+        None,
+        master_key,
+        journey,
+        None,
+        None,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Ok((bound, stop))
 }
 

@@ -23,13 +23,14 @@ use tokio::sync::{mpsc, oneshot};
 use troth_core::journey::JourneyMap;
 use troth_core::{Timestamp, ValidEvent};
 
+use crate::devices::{Device, normalize_device_id};
 use crate::keys::{self, ApiKey, NewKey, Scope};
 use crate::{
     AppendStatus, CustomerProfile, EventPage, EventQuery, OutboxEntry, OutboxPage, OutboxQuery, OutboxState, Overview,
     PromisePage, PromiseQuery, ReplayReport, RetryPolicy, Store, StoreError,
 };
 pub use writer::MAX_GROUP_EVENTS;
-use writer::{Aggregates, Job, KeyRing, OutboxDone, OutboxOp, Writer};
+use writer::{Aggregates, DeviceRing, Job, KeyRing, OutboxDone, OutboxOp, Writer};
 
 /// The schema's DDL, for tools (the ingest benchmark) that need the same tables.
 pub use schema::PRAGMAS;
@@ -48,6 +49,7 @@ struct Inner {
     jobs: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
     keys: KeyRing,
+    devices: DeviceRing,
     /// The journey map followed (the latest reloaded), which replay needs to
     /// rebuild journey health.
     journey: Mutex<Option<JourneyMap>>,
@@ -83,11 +85,14 @@ impl SqliteStore {
         conn.execute_batch(&health::schema("main"))?;
         conn.execute_batch(schema::META)?;
         conn.execute_batch(schema::OUTBOX)?;
+        conn.execute_batch(schema::DEVICES)?;
+        let devices = Arc::new(RwLock::new(load_devices(&conn)?));
         let pending = Arc::new(Mutex::new(Aggregates::default()));
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
         let writer = Writer::new(
             conn,
             keys.clone(),
+            devices.clone(),
             journey.map(writer::JourneyRules::new),
             pending.clone(),
             outbox_signal.clone(),
@@ -103,6 +108,7 @@ impl SqliteStore {
                 jobs: tx,
                 readers: Mutex::new(Vec::new()),
                 keys,
+                devices,
                 journey: Mutex::new(journey.cloned()),
                 pending,
                 outbox_signal,
@@ -295,6 +301,39 @@ impl Store for SqliteStore {
             .cloned()
     }
 
+    async fn create_device(&self, driver: String) -> Result<Device, StoreError> {
+        if driver.is_empty() {
+            return Err(StoreError::Invalid("a device needs a driver".into()));
+        }
+        self.submit(|reply| Job::CreateDevice { driver, reply }).await
+    }
+
+    async fn devices(&self, driver: String) -> Result<Vec<Device>, StoreError> {
+        let ring = self.inner.devices.read().unwrap_or_else(|p| p.into_inner());
+        let mut devices: Vec<Device> = ring.values().filter(|d| d.driver == driver).cloned().collect();
+        devices.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.device_id.cmp(&b.device_id))
+        });
+        Ok(devices)
+    }
+
+    async fn delete_device(&self, driver: String, device_id: String) -> Result<bool, StoreError> {
+        let device_id = normalize_device_id(&device_id);
+        self.submit(|reply| Job::DeleteDevice {
+            driver,
+            device_id,
+            reply,
+        })
+        .await
+    }
+
+    fn device_driver(&self, device_id: &str) -> Option<String> {
+        let ring = self.inner.devices.read().unwrap_or_else(|p| p.into_inner());
+        ring.get(&normalize_device_id(device_id)).map(|d| d.driver.clone())
+    }
+
     async fn outbox(&self, query: OutboxQuery) -> Result<OutboxPage, StoreError> {
         self.read(move |conn| outbox::list(conn, &query)).await
     }
@@ -434,6 +473,19 @@ fn load_keys(conn: &Connection) -> Result<HashMap<String, ApiKey>, StoreError> {
             created_at: troth_core::Timestamp(r.get(4)?).to_string(),
         };
         Ok((r.get::<_, String>(3)?, key))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn load_devices(conn: &Connection) -> Result<HashMap<String, Device>, StoreError> {
+    let mut stmt = conn.prepare("SELECT device_id, driver, created_us FROM devices")?;
+    let rows = stmt.query_map([], |r| {
+        let device = Device {
+            device_id: r.get(0)?,
+            driver: r.get(1)?,
+            created_at: troth_core::Timestamp(r.get(2)?).to_string(),
+        };
+        Ok((device.device_id.clone(), device))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

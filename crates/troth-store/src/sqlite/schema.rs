@@ -109,6 +109,17 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 ";
 
+/// Device identifiers issued to drivers (see `devices.rs`). Not a projection of the
+/// log, like `api_keys`: replay leaves it alone.
+pub const DEVICES: &str = "
+CREATE TABLE IF NOT EXISTS devices (
+    device_id   TEXT PRIMARY KEY,
+    driver      TEXT NOT NULL,
+    created_us  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS devices_by_driver ON devices(driver);
+";
+
 /// Settings every connection gets. `synchronous = FULL` makes each commit fsync
 /// the WAL, so an acknowledged event survives power loss, not only a crash.
 pub const PRAGMAS: &str = "

@@ -14,6 +14,7 @@ use troth_core::{Timestamp, ValidEvent};
 use super::health::HealthDays;
 use super::projector::{Projector, merge_event};
 use super::{outbox, promises};
+use crate::devices::{Device, new_device_id};
 use crate::keys::{self, ApiKey, NewKey};
 use crate::{AppendStatus, OutboxEntry, OutboxState, RetryPolicy, StoreError};
 use troth_core::health::HealthIndex;
@@ -44,6 +45,15 @@ pub enum Job {
     },
     DeleteKey {
         uid: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    CreateDevice {
+        driver: String,
+        reply: oneshot::Sender<Result<Device, StoreError>>,
+    },
+    DeleteDevice {
+        driver: String,
+        device_id: String,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
     /// Follow another journey map from now on; health is counted again by its rules.
@@ -100,6 +110,10 @@ impl Job {
             (Job::Append { reply, .. }, Ok(Done::Appended(statuses))) => drop(reply.send(Ok(statuses))),
             (Job::CreateKey { reply, .. }, Ok(Done::Created(key, secret))) => drop(reply.send(Ok((key, secret)))),
             (Job::DeleteKey { reply, .. }, Ok(Done::Deleted(found))) => drop(reply.send(Ok(found))),
+            (Job::CreateDevice { reply, .. }, Ok(Done::Device(device))) => drop(reply.send(Ok(device))),
+            (Job::DeleteDevice { reply, .. }, Ok(Done::Deleted(found))) => drop(reply.send(Ok(found))),
+            (Job::CreateDevice { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+            (Job::DeleteDevice { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Tick { reply, .. }, Ok(Done::Ticked(changed))) => drop(reply.send(Ok(changed))),
             (Job::Flush { reply }, Ok(Done::Flushed)) => drop(reply.send(Ok(()))),
             (Job::Outbox { reply, .. }, Ok(Done::Outbox(done))) => drop(reply.send(Ok(done))),
@@ -124,11 +138,14 @@ impl Job {
 
 /// Keys by the hash of their secret, mirrored in memory for authentication.
 pub type KeyRing = Arc<RwLock<HashMap<String, ApiKey>>>;
+/// Devices by identifier, mirrored in memory for OsmAnd reports.
+pub type DeviceRing = Arc<RwLock<HashMap<String, Device>>>;
 
 pub struct Writer {
     conn: Connection,
     projector: Projector,
     keys: KeyRing,
+    devices: DeviceRing,
     /// The journey map's promises and health; without a map neither is kept.
     journey: Option<JourneyRules>,
     /// Committed aggregate changes not yet in their tables; readers add them.
@@ -159,6 +176,7 @@ impl Writer {
     pub fn new(
         conn: Connection,
         keys: KeyRing,
+        devices: DeviceRing,
         journey: Option<JourneyRules>,
         pending: Arc<Mutex<Aggregates>>,
         outbox_signal: Arc<tokio::sync::Notify>,
@@ -173,6 +191,7 @@ impl Writer {
             conn,
             projector,
             keys,
+            devices,
             journey,
             pending,
             last_flush: Instant::now(),
@@ -257,6 +276,7 @@ impl Writer {
         let tx = self.conn.unchecked_transaction()?;
         let mut done = Vec::with_capacity(group.len());
         let mut key_changes = Vec::new();
+        let mut device_changes: Vec<(String, Option<Device>)> = Vec::new();
         let mut aggregates = Aggregates::default();
         let mut flush = self.last_flush.elapsed() >= FLUSH_EVERY;
         let mut enqueued = 0;
@@ -343,6 +363,30 @@ impl Writer {
                     }
                     Done::Deleted(found)
                 }
+                Job::CreateDevice { driver, .. } => {
+                    let device_id = new_device_id().map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    tx.execute(
+                        "INSERT INTO devices (device_id, driver, created_us) VALUES (?1, ?2, ?3)",
+                        params![device_id, driver, received.micros()],
+                    )?;
+                    let device = Device {
+                        device_id,
+                        driver: driver.clone(),
+                        created_at: received.to_string(),
+                    };
+                    device_changes.push((device.device_id.clone(), Some(device.clone())));
+                    Done::Device(device)
+                }
+                Job::DeleteDevice { driver, device_id, .. } => {
+                    let deleted = tx.execute(
+                        "DELETE FROM devices WHERE device_id = ?1 AND driver = ?2",
+                        params![device_id, driver],
+                    )?;
+                    if deleted > 0 {
+                        device_changes.push((device_id.clone(), None));
+                    }
+                    Done::Deleted(deleted > 0)
+                }
             });
         }
         if flush {
@@ -370,6 +414,16 @@ impl Writer {
                 None => ring.remove(&hash),
             };
         }
+        drop(ring);
+        if !device_changes.is_empty() {
+            let mut ring = self.devices.write().unwrap_or_else(|p| p.into_inner());
+            for (device_id, device) in device_changes {
+                match device {
+                    Some(device) => ring.insert(device_id, device),
+                    None => ring.remove(&device_id),
+                };
+            }
+        }
         Ok(done)
     }
 }
@@ -385,6 +439,7 @@ enum Done {
     Ticked(u64),
     Created(ApiKey, String),
     Deleted(bool),
+    Device(Device),
     Outbox(OutboxDone),
 }
 

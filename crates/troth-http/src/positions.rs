@@ -1,0 +1,421 @@
+//! Drivers' positions: devices (`/api/v1/drivers/{id}/devices`), batches through
+//! the API (`/api/v1/drivers/{id}/positions`) and the OsmAnd protocol of GPS apps
+//! (`/osmand`, and `/` of the `--osmand-listen` port).
+//!
+//! Every position is appended as a `courier.position` event with an id made of the
+//! driver and the fix's time, so a report sent again is a duplicate. The
+//! plausibility rules (troth-core) judge each fix against the driver's track; a fix
+//! they do not trust is stored with its `flag` and is not published to the hub.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use troth_core::catalogue::EventData;
+use troth_core::field::Path;
+use troth_core::position::{
+    DeviceReport, Fix, PositionFlag, Track, parse_api_position, parse_osmand_json, parse_osmand_params,
+};
+use troth_core::{FieldError, Timestamp, ValidEvent, validate_event, validate_value};
+use troth_store::{AppendStatus, Device, EventQuery, Store};
+
+use crate::AppState;
+use crate::error::{ApiError, Code};
+use crate::extract::Segment;
+use crate::hub::LivePosition;
+use crate::ingest::{ItemStatus, MAX_BATCH_EVENTS, MAX_BODY_BYTES};
+
+/// The longest driver id accepted, so that event ids stay within their limit.
+pub const MAX_DRIVER_CHARS: usize = 64;
+/// The largest OsmAnd request body (one report, or a few in Traccar Client's JSON).
+const MAX_OSMAND_BYTES: usize = 64 * 1024;
+/// How many of a driver's latest positions are read to rebuild its track.
+const TRACK_HISTORY: usize = 100;
+
+/// A driver's devices.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceList {
+    #[schema(value_type = Vec<Object>)]
+    pub devices: Vec<Device>,
+}
+
+/// The answer for one position of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PositionResult {
+    /// The `courier.position` event's id (`pos.{driver}.{µs}`), when the item was readable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub status: ItemStatus,
+    /// Why a stored position is not trusted: stale, out_of_order, implausible_jump, no_fix, future.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<FieldError>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PositionsResponse {
+    pub results: Vec<PositionResult>,
+}
+
+/// Issue a device identifier for a driver, to type into Traccar Client.
+#[utoipa::path(
+    post, path = "/api/v1/drivers/{id}/devices", tag = "drivers",
+    params(("id" = String, Path, description = "The driver, as in `driver:{id}` subjects")),
+    responses(
+        (status = 201, description = "`{\"device_id\", \"driver\", \"created_at\"}`", body = Object),
+        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_device<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(driver): Segment,
+) -> Result<Response, ApiError> {
+    check_driver(&driver)?;
+    let device = state.store.create_device(driver).await?;
+    Ok((StatusCode::CREATED, Json(device)).into_response())
+}
+
+/// List a driver's devices.
+#[utoipa::path(
+    get, path = "/api/v1/drivers/{id}/devices", tag = "drivers",
+    params(("id" = String, Path)),
+    responses((status = 200, body = DeviceList)),
+    security(("bearer" = []))
+)]
+pub async fn list_devices<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(driver): Segment,
+) -> Result<Json<DeviceList>, ApiError> {
+    check_driver(&driver)?;
+    Ok(Json(DeviceList {
+        devices: state.store.devices(driver).await?,
+    }))
+}
+
+/// Revoke a driver's device: its reports are refused from now on.
+#[utoipa::path(
+    delete, path = "/api/v1/drivers/{id}/devices/{device_id}", tag = "drivers",
+    params(("id" = String, Path), ("device_id" = String, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
+pub async fn delete_device<S: Store>(
+    State(state): State<AppState<S>>,
+    path: Result<axum::extract::Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let axum::extract::Path((driver, device_id)) =
+        path.map_err(|e| ApiError::new(Code::InvalidQuery, e.body_text()))?;
+    if state.store.delete_device(driver.clone(), device_id.clone()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            Code::NotFound,
+            format!("driver {driver:?} has no device {device_id:?}"),
+        ))
+    }
+}
+
+/// Record a batch of a driver's positions.
+///
+/// Each accepted position is a `courier.position` event; positions that are stale,
+/// out of order or an impossible jump are stored with a `flag` and are not the
+/// driver's current position. Sending the same batch again answers `duplicate`.
+#[utoipa::path(
+    post, path = "/api/v1/drivers/{id}/positions", tag = "drivers",
+    params(("id" = String, Path)),
+    request_body(content = Object, description = "An array of at most 1,000 `{lat, lon, at, speed_kmh?, heading?, accuracy_m?, altitude_m?, battery?}`."),
+    responses(
+        (status = 200, description = "One result per item, in input order", body = PositionsResponse),
+        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn ingest_positions<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(driver): Segment,
+    body: Bytes,
+) -> Result<Json<PositionsResponse>, ApiError> {
+    check_driver(&driver)?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            Code::PayloadTooLarge,
+            format!("the body is {} bytes; the limit is {MAX_BODY_BYTES}", body.len()),
+        ));
+    }
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(Code::InvalidJson, format!("the body is not valid JSON: {e}")))?;
+    let items = match value {
+        Value::Array(items) => items,
+        object @ Value::Object(_) => vec![object],
+        _ => {
+            return Err(ApiError::new(
+                Code::InvalidBody,
+                "send an array of positions {lat, lon, at, …}",
+            ));
+        }
+    };
+    if items.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::new(
+            Code::TooManyEvents,
+            format!(
+                "the array has {} positions; send at most {MAX_BATCH_EVENTS}",
+                items.len()
+            ),
+        ));
+    }
+    let root = Path::Root("");
+    let mut results = Vec::with_capacity(items.len());
+    let mut fixes = Vec::new();
+    let mut indexes = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match parse_api_position(item, &root.index(i)) {
+            Ok(fix) => {
+                indexes.push(i);
+                fixes.push(fix);
+                results.push(PositionResult {
+                    id: None,
+                    status: ItemStatus::Accepted,
+                    flag: None,
+                    error: None,
+                });
+            }
+            Err(error) => results.push(PositionResult {
+                id: None,
+                status: ItemStatus::Rejected,
+                flag: None,
+                error: Some(error),
+            }),
+        }
+    }
+    let recorded = record(&state, &driver, fixes, "troth.positions").await?;
+    for (i, outcome) in indexes.into_iter().zip(recorded) {
+        let result = &mut results[i];
+        result.id = Some(outcome.id);
+        match outcome.status {
+            AppendStatus::Accepted { .. } => result.flag = outcome.flag.map(PositionFlag::as_str),
+            AppendStatus::Duplicate => result.status = ItemStatus::Duplicate,
+        }
+    }
+    let by = |s| results.iter().filter(|r| r.status == s).count() as u64;
+    state.metrics.count_events(
+        by(ItemStatus::Accepted),
+        by(ItemStatus::Duplicate),
+        by(ItemStatus::Rejected),
+    );
+    Ok(Json(PositionsResponse { results }))
+}
+
+/// A report from a GPS app speaking the OsmAnd protocol, as Traccar's server takes it.
+///
+/// Parameters in the query string (GET or POST), else in a form body, else Traccar
+/// Client 9's JSON body. No API key: the device identifier, issued by
+/// `POST /api/v1/drivers/{id}/devices`, is the credential. An unknown device is
+/// refused with 400 and nothing is stored; success is 200 with an empty body.
+#[utoipa::path(
+    method(get, post), path = "/osmand", tag = "drivers",
+    params(
+        ("id" = String, Query, description = "The device identifier (or `deviceid`)"),
+        ("lat" = f64, Query), ("lon" = f64, Query),
+        ("timestamp" = Option<String>, Query, description = "Unix seconds or milliseconds, or ISO 8601; absent means now"),
+        ("speed" = Option<f64>, Query, description = "Knots"),
+        ("bearing" = Option<f64>, Query), ("altitude" = Option<f64>, Query), ("accuracy" = Option<f64>, Query),
+        ("batt" = Option<f64>, Query, description = "Battery, percent"),
+    ),
+    responses(
+        (status = 200, description = "Stored (empty body)"),
+        (status = 400, description = "Unknown device, or a parameter that cannot be read", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn osmand<S: Store>(State(state): State<AppState<S>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    match osmand_report(&state, &uri, &headers, body).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn osmand_report<S: Store>(
+    state: &AppState<S>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), ApiError> {
+    let now = Timestamp::now();
+    let invalid = |e: FieldError| ApiError::field(Code::InvalidPosition, e.field.clone(), e.to_string());
+    let form = |text: &[u8]| {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(text)
+            .map_err(|e| ApiError::new(Code::InvalidPosition, format!("the parameters cannot be read: {e}")))
+    };
+    let pairs_report = |pairs: Vec<(String, String)>| {
+        parse_osmand_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())), now).map_err(invalid)
+    };
+    // As Traccar: the query string when it has parameters, else the body.
+    let report: DeviceReport = match uri.query().filter(|q| !q.is_empty()) {
+        Some(query) => pairs_report(form(query.as_bytes())?)?,
+        None => {
+            let body = axum::body::to_bytes(body, MAX_OSMAND_BYTES).await.map_err(|_| {
+                ApiError::new(
+                    Code::PayloadTooLarge,
+                    format!("an OsmAnd report is at most {MAX_OSMAND_BYTES} bytes"),
+                )
+            })?;
+            let is_json = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with("application/json"))
+                || body.trim_ascii_start().starts_with(b"{");
+            if is_json {
+                let value: Value = serde_json::from_slice(&body)
+                    .map_err(|e| ApiError::new(Code::InvalidJson, format!("the body is not valid JSON: {e}")))?;
+                parse_osmand_json(&value, now).map_err(invalid)?
+            } else {
+                pairs_report(form(&body)?)?
+            }
+        }
+    };
+    let Some(driver) = state.store.device_driver(&report.device_id) else {
+        return Err(ApiError::field(
+            Code::UnknownDevice,
+            "id",
+            "no device has this identifier; issue one with POST /api/v1/drivers/{id}/devices",
+        ));
+    };
+    let recorded = record(state, &driver, report.fixes, "osmand").await?;
+    let accepted = recorded
+        .iter()
+        .filter(|o| matches!(o.status, AppendStatus::Accepted { .. }))
+        .count() as u64;
+    state
+        .metrics
+        .count_events(accepted, recorded.len() as u64 - accepted, 0);
+    Ok(())
+}
+
+/// What became of one fix.
+struct Outcome {
+    id: String,
+    status: AppendStatus,
+    flag: Option<PositionFlag>,
+}
+
+/// Judges a driver's fixes in order, appends them, and publishes the trusted ones.
+/// One driver's reports are handled one at a time, so each is judged against the
+/// track as the previous one left it.
+async fn record<S: Store>(
+    state: &AppState<S>,
+    driver: &str,
+    fixes: Vec<Fix>,
+    source: &str,
+) -> Result<Vec<Outcome>, ApiError> {
+    if fixes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let slot = state.positions.driver(driver);
+    let mut track = slot.track.lock().await;
+    if track.is_none() {
+        let (loaded, latest) = load_track(&state.store, &slot.id).await?;
+        if let Some(latest) = latest {
+            state.positions.publish(latest);
+        }
+        *track = Some(loaded);
+    }
+    let mut next = track.clone().unwrap_or_default();
+    let arrived = Timestamp::now();
+    let mut flags = Vec::with_capacity(fixes.len());
+    let mut events = Vec::with_capacity(fixes.len());
+    for fix in &fixes {
+        let flag = state.plausibility.judge(&mut next, fix, arrived);
+        flags.push(flag);
+        events.push(position_event(driver, fix, flag, source)?);
+    }
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let statuses = state.store.append(events).await?;
+    *track = Some(next);
+    let mut outcomes = Vec::with_capacity(fixes.len());
+    for (((fix, flag), status), id) in fixes.iter().zip(flags).zip(statuses).zip(ids) {
+        if let (AppendStatus::Accepted { seq }, None) = (status, flag) {
+            state.positions.publish(LivePosition::new(slot.id.clone(), seq, fix));
+        }
+        outcomes.push(Outcome { id, status, flag });
+    }
+    Ok(outcomes)
+}
+
+fn position_event(driver: &str, fix: &Fix, flag: Option<PositionFlag>, source: &str) -> Result<ValidEvent, ApiError> {
+    let event = json!({
+        "id": format!("pos.{driver}.{}", fix.at.micros()),
+        "type": "courier.position",
+        "time": fix.at.to_string(),
+        "source": source,
+        "channel": "courier",
+        "subject": format!("driver:{driver}"),
+        "data": fix.event_data(flag),
+    });
+    validate_value(event, None).map_err(|r| {
+        ApiError::field(
+            Code::InvalidPosition,
+            r.error.field.clone(),
+            format!("the position does not make a valid event: {}", r.error),
+        )
+    })
+}
+
+/// A driver's track as the log records it: its newest trusted fix and the time of
+/// its newest fix in order; and the newest trusted one for the hub.
+async fn load_track<S: Store>(store: &S, driver: &Arc<str>) -> Result<(Track, Option<LivePosition>), ApiError> {
+    let page = store
+        .events(EventQuery {
+            subject: Some(format!("driver:{driver}")),
+            event_type: Some("courier.position".into()),
+            newest_first: true,
+            limit: TRACK_HISTORY,
+            ..EventQuery::default()
+        })
+        .await?;
+    let mut track = Track::default();
+    let mut latest = None;
+    for stored in page.events.iter().rev() {
+        let Ok(event) = validate_event(&stored.raw) else {
+            continue;
+        };
+        let EventData::CourierPosition(p) = &event.data else {
+            continue;
+        };
+        let fix = Fix {
+            speed_kmh: p.speed_kmh.map(|s| s.0),
+            heading: p.heading.map(|h| h.0),
+            accuracy_m: p.accuracy_m.map(|a| a.0),
+            ..Fix::at(p.lat.0, p.lon.0, event.time)
+        };
+        let in_order = !matches!(p.flag, Some(PositionFlag::OutOfOrder | PositionFlag::Future));
+        if in_order {
+            track.latest_at = Some(track.latest_at.map_or(fix.at, |t| t.max(fix.at)));
+        }
+        if p.flag.is_none() && track.trusted.as_ref().is_none_or(|t| t.at <= fix.at) {
+            latest = Some(LivePosition::new(driver.clone(), stored.seq, &fix));
+            track.trusted = Some(fix);
+        }
+    }
+    Ok((track, latest))
+}
+
+/// Driver ids become subjects (`driver:{id}`) and event ids: short, and plain.
+fn check_driver(driver: &str) -> Result<(), ApiError> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if driver.is_empty() || driver.chars().count() > MAX_DRIVER_CHARS || !driver.chars().all(plain) {
+        return Err(ApiError::field(
+            Code::InvalidDriver,
+            "id",
+            format!("a driver id is 1–{MAX_DRIVER_CHARS} letters, digits, '-', '_' or '.', not {driver:?}"),
+        ));
+    }
+    Ok(())
+}
