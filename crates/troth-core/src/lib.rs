@@ -11,6 +11,7 @@ pub mod identity;
 pub mod journey;
 pub mod play;
 pub mod promise;
+pub mod shipment;
 pub mod timestamp;
 pub mod weakest;
 

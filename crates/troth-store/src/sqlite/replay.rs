@@ -26,6 +26,10 @@ const COMPARED: &[(&str, &str)] = &[
         "SELECT cid, channel, purpose, granted, time_us FROM {s}.consents",
     ),
     ("touchpoint_days", "SELECT * FROM {s}.touchpoint_days"),
+    (
+        "shipments",
+        "SELECT id, order_id, customer_ref, stage, final_us, state FROM {s}.shipments",
+    ),
 ];
 
 pub fn run(
@@ -71,6 +75,8 @@ fn rebuild_and_compare(
             super::promises::apply(&tx, "replay", &event)?;
             // The outbox is not a projection: nothing is enqueued or sent again here.
             super::outbox::apply_consent(&tx, "replay", &event, customer)?;
+            // Tracking links are not rebuilt: their tokens must survive a replay.
+            super::shipments::apply(&tx, "replay", &event)?;
             if let Some(health) = health {
                 let day = day_of(&event);
                 for (touchpoint, tally) in health.contributions(&event) {
@@ -118,6 +124,8 @@ fn rebuild_and_compare(
              INSERT INTO main.consents SELECT * FROM replay.consents;
              DELETE FROM main.subject_links;
              INSERT INTO main.subject_links SELECT * FROM replay.subject_links;
+             DELETE FROM main.shipments;
+             INSERT INTO main.shipments SELECT * FROM replay.shipments;
              DELETE FROM main.touchpoint_days;
              INSERT INTO main.touchpoint_days SELECT * FROM replay.touchpoint_days;
              DELETE FROM main.event_type_counts;
