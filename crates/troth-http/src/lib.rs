@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbox;
 pub mod read;
+pub mod tracking;
 pub mod ui;
 
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct AppState<S> {
     pub metrics: Arc<Metrics>,
     /// The journey map whose promises the store follows; swapped when it is reloaded.
     pub journey: FollowedJourney,
+    /// The tracking page's settings and its live driver positions.
+    pub tracking: tracking::Tracking,
 }
 
 /// The journey map a server follows, shared by every request and replaced as a
@@ -61,6 +64,7 @@ impl<S: Clone> Clone for AppState<S> {
             master_key: self.master_key.clone(),
             metrics: self.metrics.clone(),
             journey: self.journey.clone(),
+            tracking: self.tracking.clone(),
         }
     }
 }
@@ -72,11 +76,17 @@ impl<S> AppState<S> {
             master_key: master_key.map(Arc::from),
             metrics: Arc::default(),
             journey: FollowedJourney::default(),
+            tracking: tracking::Tracking::default(),
         }
     }
 
     pub fn with_journey(self, journey: JourneyMap) -> AppState<S> {
         self.journey.set(journey);
+        self
+    }
+
+    pub fn with_tracking(mut self, config: tracking::TrackingConfig) -> AppState<S> {
+        self.tracking = tracking::Tracking::new(config);
         self
     }
 }
@@ -116,6 +126,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .merge(admin)
         .merge(master)
         .merge(ui::routes(state.clone()))
+        .merge(tracking::routes(state.clone()))
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))

@@ -24,6 +24,9 @@ use utoipa::{Modify, OpenApi};
         crate::outbox::dead_letters,
         crate::outbox::get_entry,
         crate::outbox::retry,
+        crate::tracking::issue_link,
+        crate::tracking::track_json,
+        crate::tracking::track_events,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -33,6 +36,7 @@ use utoipa::{Modify, OpenApi};
         (name = "journeys", description = "Journey maps: promises, health, weakest links, the expectation chasm"),
         (name = "keys", description = "Scoped API keys"),
         (name = "outbox", description = "Messages and webhooks that plays asked for; dead letters (master key only)"),
+        (name = "tracking", description = "Customers' tracking links: the JSON twin of the tracking page and its live stream (the token is the credential)"),
     )
 )]
 pub struct ApiDoc;
