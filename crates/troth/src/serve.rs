@@ -52,6 +52,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
 /// Serves the API on `listener` until `stop` completes. With `notify`, the outbox
 /// dispatcher sends what plays asked for; it finishes the batch under way on stop.
+// The server's parts are passed one by one; a struct of them is due when the next one comes.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     store: SqliteStore,
     listener: TcpListener,

@@ -666,7 +666,7 @@ mod tests {
             h
         };
         let host = (header::HOST, "shop.example:7878");
-        assert!(same_origin(&headers(&[host.clone()])));
+        assert!(same_origin(&headers(std::slice::from_ref(&host))));
         assert!(same_origin(&headers(&[
             host.clone(),
             (header::ORIGIN, "https://shop.example:7878")

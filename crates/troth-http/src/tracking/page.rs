@@ -154,7 +154,7 @@ pub fn render(p: &Page<'_>) -> String {
     b.push_str(r#"</select></label><button type="submit">Report</button></form></section>"#);
     frame(
         "Your delivery",
-        Some(&format!(r#"<script src="/assets/track.js" defer></script>"#)),
+        Some(r#"<script src="/assets/track.js" defer></script>"#),
         p.config,
         &b,
     )
