@@ -239,7 +239,8 @@ catalogue! {
     "shipment.handed_over" => ShipmentHandedOver {};
     "shipment.window_set" => WindowSet { window_start: Timestamp, window_end: Timestamp, driver: Option<String> }
         check(w, path) { window_order(("window_start", w.window_start), ("window_end", w.window_end), path)?; };
-    "shipment.out_for_delivery" => OutForDelivery { driver: String, stops_before: Option<u32> };
+    // `lat`/`lon`: the delivery address's position, shown only to its own customer.
+    "shipment.out_for_delivery" => OutForDelivery { driver: String, stops_before: Option<u32>, lat: Option<Lat>, lon: Option<Lon> };
     "courier.position" => CourierPosition {
         lat: Lat, lon: Lon, speed_kmh: Option<NonNegative>, heading: Option<Heading>, accuracy_m: Option<NonNegative>,
         altitude_m: Option<f64>, battery: Option<Percent>, flag: Option<PositionFlag>,
@@ -252,6 +253,9 @@ catalogue! {
     "shipment.lost" => ShipmentLost {};
     "shipment.returned" => ShipmentReturned {};
     "tracking.viewed" => TrackingViewed { shipment: String };
+    // Set by the customer on the tracking page; `photo` is the stored upload's name.
+    "shipment.instructions_set" => InstructionsSet { instructions: String };
+    "shipment.safe_place_set" => SafePlaceSet { place: String, photo: Option<String> };
     // inventory
     "inventory.received" => InventoryReceived { store: String, sku: String, delta: i64, reason: Option<String> };
     "inventory.adjusted" => InventoryAdjusted { store: String, sku: String, delta: i64, reason: String };

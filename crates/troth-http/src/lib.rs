@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod outbox;
 pub mod positions;
 pub mod read;
+pub mod tracking;
 pub mod ui;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct AppState<S> {
     pub positions: Arc<PositionHub>,
     /// What a driver's position must pass to be trusted.
     pub plausibility: troth_core::position::Plausibility,
+    /// The tracking page's settings and its live driver positions.
+    pub tracking: tracking::Tracking,
 }
 
 /// The journey map a server follows, shared by every request and replaced as a
@@ -70,6 +73,7 @@ impl<S: Clone> Clone for AppState<S> {
             journey: self.journey.clone(),
             positions: self.positions.clone(),
             plausibility: self.plausibility,
+            tracking: self.tracking.clone(),
         }
     }
 }
@@ -83,11 +87,17 @@ impl<S> AppState<S> {
             journey: FollowedJourney::default(),
             positions: Arc::default(),
             plausibility: Default::default(),
+            tracking: tracking::Tracking::default(),
         }
     }
 
     pub fn with_journey(self, journey: JourneyMap) -> AppState<S> {
         self.journey.set(journey);
+        self
+    }
+
+    pub fn with_tracking(mut self, config: tracking::TrackingConfig) -> AppState<S> {
+        self.tracking = tracking::Tracking::new(config);
         self
     }
 }
@@ -138,6 +148,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .merge(ui::routes(state.clone()))
         // No API key: the device identifier is the credential (see positions.rs).
         .route("/osmand", get(positions::osmand::<S>).post(positions::osmand::<S>))
+        .merge(tracking::routes(state.clone()))
         .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<S>))

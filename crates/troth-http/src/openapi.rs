@@ -29,6 +29,9 @@ use utoipa::{Modify, OpenApi};
         crate::positions::delete_device,
         crate::positions::ingest_positions,
         crate::positions::osmand,
+        crate::tracking::issue_link,
+        crate::tracking::track_json,
+        crate::tracking::track_events,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
@@ -39,6 +42,7 @@ use utoipa::{Modify, OpenApi};
         (name = "keys", description = "Scoped API keys"),
         (name = "drivers", description = "Drivers' devices and positions; the OsmAnd protocol of GPS apps (Traccar Client)"),
         (name = "outbox", description = "Messages and webhooks that plays asked for; dead letters (master key only)"),
+        (name = "tracking", description = "Customers' tracking links: the JSON twin of the tracking page and its live stream (the token is the credential)"),
     )
 )]
 pub struct ApiDoc;

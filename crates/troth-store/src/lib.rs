@@ -276,6 +276,30 @@ impl RetryPolicy {
     }
 }
 
+/// A shipment's tracking link: `/t/{token}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingLink {
+    pub token: String,
+    pub shipment: String,
+    /// 30 days after the shipment's final state; `None` while it is not final.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl TrackingLink {
+    pub fn valid_at(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|t| now < t)
+    }
+}
+
+/// What a tracking token opens: the link, the shipment as its events tell it, and
+/// the customer ref of the first event that named one (for events the page appends).
+#[derive(Debug, Clone)]
+pub struct TrackedShipment {
+    pub link: TrackingLink,
+    pub shipment: troth_core::shipment::Shipment,
+    pub customer: Option<serde_json::Value>,
+}
+
 /// The storage a troth node runs on.
 pub trait Store: Send + Sync + 'static {
     /// Appends validated events in order and applies their projections in the same
@@ -375,6 +399,14 @@ pub trait Store: Send + Sync + 'static {
         id: String,
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<OutboxEntry>, StoreError>> + Send;
+
+    /// The shipment's tracking link (docs/tracking.md), issued now if it has none;
+    /// `None` for a shipment no event has named.
+    fn tracking_link(&self, shipment: String) -> impl Future<Output = Result<Option<TrackingLink>, StoreError>> + Send;
+
+    /// The shipment a tracking token opens, whether or not its link has expired
+    /// (the caller compares `expires_at` with its clock); `None` for an unknown token.
+    fn tracked(&self, token: String) -> impl Future<Output = Result<Option<TrackedShipment>, StoreError>> + Send;
 
     /// Whether the store can read and write now.
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

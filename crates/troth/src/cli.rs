@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeFlags),
+    Serve(Box<ServeFlags>),
     /// Start the server on a fresh store with a simulated retailer: history loaded, the world live.
     Demo(crate::demo::DemoArgs),
     /// Write a simulated retailer's events as NDJSON (or send them to a server).
@@ -92,7 +92,7 @@ pub fn init_logging() {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(flags) => {
-            let config = Config::load(flags)?;
+            let config = Config::load(*flags)?;
             runtime()?.block_on(crate::serve::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }

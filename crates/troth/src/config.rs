@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 use troth_core::journey::{JourneyMap, parse_journey};
+use troth_http::tracking::TrackingConfig;
 use troth_notify::{NotifyConfig, SmsConfig, SmtpConfig, Template};
 use troth_store::RetryPolicy;
 
@@ -40,6 +41,26 @@ pub struct ServeFlags {
     pub osmand_listen: Option<String>,
     #[command(flatten)]
     pub notify: NotifyFlags,
+    #[command(flatten)]
+    pub tracking: TrackingFlags,
+}
+
+/// The customer's tracking page (the `[tracking]` section of the file; docs/tracking.md).
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingFlags {
+    /// The retailer's name on the tracking page.
+    #[arg(long = "tracking-name", env = "TROTH_TRACKING_NAME")]
+    pub name: Option<String>,
+    /// The retailer's logo (an image URL) on the tracking page.
+    #[arg(long = "tracking-logo-url", env = "TROTH_TRACKING_LOGO_URL")]
+    pub logo_url: Option<String>,
+    /// The retailer's colour on the tracking page, #rrggbb.
+    #[arg(long = "tracking-colour", env = "TROTH_TRACKING_COLOUR")]
+    pub colour: Option<String>,
+    /// Map tiles for the tracking page, e.g. https://tile.example/{z}/{x}/{y}.png; without it the map has no tiles.
+    #[arg(long = "tracking-tile-url", env = "TROTH_TRACKING_TILE_URL")]
+    pub tile_url: Option<String>,
 }
 
 /// Outbound messages (the `[notify]` section of the file).
@@ -85,6 +106,8 @@ struct FileConfig {
     osmand_listen: Option<String>,
     #[serde(default)]
     notify: FileNotify,
+    #[serde(default)]
+    tracking: TrackingFlags,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +137,7 @@ pub struct Config {
     /// Where GPS apps may also report positions (OsmAnd at `/`), besides `/osmand` on `listen`.
     pub osmand_listen: Option<SocketAddr>,
     pub notify: NotifyConfig,
+    pub tracking: TrackingConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -156,8 +180,33 @@ impl Config {
                 .map(|l| parse_listen(&l))
                 .transpose()?,
             notify: notify_config(flags.notify, file.notify)?,
+            tracking: tracking_config(flags.tracking, file.tracking)?,
         })
     }
+}
+
+fn tracking_config(flags: TrackingFlags, file: TrackingFlags) -> anyhow::Result<TrackingConfig> {
+    let nonempty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    let colour = nonempty(flags.colour.or(file.colour));
+    if let Some(c) = &colour
+        && !(c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        anyhow::bail!("tracking colour {c:?} must be #rrggbb, e.g. #2456d6");
+    }
+    let tile_url = nonempty(flags.tile_url.or(file.tile_url));
+    if let Some(url) = &tile_url
+        && !(["{z}", "{x}", "{y}"].iter().all(|p| url.contains(p)) && url.starts_with("http"))
+    {
+        anyhow::bail!("tracking tile_url {url:?} must be an http(s) URL with {{z}}, {{x}} and {{y}}");
+    }
+    Ok(TrackingConfig {
+        name: nonempty(flags.name.or(file.name)),
+        logo_url: nonempty(flags.logo_url.or(file.logo_url)),
+        colour,
+        tile_url,
+        // The server puts uploads beside the store (data_dir/uploads).
+        upload_dir: None,
+    })
 }
 
 fn notify_config(flags: NotifyFlags, file: FileNotify) -> anyhow::Result<NotifyConfig> {
@@ -271,7 +320,28 @@ mod tests {
             journey: None,
             osmand_listen: None,
             notify: NotifyFlags::default(),
+            tracking: TrackingFlags::default(),
         }
+    }
+
+    #[test]
+    fn tracking_settings_layer_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("troth.toml");
+        std::fs::write(
+            &path,
+            "[tracking]\nname = \"Shop\"\ncolour = \"#112233\"\ntile_url = \"https://t.example/{z}/{x}/{y}.png\"\n",
+        )
+        .unwrap();
+        let mut flagged = flags(Some(path.clone()));
+        flagged.tracking.name = Some("Flagged".into());
+        let tracking = Config::load(flagged).unwrap().tracking;
+        assert_eq!(tracking.name.as_deref(), Some("Flagged"));
+        assert_eq!(tracking.colour.as_deref(), Some("#112233"));
+        assert!(tracking.tile_url.is_some());
+        let mut bad = flags(Some(path));
+        bad.tracking.colour = Some("red".into());
+        assert!(format!("{:#}", Config::load(bad).unwrap_err()).contains("#rrggbb"));
     }
 
     #[test]

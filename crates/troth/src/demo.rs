@@ -192,8 +192,8 @@ fn simulated(line: &str) -> anyhow::Result<ValidEvent> {
     validate_event(line).map_err(|r| anyhow::anyhow!("the simulator wrote an invalid event ({}): {line}", r.error))
 }
 
-/// The pages worth opening: the overview, a shipment out for delivery now, its
-/// customer, the API reference.
+/// The pages worth opening: the overview, the customer's tracking page of a
+/// shipment out for delivery now and its staff view, its customer, the API reference.
 async fn urls(
     store: &SqliteStore,
     addr: std::net::SocketAddr,
@@ -251,7 +251,15 @@ async fn urls(
         } else {
             "  (delivered; none is out right now)"
         };
-        urls.push(("shipment", format!("{base}/ui/shipments/{id}"), note.to_owned()));
+        // What the customer sees: the tracking page their link opens.
+        if let Some(link) = store.tracking_link(id.to_owned()).await? {
+            urls.push(("tracking page", format!("{base}/t/{}", link.token), note.to_owned()));
+        }
+        urls.push((
+            "shipment",
+            format!("{base}/ui/shipments/{id}"),
+            "  (the staff view)".to_owned(),
+        ));
         if let Some(customer) = customer {
             urls.push(("customer", format!("{base}/ui/customers/{customer}"), String::new()));
         }

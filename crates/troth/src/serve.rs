@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use tokio::net::TcpListener;
 use troth_core::journey::JourneyMap;
+use troth_http::tracking::TrackingConfig;
 use troth_http::{AppState, FollowedJourney, app};
 use troth_notify::{Dispatcher, NotifyConfig};
 use troth_store::sqlite::SqliteStore;
@@ -55,6 +56,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(config.journey),
         config.journey_file,
         Some(config.notify),
+        config.tracking,
         shutdown_signal(),
     )
     .await?;
@@ -74,6 +76,7 @@ pub async fn run(
     journey: Option<JourneyMap>,
     journey_file: Option<PathBuf>,
     notify: Option<NotifyConfig>,
+    mut tracking: TrackingConfig,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let clock = tokio::spawn(promise_clock(store.clone()));
@@ -90,7 +93,10 @@ pub async fn run(
             let _ = dispatch_stopped.await;
         }))
     });
-    let mut state = AppState::new(store.clone(), master_key);
+    if tracking.upload_dir.is_none() {
+        tracking.upload_dir = store.db_path().parent().map(|dir| dir.join("uploads"));
+    }
+    let mut state = AppState::new(store.clone(), master_key).with_tracking(tracking);
     if let Some(journey) = journey {
         state = state.with_journey(journey);
     }
@@ -205,6 +211,7 @@ pub async fn spawn(
     })?;
     let bound = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let tracking = TrackingConfig::default();
     tokio::spawn(run(
         store,
         listener,
@@ -213,6 +220,7 @@ pub async fn spawn(
         journey,
         None,
         None,
+        tracking,
         async move {
             let _ = stopped.await;
         },

@@ -116,6 +116,10 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
         "a shipment: {urls:?}"
     );
     assert!(
+        names.iter().any(|n| n.starts_with("t/")),
+        "the customer's tracking page: {urls:?}"
+    );
+    assert!(
         names.iter().any(|n| n.starts_with("ui/customers/")),
         "a customer: {urls:?}"
     );

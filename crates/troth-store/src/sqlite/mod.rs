@@ -10,6 +10,7 @@ mod promises;
 mod read;
 mod replay;
 mod schema;
+mod shipments;
 mod writer;
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use crate::devices::{Device, normalize_device_id};
 use crate::keys::{self, ApiKey, NewKey, Scope};
 use crate::{
     AppendStatus, CustomerProfile, EventPage, EventQuery, OutboxEntry, OutboxPage, OutboxQuery, OutboxState, Overview,
-    PromisePage, PromiseQuery, ReplayReport, RetryPolicy, Store, StoreError,
+    PromisePage, PromiseQuery, ReplayReport, RetryPolicy, Store, StoreError, TrackedShipment, TrackingLink,
 };
 pub use writer::MAX_GROUP_EVENTS;
 use writer::{Aggregates, DeviceRing, Job, KeyRing, OutboxDone, OutboxOp, Writer};
@@ -87,6 +88,7 @@ impl SqliteStore {
         conn.execute_batch(schema::OUTBOX)?;
         conn.execute_batch(schema::DEVICES)?;
         let devices = Arc::new(RwLock::new(load_devices(&conn)?));
+        conn.execute_batch(schema::TRACKING_LINKS)?;
         let pending = Arc::new(Mutex::new(Aggregates::default()));
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
         let writer = Writer::new(
@@ -395,6 +397,23 @@ impl Store for SqliteStore {
             OutboxDone::Retried(entry) => Ok(entry.map(|e| *e)),
             _ => Err(mismatched()),
         }
+    }
+
+    async fn tracking_link(&self, shipment: String) -> Result<Option<TrackingLink>, StoreError> {
+        if !self
+            .submit(|reply| Job::IssueLink {
+                shipment: shipment.clone(),
+                reply,
+            })
+            .await?
+        {
+            return Ok(None);
+        }
+        self.read(move |conn| shipments::link(conn, &shipment)).await
+    }
+
+    async fn tracked(&self, token: String) -> Result<Option<TrackedShipment>, StoreError> {
+        self.read(move |conn| shipments::tracked(conn, &token)).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

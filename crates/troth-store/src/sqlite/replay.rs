@@ -27,6 +27,10 @@ const COMPARED: &[(&str, &str)] = &[
     ),
     ("touchpoint_days", "SELECT * FROM {s}.touchpoint_days"),
     ("touchpoint_reach", "SELECT * FROM {s}.touchpoint_reach"),
+    (
+        "shipments",
+        "SELECT id, order_id, customer_ref, stage, final_us, state FROM {s}.shipments",
+    ),
 ];
 
 pub fn run(
@@ -72,6 +76,8 @@ fn rebuild_and_compare(
             super::promises::apply(&tx, "replay", &event)?;
             // The outbox is not a projection: nothing is enqueued or sent again here.
             super::outbox::apply_consent(&tx, "replay", &event, customer)?;
+            // Tracking links are not rebuilt: their tokens must survive a replay.
+            super::shipments::apply(&tx, "replay", &event)?;
             if let Some(health) = health {
                 days.add_event(&tx, health, &event, seq, customer)?;
             }
@@ -116,6 +122,8 @@ fn rebuild_and_compare(
              INSERT INTO main.consents SELECT * FROM replay.consents;
              DELETE FROM main.subject_links;
              INSERT INTO main.subject_links SELECT * FROM replay.subject_links;
+             DELETE FROM main.shipments;
+             INSERT INTO main.shipments SELECT * FROM replay.shipments;
              DELETE FROM main.touchpoint_days;
              INSERT INTO main.touchpoint_days SELECT * FROM replay.touchpoint_days;
              DELETE FROM main.touchpoint_reach;

@@ -71,6 +71,15 @@ CREATE TABLE IF NOT EXISTS {schema}.subject_links (
     linked   TEXT NOT NULL,
     PRIMARY KEY (subject, linked)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {schema}.shipments (
+    id            TEXT PRIMARY KEY,
+    order_id      TEXT,
+    customer_ref  TEXT,
+    stage         TEXT,
+    final_us      INTEGER,
+    state         TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {schema}.shipments_by_order ON shipments(order_id) WHERE order_id IS NOT NULL;
 "
     )
 }
@@ -94,6 +103,18 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_us) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox(state);
+";
+
+/// Tracking links (docs/tracking.md). Not a projection: tokens are random, and a
+/// rebuild must not change the links customers hold, so replay leaves this alone.
+/// Looked up by `hash` (SHA-256 of the token); `token` is kept to hand the same link out again.
+pub const TRACKING_LINKS: &str = "
+CREATE TABLE IF NOT EXISTS tracking_links (
+    shipment    TEXT PRIMARY KEY,
+    token       TEXT NOT NULL,
+    hash        TEXT NOT NULL UNIQUE,
+    created_us  INTEGER NOT NULL
+);
 ";
 
 /// Small facts about the store itself, such as how far the aggregates reach.

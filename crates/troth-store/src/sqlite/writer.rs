@@ -13,7 +13,7 @@ use troth_core::{Timestamp, ValidEvent};
 
 use super::health::HealthDays;
 use super::projector::{Projector, merge_event};
-use super::{outbox, promises};
+use super::{outbox, promises, shipments};
 use crate::devices::{Device, new_device_id};
 use crate::keys::{self, ApiKey, NewKey};
 use crate::{AppendStatus, OutboxEntry, OutboxState, RetryPolicy, StoreError};
@@ -60,6 +60,11 @@ pub enum Job {
     Reload {
         rules: Box<JourneyRules>,
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Issue a shipment's tracking link unless it has one; false for an unknown shipment.
+    IssueLink {
+        shipment: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
     },
     /// Claim, mark or retry outbox rows.
     Outbox {
@@ -117,6 +122,8 @@ impl Job {
             (Job::Tick { reply, .. }, Ok(Done::Ticked(changed))) => drop(reply.send(Ok(changed))),
             (Job::Flush { reply }, Ok(Done::Flushed)) => drop(reply.send(Ok(()))),
             (Job::Outbox { reply, .. }, Ok(Done::Outbox(done))) => drop(reply.send(Ok(done))),
+            (Job::IssueLink { reply, .. }, Ok(Done::Issued(known))) => drop(reply.send(Ok(known))),
+            (Job::IssueLink { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Outbox { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Reload { reply, .. }, Ok(Done::Flushed)) => drop(reply.send(Ok(()))),
             (Job::Reload { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
@@ -291,6 +298,7 @@ impl Writer {
                     &mut aggregates,
                     &mut enqueued,
                 )?),
+                Job::IssueLink { shipment, .. } => Done::Issued(shipments::issue_link(&tx, shipment, received)?),
                 Job::Outbox { op, .. } => Done::Outbox(match op {
                     OutboxOp::Claim { now, limit } => OutboxDone::Claimed(outbox::claim(&tx, *now, *limit)?),
                     OutboxOp::Sent { id, now } => OutboxDone::Marked(outbox::sent(&tx, id, *now)?),
@@ -441,6 +449,7 @@ enum Done {
     Deleted(bool),
     Device(Device),
     Outbox(OutboxDone),
+    Issued(bool),
 }
 
 /// Appends events inside an open transaction: dedupe by id, store, project, and
@@ -572,6 +581,11 @@ impl<'a> Appender<'a> {
         let seq = conn.last_insert_rowid();
         self.count(&event.event_type);
         promises::apply(conn, "main", event)?;
+        shipments::apply(conn, "main", event)?;
+        if let troth_core::catalogue::EventData::ShipmentCreated(created) = &event.data {
+            // Every shipment gets its link as it is created, so notifications can carry it.
+            shipments::issue_link(conn, &created.shipment, self.received)?;
+        }
         if let Some(health) = self.health {
             self.days.add_event(conn, health, event, seq, customer)?;
         }

@@ -1,0 +1,718 @@
+//! The customer's tracking page and its API (docs/tracking.md).
+//!
+//! - `POST /api/v1/shipments/{id}/tracking-link` — the shipment's link (ingest scope);
+//! - `GET /api/v1/track/{token}` — the JSON twin; the token is the credential;
+//! - `GET /api/v1/track/{token}/events` — the live stream (SSE): `tracking` events
+//!   with the whole view when it changes, `position` events with the driver's position;
+//! - `GET /t/{token}` — the page; its forms POST to `/t/{token}/…`.
+//!
+//! A wrong token and an expired one get the same 404, byte for byte.
+
+mod image;
+mod page;
+mod view;
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Form, Multipart, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::hub::{LivePosition, PositionHub};
+use troth_core::Timestamp;
+use troth_store::{Store, TrackedShipment};
+
+use crate::extract::Segment;
+use crate::{ApiError, AppState, Code};
+
+pub use image::{ImageError, Kind, strip};
+pub use view::{DriverPosition, POSITION_FRESH_US, TrackView};
+
+/// The largest photo accepted.
+pub const MAX_PHOTO_BYTES: usize = 5 * 1024 * 1024;
+
+/// How often a live stream looks at the store for changes.
+const POLL: Duration = Duration::from_secs(2);
+
+/// What the tracking page needs besides the store.
+#[derive(Clone)]
+pub struct Tracking {
+    pub config: Arc<TrackingConfig>,
+}
+
+impl Default for Tracking {
+    fn default() -> Self {
+        Tracking::new(TrackingConfig::default())
+    }
+}
+
+impl Tracking {
+    pub fn new(config: TrackingConfig) -> Tracking {
+        Tracking {
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// The `[tracking]` settings.
+#[derive(Debug, Clone, Default)]
+pub struct TrackingConfig {
+    /// The retailer's name, logo and colour (`#rrggbb`) on the page.
+    pub name: Option<String>,
+    pub logo_url: Option<String>,
+    pub colour: Option<String>,
+    /// A slippy-map tile URL with `{z}`, `{x}` and `{y}`; without it the map has no tiles.
+    pub tile_url: Option<String>,
+    /// Where customers' photos are stored; without it photos are refused.
+    pub upload_dir: Option<PathBuf>,
+}
+
+pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
+    let link = Router::new()
+        .route("/api/v1/shipments/{id}/tracking-link", post(issue_link::<S>))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (state, troth_store::Scope::Ingest),
+            crate::auth::require::<S>,
+        ));
+    Router::new()
+        .merge(link)
+        .route("/api/v1/track/{token}", get(track_json::<S>))
+        .route("/api/v1/track/{token}/events", get(track_events::<S>))
+        .route("/t/{token}", get(track_page::<S>))
+        .route("/t/{token}/reschedule", post(reschedule::<S>))
+        .route("/t/{token}/instructions", post(instructions::<S>))
+        .route("/t/{token}/problem", post(problem::<S>))
+        .route(
+            "/t/{token}/safe-place",
+            // The photo plus the form's other fields.
+            post(safe_place::<S>).layer(DefaultBodyLimit::max(MAX_PHOTO_BYTES + 64 * 1024)),
+        )
+        .route("/t/{token}/safe-place-photo", get(safe_place_photo::<S>))
+        .route("/assets/track.js", get(script))
+        .route("/assets/track.css", get(stylesheet))
+}
+
+/// The link's JSON: `{"token", "url", "expires_at"}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LinkBody {
+    pub token: String,
+    /// `/t/{token}`.
+    pub url: String,
+    /// 30 days after the shipment's final state; null while it is not final.
+    pub expires_at: Option<String>,
+}
+
+/// A shipment's tracking link; the same one while it is valid.
+#[utoipa::path(post, path = "/api/v1/shipments/{id}/tracking-link", tag = "tracking",
+    params(("id" = String, Path, description = "The shipment id, as in shipment.created")),
+    responses((status = 200, body = LinkBody), (status = 404, description = "No event has named this shipment")),
+    security(("bearer" = [])))]
+pub async fn issue_link<S: Store>(State(state): State<AppState<S>>, Segment(id): Segment) -> Response {
+    match state.store.tracking_link(id).await {
+        Ok(Some(link)) => axum::Json(LinkBody {
+            url: format!("/t/{}", link.token),
+            token: link.token,
+            expires_at: link.expires_at.map(|t| t.to_string()),
+        })
+        .into_response(),
+        Ok(None) => ApiError::new(Code::NotFound, "no event has named this shipment").into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The shipment a valid token opens; `None` for a wrong or expired token alike.
+async fn open<S: Store>(store: &S, token: String, now: Timestamp) -> Result<Option<TrackedShipment>, ApiError> {
+    // Only the alphabet tokens are made of reaches the store.
+    if token.is_empty() || token.len() > 64 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+        return Ok(None);
+    }
+    Ok(store.tracked(token).await?.filter(|t| t.link.valid_at(now)))
+}
+
+fn no_such_link() -> ApiError {
+    ApiError::new(Code::NotFound, "no such tracking link")
+}
+
+/// The tracking page's JSON twin.
+#[utoipa::path(get, path = "/api/v1/track/{token}", tag = "tracking",
+    params(("token" = String, Path, description = "The tracking link's token; no API key is needed")),
+    responses((status = 200, body = TrackView), (status = 404, description = "Wrong or expired token (the same answer)")))]
+pub async fn track_json<S: Store>(State(state): State<AppState<S>>, Segment(token): Segment) -> Response {
+    let now = Timestamp::now();
+    let result = async {
+        let tracked = open(&state.store, token, now).await?.ok_or_else(no_such_link)?;
+        view::view(&state.store, &tracked, now).await
+    }
+    .await;
+    match result {
+        Ok(view) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(view)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The live stream: a `tracking` event with the whole view whenever it changes
+/// (stages, window, proof, the driver appearing or going), and a `position` event
+/// (`{"lat", "lon", "at"}`) for each new position of the driver on the way.
+#[utoipa::path(get, path = "/api/v1/track/{token}/events", tag = "tracking",
+    params(("token" = String, Path, description = "The tracking link's token")),
+    responses((status = 200, content_type = "text/event-stream", description = "Server-sent events: `tracking` (the view) and `position` ({lat, lon, at})"),
+        (status = 404, description = "Wrong or expired token")))]
+pub async fn track_events<S: Store + Clone>(State(state): State<AppState<S>>, Segment(token): Segment) -> Response {
+    let now = Timestamp::now();
+    let tracked = match open(&state.store, token.clone(), now).await {
+        Ok(Some(tracked)) => tracked,
+        Ok(None) => return no_such_link().into_response(),
+        Err(e) => return e.into_response(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
+    tokio::spawn(follow(state.store.clone(), state.positions.clone(), token, tracked, tx));
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok::<_, Infallible>(event), rx))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// Feeds one stream until its client goes away or the link stops working.
+///
+/// Positions come from the hub of trusted live positions, subscribed to for the
+/// driver the shipment is out with (again whenever that changes), and from the log
+/// every [`POLL`], which also covers a restart before the driver's next report.
+async fn follow<S: Store>(
+    store: S,
+    hub: Arc<PositionHub>,
+    token: String,
+    mut tracked: TrackedShipment,
+    tx: tokio::sync::mpsc::Sender<Event>,
+) {
+    // The view last sent, without the driver's position, and whether it had one.
+    let mut shown: Option<(TrackView, bool)> = None;
+    let mut last_position: Option<Timestamp> = None;
+    let mut every = tokio::time::interval(POLL);
+    // The driver whose positions are followed, and the subscription.
+    let mut live: Option<(String, broadcast::Receiver<LivePosition>)> = None;
+    loop {
+        let mut position = None;
+        // Follow the driver this shipment is out with, while it is on the road.
+        let driver = tracked
+            .shipment
+            .on_the_road()
+            .then(|| tracked.shipment.assignment())
+            .flatten();
+        match &driver {
+            Some(a) if live.as_ref().is_none_or(|(d, _)| *d != a.driver) => {
+                let receiver = hub.subscribe(&a.driver);
+                if let Some(p) = hub.latest(&a.driver).filter(|p| p.at >= a.since) {
+                    position = Some((p.lat, p.lon, p.at));
+                }
+                live = Some((a.driver.clone(), receiver));
+            }
+            Some(_) => {}
+            None => live = None,
+        }
+        let since = driver.as_ref().map(|a| a.since);
+        let next_live = async {
+            match live.as_mut() {
+                Some((_, receiver)) => receiver.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = every.tick() => {
+                let now = Timestamp::now();
+                match open(&store, token.clone(), now).await {
+                    Ok(Some(t)) => tracked = t,
+                    Ok(None) => return,
+                    Err(_) => continue,
+                }
+                let Ok(mut view) = view::view(&store, &tracked, now).await else { continue };
+                if let Some(p) = &view.driver {
+                    position = Timestamp::parse_rfc3339(&p.at).map(|at| (p.lat, p.lon, at));
+                }
+                // Positions go out as `position` events; the view is sent again when the
+                // rest of it changes, or when the driver appears or goes.
+                let driver = view.driver.take();
+                let now_shown = (view, driver.is_some());
+                if shown.as_ref() != Some(&now_shown) {
+                    let mut whole = now_shown.0.clone();
+                    whole.driver = driver;
+                    let Ok(event) = Event::default().event("tracking").json_data(&whole) else { continue };
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                    shown = Some(now_shown);
+                }
+            }
+            received = next_live => match received {
+                Ok(p) if since.is_some_and(|since| p.at >= since) && view::fresh(p.at, Timestamp::now()) => {
+                    position = Some((p.lat, p.lon, p.at));
+                }
+                // A slow reader skips to the newest; the log is polled all the same.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => live = None,
+            }
+        }
+        if let Some((lat, lon, at)) = position
+            && last_position.is_none_or(|last| at > last)
+        {
+            last_position = Some(at);
+            let data = json!({"lat": lat, "lon": lon, "at": at.to_string()});
+            if tx
+                .send(Event::default().event("position").data(data.to_string()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// The tracking page. Each view is recorded as `tracking.viewed`.
+pub async fn track_page<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(token): Segment,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let now = Timestamp::now();
+    let tracked = match open(&state.store, token.clone(), now).await {
+        Ok(Some(tracked)) => tracked,
+        Ok(None) => return page::not_found(),
+        Err(e) => return page::failed(&e),
+    };
+    let id = tracked.link.shipment.clone();
+    if let Err(e) = append(&state.store, &tracked, "tracking.viewed", json!({"shipment": id}), now).await {
+        // The customer still sees the page; the view is missing from the journey's exposure.
+        tracing::warn!(error = %e.detail, "a tracking page view was not recorded");
+    }
+    let view = match view::view(&state.store, &tracked, now).await {
+        Ok(view) => view,
+        Err(e) => return page::failed(&e),
+    };
+    let done = query.iter().find(|(k, _)| k == "done").map(|(_, v)| v.as_str());
+    let html = page::render(&page::Page {
+        token: &token,
+        tracked: &tracked,
+        view: &view,
+        config: &state.tracking.config,
+        done,
+        now,
+    });
+    ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+/// Appends an event about the tracked shipment on the customer's behalf.
+async fn append<S: Store>(
+    store: &S,
+    tracked: &TrackedShipment,
+    event_type: &str,
+    data: Value,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let mut event = json!({
+        "id": format!("troth.track.{}", random_hex::<12>()?),
+        "type": event_type,
+        "time": now.to_string(),
+        "source": "tracking_page",
+        "channel": "web",
+        "subject": format!("shipment:{}", tracked.link.shipment),
+        "data": data,
+    });
+    if let Some(customer) = &tracked.customer {
+        event["customer"] = customer.clone();
+    }
+    let event = troth_core::validate_value(event, None)
+        .map_err(|r| ApiError::field(Code::InvalidBody, r.error.field.clone(), r.error.message.clone()))?;
+    store.append(vec![event]).await?;
+    Ok(())
+}
+
+fn random_hex<const N: usize>() -> Result<String, ApiError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!(error = %e, "no randomness");
+        ApiError::new(Code::Internal, "no randomness available")
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A form POST must come from the page itself when the browser says where it
+/// came from (`Origin`, else `Referer`); the token in the path is the credential.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let from = [header::ORIGIN, header::REFERER]
+        .iter()
+        .find_map(|name| headers.get(name))
+        .map(|v| v.to_str().unwrap_or("null"));
+    let Some(from) = from else { return true };
+    let authority = from
+        .strip_prefix("https://")
+        .or_else(|| from.strip_prefix("http://"))
+        .map(|rest| rest.split('/').next().unwrap_or(rest));
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
+/// Checks the request and opens the link, for the page's forms.
+async fn form_target<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    token: &str,
+    now: Timestamp,
+) -> Result<TrackedShipment, Response> {
+    if !same_origin(headers) {
+        return Err(
+            ApiError::new(Code::Forbidden, "forms are accepted only from the tracking page itself").into_response(),
+        );
+    }
+    match open(&state.store, token.to_owned(), now).await {
+        Ok(Some(tracked)) => Ok(tracked),
+        Ok(None) => Err(page::not_found()),
+        Err(e) => Err(page::failed(&e)),
+    }
+}
+
+fn back(token: &str, done: &str) -> Response {
+    Redirect::to(&format!("/t/{token}?done={done}")).into_response()
+}
+
+#[derive(serde::Deserialize)]
+pub struct RescheduleForm {
+    /// `YYYY-MM-DD`
+    date: String,
+    /// morning, afternoon or evening.
+    slot: String,
+}
+
+/// The slots a customer may choose, in UTC: (name, label, start hour, end hour).
+pub const SLOTS: &[(&str, &str, i64, i64)] = &[
+    ("morning", "08:00–12:00", 8, 12),
+    ("afternoon", "12:00–17:00", 12, 17),
+    ("evening", "17:00–21:00", 17, 21),
+];
+
+/// How far ahead a customer may reschedule.
+const RESCHEDULE_DAYS: i64 = 14;
+
+async fn reschedule<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(token): Segment,
+    headers: HeaderMap,
+    form: Result<Form<RescheduleForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let now = Timestamp::now();
+    let tracked = match form_target(&state, &headers, &token, now).await {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    let Ok(Form(form)) = form else {
+        return page::invalid(&token, "Choose a day and a time of day.");
+    };
+    if tracked.shipment.final_at().is_some() {
+        return page::invalid(&token, "This delivery is finished and cannot be rescheduled.");
+    }
+    let day = Timestamp::parse_rfc3339(&format!("{}T00:00:00Z", form.date));
+    let slot = SLOTS.iter().find(|s| s.0 == form.slot);
+    let (Some(day), Some(&(_, _, from, to))) = (day, slot) else {
+        return page::invalid(&token, "Choose a day and a time of day.");
+    };
+    let hour = 3_600_000_000;
+    let (start, end) = (Timestamp(day.0 + from * hour), Timestamp(day.0 + to * hour));
+    if start <= now || start.0 > now.0 + RESCHEDULE_DAYS * 24 * hour {
+        return page::invalid(&token, "Choose a time in the next two weeks.");
+    }
+    let data = json!({"window_start": start.to_string(), "window_end": end.to_string(), "by": "customer"});
+    match append(&state.store, &tracked, "shipment.rescheduled", data, now).await {
+        Ok(()) => back(&token, "reschedule"),
+        Err(e) => page::failed(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct InstructionsForm {
+    instructions: String,
+}
+
+/// The longest instructions or safe-place description accepted.
+const MAX_TEXT: usize = 500;
+
+async fn instructions<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(token): Segment,
+    headers: HeaderMap,
+    form: Result<Form<InstructionsForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let now = Timestamp::now();
+    let tracked = match form_target(&state, &headers, &token, now).await {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    let text = form.map(|Form(f)| f.instructions.trim().to_owned()).unwrap_or_default();
+    if text.is_empty() || text.chars().count() > MAX_TEXT {
+        return page::invalid(&token, "Write your instructions in up to 500 characters.");
+    }
+    match append(
+        &state.store,
+        &tracked,
+        "shipment.instructions_set",
+        json!({"instructions": text}),
+        now,
+    )
+    .await
+    {
+        Ok(()) => back(&token, "instructions"),
+        Err(e) => page::failed(&e),
+    }
+}
+
+/// The problems a customer can report: (category, label).
+pub const PROBLEMS: &[(&str, &str)] = &[
+    ("late", "It is late"),
+    ("damaged", "It arrived damaged"),
+    ("not_received", "It says delivered but I do not have it"),
+    ("wrong_item", "Something is wrong or missing"),
+    ("other", "Something else"),
+];
+
+#[derive(serde::Deserialize)]
+pub struct ProblemForm {
+    category: String,
+}
+
+async fn problem<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(token): Segment,
+    headers: HeaderMap,
+    form: Result<Form<ProblemForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let now = Timestamp::now();
+    let tracked = match form_target(&state, &headers, &token, now).await {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    let category = form.ok().map(|Form(f)| f.category);
+    let Some(&(category, _)) = PROBLEMS.iter().find(|p| Some(p.0) == category.as_deref()) else {
+        return page::invalid(&token, "Choose what the problem is.");
+    };
+    let case = match random_hex::<8>() {
+        Ok(r) => format!("k-t-{r}"),
+        Err(e) => return page::failed(&e),
+    };
+    let mut data = json!({"case": case, "category": category, "team": "support"});
+    if let Some(order) = &tracked.shipment.order {
+        data["order"] = json!(order);
+    }
+    match append(&state.store, &tracked, "case.opened", data, now).await {
+        Ok(()) => back(&token, "problem"),
+        Err(e) => page::failed(&e),
+    }
+}
+
+async fn safe_place<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(token): Segment,
+    headers: HeaderMap,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    let now = Timestamp::now();
+    let tracked = match form_target(&state, &headers, &token, now).await {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    let Ok(mut multipart) = multipart else {
+        return page::invalid(&token, "Describe your safe place.");
+    };
+    let (mut place, mut photo) = (String::new(), Vec::new());
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(&token),
+            Err(_) => return page::invalid(&token, "The form did not arrive whole; try again."),
+        };
+        match field.name() {
+            Some("place") => place = field.text().await.unwrap_or_default().trim().to_owned(),
+            Some("photo") => {
+                let mut field = field;
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => {
+                            photo.extend_from_slice(&chunk);
+                            if photo.len() > MAX_PHOTO_BYTES {
+                                return too_large(&token);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(&token),
+                        Err(_) => return page::invalid(&token, "The photo did not arrive whole; try again."),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if place.is_empty() || place.chars().count() > MAX_TEXT {
+        return page::invalid(&token, "Describe your safe place in up to 500 characters.");
+    }
+    let mut data = json!({"place": place});
+    if !photo.is_empty() {
+        match store_photo(&state.tracking.config, &photo).await {
+            Ok(name) => data["photo"] = json!(name),
+            Err(response) => return response(&token),
+        }
+    }
+    match append(&state.store, &tracked, "shipment.safe_place_set", data, now).await {
+        Ok(()) => back(&token, "safe_place"),
+        Err(e) => page::failed(&e),
+    }
+}
+
+fn too_large(token: &str) -> Response {
+    let mut response = page::invalid(token, "The photo is too large: at most 5 MiB.");
+    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    response
+}
+
+/// How a photo that could not be taken is answered, given the page's token.
+type FormFailure = fn(&str) -> Response;
+
+fn unsupported(token: &str) -> Response {
+    let mut response = page::invalid(token, "The photo must be a JPEG or PNG image.");
+    *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    response
+}
+
+/// Checks the photo, strips its metadata and stores it; returns its stored name.
+async fn store_photo(config: &TrackingConfig, photo: &[u8]) -> Result<String, FormFailure> {
+    let Some(dir) = &config.upload_dir else {
+        return Err(|token| page::invalid(token, "Photos cannot be uploaded here; describe the place instead."));
+    };
+    let (kind, clean) = match image::strip(photo) {
+        Ok(stripped) => stripped,
+        Err(ImageError::NotAnImage) => return Err(unsupported),
+        Err(ImageError::Malformed) => return Err(|token| page::invalid(token, "The photo is damaged; try another.")),
+    };
+    let Ok(name) = random_hex::<16>().map(|r| format!("{r}.{}", kind.extension())) else {
+        return Err(|_| page::failed(&ApiError::new(Code::Internal, "no randomness")));
+    };
+    let written = async {
+        tokio::fs::create_dir_all(dir).await?;
+        tokio::fs::write(dir.join(&name), &clean).await
+    }
+    .await;
+    match written {
+        Ok(()) => Ok(name),
+        Err(e) => {
+            tracing::error!(error = %e, dir = %dir.display(), "a photo could not be stored");
+            Err(|_| page::failed(&ApiError::new(Code::Internal, "the photo could not be stored")))
+        }
+    }
+}
+
+/// Whether a name is one [`store_photo`] makes (no path can hide in it).
+fn stored_name(name: &str) -> bool {
+    let Some((stem, ext)) = name.split_once('.') else {
+        return false;
+    };
+    stem.len() == 32 && stem.bytes().all(|b| b.is_ascii_hexdigit()) && matches!(ext, "jpg" | "png")
+}
+
+/// The safe-place photo this customer uploaded last.
+async fn safe_place_photo<S: Store>(State(state): State<AppState<S>>, Segment(token): Segment) -> Response {
+    let now = Timestamp::now();
+    let tracked = match open(&state.store, token, now).await {
+        Ok(Some(tracked)) => tracked,
+        Ok(None) => return page::not_found(),
+        Err(e) => return page::failed(&e),
+    };
+    let name = tracked
+        .shipment
+        .safe_place()
+        .and_then(|s| s.photo)
+        .filter(|n| stored_name(n));
+    let (Some(name), Some(dir)) = (name, &state.tracking.config.upload_dir) else {
+        return page::not_found();
+    };
+    match tokio::fs::read(dir.join(&name)).await {
+        Ok(bytes) => match Kind::of(&bytes) {
+            Some(kind) => (
+                [
+                    (header::CONTENT_TYPE, kind.content_type()),
+                    (header::CACHE_CONTROL, "private, max-age=3600"),
+                ],
+                bytes,
+            )
+                .into_response(),
+            None => page::not_found(),
+        },
+        Err(_) => page::not_found(),
+    }
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("track.js"),
+    )
+        .into_response()
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("track.css"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_from_elsewhere_are_refused() {
+        let headers = |pairs: &[(header::HeaderName, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(k.clone(), v.parse().unwrap());
+            }
+            h
+        };
+        let host = (header::HOST, "shop.example:7878");
+        assert!(same_origin(&headers(std::slice::from_ref(&host))));
+        assert!(same_origin(&headers(&[
+            host.clone(),
+            (header::ORIGIN, "https://shop.example:7878")
+        ])));
+        assert!(same_origin(&headers(&[
+            host.clone(),
+            (header::REFERER, "http://shop.example:7878/t/x")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host.clone(),
+            (header::ORIGIN, "https://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[host.clone(), (header::ORIGIN, "null")])));
+        assert!(!same_origin(&headers(&[(header::ORIGIN, "https://shop.example:7878")])));
+    }
+
+    #[test]
+    fn only_names_troth_made_are_read_back() {
+        assert!(stored_name("0123456789abcdef0123456789abcdef.jpg"));
+        assert!(!stored_name("../../etc/passwd"));
+        assert!(!stored_name("0123456789abcdef0123456789abcdef.svg"));
+    }
+}

@@ -1,0 +1,386 @@
+//! The tracking page's HTML: mobile-first, complete without script (forms are
+//! plain POSTs); `track.js` keeps it current. Every value goes through `esc`.
+
+use std::fmt::Write;
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use troth_core::Timestamp;
+use troth_store::TrackedShipment;
+
+use super::view::TrackView;
+use super::{PROBLEMS, SLOTS, TrackingConfig};
+use crate::ApiError;
+use crate::ui::esc;
+
+pub struct Page<'a> {
+    pub token: &'a str,
+    pub tracked: &'a TrackedShipment,
+    pub view: &'a TrackView,
+    pub config: &'a TrackingConfig,
+    pub done: Option<&'a str>,
+    pub now: Timestamp,
+}
+
+/// The same page for a wrong token and an expired one.
+pub fn not_found() -> Response {
+    let body = "<section><h1>Link not found</h1><p>This tracking link does not exist or has expired.</p></section>";
+    (
+        StatusCode::NOT_FOUND,
+        Html(frame("Not found", None, &TrackingConfig::default(), body)),
+    )
+        .into_response()
+}
+
+pub fn failed(error: &ApiError) -> Response {
+    let body = "<section><h1>Something went wrong</h1><p>Please try again in a moment.</p></section>";
+    (
+        error.code.describe().1,
+        Html(frame("Something went wrong", None, &TrackingConfig::default(), body)),
+    )
+        .into_response()
+}
+
+/// A form's input could not be taken: say why, and link back.
+pub fn invalid(token: &str, message: &str) -> Response {
+    let body = format!(
+        r#"<section><h1>Please check</h1><p class="problem">{}</p><p><a href="/t/{}">Back to your delivery</a></p></section>"#,
+        esc(message),
+        esc(token)
+    );
+    (
+        StatusCode::BAD_REQUEST,
+        Html(frame("Please check", None, &TrackingConfig::default(), &body)),
+    )
+        .into_response()
+}
+
+pub fn render(p: &Page<'_>) -> String {
+    let view = p.view;
+    let shipment = &p.tracked.shipment;
+    let token = esc(p.token);
+    let mut b = String::new();
+    if let Some(done) = p.done {
+        let thanks = match done {
+            "reschedule" => "Your new delivery time is saved.",
+            "instructions" => "Your instructions are saved; the driver will see them.",
+            "safe_place" => "Your safe place is saved.",
+            "problem" => "Thank you; our team will contact you about it.",
+            _ => "",
+        };
+        if !thanks.is_empty() {
+            let _ = write!(b, r#"<p class="thanks" role="status">{}</p>"#, esc(thanks));
+        }
+    }
+    let headline = view
+        .stage
+        .as_deref()
+        .and_then(stage_label)
+        .unwrap_or("Waiting for news");
+    let _ = write!(
+        b,
+        r#"<section class="now" id="track" data-token="{token}" data-stage="{}" data-labels="{}"><p class="muted">Delivery {}</p><h1 id="stage">{}</h1>"#,
+        esc(view.stage.as_deref().unwrap_or("")),
+        esc(&labels_json()),
+        esc(&view.shipment),
+        esc(headline)
+    );
+    let _ = write!(
+        b,
+        r#"<p id="window"{}>Your window: <strong id="window-text">{}</strong></p>"#,
+        hidden(view.window.is_none()),
+        esc(&view
+            .window
+            .as_ref()
+            .map(|w| window_text(&w.start, &w.end))
+            .unwrap_or_default())
+    );
+    let _ = write!(
+        b,
+        r#"<p id="eta"{}>Expected at <strong id="eta-text">{}</strong></p>"#,
+        hidden(view.eta.is_none()),
+        esc(&view.eta.as_deref().map(clock).unwrap_or_default())
+    );
+    let _ = write!(
+        b,
+        r#"<p id="stops"{}><strong id="stops-text">{}</strong> stops before yours</p></section>"#,
+        hidden(view.stops_before.is_none()),
+        view.stops_before.map(|n| n.to_string()).unwrap_or_default()
+    );
+    b.push_str(&map(p));
+    b.push_str(r#"<section><h2>Progress</h2><ol class="stages" id="stages">"#);
+    for stage in &view.stages {
+        let _ = write!(
+            b,
+            r#"<li data-stage="{}"><strong>{}</strong> <time datetime="{}">{}</time></li>"#,
+            esc(&stage.stage),
+            esc(stage_label(&stage.stage).unwrap_or(&stage.stage)),
+            esc(&stage.at),
+            esc(&clock(&stage.at))
+        );
+    }
+    b.push_str("</ol></section>");
+    if let Some(proof) = &view.proof {
+        let _ = write!(
+            b,
+            r#"<section id="proof"><h2>Proof of delivery</h2><p>{}</p>"#,
+            esc(&proof.kind.replace('_', " "))
+        );
+        if let Some(photo) = proof
+            .photo
+            .as_deref()
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        {
+            let _ = write!(
+                b,
+                r#"<img class="photo" src="{}" alt="Photo of your delivery">"#,
+                esc(photo)
+            );
+        }
+        b.push_str("</section>");
+    }
+    let finished = shipment.final_at().is_some();
+    if !finished {
+        forms(&mut b, p, &token);
+    }
+    b.push_str(r#"<section><h2>Report a problem</h2><form method="post" action=""#);
+    let _ = write!(
+        b,
+        r#"/t/{token}/problem"><label>What is wrong? <select name="category" required>"#
+    );
+    for (category, label) in PROBLEMS {
+        let _ = write!(b, r#"<option value="{category}">{}</option>"#, esc(label));
+    }
+    b.push_str(r#"</select></label><button type="submit">Report</button></form></section>"#);
+    frame(
+        "Your delivery",
+        Some(r#"<script src="/assets/track.js" defer></script>"#),
+        p.config,
+        &b,
+    )
+}
+
+fn forms(b: &mut String, p: &Page<'_>, token: &str) {
+    let shipment = &p.tracked.shipment;
+    let instructions = shipment.instructions().unwrap_or_default();
+    let _ = write!(
+        b,
+        r#"<section><h2>Instructions for the driver</h2><form method="post" action="/t/{token}/instructions">
+<textarea name="instructions" maxlength="500" rows="2" required>{}</textarea><button type="submit">Save</button></form></section>"#,
+        esc(&instructions)
+    );
+    let safe = shipment.safe_place();
+    let _ = write!(
+        b,
+        r#"<section><h2>Safe place</h2>{}<form method="post" action="/t/{token}/safe-place" enctype="multipart/form-data">
+<label>Where may we leave it? <input name="place" maxlength="500" required value="{}"></label>
+<label>A photo of the place (JPEG or PNG, up to 5 MiB) <input type="file" name="photo" accept="image/jpeg,image/png"></label>
+<button type="submit">Save</button></form></section>"#,
+        if safe.as_ref().is_some_and(|s| s.photo.is_some()) {
+            format!(r#"<img class="photo" src="/t/{token}/safe-place-photo" alt="Your safe place">"#)
+        } else {
+            String::new()
+        },
+        esc(&safe.map(|s| s.place).unwrap_or_default())
+    );
+    let tomorrow = Timestamp(p.now.0 + 86_400_000_000).to_string();
+    let _ = write!(
+        b,
+        r#"<section><h2>Another time</h2><form method="post" action="/t/{token}/reschedule">
+<label>Day <input type="date" name="date" required min="{}" value="{}"></label><label>Time (UTC) <select name="slot">"#,
+        &tomorrow[..10],
+        &tomorrow[..10]
+    );
+    for (slot, label, _, _) in SLOTS {
+        let _ = write!(b, r#"<option value="{slot}">{label}</option>"#);
+    }
+    b.push_str(r#"</select></label><button type="submit">Reschedule</button></form></section>"#);
+}
+
+/// The map: the driver and the destination as an inline SVG in Web Mercator pixels
+/// at a fixed zoom, with tiles only when a tile URL is configured. `track.js` draws
+/// it again from the same attributes as positions arrive.
+fn map(p: &Page<'_>) -> String {
+    let destination = p
+        .tracked
+        .shipment
+        .assignment()
+        .filter(|_| p.tracked.shipment.on_the_road())
+        .and_then(|a| a.destination);
+    let driver = p.view.driver.as_ref().map(|d| (d.lat, d.lon));
+    let mut attrs = String::new();
+    if let Some((lat, lon)) = destination {
+        let _ = write!(attrs, r#" data-dest-lat="{lat}" data-dest-lon="{lon}""#);
+    }
+    if let Some(url) = &p.config.tile_url {
+        let _ = write!(attrs, r#" data-tiles="{}""#, esc(url));
+    }
+    let mut svg = String::new();
+    if let Some(center) = driver.or(destination) {
+        let points: Vec<(f64, f64)> = driver.into_iter().chain(destination).collect();
+        let zoom = zoom_to_fit(&points);
+        let (cx, cy) = pixel(center_of(&points).unwrap_or(center), zoom);
+        let (ox, oy) = (cx - SIZE / 2.0, cy - SIZE / 2.0);
+        if let Some(url) = &p.config.tile_url {
+            let n = 1i64 << zoom;
+            for ty in (oy / 256.0).floor() as i64..=((oy + SIZE) / 256.0).floor() as i64 {
+                for tx in (ox / 256.0).floor() as i64..=((ox + SIZE) / 256.0).floor() as i64 {
+                    if !(0..n).contains(&ty) {
+                        continue;
+                    }
+                    let href = url
+                        .replace("{z}", &zoom.to_string())
+                        .replace("{x}", &tx.rem_euclid(n).to_string())
+                        .replace("{y}", &ty.to_string());
+                    let _ = write!(
+                        svg,
+                        r#"<image href="{}" x="{:.1}" y="{:.1}" width="256" height="256"/>"#,
+                        esc(&href),
+                        tx as f64 * 256.0 - ox,
+                        ty as f64 * 256.0 - oy
+                    );
+                }
+            }
+        }
+        if let Some(d) = destination {
+            let (x, y) = pixel(d, zoom);
+            let _ = write!(
+                svg,
+                r#"<g id="home"><circle cx="{:.1}" cy="{:.1}" r="9" class="home"/></g>"#,
+                x - ox,
+                y - oy
+            );
+        }
+        if let Some(d) = driver {
+            let (x, y) = pixel(d, zoom);
+            let _ = write!(
+                svg,
+                r#"<circle id="driver" cx="{:.1}" cy="{:.1}" r="8" class="driver"/>"#,
+                x - ox,
+                y - oy
+            );
+        }
+    }
+    format!(
+        r#"<section id="map"{}{attrs}><h2>Your driver</h2><svg viewBox="0 0 300 300" role="img" aria-label="map of your driver and your address">{svg}</svg><p class="muted" id="driver-at">{}</p></section>"#,
+        hidden(driver.is_none()),
+        esc(&p
+            .view
+            .driver
+            .as_ref()
+            .map(|d| format!("Position at {}", clock(&d.at)))
+            .unwrap_or_default())
+    )
+}
+
+const SIZE: f64 = 300.0;
+
+/// Web Mercator pixel coordinates at `zoom` (256-pixel tiles).
+fn pixel((lat, lon): (f64, f64), zoom: u32) -> (f64, f64) {
+    let scale = 256.0 * f64::from(1u32 << zoom);
+    let x = (lon + 180.0) / 360.0 * scale;
+    let phi = lat.to_radians();
+    let y = (1.0 - (phi.tan() + 1.0 / phi.cos()).ln() / std::f64::consts::PI) / 2.0 * scale;
+    (x, y)
+}
+
+fn center_of(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    (n > 0.0).then(|| {
+        let (la, lo) = points.iter().fold((0.0, 0.0), |(a, b), p| (a + p.0, b + p.1));
+        (la / n, lo / n)
+    })
+}
+
+/// The closest zoom (at most 16) at which every point fits with a margin.
+fn zoom_to_fit(points: &[(f64, f64)]) -> u32 {
+    (3..=16)
+        .rev()
+        .find(|&z| {
+            let px: Vec<(f64, f64)> = points.iter().map(|p| pixel(*p, z)).collect();
+            let span = |f: fn(&(f64, f64)) -> f64| {
+                let (lo, hi) = px
+                    .iter()
+                    .map(f)
+                    .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+                hi - lo
+            };
+            span(|p| p.0) <= SIZE - 60.0 && span(|p| p.1) <= SIZE - 60.0
+        })
+        .unwrap_or(3)
+}
+
+fn hidden(yes: bool) -> &'static str {
+    if yes { " hidden" } else { "" }
+}
+
+/// The stages' labels for the script, which renders stages that arrive live.
+fn labels_json() -> String {
+    let map: serde_json::Map<String, serde_json::Value> =
+        ALL.iter().map(|s| (s.as_str().to_owned(), s.label().into())).collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+use troth_core::shipment::Stage;
+
+const ALL: &[Stage] = &[
+    Stage::Placed,
+    Stage::Picked,
+    Stage::Packed,
+    Stage::HandedOver,
+    Stage::OutForDelivery,
+    Stage::Arriving,
+    Stage::AttemptFailed,
+    Stage::Rescheduled,
+    Stage::Delivered,
+    Stage::Lost,
+    Stage::Returned,
+];
+
+fn stage_label(stage: &str) -> Option<&'static str> {
+    ALL.iter().find(|s| s.as_str() == stage).map(|s| s.label())
+}
+
+/// `2026-11-23 09:15 UTC` from an RFC 3339 time.
+fn clock(time: &str) -> String {
+    match (time.get(..10), time.get(11..16)) {
+        (Some(day), Some(hm)) => format!("{day} {hm} UTC"),
+        _ => time.to_owned(),
+    }
+}
+
+fn window_text(start: &str, end: &str) -> String {
+    let end_clock = if start.get(..10) == end.get(..10) {
+        end.get(11..16).map(|hm| format!("{hm} UTC")).unwrap_or_default()
+    } else {
+        clock(end)
+    };
+    format!("{} – {end_clock}", clock(start).trim_end_matches(" UTC"))
+}
+
+/// The page frame in the retailer's name and colour; no staff navigation.
+fn frame(title: &str, head: Option<&str>, config: &TrackingConfig, body: &str) -> String {
+    let name = config.name.as_deref().unwrap_or("Your delivery");
+    let colour = config
+        .colour
+        .as_deref()
+        .filter(|c| c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or("#2456d6");
+    let logo = config
+        .logo_url
+        .as_deref()
+        .map(|url| format!(r#"<img class="logo" src="{}" alt="">"#, esc(url)))
+        .unwrap_or_default();
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="same-origin"><meta name="robots" content="noindex">
+{}<title>{} · {}</title><link rel="stylesheet" href="/assets/track.css"><style>:root{{--brand:{colour}}}</style></head>
+<body class="track"><header>{logo}<span class="retailer">{}</span></header>
+<main>{body}</main></body></html>"#,
+        head.unwrap_or(""),
+        esc(title),
+        esc(name),
+        esc(name),
+    )
+}

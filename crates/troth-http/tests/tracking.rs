@@ -1,0 +1,617 @@
+//! The tracking links, the JSON twin, the page's forms and the live stream,
+//! through the router over a real store.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use troth_core::Timestamp;
+use troth_http::tracking::TrackingConfig;
+use troth_http::{AppState, app};
+use troth_store::sqlite::SqliteStore;
+
+struct Api {
+    dir: tempfile::TempDir,
+    router: Router,
+    state: AppState<SqliteStore>,
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    location: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+const HOUR: i64 = 3_600_000_000;
+const DAY: i64 = 24 * HOUR;
+
+fn at(offset_us: i64) -> String {
+    Timestamp(Timestamp::now().0 + offset_us).to_string()
+}
+
+impl Api {
+    fn new() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store")).unwrap();
+        let state = AppState::new(store, None).with_tracking(TrackingConfig {
+            name: Some("Shop & Co".into()),
+            upload_dir: Some(dir.path().join("uploads")),
+            ..Default::default()
+        });
+        Api {
+            router: app(state.clone()),
+            state,
+            dir,
+        }
+    }
+
+    async fn call(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let header_of = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned())
+        };
+        let content_type = header_of(header::CONTENT_TYPE).unwrap_or_default();
+        let location = header_of(header::LOCATION);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        Reply {
+            status,
+            content_type,
+            location,
+            body,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.call(Request::get(uri).body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.call(
+            Request::post(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn form(&self, uri: &str, body: &str, origin: Option<&str>) -> Reply {
+        let mut request = Request::post(uri)
+            .header(header::HOST, "shop.example")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(origin) = origin {
+            request = request.header(header::ORIGIN, origin);
+        }
+        self.call(request.body(Body::from(body.to_owned())).unwrap()).await
+    }
+
+    async fn events(&self, events: Vec<Value>) {
+        let reply = self.post("/api/v1/events", Value::Array(events)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+
+    async fn link(&self, shipment: &str) -> Value {
+        let reply = self
+            .post(&format!("/api/v1/shipments/{shipment}/tracking-link"), json!({}))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        reply.json()
+    }
+
+    /// Events of type `event_type` on a subject, oldest first.
+    async fn logged(&self, subject: &str, event_type: &str) -> Vec<Value> {
+        let reply = self
+            .get(&format!("/api/v1/events?subject={subject}&type={event_type}"))
+            .await;
+        reply.json()["events"].as_array().unwrap().clone()
+    }
+}
+
+fn event(id: &str, event_type: &str, time: &str, subject: &str, data: Value) -> Value {
+    json!({"id": id, "type": event_type, "time": time, "subject": subject,
+           "customer": {"email": "ann@example.org"}, "data": data})
+}
+
+/// An order placed a day ago, its shipment, handed over.
+fn shipped(ship: &str, order: &str) -> Vec<Value> {
+    vec![
+        event(
+            &format!("{order}-placed"),
+            "order.placed",
+            &at(-DAY),
+            &format!("order:{order}"),
+            json!({"order": order, "items": [{"sku": "a", "qty": 1, "price": 100}], "total": 100, "currency": "EUR", "delivery": "home"}),
+        ),
+        event(
+            &format!("{ship}-created"),
+            "shipment.created",
+            &at(-20 * HOUR),
+            &format!("shipment:{ship}"),
+            json!({"shipment": ship, "order": order, "carrier": "fast", "service": "standard"}),
+        ),
+        event(
+            &format!("{ship}-handed"),
+            "shipment.handed_over",
+            &at(-10 * HOUR),
+            &format!("shipment:{ship}"),
+            json!({}),
+        ),
+    ]
+}
+
+fn stages(view: &Value) -> Vec<&str> {
+    view["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_link_is_issued_with_the_shipment_and_the_same_one_is_returned_while_valid() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    let first = api.link("s-1").await;
+    let token = first["token"].as_str().unwrap();
+    assert!(token.len() >= 22, "at least 128 bits: {token}");
+    assert_eq!(first["url"], format!("/t/{token}"));
+    assert_eq!(first["expires_at"], Value::Null);
+    assert_eq!(api.link("s-1").await, first);
+    let other = api.link_for_new("s-2", "o-2").await;
+    assert_ne!(other["token"], first["token"]);
+    assert_eq!(
+        api.post("/api/v1/shipments/s-404/tracking-link", json!({}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+impl Api {
+    async fn link_for_new(&self, ship: &str, order: &str) -> Value {
+        self.events(shipped(ship, order)).await;
+        self.link(ship).await
+    }
+}
+
+#[tokio::test]
+async fn wrong_and_expired_tokens_get_the_same_404_and_links_expire_30_days_after_the_final_state() {
+    let api = Api::new();
+    // Delivered 31 days ago: expired. Delivered 29 days ago: valid for one more day.
+    for (ship, days_ago) in [("s-old", 31), ("s-new", 29)] {
+        let mut events = shipped(ship, &format!("o-{ship}"));
+        events.push(event(
+            &format!("{ship}-delivered"),
+            "shipment.delivered",
+            &at(-days_ago * DAY),
+            &format!("shipment:{ship}"),
+            json!({"proof": {"kind": "handed"}}),
+        ));
+        api.events(events).await;
+    }
+    let old = api.link("s-old").await;
+    let new = api.link("s-new").await;
+    let delivered = api.logged("shipment:s-new", "shipment.delivered").await[0]["time"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let expected = Timestamp(Timestamp::parse_rfc3339(&delivered).unwrap().0 + 30 * DAY).to_string();
+    assert_eq!(new["expires_at"], expected.as_str());
+    assert_eq!(
+        api.get(&format!("/api/v1/track/{}", new["token"].as_str().unwrap()))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let expired = old["token"].as_str().unwrap();
+    let guessed = "AAAAAAAAAAAAAAAAAAAAAAAA";
+    for prefix in ["/api/v1/track/", "/t/", "/api/v1/track/"] {
+        let (a, b) = (
+            api.get(&format!("{prefix}{expired}")).await,
+            api.get(&format!("{prefix}{guessed}")).await,
+        );
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            (a.status, &a.content_type, &a.body),
+            (b.status, &b.content_type, &b.body)
+        );
+    }
+    let (a, b) = (
+        api.get(&format!("/api/v1/track/{expired}/events")).await,
+        api.get(&format!("/api/v1/track/{guessed}/events")).await,
+    );
+    assert_eq!((a.status, a.body), (StatusCode::NOT_FOUND, b.body));
+}
+
+#[tokio::test]
+async fn the_json_twin_puts_late_events_in_their_place() {
+    let api = Api::new();
+    let mut events = shipped("s-1", "o-1");
+    events.push(event(
+        "w",
+        "shipment.window_set",
+        &at(-3 * HOUR),
+        "shipment:s-1",
+        json!({"window_start": at(HOUR), "window_end": at(2 * HOUR)}),
+    ));
+    events.push(event(
+        "out",
+        "shipment.out_for_delivery",
+        &at(-HOUR),
+        "shipment:s-1",
+        json!({"driver": "d-1", "stops_before": 4}),
+    ));
+    api.events(events).await;
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let view = api.get(&format!("/api/v1/track/{token}")).await.json();
+    assert_eq!(view["stage"], "out_for_delivery");
+    assert_eq!(stages(&view), ["placed", "handed_over", "out_for_delivery"]);
+    assert_eq!(view["stops_before"], 4);
+    assert_eq!(view["eta"], Value::Null);
+    assert!(view["window"]["start"].is_string());
+
+    // `picked` and `packed` arrive late, after out_for_delivery: they slot in; the stage stays.
+    api.events(vec![
+        event("pk", "order.packed", &at(-22 * HOUR), "order:o-1", json!({})),
+        event("pi", "order.picked", &at(-23 * HOUR), "order:o-1", json!({})),
+    ])
+    .await;
+    let view = api.get(&format!("/api/v1/track/{token}")).await.json();
+    assert_eq!(view["stage"], "out_for_delivery");
+    assert_eq!(
+        stages(&view),
+        ["placed", "picked", "packed", "handed_over", "out_for_delivery"]
+    );
+    let times: Vec<&str> = view["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["at"].as_str().unwrap())
+        .collect();
+    assert!(times.is_sorted(), "{times:?}");
+
+    // Replay rebuilds the same projection, and the link survives it.
+    let report = api.state.store.replay(false, &mut |_| {}).unwrap();
+    assert!(report.matches(), "{report:?}");
+    assert_eq!(api.link("s-1").await["token"], token.as_str());
+}
+
+#[tokio::test]
+async fn the_driver_is_shown_only_while_on_the_way_to_this_customer_and_only_when_fresh() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    // Another customer's shipment with the same driver, and their address.
+    let mut theirs = shipped("s-2", "o-2");
+    for e in &mut theirs {
+        e["customer"] = json!({"email": "bob@example.org"});
+    }
+    theirs.push(event(
+        "out-2",
+        "shipment.out_for_delivery",
+        &at(-HOUR),
+        "shipment:s-2",
+        json!({"driver": "d-1", "lat": 48.1, "lon": 11.5}),
+    ));
+    api.events(theirs).await;
+    let position = |id: &str, ago: i64, lat: f64| {
+        json!({"id": id, "type": "courier.position", "time": at(-ago), "subject": "driver:d-1",
+               "data": {"lat": lat, "lon": 11.6}})
+    };
+    api.events(vec![position("p1", 60_000_000, 48.2)]).await;
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let uri = format!("/api/v1/track/{token}");
+    assert_eq!(
+        api.get(&uri).await.json()["driver"],
+        Value::Null,
+        "not out for delivery yet"
+    );
+
+    api.events(vec![event(
+        "out-1",
+        "shipment.out_for_delivery",
+        &at(-30 * 60_000_000),
+        "shipment:s-1",
+        json!({"driver": "d-1", "stops_before": 2, "lat": 48.3, "lon": 11.7}),
+    )])
+    .await;
+    let view = api.get(&uri).await.json();
+    assert_eq!(view["driver"]["lat"], 48.2);
+    let page = api.get(&format!("/t/{token}")).await.text();
+    for secret in ["bob@example.org", "48.1", "s-2"] {
+        assert!(!api.get(&uri).await.text().contains(secret), "{secret} leaked");
+        assert!(!page.contains(secret), "{secret} leaked into the page");
+    }
+
+    // A position older than five minutes hides the vehicle.
+    api.events(vec![position("p0", 10 * 60_000_000, 48.0)]).await;
+    assert_eq!(
+        api.get(&uri).await.json()["driver"]["lat"],
+        48.2,
+        "the latest position wins"
+    );
+    let stale = Api::new();
+    stale.events(shipped("s-1", "o-1")).await;
+    stale
+        .events(vec![
+            event(
+                "out",
+                "shipment.out_for_delivery",
+                &at(-HOUR),
+                "shipment:s-1",
+                json!({"driver": "d-1"}),
+            ),
+            position("old", 6 * 60_000_000, 48.2),
+        ])
+        .await;
+    let token = stale.link("s-1").await["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stale.get(&format!("/api/v1/track/{token}")).await.json()["driver"],
+        Value::Null
+    );
+
+    // Delivered: the driver goes.
+    api.events(vec![event(
+        "done",
+        "shipment.delivered",
+        &at(-1_000_000),
+        "shipment:s-1",
+        json!({"proof": {"kind": "photo", "photo": "https://carrier.example/p/1.jpg"}}),
+    )])
+    .await;
+    let view = api.get(&uri).await.json();
+    assert_eq!(
+        (view["stage"].as_str(), &view["driver"]),
+        (Some("delivered"), &Value::Null)
+    );
+    assert_eq!(view["proof"]["kind"], "photo");
+    assert!(view["expires_at"].is_null(), "the twin does not carry the link");
+}
+
+#[tokio::test]
+async fn the_page_records_each_view_and_its_forms_append_the_right_events() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let page = api.get(&format!("/t/{token}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("Shop &amp; Co") && page.text().contains("Handed over"));
+    api.get(&format!("/t/{token}")).await;
+    let viewed = api.logged("shipment:s-1", "tracking.viewed").await;
+    assert_eq!(viewed.len(), 2);
+    assert_eq!(viewed[0]["data"]["shipment"], "s-1");
+    assert_eq!(viewed[0]["customer"]["email"], "ann@example.org");
+
+    let origin = Some("http://shop.example");
+    let tomorrow = &at(DAY)[..10];
+    let reply = api
+        .form(
+            &format!("/t/{token}/reschedule"),
+            &format!("date={tomorrow}&slot=afternoon"),
+            origin,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    assert_eq!(
+        reply.location.as_deref(),
+        Some(format!("/t/{token}?done=reschedule").as_str())
+    );
+    let rescheduled = api.logged("shipment:s-1", "shipment.rescheduled").await;
+    assert_eq!(rescheduled[0]["data"]["by"], "customer");
+    assert_eq!(
+        rescheduled[0]["data"]["window_start"],
+        format!("{tomorrow}T12:00:00.000000Z")
+    );
+
+    let reply = api
+        .form(&format!("/t/{token}/instructions"), "instructions=Ring+twice", None)
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        api.logged("shipment:s-1", "shipment.instructions_set").await[0]["data"]["instructions"],
+        "Ring twice"
+    );
+
+    let reply = api
+        .form(&format!("/t/{token}/problem"), "category=damaged", origin)
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let case = &api.logged("shipment:s-1", "case.opened").await[0];
+    assert_eq!(
+        (case["data"]["category"].as_str(), case["data"]["order"].as_str()),
+        (Some("damaged"), Some("o-1"))
+    );
+
+    // From another site: refused, nothing appended.
+    let reply = api
+        .form(
+            &format!("/t/{token}/problem"),
+            "category=late",
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(api.logged("shipment:s-1", "case.opened").await.len(), 1);
+    // A bad category and a day in the past are refused.
+    assert_eq!(
+        api.form(&format!("/t/{token}/problem"), "category=nope", origin)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.form(
+            &format!("/t/{token}/reschedule"),
+            "date=2001-01-01&slot=morning",
+            origin
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+fn multipart(place: &str, photo: Option<&[u8]>) -> (String, Vec<u8>) {
+    let boundary = "XtrothX";
+    let mut body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"place\"\r\n\r\n{place}\r\n").into_bytes();
+    if let Some(photo) = photo {
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n")
+                .bytes(),
+        );
+        body.extend_from_slice(photo);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A minimal JPEG with an EXIF segment that gives a location away.
+fn jpeg_with_exif(padding: usize) -> Vec<u8> {
+    let mut j = vec![0xFF, 0xD8];
+    let exif = b"Exif\0\0GPS 51.5074N 0.1278W";
+    j.extend([0xFF, 0xE1]);
+    j.extend(((exif.len() + 2) as u16).to_be_bytes());
+    j.extend(exif);
+    j.extend([0xFF, 0xDB, 0x00, 0x43]);
+    j.extend([0u8; 65]);
+    j.extend([0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 63, 0]);
+    j.extend(vec![0x11; padding]);
+    j.extend([0xFF, 0xD9]);
+    j
+}
+
+#[tokio::test]
+async fn a_safe_place_photo_is_checked_stripped_and_stored() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let upload = |place: &str, photo: Option<Vec<u8>>| {
+        let (content_type, body) = multipart(place, photo.as_deref());
+        Request::post(format!("/t/{token}/safe-place"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap()
+    };
+
+    let reply = api
+        .call(upload("Behind the blue bin", Some(b"GIF89a not a photo".to_vec())))
+        .await;
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let reply = api
+        .call(upload("Behind the blue bin", Some(jpeg_with_exif(6 * 1024 * 1024))))
+        .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(api.logged("shipment:s-1", "shipment.safe_place_set").await.is_empty());
+
+    let photo = jpeg_with_exif(100);
+    let reply = api.call(upload("Behind the blue bin", Some(photo.clone()))).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let set = &api.logged("shipment:s-1", "shipment.safe_place_set").await[0];
+    assert_eq!(set["data"]["place"], "Behind the blue bin");
+    let name = set["data"]["photo"].as_str().unwrap();
+    let stored = std::fs::read(api.dir.path().join("uploads").join(name)).unwrap();
+    assert!(stored.starts_with(&[0xFF, 0xD8]) && stored.ends_with(&[0xFF, 0xD9]));
+    assert!(!stored.windows(3).any(|w| w == b"GPS"), "the EXIF segment is gone");
+    assert_eq!(stored.len(), photo.len() - 30, "exactly the APP1 segment was removed");
+    let served = api.get(&format!("/t/{token}/safe-place-photo")).await;
+    assert_eq!(
+        (served.status, served.content_type.as_str()),
+        (StatusCode::OK, "image/jpeg")
+    );
+    assert_eq!(served.body, stored);
+}
+
+#[tokio::test]
+async fn the_live_stream_sends_the_view_and_positions_from_the_position_source() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    api.events(vec![event(
+        "out",
+        "shipment.out_for_delivery",
+        &at(-HOUR),
+        "shipment:s-1",
+        json!({"driver": "d-7"}),
+    )])
+    .await;
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let response = api
+        .router
+        .clone()
+        .oneshot(
+            Request::get(format!("/api/v1/track/{token}/events"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = response.into_body().into_data_stream();
+    use futures_util::StreamExt;
+    let mut seen = String::new();
+    let mut next = async || {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+            .await
+            .expect("the stream went quiet")
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&chunk).into_owned()
+    };
+    while !seen.contains("event: tracking") {
+        seen.push_str(&next().await);
+    }
+    assert!(seen.contains("\"stage\":\"out_for_delivery\""), "{seen}");
+    // Another driver's position is not passed on; this driver's is. Both arrive
+    // as drivers' apps send them, through the positions API and its live hub.
+    for driver in ["d-8", "d-7"] {
+        let lon = if driver == "d-7" { 13.4 } else { 1.0 };
+        let body = json!([{"lat": 52.5, "lon": lon, "at": Timestamp::now().to_string()}]);
+        let response = api
+            .router
+            .clone()
+            .oneshot(
+                Request::post(format!("/api/v1/drivers/{driver}/positions"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{driver}");
+    }
+    let mut seen = String::new();
+    while !seen.contains("event: position") {
+        seen.push_str(&next().await);
+    }
+    let data = seen
+        .lines()
+        .skip_while(|l| *l != "event: position")
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap();
+    let position: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(
+        (position["lat"].as_f64(), position["lon"].as_f64()),
+        (Some(52.5), Some(13.4))
+    );
+}

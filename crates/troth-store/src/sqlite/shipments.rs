@@ -1,0 +1,225 @@
+//! The shipment projection (`shipments`: each shipment's facts as
+//! [`troth_core::shipment::Shipment`] keeps them) and the tracking links.
+//!
+//! The projection is rebuilt by replay like the others. Tracking links are not:
+//! their tokens are random, so rebuilding them would change every link customers
+//! hold. Like API keys they live in a table of their own (`tracking_links`) that
+//! replay neither reads nor writes.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use troth_core::catalogue::EventData;
+use troth_core::shipment::{Shipment, Stage};
+use troth_core::{Timestamp, ValidEvent};
+
+use crate::{StoreError, TrackedShipment, TrackingLink};
+
+/// Order events that are stages of the shipments carrying the order.
+const ORDER_STAGES: &str = "('order.placed', 'order.picked', 'order.packed')";
+
+/// Applies an event to the projection, if it concerns a shipment or an order that
+/// has one. `log` is the schema holding the events (always `main`).
+pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> Result<(), StoreError> {
+    let s = schema;
+    if Stage::of_event_type(&event.event_type).is_some_and(|stage| stage <= Stage::Packed) {
+        let Some(order) = event.subject.as_deref().and_then(|s| s.strip_prefix("order:")) else {
+            return Ok(());
+        };
+        let ids: Vec<String> = conn
+            .prepare_cached(&format!("SELECT id FROM {s}.shipments WHERE order_id = ?1"))?
+            .query_map([order], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for id in ids {
+            update(conn, s, &id, event, |shipment| shipment.apply(event))?;
+        }
+        return Ok(());
+    }
+    if let EventData::ShipmentCreated(created) = &event.data {
+        let id = created.shipment.as_str();
+        // The order's stages usually come before its shipment exists: read them from the log.
+        let earlier = order_events(conn, &created.order)?;
+        update(conn, s, id, event, |shipment| {
+            let mut changed = shipment.apply(event);
+            for e in &earlier {
+                changed |= shipment.apply(e);
+            }
+            changed
+        })?;
+        return Ok(());
+    }
+    let Some(id) = event.subject.as_deref().and_then(|s| s.strip_prefix("shipment:")) else {
+        return Ok(());
+    };
+    if Stage::of_event_type(&event.event_type).is_some()
+        || matches!(
+            event.data,
+            EventData::WindowSet(_) | EventData::InstructionsSet(_) | EventData::SafePlaceSet(_)
+        )
+    {
+        update(conn, s, id, event, |shipment| shipment.apply(event))?;
+    }
+    Ok(())
+}
+
+fn order_events(conn: &Connection, order: &str) -> Result<Vec<ValidEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT body FROM main.events WHERE subject = ?1 AND type IN {ORDER_STAGES} ORDER BY seq"
+    ))?;
+    let bodies: Vec<String> = stmt
+        .query_map([format!("order:{order}")], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(bodies
+        .iter()
+        .filter_map(|b| troth_core::validate_event(b).ok())
+        .collect())
+}
+
+/// Loads a shipment (or starts one), lets `change` update it and stores it if it changed.
+fn update(
+    conn: &Connection,
+    s: &str,
+    id: &str,
+    event: &ValidEvent,
+    change: impl FnOnce(&mut Shipment) -> bool,
+) -> Result<(), StoreError> {
+    let stored: Option<(String, Option<String>)> = conn
+        .prepare_cached(&format!("SELECT state, customer_ref FROM {s}.shipments WHERE id = ?1"))?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (mut shipment, customer) = match &stored {
+        Some((state, customer)) => (decode(state)?, customer.clone()),
+        None => (Shipment::default(), None),
+    };
+    // The first event that names a customer names the shipment's customer.
+    let customer = customer.or_else(|| customer_ref(event));
+    let customer_changed = stored.as_ref().is_some_and(|(_, c)| c.is_none() && customer.is_some());
+    if !change(&mut shipment) && stored.is_some() && !customer_changed {
+        return Ok(());
+    }
+    let state = serde_json::to_string(&shipment).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO {s}.shipments (id, order_id, customer_ref, stage, final_us, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET order_id = excluded.order_id, customer_ref = excluded.customer_ref,
+           stage = excluded.stage, final_us = excluded.final_us, state = excluded.state"
+    ))?
+    .execute(params![
+        id,
+        shipment.order,
+        customer,
+        shipment.stage().map(|s| s.stage.as_str()),
+        shipment.final_at().map(Timestamp::micros),
+        state
+    ])?;
+    Ok(())
+}
+
+fn decode(state: &str) -> Result<Shipment, StoreError> {
+    serde_json::from_str(state).map_err(|e| StoreError::Invalid(format!("a stored shipment does not decode: {e}")))
+}
+
+fn customer_ref(event: &ValidEvent) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(&event.raw).ok()?;
+    value.get("customer").map(|c| c.to_string())
+}
+
+/// A shipment's projection and its customer ref, if the shipment is known.
+pub fn get(conn: &Connection, id: &str) -> Result<Option<(Shipment, Option<serde_json::Value>)>, StoreError> {
+    let row: Option<(String, Option<String>)> = conn
+        .prepare_cached("SELECT state, customer_ref FROM main.shipments WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    row.map(|(state, customer)| Ok((decode(&state)?, customer.and_then(|c| serde_json::from_str(&c).ok()))))
+        .transpose()
+}
+
+/// Issues the shipment's tracking link unless it has one; the token is 144 random bits.
+/// Returns false for a shipment the projection does not know.
+pub fn issue_link(conn: &Connection, shipment: &str, now: Timestamp) -> Result<bool, StoreError> {
+    let known: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM main.shipments WHERE id = ?1)")?
+        .query_row([shipment], |r| r.get(0))?;
+    if !known {
+        return Ok(false);
+    }
+    let has: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM main.tracking_links WHERE shipment = ?1)")?
+        .query_row([shipment], |r| r.get(0))?;
+    if !has {
+        let token = new_token().map_err(|e| StoreError::Invalid(format!("no randomness for a token: {e}")))?;
+        conn.prepare_cached(
+            "INSERT INTO main.tracking_links (shipment, token, hash, created_us) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![shipment, token, hash_token(&token), now.micros()])?;
+    }
+    Ok(true)
+}
+
+/// The link of a shipment, with its expiry as the projection says.
+pub fn link(conn: &Connection, shipment: &str) -> Result<Option<TrackingLink>, StoreError> {
+    let token: Option<String> = conn
+        .prepare_cached("SELECT token FROM main.tracking_links WHERE shipment = ?1")?
+        .query_row([shipment], |r| r.get(0))
+        .optional()?;
+    let Some(token) = token else { return Ok(None) };
+    let expires_at = get(conn, shipment)?.and_then(|(s, _)| s.link_expires_at());
+    Ok(Some(TrackingLink {
+        token,
+        shipment: shipment.to_owned(),
+        expires_at,
+    }))
+}
+
+/// What a token opens. Looked up by the token's hash, so the lookup's timing
+/// depends on nothing an attacker can steer towards a real token.
+pub fn tracked(conn: &Connection, token: &str) -> Result<Option<TrackedShipment>, StoreError> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT shipment, token FROM main.tracking_links WHERE hash = ?1")?
+        .query_row([hash_token(token)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((id, token)) = row else { return Ok(None) };
+    let Some((shipment, customer)) = get(conn, &id)? else {
+        return Ok(None);
+    };
+    Ok(Some(TrackedShipment {
+        link: TrackingLink {
+            token,
+            shipment: id,
+            expires_at: shipment.link_expires_at(),
+        },
+        shipment,
+        customer,
+    }))
+}
+
+fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// 18 random bytes as URL-safe base64 (24 characters, no padding).
+fn new_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 18];
+    getrandom::fill(&mut bytes)?;
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(24);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16) | (u32::from(chunk[1]) << 8) | u32::from(chunk[2]);
+        for shift in [18, 12, 6, 0] {
+            out.push(ALPHABET[((n >> shift) & 63) as usize] as char);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_url_safe_and_differ() {
+        let (a, b) = (super::new_token().unwrap(), super::new_token().unwrap());
+        assert_eq!(a.len(), 24);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_ne!(a, b);
+    }
+}
