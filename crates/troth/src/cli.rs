@@ -78,6 +78,8 @@ pub struct ReplayArgs {
 pub enum BenchCommand {
     /// Bulk and HTTP ingest, against raw SQLite inserts and a bare axum handler.
     Ingest(crate::bench::IngestArgs),
+    /// Driver positions to tracking pages' live streams: latency under load, against a bare broadcast server.
+    Tracking(crate::bench_tracking::TrackingArgs),
 }
 
 pub fn init_logging() {
@@ -109,6 +111,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckJourney(args) => check_journey(args),
         Command::Bench(BenchCommand::Ingest(args)) => {
             crate::bench::ingest(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Tracking(args)) => {
+            crate::bench_tracking::tracking(args)?;
             Ok(ExitCode::SUCCESS)
         }
     }
