@@ -63,8 +63,9 @@ struct Report {
     p99_ratio: f64,
 }
 
-/// Producers that share the posting, each with its own connection.
-const PRODUCERS: usize = 32;
+/// Clients that share the posting, each with its own connection: drivers' phones
+/// report independently, so reports arrive concurrently, not one after another.
+const PRODUCERS: usize = 250;
 
 pub fn tracking(args: TrackingArgs) -> anyhow::Result<()> {
     anyhow::ensure!(

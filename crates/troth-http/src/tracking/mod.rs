@@ -24,6 +24,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use std::sync::Mutex;
+
 use tokio::sync::broadcast;
 
 use crate::hub::{LivePosition, PositionHub};
@@ -182,95 +184,147 @@ pub async fn track_events<S: Store + Clone>(State(state): State<AppState<S>>, Se
 
 /// Feeds one stream until its client goes away or the link stops working.
 ///
-/// Positions come from the hub of trusted live positions, subscribed to for the
-/// driver the shipment is out with (again whenever that changes), and from the log
-/// every [`POLL`], which also covers a restart before the driver's next report.
+/// Two tasks share the stream: one reads the store every [`POLL`] and sends the
+/// view when it changes (and a position the log holds, which covers a restart
+/// before the driver's next report); the other forwards the trusted positions of
+/// the driver the shipment is out with from the hub as they arrive. Kept apart, a
+/// slow read of the store never holds up a position.
 async fn follow<S: Store>(
     store: S,
     hub: Arc<PositionHub>,
     token: String,
-    mut tracked: TrackedShipment,
+    tracked: TrackedShipment,
     tx: tokio::sync::mpsc::Sender<Event>,
+) {
+    let last_sent: Arc<Mutex<Option<Timestamp>>> = Arc::default();
+    let (driver_tx, driver_rx) = tokio::sync::watch::channel(following(&tracked));
+    let forwarder = tokio::spawn(forward_positions(hub, driver_rx, tx.clone(), last_sent.clone()));
+    poll_views(store, token, tx, driver_tx, last_sent).await;
+    forwarder.abort();
+}
+
+/// The driver whose positions a shipment's stream shows, and since when: only while
+/// it is on the road with them.
+fn following(tracked: &TrackedShipment) -> Option<(String, Timestamp)> {
+    if !tracked.shipment.on_the_road() {
+        return None;
+    }
+    tracked.shipment.assignment().map(|a| (a.driver, a.since))
+}
+
+/// Sends a `position` event unless one as new was sent already; false when the
+/// client has gone.
+async fn send_position(
+    tx: &tokio::sync::mpsc::Sender<Event>,
+    last_sent: &Mutex<Option<Timestamp>>,
+    (lat, lon, at): (f64, f64, Timestamp),
+) -> bool {
+    {
+        let mut last = last_sent.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|last| at <= last) {
+            return true;
+        }
+        *last = Some(at);
+    }
+    let data = json!({"lat": lat, "lon": lon, "at": at.to_string()});
+    tx.send(Event::default().event("position").data(data.to_string()))
+        .await
+        .is_ok()
+}
+
+async fn poll_views<S: Store>(
+    store: S,
+    token: String,
+    tx: tokio::sync::mpsc::Sender<Event>,
+    driver_tx: tokio::sync::watch::Sender<Option<(String, Timestamp)>>,
+    last_sent: Arc<Mutex<Option<Timestamp>>>,
 ) {
     // The view last sent, without the driver's position, and whether it had one.
     let mut shown: Option<(TrackView, bool)> = None;
-    let mut last_position: Option<Timestamp> = None;
     let mut every = tokio::time::interval(POLL);
-    // The driver whose positions are followed, and the subscription.
-    let mut live: Option<(String, broadcast::Receiver<LivePosition>)> = None;
     loop {
-        let mut position = None;
-        // Follow the driver this shipment is out with, while it is on the road.
-        let driver = tracked
-            .shipment
-            .on_the_road()
-            .then(|| tracked.shipment.assignment())
-            .flatten();
-        match &driver {
-            Some(a) if live.as_ref().is_none_or(|(d, _)| *d != a.driver) => {
-                let receiver = hub.subscribe(&a.driver);
-                if let Some(p) = hub.latest(&a.driver).filter(|p| p.at >= a.since) {
-                    position = Some((p.lat, p.lon, p.at));
-                }
-                live = Some((a.driver.clone(), receiver));
-            }
-            Some(_) => {}
-            None => live = None,
-        }
-        let since = driver.as_ref().map(|a| a.since);
-        let next_live = async {
-            match live.as_mut() {
-                Some((_, receiver)) => receiver.recv().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = tx.closed() => return,
-            _ = every.tick() => {
-                let now = Timestamp::now();
-                match open(&store, token.clone(), now).await {
-                    Ok(Some(t)) => tracked = t,
-                    Ok(None) => return,
-                    Err(_) => continue,
-                }
-                let Ok(mut view) = view::view(&store, &tracked, now).await else { continue };
-                if let Some(p) = &view.driver {
-                    position = Timestamp::parse_rfc3339(&p.at).map(|at| (p.lat, p.lon, at));
-                }
-                // Positions go out as `position` events; the view is sent again when the
-                // rest of it changes, or when the driver appears or goes.
-                let driver = view.driver.take();
-                let now_shown = (view, driver.is_some());
-                if shown.as_ref() != Some(&now_shown) {
-                    let mut whole = now_shown.0.clone();
-                    whole.driver = driver;
-                    let Ok(event) = Event::default().event("tracking").json_data(&whole) else { continue };
-                    if tx.send(event).await.is_err() {
+            _ = every.tick() => {}
+        }
+        let now = Timestamp::now();
+        let tracked = match open(&store, token.clone(), now).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(_) => continue,
+        };
+        driver_tx.send_if_modified(|current| {
+            let next = following(&tracked);
+            let changed = *current != next;
+            *current = next;
+            changed
+        });
+        let Ok(mut view) = view::view(&store, &tracked, now).await else { continue };
+        let position = view
+            .driver
+            .as_ref()
+            .and_then(|p| Timestamp::parse_rfc3339(&p.at).map(|at| (p.lat, p.lon, at)));
+        // Positions go out as `position` events; the view is sent again when the rest
+        // of it changes, or when the driver appears or goes.
+        let driver = view.driver.take();
+        let now_shown = (view, driver.is_some());
+        if shown.as_ref() != Some(&now_shown) {
+            let mut whole = now_shown.0.clone();
+            whole.driver = driver;
+            let Ok(event) = Event::default().event("tracking").json_data(&whole) else { continue };
+            if tx.send(event).await.is_err() {
+                return;
+            }
+            shown = Some(now_shown);
+        }
+        if let Some(position) = position
+            && !send_position(&tx, &last_sent, position).await
+        {
+            return;
+        }
+    }
+}
+
+async fn forward_positions(
+    hub: Arc<PositionHub>,
+    mut driver_rx: tokio::sync::watch::Receiver<Option<(String, Timestamp)>>,
+    tx: tokio::sync::mpsc::Sender<Event>,
+    last_sent: Arc<Mutex<Option<Timestamp>>>,
+) {
+    loop {
+        let current = driver_rx.borrow_and_update().clone();
+        let Some((driver, since)) = current else {
+            // Not on the road: wait until it is.
+            if driver_rx.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let mut receiver = hub.subscribe(&driver);
+        let fresh = |p: &LivePosition| p.at >= since && view::fresh(p.at, Timestamp::now());
+        if let Some(p) = hub.latest(&driver).filter(fresh)
+            && !send_position(&tx, &last_sent, (p.lat, p.lon, p.at)).await
+        {
+            return;
+        }
+        loop {
+            tokio::select! {
+                changed = driver_rx.changed() => {
+                    if changed.is_err() {
                         return;
                     }
-                    shown = Some(now_shown);
+                    break;
                 }
-            }
-            received = next_live => match received {
-                Ok(p) if since.is_some_and(|since| p.at >= since) && view::fresh(p.at, Timestamp::now()) => {
-                    position = Some((p.lat, p.lon, p.at));
-                }
-                // A slow reader skips to the newest; the log is polled all the same.
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => live = None,
-            }
-        }
-        if let Some((lat, lon, at)) = position
-            && last_position.is_none_or(|last| at > last)
-        {
-            last_position = Some(at);
-            let data = json!({"lat": lat, "lon": lon, "at": at.to_string()});
-            if tx
-                .send(Event::default().event("position").data(data.to_string()))
-                .await
-                .is_err()
-            {
-                return;
+                received = receiver.recv() => match received {
+                    Ok(p) if fresh(&p) => {
+                        if !send_position(&tx, &last_sent, (p.lat, p.lon, p.at)).await {
+                            return;
+                        }
+                    }
+                    // A slow reader skips to the newest.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
             }
         }
     }

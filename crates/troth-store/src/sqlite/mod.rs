@@ -40,6 +40,9 @@ pub fn events_schema() -> &'static str {
     schema::EVENTS
 }
 
+/// Read connections kept open, and reads run at once.
+const READERS: usize = 8;
+
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -49,6 +52,9 @@ struct Inner {
     db_path: PathBuf,
     jobs: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
+    /// Reads running at once, at most [`READERS`]: more would each open a
+    /// connection (with its own page cache) and a blocking thread, and run no faster.
+    read_slots: Arc<tokio::sync::Semaphore>,
     keys: KeyRing,
     devices: DeviceRing,
     /// The journey map followed (the latest reloaded), which replay needs to
@@ -109,6 +115,7 @@ impl SqliteStore {
                 db_path,
                 jobs: tx,
                 readers: Mutex::new(Vec::new()),
+                read_slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
                 keys,
                 devices,
                 journey: Mutex::new(journey.cloned()),
@@ -202,7 +209,14 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
+        let slot = inner
+            .read_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Invalid("the store is closing".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let conn = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match conn {
                 Some(conn) => conn,
@@ -210,7 +224,7 @@ impl SqliteStore {
             };
             let result = f(&conn);
             let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() < 16 {
+            if pool.len() < READERS {
                 pool.push(conn);
             }
             result
