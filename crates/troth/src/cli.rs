@@ -78,6 +78,8 @@ pub struct ReplayArgs {
 pub enum BenchCommand {
     /// Bulk and HTTP ingest, against raw SQLite inserts and a bare axum handler.
     Ingest(crate::bench::IngestArgs),
+    /// Arrival predictions on simulated routes, against a naive baseline.
+    Eta(crate::bench::EtaArgs),
 }
 
 pub fn init_logging() {
@@ -109,6 +111,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckJourney(args) => check_journey(args),
         Command::Bench(BenchCommand::Ingest(args)) => {
             crate::bench::ingest(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Eta(args)) => {
+            crate::bench::eta(args)?;
             Ok(ExitCode::SUCCESS)
         }
     }
