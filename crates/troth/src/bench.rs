@@ -130,7 +130,7 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
 pub fn eta(args: EtaArgs) -> anyhow::Result<()> {
     let world = args.world.load()?;
     println!(
-        "bench eta: world {} ({} customers, {} days, seed {}); estimator vs departure + stops before × {} min",
+        "bench eta: world {} ({} customers, {} days, seed {}); estimator vs departure + (stops before + 1) × {} min",
         world.name,
         world.customers,
         world.days,

@@ -4,8 +4,8 @@
 //! reach troth (a `slow_tracking` carrier's events `strength` minutes after their
 //! `time`, as the simulator sends them). For every delivered shipment, the
 //! prediction made 60, 30 and 10 minutes before its `shipment.delivered` time is
-//! compared with that time, as is the baseline's: departure + `stops_before` × 12
-//! minutes. A horizon counts a shipment only once its `shipment.out_for_delivery`
+//! compared with that time, as is the baseline's: departure + (`stops_before` + 1)
+//! × 12 minutes (a stop's own leg counts too; it is the stronger of the two naive forms). A horizon counts a shipment only once its `shipment.out_for_delivery`
 //! had reached troth by then (before that neither can say anything).
 
 use std::collections::HashMap;
@@ -139,7 +139,7 @@ pub fn measure(world: &World, params: EtaParams) -> anyhow::Result<Accuracy> {
             continue;
         }
         let now = Timestamp(q.at);
-        let baseline = departed + i64::from(stops_before.unwrap_or(0)) * BASELINE_STOP_MIN * MINUTE_US;
+        let baseline = departed + (i64::from(stops_before.unwrap_or(0)) + 1) * BASELINE_STOP_MIN * MINUTE_US;
         let predicted = routes.get(driver).and_then(|r| r.predict(&q.shipment, now));
         let s = &mut scores[q.horizon];
         s.measured += 1;
