@@ -12,7 +12,8 @@
 //! expected, from:
 //!
 //! - **Progress through the plan, not a count of stops done.** The anchor is the
-//!   completed stop furthest along the plan (the departure before any); a stop `k`
+//!   completed stop furthest along the plan (the departure before any), its time
+//!   averaged with the last few in-order completions projected to it; a stop `k`
 //!   plan places further is `k` paces away. A stop passed over (a later one of the
 //!   plan was reached first) is *deferred*: drivers visit those at the end, so it is
 //!   predicted after the last stop of the plan, and it does not hold back the stops
