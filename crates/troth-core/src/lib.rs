@@ -5,6 +5,7 @@
 pub mod catalogue;
 pub mod chasm;
 pub mod envelope;
+pub mod eta;
 pub mod field;
 pub mod health;
 pub mod identity;

@@ -1,5 +1,6 @@
 //! `troth bench ingest`: troth against a reference, side by side, in one run on
-//! the same machine, reported as ratios.
+//! the same machine, reported as ratios. `troth bench eta`: the arrival estimator
+//! against a naive baseline on simulated routes (see `eta_accuracy`).
 //!
 //! The load is the built-in retail world of the simulator.
 //!
@@ -38,6 +39,15 @@ pub struct IngestArgs {
     /// Skip the HTTP run.
     #[arg(long)]
     pub no_http: bool,
+    /// End with one line of JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EtaArgs {
+    #[command(flatten)]
+    pub world: crate::simulate::WorldArgs,
     /// End with one line of JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -113,6 +123,38 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     };
     if args.json {
         println!("{}", serde_json::to_string(&Report { bulk, http })?);
+    }
+    Ok(())
+}
+
+pub fn eta(args: EtaArgs) -> anyhow::Result<()> {
+    let world = args.world.load()?;
+    println!(
+        "bench eta: world {} ({} customers, {} days, seed {}); estimator vs departure + (stops before + 1) × {} min",
+        world.name,
+        world.customers,
+        world.days,
+        world.seed,
+        crate::eta_accuracy::BASELINE_STOP_MIN
+    );
+    let accuracy = crate::eta_accuracy::measure(&world, troth_core::eta::EtaParams::default())?;
+    println!("{} shipments delivered; absolute error in minutes", accuracy.delivered);
+    println!("horizon  measured   estimator MAE   p90   baseline MAE   p90   ratio MAE   p90");
+    for h in &accuracy.horizons {
+        println!(
+            "{:>4} min {:>9} {:>15.1} {:>5.1} {:>14.1} {:>5.1} {:>11.2} {:>5.2}",
+            h.horizon_min,
+            h.measured,
+            h.mae_min,
+            h.p90_min,
+            h.baseline_mae_min,
+            h.baseline_p90_min,
+            h.mae_ratio,
+            h.p90_ratio
+        );
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&accuracy)?);
     }
     Ok(())
 }

@@ -80,6 +80,8 @@ pub enum BenchCommand {
     Ingest(crate::bench::IngestArgs),
     /// Driver positions to tracking pages' live streams: latency under load, against a bare broadcast server.
     Tracking(crate::bench_tracking::TrackingArgs),
+    /// Arrival predictions on simulated routes, against a naive baseline.
+    Eta(crate::bench::EtaArgs),
 }
 
 pub fn init_logging() {
@@ -115,6 +117,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Tracking(args)) => {
             crate::bench_tracking::tracking(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Eta(args)) => {
+            crate::bench::eta(args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod eta_accuracy;
 pub mod import;
 pub mod serve;
 pub mod simulate;

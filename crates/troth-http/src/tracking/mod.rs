@@ -259,7 +259,9 @@ async fn poll_views<S: Store>(
             *current = next;
             changed
         });
-        let Ok(mut view) = view::view(&store, &tracked, now).await else { continue };
+        let Ok(mut view) = view::view(&store, &tracked, now).await else {
+            continue;
+        };
         let position = view
             .driver
             .as_ref()
@@ -271,7 +273,9 @@ async fn poll_views<S: Store>(
         if shown.as_ref() != Some(&now_shown) {
             let mut whole = now_shown.0.clone();
             whole.driver = driver;
-            let Ok(event) = Event::default().event("tracking").json_data(&whole) else { continue };
+            let Ok(event) = Event::default().event("tracking").json_data(&whole) else {
+                continue;
+            };
             if tx.send(event).await.is_err() {
                 return;
             }
