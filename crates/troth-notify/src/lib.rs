@@ -20,10 +20,10 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use troth_core::Timestamp;
-use troth_store::{OutboxEntry, OutboxState, RetryPolicy, Store, StoreError};
+use troth_store::{Message, OutboxEntry, OutboxState, RetryPolicy, Store, StoreError};
 
 pub use smtp::SmtpConfig;
-pub use template::Template;
+pub use template::{Composer, Template};
 
 /// How sends can fail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +66,9 @@ pub struct NotifyConfig {
     pub retry: RetryPolicy,
     /// By name; [`template::defaults`] unless overridden.
     pub templates: HashMap<String, Template>,
+    /// Where customers reach troth (`https://track.shop.example`): tracking links in
+    /// messages are made from it. Without it messages carry no link.
+    pub public_url: Option<String>,
     /// How often to look for due rows when no commit wakes the dispatcher.
     pub poll: Duration,
 }
@@ -78,6 +81,7 @@ impl Default for NotifyConfig {
             webhook_secret: None,
             retry: RetryPolicy::default(),
             templates: template::defaults(),
+            public_url: None,
             poll: Duration::from_secs(1),
         }
     }
@@ -91,6 +95,7 @@ impl std::fmt::Debug for NotifyConfig {
             .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<set>"))
             .field("retry", &self.retry)
             .field("templates", &self.templates.len())
+            .field("public_url", &self.public_url)
             .field("poll", &self.poll)
             .finish()
     }
@@ -106,12 +111,22 @@ const BATCH: usize = 16;
 pub struct Dispatcher<S> {
     store: S,
     config: Arc<NotifyConfig>,
+    composer: Arc<Composer>,
+}
+
+impl NotifyConfig {
+    /// What renders messages as their rows are written (set it on the store with
+    /// `SqliteStore::set_composer`), with these templates and this public URL.
+    pub fn composer(&self) -> Composer {
+        Composer::new(self.templates.clone(), self.public_url.clone())
+    }
 }
 
 impl<S: Store + Clone> Dispatcher<S> {
     pub fn new(store: S, config: NotifyConfig) -> Dispatcher<S> {
         Dispatcher {
             store,
+            composer: Arc::new(config.composer()),
             config: Arc::new(config),
         }
     }
@@ -196,11 +211,11 @@ impl<S: Store + Clone> Dispatcher<S> {
                     .smtp
                     .as_ref()
                     .ok_or_else(|| not_configured("email", "smtp_host"))?;
-                let template = self.template(entry)?;
+                let message = self.message(entry)?;
                 let email = smtp::Email {
                     to: recipient.to_owned(),
-                    subject: template::render(&template.subject, &entry.payload),
-                    body: template::render(&template.body, &entry.payload),
+                    subject: message.subject,
+                    body: message.body,
                     delivery: entry.id.clone(),
                 };
                 smtp::send(smtp, &email).await
@@ -211,10 +226,10 @@ impl<S: Store + Clone> Dispatcher<S> {
                     .sms
                     .as_ref()
                     .ok_or_else(|| not_configured("sms", "sms_url"))?;
-                let template = self.template(entry)?;
+                let message = self.message(entry)?;
                 let body = json!({
                     "to": recipient,
-                    "body": template::render(&template.body, &entry.payload),
+                    "body": message.body,
                     "id": entry.id,
                 });
                 let mut headers = Vec::new();
@@ -241,12 +256,18 @@ impl<S: Store + Clone> Dispatcher<S> {
         }
     }
 
-    fn template(&self, entry: &OutboxEntry) -> Result<&Template, SendError> {
-        let name = entry.payload.get("template").and_then(Value::as_str).unwrap_or("");
-        self.config
-            .templates
-            .get(name)
-            .ok_or_else(|| SendError::Permanent(format!("no template named {name:?}; add it under [notify.templates]")))
+    /// The text the row was written with; a row written without it (by a store with
+    /// no composer, e.g. `troth import`) is rendered now.
+    fn message(&self, entry: &OutboxEntry) -> Result<Message, SendError> {
+        if let Some(message) = entry.payload.get("message")
+            && let Ok(message) = serde_json::from_value::<Message>(message.clone())
+        {
+            return Ok(message);
+        }
+        self.composer.message(&entry.payload).ok_or_else(|| {
+            let name = entry.payload.get("template").and_then(Value::as_str).unwrap_or("");
+            SendError::Permanent(format!("no template named {name:?}; add it under [notify.templates]"))
+        })
     }
 }
 

@@ -2,12 +2,19 @@
 //! outbox row's payload. A placeholder is a dotted path into the payload
 //! (`{event.data.reason}`, `{customer.traits.name}`, `{promise.due}`) with an
 //! optional fallback after `|` (`{customer.traits.name|there}`); `{amount}` is the
-//! event's `data.amount` in major units. A missing value without a fallback is empty.
+//! event's `data.amount` in major units. A missing value without a fallback is empty;
+//! `{?path}` instead leaves its whole line out (`Track it: {?tracking_url}`).
+//!
+//! [`Composer`] renders a row's message with the delivery values added to the
+//! payload (`{tracking_url}`, `{window}`, `{stops_before}`, `{photo_url}`…).
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use troth_core::Timestamp;
+use troth_store::{Compose, Message};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +48,8 @@ pub fn defaults() -> HashMap<String, Template> {
             template(
                 "Your delivery may be late",
                 "Your delivery ({promise.subject|}) may miss its window ending {promise.due|}. \
-                 We are on it and will tell you as soon as we know more.",
+                 We are on it and will tell you as soon as we know more.\n\
+                 Track it: {?tracking_url}",
             ),
         ),
         (
@@ -50,8 +58,55 @@ pub fn defaults() -> HashMap<String, Template> {
                 "We missed your delivery window",
                 "Hello {customer.traits.name|there},\n\n\
                  we promised your delivery ({promise.subject|}) by {promise.due|} and did not keep that promise. \
-                 We are sorry. Our logistics team has been told, and we will send you a new window shortly.\n\n\
+                 We are sorry. Our logistics team has been told, and we will send you a new window shortly.\n\
+                 Track it: {?tracking_url}\n\n\
                  Reference: {event.id}\n",
+            ),
+        ),
+        (
+            "window-set".to_owned(),
+            template(
+                "Your delivery window",
+                "Your delivery is booked for {window|the time shown on your tracking page}.\n\
+                 Track it: {?tracking_url}",
+            ),
+        ),
+        (
+            "out-for-delivery".to_owned(),
+            template(
+                "Your parcel is out for delivery",
+                "Your parcel is out for delivery today.\n\
+                 Expected: {?window_time}\n\
+                 Stops before yours: {?stops_before}\n\
+                 Track it: {?tracking_url}",
+            ),
+        ),
+        (
+            "arriving".to_owned(),
+            template(
+                "Your driver is on the way",
+                "Your driver is on the way to you now and should arrive in about 10 minutes.\n\
+                 Track it: {?tracking_url}",
+            ),
+        ),
+        (
+            "delivered".to_owned(),
+            template(
+                "Your parcel has been delivered",
+                "Hello {customer.traits.name|there},\n\n\
+                 your parcel has been delivered. {proof|}\n\
+                 Photo: {?photo_url}\n\
+                 Details: {?tracking_url}\n\n\
+                 Shipment: {shipment.id|}\n",
+            ),
+        ),
+        (
+            "attempt-failed".to_owned(),
+            template(
+                "We could not deliver your parcel",
+                "We could not deliver your parcel today (reason: {event.data.reason|not given}). \
+                 We will try again and send you the new time.\n\
+                 Choose another time or a safe place: {?tracking_url}",
             ),
         ),
         (
@@ -68,13 +123,33 @@ pub fn defaults() -> HashMap<String, Template> {
 /// Fills the placeholders of `text` from `payload`.
 pub fn render(text: &str, payload: &Value) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
+    for line in text.split_inclusive('\n') {
+        match render_line(line, payload) {
+            Some(line) => out.push_str(&line),
+            // A last line left out takes the line break before it along.
+            None if !line.ends_with('\n') && out.ends_with('\n') => {
+                out.pop();
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// One line, or `None` when a `{?placeholder}` in it has no value.
+fn render_line(line: &str, payload: &Value) -> Option<String> {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
         match after.find('}') {
             Some(close) if !after[..close].contains('{') => {
-                out.push_str(&placeholder(&after[..close], payload));
+                let spec = &after[..close];
+                match spec.strip_prefix('?') {
+                    Some(path) => out.push_str(&value(path.trim(), payload)?),
+                    None => out.push_str(&placeholder(spec, payload)),
+                }
                 rest = &after[close + 1..];
             }
             _ => {
@@ -84,7 +159,7 @@ pub fn render(text: &str, payload: &Value) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Some(out)
 }
 
 fn placeholder(spec: &str, payload: &Value) -> String {
@@ -92,7 +167,11 @@ fn placeholder(spec: &str, payload: &Value) -> String {
         Some((path, fallback)) => (path.trim(), Some(fallback)),
         None => (spec.trim(), None),
     };
-    let value = if path == "amount" {
+    value(path, payload).unwrap_or_else(|| fallback.unwrap_or("").to_owned())
+}
+
+fn value(path: &str, payload: &Value) -> Option<String> {
+    if path == "amount" {
         amount(payload)
     } else {
         path.split('.')
@@ -103,14 +182,95 @@ fn placeholder(spec: &str, payload: &Value) -> String {
                 Value::Bool(b) => Some(b.to_string()),
                 _ => None,
             })
-    };
-    value.unwrap_or_else(|| fallback.unwrap_or("").to_owned())
+    }
 }
 
 /// `data.amount` in minor units as major units with two decimals.
 fn amount(payload: &Value) -> Option<String> {
     let minor = payload.get("event")?.get("data")?.get("amount")?.as_i64()?;
     Some(format!("{}.{:02}", minor / 100, minor % 100))
+}
+
+/// Renders messages: the templates by name, and the public base URL that makes a
+/// shipment's tracking path a link (without it, messages carry no link).
+#[derive(Debug, Clone)]
+pub struct Composer {
+    templates: HashMap<String, Template>,
+    public_url: Option<String>,
+}
+
+impl Composer {
+    pub fn new(templates: HashMap<String, Template>, public_url: Option<String>) -> Composer {
+        let public_url = public_url.map(|u| u.trim_end_matches('/').to_owned());
+        Composer { templates, public_url }
+    }
+
+    /// The payload with the values templates can use besides its own fields.
+    pub fn values(&self, payload: &Value) -> Value {
+        let mut values = payload.clone();
+        let Some(shipment) = payload.get("shipment") else {
+            return values;
+        };
+        let text = |key: &str| shipment.get(key).and_then(Value::as_str);
+        if let (Some(base), Some(path)) = (&self.public_url, text("tracking_path")) {
+            values["tracking_url"] = format!("{base}{path}").into();
+        }
+        let at = |key: &str| text(key).and_then(Timestamp::parse_rfc3339).and_then(utc);
+        if let (Some(start), Some(end)) = (at("window_start"), at("window_end")) {
+            let date = format!("{} {} {}", start.weekday(), start.day(), start.month());
+            let (from, to) = (clock(start), clock(end));
+            values["window"] = format!("{date}, {from}–{to} UTC").into();
+            values["window_date"] = date.into();
+            values["window_start"] = from.clone().into();
+            values["window_end"] = to.clone().into();
+            values["window_time"] = format!("{from}–{to} UTC").into();
+        }
+        if let Some(stops) = shipment.get("stops_before") {
+            values["stops_before"] = stops.clone();
+        }
+        if let Some(proof) = shipment.get("proof") {
+            let kind = proof.get("kind").and_then(Value::as_str).unwrap_or("");
+            values["proof"] = json!(match kind {
+                "photo" => "The driver took a photo of where it was left.",
+                "signature" => "It was signed for.",
+                "safe_place" => "It was left in your safe place.",
+                "handed" => "It was handed over in person.",
+                _ => "",
+            });
+            // Only a web address is a photo the customer can open (as on the tracking page).
+            if let Some(photo) = proof.get("photo").and_then(Value::as_str)
+                && (photo.starts_with("https://") || photo.starts_with("http://"))
+            {
+                values["photo_url"] = photo.into();
+            }
+        }
+        values
+    }
+
+    /// The message of a row's payload, or `None` when its template does not exist.
+    pub fn message(&self, payload: &Value) -> Option<Message> {
+        let name = payload.get("template").and_then(Value::as_str)?;
+        let template = self.templates.get(name)?;
+        let values = self.values(payload);
+        Some(Message {
+            subject: render(&template.subject, &values),
+            body: render(&template.body, &values),
+        })
+    }
+}
+
+impl Compose for Composer {
+    fn compose(&self, payload: &Value) -> Option<Message> {
+        self.message(payload)
+    }
+}
+
+fn utc(t: Timestamp) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.micros()) * 1_000).ok()
+}
+
+fn clock(t: OffsetDateTime) -> String {
+    format!("{:02}:{:02}", t.hour(), t.minute())
 }
 
 #[cfg(test)]
@@ -132,6 +292,38 @@ mod tests {
         );
         check("{missing} {not closed", " {not closed");
         check("{{event.id}}", "{e1}");
+    }
+
+    #[test]
+    fn an_optional_placeholder_without_a_value_leaves_its_line_out() {
+        let payload = json!({"url": "https://x.example/t/a"});
+        assert_eq!(
+            render("Hi.\nTrack: {?url}\nBye", &payload),
+            "Hi.\nTrack: https://x.example/t/a\nBye"
+        );
+        assert_eq!(render("Hi.\nTrack: {?nope}\nBye", &payload), "Hi.\nBye");
+        assert_eq!(render("Hi.\nTrack: {?nope}", &payload), "Hi.");
+    }
+
+    #[test]
+    fn the_composer_adds_the_link_the_window_and_the_photo() {
+        let payload = json!({"template": "delivered", "shipment": {
+            "id": "s-1", "tracking_path": "/t/abc", "window_start": "2026-11-23T11:00:00Z",
+            "window_end": "2026-11-23T12:00:00.000000Z", "stops_before": 2,
+            "proof": {"kind": "photo", "photo": "uploads/x.jpg"}}});
+        let values = Composer::new(defaults(), Some("https://track.example/".into())).values(&payload);
+        assert_eq!(values["tracking_url"], "https://track.example/t/abc");
+        assert_eq!(values["window"], "Monday 23 November, 11:00–12:00 UTC");
+        assert_eq!(values["stops_before"], 2);
+        // Not a web address: no photo link.
+        assert!(values.get("photo_url").is_none());
+        let values = Composer::new(defaults(), None).values(&payload);
+        assert!(values.get("tracking_url").is_none());
+        assert!(
+            Composer::new(defaults(), None)
+                .message(&json!({"template": "nope"}))
+                .is_none()
+        );
     }
 
     #[test]

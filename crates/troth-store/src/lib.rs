@@ -411,3 +411,21 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store can read and write now.
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// A customer message's text, fixed when its outbox row is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Message {
+    /// Email only; SMS send the body.
+    pub subject: String,
+    pub body: String,
+}
+
+/// Renders a `notify_customer` row's message in the transaction that writes the row
+/// (troth-notify's templates implement it), so what is sent is what the row says:
+/// neither a later template change nor a replay alters it. A store without one
+/// leaves rows unrendered and the dispatcher renders them when it sends.
+pub trait Compose: Send + Sync + 'static {
+    /// The message for a row's payload (`template`, `event`, `customer`, `shipment`…);
+    /// `None` when there is no template of that name.
+    fn compose(&self, payload: &serde_json::Value) -> Option<Message>;
+}

@@ -93,6 +93,10 @@ pub struct NotifyFlags {
     /// Failed attempts before a message is a dead letter [default: 8].
     #[arg(long, env = "TROTH_NOTIFY_MAX_ATTEMPTS")]
     pub notify_max_attempts: Option<u32>,
+    /// Where customers reach troth, e.g. https://track.shop.example: messages link to
+    /// tracking pages under it; without it they carry no link.
+    #[arg(long, env = "TROTH_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// What a configuration file may hold.
@@ -122,6 +126,7 @@ struct FileNotify {
     retry_base_seconds: Option<u64>,
     retry_max_seconds: Option<u64>,
     max_attempts: Option<u32>,
+    public_url: Option<String>,
     #[serde(default)]
     templates: HashMap<String, Template>,
 }
@@ -254,6 +259,12 @@ fn notify_config(flags: NotifyFlags, file: FileNotify) -> anyhow::Result<NotifyC
             anyhow::bail!("sms_url {url:?} must be an http:// URL (put a TLS-terminating proxy in between)");
         }
     }
+    let public_url = flags.public_url.or(file.public_url).filter(|u| !u.is_empty());
+    if let Some(url) = &public_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        anyhow::bail!("public_url {url:?} must be an http(s) URL, e.g. https://track.shop.example");
+    }
     let mut templates = troth_notify::template::defaults();
     templates.extend(file.templates);
     Ok(NotifyConfig {
@@ -262,6 +273,7 @@ fn notify_config(flags: NotifyFlags, file: FileNotify) -> anyhow::Result<NotifyC
         webhook_secret: flags.webhook_secret.or(file.webhook_secret).filter(|s| !s.is_empty()),
         retry,
         templates,
+        public_url,
         ..NotifyConfig::default()
     })
 }
@@ -408,6 +420,7 @@ mod tests {
         std::fs::write(
             &path,
             "[notify]\nsmtp_host = \"mail.local\"\nsmtp_from = \"cx@shop.example\"\nmax_attempts = 3\n\
+             public_url = \"https://track.shop.example/\"\n\
              [notify.templates.payment-failed]\nsubject = \"Oops\"\nbody = \"Hi {customer.traits.name}\"\n",
         )
         .unwrap();
@@ -422,6 +435,7 @@ mod tests {
         assert_eq!((notify.retry.max_attempts, notify.retry.base_seconds), (3, 30));
         assert_eq!(notify.templates["payment-failed"].subject, "Oops");
         assert!(notify.templates.contains_key("window-missed") && notify.sms.is_none());
+        assert_eq!(notify.public_url.as_deref(), Some("https://track.shop.example/"));
     }
 
     #[test]

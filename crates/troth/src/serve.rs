@@ -81,6 +81,10 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let clock = tokio::spawn(promise_clock(store.clone()));
     let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(notify) = &notify {
+        // Messages are rendered as their rows are written, with the configured templates.
+        store.set_composer(std::sync::Arc::new(notify.composer()));
+    }
     let dispatcher = notify.map(|notify| {
         tracing::info!(
             email = notify.smtp.is_some(),

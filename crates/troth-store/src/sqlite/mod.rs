@@ -4,6 +4,7 @@
 //! by the process that has the store open so a second one fails clearly.
 
 mod health;
+mod notices;
 mod outbox;
 mod projector;
 mod promises;
@@ -27,11 +28,11 @@ use troth_core::{Timestamp, ValidEvent};
 use crate::devices::{Device, normalize_device_id};
 use crate::keys::{self, ApiKey, NewKey, Scope};
 use crate::{
-    AppendStatus, CustomerProfile, EventPage, EventQuery, OutboxEntry, OutboxPage, OutboxQuery, OutboxState, Overview,
-    PromisePage, PromiseQuery, ReplayReport, RetryPolicy, Store, StoreError, TrackedShipment, TrackingLink,
+    AppendStatus, Compose, CustomerProfile, EventPage, EventQuery, OutboxEntry, OutboxPage, OutboxQuery, OutboxState,
+    Overview, PromisePage, PromiseQuery, ReplayReport, RetryPolicy, Store, StoreError, TrackedShipment, TrackingLink,
 };
 pub use writer::MAX_GROUP_EVENTS;
-use writer::{Aggregates, DeviceRing, Job, KeyRing, OutboxDone, OutboxOp, Writer};
+use writer::{Aggregates, ComposerSlot, DeviceRing, Job, KeyRing, OutboxDone, OutboxOp, Writer};
 
 /// The schema's DDL, for tools (the ingest benchmark) that need the same tables.
 pub use schema::PRAGMAS;
@@ -64,6 +65,7 @@ struct Inner {
     pending: Arc<Mutex<Aggregates>>,
     /// Woken when a commit enqueued outbox rows.
     outbox_signal: Arc<tokio::sync::Notify>,
+    composer: ComposerSlot,
     _lock: File,
 }
 
@@ -97,6 +99,7 @@ impl SqliteStore {
         conn.execute_batch(schema::TRACKING_LINKS)?;
         let pending = Arc::new(Mutex::new(Aggregates::default()));
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
+        let composer = ComposerSlot::default();
         let writer = Writer::new(
             conn,
             keys.clone(),
@@ -104,6 +107,7 @@ impl SqliteStore {
             journey.map(writer::JourneyRules::new),
             pending.clone(),
             outbox_signal.clone(),
+            composer.clone(),
         )?;
         let (tx, rx) = mpsc::channel(1024);
         std::thread::Builder::new()
@@ -121,6 +125,7 @@ impl SqliteStore {
                 journey: Mutex::new(journey.cloned()),
                 pending,
                 outbox_signal,
+                composer,
                 _lock: lock,
             }),
         })
@@ -178,6 +183,13 @@ impl SqliteStore {
         let conn = open_connection(&self.inner.db_path, false)?;
         let journey = self.inner.journey.lock().unwrap_or_else(|p| p.into_inner()).clone();
         replay::run(&conn, journey.as_ref(), write, progress)
+    }
+
+    /// Renders customer messages with `composer` as their outbox rows are written,
+    /// from the next commit on (see [`Compose`]). `troth serve` sets it before it
+    /// takes events.
+    pub fn set_composer(&self, composer: Arc<dyn Compose>) {
+        *self.inner.composer.write().unwrap_or_else(|p| p.into_inner()) = Some(composer);
     }
 
     /// Notified after a commit that made outbox rows due (a dispatcher waits on it

@@ -11,7 +11,8 @@ use troth_core::identity::CustomerId;
 use troth_core::play::{Planned, PlannedAction};
 use troth_core::{Channel, Timestamp, ValidEvent};
 
-use crate::{OutboxEntry, OutboxPage, OutboxQuery, OutboxState, RetryPolicy, StoreError};
+use super::notices;
+use crate::{Compose, OutboxEntry, OutboxPage, OutboxQuery, OutboxState, RetryPolicy, StoreError};
 
 /// Projects a `customer.consent_changed` event: the latest answer (by event time)
 /// per customer, channel and purpose.
@@ -49,13 +50,15 @@ fn consent(conn: &Connection, cid: i64, channel: Channel, purpose: Purpose) -> r
 
 /// Records a play's message or alert. Plays' messages are service messages: a
 /// customer who withdrew `service` consent on the channel gets a `skipped` row
-/// saying so, as does one without an address for it.
+/// saying so, as does one without an address for it, or one the over-contact rules
+/// spare (see [`notices`]). With a `composer`, a message's text is rendered here.
 pub fn enqueue(
     conn: &Connection,
     planned: &Planned,
     event: &ValidEvent,
     cid: Option<i64>,
     now: Timestamp,
+    composer: Option<&dyn Compose>,
 ) -> Result<bool, StoreError> {
     let customer = match cid {
         Some(cid) => Some((cid, traits(conn, cid)?)),
@@ -72,13 +75,34 @@ pub fn enqueue(
     if let Some(promise) = promise_of(conn, event)? {
         payload["promise"] = promise;
     }
+    let shipment = match &planned.action {
+        PlannedAction::NotifyCustomer { .. } => notices::context(conn, event, now)?,
+        _ => None,
+    };
+    if let Some(shipment) = &shipment {
+        payload["shipment"] = shipment.payload.clone();
+    }
+    // Set when the row, if written as pending, tells the customer about the shipment.
+    let mut contact = None;
     let (channel, recipient, skipped) = match &planned.action {
         PlannedAction::NotifyCustomer { channel, template } => {
             payload["template"] = template.as_str().into();
-            let (recipient, skipped) = match &customer {
+            let (recipient, mut skipped) = match &customer {
                 None => (None, Some("the event names no customer".to_owned())),
                 Some((cid, traits)) => recipient(conn, *cid, traits, *channel)?,
             };
+            if skipped.is_none()
+                && let (Some(shipment), Some((cid, _))) = (&shipment, &customer)
+            {
+                skipped = notices::over_contact(conn, shipment, event, *cid, template)?;
+                contact = Some((shipment, *cid, template));
+            }
+            // Rendered once, here, so replays and later template changes never alter what is sent.
+            if skipped.is_none()
+                && let Some(message) = composer.and_then(|c| c.compose(&payload))
+            {
+                payload["message"] = json!(message);
+            }
             (channel.as_str().to_owned(), recipient, skipped)
         }
         PlannedAction::AlertOwner { function, webhook_url } => {
@@ -111,7 +135,11 @@ pub fn enqueue(
             skipped,
             now.micros()
         ])?;
-    Ok(inserted == 1 && state == OutboxState::Pending)
+    let pending = inserted == 1 && state == OutboxState::Pending;
+    if pending && let Some((shipment, cid, template)) = contact {
+        notices::record(conn, shipment, event, cid, template, &planned.id)?;
+    }
+    Ok(pending)
 }
 
 /// The address to send to, or why there is none.

@@ -103,6 +103,18 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_us) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox(state);
+-- Customer messages about a shipment that will be sent, for the over-contact rules
+-- (docs/notifications.md): who was told which template about which shipment, when
+-- (event time) and, for templates whose content can repeat, what (`content`).
+CREATE TABLE IF NOT EXISTS outbox_contacts (
+    cid        INTEGER NOT NULL,
+    shipment   TEXT NOT NULL,
+    template   TEXT NOT NULL,
+    time_us    INTEGER NOT NULL,
+    content    TEXT,
+    outbox_id  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_contacts_by ON outbox_contacts(shipment, template, cid);
 ";
 
 /// Tracking links (docs/tracking.md). Not a projection: tokens are random, and a

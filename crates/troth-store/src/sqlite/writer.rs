@@ -16,7 +16,7 @@ use super::projector::{Projector, merge_event};
 use super::{outbox, promises, shipments};
 use crate::devices::{Device, new_device_id};
 use crate::keys::{self, ApiKey, NewKey};
-use crate::{AppendStatus, OutboxEntry, OutboxState, RetryPolicy, StoreError};
+use crate::{AppendStatus, Compose, OutboxEntry, OutboxState, RetryPolicy, StoreError};
 use troth_core::health::HealthIndex;
 use troth_core::journey::JourneyMap;
 use troth_core::play::{PlannedAction, PlayBook};
@@ -143,6 +143,9 @@ impl Job {
     }
 }
 
+/// The composer that renders messages as their rows are written, once one is set.
+pub type ComposerSlot = Arc<RwLock<Option<Arc<dyn Compose>>>>;
+
 /// Keys by the hash of their secret, mirrored in memory for authentication.
 pub type KeyRing = Arc<RwLock<HashMap<String, ApiKey>>>;
 /// Devices by identifier, mirrored in memory for OsmAnd reports.
@@ -160,6 +163,7 @@ pub struct Writer {
     last_flush: Instant,
     /// Woken after a commit that enqueued outbox rows, so the dispatcher need not poll fast.
     outbox_signal: Arc<tokio::sync::Notify>,
+    composer: ComposerSlot,
 }
 
 /// What the writer needs of a journey map.
@@ -187,6 +191,7 @@ impl Writer {
         journey: Option<JourneyRules>,
         pending: Arc<Mutex<Aggregates>>,
         outbox_signal: Arc<tokio::sync::Notify>,
+        composer: ComposerSlot,
     ) -> Result<Writer, StoreError> {
         catch_up(&conn, journey.as_ref().map(|j| &j.health))?;
         let recovered = outbox::recover(&conn)?;
@@ -203,6 +208,7 @@ impl Writer {
             pending,
             last_flush: Instant::now(),
             outbox_signal,
+            composer,
         })
     }
 
@@ -287,6 +293,7 @@ impl Writer {
         let mut aggregates = Aggregates::default();
         let mut flush = self.last_flush.elapsed() >= FLUSH_EVERY;
         let mut enqueued = 0;
+        let composer = self.composer.read().unwrap_or_else(|p| p.into_inner()).clone();
         for job in group {
             done.push(match job {
                 Job::Append { events, .. } => Done::Appended(append(
@@ -297,6 +304,7 @@ impl Writer {
                     received,
                     &mut aggregates,
                     &mut enqueued,
+                    composer.as_deref(),
                 )?),
                 Job::IssueLink { shipment, .. } => Done::Issued(shipments::issue_link(&tx, shipment, received)?),
                 Job::Outbox { op, .. } => Done::Outbox(match op {
@@ -331,6 +339,7 @@ impl Writer {
                         received,
                         &mut aggregates,
                         &mut enqueued,
+                        composer.as_deref(),
                     )?,
                     None => 0,
                 }),
@@ -454,6 +463,7 @@ enum Done {
 
 /// Appends events inside an open transaction: dedupe by id, store, project, and
 /// let the promise engine react (its decisions are appended as events too).
+#[allow(clippy::too_many_arguments)]
 pub fn append(
     conn: &Connection,
     projector: &mut Projector,
@@ -462,9 +472,10 @@ pub fn append(
     received: Timestamp,
     aggregates: &mut Aggregates,
     enqueued: &mut usize,
+    composer: Option<&dyn Compose>,
 ) -> Result<Vec<AppendStatus>, StoreError> {
     let book = journey.map(|j| &j.book);
-    let mut appender = Appender::new(conn, projector, journey, received);
+    let mut appender = Appender::new(conn, projector, journey, received, composer);
     let mut statuses = Vec::with_capacity(events.len());
     for event in events {
         let status = appender.one(event)?;
@@ -479,6 +490,7 @@ pub fn append(
 }
 
 /// Runs the promise clock to `now`: promises at risk or past due change.
+#[allow(clippy::too_many_arguments)]
 pub fn tick(
     conn: &Connection,
     projector: &mut Projector,
@@ -487,9 +499,10 @@ pub fn tick(
     received: Timestamp,
     aggregates: &mut Aggregates,
     enqueued: &mut usize,
+    composer: Option<&dyn Compose>,
 ) -> Result<u64, StoreError> {
     let book = &journey.book;
-    let mut appender = Appender::new(conn, projector, Some(journey), received);
+    let mut appender = Appender::new(conn, projector, Some(journey), received, composer);
     let mut changed = 0;
     loop {
         let due = promises::due(conn, now, 1_000)?;
@@ -527,6 +540,7 @@ struct Appender<'a> {
     projector: &'a mut Projector,
     health: Option<&'a HealthIndex>,
     plays: Option<&'a PlayBook>,
+    composer: Option<&'a dyn Compose>,
     /// Events the plays asked for (`case.opened`), appended after the event that caused them.
     derived: Vec<ValidEvent>,
     /// Outbox rows enqueued as pending.
@@ -543,12 +557,14 @@ impl<'a> Appender<'a> {
         projector: &'a mut Projector,
         journey: Option<&'a JourneyRules>,
         received: Timestamp,
+        composer: Option<&'a dyn Compose>,
     ) -> Self {
         Appender {
             conn,
             projector,
             health: journey.map(|j| &j.health),
             plays: journey.map(|j| &j.plays),
+            composer,
             derived: Vec::new(),
             enqueued: 0,
             received,
@@ -627,7 +643,7 @@ impl<'a> Appender<'a> {
                 let case = troth_core::validate_value(case, None)
                     .map_err(|r| StoreError::Invalid(format!("a play's case does not validate: {}", r.error)))?;
                 self.derived.push(case);
-            } else if outbox::enqueue(self.conn, &planned, event, customer, self.received)? {
+            } else if outbox::enqueue(self.conn, &planned, event, customer, self.received, self.composer)? {
                 self.enqueued += 1;
             }
         }
