@@ -36,12 +36,10 @@ fn the_retail_worlds_scorecards_rank_the_faulty_carriers() {
     for card in &cards {
         let t = &card.total;
         eprintln!(
-            "{}: {} shipments, windows kept {:?}, first attempt {:?}, lost {}, mean minutes late {:?}, views per shipment {:?}, {} drivers",
+            "{}: window hit rate {:?}, first attempt {:?}, mean minutes late {:?}, views per shipment {:?}, {} drivers; {t:?}",
             card.carrier,
-            t.shipments,
             t.window_hit_rate(),
             t.first_attempt_rate(),
-            t.lost,
             t.mean_minutes_late(),
             t.tracking_views_per_shipment(),
             card.drivers.len()
