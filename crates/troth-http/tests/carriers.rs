@@ -237,6 +237,9 @@ async fn the_page_shows_each_carrier_worst_first_with_names_escaped() {
         "{page}"
     );
     assert!(page.contains("Driver p-1"));
+    // The lost parcel links to the staff view of its shipment, under its carrier.
+    let lost = page.find(r#"<p class="lost">Lost: <a href="/ui/shipments/s3">s3</a></p>"#);
+    assert!(lost.is_some() && worst < lost && lost < parcelpro, "{page}");
     let (status, _, _) = call(&router, "GET", "/ui/carriers?from=soon", None, Body::empty()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -4,10 +4,11 @@
 
 use std::fmt::Write;
 
+use serde_json::Value;
 use troth_core::scorecard::{CarrierCard, ScoreTally, rank};
-use troth_store::Store;
+use troth_store::{EventQuery, Store};
 
-use super::html::{esc, page};
+use super::html::{esc, page, url_segment};
 use super::journey::{Days, date, one_decimal, percent, range_form};
 use crate::ApiError;
 
@@ -15,6 +16,7 @@ pub async fn carriers<S: Store>(store: &S, params: &[(String, String)]) -> Resul
     let days = Days::from_params(store, params).await?;
     let rows = store.scorecards(Some(days.first), Some(days.last + 1)).await?;
     let cards = rank(&rows);
+    let lost = lost_parcels(store, &days).await?;
     let mut body = range_form("/ui/carriers", &days);
     let _ = write!(
         body,
@@ -32,6 +34,20 @@ pub async fn carriers<S: Store>(store: &S, params: &[(String, String)]) -> Resul
     for card in &cards {
         let is_worst = worst.is_some_and(|w| w.carrier == card.carrier) && cards.len() > 1;
         body.push_str(&carrier_table(card, is_worst));
+        let theirs: Vec<String> = lost
+            .iter()
+            .filter(|(_, carrier)| *carrier == card.carrier)
+            .map(|(shipment, _)| {
+                format!(
+                    r#"<a href="/ui/shipments/{}">{}</a>"#,
+                    url_segment(shipment),
+                    esc(shipment)
+                )
+            })
+            .collect();
+        if !theirs.is_empty() {
+            let _ = write!(body, r#"<p class="lost">Lost: {}</p>"#, theirs.join(", "));
+        }
     }
     Ok(Some(page("Carriers", None, &body)))
 }
@@ -102,4 +118,47 @@ fn meter(rate: Option<f64>, of: i64) -> String {
         percent(Some(rate)),
         rate * 100.0,
     )
+}
+
+/// Lost parcels listed on the page, at most.
+const LOST_LISTED: usize = 50;
+
+/// The shipments lost in these days with their carriers, so each carrier's lost
+/// parcels link to the staff shipment view. Losses are rare, so one lookup of the
+/// `shipment.created` per parcel is cheap.
+async fn lost_parcels<S: Store>(store: &S, days: &Days) -> Result<Vec<(String, String)>, ApiError> {
+    const DAY_US: i64 = 86_400_000_000;
+    let page = store
+        .events(EventQuery {
+            event_type: Some("shipment.lost".into()),
+            from_us: Some(days.first * DAY_US),
+            to_us: Some((days.last + 1) * DAY_US),
+            limit: LOST_LISTED,
+            ..Default::default()
+        })
+        .await?;
+    let mut out = Vec::new();
+    for event in &page.events {
+        let subject = serde_json::from_str::<Value>(&event.raw)
+            .ok()
+            .and_then(|v| v["subject"].as_str().map(str::to_owned));
+        let Some(subject) = subject else { continue };
+        let created = store
+            .events(EventQuery {
+                subject: Some(subject.clone()),
+                event_type: Some("shipment.created".into()),
+                limit: 1,
+                ..Default::default()
+            })
+            .await?;
+        let carrier = created
+            .events
+            .first()
+            .and_then(|e| serde_json::from_str::<Value>(&e.raw).ok())
+            .and_then(|v| v["data"]["carrier"].as_str().map(str::to_owned));
+        if let (Some(shipment), Some(carrier)) = (subject.strip_prefix("shipment:"), carrier) {
+            out.push((shipment.to_owned(), carrier));
+        }
+    }
+    Ok(out)
 }
