@@ -14,6 +14,7 @@ pub mod play;
 pub mod position;
 pub mod promise;
 pub mod reach;
+pub mod scorecard;
 pub mod shipment;
 pub mod timestamp;
 pub mod weakest;

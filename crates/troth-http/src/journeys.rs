@@ -448,15 +448,15 @@ pub async fn chasm<S: Store>(
 }
 
 /// A range of whole UTC days from `from` and `to` parameters.
-struct DayRange {
-    from: Option<i64>,
-    to: Option<i64>,
-    from_text: Option<String>,
-    to_text: Option<String>,
+pub(crate) struct DayRange {
+    pub(crate) from: Option<i64>,
+    pub(crate) to: Option<i64>,
+    pub(crate) from_text: Option<String>,
+    pub(crate) to_text: Option<String>,
 }
 
 impl DayRange {
-    fn from_params(params: &[(String, String)]) -> Result<DayRange, ApiError> {
+    pub(crate) fn from_params(params: &[(String, String)]) -> Result<DayRange, ApiError> {
         let mut range = DayRange::empty();
         for (name, _) in params {
             if !range.take(name, params)? {

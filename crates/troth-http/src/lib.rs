@@ -3,6 +3,7 @@
 //! [`troth_store::Store`] and to the domain through `troth_core`.
 
 pub mod auth;
+pub mod carriers;
 pub mod error;
 pub mod extract;
 pub mod hub;
@@ -121,6 +122,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
             get(journeys::weakest_links::<S>),
         )
         .route("/api/v1/journeys/{key}/chasm", get(journeys::chasm::<S>))
+        .route("/api/v1/carriers", get(carriers::carriers::<S>))
         .route_layer(scoped(Scope::Read));
     let admin = Router::new()
         .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))

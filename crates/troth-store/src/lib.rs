@@ -328,6 +328,15 @@ pub trait Store: Send + Sync + 'static {
         to_day: Option<i64>,
     ) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
 
+    /// Carrier scorecard tallies per (carrier, driver) summed over the days from
+    /// `from_day` (inclusive) to `to_day` (exclusive); the driver is empty for
+    /// shipments not yet out for delivery. See `troth_core::scorecard`.
+    fn scorecards(
+        &self,
+        from_day: Option<i64>,
+        to_day: Option<i64>,
+    ) -> impl Future<Output = Result<Vec<(String, String, troth_core::scorecard::ScoreTally)>, StoreError>> + Send;
+
     /// The scored survey answers and review ratings of known customers given from `from_us` (inclusive)
     /// to `to_us` (exclusive), event time in µs, each under its surviving customer.
     fn survey_answers(

@@ -150,7 +150,7 @@ fn js_round(x: f64) -> f64 {
     (x + 0.5).floor()
 }
 
-fn percent(share: Option<f64>) -> String {
+pub(super) fn percent(share: Option<f64>) -> String {
     share.map_or("–".to_owned(), |x| format!("{} %", js_round(x * 100.0) as i64))
 }
 
@@ -158,7 +158,7 @@ fn whole(x: Option<f64>) -> String {
     x.map_or("–".to_owned(), |x| (js_round(x) as i64).to_string())
 }
 
-fn one_decimal(x: Option<f64>) -> String {
+pub(super) fn one_decimal(x: Option<f64>) -> String {
     x.map_or("–".to_owned(), |x| format!("{:.1}", js_round(x * 10.0) / 10.0))
 }
 
@@ -202,7 +202,7 @@ fn touchpoint_href(map: &JourneyMap, t: &Touchpoint, days: &Days) -> String {
 }
 
 /// The form that chooses the days shown; a plain GET, so it works without script.
-fn range_form(action: &str, days: &Days) -> String {
+pub(super) fn range_form(action: &str, days: &Days) -> String {
     format!(
         r#"<form class="range" method="get" action="{}"><label>from <input type="date" name="from" value="{}"></label>
 <label>to <input type="date" name="to" value="{}"></label><button type="submit">Show</button>

@@ -8,9 +8,12 @@
 //!   health over a range of days, kept current by `journey.js` without reloading;
 //! - `/ui/journeys/{key}/touchpoints/{touchpoint}` — one touchpoint's drill-down: its
 //!   trend per day, owners, promises and the promises broken there;
+//! - `/ui/carriers` — carrier scorecards: per carrier and driver, windows kept, first
+//!   attempts, lost parcels, lateness and tracking views, the worst highlighted;
 //! - `/docs` — the API reference, rendered from the OpenAPI description;
 //! - `/login` — with a master key, pages need a key too, kept in a cookie.
 
+mod carriers;
 mod html;
 mod journey;
 mod pages;
@@ -41,6 +44,7 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
         // with the sign-in cookie, which the bearer-only /api/v1 routes do not read.
         .route("/ui/journeys/{key}/health", get(crate::journeys::health::<S>))
         .route("/ui/journey", get(followed_journey::<S>))
+        .route("/ui/carriers", get(carriers::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             (state, Scope::Read),
             crate::auth::require_page::<S>,
@@ -59,6 +63,10 @@ async fn overview<S: Store>(State(state): State<AppState<S>>) -> Response {
 
 async fn customer<S: Store>(State(state): State<AppState<S>>, Segment(id): Segment) -> Response {
     render(pages::customer(&state.store, &id).await)
+}
+
+async fn carriers<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
+    render(carriers::carriers(&state.store, &params).await)
 }
 
 async fn shipment<S: Store>(State(state): State<AppState<S>>, Segment(id): Segment) -> Response {

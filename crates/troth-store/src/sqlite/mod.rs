@@ -11,6 +11,7 @@ mod promises;
 mod read;
 mod replay;
 mod schema;
+mod scorecards;
 mod shipments;
 mod writer;
 
@@ -92,6 +93,7 @@ impl SqliteStore {
         conn.execute_batch(schema::KEYS)?;
         let keys = Arc::new(RwLock::new(load_keys(&conn)?));
         conn.execute_batch(&health::schema("main"))?;
+        conn.execute_batch(&scorecards::schema("main"))?;
         conn.execute_batch(schema::META)?;
         conn.execute_batch(schema::OUTBOX)?;
         conn.execute_batch(schema::DEVICES)?;
@@ -284,6 +286,20 @@ impl Store for SqliteStore {
         to_us: Option<i64>,
     ) -> Result<Vec<troth_core::chasm::Answer>, StoreError> {
         self.read(move |conn| read::survey_answers(conn, from_us, to_us)).await
+    }
+
+    async fn scorecards(
+        &self,
+        from_day: Option<i64>,
+        to_day: Option<i64>,
+    ) -> Result<Vec<(String, String, troth_core::scorecard::ScoreTally)>, StoreError> {
+        let pending = self.inner.pending.clone();
+        self.read(move |conn| {
+            // Copied out so the writer is not held up while the table is summed.
+            let pending = pending.lock().unwrap_or_else(|p| p.into_inner()).scores.clone();
+            scorecards::read(conn, &pending, from_day.unwrap_or(i64::MIN), to_day.unwrap_or(i64::MAX))
+        })
+        .await
     }
 
     async fn overview(&self) -> Result<Overview, StoreError> {

@@ -31,6 +31,7 @@ const COMPARED: &[(&str, &str)] = &[
         "shipments",
         "SELECT id, order_id, customer_ref, stage, final_us, state FROM {s}.shipments",
     ),
+    ("shipment_scores", "SELECT shipment, facts FROM {s}.shipment_scores"),
 ];
 
 pub fn run(
@@ -58,6 +59,8 @@ fn rebuild_and_compare(
     let mut report = ReplayReport::default();
     conn.execute_batch(&super::health::schema("replay"))?;
     let mut days = super::health::HealthDays::default();
+    conn.execute_batch(&super::scorecards::schema("replay"))?;
+    let mut scores = super::scorecards::ScoreDays::default();
     {
         let mut scan = tx.prepare("SELECT seq, body FROM main.events ORDER BY seq")?;
         let mut record = tx.prepare("INSERT INTO replay.event_customer (seq, cid) VALUES (?1, ?2)")?;
@@ -81,6 +84,7 @@ fn rebuild_and_compare(
             if let Some(health) = health {
                 days.add_event(&tx, health, &event, seq, customer)?;
             }
+            scores.add_event(&tx, "replay", &event, seq)?;
             report.events += 1;
             if report.events % 10_000 == 0 {
                 progress(report.events);
@@ -89,6 +93,7 @@ fn rebuild_and_compare(
     }
     progress(report.events);
     days.write(&tx, "replay")?;
+    scores.write(&tx, "replay")?;
     tx.execute_batch(&schema::type_counts("replay"))?;
     tx.execute_batch("INSERT INTO replay.event_type_counts SELECT type, count(*) FROM main.events GROUP BY type")?;
     report.customers = tx.query_row("SELECT count(*) FROM replay.customers", [], |r| r.get(0))?;
@@ -101,6 +106,18 @@ fn rebuild_and_compare(
         );
         differences.insert(name.to_string(), tx.query_row(&sql, [], |r| r.get(0))?);
     }
+    let (stored, rebuilt) = (
+        super::scorecards::compared_days("main"),
+        super::scorecards::compared_days("replay"),
+    );
+    differences.insert(
+        "carrier_days".into(),
+        tx.query_row(
+            &format!("SELECT (SELECT count(*) FROM ({stored} EXCEPT {rebuilt})) + (SELECT count(*) FROM ({rebuilt} EXCEPT {stored}))"),
+            [],
+            |r| r.get(0),
+        )?,
+    );
     differences.insert(
         "event_customers".into(),
         tx.query_row(
@@ -128,6 +145,10 @@ fn rebuild_and_compare(
              INSERT INTO main.touchpoint_days SELECT * FROM replay.touchpoint_days;
              DELETE FROM main.touchpoint_reach;
              INSERT INTO main.touchpoint_reach SELECT * FROM replay.touchpoint_reach;
+             DELETE FROM main.shipment_scores;
+             INSERT INTO main.shipment_scores SELECT * FROM replay.shipment_scores;
+             DELETE FROM main.carrier_days;
+             INSERT INTO main.carrier_days SELECT * FROM replay.carrier_days;
              DELETE FROM main.event_type_counts;
              INSERT INTO main.event_type_counts SELECT * FROM replay.event_type_counts;
              UPDATE main.events SET customer_id = (SELECT cid FROM replay.event_customer r WHERE r.seq = events.seq)

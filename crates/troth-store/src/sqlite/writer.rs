@@ -13,6 +13,7 @@ use troth_core::{Timestamp, ValidEvent};
 
 use super::health::HealthDays;
 use super::projector::{Projector, merge_event};
+use super::scorecards::{self, ScoreDays};
 use super::{outbox, promises, shipments};
 use crate::devices::{Device, new_device_id};
 use crate::keys::{self, ApiKey, NewKey};
@@ -549,6 +550,8 @@ struct Appender<'a> {
     counts: HashMap<String, i64>,
     /// Health counted per (touchpoint, day), handed to the group's aggregates.
     days: HealthDays,
+    /// Carrier scorecards counted per (carrier, driver, day), likewise.
+    scores: ScoreDays,
 }
 
 impl<'a> Appender<'a> {
@@ -570,6 +573,7 @@ impl<'a> Appender<'a> {
             received,
             counts: HashMap::new(),
             days: HealthDays::default(),
+            scores: ScoreDays::default(),
         }
     }
 
@@ -605,6 +609,7 @@ impl<'a> Appender<'a> {
         if let Some(health) = self.health {
             self.days.add_event(conn, health, event, seq, customer)?;
         }
+        self.scores.add_event(conn, "main", event, seq)?;
         for merge in self.projector.apply(conn, plan, event)? {
             let body = merge_event(&merge, seq, &event.time.to_string());
             let id = format!("troth.merge.{seq}.{}", merge.merged);
@@ -739,6 +744,7 @@ impl<'a> Appender<'a> {
         into.merge(Aggregates {
             counts: self.counts,
             days: self.days,
+            scores: self.scores,
         });
         self.enqueued
     }
@@ -754,6 +760,7 @@ impl<'a> Appender<'a> {
 pub struct Aggregates {
     pub counts: HashMap<String, i64>,
     pub days: HealthDays,
+    pub scores: ScoreDays,
 }
 
 impl Aggregates {
@@ -762,10 +769,11 @@ impl Aggregates {
             *self.counts.entry(event_type).or_default() += n;
         }
         self.days.merge(other.days);
+        self.scores.merge(other.scores);
     }
 
     fn is_empty(&self) -> bool {
-        self.counts.is_empty() && self.days.is_empty()
+        self.counts.is_empty() && self.days.is_empty() && self.scores.is_empty()
     }
 
     /// Adds these to the tables and moves the watermark to the newest event.
@@ -777,6 +785,7 @@ impl Aggregates {
             count.execute(params![event_type, n])?;
         }
         self.days.write(conn, "main")?;
+        self.scores.write(conn, "main")?;
         conn.prepare_cached(
             "INSERT INTO meta (key, value) VALUES ('aggregated_through', (SELECT coalesce(max(seq), 0) FROM events))
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -807,26 +816,30 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>) -> Result<u64, 
     if let Some(health) = health {
         recount_health_if_rules_changed(conn, health, watermark)?;
     }
+    scorecards::recount_if_rules_changed(conn, watermark)?;
     let mut aggregates = Aggregates::default();
     let mut tallied = 0;
+    // One transaction: the scorecard facts recorded here commit with the tallies.
+    let tx = conn.unchecked_transaction()?;
     {
+        let conn = &tx;
         let mut scan = conn.prepare("SELECT type, body, customer_id, seq FROM events WHERE seq > ?1 ORDER BY seq")?;
         let mut rows = scan.query([watermark])?;
         while let Some(row) = rows.next()? {
             let event_type: String = row.get(0)?;
             *aggregates.counts.entry(event_type).or_default() += 1;
-            if let Some(health) = health {
-                let body: String = row.get(1)?;
-                if let Ok(event) = troth_core::validate_event(&body) {
+            let body: String = row.get(1)?;
+            if let Ok(event) = troth_core::validate_event(&body) {
+                if let Some(health) = health {
                     aggregates
                         .days
                         .add_event(conn, health, &event, row.get(3)?, row.get(2)?)?;
                 }
+                aggregates.scores.add_event(conn, "main", &event, row.get(3)?)?;
             }
             tallied += 1;
         }
     }
-    let tx = conn.unchecked_transaction()?;
     aggregates.write(&tx)?;
     tx.commit()?;
     Ok(tallied)
