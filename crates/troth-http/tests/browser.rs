@@ -293,6 +293,12 @@ async fn signed_in_the_heat_map_still_follows_new_events() {
     assert!(browser.current_url().await.ends_with("/login"), "signing in first");
     browser.find(r#"input[name="key"]"#).await.send_keys("s3cret").await;
     browser.find(r#"form.login button"#).await.click().await;
+    // The sign-in answers with a redirect and the cookie; wait for it before moving on.
+    let signed_in = Instant::now() + Duration::from_secs(20);
+    while browser.current_url().await.ends_with("/login") {
+        assert!(Instant::now() < signed_in, "the sign-in did not go through");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     browser.goto(&served.url("/ui/journeys/retail")).await;
     let to = browser.find("#heatmap").await.attribute("data-to").await.unwrap();
     let exposure = r#"#heatmap [data-touchpoint="returns"] [data-f="exposure"]"#;

@@ -157,10 +157,24 @@ impl<S: Store + Clone> Dispatcher<S> {
                 return Ok(handled);
             }
             handled += claimed.len();
-            let sends = claimed
-                .iter()
-                .map(|entry| async move { (entry, self.deliver(entry).await) });
-            for (entry, result) in join_all(sends).await {
+            // One recipient's messages go out one after another, in the order they
+            // were written (a customer reads "out for delivery" before "arriving");
+            // different recipients' go out together.
+            let mut queues: Vec<(&Option<String>, Vec<&OutboxEntry>)> = Vec::new();
+            for entry in &claimed {
+                match queues.iter_mut().find(|(to, _)| **to == entry.recipient) {
+                    Some((_, queue)) => queue.push(entry),
+                    None => queues.push((&entry.recipient, vec![entry])),
+                }
+            }
+            let sends = queues.into_iter().map(|(_, queue)| async move {
+                let mut results = Vec::with_capacity(queue.len());
+                for entry in queue {
+                    results.push((entry, self.deliver(entry).await));
+                }
+                results
+            });
+            for (entry, result) in join_all(sends).await.into_iter().flatten() {
                 self.mark(entry, result).await?;
             }
         }

@@ -286,7 +286,7 @@ pub fn claim(conn: &Connection, now: Timestamp, limit: usize) -> Result<Vec<Outb
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE outbox SET state = 'sending'
           WHERE rowid IN (SELECT rowid FROM outbox WHERE state = 'pending' AND next_attempt_us <= ?1
-                           ORDER BY next_attempt_us LIMIT ?2)
+                           ORDER BY next_attempt_us, rowid LIMIT ?2)
           RETURNING {COLUMNS}"
     ))?;
     let rows = stmt.query_map(params![now.micros(), limit as i64], entry)?;
