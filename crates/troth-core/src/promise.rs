@@ -244,22 +244,32 @@ impl Rule {
     }
 }
 
-/// An event's data object, read once per event that concerns a promise.
-struct Data(Option<serde_json::Map<String, serde_json::Value>>);
+/// An event's data object, read from its text only when a condition or a match
+/// asks for a field (most promises need neither), and then once.
+struct Data<'a> {
+    event: &'a ValidEvent,
+    parsed: std::cell::OnceCell<Option<serde_json::Map<String, serde_json::Value>>>,
+}
 
-impl Data {
-    fn of(event: &ValidEvent) -> Data {
-        let value: Option<serde_json::Value> = serde_json::from_str(&event.raw).ok();
-        Data(
-            value.and_then(|mut v| match v.get_mut("data").map(serde_json::Value::take) {
-                Some(serde_json::Value::Object(map)) => Some(map),
-                _ => None,
-            }),
-        )
+impl<'a> Data<'a> {
+    fn of(event: &'a ValidEvent) -> Data<'a> {
+        Data {
+            event,
+            parsed: std::cell::OnceCell::new(),
+        }
     }
 
     fn get(&self, field: &str) -> Option<&serde_json::Value> {
-        self.0.as_ref()?.get(field)
+        self.parsed
+            .get_or_init(|| {
+                let value: Option<serde_json::Value> = serde_json::from_str(&self.event.raw).ok();
+                value.and_then(|mut v| match v.get_mut("data").map(serde_json::Value::take) {
+                    Some(serde_json::Value::Object(map)) => Some(map),
+                    _ => None,
+                })
+            })
+            .as_ref()?
+            .get(field)
     }
 
     fn meets(&self, conditions: &Conditions) -> bool {
@@ -315,6 +325,18 @@ impl PromiseBook {
                 .rules
                 .iter()
                 .any(|r| r.kept_by.iter().chain(&r.broken_by).any(|t| t == event_type))
+    }
+
+    /// Whether some promise this event type makes, keeps or breaks is matched on
+    /// the customer (so the caller must say who the event was resolved to).
+    pub fn needs_customer(&self, event_type: &str) -> bool {
+        let makers = self.by_maker.get(event_type);
+        self.rules.iter().enumerate().any(|(index, rule)| {
+            rule.match_on.iter().any(|m| m == "customer")
+                && (rule.kept_by.iter().any(|t| t == event_type)
+                    || rule.broken_by.iter().any(|t| t == event_type)
+                    || makers.is_some_and(|m| m.contains(&index)))
+        })
     }
 
     /// The subjects under which promises this event may keep or break are kept:

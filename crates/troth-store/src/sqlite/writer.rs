@@ -661,12 +661,15 @@ impl<'a> Appender<'a> {
             return Ok(());
         };
         // The customer the event was stored under, for promises matched on customer.
-        let customer: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT customer_id FROM events WHERE id = ?1")?
-            .query_row([&event.id], |r| r.get(0))
-            .optional()?
-            .flatten();
+        let customer: Option<i64> = if book.needs_customer(&event.event_type) {
+            self.conn
+                .prepare_cached("SELECT customer_id FROM events WHERE id = ?1")?
+                .query_row([&event.id], |r| r.get(0))
+                .optional()?
+                .flatten()
+        } else {
+            None
+        };
         let customer = customer.map(|c| troth_core::identity::CustomerId(c).to_string());
         let mut known = Vec::new();
         for subject in book.subjects(event, customer.as_deref()) {
