@@ -337,6 +337,23 @@ impl Cond {
     }
 }
 
+/// What a kind leaves as it is: no start, nothing breaks it but the clock, no
+/// at-risk warning, no conditions, matched on the subject, broken when due.
+const PLAIN: KindDefaults = KindDefaults {
+    made_by: "",
+    due: None,
+    start_field: None,
+    kept_by: &[],
+    broken_by: &[],
+    at_risk_before_seconds: None,
+    kept_target: 0.95,
+    made_when: &[],
+    kept_when: &[],
+    broken_when: &[],
+    match_on: &[],
+    lapses: false,
+};
+
 fn kind_defaults(kind: &str) -> Option<KindDefaults> {
     let defaults = match kind {
         "delivery_window" => KindDefaults {
@@ -347,81 +364,51 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             broken_by: &["shipment.attempt_failed", "shipment.lost"],
             at_risk_before_seconds: Some(15 * 60),
             kept_target: 0.95,
-            made_when: &[],
-            kept_when: &[],
-            broken_when: &[],
-            match_on: &[],
-            lapses: false,
+            ..PLAIN
         },
         "delivery_date" => KindDefaults {
             made_by: "order.placed",
             due: Some(Due::Field("promised_to".into())),
-            start_field: None,
             kept_by: &["shipment.delivered"],
             broken_by: &["order.cancelled", "shipment.lost"],
             at_risk_before_seconds: Some(4 * 3600),
             kept_target: 0.95,
-            made_when: &[],
-            kept_when: &[],
-            broken_when: &[],
-            match_on: &[],
-            lapses: false,
+            ..PLAIN
         },
         "stock" => KindDefaults {
             made_by: "availability.shown",
             due: Some(Due::AfterSeconds(2 * 24 * 3600)),
-            start_field: None,
             kept_by: &["store.visited"],
             broken_by: &["store.visited"],
-            at_risk_before_seconds: None,
             kept_target: 0.98,
             made_when: &[("claim", Cond::Text("in_stock"))],
             kept_when: &[("found", Cond::Flag(true))],
             broken_when: &[("found", Cond::Flag(false))],
             match_on: &["customer", "store", "sku"],
             lapses: true,
+            ..PLAIN
         },
         "callback" => KindDefaults {
             made_by: "callback.promised",
             due: Some(Due::Field("due".into())),
-            start_field: None,
             kept_by: &["callback.made"],
-            broken_by: &[],
             at_risk_before_seconds: Some(15 * 60),
             kept_target: 0.95,
-            made_when: &[],
-            kept_when: &[],
-            broken_when: &[],
-            match_on: &[],
-            lapses: false,
+            ..PLAIN
         },
         "refund" => KindDefaults {
             made_by: "refund.promised",
             due: Some(Due::Field("due".into())),
-            start_field: None,
             kept_by: &["refund.issued"],
-            broken_by: &[],
             at_risk_before_seconds: Some(24 * 3600),
             kept_target: 0.98,
-            made_when: &[],
-            kept_when: &[],
-            broken_when: &[],
-            match_on: &[],
-            lapses: false,
+            ..PLAIN
         },
         "case_sla" => KindDefaults {
             made_by: "case.opened",
-            due: None,
-            start_field: None,
             kept_by: &["case.resolved"],
-            broken_by: &[],
-            at_risk_before_seconds: None,
             kept_target: 0.8,
-            made_when: &[],
-            kept_when: &[],
-            broken_when: &[],
-            match_on: &[],
-            lapses: false,
+            ..PLAIN
         },
         _ => return None,
     };

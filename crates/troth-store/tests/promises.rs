@@ -47,6 +47,18 @@ fn open(dir: &std::path::Path) -> SqliteStore {
     SqliteStore::open_with_journey(dir, Some(&map)).unwrap()
 }
 
+/// Opens the store again with the map `text`, once the previous writer thread has
+/// let go of the lock.
+async fn reopen(dir: &std::path::Path, text: &str) -> SqliteStore {
+    let map = parse_journey(text).unwrap();
+    loop {
+        match SqliteStore::open_with_journey(dir, Some(&map)) {
+            Ok(store) => break store,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+}
+
 /// The promise.* events in the log, as "type promise [cause]".
 async fn promise_log(store: &SqliteStore) -> Vec<String> {
     let page = store
@@ -166,15 +178,7 @@ async fn aggregates_survive_a_stop_before_they_are_written() {
     assert_eq!(before.0.events, 4, "two events sent, the promise made and kept");
     drop(store);
     // Wait for the writer thread to let go of the lock.
-    let store = loop {
-        match SqliteStore::open_with_journey(
-            dir.path(),
-            Some(&parse_journey(include_str!("../../../journeys/retail.toml")).unwrap()),
-        ) {
-            Ok(store) => break store,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-        }
-    };
+    let store = reopen(dir.path(), include_str!("../../../journeys/retail.toml")).await;
     let after = (store.overview().await.unwrap(), store.health(None, None).await.unwrap());
     assert_eq!(after.0, before.0);
     let sorted = |mut h: Vec<(String, troth_core::health::Tally)>| {
@@ -191,18 +195,6 @@ async fn aggregates_survive_a_stop_before_they_are_written() {
 async fn a_changed_map_recounts_health_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let retail = include_str!("../../../journeys/retail.toml");
-    let reopen = |text: &str| {
-        let map = parse_journey(text).unwrap();
-        let dir = dir.path().to_owned();
-        async move {
-            loop {
-                match SqliteStore::open_with_journey(&dir, Some(&map)) {
-                    Ok(store) => break store,
-                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-                }
-            }
-        }
-    };
     let exposure_of = |health: Vec<(String, troth_core::health::Tally)>, key: &str| {
         health
             .into_iter()
@@ -210,7 +202,7 @@ async fn a_changed_map_recounts_health_from_the_log() {
             .map_or(0, |(_, t)| t.exposure)
     };
 
-    let store = reopen(retail).await;
+    let store = reopen(dir.path(), retail).await;
     store
         .append(vec![
             window("w1", "s1", "11:37", "12:37"),
@@ -230,7 +222,7 @@ async fn a_changed_map_recounts_health_from_the_log() {
         1,
     );
     assert_ne!(changed, retail);
-    let store = reopen(&changed).await;
+    let store = reopen(dir.path(), &changed).await;
     let health = store.health(None, None).await.unwrap();
     assert_eq!(exposure_of(health.clone(), "delivery_window"), 2);
     assert_eq!(exposure_of(health, "delivery"), 1);
@@ -238,7 +230,7 @@ async fn a_changed_map_recounts_health_from_the_log() {
     drop(store);
 
     // And back: the first map's figures again.
-    let store = reopen(retail).await;
+    let store = reopen(dir.path(), retail).await;
     assert_eq!(
         exposure_of(store.health(None, None).await.unwrap(), "delivery_window"),
         1
@@ -345,15 +337,7 @@ async fn reach_counts_distinct_customers() {
     assert_eq!(reach_of(store.reach(None, None).await.unwrap()), Some(2));
     assert_eq!(reach_of(store.reach(Some(day("21")), None).await.unwrap()), Some(1));
     drop(store);
-    let store = loop {
-        match SqliteStore::open_with_journey(
-            dir.path(),
-            Some(&parse_journey(include_str!("../../../journeys/retail.toml")).unwrap()),
-        ) {
-            Ok(store) => break store,
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-        }
-    };
+    let store = reopen(dir.path(), include_str!("../../../journeys/retail.toml")).await;
     assert_eq!(reach_of(store.reach(None, None).await.unwrap()), Some(2));
     let report = store.replay(false, &mut |_| {}).unwrap();
     assert!(report.matches(), "{report:?}");
