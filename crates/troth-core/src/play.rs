@@ -9,13 +9,18 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::ValidEvent;
 use crate::catalogue::EventData;
 use crate::envelope::Channel;
 use crate::journey::{Action, JourneyMap, When};
+use crate::{Timestamp, ValidEvent};
 
 /// An NPS answer at or below this is a detractor's.
 pub const DETRACTOR_MAX_NPS: u8 = 6;
+
+/// Plays answer the present: an event stored more than this long after its `time`
+/// is history (an import, a feed that caught up after days) and triggers none, so
+/// nobody is messaged, alerted or given a case about what is long past.
+pub const PLAY_HORIZON_US: i64 = 24 * 3600 * 1_000_000;
 
 /// One action an event calls for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,11 +121,15 @@ impl PlayBook {
         self.by_type.contains_key(event_type)
     }
 
-    /// The actions an event calls for, in map order.
-    pub fn on_event(&self, event: &ValidEvent) -> Vec<Planned> {
+    /// The actions an event stored at `received` calls for, in map order: none for
+    /// an event older than [`PLAY_HORIZON_US`] by then.
+    pub fn on_event(&self, event: &ValidEvent, received: Timestamp) -> Vec<Planned> {
         let Some(triggers) = self.by_type.get(&event.event_type) else {
             return Vec::new();
         };
+        if received.micros() - event.time.micros() > PLAY_HORIZON_US {
+            return Vec::new();
+        }
         let mut planned = Vec::new();
         for trigger in triggers.iter().filter(|t| fires(&t.when, event)) {
             for (i, action) in trigger.actions.iter().enumerate() {
@@ -204,7 +213,7 @@ mod tests {
     /// The planned actions for `value`, one `id → action` line each.
     fn check(book: &PlayBook, value: Value, expect: &[&str]) {
         let got: Vec<String> = book
-            .on_event(&event(value))
+            .on_event(&event(value), received())
             .iter()
             .map(|p| {
                 let action = match &p.action {
@@ -223,6 +232,28 @@ mod tests {
     }
 
     const T: &str = "2026-11-23T10:00:00Z";
+
+    /// When the events of these tests are stored: a minute after `T`.
+    fn received() -> Timestamp {
+        Timestamp::parse_rfc3339("2026-11-23T10:01:00Z").unwrap()
+    }
+
+    #[test]
+    fn history_triggers_no_play() {
+        let book = retail();
+        let failed = event(
+            json!({"id": "p1", "type": "payment.failed", "time": T, "customer": {"id": "c-1"},
+                                  "data": {"method": "card", "amount": 1999, "currency": "EUR"}}),
+        );
+        assert!(!book.on_event(&failed, received()).is_empty());
+        let day_later = Timestamp(failed.time.micros() + PLAY_HORIZON_US);
+        assert!(
+            !book.on_event(&failed, day_later).is_empty(),
+            "a day late is still news"
+        );
+        let imported = Timestamp(day_later.micros() + 1);
+        assert!(book.on_event(&failed, imported).is_empty());
+    }
 
     #[test]
     fn an_event_play_fires_on_its_type() {
@@ -320,7 +351,7 @@ do = [{ type = "alert_owner" }, { type = "alert_owner", function = "it" }, { typ
             ],
         );
         let lost = event(lost);
-        let planned = book.on_event(&lost);
+        let planned = book.on_event(&lost, received());
         let case = case_event(&planned[2], &lost, Some(&json!({"id": "c-1"}))).unwrap();
         assert_eq!(
             case,

@@ -42,6 +42,9 @@ async fn outbox_rows_dead_letters_and_retry_for_the_master_key_only() {
     let dir = tempfile::tempdir().unwrap();
     let map = parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
     let store = SqliteStore::open_with_journey(dir.path(), Some(&map)).unwrap();
+    // The events happen on 2026-11-23; taken in that day, they are news to plays.
+    let noon = Timestamp::parse_rfc3339("2026-11-23T12:00:00Z").unwrap();
+    store.set_clock(std::sync::Arc::new(move || noon));
     let mut events = vec![
         json!({"id": "i1", "type": "customer.identified", "time": "2026-11-23T09:00:00Z",
         "customer": {"id": "ann"}, "data": {"emails": ["ann@example.org"]}}),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{HttpServer, SmtpServer};
 use serde_json::{Value, json};
 use troth_core::journey::parse_journey;
-use troth_core::{ValidEvent, validate_value};
+use troth_core::{Timestamp, ValidEvent, validate_value};
 use troth_notify::{Dispatcher, NotifyConfig, SmsConfig, SmtpConfig, Template};
 use troth_store::sqlite::SqliteStore;
 use troth_store::{OutboxEntry, OutboxQuery, OutboxState, Store};
@@ -104,6 +104,10 @@ impl Rig {
     fn new(public_url: Option<&str>) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_with_journey(dir.path(), Some(&parse_journey(RETAIL).unwrap())).unwrap();
+        // The delivery happens on 2026-11-23 and 24; taken at noon on the 23rd, every
+        // event is news to plays (they ignore history).
+        let noon = Timestamp::parse_rfc3339("2026-11-23T12:00:00Z").unwrap();
+        store.set_clock(Arc::new(move || noon));
         let (smtp, gateway) = (SmtpServer::start(), HttpServer::start(200));
         let config = NotifyConfig {
             smtp: Some(SmtpConfig {

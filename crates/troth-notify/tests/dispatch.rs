@@ -45,7 +45,16 @@ fn smtp(server: &SmtpServer) -> Option<SmtpConfig> {
 }
 
 fn open(dir: &std::path::Path, map: &JourneyMap) -> SqliteStore {
-    SqliteStore::open_with_journey(dir, Some(map)).unwrap()
+    let store = SqliteStore::open_with_journey(dir, Some(map)).unwrap();
+    same_day(&store);
+    store
+}
+
+/// These tests' events happen on 2026-11-23; the store takes them in that day too,
+/// so the plays they test answer them as news (plays ignore history).
+fn same_day(store: &SqliteStore) {
+    let noon = Timestamp::parse_rfc3339("2026-11-23T12:00:00Z").unwrap();
+    store.set_clock(std::sync::Arc::new(move || noon));
 }
 
 async fn rows(store: &SqliteStore, state: Option<OutboxState>) -> Vec<troth_store::OutboxEntry> {

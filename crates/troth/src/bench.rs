@@ -21,6 +21,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use rusqlite::params;
 use serde::Serialize;
+use troth_core::Timestamp;
 use troth_store::sqlite::SqliteStore;
 
 use crate::client::{Client, Target};
@@ -83,15 +84,16 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         args.events, args.requests, args.clients
     );
     let file = work.path().join("events.ndjson");
-    {
+    let world = {
         let mut out = BufWriter::new(std::fs::File::create(&file)?);
-        simulated(args.events, 42, &mut |line| {
+        let world = simulated(args.events, 42, &mut |line| {
             out.write_all(line.as_bytes())?;
             out.write_all(b"\n")
         })?;
         out.flush()?;
-    }
-    let bulk = bulk(work.path(), &file)?;
+        world
+    };
+    let bulk = bulk(work.path(), &file, world.last)?;
     // The bulk run leaves a gigabyte of dirty pages; writing them back would slow the
     // HTTP run's fsyncs (troth's, not the bare handler's). Deleted files need no writeback.
     for done in ["bulk", "raw.db", "raw.db-wal", "raw.db-shm", "events.ndjson"] {
@@ -110,11 +112,11 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         None
     } else {
         let mut lines: Vec<Bytes> = Vec::with_capacity(args.requests + 2_000);
-        simulated(args.requests as u64 + 2_000, 43, &mut |line| {
+        let world = simulated(args.requests as u64 + 2_000, 43, &mut |line| {
             lines.push(Bytes::from(line.to_owned()));
             Ok(())
         })?;
-        let figures = crate::cli::runtime()?.block_on(http(work.path(), &lines, &args))?;
+        let figures = crate::cli::runtime()?.block_on(http(work.path(), &lines, &args, world.start))?;
         println!(
             "http   troth {:>10.0} req/s (p50 {:.2} ms, p99 {:.2} ms)   bare axum {:>10.0} req/s   ratio {:.2}",
             figures.rps, figures.p50_ms, figures.p99_ms, figures.bare_rps, figures.ratio
@@ -159,18 +161,30 @@ pub fn eta(args: EtaArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What [`simulated`] wrote.
+struct Simulated {
+    /// When the world starts: every event is at or after it.
+    start: Timestamp,
+    /// The time of the last event written (the simulator writes in time order).
+    last: Timestamp,
+}
+
 /// The first `count` events of the built-in retail world, scaled to give at
 /// least that many (about 90 events per customer over its 30 days).
-fn simulated(count: u64, seed: u64, sink: &mut dyn FnMut(&str) -> std::io::Result<()>) -> anyhow::Result<u64> {
+fn simulated(count: u64, seed: u64, sink: &mut dyn FnMut(&str) -> std::io::Result<()>) -> anyhow::Result<Simulated> {
     let mut world = troth_sim::World::from_toml(crate::simulate::DEFAULT_WORLD)?;
     world.customers = (count / 60).max(200);
     world.seed = seed;
+    let start = world.start_time()?;
     let mut written = 0u64;
+    let mut last = String::new();
     let outcome = troth_sim::simulate(&world, &mut |line| {
         if written == count {
             return Err(std::io::Error::other("enough events"));
         }
         written += 1;
+        last.clear();
+        last.push_str(line);
         sink(line)
     });
     match outcome {
@@ -178,13 +192,25 @@ fn simulated(count: u64, seed: u64, sink: &mut dyn FnMut(&str) -> std::io::Resul
         Err(_) if written == count => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(written)
+    let last = troth_core::validate_event(&last)
+        .map_err(|r| anyhow::anyhow!("the simulator wrote an invalid event: {}", r.error))?
+        .time;
+    Ok(Simulated { start, last })
 }
 
-fn bulk(work: &std::path::Path, file: &std::path::Path) -> anyhow::Result<BulkFigures> {
+/// Pins a benchmark store's clock (see `SqliteStore::set_clock`), so figures do not
+/// depend on the day they are taken: plays answer only events within a day of it.
+fn pin_clock(store: &SqliteStore, at: Timestamp) {
+    store.set_clock(Arc::new(move || at));
+}
+
+/// Imports `file` as history taken in at `now` (its last event's time): the last
+/// day's events are news that plays answer, the rest is history.
+fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyhow::Result<BulkFigures> {
     let dir = work.join("bulk");
     let summary = {
         let store = SqliteStore::open_with_journey(&dir, Some(&crate::config::load_journey(None)?))?;
+        pin_clock(&store, now);
         crate::import::into_store(
             &store,
             BufReader::with_capacity(1 << 20, std::fs::File::open(file)?),
@@ -244,7 +270,14 @@ fn bulk(work: &std::path::Path, file: &std::path::Path) -> anyhow::Result<BulkFi
     })
 }
 
-async fn http(work: &std::path::Path, lines: &[Bytes], args: &IngestArgs) -> anyhow::Result<HttpFigures> {
+/// Live traffic: the store's clock stands at the world's start, so every event is
+/// news and triggers its plays, as events sent as they happen do.
+async fn http(
+    work: &std::path::Path,
+    lines: &[Bytes],
+    args: &IngestArgs,
+    now: Timestamp,
+) -> anyhow::Result<HttpFigures> {
     let localhost: SocketAddr = "127.0.0.1:0".parse()?;
     // The reference: parse the same JSON, do nothing.
     let bare = axum::Router::new().route(
@@ -264,6 +297,7 @@ async fn http(work: &std::path::Path, lines: &[Bytes], args: &IngestArgs) -> any
 
     let journey = crate::config::load_journey(None)?;
     let store = SqliteStore::open_with_journey(&work.join("http"), Some(&journey))?;
+    pin_clock(&store, now);
     let (troth_addr, stop) = crate::serve::spawn(store, localhost, None, Some(journey)).await?;
 
     let (warm, measured) = lines.split_at(lines.len().min(2_000));

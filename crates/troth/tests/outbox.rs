@@ -12,6 +12,7 @@ use common::Server;
 use listeners::{Silent, SmtpServer};
 use serde_json::{Value, json};
 use troth::client::{Client, Target};
+use troth_core::Timestamp;
 
 const ID: &str = "play:payment_failed_help:p1:0";
 
@@ -59,10 +60,15 @@ async fn a_message_claimed_when_troth_is_killed_is_sent_once_after_the_restart()
     let silent = Silent::start();
     let server = start(dir.path(), &smtp_flags(silent.addr.port()));
     let mut client = Client::connect(&Target::from_addr(server.addr), None).await.unwrap();
+    // A real server stores events at the system clock's time, and plays answer only news.
+    let (an_hour_ago, a_minute_ago) = (
+        Timestamp(Timestamp::now().micros() - 3_600_000_000).to_string(),
+        Timestamp(Timestamp::now().micros() - 60_000_000).to_string(),
+    );
     let events = json!([
-        {"id": "i1", "type": "customer.identified", "time": "2026-11-23T09:00:00Z", "customer": {"id": "ann"},
+        {"id": "i1", "type": "customer.identified", "time": an_hour_ago, "customer": {"id": "ann"},
          "data": {"emails": ["ann@example.org"], "traits": {"name": "Ann"}}},
-        {"id": "p1", "type": "payment.failed", "time": "2026-11-23T10:00:00Z", "customer": {"id": "ann"},
+        {"id": "p1", "type": "payment.failed", "time": a_minute_ago, "customer": {"id": "ann"},
          "data": {"method": "card", "amount": 1999, "currency": "EUR"}},
     ]);
     let (status, _) = client.post_json("/api/v1/events", events.to_string()).await.unwrap();

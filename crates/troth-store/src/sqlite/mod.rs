@@ -33,7 +33,10 @@ use crate::{
     Overview, PromisePage, PromiseQuery, ReplayReport, RetryPolicy, Store, StoreError, TrackedShipment, TrackingLink,
 };
 pub use writer::MAX_GROUP_EVENTS;
-use writer::{Aggregates, ComposerSlot, DeviceRing, Job, KeyRing, OutboxDone, OutboxOp, Writer};
+
+/// A source of the current time, for [`SqliteStore::set_clock`].
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+use writer::{Aggregates, ClockSlot, ComposerSlot, DeviceRing, Job, KeyRing, OutboxDone, OutboxOp, Writer};
 
 /// The schema's DDL, for tools (the ingest benchmark) that need the same tables.
 pub use schema::PRAGMAS;
@@ -67,6 +70,7 @@ struct Inner {
     /// Woken when a commit enqueued outbox rows.
     outbox_signal: Arc<tokio::sync::Notify>,
     composer: ComposerSlot,
+    clock: ClockSlot,
     _lock: File,
 }
 
@@ -102,14 +106,18 @@ impl SqliteStore {
         let pending = Arc::new(Mutex::new(Aggregates::default()));
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
         let composer = ComposerSlot::default();
+        let clock = ClockSlot::default();
         let writer = Writer::new(
             conn,
-            keys.clone(),
-            devices.clone(),
             journey.map(writer::JourneyRules::new),
-            pending.clone(),
-            outbox_signal.clone(),
-            composer.clone(),
+            writer::Shared {
+                keys: keys.clone(),
+                devices: devices.clone(),
+                pending: pending.clone(),
+                outbox_signal: outbox_signal.clone(),
+                composer: composer.clone(),
+                clock: clock.clone(),
+            },
         )?;
         let (tx, rx) = mpsc::channel(1024);
         std::thread::Builder::new()
@@ -128,6 +136,7 @@ impl SqliteStore {
                 pending,
                 outbox_signal,
                 composer,
+                clock,
                 _lock: lock,
             }),
         })
@@ -192,6 +201,14 @@ impl SqliteStore {
     /// takes events.
     pub fn set_composer(&self, composer: Arc<dyn Compose>) {
         *self.inner.composer.write().unwrap_or_else(|p| p.into_inner()) = Some(composer);
+    }
+
+    /// Stores later writes as received at `clock()` instead of the system clock's
+    /// time. Plays answer only events stored within a day of their time
+    /// ([`troth_core::play::PLAY_HORIZON_US`]), so tests of plays on events at fixed
+    /// dates set a clock near them.
+    pub fn set_clock(&self, clock: Clock) {
+        *self.inner.clock.write().unwrap_or_else(|p| p.into_inner()) = Some(clock);
     }
 
     /// Notified after a commit that made outbox rows due (a dispatcher waits on it

@@ -79,9 +79,11 @@ pub fn over_contact(
     }
     let content = content(event);
     let mut told = conn.prepare_cached(
-        "SELECT time_us, content FROM outbox_contacts
-          WHERE shipment = ?1 AND template = ?2
-            AND cid IN (SELECT ?3 UNION SELECT cid FROM customers WHERE merged_into = ?3)",
+        "SELECT time_us, content FROM outbox_contacts WHERE shipment = ?1 AND template = ?2 AND cid = ?3
+         UNION ALL
+         SELECT o.time_us, o.content FROM customers m JOIN outbox_contacts o
+           ON o.shipment = ?1 AND o.template = ?2 AND o.cid = m.cid
+          WHERE m.merged_into = ?3",
     )?;
     let told: Vec<(i64, Option<String>)> = told
         .query_map(params![ctx.id, template, cid], |r| Ok((r.get(0)?, r.get(1)?)))?

@@ -38,14 +38,25 @@ pub fn apply_consent(conn: &Connection, schema: &str, event: &ValidEvent, cid: O
 /// The customer's latest consent answer for a channel and purpose, counting the
 /// customers merged into them; `None` when they never said.
 fn consent(conn: &Connection, cid: i64, channel: Channel, purpose: Purpose) -> rusqlite::Result<Option<bool>> {
-    conn.prepare_cached(
-        "SELECT granted FROM consents
-          WHERE cid IN (SELECT ?1 UNION SELECT cid FROM customers WHERE merged_into = ?1)
-            AND channel = ?2 AND purpose = ?3
-          ORDER BY time_us DESC LIMIT 1",
-    )?
-    .query_row(params![cid, channel.as_str(), purpose.as_str()], |r| r.get(0))
-    .optional()
+    // Lookups joined by UNION ALL and the latest picked here: IN (… UNION …) and
+    // ORDER BY would each build a temporary b-tree on every call.
+    let mut answers = conn.prepare_cached(
+        "SELECT granted, time_us FROM consents WHERE cid = ?1 AND channel = ?2 AND purpose = ?3
+         UNION ALL
+         SELECT c.granted, c.time_us FROM customers m JOIN consents c ON c.cid = m.cid
+          WHERE m.merged_into = ?1 AND c.channel = ?2 AND c.purpose = ?3",
+    )?;
+    let answers = answers.query_map(params![cid, channel.as_str(), purpose.as_str()], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, bool>(0)?))
+    })?;
+    let mut latest: Option<(i64, bool)> = None;
+    for answer in answers {
+        let answer = answer?;
+        if latest.is_none_or(|l| answer.0 >= l.0) {
+            latest = Some(answer);
+        }
+    }
+    Ok(latest.map(|(_, granted)| granted))
 }
 
 /// Records a play's message or alert. Plays' messages are service messages: a

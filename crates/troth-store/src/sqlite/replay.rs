@@ -61,6 +61,8 @@ fn rebuild_and_compare(
     let mut days = super::health::HealthDays::default();
     conn.execute_batch(&super::scorecards::schema("replay"))?;
     let mut scores = super::scorecards::ScoreDays::default();
+    let mut facts = super::scorecards::StagedFacts::default();
+    let mut shipments = super::shipments::Staged::default();
     {
         let mut scan = tx.prepare("SELECT seq, body FROM main.events ORDER BY seq")?;
         let mut record = tx.prepare("INSERT INTO replay.event_customer (seq, cid) VALUES (?1, ?2)")?;
@@ -80,18 +82,24 @@ fn rebuild_and_compare(
             // The outbox is not a projection: nothing is enqueued or sent again here.
             super::outbox::apply_consent(&tx, "replay", &event, customer)?;
             // Tracking links are not rebuilt: their tokens must survive a replay.
-            super::shipments::apply(&tx, "replay", &event)?;
+            super::shipments::apply(&tx, "replay", &mut shipments, &event)?;
             if let Some(health) = health {
                 days.add_event(&tx, health, &event, seq, customer)?;
             }
-            scores.add_event(&tx, "replay", &event, seq)?;
+            scores.add_event(&tx, "replay", &mut facts, &event, seq)?;
             report.events += 1;
+            if report.events.is_multiple_of(super::scorecards::STAGE_EVENTS) {
+                shipments.write(&tx, "replay")?;
+                facts.write(&tx, "replay")?;
+            }
             if report.events % 10_000 == 0 {
                 progress(report.events);
             }
         }
     }
     progress(report.events);
+    shipments.write(&tx, "replay")?;
+    facts.write(&tx, "replay")?;
     days.write(&tx, "replay")?;
     scores.write(&tx, "replay")?;
     tx.execute_batch(&schema::type_counts("replay"))?;

@@ -15,6 +15,9 @@ use crate::StoreError;
 /// Bumped when what scorecards count changes, so stored tallies are counted again.
 pub const RULES: i64 = 1;
 
+/// A scan of the log (recount, replay) writes what it staged every this many events.
+pub const STAGE_EVENTS: u64 = 32_768;
+
 /// Scorecard tallies counted but not yet added to `carrier_days`.
 #[derive(Debug, Default, Clone)]
 pub struct ScoreDays {
@@ -22,38 +25,23 @@ pub struct ScoreDays {
 }
 
 impl ScoreDays {
-    /// Counts one event stored under `seq`: records its fact with its shipment in
-    /// `{schema}.shipment_scores` and adds what that changes.
+    /// Counts one event stored under `seq`: records its fact with its shipment's
+    /// (staged in `facts`, written to `{schema}.shipment_scores` by
+    /// [`StagedFacts::write`]) and adds what that changes.
     pub fn add_event(
         &mut self,
         conn: &Connection,
         schema: &str,
+        facts: &mut StagedFacts,
         event: &ValidEvent,
         seq: i64,
     ) -> Result<(), StoreError> {
         let Some((shipment, what)) = fact_of(event) else {
             return Ok(());
         };
-        let stored: Option<String> = conn
-            .prepare_cached(&format!(
-                "SELECT facts FROM {schema}.shipment_scores WHERE shipment = ?1"
-            ))?
-            .query_row([&shipment], |r| r.get(0))
-            .optional()?;
-        let mut facts: ShipmentFacts = match stored {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| StoreError::Invalid(format!("stored scorecard facts do not decode: {e}")))?,
-            None => ShipmentFacts::default(),
-        };
-        let (new, diff) = facts.change(seq, event.time.micros(), what);
-        if new {
-            let json = serde_json::to_string(&facts).map_err(|e| StoreError::Invalid(e.to_string()))?;
-            conn.prepare_cached(&format!(
-                "INSERT INTO {schema}.shipment_scores (shipment, facts) VALUES (?1, ?2)
-                 ON CONFLICT (shipment) DO UPDATE SET facts = excluded.facts"
-            ))?
-            .execute(params![shipment, json])?;
-        }
+        let staged = facts.load(conn, schema, shipment)?;
+        let (new, diff) = staged.facts.change(seq, event.time.micros(), what);
+        staged.dirty |= new;
         for (key, tally) in diff {
             self.tallies.entry(key).or_default().add(&tally);
         }
@@ -95,6 +83,62 @@ impl ScoreDays {
     }
 }
 
+/// `shipment_scores` rows read or changed since the last [`StagedFacts::write`]: a
+/// shipment's facts (a dozen tracking views, its stages) mostly come in one batch,
+/// and decoding and encoding its JSON once per batch instead of once per event is
+/// most of what scorecards cost. The writer writes them before it commits.
+#[derive(Debug, Default)]
+pub struct StagedFacts {
+    rows: HashMap<String, Staged>,
+}
+
+#[derive(Debug)]
+struct Staged {
+    facts: ShipmentFacts,
+    dirty: bool,
+}
+
+impl StagedFacts {
+    fn load(&mut self, conn: &Connection, schema: &str, shipment: String) -> Result<&mut Staged, StoreError> {
+        use std::collections::hash_map::Entry;
+        match self.rows.entry(shipment) {
+            Entry::Occupied(row) => Ok(row.into_mut()),
+            Entry::Vacant(row) => {
+                let stored: Option<String> = conn
+                    .prepare_cached(&format!(
+                        "SELECT facts FROM {schema}.shipment_scores WHERE shipment = ?1"
+                    ))?
+                    .query_row([row.key()], |r| r.get(0))
+                    .optional()?;
+                let facts = match stored {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|e| StoreError::Invalid(format!("stored scorecard facts do not decode: {e}")))?,
+                    None => ShipmentFacts::default(),
+                };
+                Ok(row.insert(Staged { facts, dirty: false }))
+            }
+        }
+    }
+
+    /// Writes the changed rows to `{schema}.shipment_scores` and forgets them all.
+    pub fn write(&mut self, conn: &Connection, schema: &str) -> Result<(), StoreError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let mut upsert = conn.prepare_cached(&format!(
+            "INSERT INTO {schema}.shipment_scores (shipment, facts) VALUES (?1, ?2)
+             ON CONFLICT (shipment) DO UPDATE SET facts = excluded.facts"
+        ))?;
+        for (shipment, row) in self.rows.drain() {
+            if row.dirty {
+                let json = serde_json::to_string(&row.facts).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                upsert.execute(params![shipment, json])?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The projection's tables, under a schema name so replay can rebuild them beside the live ones.
 pub fn schema(schema: &str) -> String {
     let columns: Vec<String> = ScoreTally::FIELDS
@@ -129,16 +173,23 @@ pub fn recount_if_rules_changed(conn: &Connection, through: i64) -> Result<(), S
     tx.execute_batch("DROP TABLE IF EXISTS main.shipment_scores; DROP TABLE IF EXISTS main.carrier_days;")?;
     tx.execute_batch(&schema("main"))?;
     let mut days = ScoreDays::default();
+    let mut facts = StagedFacts::default();
     {
         let mut scan = tx.prepare("SELECT body, seq FROM events WHERE seq <= ?1 ORDER BY seq")?;
         let mut rows = scan.query([through])?;
+        let mut counted = 0u64;
         while let Some(row) = rows.next()? {
             let body: String = row.get(0)?;
             if let Ok(event) = troth_core::validate_event(&body) {
-                days.add_event(&tx, "main", &event, row.get(1)?)?;
+                days.add_event(&tx, "main", &mut facts, &event, row.get(1)?)?;
+            }
+            counted += 1;
+            if counted.is_multiple_of(STAGE_EVENTS) {
+                facts.write(&tx, "main")?;
             }
         }
     }
+    facts.write(&tx, "main")?;
     days.write(&tx, "main")?;
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('scorecard_rules', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -6,6 +6,8 @@
 //! hold. Like API keys they live in a table of their own (`tracking_links`) that
 //! replay neither reads nor writes.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use troth_core::catalogue::EventData;
@@ -17,20 +19,139 @@ use crate::{StoreError, TrackedShipment, TrackingLink};
 /// Order events that are stages of the shipments carrying the order.
 const ORDER_STAGES: &str = "('order.placed', 'order.picked', 'order.packed')";
 
-/// Applies an event to the projection, if it concerns a shipment or an order that
-/// has one. `log` is the schema holding the events (always `main`).
-pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> Result<(), StoreError> {
-    let s = schema;
+/// Shipment rows read and changed since the last [`Staged::write`]: a shipment's
+/// events often come in the same batch (its stages, a dozen tracking views), and
+/// decoding, encoding and upserting its JSON state once per batch instead of once
+/// per event is most of what the projection costs. The writer writes them before
+/// anything else reads the table in the same transaction, and before it commits.
+#[derive(Debug, Default)]
+pub struct Staged {
+    rows: HashMap<String, StagedRow>,
+    /// Staged shipments by order, for order events that arrive after the shipment
+    /// was staged but before it was written.
+    by_order: HashMap<String, Vec<String>>,
+}
+
+#[derive(Debug)]
+struct StagedRow {
+    shipment: Shipment,
+    customer: Option<String>,
+    dirty: bool,
+}
+
+impl Staged {
+    /// The row of shipment `id`, staged from the table if needed; `None` if unknown.
+    fn load(&mut self, conn: &Connection, s: &str, id: &str) -> Result<Option<&mut StagedRow>, StoreError> {
+        if !self.rows.contains_key(id) {
+            let stored: Option<(String, Option<String>)> = conn
+                .prepare_cached(&format!("SELECT state, customer_ref FROM {s}.shipments WHERE id = ?1"))?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((state, customer)) = stored else {
+                return Ok(None);
+            };
+            self.rows.insert(
+                id.to_owned(),
+                StagedRow {
+                    shipment: decode(&state)?,
+                    customer,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(self.rows.get_mut(id))
+    }
+
+    /// Loads a shipment (or starts one), lets `change` update it and marks it for
+    /// writing if it changed.
+    fn update(
+        &mut self,
+        conn: &Connection,
+        s: &str,
+        id: &str,
+        event: &ValidEvent,
+        change: impl FnOnce(&mut Shipment) -> bool,
+    ) -> Result<(), StoreError> {
+        let row = match self.load(conn, s, id)? {
+            Some(row) => row,
+            None => self.rows.entry(id.to_owned()).or_insert(StagedRow {
+                shipment: Shipment::default(),
+                customer: None,
+                dirty: true,
+            }),
+        };
+        let order_before = row.shipment.order.clone();
+        if change(&mut row.shipment) {
+            row.dirty = true;
+        }
+        // The first event that names a customer names the shipment's customer.
+        if row.customer.is_none()
+            && let Some(customer) = customer_ref(event)
+        {
+            row.customer = Some(customer);
+            row.dirty = true;
+        }
+        if row.shipment.order != order_before
+            && let Some(order) = row.shipment.order.clone()
+        {
+            self.by_order.entry(order).or_default().push(id.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Writes the changed rows to `{s}.shipments` and forgets them all.
+    pub fn write(&mut self, conn: &Connection, s: &str) -> Result<(), StoreError> {
+        self.by_order.clear();
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let mut upsert = conn.prepare_cached(&format!(
+            "INSERT INTO {s}.shipments (id, order_id, customer_ref, stage, final_us, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET order_id = excluded.order_id, customer_ref = excluded.customer_ref,
+               stage = excluded.stage, final_us = excluded.final_us, state = excluded.state"
+        ))?;
+        for (id, row) in self.rows.drain() {
+            if !row.dirty {
+                continue;
+            }
+            let shipment = &row.shipment;
+            let state = serde_json::to_string(shipment).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            upsert.execute(params![
+                id,
+                shipment.order,
+                row.customer,
+                shipment.stage().map(|s| s.stage.as_str()),
+                shipment.final_at().map(Timestamp::micros),
+                state
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Whether the projection knows shipment `id`, staged or stored.
+    pub fn knows(&mut self, conn: &Connection, s: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self.load(conn, s, id)?.is_some())
+    }
+}
+
+/// Applies an event to the projection (staged in `staged`), if it concerns a
+/// shipment or an order that has one.
+pub fn apply(conn: &Connection, s: &str, staged: &mut Staged, event: &ValidEvent) -> Result<(), StoreError> {
     if Stage::of_event_type(&event.event_type).is_some_and(|stage| stage <= Stage::Packed) {
         let Some(order) = event.subject.as_deref().and_then(|s| s.strip_prefix("order:")) else {
             return Ok(());
         };
-        let ids: Vec<String> = conn
+        let mut ids: Vec<String> = conn
             .prepare_cached(&format!("SELECT id FROM {s}.shipments WHERE order_id = ?1"))?
             .query_map([order], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
+        for id in staged.by_order.get(order).into_iter().flatten() {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
         for id in ids {
-            update(conn, s, &id, event, |shipment| shipment.apply(event))?;
+            staged.update(conn, s, &id, event, |shipment| shipment.apply(event))?;
         }
         return Ok(());
     }
@@ -38,7 +159,7 @@ pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> Result<(), 
         let id = created.shipment.as_str();
         // The order's stages usually come before its shipment exists: read them from the log.
         let earlier = order_events(conn, &created.order)?;
-        update(conn, s, id, event, |shipment| {
+        staged.update(conn, s, id, event, |shipment| {
             let mut changed = shipment.apply(event);
             for e in &earlier {
                 changed |= shipment.apply(e);
@@ -56,7 +177,7 @@ pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> Result<(), 
             EventData::WindowSet(_) | EventData::InstructionsSet(_) | EventData::SafePlaceSet(_)
         )
     {
-        update(conn, s, id, event, |shipment| shipment.apply(event))?;
+        staged.update(conn, s, id, event, |shipment| shipment.apply(event))?;
     }
     Ok(())
 }
@@ -74,50 +195,16 @@ fn order_events(conn: &Connection, order: &str) -> Result<Vec<ValidEvent>, Store
         .collect())
 }
 
-/// Loads a shipment (or starts one), lets `change` update it and stores it if it changed.
-fn update(
-    conn: &Connection,
-    s: &str,
-    id: &str,
-    event: &ValidEvent,
-    change: impl FnOnce(&mut Shipment) -> bool,
-) -> Result<(), StoreError> {
-    let stored: Option<(String, Option<String>)> = conn
-        .prepare_cached(&format!("SELECT state, customer_ref FROM {s}.shipments WHERE id = ?1"))?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (mut shipment, customer) = match &stored {
-        Some((state, customer)) => (decode(state)?, customer.clone()),
-        None => (Shipment::default(), None),
-    };
-    // The first event that names a customer names the shipment's customer.
-    let customer = customer.or_else(|| customer_ref(event));
-    let customer_changed = stored.as_ref().is_some_and(|(_, c)| c.is_none() && customer.is_some());
-    if !change(&mut shipment) && stored.is_some() && !customer_changed {
-        return Ok(());
-    }
-    let state = serde_json::to_string(&shipment).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    conn.prepare_cached(&format!(
-        "INSERT INTO {s}.shipments (id, order_id, customer_ref, stage, final_us, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (id) DO UPDATE SET order_id = excluded.order_id, customer_ref = excluded.customer_ref,
-           stage = excluded.stage, final_us = excluded.final_us, state = excluded.state"
-    ))?
-    .execute(params![
-        id,
-        shipment.order,
-        customer,
-        shipment.stage().map(|s| s.stage.as_str()),
-        shipment.final_at().map(Timestamp::micros),
-        state
-    ])?;
-    Ok(())
-}
-
 fn decode(state: &str) -> Result<Shipment, StoreError> {
     serde_json::from_str(state).map_err(|e| StoreError::Invalid(format!("a stored shipment does not decode: {e}")))
 }
 
+/// The event's `customer` as stored JSON, if it names one. Read from the raw text
+/// only for events that do (most shipment events do not).
 fn customer_ref(event: &ValidEvent) -> Option<String> {
+    if !event.raw.contains("\"customer\"") {
+        return None;
+    }
     let value: serde_json::Value = serde_json::from_str(&event.raw).ok()?;
     value.get("customer").map(|c| c.to_string())
 }
@@ -134,11 +221,8 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<(Shipment, Option<serde
 
 /// Issues the shipment's tracking link unless it has one; the token is 144 random bits.
 /// Returns false for a shipment the projection does not know.
-pub fn issue_link(conn: &Connection, shipment: &str, now: Timestamp) -> Result<bool, StoreError> {
-    let known: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM main.shipments WHERE id = ?1)")?
-        .query_row([shipment], |r| r.get(0))?;
-    if !known {
+pub fn issue_link(conn: &Connection, staged: &mut Staged, shipment: &str, now: Timestamp) -> Result<bool, StoreError> {
+    if !staged.knows(conn, "main", shipment)? {
         return Ok(false);
     }
     let has: bool = conn

@@ -13,7 +13,7 @@ use troth_core::{Timestamp, ValidEvent};
 
 use super::health::HealthDays;
 use super::projector::{Projector, merge_event};
-use super::scorecards::{self, ScoreDays};
+use super::scorecards::{self, ScoreDays, StagedFacts};
 use super::{outbox, promises, shipments};
 use crate::devices::{Device, new_device_id};
 use crate::keys::{self, ApiKey, NewKey};
@@ -147,6 +147,9 @@ impl Job {
 /// The composer that renders messages as their rows are written, once one is set.
 pub type ComposerSlot = Arc<RwLock<Option<Arc<dyn Compose>>>>;
 
+/// The time a write is stored at (`received`): the system clock unless set.
+pub type ClockSlot = Arc<RwLock<Option<super::Clock>>>;
+
 /// Keys by the hash of their secret, mirrored in memory for authentication.
 pub type KeyRing = Arc<RwLock<HashMap<String, ApiKey>>>;
 /// Devices by identifier, mirrored in memory for OsmAnd reports.
@@ -155,16 +158,23 @@ pub type DeviceRing = Arc<RwLock<HashMap<String, Device>>>;
 pub struct Writer {
     conn: Connection,
     projector: Projector,
-    keys: KeyRing,
-    devices: DeviceRing,
     /// The journey map's promises and health; without a map neither is kept.
     journey: Option<JourneyRules>,
-    /// Committed aggregate changes not yet in their tables; readers add them.
-    pending: Arc<Mutex<Aggregates>>,
     last_flush: Instant,
+    shared: Shared,
+}
+
+/// What the writer shares with the store's handles.
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub keys: KeyRing,
+    pub devices: DeviceRing,
+    /// Committed aggregate changes not yet in their tables; readers add them.
+    pub pending: Arc<Mutex<Aggregates>>,
     /// Woken after a commit that enqueued outbox rows, so the dispatcher need not poll fast.
-    outbox_signal: Arc<tokio::sync::Notify>,
-    composer: ComposerSlot,
+    pub outbox_signal: Arc<tokio::sync::Notify>,
+    pub composer: ComposerSlot,
+    pub clock: ClockSlot,
 }
 
 /// What the writer needs of a journey map.
@@ -185,15 +195,7 @@ impl JourneyRules {
 }
 
 impl Writer {
-    pub fn new(
-        conn: Connection,
-        keys: KeyRing,
-        devices: DeviceRing,
-        journey: Option<JourneyRules>,
-        pending: Arc<Mutex<Aggregates>>,
-        outbox_signal: Arc<tokio::sync::Notify>,
-        composer: ComposerSlot,
-    ) -> Result<Writer, StoreError> {
+    pub fn new(conn: Connection, journey: Option<JourneyRules>, shared: Shared) -> Result<Writer, StoreError> {
         catch_up(&conn, journey.as_ref().map(|j| &j.health))?;
         let recovered = outbox::recover(&conn)?;
         if recovered > 0 {
@@ -203,13 +205,9 @@ impl Writer {
         Ok(Writer {
             conn,
             projector,
-            keys,
-            devices,
             journey,
-            pending,
             last_flush: Instant::now(),
-            outbox_signal,
-            composer,
+            shared,
         })
     }
 
@@ -286,7 +284,10 @@ impl Writer {
     }
 
     fn try_apply_group(&mut self, group: &[Job]) -> Result<Vec<Done>, StoreError> {
-        let received = Timestamp::now();
+        let received = match &*self.shared.clock.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(clock) => clock(),
+            None => Timestamp::now(),
+        };
         let tx = self.conn.unchecked_transaction()?;
         let mut done = Vec::with_capacity(group.len());
         let mut key_changes = Vec::new();
@@ -294,7 +295,7 @@ impl Writer {
         let mut aggregates = Aggregates::default();
         let mut flush = self.last_flush.elapsed() >= FLUSH_EVERY;
         let mut enqueued = 0;
-        let composer = self.composer.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let composer = self.shared.composer.read().unwrap_or_else(|p| p.into_inner()).clone();
         for job in group {
             done.push(match job {
                 Job::Append { events, .. } => Done::Appended(append(
@@ -307,7 +308,12 @@ impl Writer {
                     &mut enqueued,
                     composer.as_deref(),
                 )?),
-                Job::IssueLink { shipment, .. } => Done::Issued(shipments::issue_link(&tx, shipment, received)?),
+                Job::IssueLink { shipment, .. } => Done::Issued(shipments::issue_link(
+                    &tx,
+                    &mut shipments::Staged::default(),
+                    shipment,
+                    received,
+                )?),
                 Job::Outbox { op, .. } => Done::Outbox(match op {
                     OutboxOp::Claim { now, limit } => OutboxDone::Claimed(outbox::claim(&tx, *now, *limit)?),
                     OutboxOp::Sent { id, now } => OutboxDone::Marked(outbox::sent(&tx, id, *now)?),
@@ -409,7 +415,7 @@ impl Writer {
         }
         if flush {
             // Readers must not see the pending changes both in the tables and here.
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = self.shared.pending.lock().unwrap_or_else(|p| p.into_inner());
             let mut all = pending.clone();
             all.merge(aggregates);
             if !all.is_empty() {
@@ -420,12 +426,16 @@ impl Writer {
             self.last_flush = Instant::now();
         } else {
             tx.commit()?;
-            self.pending.lock().unwrap_or_else(|p| p.into_inner()).merge(aggregates);
+            self.shared
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .merge(aggregates);
         }
         if enqueued > 0 {
-            self.outbox_signal.notify_one();
+            self.shared.outbox_signal.notify_one();
         }
-        let mut ring = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        let mut ring = self.shared.keys.write().unwrap_or_else(|p| p.into_inner());
         for (hash, key) in key_changes {
             match key {
                 Some(key) => ring.insert(hash, key),
@@ -434,7 +444,7 @@ impl Writer {
         }
         drop(ring);
         if !device_changes.is_empty() {
-            let mut ring = self.devices.write().unwrap_or_else(|p| p.into_inner());
+            let mut ring = self.shared.devices.write().unwrap_or_else(|p| p.into_inner());
             for (device_id, device) in device_changes {
                 match device {
                     Some(device) => ring.insert(device_id, device),
@@ -486,7 +496,7 @@ pub fn append(
         appender.settle(book)?;
         statuses.push(status);
     }
-    *enqueued += appender.finish(aggregates);
+    *enqueued += appender.finish(aggregates)?;
     Ok(statuses)
 }
 
@@ -527,7 +537,7 @@ pub fn tick(
             break;
         }
     }
-    *enqueued += appender.finish(aggregates);
+    *enqueued += appender.finish(aggregates)?;
     Ok(changed)
 }
 
@@ -552,6 +562,9 @@ struct Appender<'a> {
     days: HealthDays,
     /// Carrier scorecards counted per (carrier, driver, day), likewise.
     scores: ScoreDays,
+    /// Shipment and scorecard rows changed by this append, written by `finish`.
+    shipments: shipments::Staged,
+    facts: StagedFacts,
 }
 
 impl<'a> Appender<'a> {
@@ -574,6 +587,8 @@ impl<'a> Appender<'a> {
             counts: HashMap::new(),
             days: HealthDays::default(),
             scores: ScoreDays::default(),
+            shipments: shipments::Staged::default(),
+            facts: StagedFacts::default(),
         }
     }
 
@@ -601,15 +616,15 @@ impl<'a> Appender<'a> {
         let seq = conn.last_insert_rowid();
         self.count(&event.event_type);
         promises::apply(conn, "main", event)?;
-        shipments::apply(conn, "main", event)?;
+        shipments::apply(conn, "main", &mut self.shipments, event)?;
         if let troth_core::catalogue::EventData::ShipmentCreated(created) = &event.data {
             // Every shipment gets its link as it is created, so notifications can carry it.
-            shipments::issue_link(conn, &created.shipment, self.received)?;
+            shipments::issue_link(conn, &mut self.shipments, &created.shipment, self.received)?;
         }
         if let Some(health) = self.health {
             self.days.add_event(conn, health, event, seq, customer)?;
         }
-        self.scores.add_event(conn, "main", event, seq)?;
+        self.scores.add_event(conn, "main", &mut self.facts, event, seq)?;
         for merge in self.projector.apply(conn, plan, event)? {
             let body = merge_event(&merge, seq, &event.time.to_string());
             let id = format!("troth.merge.{seq}.{}", merge.merged);
@@ -636,7 +651,12 @@ impl<'a> Appender<'a> {
     /// Records what the plays ask of a stored event: outbox rows, and cases as
     /// `case.opened` events appended next (see [`Appender::settle`]).
     fn run_plays(&mut self, plays: &PlayBook, event: &ValidEvent, customer: Option<i64>) -> Result<(), StoreError> {
-        for planned in plays.on_event(event) {
+        let planned = plays.on_event(event, self.received);
+        if !planned.is_empty() {
+            // Messages read the shipment as the table holds it.
+            self.shipments.write(self.conn, "main")?;
+        }
+        for planned in planned {
             if let PlannedAction::OpenCase { .. } = planned.action {
                 // A case opened by a play opens no further cases: plays cannot loop.
                 if event.id.starts_with("troth.case.") {
@@ -743,13 +763,16 @@ impl<'a> Appender<'a> {
     }
 
     /// Hands this job's aggregate changes to the group's; returns the outbox rows enqueued.
-    fn finish(self, into: &mut Aggregates) -> usize {
+    /// Writes the staged projection rows and hands the counts to the group's aggregates.
+    fn finish(mut self, into: &mut Aggregates) -> Result<usize, StoreError> {
+        self.shipments.write(self.conn, "main")?;
+        self.facts.write(self.conn, "main")?;
         into.merge(Aggregates {
             counts: self.counts,
             days: self.days,
             scores: self.scores,
         });
-        self.enqueued
+        Ok(self.enqueued)
     }
 }
 
@@ -821,9 +844,10 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>) -> Result<u64, 
     }
     scorecards::recount_if_rules_changed(conn, watermark)?;
     let mut aggregates = Aggregates::default();
-    let mut tallied = 0;
+    let mut tallied: u64 = 0;
     // One transaction: the scorecard facts recorded here commit with the tallies.
     let tx = conn.unchecked_transaction()?;
+    let mut facts = StagedFacts::default();
     {
         let conn = &tx;
         let mut scan = conn.prepare("SELECT type, body, customer_id, seq FROM events WHERE seq > ?1 ORDER BY seq")?;
@@ -838,11 +862,17 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>) -> Result<u64, 
                         .days
                         .add_event(conn, health, &event, row.get(3)?, row.get(2)?)?;
                 }
-                aggregates.scores.add_event(conn, "main", &event, row.get(3)?)?;
+                aggregates
+                    .scores
+                    .add_event(conn, "main", &mut facts, &event, row.get(3)?)?;
             }
             tallied += 1;
+            if tallied.is_multiple_of(scorecards::STAGE_EVENTS) {
+                facts.write(conn, "main")?;
+            }
         }
     }
+    facts.write(&tx, "main")?;
     aggregates.write(&tx)?;
     tx.commit()?;
     Ok(tallied)
