@@ -84,7 +84,20 @@ impl Pending {
     async fn flush<S: Store>(&mut self, state: &AppState<S>) -> Result<Vec<ItemResult>, ApiError> {
         let (indexes, events): (Vec<usize>, Vec<ValidEvent>) = std::mem::take(&mut self.valid).into_iter().unzip();
         let mut results = std::mem::take(&mut self.results);
+        // Route events also feed the tracking page's arrival estimates, once stored.
+        let route: Vec<(usize, ValidEvent)> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| troth_core::eta::RouteEvent::from_event(e).is_some())
+            .map(|(i, e)| (i, e.clone()))
+            .collect();
         let statuses = state.store.append(events).await?;
+        let stored: Vec<ValidEvent> = route
+            .into_iter()
+            .filter(|(i, _)| matches!(statuses.get(*i), Some(AppendStatus::Accepted { .. })))
+            .map(|(_, e)| e)
+            .collect();
+        state.tracking.arrivals.observe(&state.store, &stored).await;
         for (index, status) in indexes.into_iter().zip(statuses) {
             if status == AppendStatus::Duplicate {
                 results[index].status = ItemStatus::Duplicate;

@@ -337,15 +337,27 @@ async fn record<S: Store>(
         events.push(position_event(driver, fix, flag, source)?);
     }
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let trusted: Vec<ValidEvent> = events
+        .iter()
+        .zip(&flags)
+        .filter(|(_, flag)| flag.is_none())
+        .map(|(e, _)| e.clone())
+        .collect();
     let statuses = state.store.append(events).await?;
     *track = Some(next);
     let mut outcomes = Vec::with_capacity(fixes.len());
+    let mut stored = Vec::with_capacity(trusted.len());
+    let mut trusted = trusted.into_iter();
     for (((fix, flag), status), id) in fixes.iter().zip(flags).zip(statuses).zip(ids) {
+        let event = if flag.is_none() { trusted.next() } else { None };
         if let (AppendStatus::Accepted { seq }, None) = (status, flag) {
             state.positions.publish(LivePosition::new(slot.id.clone(), seq, fix));
+            stored.extend(event);
         }
         outcomes.push(Outcome { id, status, flag });
     }
+    drop(track);
+    state.tracking.arrivals.observe(&state.store, &stored).await;
     Ok(outcomes)
 }
 

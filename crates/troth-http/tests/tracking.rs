@@ -106,6 +106,14 @@ impl Api {
     async fn events(&self, events: Vec<Value>) {
         let reply = self.post("/api/v1/events", Value::Array(events)).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let results = reply.json();
+        let refused: Vec<&Value> = results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "rejected")
+            .collect();
+        assert!(refused.is_empty(), "{refused:?}");
     }
 
     async fn link(&self, shipment: &str) -> Value {
@@ -267,7 +275,7 @@ async fn the_json_twin_puts_late_events_in_their_place() {
     assert_eq!(view["stage"], "out_for_delivery");
     assert_eq!(stages(&view), ["placed", "handed_over", "out_for_delivery"]);
     assert_eq!(view["stops_before"], 4);
-    assert_eq!(view["eta"], Value::Null);
+    assert!(view["eta"].is_string(), "an estimate while out for delivery");
     assert!(view["window"]["start"].is_string());
 
     // `picked` and `packed` arrive late, after out_for_delivery: they slot in; the stage stays.
@@ -385,6 +393,70 @@ async fn the_driver_is_shown_only_while_on_the_way_to_this_customer_and_only_whe
     );
     assert_eq!(view["proof"]["kind"], "photo");
     assert!(view["expires_at"].is_null(), "the twin does not carry the link");
+}
+
+fn eta(view: &Value) -> Option<Timestamp> {
+    view["eta"].as_str().map(|t| Timestamp::parse_rfc3339(t).unwrap())
+}
+
+#[tokio::test]
+async fn the_estimate_follows_the_route_and_survives_a_restart() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    api.events(shipped("s-0", "o-0")).await;
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let uri = format!("/api/v1/track/{token}");
+    assert_eq!(api.get(&uri).await.json()["eta"], Value::Null, "not on the road yet");
+
+    // Out with the driver, two stops before this one (another customer's is the first).
+    let out = |id: &str, ship: &str, stops: u32| {
+        event(
+            id,
+            "shipment.out_for_delivery",
+            &at(-20 * 60_000_000),
+            &format!("shipment:{ship}"),
+            json!({"driver": "d-1", "stops_before": stops}),
+        )
+    };
+    api.events(vec![out("out-0", "s-0", 0), out("out-1", "s-1", 2)]).await;
+    let planned = eta(&api.get(&uri).await.json()).expect("an estimate while out for delivery");
+    let now = Timestamp::now();
+    assert!(planned > now, "{planned:?} is still to come");
+
+    // A restarted server rebuilds the route from the log and says the same.
+    let restarted = AppState::new(api.state.store.clone(), None);
+    let again = app(restarted)
+        .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let again: Value =
+        serde_json::from_slice(&axum::body::to_bytes(again.into_body(), usize::MAX).await.unwrap()).unwrap();
+    let rebuilt = eta(&again).expect("an estimate after a restart");
+    assert!(
+        (rebuilt.micros() - planned.micros()).abs() < 60_000_000,
+        "{planned:?} vs {rebuilt:?}"
+    );
+
+    // On the last leg: the estimate comes forward. Delivered: no estimate.
+    api.events(vec![event(
+        "arriving-1",
+        "shipment.arriving",
+        &at(0),
+        "shipment:s-1",
+        json!({}),
+    )])
+    .await;
+    let close = eta(&api.get(&uri).await.json()).unwrap();
+    assert!(close < planned, "{planned:?} → {close:?}");
+    api.events(vec![event(
+        "done-1",
+        "shipment.delivered",
+        &at(0),
+        "shipment:s-1",
+        json!({"proof": {"kind": "handed"}}),
+    )])
+    .await;
+    assert_eq!(api.get(&uri).await.json()["eta"], Value::Null);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
-//! The customer's tracking page in a real browser: a stage change and the driver
-//! appear without a reload. Skipped (with a message) when Chromium is not
-//! installed, except in CI. See docs/browser-tests.md.
+//! The customer's tracking page in a real browser: a stage change, the driver, the
+//! driver moving and the estimated arrival changing, all without a reload.
+//! Skipped (with a message) when Chromium is not installed, except in CI. See
+//! docs/browser-tests.md.
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ fn event(id: &str, event_type: &str, time: String, subject: &str, data: Value) -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tracking_page_shows_a_new_stage_and_the_driver_without_reloading() {
+async fn the_tracking_page_follows_the_stage_the_driver_and_the_estimate_without_reloading() {
     let Some(browser) = Browser::launch().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
@@ -80,6 +81,61 @@ async fn the_tracking_page_shows_a_new_stage_and_the_driver_without_reloading() 
         texts
     };
     assert_eq!(stages, ["placed", "handed_over", "out_for_delivery"]);
+
+    // An estimate appears with the driver: three stops before this one.
+    browser
+        .wait_for(
+            "an estimated arrival",
+            Duration::from_secs(15),
+            "return !document.getElementById('eta').hidden && document.getElementById('eta-text').textContent !== '';",
+        )
+        .await;
+    let first_eta = browser.text("#eta-text").await;
+    let marker =
+        "var d = document.getElementById('driver'); return d ? d.getAttribute('cx') + ',' + d.getAttribute('cy') : '';";
+    let first_marker = browser.execute(marker, Vec::new()).await.as_str().unwrap().to_owned();
+
+    // The driver drives on, reporting through the positions API: the marker moves.
+    let reply = http::post_json(
+        &url("/api/v1/drivers/d-1/positions"),
+        &json!([{"lat": 52.515, "lon": 13.39, "at": at(0), "speed_kmh": 30.0}]),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    browser
+        .wait_for(
+            "the marker to move",
+            Duration::from_secs(15),
+            &format!(
+                "{} return now !== '' && now !== {first_marker:?};",
+                marker.replace("return", "var now =")
+            ),
+        )
+        .await;
+
+    // The driver is on the last leg to this customer: the estimate comes forward.
+    let reply = http::post_json(
+        &url("/api/v1/events"),
+        &json!([event("arriving", "shipment.arriving", at(0), "shipment:s-1", json!({}))]),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    browser
+        .wait_for(
+            "the estimate to change",
+            Duration::from_secs(15),
+            &format!("return document.getElementById('eta-text').textContent !== {first_eta:?};"),
+        )
+        .await;
+    let eta = |text: &str| {
+        Timestamp::parse_rfc3339(&format!("{}:00Z", text.trim_end_matches(" UTC").replace(' ', "T"))).unwrap()
+    };
+    let (before, after) = (eta(&first_eta), eta(&browser.text("#eta-text").await));
+    assert!(
+        after < before,
+        "arriving brings the estimate forward: {first_eta} → {after:?}"
+    );
+
     assert_eq!(
         browser.execute("return window.trothMarker;", Vec::new()).await,
         "same page",

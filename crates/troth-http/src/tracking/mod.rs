@@ -8,6 +8,7 @@
 //!
 //! A wrong token and an expired one get the same 404, byte for byte.
 
+mod arrivals;
 mod image;
 mod page;
 mod view;
@@ -35,6 +36,7 @@ use troth_store::{Store, TrackedShipment};
 use crate::extract::Segment;
 use crate::{ApiError, AppState, Code};
 
+pub use arrivals::Arrivals;
 pub use image::{ImageError, Kind, strip};
 pub use view::{DriverPosition, POSITION_FRESH_US, TrackView};
 
@@ -48,6 +50,8 @@ const POLL: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Tracking {
     pub config: Arc<TrackingConfig>,
+    /// Arrival estimates, fed by the events this server stores.
+    pub arrivals: Arc<Arrivals>,
 }
 
 impl Default for Tracking {
@@ -60,6 +64,7 @@ impl Tracking {
     pub fn new(config: TrackingConfig) -> Tracking {
         Tracking {
             config: Arc::new(config),
+            arrivals: Arc::default(),
         }
     }
 }
@@ -151,7 +156,7 @@ pub async fn track_json<S: Store>(State(state): State<AppState<S>>, Segment(toke
     let now = Timestamp::now();
     let result = async {
         let tracked = open(&state.store, token, now).await?.ok_or_else(no_such_link)?;
-        view::view(&state.store, &tracked, now).await
+        view::view(&state.store, &state.tracking.arrivals, &tracked, now).await
     }
     .await;
     match result {
@@ -175,7 +180,14 @@ pub async fn track_events<S: Store + Clone>(State(state): State<AppState<S>>, Se
         Err(e) => return e.into_response(),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
-    tokio::spawn(follow(state.store.clone(), state.positions.clone(), token, tracked, tx));
+    tokio::spawn(follow(
+        state.store.clone(),
+        state.positions.clone(),
+        state.tracking.arrivals.clone(),
+        token,
+        tracked,
+        tx,
+    ));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (Ok::<_, Infallible>(event), rx))
     });
@@ -192,6 +204,7 @@ pub async fn track_events<S: Store + Clone>(State(state): State<AppState<S>>, Se
 async fn follow<S: Store>(
     store: S,
     hub: Arc<PositionHub>,
+    arrivals: Arc<Arrivals>,
     token: String,
     tracked: TrackedShipment,
     tx: tokio::sync::mpsc::Sender<Event>,
@@ -199,7 +212,7 @@ async fn follow<S: Store>(
     let last_sent: Arc<Mutex<Option<Timestamp>>> = Arc::default();
     let (driver_tx, driver_rx) = tokio::sync::watch::channel(following(&tracked));
     let forwarder = tokio::spawn(forward_positions(hub, driver_rx, tx.clone(), last_sent.clone()));
-    poll_views(store, token, tx, driver_tx, last_sent).await;
+    poll_views(store, arrivals, token, tx, driver_tx, last_sent).await;
     forwarder.abort();
 }
 
@@ -234,6 +247,7 @@ async fn send_position(
 
 async fn poll_views<S: Store>(
     store: S,
+    arrivals: Arc<Arrivals>,
     token: String,
     tx: tokio::sync::mpsc::Sender<Event>,
     driver_tx: tokio::sync::watch::Sender<Option<(String, Timestamp)>>,
@@ -259,7 +273,7 @@ async fn poll_views<S: Store>(
             *current = next;
             changed
         });
-        let Ok(mut view) = view::view(&store, &tracked, now).await else {
+        let Ok(mut view) = view::view(&store, &arrivals, &tracked, now).await else {
             continue;
         };
         let position = view
@@ -351,7 +365,7 @@ pub async fn track_page<S: Store>(
         // The customer still sees the page; the view is missing from the journey's exposure.
         tracing::warn!(error = %e.detail, "a tracking page view was not recorded");
     }
-    let view = match view::view(&state.store, &tracked, now).await {
+    let view = match view::view(&state.store, &state.tracking.arrivals, &tracked, now).await {
         Ok(view) => view,
         Err(e) => return page::failed(&e),
     };

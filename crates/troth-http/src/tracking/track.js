@@ -45,6 +45,10 @@
     text("eta-text", clock(view.eta));
     show("stops", view.stops_before !== null && view.stops_before !== undefined);
     text("stops-text", view.stops_before === null ? "" : String(view.stops_before));
+    if (mapBox && view.destination) {
+      mapBox.dataset.destLat = view.destination.lat;
+      mapBox.dataset.destLon = view.destination.lon;
+    }
     if (view.driver) position(view.driver); else if (mapBox) mapBox.hidden = true;
   }
 

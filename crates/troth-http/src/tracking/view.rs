@@ -7,6 +7,7 @@ use troth_core::Timestamp;
 use troth_core::shipment::Shipment;
 use troth_store::{EventQuery, Store, TrackedShipment};
 
+use super::Arrivals;
 use crate::ApiError;
 
 /// A position older than this hides the vehicle: a stale dot is worse than none.
@@ -21,13 +22,22 @@ pub struct TrackView {
     pub stage: Option<String>,
     pub stages: Vec<StageView>,
     pub window: Option<WindowView>,
-    /// Estimated arrival; null until troth estimates arrivals.
+    /// When the driver is expected at the door, while out for delivery (docs/eta.md).
     #[schema(value_type = Option<String>)]
     pub eta: Option<String>,
     /// Stops the driver makes before this one, while out for delivery.
     pub stops_before: Option<u32>,
     pub driver: Option<PositionView>,
+    /// Where the driver is headed (this customer's stop), while out for delivery, so
+    /// the map can show the driver against it.
+    pub destination: Option<PlaceView>,
     pub proof: Option<ProofView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PlaceView {
+    pub lat: f64,
+    pub lon: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -92,6 +102,11 @@ impl TrackView {
                 None
             },
             driver: None,
+            destination: shipment
+                .assignment()
+                .filter(|_| on_the_road)
+                .and_then(|a| a.destination)
+                .map(|(lat, lon)| PlaceView { lat, lon }),
             proof: shipment.proof().map(|p| ProofView {
                 kind: p.kind,
                 photo: p.photo,
@@ -100,9 +115,21 @@ impl TrackView {
     }
 }
 
-/// The whole view: the shipment, and its driver's latest fresh position from the log.
-pub async fn view<S: Store>(store: &S, tracked: &TrackedShipment, now: Timestamp) -> Result<TrackView, ApiError> {
+/// The whole view: the shipment, its estimated arrival while on the way, and its
+/// driver's latest fresh position from the log.
+pub async fn view<S: Store>(
+    store: &S,
+    arrivals: &Arrivals,
+    tracked: &TrackedShipment,
+    now: Timestamp,
+) -> Result<TrackView, ApiError> {
     let mut view = TrackView::of(&tracked.link.shipment, &tracked.shipment);
+    if tracked.shipment.on_the_road() {
+        view.eta = arrivals
+            .predict(store, &tracked.link.shipment, now)
+            .await
+            .map(|eta| eta.to_string());
+    }
     view.driver = latest_position(store, &tracked.shipment, now)
         .await?
         .map(|p| PositionView {

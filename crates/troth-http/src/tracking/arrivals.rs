@@ -1,0 +1,134 @@
+//! Live arrival estimates for the tracking page: one [`Route`] per driver, fed the
+//! route events (`shipment.out_for_delivery`, `shipment.arriving`, a stop's outcome,
+//! trusted positions) as this server stores them. The estimator is pure
+//! (`troth_core::eta`, docs/eta.md); this is its memory.
+//!
+//! On first use the routes are rebuilt from the log's route events of the last
+//! [`LOOKBACK_US`] (positions excepted: the next report brings them). Events stored
+//! while that runs may be seen twice; observing an event again changes nothing the
+//! estimate uses.
+
+use std::collections::HashMap;
+
+use troth_core::eta::{EtaParams, Route, RouteEvent};
+use troth_core::{Timestamp, ValidEvent};
+use troth_store::{EventQuery, Store, StoreError};
+
+/// How far back the routes are rebuilt from the log: a driver's day.
+pub const LOOKBACK_US: i64 = 18 * 3600 * 1_000_000;
+
+/// The route events read back from the log (positions are too many and soon stale).
+const ROUTE_TYPES: [&str; 4] = [
+    "shipment.out_for_delivery",
+    "shipment.arriving",
+    "shipment.delivered",
+    "shipment.attempt_failed",
+];
+
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    loaded: bool,
+    routes: HashMap<String, Route>,
+    /// The driver each shipment went out with (the latest assignment).
+    driver_of: HashMap<String, String>,
+}
+
+impl State {
+    fn observe(&mut self, event: &ValidEvent) {
+        let Some((route_event, driver)) = RouteEvent::from_event(event) else {
+            return;
+        };
+        let driver = match (&route_event, driver) {
+            (RouteEvent::OutForDelivery { shipment, .. }, Some(driver)) => {
+                self.driver_of.insert((*shipment).to_owned(), driver.to_owned());
+                driver.to_owned()
+            }
+            (_, Some(driver)) => driver.to_owned(),
+            (RouteEvent::Arriving { shipment } | RouteEvent::Completed { shipment }, None) => {
+                match self.driver_of.get(*shipment) {
+                    Some(driver) => driver.clone(),
+                    None => return,
+                }
+            }
+            _ => return,
+        };
+        self.routes
+            .entry(driver)
+            .or_insert_with(|| Route::new(EtaParams::default()))
+            .observe(event.time, route_event);
+    }
+}
+
+impl Arrivals {
+    /// Takes in events this server stored (any others are ignored).
+    pub async fn observe<S: Store>(&self, store: &S, events: &[ValidEvent]) {
+        if !events.iter().any(|e| RouteEvent::from_event(e).is_some()) {
+            return;
+        }
+        let mut state = self.state.lock().await;
+        load(&mut state, store).await;
+        for event in events {
+            state.observe(event);
+        }
+    }
+
+    /// When the shipment's stop is expected to be done, as seen at `now`; `None` when
+    /// it is not a pending stop of its driver's route.
+    pub async fn predict<S: Store>(&self, store: &S, shipment: &str, now: Timestamp) -> Option<Timestamp> {
+        let mut state = self.state.lock().await;
+        load(&mut state, store).await;
+        let driver = state.driver_of.get(shipment)?;
+        state.routes.get(driver)?.predict(shipment, now)
+    }
+}
+
+/// Rebuilds the routes from the log once. A failed read is logged and retried on
+/// the next use; until then estimates rest on what arrives live.
+async fn load<S: Store>(state: &mut State, store: &S) {
+    if state.loaded {
+        return;
+    }
+    match read_route_events(store, Timestamp::now()).await {
+        Ok(events) => {
+            for event in &events {
+                state.observe(event);
+            }
+            state.loaded = true;
+        }
+        Err(e) => tracing::warn!(error = %e, "route events could not be read for arrival estimates"),
+    }
+}
+
+/// The route events of the last [`LOOKBACK_US`], in log order.
+async fn read_route_events<S: Store>(store: &S, now: Timestamp) -> Result<Vec<ValidEvent>, StoreError> {
+    let mut stored = Vec::new();
+    for event_type in ROUTE_TYPES {
+        let mut after_seq = None;
+        loop {
+            let page = store
+                .events(EventQuery {
+                    event_type: Some(event_type.to_owned()),
+                    from_us: Some(now.micros() - LOOKBACK_US),
+                    after_seq,
+                    limit: 1_000,
+                    ..EventQuery::default()
+                })
+                .await?;
+            stored.extend(page.events.into_iter().map(|e| (e.seq, e.raw)));
+            match page.next_after {
+                Some(next) => after_seq = Some(next),
+                None => break,
+            }
+        }
+    }
+    stored.sort_by_key(|(seq, _)| *seq);
+    Ok(stored
+        .iter()
+        .filter_map(|(_, raw)| troth_core::validate_event(raw).ok())
+        .collect())
+}
