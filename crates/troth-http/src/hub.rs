@@ -23,8 +23,6 @@ pub const CHANNEL_CAPACITY: usize = 16;
 pub struct LivePosition {
     #[serde(serialize_with = "text")]
     pub driver: Arc<str>,
-    /// The `seq` of the `courier.position` event that recorded it.
-    pub seq: i64,
     #[serde(serialize_with = "rfc3339")]
     pub at: Timestamp,
     pub lat: f64,
@@ -46,10 +44,9 @@ fn rfc3339<S: serde::Serializer>(at: &Timestamp, s: S) -> Result<S::Ok, S::Error
 }
 
 impl LivePosition {
-    pub fn new(driver: Arc<str>, seq: i64, fix: &Fix) -> LivePosition {
+    pub fn new(driver: Arc<str>, fix: &Fix) -> LivePosition {
         LivePosition {
             driver,
-            seq,
             at: fix.at,
             lat: fix.lat,
             lon: fix.lon,
@@ -171,8 +168,13 @@ impl PositionHub {
 mod tests {
     use super::*;
 
-    fn position(driver: &str, seq: i64) -> LivePosition {
-        LivePosition::new(Arc::from(driver), seq, &Fix::at(52.0, 13.0, Timestamp::from_secs(seq)))
+    /// A position of `driver` at second `n`.
+    fn position(driver: &str, n: i64) -> LivePosition {
+        LivePosition::new(Arc::from(driver), &Fix::at(52.0, 13.0, Timestamp::from_secs(n)))
+    }
+
+    fn second(p: &LivePosition) -> i64 {
+        p.at.micros() / 1_000_000
     }
 
     #[tokio::test]
@@ -182,15 +184,15 @@ mod tests {
         let mut d1_again = hub.subscribe("d-1");
         hub.publish(position("d-2", 1));
         hub.publish(position("d-1", 2));
-        assert_eq!(d1.recv().await.unwrap().seq, 2);
-        assert_eq!(d1_again.recv().await.unwrap().seq, 2);
+        assert_eq!(d1.recv().await.unwrap().at, Timestamp::from_secs(2));
+        assert_eq!(d1_again.recv().await.unwrap().at, Timestamp::from_secs(2));
         assert!(d1.try_recv().is_err(), "nothing of d-2");
-        assert_eq!(hub.latest("d-2").map(|p| p.seq), Some(1));
+        assert_eq!(hub.latest("d-2").as_ref().map(second), Some(1));
         assert_eq!(hub.channels(), 1);
         drop((d1, d1_again));
         hub.publish(position("d-1", 3));
         assert_eq!(hub.channels(), 0, "dropped when no one listens");
-        assert_eq!(hub.latest("d-1").map(|p| p.seq), Some(3));
+        assert_eq!(hub.latest("d-1").as_ref().map(second), Some(3));
         assert_eq!(hub.latest("d-3"), None);
     }
 
@@ -199,6 +201,6 @@ mod tests {
         let hub = PositionHub::default();
         hub.publish(position("d-1", 5));
         hub.publish(position("d-1", 4));
-        assert_eq!(hub.latest("d-1").map(|p| p.seq), Some(5));
+        assert_eq!(hub.latest("d-1").as_ref().map(second), Some(5));
     }
 }

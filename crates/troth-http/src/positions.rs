@@ -336,6 +336,14 @@ async fn record<S: Store>(
         flags.push(flag);
         events.push(position_event(driver, fix, flag, source)?);
     }
+    // Followers see a trusted position at once; the log has it when this request is
+    // answered. Waiting for the commit would put the write's queue in every
+    // follower's latency, and a position is news only for seconds.
+    for (fix, flag) in fixes.iter().zip(&flags) {
+        if flag.is_none() {
+            state.positions.publish(LivePosition::new(slot.id.clone(), fix));
+        }
+    }
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     let trusted: Vec<ValidEvent> = events
         .iter()
@@ -345,18 +353,17 @@ async fn record<S: Store>(
         .collect();
     let statuses = state.store.append(events).await?;
     *track = Some(next);
+    drop(track);
     let mut outcomes = Vec::with_capacity(fixes.len());
     let mut stored = Vec::with_capacity(trusted.len());
     let mut trusted = trusted.into_iter();
-    for (((fix, flag), status), id) in fixes.iter().zip(flags).zip(statuses).zip(ids) {
+    for ((flag, status), id) in flags.into_iter().zip(statuses).zip(ids) {
         let event = if flag.is_none() { trusted.next() } else { None };
-        if let (AppendStatus::Accepted { seq }, None) = (status, flag) {
-            state.positions.publish(LivePosition::new(slot.id.clone(), seq, fix));
+        if matches!(status, AppendStatus::Accepted { .. }) {
             stored.extend(event);
         }
         outcomes.push(Outcome { id, status, flag });
     }
-    drop(track);
     state.tracking.arrivals.observe(&state.store, &stored).await;
     Ok(outcomes)
 }
@@ -412,7 +419,7 @@ async fn load_track<S: Store>(store: &S, driver: &Arc<str>) -> Result<(Track, Op
             track.latest_at = Some(track.latest_at.map_or(fix.at, |t| t.max(fix.at)));
         }
         if p.flag.is_none() && track.trusted.as_ref().is_none_or(|t| t.at <= fix.at) {
-            latest = Some(LivePosition::new(driver.clone(), stored.seq, &fix));
+            latest = Some(LivePosition::new(driver.clone(), &fix));
             track.trusted = Some(fix);
         }
     }
