@@ -85,19 +85,13 @@ impl Pending {
         let (indexes, events): (Vec<usize>, Vec<ValidEvent>) = std::mem::take(&mut self.valid).into_iter().unzip();
         let mut results = std::mem::take(&mut self.results);
         // Route events also feed the tracking page's arrival estimates, once stored.
-        let route: Vec<(usize, ValidEvent)> = events
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| troth_core::eta::RouteEvent::from_event(e).is_some())
-            .map(|(i, e)| (i, e.clone()))
-            .collect();
+        let route = crate::tracking::route_events(&events);
         let statuses = state.store.append(events).await?;
-        let stored: Vec<ValidEvent> = route
-            .into_iter()
-            .filter(|(i, _)| matches!(statuses.get(*i), Some(AppendStatus::Accepted { .. })))
-            .map(|(_, e)| e)
-            .collect();
-        state.tracking.arrivals.observe(&state.store, &stored).await;
+        state
+            .tracking
+            .arrivals
+            .observe_stored(&state.store, route, &statuses)
+            .await;
         for (index, status) in indexes.into_iter().zip(statuses) {
             if status == AppendStatus::Duplicate {
                 results[index].status = ItemStatus::Duplicate;

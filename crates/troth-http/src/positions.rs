@@ -345,26 +345,22 @@ async fn record<S: Store>(
         }
     }
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-    let trusted: Vec<ValidEvent> = events
-        .iter()
-        .zip(&flags)
-        .filter(|(_, flag)| flag.is_none())
-        .map(|(e, _)| e.clone())
-        .collect();
+    // Trusted positions also feed the arrival estimates (flagged ones are no route events).
+    let route = crate::tracking::route_events(&events);
     let statuses = state.store.append(events).await?;
     *track = Some(next);
     drop(track);
-    let mut outcomes = Vec::with_capacity(fixes.len());
-    let mut stored = Vec::with_capacity(trusted.len());
-    let mut trusted = trusted.into_iter();
-    for ((flag, status), id) in flags.into_iter().zip(statuses).zip(ids) {
-        let event = if flag.is_none() { trusted.next() } else { None };
-        if matches!(status, AppendStatus::Accepted { .. }) {
-            stored.extend(event);
-        }
-        outcomes.push(Outcome { id, status, flag });
-    }
-    state.tracking.arrivals.observe(&state.store, &stored).await;
+    state
+        .tracking
+        .arrivals
+        .observe_stored(&state.store, route, &statuses)
+        .await;
+    let outcomes = flags
+        .into_iter()
+        .zip(statuses)
+        .zip(ids)
+        .map(|((flag, status), id)| Outcome { id, status, flag })
+        .collect();
     Ok(outcomes)
 }
 

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use troth_core::eta::{EtaParams, Route, RouteEvent};
 use troth_core::{Timestamp, ValidEvent};
-use troth_store::{EventQuery, Store, StoreError};
+use troth_store::{AppendStatus, EventQuery, Store, StoreError};
 
 /// How far back the routes are rebuilt from the log: a driver's day.
 pub const LOOKBACK_US: i64 = 18 * 3600 * 1_000_000;
@@ -57,6 +57,11 @@ impl State {
             }
             _ => return,
         };
+        // A done stop is predicted no more; forgetting it keeps the map to open stops
+        // (a new attempt assigns the shipment again).
+        if let RouteEvent::Completed { shipment } = route_event {
+            self.driver_of.remove(shipment);
+        }
         self.routes
             .entry(driver)
             .or_insert_with(|| Route::new(EtaParams::default()))
@@ -64,16 +69,37 @@ impl State {
     }
 }
 
+/// The route events of a batch about to be stored, with their places in it, for
+/// [`Arrivals::observe_stored`] once the store has answered.
+pub fn route_events(events: &[ValidEvent]) -> Vec<(usize, ValidEvent)> {
+    events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| RouteEvent::from_event(e).is_some())
+        .map(|(i, e)| (i, e.clone()))
+        .collect()
+}
+
 impl Arrivals {
-    /// Takes in events this server stored (any others are ignored).
-    pub async fn observe<S: Store>(&self, store: &S, events: &[ValidEvent]) {
-        if !events.iter().any(|e| RouteEvent::from_event(e).is_some()) {
+    /// Takes in the route events of a batch (see [`route_events`]) that the store
+    /// accepted: `statuses` answer the whole batch, in order.
+    pub async fn observe_stored<S: Store>(
+        &self,
+        store: &S,
+        route: Vec<(usize, ValidEvent)>,
+        statuses: &[AppendStatus],
+    ) {
+        let mut stored = route
+            .into_iter()
+            .filter(|(i, _)| matches!(statuses.get(*i), Some(AppendStatus::Accepted { .. })))
+            .peekable();
+        if stored.peek().is_none() {
             return;
         }
         let mut state = self.state.lock().await;
         load(&mut state, store).await;
-        for event in events {
-            state.observe(event);
+        for (_, event) in stored {
+            state.observe(&event);
         }
     }
 

@@ -36,7 +36,7 @@ use troth_store::{Store, TrackedShipment};
 use crate::extract::Segment;
 use crate::{ApiError, AppState, Code};
 
-pub use arrivals::Arrivals;
+pub use arrivals::{Arrivals, route_events};
 pub use image::{ImageError, Kind, strip};
 pub use view::{DriverPosition, POSITION_FRESH_US, TrackView};
 

@@ -165,7 +165,6 @@ pub struct Writer {
 }
 
 /// What the writer shares with the store's handles.
-#[derive(Clone, Default)]
 pub struct Shared {
     pub keys: KeyRing,
     pub devices: DeviceRing,
