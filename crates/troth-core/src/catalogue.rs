@@ -237,7 +237,9 @@ catalogue! {
     "order.packed" => OrderPacked {};
     "shipment.created" => ShipmentCreated { shipment: String, order: String, carrier: String, service: String };
     "shipment.handed_over" => ShipmentHandedOver {};
-    "shipment.window_set" => WindowSet { window_start: Timestamp, window_end: Timestamp, driver: Option<String> }
+    // `estimate`: troth moved the window because its arrival estimate left the one
+    // given (docs/eta.md#re-issued-windows): news for the customer, not a new promise.
+    "shipment.window_set" => WindowSet { window_start: Timestamp, window_end: Timestamp, driver: Option<String>, estimate: Option<bool> }
         check(w, path) { window_order(("window_start", w.window_start), ("window_end", w.window_end), path)?; };
     // `lat`/`lon`: the delivery address's position, shown only to its own customer.
     "shipment.out_for_delivery" => OutForDelivery { driver: String, stops_before: Option<u32>, lat: Option<Lat>, lon: Option<Lon> };

@@ -432,13 +432,17 @@ impl Default for ReissuePolicy {
     }
 }
 
-/// The window to re-issue when `predicted` falls outside `current` by more than the
-/// policy's tolerance; `None` while the current window still holds. The new window
-/// contains the prediction, so the same prediction never asks for a second one.
+/// The window to re-issue for a stop on the way: when `predicted` falls outside
+/// `current` by more than the policy's tolerance, or when `current` is longer than
+/// the policy's windows (the driver is on the way: the customer gets an hour, not
+/// a day part). `None` while the current window holds. The new window contains the
+/// prediction and has the policy's length, so the same prediction never asks for a
+/// second one.
 pub fn reissue_window(predicted: Timestamp, current: Window, policy: &ReissuePolicy) -> Option<Window> {
     let p = predicted.micros();
     let outside = p < current.start.micros() - policy.tolerance_us || p > current.end.micros() + policy.tolerance_us;
-    if !outside {
+    let too_long = current.end.micros() - current.start.micros() > policy.length_us;
+    if !outside && !too_long {
         return None;
     }
     let start = round_to(p - policy.lead_us, policy.round_us.max(1));
@@ -648,5 +652,14 @@ mod tests {
         check(148.0, Some((135.0, 195.0)));
         let new = reissue_window(at(148.0), window, &policy).unwrap();
         assert_eq!(reissue_window(at(148.0), new, &policy), None, "stable");
+
+        // A morning-long window narrows to an hour around the prediction, once.
+        let morning = Window {
+            start: at(0.0),
+            end: at(240.0),
+        };
+        let narrowed = reissue_window(at(100.0), morning, &policy).unwrap();
+        assert_eq!((minutes(narrowed.start), minutes(narrowed.end)), (85.0, 145.0));
+        assert_eq!(reissue_window(at(100.0), narrowed, &policy), None, "stable");
     }
 }

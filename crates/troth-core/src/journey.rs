@@ -102,7 +102,8 @@ pub struct Promise {
     pub lapses: bool,
 }
 
-/// Data fields and the values they must have, all of them.
+/// Data fields and the values they must have, all of them. `null` (which only the
+/// built-in kinds use: TOML has none) is met unless the field is `true`.
 pub type Conditions = Vec<(String, serde_json::Value)>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,6 +327,8 @@ struct KindDefaults {
 enum Cond {
     Text(&'static str),
     Flag(bool),
+    /// Absent, null or false.
+    NotTrue,
 }
 
 impl Cond {
@@ -333,6 +336,7 @@ impl Cond {
         match self {
             Cond::Text(t) => t.into(),
             Cond::Flag(b) => b.into(),
+            Cond::NotTrue => serde_json::Value::Null,
         }
     }
 }
@@ -364,6 +368,9 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             broken_by: &["shipment.attempt_failed", "shipment.lost"],
             at_risk_before_seconds: Some(15 * 60),
             kept_target: 0.95,
+            // A window troth re-issues from its estimate makes no promise, so it cannot
+            // cancel the carrier's: a late driver still breaks the window given.
+            made_when: &[("estimate", Cond::NotTrue)],
             ..PLAIN
         },
         "delivery_date" => KindDefaults {

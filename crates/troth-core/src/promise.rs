@@ -273,7 +273,10 @@ impl<'a> Data<'a> {
     }
 
     fn meets(&self, conditions: &Conditions) -> bool {
-        conditions.iter().all(|(field, value)| self.get(field) == Some(value))
+        conditions.iter().all(|(field, value)| match value {
+            serde_json::Value::Null => self.get(field) != Some(&serde_json::Value::Bool(true)),
+            value => self.get(field) == Some(value),
+        })
     }
 }
 
@@ -804,6 +807,29 @@ mod tests {
                 "cancelled delivery_window:w1 by w2",
                 "made delivery_window:w2 due 14:00",
                 "kept delivery_window:w2 at 13:30 by d1",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_window_re_issued_from_the_estimate_leaves_the_carriers_promise_to_be_judged() {
+        let estimate = json!({"window_start": "2026-11-23T13:00:00Z", "window_end": "2026-11-23T14:00:00Z",
+                              "estimate": true});
+        let carrier = json!({"window_start": "2026-11-23T13:05:00Z", "window_end": "2026-11-23T14:05:00Z",
+                             "estimate": false});
+        check(
+            vec![
+                window("w1", "07:00", "11:37", "12:37"),
+                event("w2", "shipment.window_set", "12:00", "shipment:s1", estimate),
+                delivered("d1", "13:30"),
+                event("w3", "shipment.window_set", "14:00", "shipment:s1", carrier),
+            ],
+            &[
+                "made delivery_window:w1 due 12:37",
+                // The driver came late for the window given: broken, whatever troth told since.
+                "broken delivery_window:w1 at 12:37 (KeptLate { id: \"d1\", event_type: \"shipment.delivered\" })",
+                // A carrier's window (estimate false) is a promise again.
+                "made delivery_window:w3 due 14:05",
             ],
         );
     }

@@ -193,6 +193,8 @@ pub fn fact_of(event: &ValidEvent) -> Option<(String, What)> {
                 driver: o.driver.clone(),
             },
         )),
+        // A window troth re-issued from its estimate is not the carrier's to keep.
+        EventData::WindowSet(w) if w.estimate == Some(true) => None,
         EventData::WindowSet(w) => Some((
             subject()?,
             What::Window {
@@ -373,6 +375,30 @@ mod tests {
 
     fn driver(d: &str) -> What {
         What::Driver { driver: d.into() }
+    }
+
+    #[test]
+    fn only_the_carriers_windows_are_facts() {
+        let window = |estimate: Option<bool>| {
+            let mut data =
+                serde_json::json!({"window_start": "2026-11-23T10:00:00Z", "window_end": "2026-11-23T11:00:00Z"});
+            if let Some(e) = estimate {
+                data["estimate"] = e.into();
+            }
+            crate::validate_value(
+                serde_json::json!({"id": "w", "type": "shipment.window_set", "time": "2026-11-23T08:00:00Z",
+                                   "subject": "shipment:s-1", "data": data}),
+                None,
+            )
+            .unwrap()
+        };
+        assert!(fact_of(&window(None)).is_some());
+        assert!(fact_of(&window(Some(false))).is_some());
+        assert_eq!(
+            fact_of(&window(Some(true))),
+            None,
+            "troth's estimate is not the carrier's window"
+        );
     }
 
     /// Applies facts in the given order, summing the changes; the sum must equal

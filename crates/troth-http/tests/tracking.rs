@@ -460,6 +460,82 @@ async fn the_estimate_follows_the_route_and_survives_a_restart() {
 }
 
 #[tokio::test]
+async fn a_window_the_estimate_leaves_is_re_issued_once_for_the_customer() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    // The carrier promised the whole day; the driver left 20 minutes ago.
+    let mut day = event(
+        "w-1",
+        "shipment.window_set",
+        &at(-10 * HOUR),
+        "shipment:s-1",
+        json!({"window_start": at(-2 * HOUR), "window_end": at(6 * HOUR)}),
+    );
+    day["source"] = json!("carrier");
+    api.events(vec![day]).await;
+    let policy = troth_core::eta::ReissuePolicy::default();
+    let arrivals = &api.state.tracking.arrivals;
+    let store = &api.state.store;
+    assert_eq!(
+        arrivals.reissue(store, Timestamp::now(), &policy).await.unwrap(),
+        0,
+        "not on the way yet"
+    );
+
+    api.events(vec![event(
+        "out-1",
+        "shipment.out_for_delivery",
+        &at(-20 * 60_000_000),
+        "shipment:s-1",
+        json!({"driver": "d-1", "stops_before": 2}),
+    )])
+    .await;
+    assert_eq!(
+        arrivals.reissue(store, Timestamp::now(), &policy).await.unwrap(),
+        1,
+        "narrowed to an hour"
+    );
+    assert_eq!(
+        arrivals.reissue(store, Timestamp::now(), &policy).await.unwrap(),
+        0,
+        "once"
+    );
+    let issued = api.logged("shipment:s-1", "shipment.window_set").await;
+    let last = issued.last().unwrap();
+    assert_eq!(
+        (last["source"].as_str(), &last["data"]["estimate"]),
+        (Some("troth"), &json!(true))
+    );
+    assert_eq!(
+        last["customer"],
+        json!({"email": "ann@example.org"}),
+        "the customer is told"
+    );
+
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let view = api.get(&format!("/api/v1/track/{token}")).await.json();
+    let (start, end) = (
+        Timestamp::parse_rfc3339(view["window"]["start"].as_str().unwrap()).unwrap(),
+        Timestamp::parse_rfc3339(view["window"]["end"].as_str().unwrap()).unwrap(),
+    );
+    let eta = eta(&view).unwrap();
+    assert_eq!(end.micros() - start.micros(), HOUR, "{view}");
+    assert!(start <= eta && eta <= end, "the new window holds the estimate: {view}");
+
+    // The first stop takes an hour and a half: the estimate leaves the hour, a new one follows.
+    api.events(vec![event(
+        "out-0",
+        "shipment.out_for_delivery",
+        &at(-20 * 60_000_000),
+        "shipment:s-0",
+        json!({"driver": "d-1", "stops_before": 0}),
+    )])
+    .await;
+    let later = Timestamp(Timestamp::now().micros() + 90 * 60_000_000);
+    assert_eq!(arrivals.reissue(store, later, &policy).await.unwrap(), 1, "moved");
+}
+
+#[tokio::test]
 async fn the_page_records_each_view_and_its_forms_append_the_right_events() {
     let api = Api::new();
     api.events(shipped("s-1", "o-1")).await;

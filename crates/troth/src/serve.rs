@@ -104,6 +104,7 @@ pub async fn run(
     if let Some(journey) = journey {
         state = state.with_journey(journey);
     }
+    let windows = tokio::spawn(reissue_windows(store.clone(), state.tracking.arrivals.clone()));
     let watcher = journey_file.map(|path| tokio::spawn(watch_journey(path, store, state.journey.clone())));
     // Both listeners stop together: `stop` fires once, the watch tells each.
     let (stopping, stopped) = tokio::sync::watch::channel(false);
@@ -135,6 +136,7 @@ pub async fn run(
         }
     }
     clock.abort();
+    windows.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -147,6 +149,25 @@ pub async fn run(
         tracing::warn!("the outbox dispatcher did not finish in time; its claimed rows are sent after the next start");
     }
     served
+}
+
+/// How often the windows of shipments on the way are held against their estimates.
+const WINDOW_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Re-issues the window of a shipment on the way when its estimate has left it
+/// (docs/eta.md#re-issued-windows).
+async fn reissue_windows(store: SqliteStore, arrivals: std::sync::Arc<troth_http::tracking::Arrivals>) {
+    let policy = troth_core::eta::ReissuePolicy::default();
+    let mut every = tokio::time::interval(WINDOW_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match arrivals.reissue(&store, troth_core::Timestamp::now(), &policy).await {
+            Ok(0) => {}
+            Ok(reissued) => tracing::info!(reissued, "delivery windows re-issued from arrival estimates"),
+            Err(e) => tracing::warn!(error = %e, "delivery windows could not be checked against estimates"),
+        }
+    }
 }
 
 /// Moves the promises' clock to now every second: at risk, broken when due.
