@@ -38,7 +38,13 @@ pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreE
         args.push(SqlValue::Text(subject.clone()));
     }
     if let Some(event_type) = &query.event_type {
-        sql.push_str(" AND type = ?");
+        // With a subject or customer, their index is the narrow one: `+type` keeps
+        // SQLite from walking every event of a common type (all positions) instead.
+        sql.push_str(if query.subject.is_some() || query.customer.is_some() {
+            " AND +type = ?"
+        } else {
+            " AND type = ?"
+        });
         args.push(SqlValue::Text(event_type.clone()));
     }
     if let Some(from) = query.from_us {
