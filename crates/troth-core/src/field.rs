@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::timestamp::Timestamp;
+use crate::timestamp::{TimeError, Timestamp};
 
 /// Why an event was rejected: the dotted path of the offending field and a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
@@ -156,10 +156,11 @@ impl FromJson for f64 {
 impl FromJson for Timestamp {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
         match value {
-            Value::String(s) => Timestamp::parse_rfc3339(s).ok_or_else(|| {
-                path.error(format!(
+            Value::String(s) => Timestamp::parse(s).map_err(|e| match e {
+                TimeError::Malformed => path.error(format!(
                     "must be an RFC 3339 date-time such as 2026-11-23T09:30:00Z, not {s:?}"
-                ))
+                )),
+                TimeError::OutOfRange => path.error(format!("{e}, not {s:?}")),
             }),
             other => Err(expected(path, "an RFC 3339 date-time string", other)),
         }

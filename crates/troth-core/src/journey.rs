@@ -713,6 +713,20 @@ impl Checker<'_> {
         if let Some(start) = &p.start_field {
             self.timestamp_field(&made_by, start, format!("{field}.start_field"));
         }
+        // Beyond a century a duration is a typo, and instants computed from it could leave the calendar.
+        const MAX_SECONDS: u64 = (crate::timestamp::MAX_DURATION_US / 1_000_000) as u64;
+        for (name, seconds) in [
+            ("due_after_seconds", p.due_after_seconds),
+            ("at_risk_before_seconds", p.at_risk_before_seconds),
+        ] {
+            if seconds.is_some_and(|s| s > MAX_SECONDS) {
+                self.error(
+                    &p.key,
+                    format!("{field}.{name}"),
+                    format!("must be at most {MAX_SECONDS} (100 years)"),
+                );
+            }
+        }
         let mut events = |list: &Option<Vec<Spanned<String>>>, name: &str, default: &[&str]| -> Vec<String> {
             match list {
                 Some(list) => {

@@ -250,7 +250,10 @@ fn coordinate(value: Option<f64>, name: &str, limit: f64) -> Result<f64, FieldEr
 }
 
 fn time_message(value: &str) -> String {
-    format!("must be Unix seconds or milliseconds, or an ISO 8601 date-time, not {value:?}")
+    format!(
+        "must be Unix seconds or milliseconds, or an ISO 8601 date-time, {}, not {value:?}",
+        Timestamp::range_text()
+    )
 }
 
 /// An OsmAnd `timestamp`: Unix seconds or milliseconds, ISO 8601 with or without an
@@ -259,7 +262,7 @@ pub fn osmand_time(value: &str) -> Option<Timestamp> {
     let value = value.trim();
     if let Ok(n) = value.parse::<i64>() {
         let ms = if n < SECONDS_LIMIT { n.checked_mul(1_000)? } else { n };
-        return Some(Timestamp(ms.checked_mul(1_000)?));
+        return Timestamp::from_micros(ms.checked_mul(1_000)?).ok();
     }
     let iso = value.replacen(' ', "T", 1);
     if let Some(t) = Timestamp::parse_rfc3339(&iso) {
@@ -442,6 +445,11 @@ mod tests {
         check("2026-11-18T10:00:00", Some(utc("2026-11-18T10:00:00Z")));
         check("2026-11-18 10:00:00", Some(utc("2026-11-18T10:00:00Z")));
         check("yesterday", None);
+        // Outside the accepted range: refused, never a panic when the fix is written out.
+        check("9000000000000000", None);
+        check("9223372036854775807", None);
+        check("-1", None);
+        check("9999-12-31T23:59:00Z", None);
         assert_eq!(one("id=a&lat=1&lon=2").at, now(), "absent means now");
     }
 

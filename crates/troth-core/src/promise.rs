@@ -304,7 +304,9 @@ impl PromiseBook {
                 start_field: p.start_field.clone(),
                 kept_by: p.kept_by.clone(),
                 broken_by: p.broken_by.clone(),
-                at_risk_before_us: p.at_risk_before_seconds.map(|s| s as i64 * 1_000_000),
+                at_risk_before_us: p
+                    .at_risk_before_seconds
+                    .map(|s| i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1_000_000)),
                 made_when: p.made_when.clone(),
                 kept_when: p.kept_when.clone(),
                 broken_when: p.broken_when.clone(),
@@ -461,16 +463,18 @@ pub fn next_check(promise: &Tracked) -> Option<Timestamp> {
             promise
                 .at_risk_from
                 .filter(|&t| t < promise.due)
-                .unwrap_or(Timestamp(promise.due.0 + 1)),
+                .unwrap_or(promise.due.plus_us(1)),
         ),
-        State::AtRisk => Some(Timestamp(promise.due.0 + 1)),
+        State::AtRisk => Some(promise.due.plus_us(1)),
         _ => None,
     }
 }
 
 fn make(rule: &Rule, event: &ValidEvent, subject: &str) -> Option<Tracked> {
     let due = match &rule.due {
-        Due::AfterSeconds(seconds) => Timestamp(event.time.0 + *seconds as i64 * 1_000_000),
+        Due::AfterSeconds(seconds) => event
+            .time
+            .plus_capped(i64::try_from(*seconds).unwrap_or(i64::MAX).saturating_mul(1_000_000)),
         Due::Field(field) => timestamp_field(event, field)?,
     };
     let start = rule.start_field.as_deref().and_then(|f| timestamp_field(event, f));
@@ -482,7 +486,9 @@ fn make(rule: &Rule, event: &ValidEvent, subject: &str) -> Option<Tracked> {
         made_at: event.time,
         start,
         due,
-        at_risk_from: rule.at_risk_before_us.map(|before| Timestamp(due.0 - before)),
+        at_risk_from: rule
+            .at_risk_before_us
+            .map(|before| due.plus_capped(before.saturating_neg())),
         state: State::Made,
     })
 }

@@ -93,13 +93,29 @@ impl Pending {
             .observe_stored(&state.store, route, &statuses)
             .await;
         for (index, status) in indexes.into_iter().zip(statuses) {
-            if status == AppendStatus::Duplicate {
-                results[index].status = ItemStatus::Duplicate;
+            match status {
+                AppendStatus::Accepted { .. } => {}
+                AppendStatus::Duplicate => results[index].status = ItemStatus::Duplicate,
+                AppendStatus::Refused { reason } => {
+                    results[index].status = ItemStatus::Rejected;
+                    results[index].error = Some(refusal(reason));
+                }
             }
         }
         count(state, &results);
         Ok(results)
     }
+}
+
+/// The error of an event troth refused because applying it failed inside troth.
+pub fn refusal(reason: String) -> FieldError {
+    FieldError::new(
+        troth_core::envelope::EVENT_FIELD,
+        format!(
+            "troth failed while applying this event and did not store it ({reason}); \
+             the operator finds it at GET /api/v1/quarantine"
+        ),
+    )
 }
 
 fn count<S: Store>(state: &AppState<S>, results: &[ItemResult]) {

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbox;
 pub mod positions;
+pub mod quarantine;
 pub mod read;
 pub mod tracking;
 pub mod ui;
@@ -141,6 +142,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .route("/api/v1/outbox/dead-letters", get(outbox::dead_letters::<S>))
         .route("/api/v1/outbox/{id}", get(outbox::get_entry::<S>))
         .route("/api/v1/outbox/{id}/retry", post(outbox::retry::<S>))
+        .route("/api/v1/quarantine", get(quarantine::list::<S>))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_master::<S>));
     Router::new()
         .merge(ingest)

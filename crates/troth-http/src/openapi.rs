@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         crate::outbox::dead_letters,
         crate::outbox::get_entry,
         crate::outbox::retry,
+        crate::quarantine::list,
         crate::positions::create_device,
         crate::positions::list_devices,
         crate::positions::delete_device,

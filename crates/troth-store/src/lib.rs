@@ -36,12 +36,33 @@ pub enum StoreError {
 }
 
 /// What became of one event handed to [`Store::append`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendStatus {
     /// Stored under this sequence number, durably.
     Accepted { seq: i64 },
     /// An event with the same id was already stored; nothing was written.
     Duplicate,
+    /// Applying the event failed inside troth (a bug, not the sender's mistake):
+    /// nothing of it was stored, the other events went on, and it is kept in the
+    /// quarantine for the operator ([`Store::quarantine`]).
+    Refused { reason: String },
+}
+
+/// An event troth refused because applying it failed inside troth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Quarantined {
+    /// When it was refused.
+    pub at: String,
+    /// Where it failed: `append` (the event, refused) or `clock` (a promise
+    /// taken off the promise clock; `event_id` is the promise id).
+    pub stage: String,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// What failed, as troth's own message.
+    pub reason: String,
+    /// The event as it was sent.
+    pub body: serde_json::Value,
 }
 
 /// Filters of `GET /events`. All are optional and combine with AND.
@@ -416,6 +437,9 @@ pub trait Store: Send + Sync + 'static {
     /// The shipment a tracking token opens, whether or not its link has expired
     /// (the caller compares `expires_at` with its clock); `None` for an unknown token.
     fn tracked(&self, token: String) -> impl Future<Output = Result<Option<TrackedShipment>, StoreError>> + Send;
+
+    /// The events refused because applying them failed inside troth, newest first.
+    fn quarantine(&self, limit: usize) -> impl Future<Output = Result<Vec<Quarantined>, StoreError>> + Send;
 
     /// Whether the store can read and write now.
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

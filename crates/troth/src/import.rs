@@ -147,6 +147,8 @@ pub fn counter_bar(label: &str) -> ProgressBar {
 /// Validated events of consecutive lines, and the rejected lines among them.
 struct Batch {
     events: Vec<ValidEvent>,
+    /// Each event's line number.
+    numbers: Vec<u64>,
     rejects: Vec<(u64, String, String)>,
     lines: u64,
 }
@@ -167,10 +169,14 @@ pub fn into_store(
                 summary.reject(line, field, message);
             }
             summary.lines = batch.lines;
-            for status in store.append_blocking(batch.events)? {
+            for (status, line) in store.append_blocking(batch.events)?.into_iter().zip(batch.numbers) {
                 match status {
                     AppendStatus::Accepted { .. } => summary.accepted += 1,
                     AppendStatus::Duplicate => summary.duplicate += 1,
+                    AppendStatus::Refused { reason } => {
+                        let error = troth_http::ingest::refusal(reason);
+                        summary.reject(line, error.field, error.message);
+                    }
                 }
             }
             summary.elapsed = started.elapsed();
@@ -190,6 +196,7 @@ fn validate_lines(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<Batch
     let mut number = 0u64;
     let new_batch = || Batch {
         events: Vec::with_capacity(BATCH_EVENTS),
+        numbers: Vec::with_capacity(BATCH_EVENTS),
         rejects: Vec::new(),
         lines: 0,
     };
@@ -211,7 +218,10 @@ fn validate_lines(mut input: impl BufRead, tx: std::sync::mpsc::SyncSender<Batch
             }
         };
         match validated {
-            Ok(event) => batch.events.push(event),
+            Ok(event) => {
+                batch.events.push(event);
+                batch.numbers.push(number);
+            }
             Err(rejection) => batch
                 .rejects
                 .push((number, rejection.error.field, rejection.error.message)),

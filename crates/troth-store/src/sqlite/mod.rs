@@ -36,7 +36,8 @@ pub use writer::MAX_GROUP_EVENTS;
 
 /// A source of the current time, for [`SqliteStore::set_clock`].
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-use writer::{Aggregates, ClockSlot, ComposerSlot, DeviceRing, Job, KeyRing, OutboxDone, OutboxOp, Writer};
+pub use writer::Fault;
+use writer::{Aggregates, ClockSlot, ComposerSlot, DeviceRing, FaultSlot, Job, KeyRing, OutboxDone, OutboxOp, Writer};
 
 /// The schema's DDL, for tools (the ingest benchmark) that need the same tables.
 pub use schema::PRAGMAS;
@@ -71,6 +72,7 @@ struct Inner {
     outbox_signal: Arc<tokio::sync::Notify>,
     composer: ComposerSlot,
     clock: ClockSlot,
+    fault: FaultSlot,
     _lock: File,
 }
 
@@ -103,10 +105,12 @@ impl SqliteStore {
         conn.execute_batch(schema::DEVICES)?;
         let devices = Arc::new(RwLock::new(load_devices(&conn)?));
         conn.execute_batch(schema::TRACKING_LINKS)?;
+        conn.execute_batch(schema::QUARANTINE)?;
         let pending = Arc::new(Mutex::new(Aggregates::default()));
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
         let composer = ComposerSlot::default();
         let clock = ClockSlot::default();
+        let fault = FaultSlot::default();
         let writer = Writer::new(
             conn,
             journey.map(writer::JourneyRules::new),
@@ -117,6 +121,7 @@ impl SqliteStore {
                 outbox_signal: outbox_signal.clone(),
                 composer: composer.clone(),
                 clock: clock.clone(),
+                fault: fault.clone(),
             },
         )?;
         let (tx, rx) = mpsc::channel(1024);
@@ -137,6 +142,7 @@ impl SqliteStore {
                 outbox_signal,
                 composer,
                 clock,
+                fault,
                 _lock: lock,
             }),
         })
@@ -169,7 +175,7 @@ impl SqliteStore {
     /// Runs the promise clock to `now` (the server calls it every second; tests call
     /// it with a fake time). Returns how many promises changed.
     pub async fn tick(&self, now: Timestamp) -> Result<u64, StoreError> {
-        self.submit(|reply| Job::Tick { now, reply }).await
+        self.submit(|reply| Job::Tick { now, only: None, reply }).await
     }
 
     /// Rebuilds every projection from the log and compares it with what is stored;
@@ -209,6 +215,13 @@ impl SqliteStore {
     /// dates set a clock near them.
     pub fn set_clock(&self, clock: Clock) {
         *self.inner.clock.write().unwrap_or_else(|p| p.into_inner()) = Some(clock);
+    }
+
+    /// Calls `fault` with each event about to be projected, from the next commit on.
+    /// For tests: a fault that panics stands for a bug in a projection, which must
+    /// cost that one event and nothing else.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *self.inner.fault.write().unwrap_or_else(|p| p.into_inner()) = fault;
     }
 
     /// Notified after a commit that made outbox rows due (a dispatcher waits on it
@@ -473,6 +486,27 @@ impl Store for SqliteStore {
 
     async fn tracked(&self, token: String) -> Result<Option<TrackedShipment>, StoreError> {
         self.read(move |conn| shipments::tracked(conn, &token)).await
+    }
+
+    async fn quarantine(&self, limit: usize) -> Result<Vec<crate::Quarantined>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT at_us, stage, event_id, type, reason, body FROM quarantine ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], |r| {
+                let body: String = r.get(5)?;
+                Ok(crate::Quarantined {
+                    at: Timestamp(r.get(0)?).to_string(),
+                    stage: r.get(1)?,
+                    event_id: r.get(2)?,
+                    event_type: r.get(3)?,
+                    reason: r.get(4)?,
+                    body: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -149,6 +149,23 @@ pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> rusqlite::Result<
     rows.collect()
 }
 
+/// The promise `id` if its next check has come by `now`.
+pub fn due_one(conn: &Connection, id: &str, now: Timestamp) -> rusqlite::Result<Vec<Tracked>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM main.promises WHERE id = ?1 AND next_check_us <= ?2"
+    ))?;
+    let rows = stmt.query_map(params![id, now.micros()], row)?;
+    rows.collect()
+}
+
+/// Takes a promise off the clock: one whose change cannot be applied (see the
+/// writer's quarantine). It stays as the log last recorded it.
+pub fn set_aside(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE main.promises SET next_check_us = NULL WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
 /// The customer ref stored with a promise.
 pub fn stored_customer_ref(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached("SELECT customer_ref FROM main.promises WHERE id = ?1")?

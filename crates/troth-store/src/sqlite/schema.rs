@@ -130,6 +130,18 @@ CREATE TABLE IF NOT EXISTS tracking_links (
 ";
 
 /// Small facts about the store itself, such as how far the aggregates reach.
+/// Events refused because applying them failed inside troth, kept for the operator.
+pub const QUARANTINE: &str = "
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY,
+    at_us INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    body TEXT NOT NULL
+);";
+
 pub const META: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;";
 
 pub const KEYS: &str = "

@@ -4,6 +4,7 @@
 //! out only after the commit, so an acknowledged event is on disk.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -35,9 +36,10 @@ pub enum Job {
     Flush {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// Run the promise clock to this time.
+    /// Run the promise clock to this time, for every promise or only one.
     Tick {
         now: Timestamp,
+        only: Option<String>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     CreateKey {
@@ -150,6 +152,11 @@ pub type ComposerSlot = Arc<RwLock<Option<Arc<dyn Compose>>>>;
 /// The time a write is stored at (`received`): the system clock unless set.
 pub type ClockSlot = Arc<RwLock<Option<super::Clock>>>;
 
+/// Called with each event about to be projected; tests set one that panics to
+/// stand for a bug in a projection (see [`super::SqliteStore::set_fault`]).
+pub type Fault = Arc<dyn Fn(&ValidEvent) + Send + Sync>;
+pub type FaultSlot = Arc<RwLock<Option<Fault>>>;
+
 /// Keys by the hash of their secret, mirrored in memory for authentication.
 pub type KeyRing = Arc<RwLock<HashMap<String, ApiKey>>>;
 /// Devices by identifier, mirrored in memory for OsmAnd reports.
@@ -174,6 +181,7 @@ pub struct Shared {
     pub outbox_signal: Arc<tokio::sync::Notify>,
     pub composer: ComposerSlot,
     pub clock: ClockSlot,
+    pub fault: FaultSlot,
 }
 
 /// What the writer needs of a journey map.
@@ -256,17 +264,145 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: &mut Vec<Job>) {
-        match self.apply_group(group) {
-            Ok(done) => {
+        match self.apply_caught(group) {
+            Ok(Ok(done)) => {
                 for (job, done) in group.drain(..).zip(done) {
                     job.reply(Ok(done));
                 }
             }
-            Err(e) => {
+            Ok(Err(StoreError::Invalid(reason))) | Err(reason) => {
+                tracing::error!(%reason, "applying a write failed inside troth; nothing of it was stored; its jobs are applied again one by one");
+                for job in group.drain(..) {
+                    self.isolate(job);
+                }
+            }
+            Ok(Err(e)) => {
                 tracing::error!(error = %e, "write transaction failed; nothing of it was stored");
                 for job in group.drain(..) {
                     job.reply(Err(e.to_string()));
                 }
+            }
+        }
+    }
+
+    /// Applies one job of a group that failed inside troth (a panic, or an event of
+    /// troth's own that does not validate) on its own, so that one bad event is all
+    /// that fails: an append is split until the events that fail alone are found;
+    /// they are refused and recorded in the quarantine for the operator.
+    fn isolate(&mut self, job: Job) {
+        match job {
+            Job::Append { events, reply } => {
+                let statuses = self.append_bisecting(&events);
+                let _ = reply.send(statuses);
+            }
+            Job::Tick { now, only: None, reply } => {
+                let _ = reply.send(self.tick_isolating(now));
+            }
+            job => {
+                let one = [job];
+                let done = match self.apply_caught(&one) {
+                    Ok(Ok(mut done)) => done.pop().ok_or_else(|| "internal error: no answer".to_owned()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(reason) => Err(format!("internal error: {reason}")),
+                };
+                let [job] = one;
+                job.reply(done);
+            }
+        }
+    }
+
+    fn append_bisecting(&mut self, events: &[ValidEvent]) -> Result<Vec<AppendStatus>, StoreError> {
+        let (reply, _) = oneshot::channel();
+        let job = [Job::Append {
+            events: events.to_vec(),
+            reply,
+        }];
+        match self.apply_caught(&job) {
+            Ok(Ok(mut done)) => match done.pop() {
+                Some(Done::Appended(statuses)) => Ok(statuses),
+                _ => Err(StoreError::WriteFailed(
+                    "internal error: an append got another answer".into(),
+                )),
+            },
+            Ok(Err(StoreError::Invalid(reason))) | Err(reason) => match events {
+                [event] => {
+                    tracing::error!(event = %event.id, r#type = %event.event_type, %reason, "event refused: applying it failed inside troth; it is in the quarantine");
+                    self.quarantine(event, &reason);
+                    Ok(vec![AppendStatus::Refused { reason }])
+                }
+                _ => {
+                    let (first, second) = events.split_at(events.len() / 2);
+                    let mut statuses = self.append_bisecting(first)?;
+                    statuses.extend(self.append_bisecting(second)?);
+                    Ok(statuses)
+                }
+            },
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// Runs the clock one due promise at a time. A promise whose change fails inside
+    /// troth is taken off the clock and recorded in the quarantine, so that it
+    /// cannot stop the clock of every other promise, second after second.
+    fn tick_isolating(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        let due = promises::due(&self.conn, now, usize::MAX >> 1)?;
+        let mut changed = 0;
+        for promise in due {
+            let (reply, _) = oneshot::channel();
+            let job = [Job::Tick {
+                now,
+                only: Some(promise.id.clone()),
+                reply,
+            }];
+            match self.apply_caught(&job) {
+                Ok(Ok(done)) => {
+                    if let Some(Done::Ticked(n)) = done.first() {
+                        changed += n;
+                    }
+                }
+                Ok(Err(StoreError::Invalid(reason))) | Err(reason) => {
+                    tracing::error!(promise = %promise.id, %reason, "promise taken off the clock: its change failed inside troth; it is in the quarantine");
+                    let body = serde_json::json!({"promise": promise.id, "key": promise.key, "subject": promise.subject, "due": promise.due.to_string()});
+                    let recorded = promises::set_aside(&self.conn, &promise.id).and_then(|()| {
+                        self.record_quarantine("clock", &promise.id, "promise", &reason, &body.to_string())
+                    });
+                    if let Err(e) = recorded {
+                        tracing::error!(promise = %promise.id, error = %e, "the promise could not be set aside");
+                    }
+                }
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Records a refused event for the operator (`GET /api/v1/quarantine`).
+    fn quarantine(&mut self, event: &ValidEvent, reason: &str) {
+        let recorded = self.record_quarantine("append", &event.id, &event.event_type, reason, &event.raw);
+        if let Err(e) = recorded {
+            tracing::error!(event = %event.id, error = %e, "the refused event could not be recorded in the quarantine");
+        }
+    }
+
+    fn record_quarantine(&self, stage: &str, id: &str, kind: &str, reason: &str, body: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO quarantine (at_us, stage, event_id, type, reason, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![self.received_now().micros(), stage, id, kind, reason, body],
+        )?;
+        Ok(())
+    }
+
+    /// [`Writer::apply_group`] with a panic caught and turned into its message. The
+    /// transaction rolled back as the panic unwound it; memory that may hold its
+    /// effects is reloaded from the tables.
+    fn apply_caught(&mut self, group: &[Job]) -> Result<Result<Vec<Done>, StoreError>, String> {
+        match catch_unwind(AssertUnwindSafe(|| self.apply_group(group))) {
+            Ok(result) => Ok(result),
+            Err(payload) => {
+                if let Err(e) = self.reset_projector() {
+                    tracing::error!(error = %e, "the identity projection could not be reloaded after a panic");
+                }
+                Err(panic_message(payload.as_ref()))
             }
         }
     }
@@ -276,17 +412,26 @@ impl Writer {
     fn apply_group(&mut self, group: &[Job]) -> Result<Vec<Done>, StoreError> {
         let result = self.try_apply_group(group);
         if result.is_err() {
-            // The transaction rolled back; the projector's memory may hold its rows.
-            self.projector = Projector::new(&self.conn, "main")?;
+            self.reset_projector()?;
         }
         result
     }
 
-    fn try_apply_group(&mut self, group: &[Job]) -> Result<Vec<Done>, StoreError> {
-        let received = match &*self.shared.clock.read().unwrap_or_else(|p| p.into_inner()) {
+    /// After a rollback: the projector's memory may hold rows that were not committed.
+    fn reset_projector(&mut self) -> Result<(), StoreError> {
+        self.projector = Projector::new(&self.conn, "main")?;
+        Ok(())
+    }
+
+    fn received_now(&self) -> Timestamp {
+        match &*self.shared.clock.read().unwrap_or_else(|p| p.into_inner()) {
             Some(clock) => clock(),
             None => Timestamp::now(),
-        };
+        }
+    }
+
+    fn try_apply_group(&mut self, group: &[Job]) -> Result<Vec<Done>, StoreError> {
+        let received = self.received_now();
         let tx = self.conn.unchecked_transaction()?;
         let mut done = Vec::with_capacity(group.len());
         let mut key_changes = Vec::new();
@@ -295,6 +440,12 @@ impl Writer {
         let mut flush = self.last_flush.elapsed() >= FLUSH_EVERY;
         let mut enqueued = 0;
         let composer = self.shared.composer.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let fault = self.shared.fault.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let context = Context {
+            received,
+            composer: composer.as_deref(),
+            fault: fault.as_deref(),
+        };
         for job in group {
             done.push(match job {
                 Job::Append { events, .. } => Done::Appended(append(
@@ -302,10 +453,9 @@ impl Writer {
                     &mut self.projector,
                     self.journey.as_ref(),
                     events,
-                    received,
+                    &context,
                     &mut aggregates,
                     &mut enqueued,
-                    composer.as_deref(),
                 )?),
                 Job::IssueLink { shipment, .. } => Done::Issued(shipments::issue_link(
                     &tx,
@@ -336,16 +486,16 @@ impl Writer {
                     flush = true;
                     Done::Flushed
                 }
-                Job::Tick { now, .. } => Done::Ticked(match &self.journey {
+                Job::Tick { now, only, .. } => Done::Ticked(match &self.journey {
                     Some(journey) => tick(
                         &tx,
                         &mut self.projector,
                         journey,
                         *now,
-                        received,
+                        only.as_deref(),
+                        &context,
                         &mut aggregates,
                         &mut enqueued,
-                        composer.as_deref(),
                     )?,
                     None => 0,
                 }),
@@ -455,6 +605,24 @@ impl Writer {
     }
 }
 
+/// What a caught panic said, for the log and the quarantine.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    format!("panicked: {text}")
+}
+
+/// What every append and tick of one transaction shares.
+pub struct Context<'a> {
+    /// The time the transaction began, stored as each event's `received_us`.
+    pub received: Timestamp,
+    pub composer: Option<&'a dyn Compose>,
+    pub fault: Option<&'a (dyn Fn(&ValidEvent) + Send + Sync)>,
+}
+
 fn mismatch(done: Result<Done, String>) -> String {
     done.err()
         .unwrap_or_else(|| "internal error: a write job got another job's answer".into())
@@ -479,13 +647,12 @@ pub fn append(
     projector: &mut Projector,
     journey: Option<&JourneyRules>,
     events: &[ValidEvent],
-    received: Timestamp,
+    context: &Context<'_>,
     aggregates: &mut Aggregates,
     enqueued: &mut usize,
-    composer: Option<&dyn Compose>,
 ) -> Result<Vec<AppendStatus>, StoreError> {
     let book = journey.map(|j| &j.book);
-    let mut appender = Appender::new(conn, projector, journey, received, composer);
+    let mut appender = Appender::new(conn, projector, journey, context);
     let mut statuses = Vec::with_capacity(events.len());
     for event in events {
         let status = appender.one(event)?;
@@ -506,16 +673,19 @@ pub fn tick(
     projector: &mut Projector,
     journey: &JourneyRules,
     now: Timestamp,
-    received: Timestamp,
+    only: Option<&str>,
+    context: &Context<'_>,
     aggregates: &mut Aggregates,
     enqueued: &mut usize,
-    composer: Option<&dyn Compose>,
 ) -> Result<u64, StoreError> {
     let book = &journey.book;
-    let mut appender = Appender::new(conn, projector, Some(journey), received, composer);
+    let mut appender = Appender::new(conn, projector, Some(journey), context);
     let mut changed = 0;
     loop {
-        let due = promises::due(conn, now, 1_000)?;
+        let due = match only {
+            Some(id) => promises::due_one(conn, id, now)?,
+            None => promises::due(conn, now, 1_000)?,
+        };
         if due.is_empty() {
             break;
         }
@@ -551,6 +721,7 @@ struct Appender<'a> {
     health: Option<&'a HealthIndex>,
     plays: Option<&'a PlayBook>,
     composer: Option<&'a dyn Compose>,
+    fault: Option<&'a (dyn Fn(&ValidEvent) + Send + Sync)>,
     /// Events the plays asked for (`case.opened`), appended after the event that caused them.
     derived: Vec<ValidEvent>,
     /// Outbox rows enqueued as pending.
@@ -571,18 +742,18 @@ impl<'a> Appender<'a> {
         conn: &'a Connection,
         projector: &'a mut Projector,
         journey: Option<&'a JourneyRules>,
-        received: Timestamp,
-        composer: Option<&'a dyn Compose>,
+        context: &Context<'a>,
     ) -> Self {
         Appender {
             conn,
             projector,
             health: journey.map(|j| &j.health),
             plays: journey.map(|j| &j.plays),
-            composer,
+            composer: context.composer,
+            fault: context.fault,
             derived: Vec::new(),
             enqueued: 0,
-            received,
+            received: context.received,
             counts: HashMap::new(),
             days: HealthDays::default(),
             scores: ScoreDays::default(),
@@ -613,6 +784,9 @@ impl<'a> Appender<'a> {
             return Ok(AppendStatus::Duplicate);
         }
         let seq = conn.last_insert_rowid();
+        if let Some(fault) = self.fault {
+            fault(event);
+        }
         self.count(&event.event_type);
         promises::apply(conn, "main", event)?;
         shipments::apply(conn, "main", &mut self.shipments, event)?;

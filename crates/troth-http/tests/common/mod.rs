@@ -1,0 +1,73 @@
+//! What troth-http's integration tests share: a store in a temporary directory and
+//! the whole router, called without a socket.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::Value;
+use tower::ServiceExt;
+use troth_core::journey::{JourneyMap, parse_journey};
+use troth_http::{AppState, app};
+use troth_store::sqlite::SqliteStore;
+
+pub const MASTER: &str = "master-secret";
+
+pub struct TestApi {
+    pub store: SqliteStore,
+    pub router: Router,
+    _dir: tempfile::TempDir,
+}
+
+/// The built-in retail journey map.
+pub fn retail_map() -> JourneyMap {
+    parse_journey(include_str!("../../../../journeys/retail.toml")).unwrap()
+}
+
+impl TestApi {
+    /// A store that follows `journey`, behind the master key [`MASTER`].
+    pub fn new(journey: Option<JourneyMap>) -> TestApi {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with_journey(dir.path(), journey.as_ref()).unwrap();
+        let mut state = AppState::new(store.clone(), Some(MASTER.to_owned()));
+        if let Some(journey) = journey {
+            state = state.with_journey(journey);
+        }
+        TestApi {
+            store,
+            router: app(state),
+            _dir: dir,
+        }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, String) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// A request with the master key and, unless `body` is null, a JSON body.
+    pub async fn call(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {MASTER}"))
+            .header(header::CONTENT_TYPE, "application/json");
+        let body = if body.is_null() {
+            Body::empty()
+        } else {
+            Body::from(body.to_string())
+        };
+        let (status, text) = self.send(request.body(body).unwrap()).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Posts events and returns each item's result.
+    pub async fn ingest(&self, events: Value) -> Vec<Value> {
+        let (status, answer) = self.call("POST", "/api/v1/events", events).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["results"].as_array().unwrap().clone()
+    }
+}
