@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod carriers;
+pub mod consistency;
 pub mod error;
 pub mod extract;
 pub mod hub;
@@ -49,6 +50,8 @@ pub struct AppState<S> {
     pub plausibility: troth_core::position::Plausibility,
     /// The tracking page's settings and its live driver positions.
     pub tracking: tracking::Tracking,
+    /// How long a read given `min_position` waits for its projections.
+    pub read_wait: std::time::Duration,
 }
 
 /// The journey map a server follows, shared by every request and replaced as a
@@ -76,6 +79,7 @@ impl<S: Clone> Clone for AppState<S> {
             positions: self.positions.clone(),
             plausibility: self.plausibility,
             tracking: self.tracking.clone(),
+            read_wait: self.read_wait,
         }
     }
 }
@@ -90,6 +94,7 @@ impl<S> AppState<S> {
             positions: Arc::default(),
             plausibility: Default::default(),
             tracking: tracking::Tracking::default(),
+            read_wait: consistency::WAIT_LIMIT,
         }
     }
 
@@ -160,6 +165,10 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route; see /docs or /openapi.json") })
         // Bodies are limited per route: JSON ingest checks its own 4 MiB, NDJSON streams.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            consistency::wait_for_position::<S>,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests::<S>))
         .with_state(state)
 }
@@ -174,9 +183,19 @@ pub fn osmand_app<S: Store + Clone>(state: AppState<S>) -> Router {
         .with_state(state)
 }
 
+/// 200 with the log's position and each projector's when the store can read and
+/// write; a 503 problem otherwise.
 async fn readyz<S: Store>(State(state): State<AppState<S>>) -> Response {
     match state.store.ready().await {
-        Ok(()) => "ready\n".into_response(),
+        Ok(()) => {
+            let progress = state.store.progress();
+            axum::Json(serde_json::json!({
+                "status": "ready",
+                "log": progress.log,
+                "projectors": progress.projectors,
+            }))
+            .into_response()
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -184,7 +203,7 @@ async fn readyz<S: Store>(State(state): State<AppState<S>>) -> Response {
 async fn metrics_text<S: Store>(State(state): State<AppState<S>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render(&state.store.progress()),
     )
         .into_response()
 }
