@@ -28,6 +28,9 @@ pub enum Code {
     UnknownDevice,
     Unavailable,
     ProjectionLagging,
+    TooManyRequests,
+    UnsupportedMediaType,
+    RequestTimeout,
     Internal,
 }
 
@@ -56,6 +59,13 @@ impl Code {
             Code::InvalidPosition => ("invalid_position", S::BAD_REQUEST, "The position cannot be read"),
             Code::UnknownDevice => ("unknown_device", S::BAD_REQUEST, "No device has this identifier"),
             Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "The store is not available"),
+            Code::UnsupportedMediaType => (
+                "unsupported_media_type",
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "The body's content type is not accepted",
+            ),
+            Code::TooManyRequests => ("too_many_requests", S::TOO_MANY_REQUESTS, "Too many requests"),
+            Code::RequestTimeout => ("request_timeout", S::REQUEST_TIMEOUT, "The request took too long"),
             Code::ProjectionLagging => (
                 "projection_lagging",
                 S::SERVICE_UNAVAILABLE,

@@ -3,6 +3,7 @@
 //! [`troth_store::Store`] and to the domain through `troth_core`.
 
 pub mod auth;
+pub mod browsers;
 pub mod carriers;
 pub mod consistency;
 pub mod error;
@@ -11,12 +12,14 @@ pub mod hub;
 pub mod ingest;
 pub mod journeys;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
 pub mod positions;
 pub mod quarantine;
 pub mod read;
+pub mod server;
 pub mod tracking;
 pub mod ui;
 
@@ -52,6 +55,8 @@ pub struct AppState<S> {
     pub tracking: tracking::Tracking,
     /// How long a read given `min_position` waits for its projections.
     pub read_wait: std::time::Duration,
+    /// Body, time, concurrency and per-client rate limits.
+    pub guards: Arc<limits::Guards>,
 }
 
 /// The journey map a server follows, shared by every request and replaced as a
@@ -80,6 +85,7 @@ impl<S: Clone> Clone for AppState<S> {
             plausibility: self.plausibility,
             tracking: self.tracking.clone(),
             read_wait: self.read_wait,
+            guards: self.guards.clone(),
         }
     }
 }
@@ -95,6 +101,7 @@ impl<S> AppState<S> {
             plausibility: Default::default(),
             tracking: tracking::Tracking::default(),
             read_wait: consistency::WAIT_LIMIT,
+            guards: Arc::default(),
         }
     }
 
@@ -163,11 +170,21 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics_text::<S>))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route; see /docs or /openapi.json") })
-        // Bodies are limited per route: JSON ingest checks its own 4 MiB, NDJSON streams.
+        // Bodies are limited per route by `limits::guard`, which also cuts off
+        // chunked bodies while they are read; NDJSON streams without a limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             consistency::wait_for_position::<S>,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.guards.limits().request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::guard::<S>))
+        .layer(middleware::from_fn_with_state(state.clone(), browsers::protect::<S>))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            state.guards.limits().concurrency,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests::<S>))
         .with_state(state)
@@ -179,6 +196,14 @@ pub fn osmand_app<S: Store + Clone>(state: AppState<S>) -> Router {
     Router::new()
         .fallback(positions::osmand::<S>)
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.guards.limits().request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::guard_osmand::<S>))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            state.guards.limits().concurrency,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests::<S>))
         .with_state(state)
 }

@@ -95,7 +95,7 @@ impl Api {
 
     async fn form(&self, uri: &str, body: &str, origin: Option<&str>) -> Reply {
         let mut request = Request::post(uri)
-            .header(header::HOST, "shop.example")
+            .header(header::HOST, "127.0.0.1:8080")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(origin) = origin {
             request = request.header(header::ORIGIN, origin);
@@ -549,7 +549,7 @@ async fn the_page_records_each_view_and_its_forms_append_the_right_events() {
     assert_eq!(viewed[0]["data"]["shipment"], "s-1");
     assert_eq!(viewed[0]["customer"]["email"], "ann@example.org");
 
-    let origin = Some("http://shop.example");
+    let origin = Some("http://127.0.0.1:8080");
     let tomorrow = &at(DAY)[..10];
     let reply = api
         .form(
@@ -570,8 +570,13 @@ async fn the_page_records_each_view_and_its_forms_append_the_right_events() {
         format!("{tomorrow}T12:00:00.000000Z")
     );
 
+    // Without an Origin (or Referer) saying it came from the page itself: refused.
     let reply = api
         .form(&format!("/t/{token}/instructions"), "instructions=Ring+twice", None)
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = api
+        .form(&format!("/t/{token}/instructions"), "instructions=Ring+twice", origin)
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert_eq!(
@@ -658,6 +663,8 @@ async fn a_safe_place_photo_is_checked_stripped_and_stored() {
         let (content_type, body) = multipart(place, photo.as_deref());
         Request::post(format!("/t/{token}/safe-place"))
             .header(header::CONTENT_TYPE, content_type)
+            .header(header::ORIGIN, "http://127.0.0.1:8080")
+            .header(header::HOST, "127.0.0.1:8080")
             .body(Body::from(body))
             .unwrap()
     };

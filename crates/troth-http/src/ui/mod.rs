@@ -14,7 +14,7 @@
 //! - `/login` — with a master key, pages need a key too, kept in a cookie.
 
 mod carriers;
-mod html;
+pub(crate) mod html;
 mod journey;
 mod pages;
 

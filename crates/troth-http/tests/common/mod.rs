@@ -49,6 +49,19 @@ impl TestApi {
         self.router = app(self.state.clone());
     }
 
+    /// Without a master key from now on (the API is open, to loopback only);
+    /// requests may still send the key, which is then ignored.
+    pub fn open_mode(&mut self) {
+        self.state.master_key = None;
+        self.router = app(self.state.clone());
+    }
+
+    /// Limits other than the defaults, from now on.
+    pub fn limits(&mut self, limits: troth_http::limits::Limits) {
+        self.state.guards = std::sync::Arc::new(troth_http::limits::Guards::new(limits));
+        self.router = app(self.state.clone());
+    }
+
     /// The log's newest position, as `/readyz` tells it.
     pub async fn progress_log(&self) -> i64 {
         let (_, ready) = self.call("GET", "/readyz", Value::Null).await;
