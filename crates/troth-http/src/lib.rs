@@ -20,6 +20,7 @@ pub mod positions;
 pub mod quarantine;
 pub mod read;
 pub mod server;
+pub mod sessions;
 pub mod tracking;
 pub mod ui;
 
@@ -57,6 +58,8 @@ pub struct AppState<S> {
     pub read_wait: std::time::Duration,
     /// Body, time, concurrency and per-client rate limits.
     pub guards: Arc<limits::Guards>,
+    /// The pages' sign-in sessions.
+    pub sessions: Arc<sessions::Sessions>,
 }
 
 /// The journey map a server follows, shared by every request and replaced as a
@@ -86,6 +89,7 @@ impl<S: Clone> Clone for AppState<S> {
             tracking: self.tracking.clone(),
             read_wait: self.read_wait,
             guards: self.guards.clone(),
+            sessions: self.sessions.clone(),
         }
     }
 }
@@ -102,6 +106,7 @@ impl<S> AppState<S> {
             tracking: tracking::Tracking::default(),
             read_wait: consistency::WAIT_LIMIT,
             guards: Arc::default(),
+            sessions: Arc::default(),
         }
     }
 

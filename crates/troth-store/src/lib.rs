@@ -405,6 +405,8 @@ pub trait Store: Send + Sync + 'static {
     fn delete_key(&self, uid: String) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The key a secret belongs to, answered from memory (called on every request).
     fn authenticate(&self, secret: &str) -> Option<ApiKey>;
+    /// A key by its uid, answered from memory; `None` once it is revoked.
+    fn api_key(&self, uid: &str) -> Option<ApiKey>;
 
     /// Issues a new device identifier for a driver (see [`devices`]).
     fn create_device(&self, driver: String) -> impl Future<Output = Result<Device, StoreError>> + Send;

@@ -85,8 +85,10 @@ pub struct TrackingConfig {
 pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
     let link = Router::new()
         .route("/api/v1/shipments/{id}/tracking-link", post(issue_link::<S>))
+        // A link opens the customer's address and the driver's position: issuing one
+        // is reading customer data, which an ingest-only key may not.
         .route_layer(axum::middleware::from_fn_with_state(
-            (state, troth_store::Scope::Ingest),
+            (state, troth_store::Scope::Read),
             crate::auth::require::<S>,
         ));
     Router::new()

@@ -385,6 +385,11 @@ impl Store for SqliteStore {
             .cloned()
     }
 
+    fn api_key(&self, uid: &str) -> Option<ApiKey> {
+        let ring = self.inner.keys.read().unwrap_or_else(|p| p.into_inner());
+        ring.values().find(|key| key.uid == uid).cloned()
+    }
+
     async fn create_device(&self, driver: String) -> Result<Device, StoreError> {
         if driver.is_empty() {
             return Err(StoreError::Invalid("a device needs a driver".into()));
