@@ -1033,7 +1033,7 @@ async fn a_case_opened_from_the_page_is_confirmed_with_its_reference_and_answer_
     assert_eq!(view["cases"][0]["answer_by"], answer_by.to_string());
     let page = api.get(&location).await.text();
     let confirmed = format!(
-        "Thank you. We have opened case {reference}. Our support team will answer you by {}.",
+        r#"Thank you. We have opened case <strong class="ref">{reference}</strong>. Our support team will answer you by {}."#,
         Zone::utc().when(answer_by, Timestamp::now())
     );
     assert!(page.contains(&confirmed), "{confirmed} in {page}");
@@ -1072,6 +1072,7 @@ async fn the_drivers_position_shows_its_age_and_a_stale_one_is_drawn_as_stale() 
     assert!((25 * 60..25 * 60 + 30).contains(&age), "{age}");
     assert!(page.contains(r#"class="driver stale""#), "{page}");
     assert!(page.contains("Last known position, 25 min ago"), "{page}");
+    assert!(page.contains(r#"class="age">25 min ago</text>"#), "the marker carries its age");
 
     api.events(vec![position("new", 2 * 60_000_000)]).await;
     let (page, view) = api.page_and_view("s-1").await;
@@ -1079,6 +1080,7 @@ async fn the_drivers_position_shows_its_age_and_a_stale_one_is_drawn_as_stale() 
     assert_eq!(view["last_position"]["stale"], false);
     assert!(page.contains(r#"class="driver""#) && !page.contains("driver stale"));
     assert!(page.contains("Position 2 min ago"), "{page}");
+    assert!(page.contains(r#"class="age" visibility="hidden">"#), "no age label on a fresh marker");
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use troth_core::Timestamp;
 use troth_store::TrackedShipment;
 
-use super::story::{Action, State};
+use super::story::{Action, LateBecause, State};
 use super::view::{LastPositionView, POSITION_FRESH_US, ProofView, TrackView};
 use super::zone::Zone;
 use super::{PROBLEMS, SLOTS, TrackingConfig};
@@ -87,7 +87,11 @@ pub fn render(p: &Page<'_>) -> String {
             _ => String::new(),
         };
         if !thanks.is_empty() {
-            let _ = write!(b, r#"<p class="thanks" role="status" id="thanks">{}</p>"#, esc(&thanks));
+            let _ = write!(
+                b,
+                r#"<p class="thanks" role="status" id="thanks">{}</p>"#,
+                with_reference(&thanks, confirmed.map(|c| c.reference.as_str()))
+            );
         }
     }
     let finished = shipment.final_at().is_some();
@@ -120,14 +124,16 @@ pub fn render(p: &Page<'_>) -> String {
     b.push_str("</p>");
     let _ = write!(
         b,
-        r#"<p id="window"{}>Your window: <strong id="window-text">{}</strong></p>"#,
+        r#"<p id="window"{}><span id="window-label">{}</span>: <strong id="window-text">{}</strong></p>"#,
         hidden(view.window.is_none()),
+        window_label(view),
         esc(view.window.as_ref().map(|w| w.local.as_str()).unwrap_or_default())
     );
+    // While late, the status lines give the new estimate with the apology.
     let _ = write!(
         b,
         r#"<p id="eta"{}>Expected <strong><time id="eta-text" datetime="{}">{}</time></strong></p>"#,
-        hidden(view.eta.is_none()),
+        hidden(view.eta.is_none() || status.state == State::Late),
         esc(view.eta.as_deref().unwrap_or_default()),
         esc(view.eta_local.as_deref().unwrap_or_default())
     );
@@ -156,7 +162,7 @@ pub fn render(p: &Page<'_>) -> String {
     if !view.cases.is_empty() {
         b.push_str(r#"<section id="cases"><h2>Your reports</h2><ul class="cases">"#);
         for case in &view.cases {
-            let _ = write!(b, "<li>{}</li>", esc(&case.message));
+            let _ = write!(b, "<li>{}</li>", with_reference(&case.message, Some(&case.reference)));
         }
         b.push_str("</ul></section>");
     }
@@ -200,6 +206,33 @@ pub fn render(p: &Page<'_>) -> String {
         p.config,
         &b,
     )
+}
+
+/// "Your new window" once troth has moved the one promised, so the window shown is
+/// not mistaken for the one the apology is about (`track.js` words it the same).
+fn window_label(view: &TrackView) -> &'static str {
+    match &view.late {
+        Some(late) if late.because == LateBecause::WindowMoved => "Your new window",
+        _ => "Your window",
+    }
+}
+
+/// A message, escaped, with the case reference in it kept on one line (a
+/// customer copies or reads it out as one thing).
+fn with_reference(message: &str, reference: Option<&str>) -> String {
+    let message = esc(message);
+    match reference {
+        Some(r) if !r.is_empty() => {
+            let r = esc(r);
+            // Anchored on "case …" so a short reference cannot match other words.
+            message.replacen(
+                &format!("case {r}"),
+                &format!(r#"case <strong class="ref">{r}</strong>"#),
+                1,
+            )
+        }
+        _ => message,
+    }
 }
 
 /// The page's links to its forms, for the actions a state offers.
@@ -359,6 +392,15 @@ fn map(p: &Page<'_>) -> String {
                 x - ox,
                 y - oy,
                 if last.stale { " stale" } else { "" }
+            );
+            // A stale marker carries its age beside it, so the dot alone never reads as now.
+            let _ = write!(
+                svg,
+                r#"<text id="driver-age" x="{:.1}" y="{:.1}" class="age"{}>{}</text>"#,
+                (x - ox).clamp(40.0, SIZE - 40.0),
+                if y - oy > 40.0 { y - oy - 14.0 } else { y - oy + 26.0 },
+                if last.stale { "" } else { " visibility=\"hidden\"" },
+                esc(&ago(last.age_seconds))
             );
         }
     }

@@ -65,8 +65,10 @@
       });
     }
     show("window", !!view.window);
+    text("window-label", view.late && view.late.because === "window_moved" ? "Your new window" : "Your window");
     text("window-text", view.window ? view.window.local : "");
-    show("eta", !!view.eta);
+    // While late, the status lines give the new estimate with the apology.
+    show("eta", !!view.eta && status.state !== "late");
     var eta = document.getElementById("eta-text");
     if (eta) { eta.dateTime = view.eta || ""; eta.textContent = view.eta_local || ""; }
     show("stops", view.stops_before !== null && view.stops_before !== undefined);
@@ -117,6 +119,8 @@
     var stale = ms > staleAfter;
     var dot = document.getElementById("driver");
     if (dot) dot.setAttribute("class", stale ? "driver stale" : "driver");
+    var label = document.getElementById("driver-age");
+    if (label) { label.textContent = ago(ms); label.setAttribute("visibility", stale ? "visible" : "hidden"); }
     var caption = document.getElementById("driver-at");
     if (caption) caption.className = stale ? "muted stale" : "muted";
     text("driver-at", stale
@@ -154,6 +158,8 @@
     }
     var q = pixel(p.lat, p.lon, zoom);
     svg.appendChild(el("circle", { id: "driver", cx: q[0] - ox, cy: q[1] - oy, r: 8, "class": "driver" }));
+    var y = q[1] - oy > 40 ? q[1] - oy - 14 : q[1] - oy + 26;
+    svg.appendChild(el("text", { id: "driver-age", x: Math.min(Math.max(q[0] - ox, 40), SIZE - 40), y: y, "class": "age", visibility: "hidden" }));
     mapBox.hidden = false;
     age();
   }
