@@ -1072,7 +1072,10 @@ async fn the_drivers_position_shows_its_age_and_a_stale_one_is_drawn_as_stale() 
     assert!((25 * 60..25 * 60 + 30).contains(&age), "{age}");
     assert!(page.contains(r#"class="driver stale""#), "{page}");
     assert!(page.contains("Last known position, 25 min ago"), "{page}");
-    assert!(page.contains(r#"class="age">25 min ago</text>"#), "the marker carries its age");
+    assert!(
+        page.contains(r#"class="age">25 min ago</text>"#),
+        "the marker carries its age"
+    );
 
     api.events(vec![position("new", 2 * 60_000_000)]).await;
     let (page, view) = api.page_and_view("s-1").await;
@@ -1080,7 +1083,10 @@ async fn the_drivers_position_shows_its_age_and_a_stale_one_is_drawn_as_stale() 
     assert_eq!(view["last_position"]["stale"], false);
     assert!(page.contains(r#"class="driver""#) && !page.contains("driver stale"));
     assert!(page.contains("Position 2 min ago"), "{page}");
-    assert!(page.contains(r#"class="age" visibility="hidden">"#), "no age label on a fresh marker");
+    assert!(
+        page.contains(r#"class="age" visibility="hidden">"#),
+        "no age label on a fresh marker"
+    );
 }
 
 #[tokio::test]
