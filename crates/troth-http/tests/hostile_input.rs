@@ -403,3 +403,84 @@ async fn browsers_cannot_be_turned_against_troth() {
         "{policy}"
     );
 }
+
+/// A tracking link's forms cannot be used to flood support or the disk: a problem
+/// reported again shows the case already open, and a new photo deletes the one it
+/// replaces, within a daily quota.
+#[tokio::test]
+async fn tracking_forms_are_deduplicated_and_photos_replaced_within_a_quota() {
+    let mut api = TestApi::new(None);
+    let uploads = tempfile::tempdir().unwrap();
+    api.uploads(uploads.path());
+    // Past the per-address rate limit, which is not what this test is about.
+    api.limits(troth_http::limits::Limits {
+        forms_per_minute: 1_000,
+        ..Default::default()
+    });
+    let created = json!({"id": "c1", "type": "shipment.created", "time": "2026-11-23T08:00:00Z", "subject": "shipment:s-1",
+        "customer": {"id": "ann"}, "data": {"shipment": "s-1", "order": "o-1", "carrier": "swiftpost", "service": "standard"}});
+    api.ingest(json!([created])).await;
+    let (status, link) = api.call("POST", "/api/v1/shipments/s-1/tracking-link", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let token = link["token"].as_str().unwrap().to_owned();
+    let form = |path: String, content_type: &str, body: Vec<u8>| {
+        Request::post(path)
+            .header("host", "127.0.0.1:8080")
+            .header("origin", "http://127.0.0.1:8080")
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .unwrap()
+    };
+
+    let mut references = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let response = api
+            .router
+            .clone()
+            .oneshot(form(
+                format!("/t/{token}/problem"),
+                "application/x-www-form-urlencoded",
+                b"category=late".to_vec(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        references.insert(response.headers()["location"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(references.len(), 1, "{references:?}");
+    let (_, cases) = api
+        .call(
+            "GET",
+            "/api/v1/events?subject=shipment:s-1&type=case.opened",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(cases["events"].as_array().unwrap().len(), 1, "{cases}");
+
+    let boundary = "XyZ";
+    let upload = |n: u8| {
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x43];
+        jpeg.extend_from_slice(&[n; 65]);
+        jpeg.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 63, 0, 0x12, 0x34, 0xFF, 0xD9]);
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"place\"\r\n\r\nBehind the bin\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&jpeg);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        form(
+            format!("/t/{token}/safe-place"),
+            &format!("multipart/form-data; boundary={boundary}"),
+            body,
+        )
+    };
+    let files = || std::fs::read_dir(uploads.path()).map(|d| d.count()).unwrap_or(0);
+    for n in 0..5 {
+        let (status, body) = api.send(upload(n)).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        assert_eq!(files(), 1, "the replaced photos are deleted");
+    }
+    let (status, body) = api.send(upload(9)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(files(), 1);
+}

@@ -210,8 +210,9 @@ async fn osmand_reports_in_every_form_are_stored_in_troths_units() {
     assert_eq!(stored[0]["subject"], "driver:d-7");
     assert_eq!(stored[0]["source"], "osmand");
     let at = |e: &Value| Timestamp::parse_rfc3339(e["time"].as_str().unwrap()).unwrap().micros() / 1_000_000;
-    assert_eq!(at(&stored[0]), unix(-60));
-    assert_eq!(at(&stored[1]), unix(-50));
+    // Seconds may tick between sending and checking.
+    assert!((at(&stored[0]) - unix(-60)).abs() <= 1);
+    assert!((at(&stored[1]) - unix(-50)).abs() <= 1);
     assert!((at(&stored[2]) - unix(-40)).abs() <= 1);
     let latest = api.hub.latest("d-7").unwrap();
     assert_eq!((latest.lat, latest.speed_kmh), (52.503, Some(36.0)));

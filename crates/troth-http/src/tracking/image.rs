@@ -1,6 +1,7 @@
 //! Checking and cleaning a customer's photo: JPEG or PNG by their magic bytes,
-//! with the metadata that can locate or identify someone (EXIF, XMP, comments,
-//! text chunks) taken out. The pixels are not decoded or touched.
+//! cut at the end of the image, with the metadata that can locate or identify
+//! someone (EXIF, XMP, comments, text chunks) taken out and what the pixels need to
+//! look right (colour profile, orientation) kept. The pixels are not decoded or touched.
 
 /// The kinds of photo accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +56,18 @@ pub fn strip(bytes: &[u8]) -> Result<(Kind, Vec<u8>), ImageError> {
     Ok((kind, clean))
 }
 
-/// Copies a JPEG's segments except APP0–APP15 (JFIF, EXIF, XMP, ICC, Photoshop…)
-/// and COM; from the start of scan on, the rest is copied as it is.
+/// Copies a JPEG up to its end-of-image marker, segment by segment. Kept: the
+/// segments that make the pixels (tables, frame, scans and their entropy-coded
+/// data), the colour profile (APP2 `ICC_PROFILE`) and Adobe's APP14 (how CMYK and
+/// YCCK are to be read). The orientation is kept as a new, minimal EXIF segment
+/// holding that one tag. Dropped: every other APP segment (EXIF with its GPS and
+/// camera serials, XMP, JFIF thumbnails, Photoshop's IPTC, MPF's pointer to a second
+/// image) and comments — and anything after the end of the image (a second image
+/// with its own GPS, a motion photo's video, an HTML polyglot's tail).
 fn strip_jpeg(bytes: &[u8]) -> Result<Vec<u8>, ImageError> {
     let mut out = Vec::with_capacity(bytes.len());
     out.extend_from_slice(&bytes[..2]);
+    let mut orientation = None;
     let mut at = 2;
     loop {
         if bytes.get(at) != Some(&0xFF) {
@@ -79,7 +87,7 @@ fn strip_jpeg(bytes: &[u8]) -> Result<Vec<u8>, ImageError> {
             }
             0xD9 => {
                 out.extend_from_slice(&bytes[at..at + 2]);
-                return Ok(out);
+                return Ok(with_orientation(out, orientation));
             }
             _ => {}
         }
@@ -92,17 +100,100 @@ fn strip_jpeg(bytes: &[u8]) -> Result<Vec<u8>, ImageError> {
         if end > bytes.len() {
             return Err(ImageError::Malformed);
         }
-        let metadata = matches!(marker, 0xE0..=0xEF | 0xFE);
-        if !metadata {
+        let payload = &bytes[at + 4..end];
+        let kept = match marker {
+            0xE1 if payload.starts_with(b"Exif\0\0") => {
+                orientation = orientation.or_else(|| exif_orientation(&payload[6..]));
+                false
+            }
+            0xE2 => payload.starts_with(b"ICC_PROFILE\0"),
+            0xEE => payload.starts_with(b"Adobe"),
+            0xE0..=0xEF | 0xFE => false,
+            _ => true,
+        };
+        if kept {
             out.extend_from_slice(&bytes[at..end]);
         }
-        if marker == 0xDA {
-            // Start of scan: entropy-coded data and the markers after it carry no metadata we remove.
-            out.extend_from_slice(&bytes[end..]);
-            return Ok(out);
-        }
         at = end;
+        if marker == 0xDA {
+            // Start of scan: entropy-coded data up to the next marker that is not a
+            // stuffed 0xFF00 or a restart (progressive images have several scans).
+            let data_end = entropy_end(bytes, at).ok_or(ImageError::Malformed)?;
+            out.extend_from_slice(&bytes[at..data_end]);
+            at = data_end;
+        }
     }
+}
+
+/// Where a scan's entropy-coded data starting at `from` ends: at the first marker.
+fn entropy_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    loop {
+        let ff = at + bytes.get(at..)?.iter().position(|&b| b == 0xFF)?;
+        match bytes.get(ff + 1)? {
+            0x00 | 0xD0..=0xD7 => at = ff + 2,
+            _ => return Some(ff),
+        }
+    }
+}
+
+/// The Orientation tag (0x0112) of an EXIF block's first IFD, when it is 1–8.
+fn exif_orientation(tiff: &[u8]) -> Option<u16> {
+    let big_endian = match tiff.get(..4)? {
+        b"MM\0*" => true,
+        b"II*\0" => false,
+        _ => return None,
+    };
+    let u16_at = |at: usize| {
+        let b = tiff.get(at..at + 2)?;
+        Some(if big_endian {
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            u16::from_le_bytes([b[0], b[1]])
+        })
+    };
+    let u32_at = |at: usize| {
+        let b = tiff.get(at..at + 4)?;
+        let b = [b[0], b[1], b[2], b[3]];
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let ifd = usize::try_from(u32_at(4)?).ok()?;
+    let entries = u16_at(ifd)?;
+    (0..usize::from(entries)).find_map(|i| {
+        let entry = ifd.checked_add(2 + 12 * i)?;
+        // Tag 0x0112, type SHORT (3), one value, stored in the entry itself.
+        (u16_at(entry)? == 0x0112 && u16_at(entry + 2)? == 3)
+            .then(|| u16_at(entry + 8))
+            .flatten()
+            .filter(|o| (1..=8).contains(o))
+    })
+}
+
+/// Puts back the orientation, the one EXIF tag a photo needs to be shown upright,
+/// as an EXIF segment of its own right after the start-of-image marker.
+fn with_orientation(jpeg: Vec<u8>, orientation: Option<u16>) -> Vec<u8> {
+    let Some(orientation) = orientation.filter(|&o| o != 1) else {
+        return jpeg;
+    };
+    let mut exif = b"Exif\0\0MM\0*\0\0\0\x08".to_vec();
+    exif.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    exif.extend_from_slice(&0x0112u16.to_be_bytes());
+    exif.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    exif.extend_from_slice(&1u32.to_be_bytes());
+    exif.extend_from_slice(&orientation.to_be_bytes());
+    exif.extend_from_slice(&[0, 0]);
+    exif.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    let mut out = Vec::with_capacity(jpeg.len() + exif.len() + 4);
+    out.extend_from_slice(&jpeg[..2]);
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&exif);
+    out.extend_from_slice(&jpeg[2..]);
+    out
 }
 
 /// Ancillary PNG chunks kept: they change how the pixels look, and say nothing about
@@ -206,10 +297,123 @@ mod tests {
         assert_eq!(clean, expected);
     }
 
+    /// EXIF (TIFF) with the given orientation and a GPS pointer, in either byte order.
+    fn exif(orientation: u16, big_endian: bool) -> Vec<u8> {
+        let u16b = |n: u16| if big_endian { n.to_be_bytes() } else { n.to_le_bytes() };
+        let u32b = |n: u32| if big_endian { n.to_be_bytes() } else { n.to_le_bytes() };
+        let mut e = b"Exif\0\0".to_vec();
+        e.extend_from_slice(if big_endian { b"MM\0*" } else { b"II*\0" });
+        e.extend_from_slice(&u32b(8));
+        e.extend_from_slice(&u16b(2));
+        // GPS IFD pointer, then Orientation.
+        e.extend_from_slice(&u16b(0x8825));
+        e.extend_from_slice(&u16b(4));
+        e.extend_from_slice(&u32b(1));
+        e.extend_from_slice(&u32b(99));
+        e.extend_from_slice(&u16b(0x0112));
+        e.extend_from_slice(&u16b(3));
+        e.extend_from_slice(&u32b(1));
+        e.extend_from_slice(&u16b(orientation));
+        e.extend_from_slice(&[0, 0]);
+        e.extend_from_slice(&u32b(0));
+        e.extend_from_slice(b"GPS 51.5N 0.12W");
+        e
+    }
+
+    /// A photo from a phone: EXIF with orientation and GPS, an ICC profile, MPF
+    /// pointing at a second image, a progressive image in two scans, and a tail.
+    fn phone_jpeg(tail: &[u8]) -> Vec<u8> {
+        let mut j = vec![0xFF, 0xD8];
+        j.extend(segment(0xE1, &exif(6, false)));
+        j.extend(segment(
+            0xE1,
+            b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>Ann's phone</x:xmpmeta>",
+        ));
+        j.extend(segment(0xE2, b"ICC_PROFILE\0\x01\x01profile bytes"));
+        j.extend(segment(0xE2, b"MPF\0MM\0*second image at 4000"));
+        j.extend(segment(0xDB, &[0; 65]));
+        j.extend(segment(0xC2, &[8, 0, 1, 0, 1, 1, 1, 0x11, 0]));
+        j.extend(segment(0xC4, &[0; 20]));
+        j.extend(segment(0xDA, &[1, 1, 0, 0, 0, 0]));
+        j.extend_from_slice(&[0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56]);
+        j.extend(segment(0xC4, &[1; 20]));
+        j.extend(segment(0xDA, &[1, 1, 0, 1, 63, 0]));
+        j.extend_from_slice(&[0x78, 0x9A, 0xFF, 0xD9]);
+        j.extend_from_slice(tail);
+        j
+    }
+
+    #[test]
+    fn a_phone_photo_keeps_its_pixels_profile_and_orientation_and_nothing_else() {
+        let (_, clean) = strip(&phone_jpeg(b"")).unwrap();
+        for gone in [&b"GPS"[..], b"Ann", b"MPF", b"xmpmeta"] {
+            assert!(!contains(&clean, gone), "{}", String::from_utf8_lossy(gone));
+        }
+        assert!(
+            contains(&clean, b"ICC_PROFILE\0\x01\x01profile bytes"),
+            "the colour profile stays"
+        );
+        // Both scans and the table between them, byte for byte.
+        assert!(contains(&clean, &[0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56]));
+        assert!(contains(&clean, &segment(0xC4, &[1; 20])));
+        assert!(clean.ends_with(&[0x78, 0x9A, 0xFF, 0xD9]));
+        // Orientation 6 (rotate 90°) survives, alone, right after SOI.
+        assert_eq!(&clean[..4], &[0xFF, 0xD8, 0xFF, 0xE1]);
+        assert_eq!(&clean[6..12], b"Exif\0\0");
+        assert_eq!(exif_orientation(&clean[12..]), Some(6));
+        for big_endian in [true, false] {
+            assert_eq!(exif_orientation(&exif(3, big_endian)[6..]), Some(3));
+        }
+    }
+
+    #[test]
+    fn whatever_follows_the_end_of_the_image_is_cut_off() {
+        let clean = strip(&phone_jpeg(b"")).unwrap().1;
+        // A second image with its own GPS (MPF), a motion photo's video, an HTML tail.
+        let mut second = vec![0xFF, 0xD8];
+        second.extend(segment(0xE1, &exif(1, true)));
+        second.extend_from_slice(&[0xFF, 0xD9]);
+        let tails: [&[u8]; 3] = [
+            &second,
+            b"\0\0\0\x18ftypmp42 video of the porch",
+            b"<html><script>alert(1)</script>",
+        ];
+        for tail in tails {
+            assert_eq!(strip(&phone_jpeg(tail)).unwrap().1, clean);
+        }
+        let mut png = png();
+        png.extend_from_slice(b"<html><script>alert(1)</script>");
+        assert!(!contains(&strip(&png).unwrap().1, b"<html>"));
+    }
+
+    #[test]
+    fn a_cmyk_photo_keeps_adobes_colour_transform() {
+        let mut j = vec![0xFF, 0xD8];
+        j.extend(segment(0xEE, b"Adobe\0\x64\0\0\0\0\x02"));
+        j.extend(segment(0xFE, b"<script>polyglot</script>"));
+        j.extend(segment(
+            0xC0,
+            &[8, 0, 1, 0, 1, 4, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0, 4, 0x11, 0],
+        ));
+        j.extend(segment(0xDA, &[1, 1, 0, 0, 63, 0]));
+        j.extend_from_slice(&[0x11, 0xFF, 0xD9]);
+        let clean = strip(&j).unwrap().1;
+        assert!(contains(&clean, b"Adobe\0\x64"));
+        assert!(!contains(&clean, b"<script>"));
+    }
+
     #[test]
     fn other_files_and_damaged_images_are_refused() {
         assert_eq!(strip(b"GIF89a...").unwrap_err(), ImageError::NotAnImage);
         assert_eq!(strip(b"<svg></svg>").unwrap_err(), ImageError::NotAnImage);
+        assert_eq!(
+            strip(b"<?xml version=\"1.0\"?><svg onload=\"alert(1)\"/>").unwrap_err(),
+            ImageError::NotAnImage
+        );
+        // A scan that never ends is not an image.
+        let mut open = jpeg();
+        open.truncate(open.len() - 2);
+        assert_eq!(strip(&open).unwrap_err(), ImageError::Malformed);
         let jpeg = jpeg();
         assert_eq!(strip(&jpeg[..20]).unwrap_err(), ImageError::Malformed);
         let png = png();

@@ -619,6 +619,16 @@ async fn problem<S: Store>(
     let Some(&(category, _)) = PROBLEMS.iter().find(|p| Some(p.0) == category.as_deref()) else {
         return page::invalid(&token, "Choose what the problem is.");
     };
+    // One case a day from the page: a customer who reports again (or a script that
+    // posts thirty times) is shown the case already open, and no other is opened.
+    match from_page_since(&state.store, &tracked, "case.opened", now.plus_us(-DAY_US)).await {
+        Ok(earlier) => {
+            if let Some(case) = earlier.iter().rev().find_map(|e| e["data"]["case"].as_str()) {
+                return Redirect::to(&format!("/t/{token}?done=problem&case={case}")).into_response();
+            }
+        }
+        Err(e) => return page::failed(&e),
+    }
     let case = match random_hex::<8>() {
         Ok(r) => format!("k-t-{r}"),
         Err(e) => return page::failed(&e),
@@ -681,15 +691,87 @@ async fn safe_place<S: Store>(
         return page::invalid(&token, "Describe your safe place in up to 500 characters.");
     }
     let mut data = json!({"place": place});
+    let earlier = match from_page_since(&state.store, &tracked, "shipment.safe_place_set", Timestamp(0)).await {
+        Ok(earlier) => earlier,
+        Err(e) => return page::failed(&e),
+    };
+    let photo_of = |e: &Value| e["data"]["photo"].as_str().map(str::to_owned);
     if !photo.is_empty() {
+        let today = earlier
+            .iter()
+            .filter(|e| {
+                photo_of(e).is_some()
+                    && e["time"].as_str().and_then(Timestamp::parse_rfc3339) >= Some(now.plus_us(-DAY_US))
+            })
+            .count();
+        if today >= PHOTOS_PER_DAY {
+            let mut response = page::invalid(
+                &token,
+                &format!(
+                    "You have sent {PHOTOS_PER_DAY} photos today, the most a day; describe the place instead, or try tomorrow."
+                ),
+            );
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            return response;
+        }
         match store_photo(&state.tracking.config, &photo).await {
             Ok(name) => data["photo"] = json!(name),
             Err(response) => return response(&token),
         }
     }
     match append(&state.store, &tracked, "shipment.safe_place_set", data, now).await {
-        Ok(()) => back(&token, "safe_place"),
+        Ok(()) => {
+            // A new photo replaces the earlier ones: they are deleted, so the disk holds
+            // one photo per shipment at most.
+            if !photo.is_empty() {
+                for name in earlier.iter().filter_map(photo_of) {
+                    delete_photo(&state.tracking.config, &name).await;
+                }
+            }
+            back(&token, "safe_place")
+        }
         Err(e) => page::failed(&e),
+    }
+}
+
+/// Photos one tracking link may send in a day.
+const PHOTOS_PER_DAY: usize = 5;
+const DAY_US: i64 = 86_400_000_000;
+
+/// The events of `event_type` the tracking page appended for this shipment at or
+/// after `since`, oldest first, as JSON.
+async fn from_page_since<S: Store>(
+    store: &S,
+    tracked: &TrackedShipment,
+    event_type: &str,
+    since: Timestamp,
+) -> Result<Vec<Value>, ApiError> {
+    let page = store
+        .events(troth_store::EventQuery {
+            subject: Some(format!("shipment:{}", tracked.link.shipment)),
+            event_type: Some(event_type.to_owned()),
+            from_us: Some(since.micros()),
+            limit: 1_000,
+            ..Default::default()
+        })
+        .await?;
+    Ok(page
+        .events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.raw).ok())
+        .filter(|e| e["source"] == "tracking_page")
+        .collect())
+}
+
+async fn delete_photo(config: &TrackingConfig, name: &str) {
+    let Some(dir) = &config.upload_dir else { return };
+    if !stored_name(name) {
+        return;
+    }
+    match tokio::fs::remove_file(dir.join(name)).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(error = %e, photo = name, "a replaced photo could not be deleted"),
     }
 }
 

@@ -49,6 +49,15 @@ impl TestApi {
         self.router = app(self.state.clone());
     }
 
+    /// Photos from the tracking page stored in `dir`, from now on.
+    pub fn uploads(&mut self, dir: &std::path::Path) {
+        self.state = self.state.clone().with_tracking(troth_http::tracking::TrackingConfig {
+            upload_dir: Some(dir.to_owned()),
+            ..Default::default()
+        });
+        self.router = app(self.state.clone());
+    }
+
     /// Without a master key from now on (the API is open, to loopback only);
     /// requests may still send the key, which is then ignored.
     pub fn open_mode(&mut self) {
