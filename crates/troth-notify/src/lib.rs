@@ -71,6 +71,9 @@ pub struct NotifyConfig {
     pub public_url: Option<String>,
     /// How often to look for due rows when no commit wakes the dispatcher.
     pub poll: Duration,
+    /// The retailer's time zone (an IANA name), for customers whose own
+    /// (`traits.timezone`) is not known; UTC when unset.
+    pub timezone: Option<String>,
 }
 
 impl Default for NotifyConfig {
@@ -83,6 +86,7 @@ impl Default for NotifyConfig {
             templates: template::defaults(),
             public_url: None,
             poll: Duration::from_secs(1),
+            timezone: None,
         }
     }
 }
@@ -118,7 +122,7 @@ impl NotifyConfig {
     /// What renders messages as their rows are written (set it on the store with
     /// `SqliteStore::set_composer`), with these templates and this public URL.
     pub fn composer(&self) -> Composer {
-        Composer::new(self.templates.clone(), self.public_url.clone())
+        Composer::new(self.templates.clone(), self.public_url.clone()).in_zone(self.timezone.as_deref())
     }
 }
 

@@ -2,7 +2,7 @@
 //! outbox row's payload. A placeholder is a dotted path into the payload
 //! (`{event.data.reason}`, `{customer.traits.name}`, `{promise.due}`) with an
 //! optional fallback after `|` (`{customer.traits.name|there}`); `{amount}` is the
-//! event's `data.amount` in major units. A missing value without a fallback is empty;
+//! event's `data.amount` in major units, with its currency's decimals (¥1999, 19.99 EUR). A missing value without a fallback is empty;
 //! `{?path}` instead leaves its whole line out (`Track it: {?tracking_url}`).
 //!
 //! [`Composer`] renders a row's message with the delivery values added to the
@@ -10,9 +10,10 @@
 
 use std::collections::HashMap;
 
+use jiff::ZonedDateTime;
+use jiff::tz::TimeZone;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 use troth_core::Timestamp;
 use troth_store::{Compose, Message};
 
@@ -185,10 +186,13 @@ fn value(path: &str, payload: &Value) -> Option<String> {
     }
 }
 
-/// `data.amount` in minor units as major units with two decimals.
+/// `data.amount` (minor units) in major units, with as many decimals as
+/// `data.currency` has (two when it names none).
 fn amount(payload: &Value) -> Option<String> {
-    let minor = payload.get("event")?.get("data")?.get("amount")?.as_i64()?;
-    Some(format!("{}.{:02}", minor / 100, minor % 100))
+    let data = payload.get("event")?.get("data")?;
+    let minor = data.get("amount")?.as_i64()?;
+    let currency = data.get("currency").and_then(Value::as_str).unwrap_or("");
+    Some(troth_core::money::major_units(minor, currency))
 }
 
 /// Renders messages: the templates by name, and the public base URL that makes a
@@ -197,12 +201,34 @@ fn amount(payload: &Value) -> Option<String> {
 pub struct Composer {
     templates: HashMap<String, Template>,
     public_url: Option<String>,
+    /// The retailer's zone, for customers without one of their own.
+    zone: TimeZone,
 }
 
 impl Composer {
     pub fn new(templates: HashMap<String, Template>, public_url: Option<String>) -> Composer {
         let public_url = public_url.map(|u| u.trim_end_matches('/').to_owned());
-        Composer { templates, public_url }
+        Composer {
+            templates,
+            public_url,
+            zone: TimeZone::UTC,
+        }
+    }
+
+    /// Times in messages in this zone (an IANA name) when the customer has none of
+    /// their own; UTC for no name or a name that is not a zone.
+    pub fn in_zone(mut self, name: Option<&str>) -> Composer {
+        self.zone = name.and_then(zone_named).unwrap_or(TimeZone::UTC);
+        self
+    }
+
+    /// The customer's zone (`customer.traits.timezone`) when it is one, else the retailer's.
+    fn zone_of(&self, payload: &Value) -> TimeZone {
+        payload
+            .pointer("/customer/traits/timezone")
+            .and_then(Value::as_str)
+            .and_then(zone_named)
+            .unwrap_or_else(|| self.zone.clone())
     }
 
     /// The payload with the values templates can use besides its own fields.
@@ -215,15 +241,25 @@ impl Composer {
         if let (Some(base), Some(path)) = (&self.public_url, text("tracking_path")) {
             values["tracking_url"] = format!("{base}{path}").into();
         }
-        let at = |key: &str| text(key).and_then(Timestamp::parse_rfc3339).and_then(utc);
+        let zone = self.zone_of(payload);
+        let at = |key: &str| {
+            text(key)
+                .and_then(Timestamp::parse_rfc3339)
+                .and_then(|t| local(t, &zone))
+        };
         if let (Some(start), Some(end)) = (at("window_start"), at("window_end")) {
-            let date = format!("{} {} {}", start.weekday(), start.day(), start.month());
-            let (from, to) = (clock(start), clock(end));
-            values["window"] = format!("{date}, {from}–{to} UTC").into();
+            let date = start.strftime("%A %-d %B").to_string();
+            let (from, to) = (clock(&start), clock(&end));
+            // The zone's abbreviation (GMT, BST, CET), or its name where it has none.
+            let named = match start.strftime("%Z").to_string() {
+                abbreviation if abbreviation.starts_with(['+', '-']) => zone.iana_name().unwrap_or("UTC").to_owned(),
+                abbreviation => abbreviation,
+            };
+            values["window"] = format!("{date}, {from}–{to} {named}").into();
             values["window_date"] = date.into();
             values["window_start"] = from.clone().into();
             values["window_end"] = to.clone().into();
-            values["window_time"] = format!("{from}–{to} UTC").into();
+            values["window_time"] = format!("{from}–{to} {named}").into();
         }
         if let Some(stops) = shipment.get("stops_before") {
             values["stops_before"] = stops.clone();
@@ -259,18 +295,31 @@ impl Composer {
     }
 }
 
+/// A zone by its IANA name; fixed offsets are refused, as they know no daylight saving.
+fn zone_named(name: &str) -> Option<TimeZone> {
+    let name = name.trim();
+    if name.is_empty() || name.starts_with(['+', '-']) {
+        return None;
+    }
+    TimeZone::get(name).ok()
+}
+
 impl Compose for Composer {
     fn compose(&self, payload: &Value) -> Option<Message> {
         self.message(payload)
     }
 }
 
-fn utc(t: Timestamp) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.micros()) * 1_000).ok()
+fn local(t: Timestamp, zone: &TimeZone) -> Option<ZonedDateTime> {
+    Some(
+        jiff::Timestamp::from_microsecond(t.micros())
+            .ok()?
+            .to_zoned_datetime(zone.clone()),
+    )
 }
 
-fn clock(t: OffsetDateTime) -> String {
-    format!("{:02}:{:02}", t.hour(), t.minute())
+fn clock(t: &ZonedDateTime) -> String {
+    t.strftime("%H:%M").to_string()
 }
 
 #[cfg(test)]
@@ -292,6 +341,10 @@ mod tests {
         );
         check("{missing} {not closed", " {not closed");
         check("{{event.id}}", "{e1}");
+        let yen = json!({"event": {"data": {"amount": 1999, "currency": "JPY"}}});
+        assert_eq!(render("{amount} {event.data.currency}", &yen), "1999 JPY");
+        let dinar = json!({"event": {"data": {"amount": 1999, "currency": "KWD"}}});
+        assert_eq!(render("{amount} {event.data.currency}", &dinar), "1.999 KWD");
     }
 
     #[test]
@@ -315,6 +368,26 @@ mod tests {
         assert_eq!(values["tracking_url"], "https://track.example/t/abc");
         assert_eq!(values["window"], "Monday 23 November, 11:00–12:00 UTC");
         assert_eq!(values["stops_before"], 2);
+        // In the retailer's zone, on either side of its clock change, and in the
+        // customer's own when they have one.
+        let london = Composer::new(defaults(), None).in_zone(Some("Europe/London"));
+        assert_eq!(london.values(&payload)["window"], "Monday 23 November, 11:00–12:00 GMT");
+        let mut summer = payload.clone();
+        summer["shipment"]["window_start"] = json!("2026-10-24T11:00:00Z");
+        summer["shipment"]["window_end"] = json!("2026-10-24T12:00:00Z");
+        assert_eq!(london.values(&summer)["window"], "Saturday 24 October, 12:00–13:00 BST");
+        let mut in_tokyo = payload.clone();
+        in_tokyo["customer"] = json!({"traits": {"timezone": "Asia/Tokyo"}});
+        assert_eq!(
+            london.values(&in_tokyo)["window"],
+            "Monday 23 November, 20:00–21:00 JST"
+        );
+        in_tokyo["customer"]["traits"]["timezone"] = json!("+09:00");
+        assert_eq!(
+            london.values(&in_tokyo)["window_time"],
+            "11:00–12:00 GMT",
+            "an offset is not a zone"
+        );
         // Not a web address: no photo link.
         assert!(values.get("photo_url").is_none());
         let values = Composer::new(defaults(), None).values(&payload);

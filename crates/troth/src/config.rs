@@ -189,7 +189,17 @@ impl Config {
                 .transpose()?,
             notify: notify_config(flags.notify, file.notify)?,
             tracking: tracking_config(flags.tracking, file.tracking)?,
-        })
+        }
+        .with_message_zone())
+    }
+}
+
+impl Config {
+    /// Messages read times in the customer's zone, else the retailer's, as the
+    /// tracking page does.
+    fn with_message_zone(mut self) -> Config {
+        self.notify.timezone = Some(self.tracking.timezone.name().to_owned());
+        self
     }
 }
 

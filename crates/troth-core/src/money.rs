@@ -1,0 +1,58 @@
+//! Amounts of money: troth stores them in minor units (`amount: 1999` with
+//! `currency: "EUR"`), and writes them out in major units with as many decimals as
+//! the currency has (ISO 4217's minor unit): €19.99, but ¥1999 and 1.999 KWD.
+
+/// How many decimals a currency's amounts have: ISO 4217's minor unit. Currencies
+/// not listed have two, as most do.
+pub fn minor_unit_digits(currency: &str) -> u32 {
+    match currency {
+        // No minor unit in use.
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND"
+        | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        // Thousandths.
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        // Units of account with four decimals.
+        "CLF" | "UYW" => 4,
+        _ => 2,
+    }
+}
+
+/// `minor` units of `currency` in major units, `1999` EUR → `19.99`, JPY → `1999`,
+/// KWD → `1.999`; negative amounts keep their sign.
+pub fn major_units(minor: i64, currency: &str) -> String {
+    let digits = minor_unit_digits(currency);
+    if digits == 0 {
+        return minor.to_string();
+    }
+    let scale = 10u64.pow(digits);
+    let magnitude = minor.unsigned_abs();
+    let sign = if minor < 0 { "-" } else { "" };
+    format!(
+        "{sign}{}.{:0width$}",
+        magnitude / scale,
+        magnitude % scale,
+        width = digits as usize
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_have_their_currencys_decimals() {
+        for (minor, currency, expected) in [
+            (1999, "EUR", "19.99"),
+            (5, "USD", "0.05"),
+            (1999, "JPY", "1999"),
+            (1999, "KWD", "1.999"),
+            (7, "BHD", "0.007"),
+            (12345, "CLF", "1.2345"),
+            (-250, "GBP", "-2.50"),
+            (i64::MIN, "EUR", "-92233720368547758.08"),
+            (100, "XXX", "1.00"),
+        ] {
+            assert_eq!(major_units(minor, currency), expected, "{minor} {currency}");
+        }
+    }
+}
