@@ -257,12 +257,12 @@ impl Out {
 
     /// Sorts the buffered events and writes those that reach troth before `limit`
     /// (and happened before the world's end); keeps the rest for later.
-    fn flush(&mut self, limit: i64, sink: &mut dyn FnMut(&str) -> std::io::Result<()>) -> std::io::Result<()> {
+    fn flush(&mut self, limit: i64, sink: &mut crate::TimedSink<'_>) -> std::io::Result<()> {
         self.index.sort_unstable_by_key(|e| (e.key, e.ord));
         let split = self.index.partition_point(|e| e.key < limit);
         for e in &self.index[..split] {
             if e.time < self.end {
-                sink(&self.arena[e.start..e.end])?;
+                sink(&self.arena[e.start..e.end], Timestamp(e.key))?;
                 self.written += 1;
             }
         }
@@ -336,7 +336,7 @@ pub fn planted(world: &World) -> Vec<PlantedFault> {
         .collect()
 }
 
-pub fn run(w: &World, sink: &mut dyn FnMut(&str) -> std::io::Result<()>) -> Result<Manifest, SimError> {
+pub fn run(w: &World, sink: &mut crate::TimedSink<'_>) -> Result<Manifest, SimError> {
     let start = w.start_time()?.micros();
     let end = start + i64::from(w.days) * DAY;
     let mut sim = Sim::new(w, start, end);

@@ -180,3 +180,30 @@ fn simulate_can_send_a_world_to_a_running_server() {
         "every simulated event was accepted: {metrics}"
     );
 }
+
+#[test]
+fn a_demo_that_cannot_start_leaves_no_store_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let data_dir = tmp.path().join("demo");
+    // With a directory named, and with the default one under the temp dir.
+    for named in [true, false] {
+        let mut command = troth();
+        command
+            .args(["demo", "--listen", &port, "--world", &world("small.toml")])
+            .env("TMPDIR", tmp.path());
+        if named {
+            command.arg("--data-dir").arg(&data_dir);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("is another server using it"), "{stderr}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "nothing is left behind: {left:?}");
+    }
+}
