@@ -416,8 +416,9 @@ fn simulated(line: &str) -> anyhow::Result<ValidEvent> {
 struct Pick {
     shipment: String,
     token: String,
-    /// 3: the driver is moving now and at least two stops come first; 2: the same
-    /// but standing; 1: on the road; 0: finished.
+    /// 4: the driver is moving now, at least two stops come first and the estimate
+    /// is within the window; 3: the same but late (a stop the driver passed over,
+    /// visited last); 2: not moving right now; 1: on the road; 0: finished.
     rank: u8,
     stops_before: u64,
 }
@@ -442,7 +443,7 @@ async fn urls(
     let mut client = Client::connect(target, None).await?;
     let pick = loop {
         let pick = best_delivery(store, &mut client).await?;
-        let done = pick.as_ref().is_some_and(|p| p.rank == 3);
+        let done = pick.as_ref().is_some_and(|p| p.rank == 4);
         if done || tokio::time::Instant::now() >= deadline || stopping.load(Ordering::SeqCst) {
             break pick;
         }
@@ -450,7 +451,7 @@ async fn urls(
     };
     if let Some(pick) = pick {
         let note = match pick.rank {
-            3 => format!(
+            3 | 4 => format!(
                 "  (the driver is on the way now, {} stops before this one)",
                 pick.stops_before
             ),
@@ -517,10 +518,15 @@ async fn best_delivery(store: &SqliteStore, client: &mut Client) -> anyhow::Resu
             let on_the_way = view["stage"] == "out_for_delivery";
             let stops_before = view["stops_before"].as_u64().unwrap_or(0);
             let shown = on_the_way && stops_before >= 2 && view["eta"].is_string() && view["driver"].is_object();
-            let rank = match (shown, moving, on_the_way || view["stage"] == "arriving") {
-                (true, true, _) => 3,
-                (true, false, _) => 2,
-                (false, _, true) => 1,
+            // RFC 3339 instants in one format compare as text.
+            let on_time = view["window"]["end"]
+                .as_str()
+                .is_none_or(|end| view["eta"].as_str().is_some_and(|eta| eta <= end));
+            let rank = match (shown, moving, on_time, on_the_way || view["stage"] == "arriving") {
+                (true, true, true, _) => 4,
+                (true, true, false, _) => 3,
+                (true, false, ..) => 2,
+                (false, .., true) => 1,
                 _ => 0,
             };
             // The best rank; among equals the fewest stops first, so the count falls soon.

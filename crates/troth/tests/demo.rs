@@ -137,6 +137,22 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
             String::from_utf8_lossy(&body)
         );
     }
+    // The tracking link is a delivery on the way now, through the live path: the
+    // server's estimate, its live stop count, a fresh driver.
+    let page = urls.iter().find(|u| u.contains("/t/")).unwrap();
+    let (host, token) = page.strip_prefix("http://").unwrap().split_once("/t/").unwrap();
+    let mut client = Client::connect(&Target::from_addr(host.parse().unwrap()), None)
+        .await
+        .unwrap();
+    let (_, body) = client.get(&format!("/api/v1/track/{token}")).await.unwrap();
+    let view: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(view["stage"], "out_for_delivery", "{view}");
+    assert!(view["stops_before"].as_u64().unwrap() >= 2, "{view}");
+    assert!(view["eta"].is_string(), "{view}");
+    let at = troth_core::Timestamp::parse_rfc3339(view["driver"]["at"].as_str().unwrap()).unwrap();
+    let age = troth_core::Timestamp::now().micros() - at.micros();
+    assert!(age < 60_000_000, "the driver's position is {} s old", age / 1_000_000);
+
     let interrupted = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
