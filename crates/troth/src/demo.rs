@@ -48,6 +48,9 @@ const CHOOSE_WITHIN: Duration = Duration::from_secs(45);
 const MOVING_WITHIN_US: i64 = 60_000_000;
 /// The least speed (km/h) that is moving.
 const MOVING_KMH: f64 = 3.0;
+/// How often a standing van's phone reports in the demo's world (the tracking page
+/// hides a driver whose position is five minutes old).
+const PARKED_REPORT_S: u32 = 30;
 
 /// One simulated line and the instant it reaches troth.
 type Timed = (String, Timestamp);
@@ -70,6 +73,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     // The world's last day is today: its history ends now and the rest plays live.
     let now = Timestamp::now();
+    // Drivers' phones report while the van stands too, as tracking apps do, so a
+    // driver at a door or waiting for a stop's time stays on the map.
+    if world.parked_report_s == 0 {
+        world.parked_report_s = PARKED_REPORT_S;
+    }
     world.start = Timestamp(now.micros() - (i64::from(world.days.max(1)) - 1) * DAY_US - NOW_INTO_DAY_US).to_string();
 
     let store = SqliteStore::open_with_journey(&data_dir, Some(&journey))
