@@ -5,10 +5,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::envelope::Channel;
 use crate::field::{FieldError, FromJson, Path, bounded_int, json_struct, string_enum};
-use crate::position::PositionFlag;
 use crate::timestamp::Timestamp;
+use crate::values::{Channel, PositionFlag};
+pub use crate::values::{Heading, Lat, Lon, NonNegative, Percent};
 
 bounded_int!(
     /// Net Promoter Score answer, 0–10.
@@ -60,61 +60,6 @@ impl FromJson for Amount {
             return Err(path.error(format!("must be an amount in minor units, not negative ({n})")));
         }
         Ok(Amount(n))
-    }
-}
-
-/// A latitude in degrees.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Lat(pub f64);
-/// A longitude in degrees.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Lon(pub f64);
-/// A non-negative measure (speed, accuracy).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NonNegative(pub f64);
-/// A compass heading in degrees, 0 ≤ h < 360.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Heading(pub f64);
-/// A percentage, 0–100 (a battery level).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Percent(pub f64);
-
-fn float_in(value: &Value, path: &Path<'_>, ok: impl Fn(f64) -> bool, range: &str) -> Result<f64, FieldError> {
-    let x = f64::from_json(value, path)?;
-    if ok(x) {
-        Ok(x)
-    } else {
-        Err(path.error(format!("must be {range}, not {x}")))
-    }
-}
-
-impl FromJson for Lat {
-    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        float_in(value, path, |x| (-90.0..=90.0).contains(&x), "between -90 and 90").map(Lat)
-    }
-}
-
-impl FromJson for Lon {
-    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        float_in(value, path, |x| (-180.0..=180.0).contains(&x), "between -180 and 180").map(Lon)
-    }
-}
-
-impl FromJson for NonNegative {
-    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        float_in(value, path, |x| x >= 0.0, "zero or more").map(NonNegative)
-    }
-}
-
-impl FromJson for Percent {
-    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        float_in(value, path, |x| (0.0..=100.0).contains(&x), "between 0 and 100").map(Percent)
-    }
-}
-
-impl FromJson for Heading {
-    fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
-        float_in(value, path, |x| (0.0..360.0).contains(&x), "at least 0 and below 360").map(Heading)
     }
 }
 

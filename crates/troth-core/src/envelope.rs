@@ -3,22 +3,15 @@
 use serde_json::{Map, Value};
 
 use crate::catalogue::EventData;
-use crate::field::{FieldError, FromJson, Path, expected, field, string_enum};
+use crate::field::{FieldError, FromJson, Path, expected, field};
 use crate::identity::{Identity, IdentityKind};
 use crate::timestamp::Timestamp;
+pub use crate::values::Channel;
 
 /// The largest event accepted, in bytes of its JSON text.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 /// The longest event id accepted, in characters.
 pub const MAX_ID_CHARS: usize = 128;
-
-string_enum!(
-    /// The channel an event happened on.
-    Channel {
-        Web = "web", App = "app", Store = "store", Phone = "phone", Email = "email",
-        Sms = "sms", Chat = "chat", Social = "social", Courier = "courier", Other = "other",
-    }
-);
 
 /// Who an event is about, as the sender knows them: any subset of these.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -17,6 +17,7 @@ pub mod reach;
 pub mod scorecard;
 pub mod shipment;
 pub mod timestamp;
+pub mod values;
 pub mod weakest;
 
 pub use envelope::{Channel, CustomerRef, MAX_EVENT_BYTES, ValidEvent, validate_event, validate_value};

@@ -7,20 +7,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::catalogue::{Heading, Lat, Lon, NonNegative, Percent};
-use crate::field::{FieldError, FromJson, Path, expected, field, json_struct, string_enum};
+use crate::field::{FieldError, FromJson, Path, expected, field, json_struct};
 use crate::timestamp::Timestamp;
-
-string_enum!(
-    /// Why a recorded position is not trusted as the driver's current one.
-    PositionFlag {
-        Stale = "stale",
-        OutOfOrder = "out_of_order",
-        ImplausibleJump = "implausible_jump",
-        NoFix = "no_fix",
-        Future = "future",
-    }
-);
+pub use crate::values::PositionFlag;
+use crate::values::{Heading, Lat, Lon, NonNegative, Percent};
 
 /// One GPS fix of a driver, in troth's units.
 #[derive(Debug, Clone, PartialEq)]

@@ -37,18 +37,67 @@ pub async fn require_master<S: Store>(State(state): State<AppState<S>>, request:
     }
 }
 
-/// For pages: the key may also come from the sign-in cookie; without a valid one
-/// the browser is sent to the sign-in form.
+/// For pages: a bearer key, or a sign-in session (see [`crate::sessions`]); without
+/// either the browser is sent to the sign-in form.
 pub async fn require_page<S: Store>(
     State((state, scope)): State<(AppState<S>, Scope)>,
     request: Request,
     next: Next,
 ) -> Response {
-    let from_cookie = cookie(&request, crate::ui::KEY_COOKIE);
-    match check_secret(&state, scope, bearer(&request).or(from_cookie.as_deref())) {
-        Ok(()) => next.run(request).await,
+    if state.master_key.is_none() {
+        return next.run(request).await;
+    }
+    let session = session_id(&request).and_then(|id| state.sessions.get(&id));
+    let checked = match (bearer(&request), session) {
+        (Some(secret), _) => check_secret(&state, scope, Some(secret)).map(|()| false),
+        (None, Some(principal)) => check_principal(&state, scope, &principal).map(|()| true),
+        (None, None) => Err(ApiError::new(Code::MissingAuthorization, "sign in")),
+    };
+    match checked {
+        Ok(in_session) => crate::sessions::SIGNED_IN.scope(in_session, next.run(request)).await,
         Err(e) if e.code == Code::Forbidden => e.into_response(),
         Err(_) => axum::response::Redirect::to("/login").into_response(),
+    }
+}
+
+/// The id in the request's session cookie.
+pub fn session_id(request: &Request) -> Option<String> {
+    cookie(request.headers(), crate::sessions::COOKIE)
+}
+
+/// Checks a key typed into the sign-in form: who it signs in as, if pages may be
+/// read with it.
+pub fn sign_in<S: Store>(state: &AppState<S>, secret: &str) -> Result<crate::sessions::Principal, ApiError> {
+    use crate::sessions::Principal;
+    let master = state.master_key.as_deref().unwrap_or("");
+    if !master.is_empty() && constant_time_eq(secret.as_bytes(), master.as_bytes()) {
+        return Ok(Principal::Master);
+    }
+    check_secret(state, Scope::Read, Some(secret))?;
+    match state.store.authenticate(secret) {
+        Some(key) => Ok(Principal::Key(key.uid)),
+        None => Err(ApiError::new(Code::InvalidApiKey, "the key is unknown or revoked")),
+    }
+}
+
+fn check_principal<S: Store>(
+    state: &AppState<S>,
+    scope: Scope,
+    principal: &crate::sessions::Principal,
+) -> Result<(), ApiError> {
+    match principal {
+        crate::sessions::Principal::Master => Ok(()),
+        crate::sessions::Principal::Key(uid) => match state.store.api_key(uid) {
+            Some(key) if key.allows(scope) => Ok(()),
+            Some(_) => Err(ApiError::new(
+                Code::Forbidden,
+                format!("this key cannot use {}", scope.as_str()),
+            )),
+            None => Err(ApiError::new(
+                Code::InvalidApiKey,
+                "the key of this session was revoked",
+            )),
+        },
     }
 }
 
@@ -61,8 +110,8 @@ fn bearer(request: &Request) -> Option<&str> {
 }
 
 /// A cookie's value, percent-decoded.
-fn cookie(request: &Request, name: &str) -> Option<String> {
-    let cookies = request.headers().get(header::COOKIE)?.to_str().ok()?;
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
     let value = cookies
         .split(';')
         .filter_map(|c| c.trim().split_once('='))

@@ -27,6 +27,10 @@ pub enum Code {
     InvalidPosition,
     UnknownDevice,
     Unavailable,
+    ProjectionLagging,
+    TooManyRequests,
+    UnsupportedMediaType,
+    RequestTimeout,
     Internal,
 }
 
@@ -55,6 +59,18 @@ impl Code {
             Code::InvalidPosition => ("invalid_position", S::BAD_REQUEST, "The position cannot be read"),
             Code::UnknownDevice => ("unknown_device", S::BAD_REQUEST, "No device has this identifier"),
             Code::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, "The store is not available"),
+            Code::UnsupportedMediaType => (
+                "unsupported_media_type",
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "The body's content type is not accepted",
+            ),
+            Code::TooManyRequests => ("too_many_requests", S::TOO_MANY_REQUESTS, "Too many requests"),
+            Code::RequestTimeout => ("request_timeout", S::REQUEST_TIMEOUT, "The request took too long"),
+            Code::ProjectionLagging => (
+                "projection_lagging",
+                S::SERVICE_UNAVAILABLE,
+                "The projections have not reached the position asked for",
+            ),
             Code::Internal => ("internal", S::INTERNAL_SERVER_ERROR, "Internal error"),
         }
     }
@@ -66,6 +82,8 @@ pub struct ApiError {
     pub code: Code,
     pub detail: String,
     pub field: Option<String>,
+    /// The positions reached, for `projection_lagging`.
+    pub progress: Option<troth_store::Progress>,
 }
 
 impl ApiError {
@@ -74,6 +92,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             field: None,
+            progress: None,
         }
     }
 
@@ -82,6 +101,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             field: Some(field.into()),
+            progress: None,
         }
     }
 }
@@ -99,6 +119,10 @@ pub struct Problem {
     /// The offending field or parameter, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `projection_lagging`: the log's position and each projector's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub progress: Option<troth_store::Progress>,
 }
 
 impl IntoResponse for ApiError {
@@ -111,6 +135,7 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code,
             field: self.field,
+            progress: self.progress,
         };
         let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(

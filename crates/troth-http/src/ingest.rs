@@ -29,6 +29,10 @@ pub struct ItemResult {
     /// The event's id, when it had a readable one.
     pub id: Option<String>,
     pub status: ItemStatus,
+    /// The event's position in the log; only for accepted items. Reads given it as
+    /// `min_position` answer once their projections include the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
     /// Why the item was rejected; only when it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -66,6 +70,7 @@ impl Pending {
                 self.results.push(ItemResult {
                     id: Some(event.id.clone()),
                     status: ItemStatus::Accepted,
+                    position: None,
                     error: None,
                     line,
                 });
@@ -74,6 +79,7 @@ impl Pending {
             Err(rejection) => self.results.push(ItemResult {
                 id: rejection.id,
                 status: ItemStatus::Rejected,
+                position: None,
                 error: Some(rejection.error),
                 line,
             }),
@@ -94,7 +100,7 @@ impl Pending {
             .await;
         for (index, status) in indexes.into_iter().zip(statuses) {
             match status {
-                AppendStatus::Accepted { .. } => {}
+                AppendStatus::Accepted { seq } => results[index].position = Some(seq),
                 AppendStatus::Duplicate => results[index].status = ItemStatus::Duplicate,
                 AppendStatus::Refused { reason } => {
                     results[index].status = ItemStatus::Rejected;
@@ -235,6 +241,7 @@ async fn ndjson_worker<S: Store>(state: AppState<S>, body: Body, out: mpsc::Send
             .item(&ItemResult {
                 id: None,
                 status: ItemStatus::Rejected,
+                position: None,
                 error: Some(FieldError::new("body", message)),
                 line: Some(lines.number + 1),
             })

@@ -3,19 +3,24 @@
 //! [`troth_store::Store`] and to the domain through `troth_core`.
 
 pub mod auth;
+pub mod browsers;
 pub mod carriers;
+pub mod consistency;
 pub mod error;
 pub mod extract;
 pub mod hub;
 pub mod ingest;
 pub mod journeys;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
 pub mod positions;
 pub mod quarantine;
 pub mod read;
+pub mod server;
+pub mod sessions;
 pub mod tracking;
 pub mod ui;
 
@@ -49,6 +54,12 @@ pub struct AppState<S> {
     pub plausibility: troth_core::position::Plausibility,
     /// The tracking page's settings and its live driver positions.
     pub tracking: tracking::Tracking,
+    /// How long a read given `min_position` waits for its projections.
+    pub read_wait: std::time::Duration,
+    /// Body, time, concurrency and per-client rate limits.
+    pub guards: Arc<limits::Guards>,
+    /// The pages' sign-in sessions.
+    pub sessions: Arc<sessions::Sessions>,
 }
 
 /// The journey map a server follows, shared by every request and replaced as a
@@ -76,6 +87,9 @@ impl<S: Clone> Clone for AppState<S> {
             positions: self.positions.clone(),
             plausibility: self.plausibility,
             tracking: self.tracking.clone(),
+            read_wait: self.read_wait,
+            guards: self.guards.clone(),
+            sessions: self.sessions.clone(),
         }
     }
 }
@@ -90,6 +104,9 @@ impl<S> AppState<S> {
             positions: Arc::default(),
             plausibility: Default::default(),
             tracking: tracking::Tracking::default(),
+            read_wait: consistency::WAIT_LIMIT,
+            guards: Arc::default(),
+            sessions: Arc::default(),
         }
     }
 
@@ -158,8 +175,22 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics_text::<S>))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route; see /docs or /openapi.json") })
-        // Bodies are limited per route: JSON ingest checks its own 4 MiB, NDJSON streams.
+        // Bodies are limited per route by `limits::guard`, which also cuts off
+        // chunked bodies while they are read; NDJSON streams without a limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            consistency::wait_for_position::<S>,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.guards.limits().request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::guard::<S>))
+        .layer(middleware::from_fn_with_state(state.clone(), browsers::protect::<S>))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            state.guards.limits().concurrency,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests::<S>))
         .with_state(state)
 }
@@ -170,13 +201,31 @@ pub fn osmand_app<S: Store + Clone>(state: AppState<S>) -> Router {
     Router::new()
         .fallback(positions::osmand::<S>)
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.guards.limits().request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), limits::guard_osmand::<S>))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            state.guards.limits().concurrency,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests::<S>))
         .with_state(state)
 }
 
+/// 200 with the log's position and each projector's when the store can read and
+/// write; a 503 problem otherwise.
 async fn readyz<S: Store>(State(state): State<AppState<S>>) -> Response {
     match state.store.ready().await {
-        Ok(()) => "ready\n".into_response(),
+        Ok(()) => {
+            let progress = state.store.progress();
+            axum::Json(serde_json::json!({
+                "status": "ready",
+                "log": progress.log,
+                "projectors": progress.projectors,
+            }))
+            .into_response()
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -184,7 +233,7 @@ async fn readyz<S: Store>(State(state): State<AppState<S>>) -> Response {
 async fn metrics_text<S: Store>(State(state): State<AppState<S>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render(&state.store.progress()),
     )
         .into_response()
 }

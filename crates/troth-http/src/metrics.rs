@@ -36,8 +36,37 @@ impl Metrics {
         self.events_rejected.fetch_add(rejected, Ordering::Relaxed);
     }
 
-    pub fn render(&self) -> String {
+    /// The counters, and the log's and projectors' positions from `progress`.
+    pub fn render(&self, progress: &troth_store::Progress) -> String {
         let mut out = String::new();
+        out.push_str(
+            "# HELP troth_log_position The position of the newest event in the log.\n# TYPE troth_log_position gauge\n",
+        );
+        let _ = writeln!(out, "troth_log_position {}", progress.log);
+        out.push_str("# HELP troth_projector_position Every event up to this position is projected.\n# TYPE troth_projector_position gauge\n");
+        for p in &progress.projectors {
+            let _ = writeln!(
+                out,
+                "troth_projector_position{{projector=\"{}\"}} {}",
+                p.name, p.position
+            );
+        }
+        out.push_str("# HELP troth_projector_lag_events Events in the log not yet projected.\n# TYPE troth_projector_lag_events gauge\n");
+        for p in &progress.projectors {
+            let _ = writeln!(
+                out,
+                "troth_projector_lag_events{{projector=\"{}\"}} {}",
+                p.name, p.lag_events
+            );
+        }
+        out.push_str("# HELP troth_projector_lag_seconds Age of the oldest event not yet projected.\n# TYPE troth_projector_lag_seconds gauge\n");
+        for p in &progress.projectors {
+            let _ = writeln!(
+                out,
+                "troth_projector_lag_seconds{{projector=\"{}\"}} {:.3}",
+                p.name, p.lag_seconds
+            );
+        }
         out.push_str("# HELP troth_events_total Events received, by outcome.\n# TYPE troth_events_total counter\n");
         for (status, counter) in [
             ("accepted", &self.events_accepted),

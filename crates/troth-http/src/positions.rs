@@ -52,6 +52,9 @@ pub struct PositionResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub status: ItemStatus,
+    /// The event's position in the log; only for accepted items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
     /// Why a stored position is not trusted: stale, out_of_order, implausible_jump, no_fix, future.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flag: Option<&'static str>,
@@ -184,6 +187,7 @@ pub async fn ingest_positions<S: Store>(
                 results.push(PositionResult {
                     id: None,
                     status: ItemStatus::Accepted,
+                    position: None,
                     flag: None,
                     error: None,
                 });
@@ -191,6 +195,7 @@ pub async fn ingest_positions<S: Store>(
             Err(error) => results.push(PositionResult {
                 id: None,
                 status: ItemStatus::Rejected,
+                position: None,
                 flag: None,
                 error: Some(error),
             }),
@@ -201,7 +206,10 @@ pub async fn ingest_positions<S: Store>(
         let result = &mut results[i];
         result.id = Some(outcome.id);
         match outcome.status {
-            AppendStatus::Accepted { .. } => result.flag = outcome.flag.map(PositionFlag::as_str),
+            AppendStatus::Accepted { seq } => {
+                result.position = Some(seq);
+                result.flag = outcome.flag.map(PositionFlag::as_str);
+            }
             AppendStatus::Duplicate => result.status = ItemStatus::Duplicate,
             AppendStatus::Refused { reason } => {
                 result.status = ItemStatus::Rejected;

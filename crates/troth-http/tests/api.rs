@@ -75,11 +75,11 @@ async fn good_items_are_kept_when_others_fail() {
     assert_eq!(
         answer,
         json!({"results": [
-            {"id": "e1", "status": "accepted"},
+            {"id": "e1", "status": "accepted", "position": 1},
             {"id": "e2", "status": "rejected", "error": {"field": "data.nps", "message": "must be between 0 and 10, not 12"}},
             {"id": "e1", "status": "duplicate"},
             {"id": null, "status": "rejected", "error": {"field": "event", "message": "must be a JSON object, not a number"}},
-            {"id": "e3", "status": "accepted"},
+            {"id": "e3", "status": "accepted", "position": 2},
         ]})
     );
     let (_, _, listed) = api.call("GET", "/api/v1/events", None, Body::empty()).await;

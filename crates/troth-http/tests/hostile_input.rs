@@ -9,7 +9,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::{TestApi, retail_map};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 fn case_opened(id: &str, time: &str) -> Value {
     json!({"id": id, "type": "case.opened", "time": time, "customer": {"id": "c"}, "subject": format!("case:{id}"),
@@ -191,4 +193,213 @@ async fn a_promise_whose_change_panics_leaves_the_clock_running() {
         .await;
     assert_eq!(promises["promises"].as_array().unwrap().len(), 1, "{promises}");
     assert_eq!(api.ingest(json!([page_view("after")])).await[0]["status"], "accepted");
+}
+
+/// A body that counts the bytes the server pulled from it: `total` bytes in
+/// 64 KiB chunks, produced only as they are read.
+fn counted_body(total: usize, pulled: Arc<std::sync::atomic::AtomicUsize>) -> Body {
+    let chunk = bytes::Bytes::from(vec![b'a'; 64 * 1024]);
+    let chunks = total / chunk.len();
+    let stream = futures_util::stream::iter(0..chunks).map(move |_| {
+        pulled.fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(chunk.clone())
+    });
+    Body::from_stream(stream)
+}
+
+#[tokio::test]
+async fn fifty_megabytes_are_refused_while_reading() {
+    let api = TestApi::new(None);
+    const FIFTY_MB: usize = 50 * 1024 * 1024;
+    for (path, content_type, page) in [
+        ("/login", "application/x-www-form-urlencoded", true),
+        ("/t/sometoken/instructions", "application/x-www-form-urlencoded", true),
+        ("/osmand", "application/x-www-form-urlencoded", false),
+        ("/api/v1/events", "application/json", false),
+    ] {
+        // Declared up front: refused before a byte of the body is read.
+        let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let request = Request::post(path)
+            .header("content-type", content_type)
+            .header("host", "127.0.0.1:8080")
+            .header("origin", "http://127.0.0.1:8080")
+            .header("content-length", FIFTY_MB.to_string())
+            .header("authorization", format!("Bearer {}", common::MASTER))
+            .body(counted_body(FIFTY_MB, pulled.clone()))
+            .unwrap();
+        let (status, body) = api.send(request).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {body}");
+        assert!(
+            pulled.load(std::sync::atomic::Ordering::SeqCst) <= 64 * 1024,
+            "{path} read the body"
+        );
+        if page {
+            assert!(body.starts_with("<!doctype html>"), "{path}: {body}");
+        } else {
+            assert!(body.contains("\"code\":\"payload_too_large\""), "{path}: {body}");
+        }
+        // Sent without a length: cut off once over the limit, not read to the end.
+        let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let request = Request::post(path)
+            .header("content-type", content_type)
+            .header("host", "127.0.0.1:8080")
+            .header("origin", "http://127.0.0.1:8080")
+            .header("authorization", format!("Bearer {}", common::MASTER))
+            .body(counted_body(FIFTY_MB, pulled.clone()))
+            .unwrap();
+        let (status, _) = api.send(request).await;
+        assert!(status.is_client_error(), "{path}: {status}");
+        let read = pulled.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(read <= 5 * 1024 * 1024, "{path} read {read} bytes of a chunked body");
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_and_recover() {
+    let mut api = TestApi::new(None);
+    api.limits(troth_http::limits::Limits {
+        login_per_minute: 2,
+        osmand_per_second: 2,
+        ..Default::default()
+    });
+    let login = || {
+        Request::post("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("host", "127.0.0.1:8080")
+            .header("origin", "http://127.0.0.1:8080")
+            .body(Body::from("key=nope"))
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let (status, _) = api.send(login()).await;
+        assert_ne!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let (status, body) = api.send(login()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body.contains("try again in"), "{body}");
+
+    let osmand = || {
+        Request::get("/osmand?id=unknown&lat=1&lon=2")
+            .body(Body::empty())
+            .unwrap()
+    };
+    for _ in 0..2 {
+        assert_ne!(api.send(osmand()).await.0, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let response = api.router.clone().oneshot(osmand()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    // Two a second: after half a second one more is allowed.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_ne!(api.send(osmand()).await.0, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A web page the operator or a customer visits must not be able to use their
+/// browser against troth.
+#[tokio::test]
+async fn browsers_cannot_be_turned_against_troth() {
+    let keyed = TestApi::new(None);
+    let post = |path: &str, content_type: &str, headers: &[(&str, &str)], body: &str| {
+        let mut request = Request::post(path)
+            .header("authorization", format!("Bearer {}", common::MASTER))
+            .header("content-type", content_type)
+            .header("content-length", body.len().to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(Body::from(body.to_owned())).unwrap()
+    };
+    let event = page_view("x1").to_string();
+    // An API write from another site's page, or as a form: refused, nothing stored.
+    let (status, body) = keyed
+        .send(post(
+            "/api/v1/events",
+            "application/json",
+            &[("origin", "https://evil.example"), ("host", "troth.example")],
+            &event,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = keyed.send(post("/api/v1/events", "text/plain", &[], &event)).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert!(body.contains("unsupported_media_type"), "{body}");
+    assert!(stored_ids(&keyed).await.is_empty());
+    // The same from troth's own origin, as JSON: stored.
+    let (status, body) = keyed
+        .send(post(
+            "/api/v1/events",
+            "application/json; charset=utf-8",
+            &[("origin", "https://troth.example"), ("host", "troth.example")],
+            &event,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A page form without an Origin or Referer of this host: refused.
+    for headers in [
+        &[("host", "troth.example")][..],
+        &[("host", "troth.example"), ("origin", "null")][..],
+        &[("host", "troth.example"), ("origin", "https://evil.example")][..],
+        &[
+            ("host", "troth.example"),
+            ("referer", "https://evil.example/troth.example/"),
+        ][..],
+    ] {
+        let (status, _) = keyed
+            .send(post(
+                "/t/sometoken/problem",
+                "application/x-www-form-urlencoded",
+                headers,
+                "category=late",
+            ))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?}");
+    }
+    let (status, _) = keyed
+        .send(post(
+            "/t/sometoken/problem",
+            "application/x-www-form-urlencoded",
+            &[
+                ("host", "troth.example"),
+                ("referer", "https://troth.example/t/sometoken"),
+            ],
+            "category=late",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "past the check, to the unknown token");
+
+    // Without a master key only loopback host names are answered (DNS rebinding).
+    let mut open = TestApi::new(None);
+    open.open_mode();
+    let get = |host: &str| {
+        Request::get("/api/v1/events")
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(open.send(get("rebound.evil.example")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        open.send(get("rebound.evil.example:8080")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    for host in ["127.0.0.1:8080", "localhost:3000", "[::1]:8080"] {
+        assert_eq!(open.send(get(host)).await.0, StatusCode::OK, "{host}");
+    }
+
+    // Every answer: no sniffing, no framing, troth's own scripts only.
+    let response = keyed
+        .router
+        .clone()
+        .oneshot(Request::get("/login").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let headers = response.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.contains("frame-ancestors 'none'") && policy.contains("script-src 'self'"),
+        "{policy}"
+    );
 }

@@ -7,7 +7,8 @@ use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use troth_core::Timestamp;
-use troth_http::tracking::TrackingConfig;
+use troth_core::journey::{JourneyMap, parse_journey};
+use troth_http::tracking::{TrackingConfig, Zone};
 use troth_http::{AppState, app};
 use troth_store::Store;
 use troth_store::sqlite::SqliteStore;
@@ -43,13 +44,23 @@ fn at(offset_us: i64) -> String {
 
 impl Api {
     fn new() -> Api {
+        Api::with(Zone::utc(), None)
+    }
+
+    /// With the retailer's time zone and, when given, a journey map the store and
+    /// the pages follow (its plays open cases, its promises give their times).
+    fn with(timezone: Zone, journey: Option<JourneyMap>) -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("store")).unwrap();
-        let state = AppState::new(store, None).with_tracking(TrackingConfig {
+        let store = SqliteStore::open_with_journey(&dir.path().join("store"), journey.as_ref()).unwrap();
+        let mut state = AppState::new(store, None).with_tracking(TrackingConfig {
             name: Some("Shop & Co".into()),
             upload_dir: Some(dir.path().join("uploads")),
+            timezone,
             ..Default::default()
         });
+        if let Some(map) = journey {
+            state = state.with_journey(map);
+        }
         Api {
             router: app(state.clone()),
             state,
@@ -96,7 +107,7 @@ impl Api {
 
     async fn form(&self, uri: &str, body: &str, origin: Option<&str>) -> Reply {
         let mut request = Request::post(uri)
-            .header(header::HOST, "shop.example")
+            .header(header::HOST, "127.0.0.1:8080")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(origin) = origin {
             request = request.header(header::ORIGIN, origin);
@@ -577,7 +588,7 @@ async fn a_customers_reschedule_survives_re_issue_and_the_stop_leaves_the_route(
     let planned_eta = eta(&planned).unwrap();
 
     // s-1's customer leaves a safe place and instructions; s-2's chooses another time.
-    let origin = Some("http://shop.example");
+    let origin = Some("http://127.0.0.1:8080");
     let reply = api
         .form(
             &format!("/t/{}/instructions", tokens[1]),
@@ -589,8 +600,8 @@ async fn a_customers_reschedule_survives_re_issue_and_the_stop_leaves_the_route(
     let reply = api
         .call(
             Request::post(format!("/t/{}/safe-place", tokens[1]))
-                .header(header::HOST, "shop.example")
-                .header(header::ORIGIN, "http://shop.example")
+                .header(header::HOST, "127.0.0.1:8080")
+                .header(header::ORIGIN, "http://127.0.0.1:8080")
                 .header(header::CONTENT_TYPE, "multipart/form-data; boundary=XyZ")
                 .body(Body::from(
                     "--XyZ\r\nContent-Disposition: form-data; name=\"place\"\r\n\r\nBehind the gate\r\n--XyZ--\r\n",
@@ -608,13 +619,16 @@ async fn a_customers_reschedule_survives_re_issue_and_the_stop_leaves_the_route(
         )
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let chosen =
-        json!({"start": format!("{tomorrow}T12:00:00.000000Z"), "end": format!("{tomorrow}T17:00:00.000000Z")});
+    let chosen = (
+        json!(format!("{tomorrow}T12:00:00.000000Z")),
+        json!(format!("{tomorrow}T17:00:00.000000Z")),
+    );
+    let window = |v: &Value| (v["window"]["start"].clone(), v["window"]["end"].clone());
 
     // The rescheduled stop left the route: no estimate, one stop fewer before s-3,
     // whose estimate moves up.
     let rescheduled = view(2).await;
-    assert_eq!(rescheduled["window"], chosen, "{rescheduled}");
+    assert_eq!(window(&rescheduled), chosen, "{rescheduled}");
     assert_eq!(rescheduled["eta"], Value::Null);
     let moved = view(3).await;
     assert_eq!(moved["stops_before"], 2, "{moved}");
@@ -641,17 +655,14 @@ async fn a_customers_reschedule_survives_re_issue_and_the_stop_leaves_the_route(
     let estimates = |events: Vec<Value>| events.iter().filter(|e| e["data"]["estimate"] == json!(true)).count();
     assert_eq!(estimates(api.logged("shipment:s-2", "shipment.window_set").await), 0);
     assert!(estimates(api.logged("shipment:s-1", "shipment.window_set").await) >= 1);
-    assert_eq!(view(2).await["window"], chosen, "the customer's choice stands");
+    assert_eq!(window(&view(2).await), chosen, "the customer's choice stands");
     // The safe place and the instructions stand beside the re-issued window.
     let tracked = store.tracked(tokens[1].clone()).await.unwrap().unwrap();
     assert_eq!(tracked.shipment.safe_place().unwrap().place, "Behind the gate");
     assert_eq!(tracked.shipment.instructions().as_deref(), Some("Ring twice"));
-    let window = view(1).await["window"].clone();
-    let length = |w: &Value| {
-        let t = |k: &str| Timestamp::parse_rfc3339(w[k].as_str().unwrap()).unwrap().micros();
-        t("end") - t("start")
-    };
-    assert_eq!(length(&window), HOUR, "s-1's window was narrowed: {window}");
+    let (start, end) = window(&view(1).await);
+    let t = |v: &Value| Timestamp::parse_rfc3339(v.as_str().unwrap()).unwrap().micros();
+    assert_eq!(t(&end) - t(&start), HOUR, "s-1's window was narrowed: {start}–{end}");
 }
 
 #[tokio::test]
@@ -668,7 +679,7 @@ async fn the_page_records_each_view_and_its_forms_append_the_right_events() {
     assert_eq!(viewed[0]["data"]["shipment"], "s-1");
     assert_eq!(viewed[0]["customer"]["email"], "ann@example.org");
 
-    let origin = Some("http://shop.example");
+    let origin = Some("http://127.0.0.1:8080");
     let tomorrow = &at(DAY)[..10];
     let reply = api
         .form(
@@ -689,8 +700,13 @@ async fn the_page_records_each_view_and_its_forms_append_the_right_events() {
         format!("{tomorrow}T12:00:00.000000Z")
     );
 
+    // Without an Origin (or Referer) saying it came from the page itself: refused.
     let reply = api
         .form(&format!("/t/{token}/instructions"), "instructions=Ring+twice", None)
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = api
+        .form(&format!("/t/{token}/instructions"), "instructions=Ring+twice", origin)
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER);
     assert_eq!(
@@ -777,6 +793,8 @@ async fn a_safe_place_photo_is_checked_stripped_and_stored() {
         let (content_type, body) = multipart(place, photo.as_deref());
         Request::post(format!("/t/{token}/safe-place"))
             .header(header::CONTENT_TYPE, content_type)
+            .header(header::ORIGIN, "http://127.0.0.1:8080")
+            .header(header::HOST, "127.0.0.1:8080")
             .body(Body::from(body))
             .unwrap()
     };
@@ -880,5 +898,381 @@ async fn the_live_stream_sends_the_view_and_positions_from_the_position_source()
     assert_eq!(
         (position["lat"].as_f64(), position["lon"].as_f64()),
         (Some(52.5), Some(13.4))
+    );
+}
+
+// ---- what each state reads (docs/tracking.md#states) ----
+
+fn retail() -> JourneyMap {
+    parse_journey(include_str!("../../../journeys/retail.toml")).unwrap()
+}
+
+impl Api {
+    /// The page and its JSON twin for a shipment's link.
+    async fn page_and_view(&self, ship: &str) -> (String, Value) {
+        let token = self.link(ship).await["token"].as_str().unwrap().to_owned();
+        let page = self.get(&format!("/t/{token}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let view = self.get(&format!("/api/v1/track/{token}")).await.json();
+        (page.text(), view)
+    }
+}
+
+fn lines(view: &Value) -> String {
+    view["status"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn window_event(id: &str, time: &str, start: i64, end: i64, estimate: bool) -> Value {
+    let mut data = json!({"window_start": at(start), "window_end": at(end)});
+    if estimate {
+        data["estimate"] = json!(true);
+    }
+    event(id, "shipment.window_set", time, "shipment:s-1", data)
+}
+
+#[tokio::test]
+async fn a_window_that_passed_reads_late_with_an_apology_and_what_the_customer_can_do() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    api.events(vec![
+        window_event("w", &at(-5 * HOUR), -3 * HOUR, -2 * HOUR, false),
+        event(
+            "out",
+            "shipment.out_for_delivery",
+            &at(-4 * HOUR),
+            "shipment:s-1",
+            json!({"driver": "d-1", "stops_before": 0}),
+        ),
+    ])
+    .await;
+    let (page, view) = api.page_and_view("s-1").await;
+    assert_eq!(
+        view["stage"], "out_for_delivery",
+        "the stage is still what the events say"
+    );
+    assert_eq!(view["status"]["state"], "late");
+    assert_eq!(view["status"]["headline"], "Running late");
+    assert_eq!(view["late"]["because"], "window_passed");
+    assert_eq!(view["late"]["promised"]["end"], view["window"]["end"]);
+    let said = lines(&view);
+    assert!(said.contains("We are sorry: we promised today"), "{said}");
+    assert!(
+        said.contains("expected") || said.contains("do not have a new time yet"),
+        "a new estimate or that there is none: {said}"
+    );
+    assert!(said.contains("choose another time below or tell us"), "{said}");
+    assert_eq!(view["status"]["problem"], "late");
+    assert_eq!(view["status"]["actions"], json!(["another_time", "report"]));
+    assert!(page.contains(r#"<h1 id="stage">Running late</h1>"#), "{page}");
+    assert!(page.contains(r#"data-tone="warning""#));
+    assert!(page.contains(r##"<a href="#another-time" data-action="another_time">"##));
+    assert!(page.contains(r#"<option value="late" selected>"#));
+    assert!(
+        page.contains("<title>Running late · Shop &amp; Co</title>"),
+        "no repeated title"
+    );
+
+    // A window troth moved later from its estimate broke the promise: late too,
+    // naming the window promised and the new time.
+    let moved = Api::new();
+    moved.events(shipped("s-1", "o-1")).await;
+    moved
+        .events(vec![
+            window_event("w", &at(-3 * HOUR), HOUR, 2 * HOUR, false),
+            window_event("re", &at(-60_000_000), 2 * HOUR, 3 * HOUR, true),
+        ])
+        .await;
+    let (_, view) = moved.page_and_view("s-1").await;
+    assert_eq!(view["status"]["state"], "late");
+    assert_eq!(view["late"]["because"], "window_moved");
+    let windows = moved.logged("shipment:s-1", "shipment.window_set").await;
+    let promised = windows.iter().find(|w| w["id"] == "w").unwrap();
+    assert_eq!(view["late"]["promised"]["start"], promised["data"]["window_start"]);
+    assert_eq!(view["late"]["estimate"], view["window"]["start"]);
+    assert!(
+        lines(&view).contains("Your parcel is now expected today"),
+        "{}",
+        lines(&view)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_attempt_says_why_and_what_happens_next() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    api.events(vec![
+        event(
+            "out",
+            "shipment.out_for_delivery",
+            &at(-2 * HOUR),
+            "shipment:s-1",
+            json!({"driver": "d-1"}),
+        ),
+        event(
+            "failed",
+            "shipment.attempt_failed",
+            &at(-HOUR),
+            "shipment:s-1",
+            json!({"reason": "nobody home <b>"}),
+        ),
+    ])
+    .await;
+    let (page, view) = api.page_and_view("s-1").await;
+    assert_eq!(view["status"]["state"], "attempt_failed");
+    assert_eq!(view["attempt"]["reason"], "nobody home <b>");
+    let said = lines(&view);
+    assert!(said.contains("could not deliver: nobody home <b>."), "{said}");
+    assert!(said.contains("We will tell you here when we try again."), "{said}");
+    assert!(page.contains("could not deliver: nobody home &lt;b&gt;."), "escaped");
+    assert!(page.contains(r#"<option value="missed" selected>"#));
+    assert!(page.contains(r##"<a href="#safe-place" data-action="safe_place">"##));
+    assert!(!page.contains(r#"value="late" selected"#));
+
+    // A new window after the failure is the next attempt.
+    api.events(vec![window_event(
+        "next",
+        &at(-30 * 60_000_000),
+        DAY,
+        DAY + HOUR,
+        false,
+    )])
+    .await;
+    let (_, view) = api.page_and_view("s-1").await;
+    assert!(lines(&view).contains("We will try again tomorrow"), "{}", lines(&view));
+}
+
+#[tokio::test]
+async fn a_lost_parcel_says_what_happens_now_who_will_contact_the_customer_and_by_when() {
+    let api = Api::with(Zone::utc(), Some(retail()));
+    api.events(shipped("s-1", "o-1")).await;
+    let lost_at = at(-60_000_000);
+    api.events(vec![event(
+        "lost",
+        "shipment.lost",
+        &lost_at,
+        "shipment:s-1",
+        json!({}),
+    )])
+    .await;
+    let (page, view) = api.page_and_view("s-1").await;
+    assert_eq!(
+        (&view["status"]["state"], &view["status"]["tone"]),
+        (&json!("lost"), &json!("bad"))
+    );
+    let case = view["lost_case"]["reference"].as_str().unwrap();
+    assert!(case.starts_with("play-"), "the case the play opened: {case}");
+    assert_eq!(api.logged(&format!("case:{case}"), "case.opened").await.len(), 1);
+    // The retail map answers a case within 48 hours.
+    let lost = Timestamp::parse_rfc3339(&lost_at).unwrap();
+    assert_eq!(
+        view["lost_case"]["answer_by"],
+        Timestamp(lost.0 + 48 * HOUR).to_string()
+    );
+    let said = lines(&view);
+    assert!(
+        said.contains(&format!(
+            "Our delivery team has opened case {case} and will contact you by "
+        )),
+        "{said}"
+    );
+    assert!(page.contains(r#"data-tone="bad""#));
+    assert!(
+        page.contains(r#"<option value="lost" selected>"#),
+        "the form fits the state"
+    );
+    assert!(!page.contains(r#"<option value="late" selected>"#));
+    assert!(!page.contains(r#"id="another-time""#), "no forms once final");
+}
+
+#[tokio::test]
+async fn a_delivery_shows_the_photo_itself_where_it_was_left_and_when() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    api.events(vec![
+        event(
+            "place",
+            "shipment.safe_place_set",
+            &at(-3 * HOUR),
+            "shipment:s-1",
+            json!({"place": "behind the blue gate"}),
+        ),
+        event(
+            "done",
+            "shipment.delivered",
+            &at(-HOUR),
+            "shipment:s-1",
+            json!({"proof": {"kind": "safe_place", "photo": "https://carrier.example/p/1.jpg"}}),
+        ),
+    ])
+    .await;
+    let (page, view) = api.page_and_view("s-1").await;
+    assert_eq!(
+        (&view["status"]["state"], &view["status"]["tone"]),
+        (&json!("delivered"), &json!("good"))
+    );
+    assert_eq!(
+        view["proof"]["at"],
+        view["stages"].as_array().unwrap().last().unwrap()["at"]
+    );
+    let said = lines(&view);
+    assert!(said.starts_with("Delivered today, "), "{said}");
+    assert!(
+        said.contains("Left in your safe place: behind the blue gate."),
+        "{said}"
+    );
+    assert!(page.contains(r#"<img class="photo" src="https://carrier.example/p/1.jpg""#));
+    assert!(
+        page.contains(r#"<option value="" selected>Choose…</option>"#),
+        "no reason guessed"
+    );
+    assert_eq!(view["status"]["problem"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_case_opened_from_the_page_is_confirmed_with_its_reference_and_answer_time() {
+    let api = Api::with(Zone::utc(), Some(retail()));
+    api.events(shipped("s-1", "o-1")).await;
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let reply = api
+        .form(
+            &format!("/t/{token}/problem"),
+            "category=damaged",
+            Some("http://127.0.0.1:8080"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let location = reply.location.unwrap();
+    let case = api.logged("shipment:s-1", "case.opened").await[0].clone();
+    let reference = case["data"]["case"].as_str().unwrap();
+    assert_eq!(location, format!("/t/{token}?done=problem&case={reference}"));
+    let opened = Timestamp::parse_rfc3339(case["time"].as_str().unwrap()).unwrap();
+    let answer_by = Timestamp(opened.0 + 48 * HOUR);
+
+    let view = api.get(&format!("/api/v1/track/{token}")).await.json();
+    assert_eq!(view["cases"][0]["reference"], reference);
+    assert_eq!(view["cases"][0]["answer_by"], answer_by.to_string());
+    let page = api.get(&location).await.text();
+    let confirmed = format!(
+        r#"Thank you. We have opened case <strong class="ref">{reference}</strong>. Our support team will answer you by {}."#,
+        Zone::utc().when(answer_by, Timestamp::now())
+    );
+    assert!(page.contains(&confirmed), "{confirmed} in {page}");
+    // A reference the log does not hold is not echoed back as a case.
+    let forged = api
+        .get(&format!("/t/{token}?done=problem&case=k-t-forged"))
+        .await
+        .text();
+    assert!(!forged.contains("k-t-forged"));
+    assert!(forged.contains("Thank you; our team will contact you about it."));
+}
+
+#[tokio::test]
+async fn the_drivers_position_shows_its_age_and_a_stale_one_is_drawn_as_stale() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    let position = |id: &str, ago: i64| {
+        json!({"id": id, "type": "courier.position", "time": at(-ago), "subject": "driver:d-1",
+               "data": {"lat": 48.2, "lon": 11.6}})
+    };
+    api.events(vec![
+        event(
+            "out",
+            "shipment.out_for_delivery",
+            &at(-HOUR),
+            "shipment:s-1",
+            json!({"driver": "d-1", "lat": 48.3, "lon": 11.7}),
+        ),
+        position("old", 25 * 60_000_000),
+    ])
+    .await;
+    let (page, view) = api.page_and_view("s-1").await;
+    assert_eq!(view["driver"], Value::Null, "never shown as where the driver is");
+    assert_eq!(view["last_position"]["stale"], true);
+    let age = view["last_position"]["age_seconds"].as_i64().unwrap();
+    assert!((25 * 60..25 * 60 + 30).contains(&age), "{age}");
+    assert!(page.contains(r#"class="driver stale""#), "{page}");
+    assert!(page.contains("Last known position, 25 min ago"), "{page}");
+    assert!(
+        page.contains(r#"class="age">25 min ago</text>"#),
+        "the marker carries its age"
+    );
+
+    api.events(vec![position("new", 2 * 60_000_000)]).await;
+    let (page, view) = api.page_and_view("s-1").await;
+    assert_eq!(view["driver"]["lat"], 48.2);
+    assert_eq!(view["last_position"]["stale"], false);
+    assert!(page.contains(r#"class="driver""#) && !page.contains("driver stale"));
+    assert!(page.contains("Position 2 min ago"), "{page}");
+    assert!(
+        page.contains(r#"class="age" visibility="hidden">"#),
+        "no age label on a fresh marker"
+    );
+}
+
+#[tokio::test]
+async fn times_read_in_the_customers_zone_across_a_clock_change() {
+    let api = Api::with(Zone::named("America/New_York").unwrap(), None);
+    let identified = |email: &str, zone: Value| {
+        json!({"id": format!("id-{email}-{zone}"), "type": "customer.identified", "time": at(-2 * DAY),
+               "customer": {"email": email}, "data": {"traits": {"timezone": zone}}})
+    };
+    api.events(vec![identified("ann@example.org", json!("Europe/London"))])
+        .await;
+    // British Summer Time ended on 25 October 2026 at 01:00 UTC.
+    let mut events = shipped("s-1", "o-1");
+    events[0]["time"] = json!("2026-10-24T08:30:00Z");
+    events[1]["time"] = json!("2026-10-24T09:00:00Z");
+    events[2]["time"] = json!("2026-10-26T08:30:00Z");
+    api.events(events).await;
+    let (page, view) = api.page_and_view("s-1").await;
+    assert_eq!(view["timezone"], "Europe/London");
+    let local: Vec<&str> = view["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["local"].as_str().unwrap())
+        .collect();
+    assert_eq!(local, ["Sat 24 Oct, 09:30 BST", "Mon 26 Oct, 08:30 GMT"]);
+    assert!(page.contains("Sat 24 Oct, 09:30 BST") && page.contains("Mon 26 Oct, 08:30 GMT"));
+    assert!(page.contains("Times are in Europe/London time."));
+    assert!(
+        page.contains("Time (Europe/London)"),
+        "the reschedule slots say their zone"
+    );
+
+    // No zone of their own (or not a real one): the retailer's.
+    let mut theirs = shipped("s-2", "o-2");
+    for e in &mut theirs {
+        e["customer"] = json!({"email": "bob@example.org"});
+    }
+    api.events(vec![identified("bob@example.org", json!("Mars/Olympus"))])
+        .await;
+    api.events(theirs).await;
+    let (_, view) = api.page_and_view("s-2").await;
+    assert_eq!(view["timezone"], "America/New_York");
+
+    // A slot is hours of the customer's own day: 12:00 in Tokyo is 03:00 UTC.
+    api.events(vec![identified("ann@example.org", json!("Asia/Tokyo"))])
+        .await;
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let day = &at(3 * DAY)[..10];
+    let reply = api
+        .form(
+            &format!("/t/{token}/reschedule"),
+            &format!("date={day}&slot=afternoon"),
+            Some("http://127.0.0.1:8080"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let rescheduled = api.logged("shipment:s-1", "shipment.rescheduled").await;
+    assert_eq!(
+        rescheduled[0]["data"]["window_start"],
+        format!("{day}T03:00:00.000000Z")
     );
 }

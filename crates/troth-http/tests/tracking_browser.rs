@@ -90,7 +90,9 @@ async fn the_tracking_page_follows_the_stage_the_driver_and_the_estimate_without
             "return !document.getElementById('eta').hidden && document.getElementById('eta-text').textContent !== '';",
         )
         .await;
-    let first_eta = browser.text("#eta-text").await;
+    // The text is for people (in the customer's zone); the instant is in `datetime`.
+    let eta_at = "return document.getElementById('eta-text').getAttribute('datetime');";
+    let first_eta = browser.execute(eta_at, Vec::new()).await.as_str().unwrap().to_owned();
     let marker =
         "var d = document.getElementById('driver'); return d ? d.getAttribute('cx') + ',' + d.getAttribute('cy') : '';";
     let first_marker = browser.execute(marker, Vec::new()).await.as_str().unwrap().to_owned();
@@ -124,13 +126,12 @@ async fn the_tracking_page_follows_the_stage_the_driver_and_the_estimate_without
         .wait_for(
             "the estimate to change",
             Duration::from_secs(15),
-            &format!("return document.getElementById('eta-text').textContent !== {first_eta:?};"),
+            &format!("return document.getElementById('eta-text').getAttribute('datetime') !== {first_eta:?};"),
         )
         .await;
-    let eta = |text: &str| {
-        Timestamp::parse_rfc3339(&format!("{}:00Z", text.trim_end_matches(" UTC").replace(' ', "T"))).unwrap()
-    };
-    let (before, after) = (eta(&first_eta), eta(&browser.text("#eta-text").await));
+    let eta = |text: &str| Timestamp::parse_rfc3339(text).unwrap();
+    let now_eta = browser.execute(eta_at, Vec::new()).await.as_str().unwrap().to_owned();
+    let (before, after) = (eta(&first_eta), eta(&now_eta));
     assert!(
         after < before,
         "arriving brings the estimate forward: {first_eta} → {after:?}"

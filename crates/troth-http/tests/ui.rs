@@ -1,5 +1,6 @@
 //! The web pages, rendered from real events.
 
+use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
@@ -181,12 +182,33 @@ async fn with_a_master_key_pages_need_signing_in() {
     let (_dir, router) = seeded(Some("s3cret key")).await;
     let (status, location, _) = get(&router, "/ui/customers/ann", None).await;
     assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/login")));
-    let (status, _, _) = get(&router, "/", Some("troth_key=wrong")).await;
+    // The key itself in a cookie (how pages once signed in) opens nothing.
+    let (status, _, _) = get(&router, "/", Some("troth_key=s3cret%20key")).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    let (status, _, page) = get(&router, "/ui/customers/ann", Some("other=1; troth_key=s3cret%20key")).await;
+    let session = sign_in(&router, "s3cret key").await;
+    let (status, _, page) = get(&router, "/ui/customers/ann", Some(&format!("other=1; {session}"))).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let (status, _, _) = get(&router, "/docs", None).await;
     assert_eq!(status, StatusCode::OK, "the API reference is public");
+}
+
+/// Signs in with `key` as a browser would; returns the session's cookie.
+async fn sign_in(router: &Router, key: &str) -> String {
+    let response = router
+        .clone()
+        .oneshot(
+            Request::post("/login")
+                .header(header::HOST, "troth.example")
+                .header(header::ORIGIN, "https://troth.example")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(format!("key={}", key.replace(' ', "+"))))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "signed in");
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
 }
 
 /// The markup of one heat-map cell, found by its touchpoint key.
@@ -339,7 +361,8 @@ async fn with_a_master_key_the_script_polls_with_the_sign_in_cookie() {
     let (_dir, router) = seeded(Some("k")).await;
     let (status, location, _) = get(&router, "/ui/journeys/retail/health", None).await;
     assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/login")));
-    let (status, _, body) = get(&router, "/ui/journeys/retail/health", Some("troth_key=k")).await;
+    let session = sign_in(&router, "k").await;
+    let (status, _, body) = get(&router, "/ui/journeys/retail/health", Some(&session)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.starts_with(r#"{"journey":"retail""#), "{body}");
 }

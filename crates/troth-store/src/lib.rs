@@ -48,6 +48,36 @@ pub enum AppendStatus {
     Refused { reason: String },
 }
 
+/// A position in the log: the `seq` of an event, counted from 1 without gaps in
+/// the order events were stored. Every accepted event's answer carries its own.
+pub type Position = i64;
+
+/// How far the log and each projection that follows it have come.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    /// The position of the newest event in the log (0 when it is empty).
+    pub log: Position,
+    pub projectors: Vec<ProjectorProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProjectorProgress {
+    pub name: &'static str,
+    /// Every event up to this position is in the projection.
+    pub position: Position,
+    /// Events in the log not yet projected.
+    pub lag_events: i64,
+    /// How long ago the oldest event not yet projected was stored; 0 when none is waiting.
+    pub lag_seconds: f64,
+}
+
+impl Progress {
+    /// The position every projection has passed.
+    pub fn projected(&self) -> Position {
+        self.projectors.iter().map(|p| p.position).min().unwrap_or(self.log)
+    }
+}
+
 /// An event troth refused because applying it failed inside troth.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Quarantined {
@@ -375,6 +405,8 @@ pub trait Store: Send + Sync + 'static {
     fn delete_key(&self, uid: String) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The key a secret belongs to, answered from memory (called on every request).
     fn authenticate(&self, secret: &str) -> Option<ApiKey>;
+    /// A key by its uid, answered from memory; `None` once it is revoked.
+    fn api_key(&self, uid: &str) -> Option<ApiKey>;
 
     /// Issues a new device identifier for a driver (see [`devices`]).
     fn create_device(&self, driver: String) -> impl Future<Output = Result<Device, StoreError>> + Send;
@@ -440,6 +472,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The events refused because applying them failed inside troth, newest first.
     fn quarantine(&self, limit: usize) -> impl Future<Output = Result<Vec<Quarantined>, StoreError>> + Send;
+
+    /// How far the log and its projections have come, answered from memory.
+    fn progress(&self) -> Progress;
+
+    /// Resolves once every projection has passed `position`, or with the progress
+    /// reached when `timeout` runs out first.
+    fn wait_projected(
+        &self,
+        position: Position,
+        timeout: std::time::Duration,
+    ) -> impl Future<Output = Result<(), Progress>> + Send;
 
     /// Whether the store can read and write now.
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 use troth_core::journey::{JourneyMap, parse_journey};
-use troth_http::tracking::TrackingConfig;
+use troth_http::tracking::{TrackingConfig, Zone};
 use troth_notify::{NotifyConfig, SmsConfig, SmtpConfig, Template};
 use troth_store::RetryPolicy;
 
@@ -61,6 +61,9 @@ pub struct TrackingFlags {
     /// Map tiles for the tracking page, e.g. https://tile.example/{z}/{x}/{y}.png; without it the map has no tiles.
     #[arg(long = "tracking-tile-url", env = "TROTH_TRACKING_TILE_URL")]
     pub tile_url: Option<String>,
+    /// The time zone for customers whose own (traits.timezone) is not known, an IANA name such as Europe/London; UTC unless set.
+    #[arg(long = "tracking-timezone", env = "TROTH_TRACKING_TIMEZONE")]
+    pub timezone: Option<String>,
 }
 
 /// Outbound messages (the `[notify]` section of the file).
@@ -204,7 +207,14 @@ fn tracking_config(flags: TrackingFlags, file: TrackingFlags) -> anyhow::Result<
     {
         anyhow::bail!("tracking tile_url {url:?} must be an http(s) URL with {{z}}, {{x}} and {{y}}");
     }
+    let timezone = match nonempty(flags.timezone.or(file.timezone)) {
+        Some(name) => Zone::named(&name).ok_or_else(|| {
+            anyhow::anyhow!("tracking timezone {name:?} is not a time zone; use an IANA name such as Europe/London")
+        })?,
+        None => Zone::utc(),
+    };
     Ok(TrackingConfig {
+        timezone,
         name: nonempty(flags.name.or(file.name)),
         logo_url: nonempty(flags.logo_url.or(file.logo_url)),
         colour,
@@ -342,7 +352,7 @@ mod tests {
         let path = dir.path().join("troth.toml");
         std::fs::write(
             &path,
-            "[tracking]\nname = \"Shop\"\ncolour = \"#112233\"\ntile_url = \"https://t.example/{z}/{x}/{y}.png\"\n",
+            "[tracking]\nname = \"Shop\"\ncolour = \"#112233\"\ntile_url = \"https://t.example/{z}/{x}/{y}.png\"\ntimezone = \"Europe/London\"\n",
         )
         .unwrap();
         let mut flagged = flags(Some(path.clone()));
@@ -351,6 +361,11 @@ mod tests {
         assert_eq!(tracking.name.as_deref(), Some("Flagged"));
         assert_eq!(tracking.colour.as_deref(), Some("#112233"));
         assert!(tracking.tile_url.is_some());
+        assert_eq!(tracking.timezone.name(), "Europe/London");
+        let mut zoned = flags(Some(path.clone()));
+        zoned.tracking.timezone = Some("Europe/Nowhere".into());
+        assert!(format!("{:#}", Config::load(zoned).unwrap_err()).contains("IANA name"));
+        assert_eq!(Config::load(flags(None)).unwrap().tracking.timezone.name(), "UTC");
         let mut bad = flags(Some(path));
         bad.tracking.colour = Some("red".into());
         assert!(format!("{:#}", Config::load(bad).unwrap_err()).contains("#rrggbb"));

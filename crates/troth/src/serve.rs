@@ -1,6 +1,6 @@
 //! `troth serve`: the store, the HTTP API, and a clean stop on Ctrl-C or SIGTERM.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -120,14 +120,11 @@ pub async fn run(
     };
     let osmand = osmand.map(|listener| {
         let app = troth_http::osmand_app(state.clone());
-        tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(until_stopped())
-                .into_future(),
-        )
+        tokio::spawn(troth_http::server::serve(listener, app, until_stopped()))
     });
+    let janitor = tokio::spawn(forget_idle_clients(state.guards.clone()));
     let app = app(state);
-    let served = axum::serve(listener, app).with_graceful_shutdown(until_stopped()).await;
+    let served = troth_http::server::serve(listener, app, until_stopped()).await;
     if let Some(osmand) = osmand {
         match osmand.await {
             Ok(Err(e)) => tracing::warn!(error = %e, "the OsmAnd listener failed"),
@@ -137,6 +134,7 @@ pub async fn run(
     }
     clock.abort();
     windows.abort();
+    janitor.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -149,6 +147,15 @@ pub async fn run(
         tracing::warn!("the outbox dispatcher did not finish in time; its claimed rows are sent after the next start");
     }
     served
+}
+
+/// Empties the per-client rate limiters of clients whose allowance is full again.
+async fn forget_idle_clients(guards: std::sync::Arc<troth_http::limits::Guards>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        guards.forget_idle();
+    }
 }
 
 /// How often the windows of shipments on the way are held against their estimates.

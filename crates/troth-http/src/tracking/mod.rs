@@ -11,7 +11,9 @@
 mod arrivals;
 mod image;
 mod page;
+mod story;
 mod view;
+mod zone;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -34,11 +36,12 @@ use troth_core::Timestamp;
 use troth_store::{Store, TrackedShipment};
 
 use crate::extract::Segment;
-use crate::{ApiError, AppState, Code};
+use crate::{ApiError, AppState, Code, FollowedJourney};
 
 pub use arrivals::{Arrivals, route_events};
 pub use image::{ImageError, Kind, strip};
 pub use view::{DriverPosition, POSITION_FRESH_US, TrackView};
+pub use zone::Zone;
 
 /// The largest photo accepted.
 pub const MAX_PHOTO_BYTES: usize = 5 * 1024 * 1024;
@@ -80,13 +83,18 @@ pub struct TrackingConfig {
     pub tile_url: Option<String>,
     /// Where customers' photos are stored; without it photos are refused.
     pub upload_dir: Option<PathBuf>,
+    /// The zone times are shown in for customers whose own (`traits.timezone`) is
+    /// not known; UTC unless set.
+    pub timezone: Zone,
 }
 
 pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
     let link = Router::new()
         .route("/api/v1/shipments/{id}/tracking-link", post(issue_link::<S>))
+        // A link opens the customer's address and the driver's position: issuing one
+        // is reading customer data, which an ingest-only key may not.
         .route_layer(axum::middleware::from_fn_with_state(
-            (state, troth_store::Scope::Ingest),
+            (state, troth_store::Scope::Read),
             crate::auth::require::<S>,
         ));
     Router::new()
@@ -140,13 +148,14 @@ pub async fn issue_link<S: Store>(State(state): State<AppState<S>>, Segment(id):
 /// the van left; the plan's number while the route does not know the stop.
 async fn live_view<S: Store>(
     store: &S,
-    arrivals: &Arrivals,
+    tracking: &Tracking,
+    journey: Option<&troth_core::journey::JourneyMap>,
     tracked: &TrackedShipment,
     now: Timestamp,
 ) -> Result<TrackView, ApiError> {
-    let mut view = view::view(store, arrivals, tracked, now).await?;
+    let mut view = view::view(store, tracking, journey, tracked, now).await?;
     if tracked.shipment.on_the_road()
-        && let Some(stops) = arrivals.stops_before(store, &tracked.link.shipment).await
+        && let Some(stops) = tracking.arrivals.stops_before(store, &tracked.link.shipment).await
     {
         view.stops_before = Some(stops);
     }
@@ -174,7 +183,14 @@ pub async fn track_json<S: Store>(State(state): State<AppState<S>>, Segment(toke
     let now = Timestamp::now();
     let result = async {
         let tracked = open(&state.store, token, now).await?.ok_or_else(no_such_link)?;
-        live_view(&state.store, &state.tracking.arrivals, &tracked, now).await
+        live_view(
+            &state.store,
+            &state.tracking,
+            state.journey.get().as_deref(),
+            &tracked,
+            now,
+        )
+        .await
     }
     .await;
     match result {
@@ -201,7 +217,8 @@ pub async fn track_events<S: Store + Clone>(State(state): State<AppState<S>>, Se
     tokio::spawn(follow(
         state.store.clone(),
         state.positions.clone(),
-        state.tracking.arrivals.clone(),
+        state.tracking.clone(),
+        state.journey.clone(),
         token,
         tracked,
         tx,
@@ -222,7 +239,8 @@ pub async fn track_events<S: Store + Clone>(State(state): State<AppState<S>>, Se
 async fn follow<S: Store>(
     store: S,
     hub: Arc<PositionHub>,
-    arrivals: Arc<Arrivals>,
+    tracking: Tracking,
+    journey: FollowedJourney,
     token: String,
     tracked: TrackedShipment,
     tx: tokio::sync::mpsc::Sender<Event>,
@@ -230,7 +248,7 @@ async fn follow<S: Store>(
     let last_sent: Arc<Mutex<Option<Timestamp>>> = Arc::default();
     let (driver_tx, driver_rx) = tokio::sync::watch::channel(following(&tracked));
     let forwarder = tokio::spawn(forward_positions(hub, driver_rx, tx.clone(), last_sent.clone()));
-    poll_views(store, arrivals, token, tx, driver_tx, last_sent).await;
+    poll_views(store, tracking, journey, token, tx, driver_tx, last_sent).await;
     forwarder.abort();
 }
 
@@ -263,16 +281,22 @@ async fn send_position(
         .is_ok()
 }
 
+/// What of a view's driver decides whether the view is sent again: whether a fresh
+/// position is shown, and which stale one. Positions themselves go out as
+/// `position` events, and the age of the last one changes every time it is read.
+type DriverShown = (bool, Option<String>);
+
 async fn poll_views<S: Store>(
     store: S,
-    arrivals: Arc<Arrivals>,
+    tracking: Tracking,
+    journey: FollowedJourney,
     token: String,
     tx: tokio::sync::mpsc::Sender<Event>,
     driver_tx: tokio::sync::watch::Sender<Option<(String, Timestamp)>>,
     last_sent: Arc<Mutex<Option<Timestamp>>>,
 ) {
-    // The view last sent, without the driver's position, and whether it had one.
-    let mut shown: Option<(TrackView, bool)> = None;
+    // The view last sent, without the driver's positions, and what it showed of them.
+    let mut shown: Option<(TrackView, DriverShown)> = None;
     let mut every = tokio::time::interval(POLL);
     loop {
         tokio::select! {
@@ -291,7 +315,8 @@ async fn poll_views<S: Store>(
             *current = next;
             changed
         });
-        let Ok(mut view) = live_view(&store, &arrivals, &tracked, now).await else {
+        let map = journey.get();
+        let Ok(mut view) = live_view(&store, &tracking, map.as_deref(), &tracked, now).await else {
             continue;
         };
         let position = view
@@ -301,10 +326,13 @@ async fn poll_views<S: Store>(
         // Positions go out as `position` events; the view is sent again when the rest
         // of it changes, or when the driver appears or goes.
         let driver = view.driver.take();
-        let now_shown = (view, driver.is_some());
+        let last = view.last_position.take();
+        let stale_at = last.as_ref().filter(|p| p.stale).map(|p| p.at.clone());
+        let now_shown = (view, (driver.is_some(), stale_at));
         if shown.as_ref() != Some(&now_shown) {
             let mut whole = now_shown.0.clone();
             whole.driver = driver;
+            whole.last_position = last;
             let Ok(event) = Event::default().event("tracking").json_data(&whole) else {
                 continue;
             };
@@ -383,17 +411,27 @@ pub async fn track_page<S: Store>(
         // The customer still sees the page; the view is missing from the journey's exposure.
         tracing::warn!(error = %e.detail, "a tracking page view was not recorded");
     }
-    let view = match live_view(&state.store, &state.tracking.arrivals, &tracked, now).await {
+    let view = match live_view(
+        &state.store,
+        &state.tracking,
+        state.journey.get().as_deref(),
+        &tracked,
+        now,
+    )
+    .await
+    {
         Ok(view) => view,
         Err(e) => return page::failed(&e),
     };
-    let done = query.iter().find(|(k, _)| k == "done").map(|(_, v)| v.as_str());
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let (done, case) = (param("done"), param("case"));
     let html = page::render(&page::Page {
         token: &token,
         tracked: &tracked,
         view: &view,
         config: &state.tracking.config,
         done,
+        case,
         now,
     });
     ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
@@ -489,8 +527,9 @@ pub struct RescheduleForm {
     slot: String,
 }
 
-/// The slots a customer may choose, in UTC: (name, label, start hour, end hour).
-pub const SLOTS: &[(&str, &str, i64, i64)] = &[
+/// The slots a customer may choose, in the customer's time zone: (name, label,
+/// start hour, end hour).
+pub const SLOTS: &[(&str, &str, i8, i8)] = &[
     ("morning", "08:00–12:00", 8, 12),
     ("afternoon", "12:00–17:00", 12, 17),
     ("evening", "17:00–21:00", 17, 21),
@@ -516,13 +555,19 @@ async fn reschedule<S: Store>(
     if tracked.shipment.final_at().is_some() {
         return page::invalid(&token, "This delivery is finished and cannot be rescheduled.");
     }
-    let day = Timestamp::parse_rfc3339(&format!("{}T00:00:00Z", form.date));
+    // The slots are hours of the customer's day, in their zone.
+    let zone = match view::customer_zone(&state.store, &tracked, &state.tracking.config.timezone).await {
+        Ok(zone) => zone,
+        Err(e) => return page::failed(&e),
+    };
     let slot = SLOTS.iter().find(|s| s.0 == form.slot);
-    let (Some(day), Some(&(_, _, from, to))) = (day, slot) else {
+    let Some(&(_, _, from, to)) = slot else {
+        return page::invalid(&token, "Choose a day and a time of day.");
+    };
+    let (Some(start), Some(end)) = (zone.local(&form.date, from), zone.local(&form.date, to)) else {
         return page::invalid(&token, "Choose a day and a time of day.");
     };
     let hour = 3_600_000_000;
-    let (start, end) = (Timestamp(day.0 + from * hour), Timestamp(day.0 + to * hour));
     if start <= now || start.0 > now.0 + RESCHEDULE_DAYS * 24 * hour {
         return page::invalid(&token, "Choose a time in the next two weeks.");
     }
@@ -573,6 +618,8 @@ async fn instructions<S: Store>(
 /// The problems a customer can report: (category, label).
 pub const PROBLEMS: &[(&str, &str)] = &[
     ("late", "It is late"),
+    ("missed", "I was in, but the driver did not deliver"),
+    ("lost", "My parcel is lost"),
     ("damaged", "It arrived damaged"),
     ("not_received", "It says delivered but I do not have it"),
     ("wrong_item", "Something is wrong or missing"),
@@ -608,7 +655,8 @@ async fn problem<S: Store>(
         data["order"] = json!(order);
     }
     match append(&state, &tracked, "case.opened", data, now).await {
-        Ok(()) => back(&token, "problem"),
+        // The page confirms the case by its reference, read back from the log.
+        Ok(()) => Redirect::to(&format!("/t/{token}?done=problem&case={case}")).into_response(),
         Err(e) => page::failed(&e),
     }
 }

@@ -8,7 +8,9 @@ use axum::response::{Html, IntoResponse, Response};
 use troth_core::Timestamp;
 use troth_store::TrackedShipment;
 
-use super::view::TrackView;
+use super::story::{Action, LateBecause, State};
+use super::view::{LastPositionView, POSITION_FRESH_US, ProofView, TrackView};
+use super::zone::Zone;
 use super::{PROBLEMS, SLOTS, TrackingConfig};
 use crate::ApiError;
 use crate::ui::esc;
@@ -18,8 +20,18 @@ pub struct Page<'a> {
     pub tracked: &'a TrackedShipment,
     pub view: &'a TrackView,
     pub config: &'a TrackingConfig,
+    /// The form just sent (`?done=`), to thank the customer for it.
     pub done: Option<&'a str>,
+    /// The case just opened (`?case=`), confirmed only if the log holds it.
+    pub case: Option<&'a str>,
     pub now: Timestamp,
+}
+
+impl Page<'_> {
+    /// A local date in the view's zone, `YYYY-MM-DD`.
+    fn zone_date(&self, t: Timestamp) -> String {
+        Zone::named(&self.view.timezone).unwrap_or_default().date(t)
+    }
 }
 
 /// The same page for a wrong token and an expired one.
@@ -57,49 +69,73 @@ pub fn invalid(token: &str, message: &str) -> Response {
 
 pub fn render(p: &Page<'_>) -> String {
     let view = p.view;
+    let status = &view.status;
     let shipment = &p.tracked.shipment;
     let token = esc(p.token);
     let mut b = String::new();
     if let Some(done) = p.done {
-        let thanks = match done {
-            "reschedule" => "Your new delivery time is saved.",
-            "instructions" => "Your instructions are saved; the driver will see them.",
-            "safe_place" => "Your safe place is saved.",
-            "problem" => "Thank you; our team will contact you about it.",
-            _ => "",
+        let confirmed = p
+            .case
+            .filter(|_| done == "problem")
+            .and_then(|case| view.cases.iter().find(|c| c.reference == case));
+        let thanks = match (done, confirmed) {
+            ("problem", Some(case)) => format!("Thank you. {}", case.message),
+            ("problem", None) => "Thank you; our team will contact you about it.".into(),
+            ("reschedule", _) => "Your new delivery time is saved.".into(),
+            ("instructions", _) => "Your instructions are saved; the driver will see them.".into(),
+            ("safe_place", _) => "Your safe place is saved.".into(),
+            _ => String::new(),
         };
         if !thanks.is_empty() {
-            let _ = write!(b, r#"<p class="thanks" role="status">{}</p>"#, esc(thanks));
+            let _ = write!(
+                b,
+                r#"<p class="thanks" role="status" id="thanks">{}</p>"#,
+                with_reference(&thanks, confirmed.map(|c| c.reference.as_str()))
+            );
         }
     }
-    let headline = view
-        .stage
-        .as_deref()
-        .and_then(stage_label)
-        .unwrap_or("Waiting for news");
+    let finished = shipment.final_at().is_some();
     let _ = write!(
         b,
-        r#"<section class="now" id="track" data-token="{token}" data-stage="{}" data-labels="{}"><p class="muted">Delivery {}</p><h1 id="stage">{}</h1>"#,
+        r#"<section class="now" id="track" data-token="{token}" data-stage="{}" data-state="{}" data-tone="{}" data-final="{finished}" data-now="{}" data-stale-after="{}" data-labels="{}"><p class="muted">Delivery {}</p><h1 id="stage">{}</h1><div id="status-lines">"#,
         esc(view.stage.as_deref().unwrap_or("")),
+        esc(&json_name(&status.state)),
+        esc(&json_name(&status.tone)),
+        esc(&p.now.to_string()),
+        POSITION_FRESH_US / 1_000_000,
         esc(&labels_json()),
         esc(&view.shipment),
-        esc(headline)
+        esc(&status.headline)
     );
+    for line in &status.lines {
+        let _ = write!(b, "<p>{}</p>", esc(line));
+    }
+    b.push_str(r#"</div><p class="actions" id="actions">"#);
+    for (action, id, label) in ACTIONS {
+        // Only forms the page has: a finished delivery keeps just "report a problem".
+        let offered = status.actions.contains(action) && (!finished || *action == Action::Report);
+        let _ = write!(
+            b,
+            r##"<a href="#{id}" data-action="{}"{}>{label}</a>"##,
+            esc(&json_name(action)),
+            hidden(!offered)
+        );
+    }
+    b.push_str("</p>");
     let _ = write!(
         b,
-        r#"<p id="window"{}>Your window: <strong id="window-text">{}</strong></p>"#,
+        r#"<p id="window"{}><span id="window-label">{}</span>: <strong id="window-text">{}</strong></p>"#,
         hidden(view.window.is_none()),
-        esc(&view
-            .window
-            .as_ref()
-            .map(|w| window_text(&w.start, &w.end))
-            .unwrap_or_default())
+        window_label(view),
+        esc(view.window.as_ref().map(|w| w.local.as_str()).unwrap_or_default())
     );
+    // While late, the status lines give the new estimate with the apology.
     let _ = write!(
         b,
-        r#"<p id="eta"{}>Expected at <strong id="eta-text">{}</strong></p>"#,
-        hidden(view.eta.is_none()),
-        esc(&view.eta.as_deref().map(clock).unwrap_or_default())
+        r#"<p id="eta"{}>Expected <strong><time id="eta-text" datetime="{}">{}</time></strong></p>"#,
+        hidden(view.eta.is_none() || status.state == State::Late),
+        esc(view.eta.as_deref().unwrap_or_default()),
+        esc(view.eta_local.as_deref().unwrap_or_default())
     );
     let _ = write!(
         b,
@@ -107,6 +143,9 @@ pub fn render(p: &Page<'_>) -> String {
         hidden(view.stops_before.is_none()),
         view.stops_before.map(|n| n.to_string()).unwrap_or_default()
     );
+    if let Some(proof) = &view.proof {
+        proof_section(&mut b, proof, view);
+    }
     b.push_str(&map(p));
     b.push_str(r#"<section><h2>Progress</h2><ol class="stages" id="stages">"#);
     for stage in &view.stages {
@@ -116,48 +155,136 @@ pub fn render(p: &Page<'_>) -> String {
             esc(&stage.stage),
             esc(stage_label(&stage.stage).unwrap_or(&stage.stage)),
             esc(&stage.at),
-            esc(&clock(&stage.at))
+            esc(&stage.local)
         );
     }
     b.push_str("</ol></section>");
-    if let Some(proof) = &view.proof {
-        let _ = write!(
-            b,
-            r#"<section id="proof"><h2>Proof of delivery</h2><p>{}</p>"#,
-            esc(&proof.kind.replace('_', " "))
-        );
-        if let Some(photo) = proof
-            .photo
-            .as_deref()
-            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
-        {
-            let _ = write!(
-                b,
-                r#"<img class="photo" src="{}" alt="Photo of your delivery">"#,
-                esc(photo)
-            );
+    if !view.cases.is_empty() {
+        b.push_str(r#"<section id="cases"><h2>Your reports</h2><ul class="cases">"#);
+        for case in &view.cases {
+            let _ = write!(b, "<li>{}</li>", with_reference(&case.message, Some(&case.reference)));
         }
-        b.push_str("</section>");
+        b.push_str("</ul></section>");
     }
-    let finished = shipment.final_at().is_some();
     if !finished {
         forms(&mut b, p, &token);
     }
-    b.push_str(r#"<section><h2>Report a problem</h2><form method="post" action=""#);
     let _ = write!(
         b,
-        r#"/t/{token}/problem"><label>What is wrong? <select name="category" required>"#
+        r#"<section id="report"><h2>Report a problem</h2><form method="post" action="/t/{token}/problem"><label>What is wrong? <select name="category" required>"#
     );
+    if status.problem.is_none() {
+        // No reason fits the state well enough to pick it for the customer.
+        b.push_str(r#"<option value="" selected>Choose…</option>"#);
+    }
     for (category, label) in PROBLEMS {
-        let _ = write!(b, r#"<option value="{category}">{}</option>"#, esc(label));
+        // Reasons that only make sense in one state are offered only in it.
+        let only_in = match *category {
+            "missed" => Some(State::AttemptFailed),
+            "lost" => Some(State::Lost),
+            _ => None,
+        };
+        if only_in.is_some_and(|s| s != status.state) {
+            continue;
+        }
+        let selected = if status.problem.as_deref() == Some(category) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(b, r#"<option value="{category}"{selected}>{}</option>"#, esc(label));
     }
     b.push_str(r#"</select></label><button type="submit">Report</button></form></section>"#);
+    let _ = write!(
+        b,
+        r#"<p class="muted zone" id="zone">Times are in {} time.</p>"#,
+        esc(&view.timezone)
+    );
     frame(
-        "Your delivery",
+        &status.headline,
         Some(r#"<script src="/assets/track.js" defer></script>"#),
         p.config,
         &b,
     )
+}
+
+/// "Your new window" once troth has moved the one promised, so the window shown is
+/// not mistaken for the one the apology is about (`track.js` words it the same).
+fn window_label(view: &TrackView) -> &'static str {
+    match &view.late {
+        Some(late) if late.because == LateBecause::WindowMoved => "Your new window",
+        _ => "Your window",
+    }
+}
+
+/// A message, escaped, with the case reference in it kept on one line (a
+/// customer copies or reads it out as one thing).
+fn with_reference(message: &str, reference: Option<&str>) -> String {
+    let message = esc(message);
+    match reference {
+        Some(r) if !r.is_empty() => {
+            let r = esc(r);
+            // Anchored on "case …" so a short reference cannot match other words.
+            message.replacen(
+                &format!("case {r}"),
+                &format!(r#"case <strong class="ref">{r}</strong>"#),
+                1,
+            )
+        }
+        _ => message,
+    }
+}
+
+/// The page's links to its forms, for the actions a state offers.
+const ACTIONS: &[(Action, &str, &str)] = &[
+    (Action::AnotherTime, "another-time", "Choose another time"),
+    (Action::SafePlace, "safe-place", "Name a safe place"),
+    (Action::Report, "report", "Report a problem"),
+];
+
+/// A value's name in the JSON twin (`attempt_failed`), so the page and its script agree.
+fn json_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Proof of delivery: the photo itself (when the carrier gave a link to one) and
+/// what kind of proof it is; when and where are in the status lines above.
+fn proof_section(b: &mut String, proof: &ProofView, view: &TrackView) {
+    let kind = match proof.kind.as_str() {
+        "photo" => "The driver took a photo where they left it.",
+        "signature" => "Signed for.",
+        "safe_place" => "Left in a safe place.",
+        "handed" => "Handed over in person.",
+        _ => "",
+    };
+    let _ = write!(b, r#"<section id="proof"><h2>Proof of delivery</h2>"#);
+    if let Some(photo) = proof
+        .photo
+        .as_deref()
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+    {
+        let _ = write!(
+            b,
+            r#"<a href="{0}"><img class="photo" src="{0}" alt="Photo of your parcel where it was left"></a>"#,
+            esc(photo)
+        );
+    }
+    let when = view
+        .stages
+        .iter()
+        .rev()
+        .find(|s| s.stage == "delivered")
+        .map(|s| s.local.as_str())
+        .unwrap_or_default();
+    let _ = write!(
+        b,
+        r#"<p>{} <span class="muted">{}</span></p></section>"#,
+        esc(kind),
+        esc(when)
+    );
 }
 
 fn forms(b: &mut String, p: &Page<'_>, token: &str) {
@@ -165,14 +292,14 @@ fn forms(b: &mut String, p: &Page<'_>, token: &str) {
     let instructions = shipment.instructions().unwrap_or_default();
     let _ = write!(
         b,
-        r#"<section><h2>Instructions for the driver</h2><form method="post" action="/t/{token}/instructions">
+        r#"<section id="instructions"><h2>Instructions for the driver</h2><form method="post" action="/t/{token}/instructions">
 <textarea name="instructions" maxlength="500" rows="2" required>{}</textarea><button type="submit">Save</button></form></section>"#,
         esc(&instructions)
     );
     let safe = shipment.safe_place();
     let _ = write!(
         b,
-        r#"<section><h2>Safe place</h2>{}<form method="post" action="/t/{token}/safe-place" enctype="multipart/form-data">
+        r#"<section id="safe-place"><h2>Safe place</h2>{}<form method="post" action="/t/{token}/safe-place" enctype="multipart/form-data">
 <label>Where may we leave it? <input name="place" maxlength="500" required value="{}"></label>
 <label>A photo of the place (JPEG or PNG, up to 5 MiB) <input type="file" name="photo" accept="image/jpeg,image/png"></label>
 <button type="submit">Save</button></form></section>"#,
@@ -183,13 +310,14 @@ fn forms(b: &mut String, p: &Page<'_>, token: &str) {
         },
         esc(&safe.map(|s| s.place).unwrap_or_default())
     );
-    let tomorrow = Timestamp(p.now.0 + 86_400_000_000).to_string();
+    // The slots are hours of the customer's own day (the form's handler reads them so).
+    let tomorrow = p.zone_date(Timestamp(p.now.0 + 86_400_000_000));
     let _ = write!(
         b,
-        r#"<section><h2>Another time</h2><form method="post" action="/t/{token}/reschedule">
-<label>Day <input type="date" name="date" required min="{}" value="{}"></label><label>Time (UTC) <select name="slot">"#,
-        &tomorrow[..10],
-        &tomorrow[..10]
+        r#"<section id="another-time"><h2>Another time</h2><form method="post" action="/t/{token}/reschedule">
+<label>Day <input type="date" name="date" required min="{0}" value="{0}"></label><label>Time ({1}) <select name="slot">"#,
+        esc(&tomorrow),
+        esc(&p.view.timezone)
     );
     for (slot, label, _, _) in SLOTS {
         let _ = write!(b, r#"<option value="{slot}">{label}</option>"#);
@@ -199,7 +327,8 @@ fn forms(b: &mut String, p: &Page<'_>, token: &str) {
 
 /// The map: the driver and the destination as an inline SVG in Web Mercator pixels
 /// at a fixed zoom, with tiles only when a tile URL is configured. `track.js` draws
-/// it again from the same attributes as positions arrive.
+/// it again from the same attributes as positions arrive. A position older than
+/// the page's limit is drawn greyed and dashed with its age, never as current.
 fn map(p: &Page<'_>) -> String {
     let destination = p
         .tracked
@@ -207,13 +336,17 @@ fn map(p: &Page<'_>) -> String {
         .assignment()
         .filter(|_| p.tracked.shipment.on_the_road())
         .and_then(|a| a.destination);
-    let driver = p.view.driver.as_ref().map(|d| (d.lat, d.lon));
+    let last = p.view.last_position.as_ref();
+    let driver = last.map(|d| (d.lat, d.lon));
     let mut attrs = String::new();
     if let Some((lat, lon)) = destination {
         let _ = write!(attrs, r#" data-dest-lat="{lat}" data-dest-lon="{lon}""#);
     }
     if let Some(url) = &p.config.tile_url {
         let _ = write!(attrs, r#" data-tiles="{}""#, esc(url));
+    }
+    if let Some(d) = last {
+        let _ = write!(attrs, r#" data-at="{}""#, esc(&d.at));
     }
     let mut svg = String::new();
     if let Some(center) = driver.or(destination) {
@@ -251,26 +384,56 @@ fn map(p: &Page<'_>) -> String {
                 y - oy
             );
         }
-        if let Some(d) = driver {
+        if let (Some(d), Some(last)) = (driver, last) {
             let (x, y) = pixel(d, zoom);
             let _ = write!(
                 svg,
-                r#"<circle id="driver" cx="{:.1}" cy="{:.1}" r="8" class="driver"/>"#,
+                r#"<circle id="driver" cx="{:.1}" cy="{:.1}" r="8" class="driver{}"/>"#,
                 x - ox,
-                y - oy
+                y - oy,
+                if last.stale { " stale" } else { "" }
+            );
+            // A stale marker carries its age beside it, so the dot alone never reads as now.
+            let _ = write!(
+                svg,
+                r#"<text id="driver-age" x="{:.1}" y="{:.1}" class="age"{}>{}</text>"#,
+                (x - ox).clamp(40.0, SIZE - 40.0),
+                if y - oy > 40.0 { y - oy - 14.0 } else { y - oy + 26.0 },
+                if last.stale { "" } else { " visibility=\"hidden\"" },
+                esc(&ago(last.age_seconds))
             );
         }
     }
+    let caption = last.map(position_caption).unwrap_or_default();
     format!(
-        r#"<section id="map"{}{attrs}><h2>Your driver</h2><svg viewBox="0 0 300 300" role="img" aria-label="map of your driver and your address">{svg}</svg><p class="muted" id="driver-at">{}</p></section>"#,
-        hidden(driver.is_none()),
-        esc(&p
-            .view
-            .driver
-            .as_ref()
-            .map(|d| format!("Position at {}", clock(&d.at)))
-            .unwrap_or_default())
+        r#"<section id="map"{}{attrs}><h2>Your driver</h2><svg viewBox="0 0 300 300" role="img" aria-label="map of your driver and your address">{svg}</svg><p class="muted{}" id="driver-at">{}</p></section>"#,
+        hidden(last.is_none()),
+        if last.is_some_and(|l| l.stale) { " stale" } else { "" },
+        esc(&caption)
     )
+}
+
+/// "Position 2 min ago", or for a stale one what it is and is not.
+fn position_caption(last: &LastPositionView) -> String {
+    if last.stale {
+        format!(
+            "Last known position, {}: the driver's phone has not reported since, so this is not where they are now.",
+            ago(last.age_seconds)
+        )
+    } else {
+        format!("Position {}", ago(last.age_seconds))
+    }
+}
+
+/// "just now", "4 min ago", "2 h 5 min ago" (`track.js` words ages the same way).
+fn ago(seconds: i64) -> String {
+    let minutes = seconds.max(0) / 60;
+    match minutes {
+        0 => "just now".into(),
+        1..=59 => format!("{minutes} min ago"),
+        _ if minutes % 60 == 0 => format!("{} h ago", minutes / 60),
+        _ => format!("{} h {} min ago", minutes / 60, minutes % 60),
+    }
 }
 
 const SIZE: f64 = 300.0;
@@ -339,23 +502,6 @@ const ALL: &[Stage] = &[
 
 fn stage_label(stage: &str) -> Option<&'static str> {
     ALL.iter().find(|s| s.as_str() == stage).map(|s| s.label())
-}
-
-/// `2026-11-23 09:15 UTC` from an RFC 3339 time.
-fn clock(time: &str) -> String {
-    match (time.get(..10), time.get(11..16)) {
-        (Some(day), Some(hm)) => format!("{day} {hm} UTC"),
-        _ => time.to_owned(),
-    }
-}
-
-fn window_text(start: &str, end: &str) -> String {
-    let end_clock = if start.get(..10) == end.get(..10) {
-        end.get(11..16).map(|hm| format!("{hm} UTC")).unwrap_or_default()
-    } else {
-        clock(end)
-    };
-    format!("{} – {end_clock}", clock(start).trim_end_matches(" UTC"))
 }
 
 /// The page frame in the retailer's name and colour; no staff navigation.

@@ -1,6 +1,8 @@
 // The tracking page, live: the stream /api/v1/track/{token}/events sends the view
 // (`tracking`) and the driver's positions (`position`); without EventSource, or when
 // the stream fails for good, the JSON twin is polled. Values are set as text only.
+// The server chooses every word and formats every time (in the customer's zone);
+// this script only puts them in place and keeps the driver's age current.
 (function () {
   "use strict";
   var root = document.getElementById("track");
@@ -10,14 +12,41 @@
   var mapBox = document.getElementById("map");
   var NS = "http://www.w3.org/2000/svg";
   var SIZE = 300;
+  // The server's clock minus this device's: ages are measured on the server's.
+  var skew = (Date.parse(root.dataset.now) || Date.now()) - Date.now();
+  var staleAfter = Number(root.dataset.staleAfter || 300) * 1000;
+  var wasFinal = root.dataset.final === "true";
+  var last = null; // the driver's latest position {lat, lon, at}
 
-  function clock(t) { return t ? t.slice(0, 10) + " " + t.slice(11, 16) + " UTC" : ""; }
   function text(id, value) { var el = document.getElementById(id); if (el) el.textContent = value; }
   function show(id, yes) { var el = document.getElementById(id); if (el) el.hidden = !yes; }
 
   function render(view) {
+    var status = view.status || {};
+    // A delivery that has just finished changes the whole page (proof, no forms).
+    if (!wasFinal && ["delivered", "lost", "returned"].indexOf(status.state) >= 0) {
+      location.reload();
+      return;
+    }
     root.dataset.stage = view.stage || "";
-    text("stage", labels[view.stage] || "Waiting for news");
+    root.dataset.state = status.state || "";
+    root.dataset.tone = status.tone || "";
+    text("stage", status.headline || labels[view.stage] || "Waiting for news");
+    if (status.headline) {
+      document.title = status.headline + document.title.slice(document.title.indexOf(" · "));
+    }
+    var lines = document.getElementById("status-lines");
+    if (lines) {
+      lines.textContent = "";
+      (status.lines || []).forEach(function (line) {
+        var p = document.createElement("p");
+        p.textContent = line;
+        lines.appendChild(p);
+      });
+    }
+    document.querySelectorAll("#actions a").forEach(function (a) {
+      a.hidden = (status.actions || []).indexOf(a.dataset.action) < 0 || !document.getElementById(a.getAttribute("href").slice(1));
+    });
     var list = document.getElementById("stages");
     if (list) {
       list.textContent = "";
@@ -28,7 +57,7 @@
         strong.textContent = labels[s.stage] || s.stage;
         var time = document.createElement("time");
         time.dateTime = s.at;
-        time.textContent = clock(s.at);
+        time.textContent = s.local;
         li.appendChild(strong);
         li.appendChild(document.createTextNode(" "));
         li.appendChild(time);
@@ -36,20 +65,20 @@
       });
     }
     show("window", !!view.window);
-    if (view.window) {
-      var end = view.window.start.slice(0, 10) === view.window.end.slice(0, 10)
-        ? view.window.end.slice(11, 16) + " UTC" : clock(view.window.end);
-      text("window-text", clock(view.window.start).replace(" UTC", "") + " – " + end);
-    }
-    show("eta", !!view.eta);
-    text("eta-text", clock(view.eta));
+    text("window-label", view.late && view.late.because === "window_moved" ? "Your new window" : "Your window");
+    text("window-text", view.window ? view.window.local : "");
+    // While late, the status lines give the new estimate with the apology.
+    show("eta", !!view.eta && status.state !== "late");
+    var eta = document.getElementById("eta-text");
+    if (eta) { eta.dateTime = view.eta || ""; eta.textContent = view.eta_local || ""; }
     show("stops", view.stops_before !== null && view.stops_before !== undefined);
-    text("stops-text", view.stops_before === null ? "" : String(view.stops_before));
+    text("stops-text", view.stops_before === null || view.stops_before === undefined ? "" : String(view.stops_before));
     if (mapBox && view.destination) {
       mapBox.dataset.destLat = view.destination.lat;
       mapBox.dataset.destLon = view.destination.lon;
     }
-    if (view.driver) position(view.driver); else if (mapBox) mapBox.hidden = true;
+    var p = view.last_position;
+    if (p) position(p); else if (mapBox) { last = null; mapBox.hidden = true; }
   }
 
   function pixel(lat, lon, zoom) {
@@ -75,10 +104,36 @@
     return e;
   }
 
+  // "just now", "4 min ago", "2 h 5 min ago", as the server words it.
+  function ago(ms) {
+    var minutes = Math.floor(Math.max(0, ms) / 60000);
+    if (minutes < 1) return "just now";
+    if (minutes < 60) return minutes + " min ago";
+    return Math.floor(minutes / 60) + " h" + (minutes % 60 ? " " + (minutes % 60) + " min" : "") + " ago";
+  }
+
+  // The driver's age, and whether the position is too old to be where they are.
+  function age() {
+    if (!last || !mapBox) return;
+    var ms = Date.now() + skew - Date.parse(last.at);
+    var stale = ms > staleAfter;
+    var dot = document.getElementById("driver");
+    if (dot) dot.setAttribute("class", stale ? "driver stale" : "driver");
+    var label = document.getElementById("driver-age");
+    if (label) { label.textContent = ago(ms); label.setAttribute("visibility", stale ? "visible" : "hidden"); }
+    var caption = document.getElementById("driver-at");
+    if (caption) caption.className = stale ? "muted stale" : "muted";
+    text("driver-at", stale
+      ? "Last known position, " + ago(ms) + ": the driver's phone has not reported since, so this is not where they are now."
+      : "Position " + ago(ms));
+  }
+
   // Draws the map as the server does: Web Mercator pixels, centred between the
   // driver and the destination, tiles only when configured.
   function position(p) {
     if (!mapBox) return;
+    if (last && Date.parse(p.at) < Date.parse(last.at)) return;
+    last = { lat: p.lat, lon: p.lon, at: p.at };
     var svg = mapBox.querySelector("svg");
     var points = [[p.lat, p.lon]];
     var dest = mapBox.dataset.destLat ? [Number(mapBox.dataset.destLat), Number(mapBox.dataset.destLon)] : null;
@@ -103,9 +158,18 @@
     }
     var q = pixel(p.lat, p.lon, zoom);
     svg.appendChild(el("circle", { id: "driver", cx: q[0] - ox, cy: q[1] - oy, r: 8, "class": "driver" }));
-    text("driver-at", "Position at " + clock(p.at));
+    var y = q[1] - oy > 40 ? q[1] - oy - 14 : q[1] - oy + 26;
+    svg.appendChild(el("text", { id: "driver-age", x: Math.min(Math.max(q[0] - ox, 40), SIZE - 40), y: y, "class": "age", visibility: "hidden" }));
     mapBox.hidden = false;
+    age();
   }
+
+  if (mapBox && mapBox.dataset.at) {
+    var dot = document.getElementById("driver");
+    last = { at: mapBox.dataset.at, lat: 0, lon: 0 };
+    if (dot) age();
+  }
+  setInterval(age, 15000);
 
   var polling = null;
   function poll() {

@@ -54,11 +54,16 @@ fn frame(title: &str, head: &str, body: &str) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 {head}<title>{title} · troth</title><link rel="stylesheet" href="/assets/troth.css"></head>
-<body><header><a class="brand" href="/">troth</a><a href="/">Overview</a><a href="/ui/journey">Journey</a><a href="/ui/carriers">Carriers</a><a href="/docs">API</a></header>
+<body><header><a class="brand" href="/">troth</a><a href="/">Overview</a><a href="/ui/journey">Journey</a><a href="/ui/carriers">Carriers</a><a href="/docs">API</a>{sign_out}</header>
 <main><h1>{title}</h1>
 {body}
 </main></body></html>"#,
-        title = esc(title)
+        title = esc(title),
+        sign_out = if crate::sessions::signed_in() {
+            r#"<form class="signout" method="post" action="/logout"><button type="submit">Sign out</button></form>"#
+        } else {
+            ""
+        }
     )
 }
 

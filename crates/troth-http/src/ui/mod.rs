@@ -11,10 +11,11 @@
 //! - `/ui/carriers` — carrier scorecards: per carrier and driver, windows kept, first
 //!   attempts, lost parcels, lateness and tracking views, the worst highlighted;
 //! - `/docs` — the API reference, rendered from the OpenAPI description;
-//! - `/login` — with a master key, pages need a key too, kept in a cookie.
+//! - `/login`, `/logout` — with a master key, pages need a sign-in: a server-side
+//!   session ([`crate::sessions`]) started by a key that may read.
 
 mod carriers;
-mod html;
+pub(crate) mod html;
 mod journey;
 mod pages;
 
@@ -29,9 +30,6 @@ use crate::AppState;
 use crate::extract::{Params, Segment};
 
 pub use html::esc;
-
-/// The name of the cookie that carries a key for the pages.
-pub const KEY_COOKIE: &str = "troth_key";
 
 pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
     let pages = Router::new()
@@ -52,7 +50,8 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
     Router::new()
         .merge(pages)
         .route("/docs", get(|| async { Html(pages::api_docs()) }))
-        .route("/login", get(login_form).post(login))
+        .route("/login", get(login_form).post(login::<S>))
+        .route("/logout", axum::routing::post(logout::<S>))
         .route("/assets/troth.css", get(stylesheet))
         .route("/assets/journey.js", get(journey_script))
 }
@@ -146,13 +145,22 @@ async fn journey_script() -> Response {
 }
 
 async fn login_form() -> Html<String> {
-    Html(html::page(
+    Html(sign_in_page(None))
+}
+
+fn sign_in_page(error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, esc(e)))
+        .unwrap_or_default();
+    html::page(
         "Sign in",
         None,
-        r#"<form class="login" method="post" action="/login"><label>API key (read scope or the master key)
+        &format!(
+            r#"{error}<form class="login" method="post" action="/login"><label>API key (read scope or the master key)
 <input type="password" name="key" autocomplete="current-password" required></label>
-<button type="submit">Sign in</button></form>"#,
-    ))
+<button type="submit">Sign in</button></form>"#
+        ),
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -160,13 +168,67 @@ struct LoginForm {
     key: String,
 }
 
-async fn login(Form(form): Form<LoginForm>) -> Response {
+/// Checks the key and starts a session; the cookie carries only the session's id.
+async fn login<S: Store>(
+    State(state): State<AppState<S>>,
+    headers: axum::http::HeaderMap,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    if state.master_key.is_none() {
+        // Open mode: the pages need no sign-in.
+        return Redirect::to("/").into_response();
+    }
+    let key = form.map(|Form(f)| f.key).unwrap_or_default();
+    let principal = match crate::auth::sign_in(&state, key.trim()) {
+        Ok(principal) => principal,
+        Err(e) => {
+            let message = if e.code == crate::Code::Forbidden {
+                "That key may not read; sign in with a key that has the read scope."
+            } else {
+                "That key is not valid."
+            };
+            return (StatusCode::UNAUTHORIZED, Html(sign_in_page(Some(message)))).into_response();
+        }
+    };
+    let Ok(id) = state.sessions.start(principal) else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Html(sign_in_page(Some("Signing in failed; try again."))),
+        )
+            .into_response();
+    };
+    let secure = if over_https(&headers) { "; Secure" } else { "" };
     let cookie = format!(
-        "{KEY_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-        html::url_segment(form.key.trim())
+        "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        crate::sessions::COOKIE,
+        crate::sessions::SESSION_LIFETIME.as_secs()
     );
-    let mut response = Redirect::to("/").into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
+    with_cookie(Redirect::to("/").into_response(), &cookie)
+}
+
+/// Ends the session and forgets its cookie.
+async fn logout<S: Store>(State(state): State<AppState<S>>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(id) = crate::auth::cookie(&headers, crate::sessions::COOKIE) {
+        state.sessions.end(&id);
+    }
+    let secure = if over_https(&headers) { "; Secure" } else { "" };
+    let cookie = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}",
+        crate::sessions::COOKIE
+    );
+    with_cookie(Redirect::to("/login").into_response(), &cookie)
+}
+
+/// Whether the browser reached troth over HTTPS: a proxy in front says so.
+fn over_https(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     response

@@ -17,6 +17,7 @@ pub const MASTER: &str = "master-secret";
 pub struct TestApi {
     pub store: SqliteStore,
     pub router: Router,
+    state: AppState<SqliteStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -36,9 +37,35 @@ impl TestApi {
         }
         TestApi {
             store,
-            router: app(state),
+            router: app(state.clone()),
+            state,
             _dir: dir,
         }
+    }
+
+    /// How long reads given `min_position` wait, from now on.
+    pub fn read_wait(&mut self, wait: std::time::Duration) {
+        self.state.read_wait = wait;
+        self.router = app(self.state.clone());
+    }
+
+    /// Without a master key from now on (the API is open, to loopback only);
+    /// requests may still send the key, which is then ignored.
+    pub fn open_mode(&mut self) {
+        self.state.master_key = None;
+        self.router = app(self.state.clone());
+    }
+
+    /// Limits other than the defaults, from now on.
+    pub fn limits(&mut self, limits: troth_http::limits::Limits) {
+        self.state.guards = std::sync::Arc::new(troth_http::limits::Guards::new(limits));
+        self.router = app(self.state.clone());
+    }
+
+    /// The log's newest position, as `/readyz` tells it.
+    pub async fn progress_log(&self) -> i64 {
+        let (_, ready) = self.call("GET", "/readyz", Value::Null).await;
+        ready["log"].as_i64().unwrap()
     }
 
     pub async fn send(&self, request: Request<Body>) -> (StatusCode, String) {

@@ -46,6 +46,10 @@ pub fn events_schema() -> &'static str {
     schema::EVENTS
 }
 
+/// The projections the embedded store keeps, as `progress` names them: today all
+/// are applied in the append's own transaction.
+const PROJECTIONS: &str = "inline";
+
 /// Read connections kept open, and reads run at once.
 const READERS: usize = 8;
 
@@ -73,6 +77,8 @@ struct Inner {
     composer: ComposerSlot,
     clock: ClockSlot,
     fault: FaultSlot,
+    /// The newest position committed with its projections, published after each commit.
+    committed: tokio::sync::watch::Receiver<i64>,
     _lock: File,
 }
 
@@ -111,6 +117,8 @@ impl SqliteStore {
         let composer = ComposerSlot::default();
         let clock = ClockSlot::default();
         let fault = FaultSlot::default();
+        let head: i64 = conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+        let (committed_tx, committed) = tokio::sync::watch::channel(head);
         let writer = Writer::new(
             conn,
             journey.map(writer::JourneyRules::new),
@@ -122,6 +130,7 @@ impl SqliteStore {
                 composer: composer.clone(),
                 clock: clock.clone(),
                 fault: fault.clone(),
+                committed: committed_tx,
             },
         )?;
         let (tx, rx) = mpsc::channel(1024);
@@ -143,6 +152,7 @@ impl SqliteStore {
                 composer,
                 clock,
                 fault,
+                committed,
                 _lock: lock,
             }),
         })
@@ -375,6 +385,11 @@ impl Store for SqliteStore {
             .cloned()
     }
 
+    fn api_key(&self, uid: &str) -> Option<ApiKey> {
+        let ring = self.inner.keys.read().unwrap_or_else(|p| p.into_inner());
+        ring.values().find(|key| key.uid == uid).cloned()
+    }
+
     async fn create_device(&self, driver: String) -> Result<Device, StoreError> {
         if driver.is_empty() {
             return Err(StoreError::Invalid("a device needs a driver".into()));
@@ -507,6 +522,29 @@ impl Store for SqliteStore {
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
+    }
+
+    fn progress(&self) -> crate::Progress {
+        let head = *self.inner.committed.borrow();
+        crate::Progress {
+            log: head,
+            // Every projection is applied in the transaction that appends its events,
+            // so none is ever behind the log; `PROJECTIONS` names what that covers.
+            projectors: vec![crate::ProjectorProgress {
+                name: PROJECTIONS,
+                position: head,
+                lag_events: 0,
+                lag_seconds: 0.0,
+            }],
+        }
+    }
+
+    async fn wait_projected(&self, position: i64, timeout: std::time::Duration) -> Result<(), crate::Progress> {
+        let mut committed = self.inner.committed.clone();
+        match tokio::time::timeout(timeout, committed.wait_for(|&head| head >= position)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(self.progress()),
+        }
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -182,6 +182,8 @@ pub struct Shared {
     pub composer: ComposerSlot,
     pub clock: ClockSlot,
     pub fault: FaultSlot,
+    /// The newest committed position, for readers that wait for their writes.
+    pub committed: tokio::sync::watch::Sender<i64>,
 }
 
 /// What the writer needs of a journey map.
@@ -439,6 +441,9 @@ impl Writer {
         let mut aggregates = Aggregates::default();
         let mut flush = self.last_flush.elapsed() >= FLUSH_EVERY;
         let mut enqueued = 0;
+        let wrote_events = group
+            .iter()
+            .any(|job| matches!(job, Job::Append { .. } | Job::Tick { .. }));
         let composer = self.shared.composer.read().unwrap_or_else(|p| p.into_inner()).clone();
         let fault = self.shared.fault.read().unwrap_or_else(|p| p.into_inner()).clone();
         let context = Context {
@@ -583,6 +588,22 @@ impl Writer {
         }
         if enqueued > 0 {
             self.shared.outbox_signal.notify_one();
+        }
+        // Committed: a failure from here on must not turn into an error for the writes.
+        let appended_through = if wrote_events {
+            self.conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get::<_, i64>(0))
+                .inspect_err(|e| tracing::warn!(error = %e, "the newest position could not be read"))
+                .ok()
+        } else {
+            None
+        };
+        if let Some(head) = appended_through {
+            self.shared.committed.send_if_modified(|committed| {
+                let moved = head > *committed;
+                *committed = (*committed).max(head);
+                moved
+            });
         }
         let mut ring = self.shared.keys.write().unwrap_or_else(|p| p.into_inner());
         for (hash, key) in key_changes {

@@ -1,0 +1,183 @@
+//! Browsers cannot be turned against troth. A web page that an operator or a
+//! customer visits can make their browser send requests to troth; these rules keep
+//! such requests from doing or reading anything:
+//!
+//! - **open mode** (no master key) answers only requests addressed to a loopback
+//!   host name, so a DNS name rebound to 127.0.0.1 cannot read customers;
+//! - **API writes** must say they are JSON (or NDJSON): a cross-site form can send
+//!   only form or plain-text bodies, and a foreign `Origin` is refused outright;
+//! - **page forms** (the tracking page's, sign-in, sign-out) are accepted only with
+//!   an `Origin` (or, failing that, a `Referer`) of this same host: a missing one
+//!   is refused too;
+//! - **every answer** says `nosniff`, sends a `Referer` only to troth itself (tracking
+//!   links carry their token in the URL), may not be framed, and pages run only troth's own
+//!   scripts (CSP); uploaded photos are served under a policy that runs nothing.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use troth_store::Store;
+
+use crate::AppState;
+use crate::error::{ApiError, Code};
+
+/// The pages' policy: troth's own scripts, styles (and inline style attributes,
+/// whose values are escaped), images from here or inline, no framing.
+const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+/// Uploaded files: shown as images, never run.
+const UPLOAD_POLICY: &str = "default-src 'none'; img-src 'self'; sandbox; frame-ancestors 'none'";
+
+pub async fn protect<S: Store>(State(state): State<AppState<S>>, request: Request, next: Next) -> Response {
+    if let Some(refusal) = refusal(
+        state.master_key.is_some(),
+        request.method(),
+        request.uri().path(),
+        request.headers(),
+    ) {
+        return with_headers(refusal, request.uri().path());
+    }
+    let path = request.uri().path().to_owned();
+    with_headers(next.run(request).await, &path)
+}
+
+/// The answer refusing the request, if it breaks a rule.
+fn refusal(has_master_key: bool, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if !has_master_key && host.is_some_and(|h| !is_loopback(h)) {
+        return Some(
+            ApiError::new(
+                Code::Forbidden,
+                "without a master key troth answers only requests to localhost, 127.0.0.1 or [::1]",
+            )
+            .into_response(),
+        );
+    }
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    if path.starts_with("/api/") {
+        if let Some(origin) = origin
+            && !same_host(origin, host)
+        {
+            return Some(
+                ApiError::new(Code::Forbidden, format!("requests from {origin} are not accepted")).into_response(),
+            );
+        }
+        if has_body(headers) && !is_json(headers) {
+            return Some(
+                ApiError::new(
+                    Code::UnsupportedMediaType,
+                    "send the body as application/json (application/x-ndjson for /events/ndjson)",
+                )
+                .into_response(),
+            );
+        }
+        return None;
+    }
+    if is_page_form(path) {
+        let from = origin.or_else(|| headers.get(header::REFERER).and_then(|r| r.to_str().ok()));
+        if !from.is_some_and(|from| same_host(from, host)) {
+            let page = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+                        <title>Not accepted</title></head><body><h1>Not accepted</h1>\
+                        <p>This form is accepted only from troth's own page. Open the page again and send it from there.</p></body></html>";
+            return Some((axum::http::StatusCode::FORBIDDEN, Html(page)).into_response());
+        }
+    }
+    None
+}
+
+fn with_headers(mut response: Response, path: &str) -> Response {
+    let headers = response.headers_mut();
+    let set = |headers: &mut HeaderMap, name, value: &'static str| {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    // Not `no-referrer`: with it browsers send `Origin: null` on the page's own forms.
+    set(headers, header::REFERRER_POLICY, "same-origin");
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    let policy = if path.ends_with("-photo") {
+        UPLOAD_POLICY
+    } else {
+        PAGE_POLICY
+    };
+    set(headers, header::CONTENT_SECURITY_POLICY, policy);
+    response
+}
+
+/// The browser forms troth serves: the tracking page's, sign-in and sign-out.
+fn is_page_form(path: &str) -> bool {
+    path.starts_with("/t/") || path == "/login" || path == "/logout"
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+    length.is_some_and(|n| n.trim() != "0") || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || essence == "application/x-ndjson" || essence.ends_with("+json")
+}
+
+/// Whether an `Origin` or `Referer` names the host the request was sent to.
+fn same_host(from: &str, host: Option<&str>) -> bool {
+    let authority = from
+        .strip_prefix("https://")
+        .or_else(|| from.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(rest));
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_host_names() {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:1",
+            "127.9.9.9",
+            "[::1]:8080",
+            "[::1]",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:80",
+            "localhost.evil.example",
+            "10.0.0.1:8080",
+            "[::2]",
+            "",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn origins_and_referers_against_the_host() {
+        assert!(same_host("http://shop.example", Some("shop.example")));
+        assert!(same_host("https://shop.example/t/abc?x=1", Some("shop.example")));
+        assert!(!same_host("https://shop.example.evil", Some("shop.example")));
+        assert!(!same_host("null", Some("shop.example")));
+        assert!(!same_host("http://shop.example", None));
+    }
+}
