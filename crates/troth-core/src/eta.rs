@@ -93,6 +93,9 @@ pub enum RouteEvent<'a> {
     Arriving { shipment: &'a str },
     /// `shipment.delivered` or `shipment.attempt_failed`: the stop is done.
     Completed { shipment: &'a str },
+    /// `shipment.rescheduled` (by anyone): the stop leaves today's route unvisited, so
+    /// the stops after it move up a place. A new assignment brings it back.
+    Left { shipment: &'a str },
 }
 
 impl<'a> RouteEvent<'a> {
@@ -137,6 +140,12 @@ impl<'a> RouteEvent<'a> {
                 },
                 None,
             )),
+            EventData::Rescheduled(_) => Some((
+                RouteEvent::Left {
+                    shipment: subject("shipment")?,
+                },
+                None,
+            )),
             _ => None,
         }
     }
@@ -163,6 +172,15 @@ struct Stop {
     place: u32,
     arriving: Option<Timestamp>,
     done: Option<Timestamp>,
+    /// Rescheduled off the route before the driver got there.
+    left: bool,
+}
+
+impl Stop {
+    /// Still to be visited on this route.
+    fn pending(&self) -> bool {
+        self.done.is_none() && !self.left
+    }
 }
 
 impl Route {
@@ -192,12 +210,16 @@ impl Route {
                 self.departed = Some(self.departed.map_or(at, |d| d.min(at)));
                 let place = stops_before.unwrap_or_else(|| self.stops.iter().map(|s| s.place + 1).max().unwrap_or(0));
                 match self.stops.iter_mut().find(|s| s.shipment == shipment) {
-                    Some(stop) => stop.place = place,
+                    Some(stop) => {
+                        stop.place = place;
+                        stop.left = false;
+                    }
                     None => self.stops.push(Stop {
                         shipment: shipment.to_owned(),
                         place,
                         arriving: None,
                         done: None,
+                        left: false,
                     }),
                 }
             }
@@ -228,10 +250,17 @@ impl Route {
                 let deferred = self.completions.iter().any(|&(_, p, _)| p > place);
                 let stop = &mut self.stops[i];
                 stop.done = Some(at);
+                // Delivered after all (the driver kept it): it was on the route.
+                stop.left = false;
                 if let Some(a) = stop.arriving {
                     self.legs.push(at.micros() - a.micros());
                 }
                 self.completions.push((at, place, deferred));
+            }
+            RouteEvent::Left { shipment } => {
+                if let Some(stop) = self.stops.iter_mut().find(|s| s.shipment == shipment && s.pending()) {
+                    stop.left = true;
+                }
             }
         }
     }
@@ -239,18 +268,19 @@ impl Route {
     /// The expected time of the stop's outcome (delivered or failed), as seen at
     /// `now`; `None` when the shipment is not a pending stop of this route.
     pub fn predict(&self, shipment: &str, now: Timestamp) -> Option<Timestamp> {
-        let target = self.stops.iter().find(|s| s.shipment == shipment && s.done.is_none())?;
+        let target = self.stops.iter().find(|s| s.shipment == shipment && s.pending())?;
         let departed = self.departed?;
         let pace = self.pace();
         let floor = now.micros() + self.params.min_remaining_us;
         if let Some(arriving) = target.arriving {
             return Some(Timestamp(self.leg_end(arriving, now).max(floor)));
         }
-        let (anchor_t, anchor_place) = self.anchor(departed, pace);
-        let reached = self.reached_place();
-        let is_deferred = |s: &Stop| s.done.is_none() && s.arriving.is_none() && reached.is_some_and(|r| s.place < r);
-        let in_plan = |s: &Stop| s.done.is_none() && !is_deferred(s);
-        let plan_time = |place: u32| anchor_t + pace * (i64::from(place) - anchor_place).max(1);
+        let (anchor_t, anchor_rank) = self.anchor(departed, pace);
+        let is_deferred = |s: &Stop| self.is_deferred(s);
+        let in_plan = |s: &Stop| s.pending() && !is_deferred(s);
+        // Distances along the plan count the stops still on it (`rank`), so a stop
+        // that left the route brings every stop after it a place closer.
+        let plan_time = |place: u32| anchor_t + pace * (self.rank(place) - anchor_rank).max(1);
 
         // The next stop in the plan, and when it can be done given what the driver is doing now.
         let next = self.stops.iter().filter(|s| in_plan(s)).min_by_key(|s| s.place);
@@ -260,7 +290,9 @@ impl Route {
         });
         let last_in_plan = |from: (i64, u32)| {
             let last = self.stops.iter().filter(|s| in_plan(s)).map(|s| s.place).max();
-            last.map_or(from.0, |p| plan_time(p).max(from.0 + pace * i64::from(p - from.1)))
+            last.map_or(from.0, |p| {
+                plan_time(p).max(from.0 + pace * (self.rank(p) - self.rank(from.1)))
+            })
         };
         let predicted = if is_deferred(target) {
             // After the rest of the plan, then the passed-over stops in plan order.
@@ -276,12 +308,14 @@ impl Route {
             let in_progress = self
                 .stops
                 .iter()
-                .find(|s| s.done.is_none() && s.arriving.is_some() && is_deferred(s));
+                .find(|s| s.pending() && s.arriving.is_some() && is_deferred(s));
             let start = in_progress.map_or(end, |s| self.leg_end(s.arriving.unwrap_or(now), now).max(end));
             start + pace * (ahead as i64 + 1)
         } else {
             match (next, next_done) {
-                (Some(n), Some(t)) => plan_time(target.place).max(t + pace * i64::from(target.place - n.place)),
+                (Some(n), Some(t)) => {
+                    plan_time(target.place).max(t + pace * (self.rank(target.place) - self.rank(n.place)))
+                }
                 _ => plan_time(target.place),
             }
         };
@@ -298,9 +332,65 @@ impl Route {
 
     /// The shipments of the route, in plan order, with whether each is done.
     pub fn stops(&self) -> impl Iterator<Item = (&str, bool)> {
-        let mut order: Vec<&Stop> = self.stops.iter().collect();
+        let mut order: Vec<&Stop> = self.stops.iter().filter(|s| !s.left).collect();
         order.sort_by_key(|s| s.place);
         order.into_iter().map(|s| (s.shipment.as_str(), s.done.is_some()))
+    }
+
+    /// How many stops the driver makes before this one, as seen now. The plan's places
+    /// count every stop, also those of other senders this route never hears of, so
+    /// the count is the plan's places still ahead of the driver before this one: those
+    /// after the furthest place reached (the stop there too while its leg is under
+    /// way), less the stops that left the route. A passed-over stop is visited last:
+    /// it waits for the rest of the plan and the passed-over stops before it. `None`
+    /// when the shipment is not a pending stop of this route.
+    pub fn stops_before(&self, shipment: &str) -> Option<u32> {
+        let target = self.stops.iter().find(|s| s.shipment == shipment && s.pending())?;
+        if target.arriving.is_some() {
+            return Some(0);
+        }
+        let reached = self.reached_place();
+        let (from, on_leg) = match reached {
+            Some(r) => {
+                let on_leg = self
+                    .stops
+                    .iter()
+                    .any(|s| s.place == r && s.pending() && s.arriving.is_some());
+                (self.rank(r), i64::from(on_leg))
+            }
+            None => (-1, 0),
+        };
+        let count = if self.is_deferred(target) {
+            let last = self
+                .stops
+                .iter()
+                .filter(|s| s.pending() && !self.is_deferred(s))
+                .map(|s| self.rank(s.place))
+                .max()
+                .unwrap_or(from);
+            let deferred_before = self
+                .stops
+                .iter()
+                .filter(|s| self.is_deferred(s) && s.place < target.place)
+                .count();
+            (last - from).max(0) + on_leg + deferred_before as i64
+        } else {
+            (self.rank(target.place) - from - 1).max(0) + on_leg
+        };
+        Some(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    /// A pending stop the driver has passed over: one further along the plan has
+    /// been reached first.
+    fn is_deferred(&self, s: &Stop) -> bool {
+        s.pending() && s.arriving.is_none() && self.reached_place().is_some_and(|r| s.place < r)
+    }
+
+    /// A plan place counted without the stops that left the route before it: how far
+    /// along the route as it is now (the departure is −1).
+    fn rank(&self, place: u32) -> i64 {
+        let gone = self.stops.iter().filter(|s| s.left && s.place < place).count();
+        i64::from(place) - gone as i64
     }
 
     fn stop_mut(&mut self, shipment: &str) -> Option<&mut Stop> {
@@ -308,14 +398,14 @@ impl Route {
     }
 
     /// Where the driver stands against the plan: the furthest plan place completed in
-    /// order (the departure, place −1, before any) and when, averaged with the recent
-    /// in-order completions projected forward to it by the pace.
+    /// order (the departure, rank −1, before any) as a [`rank`](Self::rank) and when,
+    /// averaged with the recent in-order completions projected forward to it by the pace.
     fn anchor(&self, departed: Timestamp, pace: i64) -> (i64, i64) {
         let in_order: Vec<(i64, i64)> = self
             .completions
             .iter()
             .filter(|c| !c.2)
-            .map(|c| (c.0.micros(), i64::from(c.1)))
+            .map(|c| (c.0.micros(), self.rank(c.1)))
             .collect();
         let Some(&(_, furthest)) = in_order.iter().max_by_key(|c| c.1) else {
             return (departed.micros(), -1);
@@ -334,7 +424,7 @@ impl Route {
             .max()
     }
 
-    /// Minutes per plan place: the trimmed mean of recent in-order intervals blended with the prior.
+    /// Time per place along the route: the trimmed mean of recent in-order intervals blended with the prior.
     fn pace(&self) -> i64 {
         let mut samples: Vec<f64> = Vec::new();
         let mut previous: Option<(i64, i64)> = self.departed.map(|d| (d.micros(), -1));
@@ -342,12 +432,14 @@ impl Route {
             if deferred {
                 continue;
             }
-            if let Some((t0, p0)) = previous
-                && i64::from(place) > p0
+            // Between two stops the driver made, a stop that left the route was not driven to.
+            let rank = self.rank(place);
+            if let Some((t0, r0)) = previous
+                && rank > r0
             {
-                samples.push((t.micros() - t0) as f64 / (i64::from(place) - p0) as f64);
+                samples.push((t.micros() - t0) as f64 / (rank - r0) as f64);
             }
-            previous = Some((t.micros(), i64::from(place)));
+            previous = Some((t.micros(), rank));
         }
         // The mean follows the recent stops; the weight against the prior is all of them.
         let n = samples.len() as f64;
@@ -408,6 +500,32 @@ pub struct Window {
     pub end: Timestamp,
 }
 
+/// Who set a shipment's current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowBy {
+    /// The carrier or the retailer (`shipment.window_set`, or `shipment.rescheduled`
+    /// by anyone but the customer).
+    Carrier,
+    /// The customer chose it (`shipment.rescheduled` with `by = "customer"`).
+    Customer,
+    /// troth re-issued it from an arrival estimate (`shipment.window_set` with `estimate`).
+    Estimate,
+}
+
+/// The shipment, window and setter of a `shipment.window_set` or `shipment.rescheduled`.
+pub fn window_of(event: &crate::ValidEvent) -> Option<(&str, Window, WindowBy)> {
+    use crate::catalogue::EventData;
+    let shipment = event.subject.as_deref()?.strip_prefix("shipment:")?;
+    let (start, end, by) = match &event.data {
+        EventData::WindowSet(w) if w.estimate == Some(true) => (w.window_start, w.window_end, WindowBy::Estimate),
+        EventData::WindowSet(w) => (w.window_start, w.window_end, WindowBy::Carrier),
+        EventData::Rescheduled(r) if r.by == "customer" => (r.window_start, r.window_end, WindowBy::Customer),
+        EventData::Rescheduled(r) => (r.window_start, r.window_end, WindowBy::Carrier),
+        _ => return None,
+    };
+    Some((shipment, Window { start, end }, by))
+}
+
 /// When a prediction calls for a new window, and what window to give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReissuePolicy {
@@ -438,7 +556,14 @@ impl Default for ReissuePolicy {
 /// a day part). `None` while the current window holds. The new window contains the
 /// prediction and has the policy's length, so the same prediction never asks for a
 /// second one.
-pub fn reissue_window(predicted: Timestamp, current: Window, policy: &ReissuePolicy) -> Option<Window> {
+///
+/// A window the customer chose is never replaced: the estimate is theirs to see,
+/// but the time they asked for stands until they, the carrier or the retailer
+/// change it.
+pub fn reissue_window(predicted: Timestamp, current: Window, by: WindowBy, policy: &ReissuePolicy) -> Option<Window> {
+    if by == WindowBy::Customer {
+        return None;
+    }
     let p = predicted.micros();
     let outside = p < current.start.micros() - policy.tolerance_us || p > current.end.micros() + policy.tolerance_us;
     let too_long = current.end.micros() - current.start.micros() > policy.length_us;
@@ -632,6 +757,101 @@ mod tests {
     }
 
     #[test]
+    fn a_rescheduled_stop_leaves_the_route_and_the_stops_after_it_move_up() {
+        let mut r = route(6);
+        visit(&mut r, "s0", 7.0, 10.0);
+        let before: Vec<f64> = (1..6).map(|i| predict(&r, &format!("s{i}"), 10.5).unwrap()).collect();
+        assert_eq!(r.stops_before("s4"), Some(3));
+        // The customer of s2 chooses another day: the driver will not go there.
+        r.observe(at(10.6), RouteEvent::Left { shipment: "s2" });
+        assert_eq!(predict(&r, "s2", 10.6), None, "no estimate for a stop off the route");
+        assert_eq!(r.stops_before("s2"), None);
+        assert_eq!(r.stops_before("s4"), Some(2), "one stop fewer before s4");
+        assert_eq!(r.stops_before("s1"), Some(0));
+        let pace = r.pace() as f64 / 60e6;
+        for i in 3..6 {
+            let after = predict(&r, &format!("s{i}"), 10.6).unwrap();
+            let moved = before[i - 1] - after;
+            assert!(
+                (moved - pace).abs() < 0.01,
+                "s{i} moves up one place ({pace:.1} min): {} -> {after}",
+                before[i - 1]
+            );
+        }
+        // Stops before the one that left are where they were.
+        assert_eq!(predict(&r, "s1", 10.6).unwrap(), before[0]);
+        assert!(!r.stops().any(|(s, _)| s == "s2"));
+        // The driver goes on to s1 and s3: s3's interval is one place, not two.
+        visit(&mut r, "s1", 17.0, 20.0);
+        visit(&mut r, "s3", 27.0, 30.0);
+        assert_eq!(r.stops_before("s5"), Some(1));
+        let s4 = predict(&r, "s4", 30.5).unwrap();
+        assert!((s4 - 40.0).abs() < 1.0, "one ten-minute place after s3: {s4}");
+    }
+
+    #[test]
+    fn a_failed_stop_leaves_the_route_and_the_stops_after_it_move_up() {
+        let mut r = route(5);
+        visit(&mut r, "s0", 7.0, 10.0);
+        let s3 = predict(&r, "s3", 12.0).unwrap();
+        assert_eq!(r.stops_before("s3"), Some(2));
+        // Nobody home at s1: the attempt fails at once, earlier than a hand-over.
+        r.observe(at(11.0), RouteEvent::Arriving { shipment: "s1" });
+        r.observe(at(12.0), RouteEvent::Completed { shipment: "s1" });
+        assert_eq!(predict(&r, "s1", 12.5), None);
+        assert_eq!(r.stops_before("s3"), Some(1));
+        let after = predict(&r, "s3", 12.5).unwrap();
+        assert!(after < s3, "s3 moves up: {s3} -> {after}");
+    }
+
+    #[test]
+    fn the_stop_count_falls_as_the_driver_goes() {
+        let mut r = route(6);
+        let mut counts = vec![r.stops_before("s5").unwrap()];
+        for i in 0..5 {
+            let done = 10.0 * f64::from(i + 1);
+            visit(&mut r, &format!("s{i}"), done - 3.0, done);
+            counts.push(r.stops_before("s5").unwrap());
+        }
+        assert_eq!(counts, [5, 4, 3, 2, 1, 0]);
+        // A stop on its leg goes first; a passed-over one goes last.
+        let mut r = route(4);
+        visit(&mut r, "s0", 7.0, 10.0);
+        r.observe(at(11.0), RouteEvent::Arriving { shipment: "s2" });
+        assert_eq!(r.stops_before("s2"), Some(0));
+        assert_eq!(r.stops_before("s3"), Some(1), "s1 was passed over: after s3");
+        assert_eq!(r.stops_before("s1"), Some(2));
+        // Stops of other senders hold places this route never hears of.
+        let mut r = Route::new(EtaParams::default());
+        for (shipment, place) in [("a", 2), ("b", 5)] {
+            r.observe(
+                at(0.0),
+                RouteEvent::OutForDelivery {
+                    shipment,
+                    stops_before: Some(place),
+                },
+            );
+        }
+        assert_eq!(r.stops_before("b"), Some(5));
+        visit(&mut r, "a", 27.0, 30.0);
+        assert_eq!(r.stops_before("b"), Some(2));
+    }
+
+    #[test]
+    fn a_window_the_customer_chose_is_never_reissued() {
+        let policy = ReissuePolicy::default();
+        let chosen = Window {
+            start: at(480.0),
+            end: at(720.0),
+        };
+        // Far outside, and longer than an hour: either would re-issue a carrier's window.
+        for predicted in [100.0, 600.0, 900.0] {
+            assert!(reissue_window(at(predicted), chosen, WindowBy::Carrier, &policy).is_some());
+            assert_eq!(reissue_window(at(predicted), chosen, WindowBy::Customer, &policy), None);
+        }
+    }
+
+    #[test]
     fn windows_are_reissued_only_when_the_prediction_leaves_them() {
         let policy = ReissuePolicy::default();
         let window = Window {
@@ -639,7 +859,8 @@ mod tests {
             end: at(120.0),
         };
         let check = |predicted: f64, expect: Option<(f64, f64)>| {
-            let got = reissue_window(at(predicted), window, &policy).map(|w| (minutes(w.start), minutes(w.end)));
+            let got = reissue_window(at(predicted), window, WindowBy::Carrier, &policy)
+                .map(|w| (minutes(w.start), minutes(w.end)));
             assert_eq!(got, expect, "prediction at minute {predicted}");
         };
         check(90.0, None);
@@ -650,16 +871,24 @@ mod tests {
         check(43.0, Some((30.0, 90.0)));
         // 148 − 15 = 133: nearest five minutes is 135.
         check(148.0, Some((135.0, 195.0)));
-        let new = reissue_window(at(148.0), window, &policy).unwrap();
-        assert_eq!(reissue_window(at(148.0), new, &policy), None, "stable");
+        let new = reissue_window(at(148.0), window, WindowBy::Carrier, &policy).unwrap();
+        assert_eq!(
+            reissue_window(at(148.0), new, WindowBy::Estimate, &policy),
+            None,
+            "stable"
+        );
 
         // A morning-long window narrows to an hour around the prediction, once.
         let morning = Window {
             start: at(0.0),
             end: at(240.0),
         };
-        let narrowed = reissue_window(at(100.0), morning, &policy).unwrap();
+        let narrowed = reissue_window(at(100.0), morning, WindowBy::Carrier, &policy).unwrap();
         assert_eq!((minutes(narrowed.start), minutes(narrowed.end)), (85.0, 145.0));
-        assert_eq!(reissue_window(at(100.0), narrowed, &policy), None, "stable");
+        assert_eq!(
+            reissue_window(at(100.0), narrowed, WindowBy::Estimate, &policy),
+            None,
+            "stable"
+        );
     }
 }

@@ -10,6 +10,7 @@ use troth_core::Timestamp;
 use troth_core::journey::{JourneyMap, parse_journey};
 use troth_http::tracking::{TrackingConfig, Zone};
 use troth_http::{AppState, app};
+use troth_store::Store;
 use troth_store::sqlite::SqliteStore;
 
 struct Api {
@@ -544,6 +545,124 @@ async fn a_window_the_estimate_leaves_is_re_issued_once_for_the_customer() {
     .await;
     let later = Timestamp(Timestamp::now().micros() + 90 * 60_000_000);
     assert_eq!(arrivals.reissue(store, later, &policy).await.unwrap(), 1, "moved");
+}
+
+#[tokio::test]
+async fn a_customers_reschedule_survives_re_issue_and_the_stop_leaves_the_route() {
+    let api = Api::new();
+    let mut tokens = Vec::new();
+    for i in 0..4 {
+        let ship = format!("s-{i}");
+        api.events(shipped(&ship, &format!("o-{i}"))).await;
+        // The carrier promised the whole day, which an estimate would narrow to an hour.
+        let mut day = event(
+            &format!("w-{i}"),
+            "shipment.window_set",
+            &at(-10 * HOUR),
+            &format!("shipment:{ship}"),
+            json!({"window_start": at(-2 * HOUR), "window_end": at(6 * HOUR)}),
+        );
+        day["source"] = json!("carrier");
+        api.events(vec![day]).await;
+        tokens.push(api.link(&ship).await["token"].as_str().unwrap().to_owned());
+    }
+    let out = (0..4)
+        .map(|i| {
+            event(
+                &format!("out-{i}"),
+                "shipment.out_for_delivery",
+                &at(-20 * 60_000_000),
+                &format!("shipment:s-{i}"),
+                json!({"driver": "d-1", "stops_before": i}),
+            )
+        })
+        .collect();
+    api.events(out).await;
+    let api = &api;
+    let view = |i: usize| {
+        let uri = format!("/api/v1/track/{}", tokens[i]);
+        async move { api.get(&uri).await.json() }
+    };
+    let planned = view(3).await;
+    assert_eq!(planned["stops_before"], 3);
+    let planned_eta = eta(&planned).unwrap();
+
+    // s-1's customer leaves a safe place and instructions; s-2's chooses another time.
+    let origin = Some("http://127.0.0.1:8080");
+    let reply = api
+        .form(
+            &format!("/t/{}/instructions", tokens[1]),
+            "instructions=Ring+twice",
+            origin,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let reply = api
+        .call(
+            Request::post(format!("/t/{}/safe-place", tokens[1]))
+                .header(header::HOST, "127.0.0.1:8080")
+                .header(header::ORIGIN, "http://127.0.0.1:8080")
+                .header(header::CONTENT_TYPE, "multipart/form-data; boundary=XyZ")
+                .body(Body::from(
+                    "--XyZ\r\nContent-Disposition: form-data; name=\"place\"\r\n\r\nBehind the gate\r\n--XyZ--\r\n",
+                ))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let tomorrow = &at(DAY)[..10];
+    let reply = api
+        .form(
+            &format!("/t/{}/reschedule", tokens[2]),
+            &format!("date={tomorrow}&slot=afternoon"),
+            origin,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let chosen = (
+        json!(format!("{tomorrow}T12:00:00.000000Z")),
+        json!(format!("{tomorrow}T17:00:00.000000Z")),
+    );
+    let window = |v: &Value| (v["window"]["start"].clone(), v["window"]["end"].clone());
+
+    // The rescheduled stop left the route: no estimate, one stop fewer before s-3,
+    // whose estimate moves up.
+    let rescheduled = view(2).await;
+    assert_eq!(window(&rescheduled), chosen, "{rescheduled}");
+    assert_eq!(rescheduled["eta"], Value::Null);
+    let moved = view(3).await;
+    assert_eq!(moved["stops_before"], 2, "{moved}");
+    assert!(eta(&moved).unwrap() < planned_eta, "{planned} → {moved}");
+    // A failed attempt ends its stop too.
+    api.events(vec![event(
+        "failed-0",
+        "shipment.attempt_failed",
+        &at(0),
+        "shipment:s-0",
+        json!({"reason": "not_home"}),
+    )])
+    .await;
+    assert_eq!(view(3).await["stops_before"], 1);
+
+    // Estimates narrow the carrier's day windows of s-1 and s-3, never the customer's choice,
+    // now or when the route runs hours late.
+    let policy = troth_core::eta::ReissuePolicy::default();
+    let arrivals = &api.state.tracking.arrivals;
+    let store = &api.state.store;
+    assert_eq!(arrivals.reissue(store, Timestamp::now(), &policy).await.unwrap(), 2);
+    let later = Timestamp(Timestamp::now().micros() + 5 * HOUR);
+    arrivals.reissue(store, later, &policy).await.unwrap();
+    let estimates = |events: Vec<Value>| events.iter().filter(|e| e["data"]["estimate"] == json!(true)).count();
+    assert_eq!(estimates(api.logged("shipment:s-2", "shipment.window_set").await), 0);
+    assert!(estimates(api.logged("shipment:s-1", "shipment.window_set").await) >= 1);
+    assert_eq!(window(&view(2).await), chosen, "the customer's choice stands");
+    // The safe place and the instructions stand beside the re-issued window.
+    let tracked = store.tracked(tokens[1].clone()).await.unwrap().unwrap();
+    assert_eq!(tracked.shipment.safe_place().unwrap().place, "Behind the gate");
+    assert_eq!(tracked.shipment.instructions().as_deref(), Some("Ring twice"));
+    let (start, end) = window(&view(1).await);
+    let t = |v: &Value| Timestamp::parse_rfc3339(v.as_str().unwrap()).unwrap().micros();
+    assert_eq!(t(&end) - t(&start), HOUR, "s-1's window was narrowed: {start}–{end}");
 }
 
 #[tokio::test]

@@ -60,6 +60,17 @@ pub enum SimError {
 /// a carrier with a `slow_tracking` fault has its events arrive later than they
 /// happened. Holds at most about one simulated day of events at a time.
 pub fn simulate(world: &World, sink: &mut dyn FnMut(&str) -> std::io::Result<()>) -> Result<Manifest, SimError> {
+    simulate_timed(world, &mut |line, _| sink(line))
+}
+
+/// What [`simulate_timed`] writes to: each line with the instant it reaches troth.
+pub type TimedSink<'a> = dyn FnMut(&str, troth_core::Timestamp) -> std::io::Result<()> + 'a;
+
+/// [`simulate`], with the instant each event reaches troth: its `time`, or later for
+/// a carrier with a `slow_tracking` fault. Lines come in that order, so whoever plays
+/// the world at the pace of a clock sends each line when its instant comes (the
+/// demo), and a late feed stays late by exactly the fault's delay.
+pub fn simulate_timed(world: &World, sink: &mut TimedSink<'_>) -> Result<Manifest, SimError> {
     world.validate()?;
     sim::run(world, sink)
 }

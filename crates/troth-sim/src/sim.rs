@@ -257,12 +257,12 @@ impl Out {
 
     /// Sorts the buffered events and writes those that reach troth before `limit`
     /// (and happened before the world's end); keeps the rest for later.
-    fn flush(&mut self, limit: i64, sink: &mut dyn FnMut(&str) -> std::io::Result<()>) -> std::io::Result<()> {
+    fn flush(&mut self, limit: i64, sink: &mut crate::TimedSink<'_>) -> std::io::Result<()> {
         self.index.sort_unstable_by_key(|e| (e.key, e.ord));
         let split = self.index.partition_point(|e| e.key < limit);
         for e in &self.index[..split] {
             if e.time < self.end {
-                sink(&self.arena[e.start..e.end])?;
+                sink(&self.arena[e.start..e.end], Timestamp(e.key))?;
                 self.written += 1;
             }
         }
@@ -336,7 +336,7 @@ pub fn planted(world: &World) -> Vec<PlantedFault> {
         .collect()
 }
 
-pub fn run(w: &World, sink: &mut dyn FnMut(&str) -> std::io::Result<()>) -> Result<Manifest, SimError> {
+pub fn run(w: &World, sink: &mut crate::TimedSink<'_>) -> Result<Manifest, SimError> {
     let start = w.start_time()?.micros();
     let end = start + i64::from(w.days) * DAY;
     let mut sim = Sim::new(w, start, end);
@@ -1378,6 +1378,8 @@ impl<'w> Sim<'w> {
         visit.extend((0..route.len()).filter(|&i| route[i].outcome == Outcome::Late));
         let mut t = depart;
         let mut pos = depot;
+        // Until the first leg, the van stands at the depot.
+        let mut parked_since = depart;
         for i in visit {
             let s = &route[i];
             let (p, at, eta, win, mut outcome) = (s.p, s.at, s.eta, s.win, s.outcome);
@@ -1392,6 +1394,7 @@ impl<'w> Sim<'w> {
                 outcome = Outcome::Late;
             }
             let leg_start = arrival - drive;
+            self.park(driver, &source, delay, parked_since, leg_start, pos);
             self.drive(driver, &source, delay, leg_start, arrival, pos, at, speed);
             pos = at;
             self.out
@@ -1401,6 +1404,8 @@ impl<'w> Sim<'w> {
             self.out.data();
             self.out.end();
             let done = arrival + self.rng.range(30 * SEC, 3 * MIN);
+            // At the door until the outcome, and on until the next leg begins.
+            parked_since = arrival;
             let (lat, lon) = self.latlon(at);
             if outcome == Outcome::Failed {
                 self.out
@@ -1547,6 +1552,30 @@ impl<'w> Sim<'w> {
             self.out.f1("accuracy_m", accuracy);
             self.out.end();
             t += 10 * SEC;
+        }
+    }
+
+    /// The phone's reports while the van stands at `at` from `from_t` until `to_t`,
+    /// every `parked_report_s` (none when that is 0: the random stream is then
+    /// untouched, so worlds without it keep their bytes).
+    fn park(&mut self, driver: u64, source: &str, delay: i64, from_t: i64, to_t: i64, at: (f64, f64)) {
+        let every = i64::from(self.w.parked_report_s) * SEC;
+        if every == 0 {
+            return;
+        }
+        let (lat, lon) = self.latlon(at);
+        let mut t = from_t + every;
+        while t < to_t {
+            let accuracy = 3.0 + self.rng.f64() * 9.0;
+            self.out.begin(t, delay, "courier.position", source, "courier");
+            self.out.subject("driver", "d-", driver);
+            self.out.data();
+            self.out.f6("lat", lat);
+            self.out.f6("lon", lon);
+            self.out.f1("speed_kmh", 0.0);
+            self.out.f1("accuracy_m", accuracy);
+            self.out.end();
+            t += every;
         }
     }
 

@@ -51,6 +51,11 @@ pub struct World {
     pub teams: Vec<Team>,
     pub faults: Vec<Fault>,
     pub rates: Rates,
+    /// How often, in seconds, a driver's phone reports while the van stands (at the
+    /// depot, at a door, waiting for the next stop's time); 0: only while driving.
+    /// Off by default, so existing worlds keep their bytes; `troth demo` turns it on
+    /// so that a driver on the way always has a current position.
+    pub parked_report_s: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -218,6 +223,7 @@ impl Default for World {
             ],
             faults: Vec::new(),
             rates: Rates::default(),
+            parked_report_s: 0,
         }
     }
 }
@@ -309,6 +315,9 @@ impl World {
         }
         if self.customers > 100_000_000 {
             return Err(invalid("customers", "must be at most 100000000"));
+        }
+        if self.parked_report_s > 3_600 {
+            return Err(invalid("parked_report_s", "must be at most 3600 (seconds)"));
         }
         if !(self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase())) {
             return Err(invalid(

@@ -513,3 +513,44 @@ fn the_manifest_names_each_fault() {
     assert_eq!(manifest.end, "2026-11-16T00:00:00.000000Z");
     assert!(manifest.faults.iter().all(|f| !f.description.is_empty()));
 }
+
+#[test]
+fn a_standing_vans_phone_keeps_reporting_when_asked_and_only_then() {
+    let time = |v: &Value| {
+        troth_core::Timestamp::parse_rfc3339(v["time"].as_str().unwrap())
+            .unwrap()
+            .micros()
+    };
+    // Each driver's longest silence within a day's route, in seconds.
+    let silences = |world: &World| {
+        let mut by_driver: HashMap<String, Vec<i64>> = HashMap::new();
+        for line in lines(world) {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["type"] == "courier.position" {
+                by_driver
+                    .entry(v["subject"].as_str().unwrap().to_owned())
+                    .or_default()
+                    .push(time(&v));
+            }
+        }
+        let mut longest = 0;
+        for times in by_driver.values_mut() {
+            times.sort_unstable();
+            for gap in times.windows(2).map(|w| (w[1] - w[0]) / 1_000_000) {
+                // Between one day's route and the next the van is not out.
+                if gap < 6 * 3600 {
+                    longest = longest.max(gap);
+                }
+            }
+        }
+        longest
+    };
+    let mut world = World::from_toml(SMALL).unwrap();
+    world.days = 3;
+    assert!(
+        silences(&world) > 300,
+        "without it, a van standing is silent for minutes"
+    );
+    world.parked_report_s = 30;
+    assert!(silences(&world) <= 40, "driving every 10 s, standing every 30 s");
+}

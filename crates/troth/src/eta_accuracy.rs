@@ -220,6 +220,9 @@ fn read(line: &str, delays: &HashMap<String, i64>) -> Option<Fed> {
             shipment: shipment.to_owned(),
             delivered,
         },
+        // Not among the types read: the simulator's reschedules come before the
+        // route is planned, or after the stop's failed attempt completed it.
+        RouteEvent::Left { .. } => return None,
     };
     Some(Fed {
         received: event.time.micros() + delay,

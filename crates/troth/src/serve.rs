@@ -238,9 +238,25 @@ pub async fn spawn(
     master_key: Option<String>,
     journey: Option<JourneyMap>,
 ) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
-    let listener = TcpListener::bind(addr).await.with_context(|| {
+    let listener = bind(addr).await?;
+    spawn_on(store, listener, master_key, journey)
+}
+
+/// Binds the API's address, saying what to do when it is taken.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
         format!("listening on {addr} (is another server using it? --listen 127.0.0.1:0 picks a free port)")
-    })?;
+    })
+}
+
+/// [`spawn`] on a listener already bound (the demo binds first, so a taken port
+/// fails before anything is written).
+pub fn spawn_on(
+    store: SqliteStore,
+    listener: TcpListener,
+    master_key: Option<String>,
+    journey: Option<JourneyMap>,
+) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let bound = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let tracking = TrackingConfig::default();

@@ -137,6 +137,22 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
             String::from_utf8_lossy(&body)
         );
     }
+    // The tracking link is a delivery on the way now, through the live path: the
+    // server's estimate, its live stop count, a fresh driver.
+    let page = urls.iter().find(|u| u.contains("/t/")).unwrap();
+    let (host, token) = page.strip_prefix("http://").unwrap().split_once("/t/").unwrap();
+    let mut client = Client::connect(&Target::from_addr(host.parse().unwrap()), None)
+        .await
+        .unwrap();
+    let (_, body) = client.get(&format!("/api/v1/track/{token}")).await.unwrap();
+    let view: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(view["stage"], "out_for_delivery", "{view}");
+    assert!(view["stops_before"].as_u64().unwrap() >= 2, "{view}");
+    assert!(view["eta"].is_string(), "{view}");
+    let at = troth_core::Timestamp::parse_rfc3339(view["driver"]["at"].as_str().unwrap()).unwrap();
+    let age = troth_core::Timestamp::now().micros() - at.micros();
+    assert!(age < 60_000_000, "the driver's position is {} s old", age / 1_000_000);
+
     let interrupted = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -179,4 +195,31 @@ fn simulate_can_send_a_world_to_a_running_server() {
         metrics.contains(&format!("troth_events_total{{status=\"accepted\"}} {sent}\n")),
         "every simulated event was accepted: {metrics}"
     );
+}
+
+#[test]
+fn a_demo_that_cannot_start_leaves_no_store_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let data_dir = tmp.path().join("demo");
+    // With a directory named, and with the default one under the temp dir.
+    for named in [true, false] {
+        let mut command = troth();
+        command
+            .args(["demo", "--listen", &port, "--world", &world("small.toml")])
+            .env("TMPDIR", tmp.path());
+        if named {
+            command.arg("--data-dir").arg(&data_dir);
+        }
+        let output = command.output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("is another server using it"), "{stderr}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "nothing is left behind: {left:?}");
+    }
 }

@@ -4,9 +4,11 @@
 //! (`troth_core::eta`, docs/eta.md); this is its memory.
 //!
 //! It also keeps each shipment's current window (`shipment.window_set`,
-//! `shipment.rescheduled`), so [`Arrivals::reissue`] can give the customer a new
-//! one-hour window when the estimate leaves the one they have, or narrow a longer
-//! window to one hour once the driver is on the way (docs/eta.md#re-issued-windows).
+//! `shipment.rescheduled`) and who set it, so [`Arrivals::reissue`] can give the
+//! customer a new one-hour window when the estimate leaves the one they have, or
+//! narrow a longer window to one hour once the driver is on the way
+//! (docs/eta.md#re-issued-windows) — never a window the customer chose. A
+//! rescheduled stop leaves its driver's route.
 //!
 //! On first use the routes are rebuilt from the log's route events of the last
 //! [`LOOKBACK_US`] (positions excepted: the next report brings them). Events stored
@@ -15,10 +17,9 @@
 
 use std::collections::HashMap;
 
-use troth_core::catalogue::EventData;
-use troth_core::eta::{EtaParams, ReissuePolicy, Route, RouteEvent, Window};
+use troth_core::eta::{EtaParams, ReissuePolicy, Route, RouteEvent, Window, WindowBy, window_of};
 use troth_core::{Timestamp, ValidEvent};
-use troth_store::{AppendStatus, EventQuery, Store, StoreError};
+use troth_store::{AppendStatus, EventQuery, Store, StoreError, TrackedShipment};
 
 /// How far back the routes are rebuilt from the log: a driver's day.
 pub const LOOKBACK_US: i64 = 18 * 3600 * 1_000_000;
@@ -45,18 +46,20 @@ struct State {
     routes: HashMap<String, Route>,
     /// The driver each shipment went out with (the latest assignment).
     driver_of: HashMap<String, String>,
-    /// Each shipment's latest window, by event time.
-    windows: HashMap<String, (Timestamp, Window)>,
+    /// Each shipment's latest window, by event time, and who set it.
+    windows: HashMap<String, (Timestamp, Window, WindowBy)>,
 }
 
 impl State {
     fn observe(&mut self, event: &ValidEvent) {
-        if let Some((shipment, window)) = window_of(event) {
-            let latest = self.windows.entry(shipment.to_owned()).or_insert((event.time, window));
+        if let Some((shipment, window, by)) = window_of(event) {
+            let latest = self
+                .windows
+                .entry(shipment.to_owned())
+                .or_insert((event.time, window, by));
             if event.time >= latest.0 {
-                *latest = (event.time, window);
+                *latest = (event.time, window, by);
             }
-            return;
         }
         let Some((route_event, driver)) = RouteEvent::from_event(event) else {
             return;
@@ -67,36 +70,33 @@ impl State {
                 driver.to_owned()
             }
             (_, Some(driver)) => driver.to_owned(),
-            (RouteEvent::Arriving { shipment } | RouteEvent::Completed { shipment }, None) => {
-                match self.driver_of.get(*shipment) {
-                    Some(driver) => driver.clone(),
-                    None => return,
-                }
-            }
+            (
+                RouteEvent::Arriving { shipment } | RouteEvent::Completed { shipment } | RouteEvent::Left { shipment },
+                None,
+            ) => match self.driver_of.get(*shipment) {
+                Some(driver) => driver.clone(),
+                None => return,
+            },
             _ => return,
         };
         // A done stop is predicted no more; forgetting it keeps the map to open stops
-        // (a new attempt assigns the shipment again).
-        if let RouteEvent::Completed { shipment } = route_event {
-            self.driver_of.remove(shipment);
-            self.windows.remove(shipment);
+        // (a new attempt assigns the shipment again). A rescheduled one keeps its
+        // window: it is the window the customer sees, and who chose it matters.
+        match route_event {
+            RouteEvent::Completed { shipment } => {
+                self.driver_of.remove(shipment);
+                self.windows.remove(shipment);
+            }
+            RouteEvent::Left { shipment } => {
+                self.driver_of.remove(shipment);
+            }
+            _ => {}
         }
         self.routes
             .entry(driver)
             .or_insert_with(|| Route::new(EtaParams::default()))
             .observe(event.time, route_event);
     }
-}
-
-/// The shipment and window an event sets, if it sets one.
-fn window_of(event: &ValidEvent) -> Option<(&str, Window)> {
-    let shipment = event.subject.as_deref()?.strip_prefix("shipment:")?;
-    let (start, end) = match &event.data {
-        EventData::WindowSet(w) => (w.window_start, w.window_end),
-        EventData::Rescheduled(r) => (r.window_start, r.window_end),
-        _ => return None,
-    };
-    Some((shipment, Window { start, end }))
 }
 
 /// The route events and windows of a batch about to be stored, with their places
@@ -141,6 +141,16 @@ impl Arrivals {
         state.predict(shipment, now)
     }
 
+    /// How many stops the shipment's driver makes before it, as the route stands now
+    /// (it falls as stops are done or leave the route); `None` when it is not a
+    /// pending stop of its driver's route.
+    pub async fn stops_before<S: Store>(&self, store: &S, shipment: &str) -> Option<u32> {
+        let mut state = self.state.lock().await;
+        load(&mut state, store).await;
+        let driver = state.driver_of.get(shipment)?;
+        state.routes.get(driver)?.stops_before(shipment)
+    }
+
     /// Gives a new window to every shipment on the way whose estimate has left its
     /// window (or whose window is longer than the policy's, now that the driver is on
     /// the way): appends `shipment.window_set` with `estimate: true`, which makes no
@@ -158,14 +168,14 @@ impl Arrivals {
             // Windows of shipments nobody will deliver any more are forgotten.
             state
                 .windows
-                .retain(|_, (_, w)| now.micros() - w.end.micros() < LOOKBACK_US);
+                .retain(|_, (_, w, _)| now.micros() - w.end.micros() < LOOKBACK_US);
             state
                 .driver_of
                 .iter()
                 .filter_map(|(shipment, driver)| {
-                    let (_, current) = state.windows.get(shipment)?;
+                    let (_, current, by) = state.windows.get(shipment)?;
                     let predicted = state.predict(shipment, now)?;
-                    let new = troth_core::eta::reissue_window(predicted, *current, policy)?;
+                    let new = troth_core::eta::reissue_window(predicted, *current, *by, policy)?;
                     Some((shipment.clone(), driver.clone(), new))
                 })
                 .collect()
@@ -175,6 +185,15 @@ impl Arrivals {
         }
         let mut events = Vec::with_capacity(due.len());
         for (shipment, driver, window) in &due {
+            let Some(tracked) = tracked(store, shipment).await? else {
+                continue;
+            };
+            // Read again from the shipment itself: a reschedule stored since the routes
+            // were consulted (and not yet observed here) takes the stop off the road,
+            // and the customer's choice must not be overwritten by this estimate.
+            if !tracked.shipment.on_the_road() {
+                continue;
+            }
             let mut event = serde_json::json!({
                 "id": format!("troth.eta.{shipment}.{}", window.start.micros()),
                 "type": "shipment.window_set",
@@ -189,13 +208,16 @@ impl Arrivals {
                 },
             });
             // The shipment's customer, so the window's play can tell them.
-            if let Some(customer) = customer_of(store, shipment).await? {
+            if let Some(customer) = tracked.customer {
                 event["customer"] = customer;
             }
             match troth_core::validate_value(event, None) {
                 Ok(event) => events.push(event),
                 Err(r) => tracing::warn!(error = %r.error.message, shipment, "a re-issued window does not validate"),
             }
+        }
+        if events.is_empty() {
+            return Ok(0);
         }
         let route = route_events(&events);
         let statuses = store.append(events).await?;
@@ -207,12 +229,12 @@ impl Arrivals {
     }
 }
 
-/// The customer the shipment's events named, as the shipment projection keeps it.
-async fn customer_of<S: Store>(store: &S, shipment: &str) -> Result<Option<serde_json::Value>, StoreError> {
+/// The shipment as its projection holds it, with the customer its events named.
+async fn tracked<S: Store>(store: &S, shipment: &str) -> Result<Option<TrackedShipment>, StoreError> {
     let Some(link) = store.tracking_link(shipment.to_owned()).await? else {
         return Ok(None);
     };
-    Ok(store.tracked(link.token).await?.and_then(|t| t.customer))
+    store.tracked(link.token).await
 }
 
 impl State {

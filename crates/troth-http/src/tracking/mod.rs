@@ -143,6 +143,25 @@ pub async fn issue_link<S: Store>(State(state): State<AppState<S>>, Segment(id):
     }
 }
 
+/// The view, with the stops before this one counted on the driver's route as it is
+/// now (stops done or rescheduled off it no longer count) rather than as planned when
+/// the van left; the plan's number while the route does not know the stop.
+async fn live_view<S: Store>(
+    store: &S,
+    tracking: &Tracking,
+    journey: Option<&troth_core::journey::JourneyMap>,
+    tracked: &TrackedShipment,
+    now: Timestamp,
+) -> Result<TrackView, ApiError> {
+    let mut view = view::view(store, tracking, journey, tracked, now).await?;
+    if tracked.shipment.on_the_road()
+        && let Some(stops) = tracking.arrivals.stops_before(store, &tracked.link.shipment).await
+    {
+        view.stops_before = Some(stops);
+    }
+    Ok(view)
+}
+
 /// The shipment a valid token opens; `None` for a wrong or expired token alike.
 async fn open<S: Store>(store: &S, token: String, now: Timestamp) -> Result<Option<TrackedShipment>, ApiError> {
     // Only the alphabet tokens are made of reaches the store.
@@ -164,7 +183,7 @@ pub async fn track_json<S: Store>(State(state): State<AppState<S>>, Segment(toke
     let now = Timestamp::now();
     let result = async {
         let tracked = open(&state.store, token, now).await?.ok_or_else(no_such_link)?;
-        view::view(
+        live_view(
             &state.store,
             &state.tracking,
             state.journey.get().as_deref(),
@@ -297,7 +316,7 @@ async fn poll_views<S: Store>(
             changed
         });
         let map = journey.get();
-        let Ok(mut view) = view::view(&store, &tracking, map.as_deref(), &tracked, now).await else {
+        let Ok(mut view) = live_view(&store, &tracking, map.as_deref(), &tracked, now).await else {
             continue;
         };
         let position = view
@@ -388,11 +407,11 @@ pub async fn track_page<S: Store>(
         Err(e) => return page::failed(&e),
     };
     let id = tracked.link.shipment.clone();
-    if let Err(e) = append(&state.store, &tracked, "tracking.viewed", json!({"shipment": id}), now).await {
+    if let Err(e) = append(&state, &tracked, "tracking.viewed", json!({"shipment": id}), now).await {
         // The customer still sees the page; the view is missing from the journey's exposure.
         tracing::warn!(error = %e.detail, "a tracking page view was not recorded");
     }
-    let view = match view::view(
+    let view = match live_view(
         &state.store,
         &state.tracking,
         state.journey.get().as_deref(),
@@ -418,9 +437,11 @@ pub async fn track_page<S: Store>(
     ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
-/// Appends an event about the tracked shipment on the customer's behalf.
+/// Appends an event about the tracked shipment on the customer's behalf. The route
+/// follower sees it too: a reschedule takes the stop off the driver's route and
+/// makes the window the customer's, which no estimate replaces.
 async fn append<S: Store>(
-    store: &S,
+    state: &AppState<S>,
     tracked: &TrackedShipment,
     event_type: &str,
     data: Value,
@@ -440,7 +461,13 @@ async fn append<S: Store>(
     }
     let event = troth_core::validate_value(event, None)
         .map_err(|r| ApiError::field(Code::InvalidBody, r.error.field.clone(), r.error.message.clone()))?;
-    store.append(vec![event]).await?;
+    let route = route_events(std::slice::from_ref(&event));
+    let statuses = state.store.append(vec![event]).await?;
+    state
+        .tracking
+        .arrivals
+        .observe_stored(&state.store, route, &statuses)
+        .await;
     Ok(())
 }
 
@@ -545,7 +572,7 @@ async fn reschedule<S: Store>(
         return page::invalid(&token, "Choose a time in the next two weeks.");
     }
     let data = json!({"window_start": start.to_string(), "window_end": end.to_string(), "by": "customer"});
-    match append(&state.store, &tracked, "shipment.rescheduled", data, now).await {
+    match append(&state, &tracked, "shipment.rescheduled", data, now).await {
         Ok(()) => back(&token, "reschedule"),
         Err(e) => page::failed(&e),
     }
@@ -575,7 +602,7 @@ async fn instructions<S: Store>(
         return page::invalid(&token, "Write your instructions in up to 500 characters.");
     }
     match append(
-        &state.store,
+        &state,
         &tracked,
         "shipment.instructions_set",
         json!({"instructions": text}),
@@ -637,7 +664,7 @@ async fn problem<S: Store>(
     if let Some(order) = &tracked.shipment.order {
         data["order"] = json!(order);
     }
-    match append(&state.store, &tracked, "case.opened", data, now).await {
+    match append(&state, &tracked, "case.opened", data, now).await {
         // The page confirms the case by its reference, read back from the log.
         Ok(()) => Redirect::to(&format!("/t/{token}?done=problem&case={case}")).into_response(),
         Err(e) => page::failed(&e),
@@ -719,7 +746,7 @@ async fn safe_place<S: Store>(
             Err(response) => return response(&token),
         }
     }
-    match append(&state.store, &tracked, "shipment.safe_place_set", data, now).await {
+    match append(&state, &tracked, "shipment.safe_place_set", data, now).await {
         Ok(()) => {
             // A new photo replaces the earlier ones: they are deleted, so the disk holds
             // one photo per shipment at most.
