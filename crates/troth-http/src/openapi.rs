@@ -36,7 +36,7 @@ use utoipa::{Modify, OpenApi};
         crate::tracking::track_events,
     ),
     components(schemas(crate::error::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonAnswers),
     tags(
         (name = "events", description = "Ingest and read the event log"),
         (name = "customers", description = "Customer profiles"),
@@ -59,6 +59,64 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The answers every operation can give besides its own, so that the document
+/// lists every status a client may meet: 401 and 403 on secured operations; 413,
+/// 415 and 408 on those that take a body; 429 where a per-client rate limit
+/// applies; 503 when the store is unavailable or a read waited too long for
+/// `min_position`. Each is problem+json.
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.delete, false),
+            ];
+            for (operation, writes) in operations {
+                let Some(operation) = operation.as_mut() else { continue };
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let mut add = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description).into());
+                };
+                if secured {
+                    add("401", "No API key, or one that is unknown or revoked");
+                    add("403", "The key's scopes do not allow this operation");
+                }
+                if writes {
+                    add("400", "The body or a parameter is invalid");
+                    add("408", "The request was not answered in time");
+                    add("413", "The body is over this route's limit");
+                    add("415", "The body is not JSON");
+                } else {
+                    add("400", "A parameter is invalid");
+                }
+                if path == "/osmand" {
+                    add("429", "Too many reports from this address");
+                }
+                add("503", "The store is not available, or a read waited too long for `min_position`");
+            }
+        }
     }
 }
 

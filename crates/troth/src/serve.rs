@@ -48,37 +48,52 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), journey = %config.journey.key, "troth is ready");
     println!("troth listening on http://{addr}");
-    run(
-        store,
-        listener,
+    let options = ServeOptions {
         osmand,
-        config.master_key,
-        Some(config.journey),
-        config.journey_file,
-        Some(config.notify),
-        config.tracking,
-        shutdown_signal(),
-    )
-    .await?;
+        master_key: config.master_key,
+        journey: Some(config.journey),
+        journey_file: config.journey_file,
+        notify: Some(config.notify),
+        tracking: config.tracking,
+    };
+    run(store, listener, options, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Serves the API on `listener` (and OsmAnd reports on `osmand`) until `stop`
-/// completes. With `notify`, the outbox dispatcher sends what plays asked for; it
-/// finishes the batch under way on stop.
-#[allow(clippy::too_many_arguments)]
+/// What a server runs with besides its store and its listener.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// The OsmAnd port's listener (`--osmand-listen`).
+    pub osmand: Option<TcpListener>,
+    /// Without one the API is open (to loopback only).
+    pub master_key: Option<String>,
+    /// The journey map the API and pages serve.
+    pub journey: Option<JourneyMap>,
+    /// Watched for changes; a good new map is followed without a restart.
+    pub journey_file: Option<PathBuf>,
+    /// With it, the outbox dispatcher sends what plays asked for.
+    pub notify: Option<NotifyConfig>,
+    pub tracking: TrackingConfig,
+}
+
+/// Serves the API on `listener` (and OsmAnd reports on `options.osmand`) until
+/// `stop` completes. With `options.notify`, the outbox dispatcher sends what plays
+/// asked for; it finishes the batch under way on stop.
 pub async fn run(
     store: SqliteStore,
     listener: TcpListener,
-    osmand: Option<TcpListener>,
-    master_key: Option<String>,
-    journey: Option<JourneyMap>,
-    journey_file: Option<PathBuf>,
-    notify: Option<NotifyConfig>,
-    mut tracking: TrackingConfig,
+    options: ServeOptions,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let ServeOptions {
+        osmand,
+        master_key,
+        journey,
+        journey_file,
+        notify,
+        mut tracking,
+    } = options;
     let clock = tokio::spawn(promise_clock(store.clone()));
     let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(notify) = &notify {
@@ -259,20 +274,14 @@ pub fn spawn_on(
 ) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let bound = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let tracking = TrackingConfig::default();
-    tokio::spawn(run(
-        store,
-        listener,
-        None,
+    let options = ServeOptions {
         master_key,
         journey,
-        None,
-        None,
-        tracking,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+        ..ServeOptions::default()
+    };
+    tokio::spawn(run(store, listener, options, async move {
+        let _ = stopped.await;
+    }));
     Ok((bound, stop))
 }
 
