@@ -43,29 +43,26 @@ impl Metrics {
             "# HELP troth_log_position The position of the newest event in the log.\n# TYPE troth_log_position gauge\n",
         );
         let _ = writeln!(out, "troth_log_position {}", progress.log);
-        out.push_str("# HELP troth_projector_position Every event up to this position is projected.\n# TYPE troth_projector_position gauge\n");
-        for p in &progress.projectors {
+        type Gauge = fn(&troth_store::ProjectorProgress) -> String;
+        let per_projector: [(&str, &str, Gauge); 3] = [
+            ("position", "Every event up to this position is projected.", |p| {
+                p.position.to_string()
+            }),
+            ("lag_events", "Events in the log not yet projected.", |p| {
+                p.lag_events.to_string()
+            }),
+            ("lag_seconds", "Age of the oldest event not yet projected.", |p| {
+                format!("{:.3}", p.lag_seconds)
+            }),
+        ];
+        for (name, help, value) in per_projector {
             let _ = writeln!(
                 out,
-                "troth_projector_position{{projector=\"{}\"}} {}",
-                p.name, p.position
+                "# HELP troth_projector_{name} {help}\n# TYPE troth_projector_{name} gauge"
             );
-        }
-        out.push_str("# HELP troth_projector_lag_events Events in the log not yet projected.\n# TYPE troth_projector_lag_events gauge\n");
-        for p in &progress.projectors {
-            let _ = writeln!(
-                out,
-                "troth_projector_lag_events{{projector=\"{}\"}} {}",
-                p.name, p.lag_events
-            );
-        }
-        out.push_str("# HELP troth_projector_lag_seconds Age of the oldest event not yet projected.\n# TYPE troth_projector_lag_seconds gauge\n");
-        for p in &progress.projectors {
-            let _ = writeln!(
-                out,
-                "troth_projector_lag_seconds{{projector=\"{}\"}} {:.3}",
-                p.name, p.lag_seconds
-            );
+            for p in &progress.projectors {
+                let _ = writeln!(out, "troth_projector_{name}{{projector=\"{}\"}} {}", p.name, value(p));
+            }
         }
         out.push_str("# HELP troth_events_total Events received, by outcome.\n# TYPE troth_events_total counter\n");
         for (status, counter) in [

@@ -77,7 +77,9 @@ impl Modify for CommonAnswers {
                 .description(description)
                 .content(
                     "application/problem+json",
-                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
                 )
                 .build()
         };
@@ -114,7 +116,10 @@ impl Modify for CommonAnswers {
                 if path == "/osmand" {
                     add("429", "Too many reports from this address");
                 }
-                add("503", "The store is not available, or a read waited too long for `min_position`");
+                add(
+                    "503",
+                    "The store is not available, or a read waited too long for `min_position`",
+                );
             }
         }
     }
