@@ -145,6 +145,14 @@ async fn the_tracking_page_follows_the_stage_the_driver_and_the_estimate_without
     browser.quit().await;
 }
 
+/// Saves what the browser shows into `TROTH_SCREENSHOTS` (a directory), when set,
+/// for a person to look at.
+async fn screenshot(browser: &Browser, name: &str) {
+    if let Some(dir) = std::env::var_os("TROTH_SCREENSHOTS") {
+        browser.screenshot(&std::path::Path::new(&dir).join(name)).await;
+    }
+}
+
 /// The tile requests a test's tile server saw: (path, `Referer`).
 type TileRequests = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
 
@@ -278,9 +286,7 @@ async fn the_map_fits_a_phone_and_a_desktop_with_the_address_the_driver_and_tile
             credit.attribute("href").await.as_deref(),
             Some("https://www.openstreetmap.org/copyright")
         );
-        browser
-            .screenshot(std::path::Path::new(&format!("/tmp/troth-map-{width}.png")))
-            .await;
+        screenshot(&browser, &format!("tracking-map-{width}x{height}.png")).await;
     }
     {
         let requests = tile_requests.lock().unwrap();
@@ -311,6 +317,7 @@ async fn the_map_fits_a_phone_and_a_desktop_with_the_address_the_driver_and_tile
         )
         .await;
     assert_ne!(live["driver"], before["driver"], "{live}");
+    screenshot(&browser, "tracking-map-live.png").await;
     browser.goto(&url(&format!("/t/{token}"))).await;
     let served = browser.execute(PLACES, Vec::new()).await;
     let offset =
