@@ -153,6 +153,18 @@ impl Browser {
         browser
     }
 
+    /// Resizes the browser window (WebDriver's `POST /session/{id}/window/rect`), to
+    /// look at a page at a phone's or a desktop's size. Headless Chromium has no
+    /// window chrome, so the page's viewport (`innerWidth` × `innerHeight`) gets the
+    /// size asked for. Returns the window's size as the browser reports it.
+    pub async fn set_window_size(&self, width: u32, height: u32) -> (u32, u32) {
+        let rect = self
+            .session_command("POST", "/window/rect", Some(json!({"width": width, "height": height})))
+            .await;
+        let dimension = |name: &str| rect[name].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+        (dimension("width"), dimension("height"))
+    }
+
     /// Loads a URL and waits for the page to load.
     pub async fn goto(&self, url: &str) {
         self.session_command("POST", "/url", Some(json!({"url": url}))).await;

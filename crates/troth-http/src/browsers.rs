@@ -11,7 +11,9 @@
 //!   is refused too;
 //! - **every answer** says `nosniff`, sends a `Referer` only to troth itself (tracking
 //!   links carry their token in the URL), may not be framed, and pages run only troth's own
-//!   scripts (CSP); uploaded photos are served under a policy that runs nothing.
+//!   scripts (CSP); uploaded photos are served under a policy that runs nothing. The
+//!   tracking page may also load images from the one origin of the configured map
+//!   tiles, and nothing else from anywhere else.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
@@ -27,6 +29,17 @@ use crate::error::{ApiError, Code};
 const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
      img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
+
+/// The tracking page's policy: the pages' one, with the tile server's origin (a
+/// checked `scheme://host[:port]`, see [`crate::tracking::tile_origin`]) allowed
+/// for images only. Scripts, connections and everything else stay troth's own.
+fn tracking_policy(tile_origin: &str) -> String {
+    PAGE_POLICY.replacen(
+        "img-src 'self' data:;",
+        &format!("img-src 'self' data: {tile_origin};"),
+        1,
+    )
+}
 /// Uploaded files: shown as images, never run.
 const UPLOAD_POLICY: &str = "default-src 'none'; img-src 'self'; sandbox; frame-ancestors 'none'";
 
@@ -37,10 +50,14 @@ pub async fn protect<S: Store>(State(state): State<AppState<S>>, request: Reques
         request.uri().path(),
         request.headers(),
     ) {
-        return with_headers(refusal, request.uri().path());
+        return with_headers(refusal, request.uri().path(), None);
     }
     let path = request.uri().path().to_owned();
-    with_headers(next.run(request).await, &path)
+    let tiles = path
+        .starts_with("/t/")
+        .then(|| crate::tracking::Tiles::of(&state.tracking.config).map(|t| t.origin))
+        .flatten();
+    with_headers(next.run(request).await, &path, tiles.as_deref())
 }
 
 /// The answer refusing the request, if it breaks a rule.
@@ -90,7 +107,9 @@ fn refusal(has_master_key: bool, method: &Method, path: &str, headers: &HeaderMa
     None
 }
 
-fn with_headers(mut response: Response, path: &str) -> Response {
+/// Adds the headers every answer carries; `tile_origin` is the map tiles' origin,
+/// which only tracking pages (`/t/…`) may load images from.
+fn with_headers(mut response: Response, path: &str, tile_origin: Option<&str>) -> Response {
     let headers = response.headers_mut();
     let set = |headers: &mut HeaderMap, name, value: &'static str| {
         headers.entry(name).or_insert(HeaderValue::from_static(value));
@@ -99,12 +118,15 @@ fn with_headers(mut response: Response, path: &str) -> Response {
     // Not `no-referrer`: with it browsers send `Origin: null` on the page's own forms.
     set(headers, header::REFERRER_POLICY, "same-origin");
     set(headers, header::X_FRAME_OPTIONS, "DENY");
-    let policy = if path.ends_with("-photo") {
-        UPLOAD_POLICY
+    if path.ends_with("-photo") {
+        set(headers, header::CONTENT_SECURITY_POLICY, UPLOAD_POLICY);
+    } else if let Some(origin) = tile_origin.filter(|_| path.starts_with("/t/")) {
+        // The origin is made only of host characters, so it is a valid header value.
+        let policy = HeaderValue::from_str(&tracking_policy(origin)).unwrap_or(HeaderValue::from_static(PAGE_POLICY));
+        headers.entry(header::CONTENT_SECURITY_POLICY).or_insert(policy);
     } else {
-        PAGE_POLICY
-    };
-    set(headers, header::CONTENT_SECURITY_POLICY, policy);
+        set(headers, header::CONTENT_SECURITY_POLICY, PAGE_POLICY);
+    }
     response
 }
 
@@ -179,5 +201,28 @@ mod tests {
         assert!(!same_host("https://shop.example.evil", Some("shop.example")));
         assert!(!same_host("null", Some("shop.example")));
         assert!(!same_host("http://shop.example", None));
+    }
+
+    fn policy_of(path: &str, tile_origin: Option<&str>) -> String {
+        let response = with_headers(Response::default(), path, tile_origin);
+        response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn only_tracking_pages_may_load_the_tiles_origin() {
+        let origin = Some("https://tile.openstreetmap.org");
+        let page = policy_of("/t/abc", origin);
+        assert!(
+            page.contains("img-src 'self' data: https://tile.openstreetmap.org;"),
+            "{page}"
+        );
+        // Everything but images stays as strict as every other page's.
+        assert_eq!(page.replace(" https://tile.openstreetmap.org", ""), PAGE_POLICY);
+        assert_eq!(policy_of("/t/abc", None), PAGE_POLICY);
+        assert_eq!(policy_of("/ui/journeys/retail", origin), PAGE_POLICY);
+        assert_eq!(policy_of("/t/abc/safe-place-photo", origin), UPLOAD_POLICY);
     }
 }

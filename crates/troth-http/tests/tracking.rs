@@ -23,6 +23,8 @@ struct Reply {
     status: StatusCode,
     content_type: String,
     location: Option<String>,
+    /// The Content-Security-Policy the answer carries.
+    policy: Option<String>,
     body: Vec<u8>,
 }
 
@@ -50,13 +52,23 @@ impl Api {
     /// With the retailer's time zone and, when given, a journey map the store and
     /// the pages follow (its plays open cases, its promises give their times).
     fn with(timezone: Zone, journey: Option<JourneyMap>) -> Api {
+        Api::configured(
+            TrackingConfig {
+                timezone,
+                ..Default::default()
+            },
+            journey,
+        )
+    }
+
+    /// With these tracking settings (the name and the upload directory are the test's).
+    fn configured(config: TrackingConfig, journey: Option<JourneyMap>) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_with_journey(&dir.path().join("store"), journey.as_ref()).unwrap();
         let mut state = AppState::new(store, None).with_tracking(TrackingConfig {
             name: Some("Shop & Co".into()),
             upload_dir: Some(dir.path().join("uploads")),
-            timezone,
-            ..Default::default()
+            ..config
         });
         if let Some(map) = journey {
             state = state.with_journey(map);
@@ -79,6 +91,7 @@ impl Api {
         };
         let content_type = header_of(header::CONTENT_TYPE).unwrap_or_default();
         let location = header_of(header::LOCATION);
+        let policy = header_of(header::CONTENT_SECURITY_POLICY);
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .unwrap()
@@ -87,6 +100,7 @@ impl Api {
             status,
             content_type,
             location,
+            policy,
             body,
         }
     }
@@ -330,7 +344,8 @@ async fn the_driver_is_shown_only_while_on_the_way_to_this_customer_and_only_whe
         "shipment.out_for_delivery",
         &at(-HOUR),
         "shipment:s-2",
-        json!({"driver": "d-1", "lat": 48.1, "lon": 11.5}),
+        // Digits no map coordinate on the page is likely to contain by chance.
+        json!({"driver": "d-1", "lat": 48.1357, "lon": 11.5791}),
     ));
     api.events(theirs).await;
     let position = |id: &str, ago: i64, lat: f64| {
@@ -357,7 +372,7 @@ async fn the_driver_is_shown_only_while_on_the_way_to_this_customer_and_only_whe
     let view = api.get(&uri).await.json();
     assert_eq!(view["driver"]["lat"], 48.2);
     let page = api.get(&format!("/t/{token}")).await.text();
-    for secret in ["bob@example.org", "48.1", "s-2"] {
+    for secret in ["bob@example.org", "48.1357", "11.5791", "s-2"] {
         assert!(!api.get(&uri).await.text().contains(secret), "{secret} leaked");
         assert!(!page.contains(secret), "{secret} leaked into the page");
     }
@@ -1274,5 +1289,192 @@ async fn times_read_in_the_customers_zone_across_a_clock_change() {
     assert_eq!(
         rescheduled[0]["data"]["window_start"],
         format!("{day}T03:00:00.000000Z")
+    );
+}
+
+/// A driver out with `s-1` to 52.52, 13.405 with two stops first, who reported from
+/// further south: twenty minutes ago, then on the way in the last six minutes,
+/// waiting three times at one door at −3 min.
+async fn driving_towards_the_customer(api: &Api) {
+    api.events(shipped("s-1", "o-1")).await;
+    let position = |id: &str, minutes_ago: i64, lat: f64| {
+        json!({"id": id, "type": "courier.position", "time": at(-minutes_ago * 60_000_000),
+               "subject": "driver:d-1", "data": {"lat": lat, "lon": 13.40}})
+    };
+    api.events(vec![
+        event(
+            "out",
+            "shipment.out_for_delivery",
+            &at(-HOUR),
+            "shipment:s-1",
+            json!({"driver": "d-1", "stops_before": 2, "lat": 52.52, "lon": 13.405}),
+        ),
+        position("p-20", 20, 52.40),
+        position("p-6", 6, 52.50),
+        position("p-4", 4, 52.505),
+        position("p-3a", 3, 52.51),
+        json!({"id": "p-3b", "type": "courier.position", "time": at(-3 * 60_000_000 + 1_000_000),
+               "subject": "driver:d-1", "data": {"lat": 52.51001, "lon": 13.40}}),
+        json!({"id": "p-3c", "type": "courier.position", "time": at(-3 * 60_000_000 + 2_000_000),
+               "subject": "driver:d-1", "data": {"lat": 52.51002, "lon": 13.40}}),
+        position("p-2", 2, 52.515),
+    ])
+    .await;
+}
+
+/// The map section of a page.
+fn map_section(page: &str) -> &str {
+    let start = page.find(r#"<section id="map""#).expect("a map section");
+    let end = start + page[start..].find("</section>").unwrap();
+    &page[start..end]
+}
+
+#[tokio::test]
+async fn the_map_shows_the_address_the_driver_and_the_last_minutes_of_the_way_without_script() {
+    let api = Api::new();
+    driving_towards_the_customer(&api).await;
+    let (page, view) = api.page_and_view("s-1").await;
+    let map = map_section(&page);
+    assert!(!map.starts_with(r#"<section id="map" hidden"#), "{map}");
+    assert!(map.contains(r#"<g id="home" class="home""#), "{map}");
+    assert!(map.contains(r#"<circle id="driver""#), "{map}");
+    assert!(
+        map.contains(r#"<p class="map-stops" id="map-stops">2 stops before yours</p>"#),
+        "{map}"
+    );
+    // The last ten minutes before the position shown, oldest first, the wait at the
+    // door one point: not the report from twenty minutes ago.
+    let trail = map
+        .split(r#"data-trail="["#)
+        .nth(1)
+        .unwrap()
+        .split("]\"")
+        .next()
+        .unwrap();
+    let lats: Vec<&str> = trail
+        .split("],[")
+        .map(|p| p.trim_matches(['[', ']']).split(',').next().unwrap())
+        .collect();
+    assert_eq!(lats, ["52.5", "52.505", "52.51", "52.515"], "{trail}");
+    let line = map
+        .split(r#"<polyline id="trail" class="trail" points=""#)
+        .nth(1)
+        .unwrap();
+    assert_eq!(line.split('"').next().unwrap().split(' ').count(), 4);
+    // The map's furniture: a north arrow and a round scale.
+    assert!(map.contains(r#"<text y="20">N</text>"#));
+    let scale = map.split(r#"id="map-scale""#).nth(1).unwrap();
+    let label = scale
+        .split("<text")
+        .nth(1)
+        .unwrap()
+        .split('>')
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
+    assert!(["m", "km"].contains(&label.split(' ').nth(1).unwrap()), "{label}");
+    // No tiles configured: nothing is loaded from elsewhere, and nothing claims to be OpenStreetMap.
+    assert!(!map.contains("<img") && !map.contains("data-tiles") && !map.contains("OpenStreetMap"));
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let policy = api.get(&format!("/t/{token}")).await.policy.unwrap();
+    assert!(policy.contains("img-src 'self' data:;"), "{policy}");
+    // The JSON twin is the same as before: the page alone draws the trail.
+    assert_eq!(view["destination"], json!({"lat": 52.52, "lon": 13.405}));
+}
+
+#[tokio::test]
+async fn the_map_shows_the_address_before_the_first_position_and_nothing_once_delivered() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    api.events(vec![event(
+        "out",
+        "shipment.out_for_delivery",
+        &at(-HOUR),
+        "shipment:s-1",
+        json!({"driver": "d-1", "stops_before": 0, "lat": 52.52, "lon": 13.405}),
+    )])
+    .await;
+    let (page, _) = api.page_and_view("s-1").await;
+    let map = map_section(&page);
+    assert!(!map.starts_with(r#"<section id="map" hidden"#), "{map}");
+    assert!(map.contains(r#"id="home""#) && !map.contains(r#"id="driver""#), "{map}");
+    assert!(map.contains("Your stop is next"));
+    assert!(map.contains("The driver appears here once their phone reports where they are."));
+
+    api.events(vec![event(
+        "done",
+        "shipment.delivered",
+        &at(-60_000_000),
+        "shipment:s-1",
+        json!({"proof": {"kind": "handed"}}),
+    )])
+    .await;
+    let (page, _) = api.page_and_view("s-1").await;
+    let map = map_section(&page);
+    assert!(map.starts_with(r#"<section id="map" hidden"#), "{map}");
+    assert!(!map.contains(r#"id="home""#), "no address once delivered: {map}");
+}
+
+#[tokio::test]
+async fn tiles_come_from_the_configured_server_attributed_and_the_policy_allows_only_its_origin() {
+    let api = Api::configured(
+        TrackingConfig {
+            tile_url: Some("https://tile.openstreetmap.org/{z}/{x}/{y}.png".into()),
+            ..Default::default()
+        },
+        None,
+    );
+    driving_towards_the_customer(&api).await;
+    let (page, _) = api.page_and_view("s-1").await;
+    let map = map_section(&page);
+    let tiles: Vec<&str> = map.split("<img ").skip(1).collect();
+    assert!((2..=9).contains(&tiles.len()), "{map}");
+    for tile in &tiles {
+        // Only the page's origin as referrer: the token stays on this server.
+        assert!(tile.starts_with(r#"src="https://tile.openstreetmap.org/"#), "{tile}");
+        assert!(tile.contains(r#"referrerpolicy="strict-origin""#), "{tile}");
+    }
+    assert!(
+        map.contains(
+            r#"<a href="https://www.openstreetmap.org/copyright" rel="noopener">© OpenStreetMap contributors</a>"#
+        ),
+        "{map}"
+    );
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let policy = api.get(&format!("/t/{token}")).await.policy.unwrap();
+    assert!(
+        policy.contains("img-src 'self' data: https://tile.openstreetmap.org;"),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("script-src 'self';") && policy.contains("connect-src 'self';"),
+        "{policy}"
+    );
+    // Other pages and the API do not load tiles and do not allow them.
+    let api_policy = api.get(&format!("/api/v1/track/{token}")).await.policy.unwrap();
+    assert!(!api_policy.contains("openstreetmap"), "{api_policy}");
+
+    // Another provider, with the words it requires.
+    let api = Api::configured(
+        TrackingConfig {
+            tile_url: Some("https://maps.shop.example:8443/tiles/{z}/{x}/{y}.png".into()),
+            tile_attribution: Some("© Shop maps, data © OpenStreetMap contributors".into()),
+            tile_attribution_url: Some("https://maps.shop.example/credits".into()),
+            ..Default::default()
+        },
+        None,
+    );
+    driving_towards_the_customer(&api).await;
+    let (page, _) = api.page_and_view("s-1").await;
+    assert!(map_section(&page).contains(
+        r#"<a href="https://maps.shop.example/credits" rel="noopener">© Shop maps, data © OpenStreetMap contributors</a>"#
+    ));
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let policy = api.get(&format!("/t/{token}")).await.policy.unwrap();
+    assert!(
+        policy.contains("img-src 'self' data: https://maps.shop.example:8443;"),
+        "{policy}"
     );
 }

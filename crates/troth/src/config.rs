@@ -61,6 +61,12 @@ pub struct TrackingFlags {
     /// Map tiles for the tracking page, e.g. https://tile.example/{z}/{x}/{y}.png; without it the map has no tiles.
     #[arg(long = "tracking-tile-url", env = "TROTH_TRACKING_TILE_URL")]
     pub tile_url: Option<String>,
+    /// The attribution the tile provider requires; "© OpenStreetMap contributors" unless set.
+    #[arg(long = "tracking-tile-attribution", env = "TROTH_TRACKING_TILE_ATTRIBUTION")]
+    pub tile_attribution: Option<String>,
+    /// Where the attribution links to (for OpenStreetMap's, its copyright page).
+    #[arg(long = "tracking-tile-attribution-url", env = "TROTH_TRACKING_TILE_ATTRIBUTION_URL")]
+    pub tile_attribution_url: Option<String>,
     /// The time zone for customers whose own (traits.timezone) is not known, an IANA name such as Europe/London; UTC unless set.
     #[arg(long = "tracking-timezone", env = "TROTH_TRACKING_TIMEZONE")]
     pub timezone: Option<String>,
@@ -217,6 +223,20 @@ fn tracking_config(flags: TrackingFlags, file: TrackingFlags) -> anyhow::Result<
     {
         anyhow::bail!("tracking tile_url {url:?} must be an http(s) URL with {{z}}, {{x}} and {{y}}");
     }
+    // The page's Content-Security-Policy allows images from the tiles' one origin.
+    if let Some(url) = &tile_url
+        && troth_http::tracking::tile_origin(url).is_none()
+    {
+        anyhow::bail!(
+            "tracking tile_url {url:?} must name one server (https://host[:port]/…): {{s}} subdomains are not supported"
+        );
+    }
+    let tile_attribution_url = nonempty(flags.tile_attribution_url.or(file.tile_attribution_url));
+    if let Some(url) = &tile_attribution_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        anyhow::bail!("tracking tile_attribution_url {url:?} must be an http(s) URL");
+    }
     let timezone = match nonempty(flags.timezone.or(file.timezone)) {
         Some(name) => Zone::named(&name).ok_or_else(|| {
             anyhow::anyhow!("tracking timezone {name:?} is not a time zone; use an IANA name such as Europe/London")
@@ -229,6 +249,8 @@ fn tracking_config(flags: TrackingFlags, file: TrackingFlags) -> anyhow::Result<
         logo_url: nonempty(flags.logo_url.or(file.logo_url)),
         colour,
         tile_url,
+        tile_attribution: nonempty(flags.tile_attribution.or(file.tile_attribution)),
+        tile_attribution_url,
         // The server puts uploads beside the store (data_dir/uploads).
         upload_dir: None,
     })
@@ -371,6 +393,10 @@ mod tests {
         assert_eq!(tracking.name.as_deref(), Some("Flagged"));
         assert_eq!(tracking.colour.as_deref(), Some("#112233"));
         assert!(tracking.tile_url.is_some());
+        assert_eq!(tracking.tile_attribution, None, "OpenStreetMap's, by the page");
+        let mut subdomains = flags(Some(path.clone()));
+        subdomains.tracking.tile_url = Some("https://{s}.tile.example/{z}/{x}/{y}.png".into());
+        assert!(format!("{:#}", Config::load(subdomains).unwrap_err()).contains("one server"));
         assert_eq!(tracking.timezone.name(), "Europe/London");
         let mut zoned = flags(Some(path.clone()));
         zoned.tracking.timezone = Some("Europe/Nowhere".into());

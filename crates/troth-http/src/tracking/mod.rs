@@ -9,7 +9,9 @@
 //! A wrong token and an expired one get the same 404, byte for byte.
 
 mod arrivals;
+mod geo;
 mod image;
+mod map;
 mod page;
 mod story;
 mod view;
@@ -40,6 +42,7 @@ use crate::{ApiError, AppState, Code, FollowedJourney};
 
 pub use arrivals::{Arrivals, route_events};
 pub use image::{ImageError, Kind, strip};
+pub use map::{Tiles, tile_origin};
 pub use view::{DriverPosition, POSITION_FRESH_US, TrackView};
 pub use zone::Zone;
 
@@ -79,8 +82,13 @@ pub struct TrackingConfig {
     pub name: Option<String>,
     pub logo_url: Option<String>,
     pub colour: Option<String>,
-    /// A slippy-map tile URL with `{z}`, `{x}` and `{y}`; without it the map has no tiles.
+    /// A slippy-map tile URL with `{z}`, `{x}` and `{y}`; without it the map has no
+    /// tiles and the page loads nothing from elsewhere.
     pub tile_url: Option<String>,
+    /// What the tile provider requires the map to say (OpenStreetMap's attribution
+    /// unless set) and where it links.
+    pub tile_attribution: Option<String>,
+    pub tile_attribution_url: Option<String>,
     /// Where customers' photos are stored; without it photos are refused.
     pub upload_dir: Option<PathBuf>,
     /// The zone times are shown in for customers whose own (`traits.timezone`) is
@@ -423,12 +431,17 @@ pub async fn track_page<S: Store>(
         Ok(view) => view,
         Err(e) => return page::failed(&e),
     };
+    let trail = match map::trail(&state.store, &tracked.shipment, view.last_position.as_ref()).await {
+        Ok(trail) => trail,
+        Err(e) => return page::failed(&e),
+    };
     let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let (done, case) = (param("done"), param("case"));
     let html = page::render(&page::Page {
         token: &token,
         tracked: &tracked,
         view: &view,
+        trail: &trail,
         config: &state.tracking.config,
         done,
         case,

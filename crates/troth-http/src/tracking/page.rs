@@ -9,7 +9,7 @@ use troth_core::Timestamp;
 use troth_store::TrackedShipment;
 
 use super::story::{Action, LateBecause, State};
-use super::view::{LastPositionView, POSITION_FRESH_US, ProofView, TrackView};
+use super::view::{POSITION_FRESH_US, ProofView, TrackView};
 use super::zone::Zone;
 use super::{PROBLEMS, SLOTS, TrackingConfig};
 use crate::ApiError;
@@ -19,6 +19,8 @@ pub struct Page<'a> {
     pub token: &'a str,
     pub tracked: &'a TrackedShipment,
     pub view: &'a TrackView,
+    /// The driver's last minutes (`map::trail`).
+    pub trail: &'a [super::map::TrailPoint],
     pub config: &'a TrackingConfig,
     /// The form just sent (`?done=`), to thank the customer for it.
     pub done: Option<&'a str>,
@@ -325,152 +327,23 @@ fn forms(b: &mut String, p: &Page<'_>, token: &str) {
     b.push_str(r#"</select></label><button type="submit">Reschedule</button></form></section>"#);
 }
 
-/// The map: the driver and the destination as an inline SVG in Web Mercator pixels
-/// at a fixed zoom, with tiles only when a tile URL is configured. `track.js` draws
-/// it again from the same attributes as positions arrive. A position older than
-/// the page's limit is drawn greyed and dashed with its age, never as current.
+/// The map (see `map.rs`): this customer's address, the driver while on the way,
+/// and the driver's last minutes, over tiles when configured.
 fn map(p: &Page<'_>) -> String {
     let destination = p
-        .tracked
-        .shipment
-        .assignment()
-        .filter(|_| p.tracked.shipment.on_the_road())
-        .and_then(|a| a.destination);
-    let last = p.view.last_position.as_ref();
-    let driver = last.map(|d| (d.lat, d.lon));
-    let mut attrs = String::new();
-    if let Some((lat, lon)) = destination {
-        let _ = write!(attrs, r#" data-dest-lat="{lat}" data-dest-lon="{lon}""#);
-    }
-    if let Some(url) = &p.config.tile_url {
-        let _ = write!(attrs, r#" data-tiles="{}""#, esc(url));
-    }
-    if let Some(d) = last {
-        let _ = write!(attrs, r#" data-at="{}""#, esc(&d.at));
-    }
-    let mut svg = String::new();
-    if let Some(center) = driver.or(destination) {
-        let points: Vec<(f64, f64)> = driver.into_iter().chain(destination).collect();
-        let zoom = zoom_to_fit(&points);
-        let (cx, cy) = pixel(center_of(&points).unwrap_or(center), zoom);
-        let (ox, oy) = (cx - SIZE / 2.0, cy - SIZE / 2.0);
-        if let Some(url) = &p.config.tile_url {
-            let n = 1i64 << zoom;
-            for ty in (oy / 256.0).floor() as i64..=((oy + SIZE) / 256.0).floor() as i64 {
-                for tx in (ox / 256.0).floor() as i64..=((ox + SIZE) / 256.0).floor() as i64 {
-                    if !(0..n).contains(&ty) {
-                        continue;
-                    }
-                    let href = url
-                        .replace("{z}", &zoom.to_string())
-                        .replace("{x}", &tx.rem_euclid(n).to_string())
-                        .replace("{y}", &ty.to_string());
-                    let _ = write!(
-                        svg,
-                        r#"<image href="{}" x="{:.1}" y="{:.1}" width="256" height="256"/>"#,
-                        esc(&href),
-                        tx as f64 * 256.0 - ox,
-                        ty as f64 * 256.0 - oy
-                    );
-                }
-            }
-        }
-        if let Some(d) = destination {
-            let (x, y) = pixel(d, zoom);
-            let _ = write!(
-                svg,
-                r#"<g id="home"><circle cx="{:.1}" cy="{:.1}" r="9" class="home"/></g>"#,
-                x - ox,
-                y - oy
-            );
-        }
-        if let (Some(d), Some(last)) = (driver, last) {
-            let (x, y) = pixel(d, zoom);
-            let _ = write!(
-                svg,
-                r#"<circle id="driver" cx="{:.1}" cy="{:.1}" r="8" class="driver{}"/>"#,
-                x - ox,
-                y - oy,
-                if last.stale { " stale" } else { "" }
-            );
-            // A stale marker carries its age beside it, so the dot alone never reads as now.
-            let _ = write!(
-                svg,
-                r#"<text id="driver-age" x="{:.1}" y="{:.1}" class="age"{}>{}</text>"#,
-                (x - ox).clamp(40.0, SIZE - 40.0),
-                if y - oy > 40.0 { y - oy - 14.0 } else { y - oy + 26.0 },
-                if last.stale { "" } else { " visibility=\"hidden\"" },
-                esc(&ago(last.age_seconds))
-            );
-        }
-    }
-    let caption = last.map(position_caption).unwrap_or_default();
-    format!(
-        r#"<section id="map"{}{attrs}><h2>Your driver</h2><svg viewBox="0 0 300 300" role="img" aria-label="map of your driver and your address">{svg}</svg><p class="muted{}" id="driver-at">{}</p></section>"#,
-        hidden(last.is_none()),
-        if last.is_some_and(|l| l.stale) { " stale" } else { "" },
-        esc(&caption)
-    )
-}
-
-/// "Position 2 min ago", or for a stale one what it is and is not.
-fn position_caption(last: &LastPositionView) -> String {
-    if last.stale {
-        format!(
-            "Last known position, {}: the driver's phone has not reported since, so this is not where they are now.",
-            ago(last.age_seconds)
-        )
-    } else {
-        format!("Position {}", ago(last.age_seconds))
-    }
-}
-
-/// "just now", "4 min ago", "2 h 5 min ago" (`track.js` words ages the same way).
-fn ago(seconds: i64) -> String {
-    let minutes = seconds.max(0) / 60;
-    match minutes {
-        0 => "just now".into(),
-        1..=59 => format!("{minutes} min ago"),
-        _ if minutes % 60 == 0 => format!("{} h ago", minutes / 60),
-        _ => format!("{} h {} min ago", minutes / 60, minutes % 60),
-    }
-}
-
-const SIZE: f64 = 300.0;
-
-/// Web Mercator pixel coordinates at `zoom` (256-pixel tiles).
-fn pixel((lat, lon): (f64, f64), zoom: u32) -> (f64, f64) {
-    let scale = 256.0 * f64::from(1u32 << zoom);
-    let x = (lon + 180.0) / 360.0 * scale;
-    let phi = lat.to_radians();
-    let y = (1.0 - (phi.tan() + 1.0 / phi.cos()).ln() / std::f64::consts::PI) / 2.0 * scale;
-    (x, y)
-}
-
-fn center_of(points: &[(f64, f64)]) -> Option<(f64, f64)> {
-    let n = points.len() as f64;
-    (n > 0.0).then(|| {
-        let (la, lo) = points.iter().fold((0.0, 0.0), |(a, b), p| (a + p.0, b + p.1));
-        (la / n, lo / n)
+        .view
+        .destination
+        .as_ref()
+        .map(|d| super::geo::LatLon::new(d.lat, d.lon));
+    let tiles = super::map::Tiles::of(p.config);
+    super::map::render(&super::map::MapInput {
+        destination,
+        last: p.view.last_position.as_ref(),
+        trail: p.trail,
+        stops_before: p.view.stops_before,
+        tiles: tiles.as_ref(),
+        stale_after: POSITION_FRESH_US / 1_000_000,
     })
-}
-
-/// The closest zoom (at most 16) at which every point fits with a margin.
-fn zoom_to_fit(points: &[(f64, f64)]) -> u32 {
-    (3..=16)
-        .rev()
-        .find(|&z| {
-            let px: Vec<(f64, f64)> = points.iter().map(|p| pixel(*p, z)).collect();
-            let span = |f: fn(&(f64, f64)) -> f64| {
-                let (lo, hi) = px
-                    .iter()
-                    .map(f)
-                    .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-                hi - lo
-            };
-            span(|p| p.0) <= SIZE - 60.0 && span(|p| p.1) <= SIZE - 60.0
-        })
-        .unwrap_or(3)
 }
 
 fn hidden(yes: bool) -> &'static str {

@@ -11,7 +11,6 @@
   var labels = JSON.parse(root.dataset.labels || "{}");
   var mapBox = document.getElementById("map");
   var NS = "http://www.w3.org/2000/svg";
-  var SIZE = 300;
   // The server's clock minus this device's: ages are measured on the server's.
   var skew = (Date.parse(root.dataset.now) || Date.now()) - Date.now();
   var staleAfter = Number(root.dataset.staleAfter || 300) * 1000;
@@ -73,35 +72,204 @@
     if (eta) { eta.dateTime = view.eta || ""; eta.textContent = view.eta_local || ""; }
     show("stops", view.stops_before !== null && view.stops_before !== undefined);
     text("stops-text", view.stops_before === null || view.stops_before === undefined ? "" : String(view.stops_before));
-    if (mapBox && view.destination) {
-      mapBox.dataset.destLat = view.destination.lat;
-      mapBox.dataset.destLon = view.destination.lon;
-    }
-    var p = view.last_position;
-    if (p) position(p); else if (mapBox) { last = null; mapBox.hidden = true; }
+    driverFrom(view);
   }
 
-  function pixel(lat, lon, zoom) {
-    var scale = 256 * Math.pow(2, zoom);
-    var phi = lat * Math.PI / 180;
-    return [(lon + 180) / 360 * scale,
-      (1 - Math.log(Math.tan(phi) + 1 / Math.cos(phi)) / Math.PI) / 2 * scale];
+  // ---- The map. The server drew it (map.rs); this redraws it as positions come,
+  // with the same Web-Mercator geometry as geo.rs and the sizes the server sent.
+  function numbers(text) { return (text || "").split(" ").filter(Boolean).map(Number); }
+  var TILE = 256;
+  var frame = mapBox ? numbers(mapBox.dataset.frame) : [360, 300, 36, 60]; // width, height, padding, top
+  var zooms = mapBox ? numbers(mapBox.dataset.zooms) : [3, 16, 15];    // min, max, one point
+  // The room points are fitted into, as geo.rs's Frame::room.
+  var W = frame[0], H = frame[1], PAD = frame[2], TOP = frame[3];
+  var ROOM_W = W - 2 * PAD, ROOM_H = H - TOP - PAD;
+  var trailMs = mapBox ? Number(mapBox.dataset.trailMs || 600000) : 600000;
+  var stepM = mapBox ? Number(mapBox.dataset.stepM || 30) : 30;
+  var map = {
+    view: null, // {zoom, left, top}
+    dest: null, // [lat, lon]
+    trail: [],  // [[lat, lon, ms], ...] oldest first, the driver's position last
+    tiles: mapBox ? mapBox.dataset.tiles : null
+  };
+  if (mapBox) {
+    var v = numbers(mapBox.dataset.view);
+    if (v.length === 3) map.view = { zoom: v[0], left: v[1], top: v[2] };
+    if (mapBox.dataset.destLat) map.dest = [Number(mapBox.dataset.destLat), Number(mapBox.dataset.destLon)];
+    try { map.trail = JSON.parse(mapBox.dataset.trail || "[]"); } catch (e) { map.trail = []; }
   }
 
-  function zoomToFit(points) {
-    for (var z = 16; z > 3; z--) {
-      var px = points.map(function (p) { return pixel(p[0], p[1], z); });
-      var xs = px.map(function (p) { return p[0]; }), ys = px.map(function (p) { return p[1]; });
-      if (Math.max.apply(null, xs) - Math.min.apply(null, xs) <= SIZE - 60 &&
-          Math.max.apply(null, ys) - Math.min.apply(null, ys) <= SIZE - 60) return z;
+  function world(p, zoom) {
+    var size = TILE * Math.pow(2, zoom);
+    var phi = Math.max(-85.05112878, Math.min(85.05112878, p[0])) * Math.PI / 180;
+    return [(p[1] + 180) / 360 * size, (1 - Math.log(Math.tan(phi) + 1 / Math.cos(phi)) / Math.PI) / 2 * size];
+  }
+
+  function place(view, p) { var w = world(p, view.zoom); return [w[0] - view.left, w[1] - view.top]; }
+
+  function fit(points) {
+    if (!points.length) return null;
+    var one = points.every(function (p) { return p[0] === points[0][0] && p[1] === points[0][1]; });
+    var zoom = zooms[2];
+    if (!one) {
+      for (zoom = zooms[1]; zoom > zooms[0]; zoom--) {
+        var b = box(points, zoom);
+        if (b[2] - b[0] <= ROOM_W && b[3] - b[1] <= ROOM_H) break;
+      }
     }
-    return 3;
+    var c = box(points, zoom);
+    return { zoom: zoom, left: (c[0] + c[2]) / 2 - (PAD + ROOM_W / 2), top: (c[1] + c[3]) / 2 - (TOP + ROOM_H / 2) };
+  }
+
+  function box(points, zoom) {
+    var b = [Infinity, Infinity, -Infinity, -Infinity];
+    points.forEach(function (p) {
+      var w = world(p, zoom);
+      b = [Math.min(b[0], w[0]), Math.min(b[1], w[1]), Math.max(b[2], w[0]), Math.max(b[3], w[1])];
+    });
+    return b;
+  }
+
+  // Every point inside the margins: the map may stay where it is.
+  function holds(view, points) {
+    return points.every(function (p) {
+      var q = place(view, p);
+      return q[0] >= PAD && q[0] <= W - PAD && q[1] >= TOP && q[1] <= H - PAD;
+    });
+  }
+
+  function distance(a, b) {
+    var r = Math.PI / 180, dphi = (b[0] - a[0]) * r, dl = (b[1] - a[1]) * r;
+    var h = Math.pow(Math.sin(dphi / 2), 2) + Math.cos(a[0] * r) * Math.cos(b[0] * r) * Math.pow(Math.sin(dl / 2), 2);
+    return 2 * 6371000 * Math.asin(Math.sqrt(h));
+  }
+
+  // As geo.rs's thin: no cluster where the van waited; the driver's point always kept.
+  function thin(points) {
+    var kept = [];
+    points.forEach(function (p, i) {
+      if (kept.length && distance(kept[kept.length - 1], p) < stepM) {
+        if (i === points.length - 1) kept[kept.length - 1] = p;
+      } else kept.push(p);
+    });
+    return kept;
+  }
+
+  function scaleBar(view) {
+    var c = [view.left + W / 2, view.top + H / 2], size = TILE * Math.pow(2, view.zoom);
+    var lat = Math.atan(Math.sinh(Math.PI * (1 - 2 * c[1] / size)));
+    var perUnit = 2 * Math.PI * 6378137 * Math.cos(lat) / size;
+    var most = Math.max(1, perUnit * 90), power = Math.pow(10, Math.floor(Math.log10(most)));
+    var metres = [5, 2, 1].map(function (m) { return m * power; }).filter(function (m) { return m <= most; })[0] || power;
+    return { length: metres / perUnit, label: metres >= 1000 ? metres / 1000 + " km" : metres + " m" };
   }
 
   function el(name, attrs) {
     var e = document.createElementNS(NS, name);
     Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
     return e;
+  }
+
+  function fixed(n) { return n.toFixed(1); }
+
+  // The view changed: the ground's grid, the tiles and the scale bar follow it.
+  function drawGround(view) {
+    var bar = scaleBar(view), d = "";
+    if (bar.length >= 8) {
+      for (var x = bar.length - ((view.left % bar.length) + bar.length) % bar.length; x < W; x += bar.length) d += "M" + fixed(x) + " 0V" + H;
+      for (var y = bar.length - ((view.top % bar.length) + bar.length) % bar.length; y < H; y += bar.length) d += "M0 " + fixed(y) + "H" + W;
+    }
+    var grid = document.getElementById("map-grid");
+    if (grid) grid.setAttribute("d", d);
+    var scale = document.getElementById("map-scale");
+    if (scale) {
+      scale.textContent = "";
+      scale.appendChild(el("path", { d: "M0 -6V0H" + fixed(bar.length) + "V-6" }));
+      var label = el("text", { x: 0, y: -10 });
+      label.textContent = bar.label;
+      scale.appendChild(label);
+    }
+    var layer = document.getElementById("map-tiles");
+    if (!layer || !map.tiles) return;
+    layer.textContent = "";
+    var n = Math.pow(2, view.zoom);
+    for (var ty = Math.floor(view.top / TILE); ty <= Math.ceil((view.top + H) / TILE) - 1; ty++) {
+      if (ty < 0 || ty >= n) continue;
+      for (var tx = Math.floor(view.left / TILE); tx <= Math.ceil((view.left + W) / TILE) - 1; tx++) {
+        var img = document.createElement("img");
+        img.alt = "";
+        img.referrerPolicy = "strict-origin";
+        img.decoding = "async";
+        img.draggable = false;
+        img.style.left = (tx * TILE - view.left) / W * 100 + "%";
+        img.style.top = (ty * TILE - view.top) / H * 100 + "%";
+        img.style.width = TILE / W * 100 + "%";
+        img.style.height = TILE / H * 100 + "%";
+        img.src = map.tiles.replace("{z}", view.zoom).replace("{x}", ((tx % n) + n) % n).replace("{y}", ty);
+        layer.appendChild(img);
+      }
+    }
+    watchTiles();
+  }
+
+  // Tiles that cannot load (no network, a server down) are hidden, so the plain
+  // ground shows through; the attribution goes when no tile is shown.
+  function watchTiles() {
+    var layer = document.getElementById("map-tiles");
+    var credit = document.getElementById("map-attribution");
+    if (!layer) return;
+    var imgs = Array.prototype.slice.call(layer.querySelectorAll("img"));
+    function update() {
+      var shown = imgs.some(function (i) { return !i.classList.contains("failed") && (!i.complete || i.naturalWidth > 0); });
+      if (credit) credit.hidden = !shown;
+    }
+    imgs.forEach(function (img) {
+      if (img.complete && img.naturalWidth === 0 && img.getAttribute("src")) img.classList.add("failed");
+      img.addEventListener("error", function () { img.classList.add("failed"); update(); });
+      img.addEventListener("load", update);
+    });
+    update();
+  }
+
+  function draw() {
+    if (!mapBox) return;
+    var points = map.trail.map(function (p) { return [p[0], p[1]]; });
+    if (last) points.push([last.lat, last.lon]);
+    if (map.dest) points.push(map.dest);
+    if (!points.length) { mapBox.hidden = true; return; }
+    mapBox.hidden = false;
+    var fitted = fit(points), view = map.view;
+    // The map keeps still while everything stays in view at the same zoom.
+    if (!view || view.zoom !== fitted.zoom || !holds(view, points)) {
+      view = map.view = fitted;
+      drawGround(view);
+    }
+    var marks = document.getElementById("map-marks");
+    if (!marks) return;
+    marks.textContent = "";
+    var stale = last && Date.now() + skew - Date.parse(last.at) > staleAfter;
+    if (map.trail.length >= 2) {
+      marks.appendChild(el("polyline", {
+        id: "trail", "class": stale ? "trail stale" : "trail",
+        points: map.trail.map(function (p) { var q = place(view, p); return fixed(q[0]) + "," + fixed(q[1]); }).join(" ")
+      }));
+    }
+    if (map.dest) {
+      var d = place(view, map.dest);
+      var home = el("g", { id: "home", "class": "home", transform: "translate(" + fixed(d[0]) + " " + fixed(d[1]) + ")" });
+      home.appendChild(el("path", { "class": "pin", d: "M0 0L-8.7 -12A10 10 0 1 1 8.7 -12Z" }));
+      home.appendChild(el("path", { "class": "house", d: "M-5 -15.5L0 -20.5L5 -15.5V-11.5H-5Z" }));
+      marks.appendChild(home);
+    }
+    if (last) {
+      var q = place(view, [last.lat, last.lon]);
+      marks.appendChild(el("circle", { id: "driver", cx: fixed(q[0]), cy: fixed(q[1]), r: 9, "class": "driver" }));
+      marks.appendChild(el("text", {
+        id: "driver-age", "class": "age", visibility: "hidden",
+        x: fixed(Math.min(Math.max(q[0], 44), W - 44)), y: fixed(q[1] > 40 ? q[1] - 16 : q[1] + 28)
+      }));
+    }
+    age();
   }
 
   // "just now", "4 min ago", "2 h 5 min ago", as the server words it.
@@ -114,61 +282,59 @@
 
   // The driver's age, and whether the position is too old to be where they are.
   function age() {
-    if (!last || !mapBox) return;
+    if (!mapBox) return;
+    var caption = document.getElementById("driver-at");
+    if (!last) {
+      if (caption) caption.className = "muted";
+      text("driver-at", "The driver appears here once their phone reports where they are.");
+      return;
+    }
     var ms = Date.now() + skew - Date.parse(last.at);
     var stale = ms > staleAfter;
     var dot = document.getElementById("driver");
     if (dot) dot.setAttribute("class", stale ? "driver stale" : "driver");
+    var trail = document.getElementById("trail");
+    if (trail) trail.setAttribute("class", stale ? "trail stale" : "trail");
     var label = document.getElementById("driver-age");
     if (label) { label.textContent = ago(ms); label.setAttribute("visibility", stale ? "visible" : "hidden"); }
-    var caption = document.getElementById("driver-at");
     if (caption) caption.className = stale ? "muted stale" : "muted";
     text("driver-at", stale
       ? "Last known position, " + ago(ms) + ": the driver's phone has not reported since, so this is not where they are now."
       : "Position " + ago(ms));
   }
 
-  // Draws the map as the server does: Web Mercator pixels, centred between the
-  // driver and the destination, tiles only when configured.
+  // "3 stops before yours", as map.rs words it.
+  function stopsText(n) { return n === 0 ? "Your stop is next" : n === 1 ? "1 stop before yours" : n + " stops before yours"; }
+
+  function driverFrom(view) {
+    if (!mapBox) return;
+    map.dest = view.destination ? [view.destination.lat, view.destination.lon] : null;
+    var known = view.stops_before !== null && view.stops_before !== undefined;
+    show("map-stops", known);
+    text("map-stops", known ? stopsText(view.stops_before) : "");
+    var p = view.last_position;
+    if (p) position(p);
+    else { last = null; map.trail = []; draw(); }
+  }
+
+  // A newer position: the driver moves, the trail grows (its last minutes only).
   function position(p) {
     if (!mapBox) return;
-    if (last && Date.parse(p.at) < Date.parse(last.at)) return;
+    var at = Date.parse(p.at);
+    if (last && at < Date.parse(last.at)) return;
+    if (!last || at > Date.parse(last.at)) {
+      map.trail.push([p.lat, p.lon, at]);
+      map.trail = thin(map.trail.filter(function (q) { return q[2] >= at - trailMs; }));
+    }
     last = { lat: p.lat, lon: p.lon, at: p.at };
-    var svg = mapBox.querySelector("svg");
-    var points = [[p.lat, p.lon]];
-    var dest = mapBox.dataset.destLat ? [Number(mapBox.dataset.destLat), Number(mapBox.dataset.destLon)] : null;
-    if (dest) points.push(dest);
-    var zoom = zoomToFit(points);
-    var c = points.reduce(function (a, q) { return [a[0] + q[0] / points.length, a[1] + q[1] / points.length]; }, [0, 0]);
-    var cp = pixel(c[0], c[1], zoom), ox = cp[0] - SIZE / 2, oy = cp[1] - SIZE / 2;
-    svg.textContent = "";
-    var tiles = mapBox.dataset.tiles, n = Math.pow(2, zoom);
-    if (tiles) {
-      for (var ty = Math.floor(oy / 256); ty <= Math.floor((oy + SIZE) / 256); ty++) {
-        for (var tx = Math.floor(ox / 256); tx <= Math.floor((ox + SIZE) / 256); tx++) {
-          if (ty < 0 || ty >= n) continue;
-          var href = tiles.replace("{z}", zoom).replace("{x}", ((tx % n) + n) % n).replace("{y}", ty);
-          svg.appendChild(el("image", { href: href, x: tx * 256 - ox, y: ty * 256 - oy, width: 256, height: 256 }));
-        }
-      }
-    }
-    if (dest) {
-      var d = pixel(dest[0], dest[1], zoom);
-      svg.appendChild(el("circle", { cx: d[0] - ox, cy: d[1] - oy, r: 9, "class": "home" }));
-    }
-    var q = pixel(p.lat, p.lon, zoom);
-    svg.appendChild(el("circle", { id: "driver", cx: q[0] - ox, cy: q[1] - oy, r: 8, "class": "driver" }));
-    var y = q[1] - oy > 40 ? q[1] - oy - 14 : q[1] - oy + 26;
-    svg.appendChild(el("text", { id: "driver-age", x: Math.min(Math.max(q[0] - ox, 40), SIZE - 40), y: y, "class": "age", visibility: "hidden" }));
-    mapBox.hidden = false;
-    age();
+    draw();
   }
 
   if (mapBox && mapBox.dataset.at) {
-    var dot = document.getElementById("driver");
-    last = { at: mapBox.dataset.at, lat: 0, lon: 0 };
-    if (dot) age();
+    last = { at: mapBox.dataset.at, lat: Number(mapBox.dataset.lat), lon: Number(mapBox.dataset.lon) };
   }
+  age();
+  watchTiles();
   setInterval(age, 15000);
 
   var polling = null;
