@@ -93,16 +93,17 @@ pub async fn promises<S: Store>(
                 narrow(vec![value.clone()]);
             }
             "owner" => {
-                if !map.functions.iter().any(|f| f.key == *value) {
+                // Function keys are matched as people type them: `Logistics` is `logistics`.
+                let Some(function) = map.functions.iter().find(|f| f.key.eq_ignore_ascii_case(value.trim())) else {
                     return Err(invalid_param(
                         name,
                         format!("journey {key:?} has no function {value:?}"),
                     ));
-                }
+                };
                 narrow(
                     map.touchpoints
                         .iter()
-                        .filter(|t| t.owners.contains(value))
+                        .filter(|t| t.owners.contains(&function.key))
                         .map(|t| t.key.clone())
                         .collect(),
                 );

@@ -33,6 +33,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("I/O error on {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error("{path} is a file, not a directory: give the store a directory of its own (it is created if missing)")]
+    NotADirectory { path: String },
 }
 
 /// What became of one event handed to [`Store::append`].

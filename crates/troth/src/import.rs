@@ -95,9 +95,18 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let summary = match (&args.url, &args.data_dir) {
         (Some(url), _) => to_server(url, args.key.clone(), input, &bar, &read)?,
         (None, data_dir) => {
-            let dir = data_dir
-                .clone()
-                .unwrap_or_else(|| crate::config::DEFAULT_DATA_DIR.into());
+            let dir = match data_dir {
+                Some(dir) => dir.clone(),
+                None => {
+                    let dir = std::path::PathBuf::from(crate::config::DEFAULT_DATA_DIR);
+                    // Without --url or --data-dir the store is a directory of the current one: say which.
+                    eprintln!(
+                        "importing into the store in {} (use --data-dir DIR for another, or --url to send to a server)",
+                        std::path::absolute(&dir).unwrap_or_else(|_| dir.clone()).display()
+                    );
+                    dir
+                }
+            };
             let journey = crate::config::load_journey(args.journey.as_deref())?;
             let store = SqliteStore::open_with_journey(&dir, Some(&journey))
                 .with_context(|| format!("opening the store in {}", dir.display()))?;
@@ -128,7 +137,7 @@ fn progress(bar: &ProgressBar, summary: &Summary, read: &AtomicU64, total: Optio
 pub fn bytes_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {msg} (eta {eta})")
+        ProgressStyle::with_template("{bar:30} {percent:>3}% {bytes}/{total_bytes} {msg} (eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
@@ -137,7 +146,16 @@ pub fn bytes_bar(total: u64) -> ProgressBar {
 pub fn counter_bar(label: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
-        ProgressStyle::with_template(&format!("{{spinner}} {{pos}} {label} ({{per_sec}}) {{msg}}"))
+        // indicatif's {per_sec} prints fractions of an event; the rate is whole here.
+        ProgressStyle::with_template(&format!("{{spinner}} {{human_pos}} {label} ({{rate}}) {{msg}}"))
+            .map(|style| {
+                style.with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
+                        let _ = write!(out, "{:.0}/s", state.per_sec());
+                    },
+                )
+            })
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));

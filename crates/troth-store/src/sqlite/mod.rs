@@ -95,6 +95,11 @@ impl SqliteStore {
             path: dir.display().to_string(),
             source,
         };
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::NotADirectory {
+                path: dir.display().to_string(),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(io)?;
         let lock = lock_dir(dir)?;
         let db_path = dir.join("troth.db");
