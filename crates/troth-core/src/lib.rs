@@ -17,6 +17,7 @@ pub mod reach;
 pub mod scorecard;
 pub mod shipment;
 pub mod timestamp;
+pub mod trend;
 pub mod values;
 pub mod weakest;
 
