@@ -57,7 +57,7 @@ impl Signal {
         format!(
             "{} of {} {} {} (target: at most {})",
             percent(self.rate()),
-            self.of,
+            thousands(self.of),
             self.noun,
             self.verb,
             percent(self.allowed)
@@ -190,6 +190,19 @@ fn percent(share: f64) -> String {
     }
 }
 
+/// `2131` → `2,131`: the sentence is read by people, on the pages and in the API.
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = if n < 0 { "-".to_owned() } else { String::new() };
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn round(value: f64, places: i32) -> f64 {
     let factor = 10f64.powi(places);
     (value * factor).round() / factor
@@ -272,7 +285,7 @@ exposure = ["payment.failed"]
         );
         assert!(links[0].score > 0.0);
         assert_eq!(links[0].failure_rate, 0.3);
-        assert_eq!(links[0].why, "30% of 1000 promises broken (target: at most 5%)");
+        assert_eq!(links[0].why, "30% of 1,000 promises broken (target: at most 5%)");
         // 25 % negative answers is within the callback's own target of 30 %.
         assert_eq!(links[1].score, 0.0);
         assert!(

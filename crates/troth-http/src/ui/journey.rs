@@ -93,7 +93,7 @@ impl Days {
     }
 }
 
-fn parse_day(name: &str, text: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_day(name: &str, text: &str) -> Result<i64, ApiError> {
     Timestamp::parse_rfc3339(&format!("{text}T00:00:00Z"))
         .filter(|_| text.len() == 10)
         .map(|t| t.micros().div_euclid(DAY_US))
@@ -179,7 +179,7 @@ fn tally_of(tallies: &[(String, Tally)], touchpoint: &str) -> Tally {
 }
 
 /// The owners' names, as the map's functions call them.
-fn owner_names(map: &JourneyMap, t: &Touchpoint) -> String {
+pub(super) fn owner_names(map: &JourneyMap, t: &Touchpoint) -> String {
     t.owners
         .iter()
         .map(|key| {
@@ -697,7 +697,7 @@ async fn broken_promises<S: Store>(store: &S, t: &Touchpoint, days: &Days) -> Re
 
 /// A customer key from a customer ref as an event sent it: the sender's id, else an
 /// identity key that `/ui/customers/{key}` resolves.
-fn customer_key(customer: &Value) -> Option<String> {
+pub(super) fn customer_key(customer: &Value) -> Option<String> {
     if let Some(id) = customer["id"].as_str() {
         return Some(id.to_owned());
     }

@@ -1,7 +1,10 @@
 //! The web UI served by the binary: server-rendered HTML, assets embedded, no
 //! scripts from elsewhere. Pages read through the same [`Store`] as the API.
 //!
-//! - `/` — the overview: events and customers, events by type, the latest events;
+//! - `/` — the morning overview: promises due today and this week against last week,
+//!   the weakest touchpoints with their owners, deliveries on the road and late now,
+//!   open cases breaching their SLA; each number links to the list behind it:
+//! - `/ui/promises`, `/ui/deliveries`, `/ui/cases` — those lists;
 //! - `/ui/customers/{id}` — the agent's view of one customer: profile and timeline;
 //! - `/ui/shipments/{id}` — one shipment: its real stages, window, driver and trail;
 //! - `/ui/journeys/{key}` — the journey's heat map: stages × touchpoints coloured by
@@ -17,6 +20,8 @@
 mod carriers;
 pub(crate) mod html;
 mod journey;
+mod lists;
+mod overview;
 mod pages;
 
 use axum::Router;
@@ -43,6 +48,9 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
         .route("/ui/journeys/{key}/health", get(crate::journeys::health::<S>))
         .route("/ui/journey", get(followed_journey::<S>))
         .route("/ui/carriers", get(carriers::<S>))
+        .route("/ui/promises", get(promise_list::<S>))
+        .route("/ui/deliveries", get(deliveries::<S>))
+        .route("/ui/cases", get(cases::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             (state, Scope::Read),
             crate::auth::require_page::<S>,
@@ -56,8 +64,23 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
         .route("/assets/journey.js", get(journey_script))
 }
 
-async fn overview<S: Store>(State(state): State<AppState<S>>) -> Response {
-    render(pages::overview(&state.store).await)
+async fn overview<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
+    let map = state.journey.get();
+    render(overview::overview(&state.store, map.as_deref(), &params).await)
+}
+
+async fn promise_list<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
+    let map = state.journey.get();
+    render(lists::promises(&state.store, map.as_deref(), &params).await)
+}
+
+async fn deliveries<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
+    render(lists::deliveries(&state.store, &params).await)
+}
+
+async fn cases<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
+    let map = state.journey.get();
+    render(lists::cases(&state.store, map.as_deref(), &params).await)
 }
 
 async fn customer<S: Store>(State(state): State<AppState<S>>, Segment(id): Segment) -> Response {

@@ -11,41 +11,6 @@ use crate::ApiError;
 
 type PageResult = Result<Option<String>, ApiError>;
 
-pub async fn overview<S: Store>(store: &S) -> PageResult {
-    let overview = store.overview().await?;
-    let latest = store
-        .events(EventQuery {
-            newest_first: true,
-            limit: 30,
-            ..Default::default()
-        })
-        .await?;
-    let mut body = String::new();
-    let _ = write!(
-        body,
-        r#"<div class="cards"><div class="card"><div class="n">{}</div><div class="l">events</div></div>
-<div class="card"><div class="n">{}</div><div class="l">customers</div></div>
-<div class="card"><div class="n">{}</div><div class="l">event types seen</div></div></div>"#,
-        overview.events,
-        overview.customers,
-        overview.by_type.len()
-    );
-    body.push_str(r#"<div class="grid2"><section><h2>Latest events</h2>"#);
-    body.push_str(&event_table(&latest.events));
-    body.push_str(r#"</section><section><h2>Events by type</h2><table><tr><th>type</th><th>events</th><th></th></tr>"#);
-    let top = overview.by_type.first().map_or(1, |(_, n)| (*n).max(1));
-    for (event_type, n) in &overview.by_type {
-        let _ = write!(
-            body,
-            r#"<tr><td><code>{}</code></td><td class="num">{n}</td><td style="width:35%"><div class="bar" style="width:{:.1}%"></div></td></tr>"#,
-            esc(event_type),
-            *n as f64 * 100.0 / top as f64
-        );
-    }
-    body.push_str("</table></section></div>");
-    Ok(Some(page("Overview", Some(5), &body)))
-}
-
 pub async fn customer<S: Store>(store: &S, key: &str) -> PageResult {
     let Some(profile) = store.customer(key.to_owned()).await? else {
         return Ok(None);
