@@ -109,11 +109,11 @@ async fn pages_show_what_the_events_say() {
     let (_dir, router) = seeded(None).await;
     let (status, _, overview) = get(&router, "/", None).await;
     assert_eq!(status, StatusCode::OK);
+    assert!(overview.contains(r#"id="totals">8 events from 1 customer stored"#), "{overview}");
     assert!(
-        overview.contains(r#"<div class="n">8</div><div class="l">events</div>"#),
-        "{overview}"
+        !overview.contains("courier.position"),
+        "the overview is not a log of raw events"
     );
-    assert!(overview.contains("courier.position"));
 
     let (status, _, customer) = get(&router, "/ui/customers/ann", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -428,4 +428,140 @@ async fn a_touchpoint_drill_down_lists_its_days_owners_and_broken_promises() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = get(&router, "/ui/journeys/retail/touchpoints/delivery_window?to=nope", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// The number a page shows under `data-figure="{figure}"`, separators removed.
+fn figure(page: &str, figure: &str) -> i64 {
+    let at = page
+        .find(&format!(r#"data-figure="{figure}""#))
+        .unwrap_or_else(|| panic!("no figure {figure}: {page}"));
+    let text = &page[at + page[at..].find('>').unwrap() + 1..];
+    let text = &text[..text.find('<').unwrap()];
+    text.replace(',', "")
+        .trim_end_matches('+')
+        .parse()
+        .unwrap_or_else(|_| panic!("{figure} is not a count: {text:?}"))
+}
+
+/// How many promises the API lists for `query`, page by page.
+async fn api_count(router: &Router, query: &str) -> i64 {
+    let (mut n, mut after) = (0, String::new());
+    loop {
+        let (status, _, body) = get(
+            router,
+            &format!("/api/v1/journeys/retail/promises?{query}&limit=2{after}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        n += page["promises"].as_array().unwrap().len() as i64;
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return n,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_overviews_numbers_are_the_apis() {
+    let dir = tempfile::tempdir().unwrap();
+    let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+    let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
+    let router = app(AppState::new(store.clone(), None).with_journey(journey));
+    post_events(&router, events()).await;
+    with_a_broken_window(&router).await;
+    // Windows of the week before, one kept and one missed, and cases: one resolved
+    // in time, one resolved late, one still open past its 48-hour SLA.
+    let window = |id: &str, day: u32, delivered: bool| {
+        let subject = format!("shipment:{id}");
+        let mut events = vec![
+            json!({"id": format!("{id}-w"), "type": "shipment.window_set", "time": format!("2026-11-{day}T08:00:00Z"),
+                   "customer": {"id": "bea"}, "subject": subject,
+                   "data": {"window_start": format!("2026-11-{day}T10:00:00Z"), "window_end": format!("2026-11-{day}T11:00:00Z")}}),
+        ];
+        if delivered {
+            events.push(json!({"id": format!("{id}-d"), "type": "shipment.delivered", "time": format!("2026-11-{day}T10:30:00Z"),
+                               "subject": subject, "data": {"proof": {"kind": "signature"}}}));
+        }
+        events
+    };
+    let case = |id: &str, opened: &str, resolved: Option<&str>| {
+        let mut events = vec![json!({"id": format!("{id}-o"), "type": "case.opened", "time": opened,
+                                     "customer": {"id": "cy"}, "subject": format!("case:{id}"),
+                                     "data": {"case": id, "team": "support", "category": "late_delivery"}})];
+        if let Some(at) = resolved {
+            events.push(json!({"id": format!("{id}-r"), "type": "case.resolved", "time": at,
+                               "subject": format!("case:{id}"), "data": {"resolution": "refunded"}}));
+        }
+        events
+    };
+    let mut more = Vec::new();
+    more.extend(window("k1", 12, true));
+    more.extend(window("m1", 13, false));
+    more.extend(window("k2", 19, true));
+    more.extend(case("c1", "2026-11-20T09:00:00Z", Some("2026-11-20T15:00:00Z")));
+    more.extend(case("c2", "2026-11-20T09:00:00Z", None));
+    more.extend(case("c3", "2026-11-20T09:00:00Z", None));
+    post_events(&router, Value::Array(more)).await;
+    store
+        .tick(troth_core::Timestamp::parse_rfc3339("2026-11-23T00:00:00Z").unwrap())
+        .await
+        .unwrap();
+    // c3 is resolved after its SLA broke: late, but no longer open.
+    post_events(&router, Value::Array(case("c3", "2026-11-20T09:00:00Z", Some("2026-11-23T01:00:00Z")))).await;
+
+    let (status, _, page) = get(&router, "/?day=2026-11-24", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let periods = [
+        ("today", "2026-11-24", "2026-11-25"),
+        ("week", "2026-11-18", "2026-11-25"),
+        ("last_week", "2026-11-11", "2026-11-18"),
+    ];
+    let mut seen = 0;
+    for (column, from, to) in periods {
+        let range = format!("from={from}T00:00:00Z&to={to}T00:00:00Z");
+        let mut due = 0;
+        for state in ["kept", "broken", "at_risk", "made"] {
+            let api = api_count(&router, &format!("state={state}&{range}")).await;
+            assert_eq!(figure(&page, &format!("promises.{state}.{column}")), api, "{state} {column}");
+            due += api;
+            seen += api;
+        }
+        assert_eq!(figure(&page, &format!("promises.due.{column}")), due, "{column}");
+    }
+    assert!(seen >= 4, "the test has figures to compare");
+    assert_eq!(figure(&page, "promises.broken.today"), 1, "the window missed on the 24th");
+    assert_eq!(figure(&page, "promises.kept.last_week"), 1);
+    assert_eq!(figure(&page, "promises.broken.last_week"), 1);
+    assert!(
+        page.contains(r#"data-figure="promises.kept_rate.last_week">50 % <span class="small-sample""#),
+        "a rate of 2 settled promises is flagged: {page}"
+    );
+    // Every number links to its list, and the list counts the same.
+    assert!(page.contains(r#"href="/ui/promises?state=broken&amp;from=2026-11-24&amp;to=2026-11-24""#));
+    let (status, _, list) = get(&router, "/ui/promises?state=broken&from=2026-11-24&to=2026-11-24", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.contains(r#"<strong id="count">1</strong> promise due"#), "{list}");
+    assert!(list.contains(r#"<a href="/ui/shipments/s%3C9%3E">shipment:s&lt;9&gt;</a>"#));
+    let (_, _, list) = get(&router, "/ui/promises?from=2026-11-11&to=2026-11-17", None).await;
+    assert!(list.contains(r#"<strong id="count">2</strong> promises due"#), "{list}");
+
+    // Cases: only c2 is open past its SLA.
+    assert_eq!(figure(&page, "cases.breached"), 1);
+    let (_, _, cases) = get(&router, "/ui/cases?state=broken", None).await;
+    assert!(cases.contains("case:c2") && !cases.contains("case:c3") && !cases.contains("case:c1"), "{cases}");
+    // s1 went out on the 23rd and its window ended long before now.
+    assert_eq!(figure(&page, "deliveries.on_the_road"), 1);
+    assert_eq!(figure(&page, "deliveries.late"), 1);
+    let (_, _, late) = get(&router, "/ui/deliveries?late=1", None).await;
+    assert!(late.contains(r#"<a href="/ui/shipments/s1">s1</a>"#) && late.contains("d7 (4 stops before)"), "{late}");
+    // The weakest touchpoint of the week, with its owner.
+    let worst = &page[page.find(r#"<section id="worst">"#).unwrap()..];
+    assert!(worst.contains("The one-hour delivery window") && worst.contains("owned by Logistics"), "{worst}");
+
+    for bad in ["/?day=yesterday", "/?days=3", "/ui/promises?state=lost", "/ui/cases?state=made"] {
+        let (status, _, _) = get(&router, bad, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
 }

@@ -228,9 +228,10 @@ pub async fn overview<S: Store>(store: &S, map: Option<&JourneyMap>, params: &[(
     let totals = store.overview().await?;
     let _ = write!(
         body,
-        r#"<p class="muted" id="totals">{} events from {} customers stored. Raw events: <a href="/api/v1/events?limit=100">/api/v1/events</a>.</p>"#,
+        r#"<p class="muted" id="totals">{} events from {} {} stored. Raw events: <a href="/api/v1/events?limit=100">/api/v1/events</a>.</p>"#,
         count(totals.events as i64),
         count(totals.customers as i64),
+        if totals.customers == 1 { "customer" } else { "customers" },
     );
     Ok(Some(page("Overview", Some(60), &body)))
 }
