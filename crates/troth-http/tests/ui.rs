@@ -156,7 +156,7 @@ async fn pages_show_what_the_events_say() {
     let (status, _, journey) = get(&router, "/ui/journeys/retail", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        journey.contains("<h2>Second moment of truth: receive and use</h2>"),
+        journey.contains(r#"<h2>Receive and use<span class="subtitle">Second moment of truth</span></h2>"#),
         "{journey}"
     );
     let delivery_window = heat_map_cell(&journey, "delivery_window");
@@ -213,6 +213,7 @@ async fn sign_in(router: &Router, key: &str) -> String {
 
 /// The markup of one heat-map cell, found by its touchpoint key.
 fn heat_map_cell<'a>(page: &'a str, touchpoint: &str) -> &'a str {
+    let page = &page[page.find(r#"<div id="heatmap""#).expect("a heat map")..];
     let start = page
         .find(&format!(r#"data-touchpoint="{touchpoint}""#))
         .unwrap_or_else(|| panic!("no cell for {touchpoint}: {page}"));
@@ -268,19 +269,26 @@ async fn the_heat_map_shows_the_days_asked_for() {
     let cell = heat_map_cell(&page, "delivery_window");
     assert!(
         cell.contains("class=\"cell h-bad\""),
-        "a broken window and a detractor: {cell}"
+        "a broken window is a weakest link, and its card says so: {cell}"
     );
     assert!(cell.contains(r#"<b data-f="exposure">4</b>"#), "{cell}");
-    assert!(cell.contains(r#"kept <b data-f="kept_rate">0 %</b> of <b data-f="settled">1</b>"#));
-    assert!(cell.contains(r#"<span class="fig" data-when="nps">NPS <b data-f="nps">-100</b>"#));
+    assert!(cell.contains(r#"kept <b data-f="kept_rate">0 %</b> of <b data-f="settled">1</b> <span class="small-sample""#));
+    assert!(
+        cell.contains(r#"NPS <b data-f="nps">-100</b> <span class="small-sample" title="fewer than 30 — read with care">⚠ from 1 answers</span>"#),
+        "an NPS from one answer carries a warning: {cell}"
+    );
     assert!(
         cell.contains(r#"href="/ui/journeys/retail/touchpoints/delivery_window?from=2026-11-18&amp;to=2026-11-24""#)
     );
     let review = heat_map_cell(&page, "review");
     assert!(
-        review.contains("h-none") && review.contains(r#"data-when="nps" hidden"#),
-        "no figure to colour by, no NPS to show: {review}"
+        review.contains("h-bad")
+            && review.contains(r#"failed <b data-f="failure_rate">100 %</b> of <b data-f="outcomes">1</b> outcomes"#)
+            && !review.contains("NPS"),
+        "a one-star review is a failed outcome, as the ranking counts it; no NPS to show: {review}"
     );
+    let find = heat_map_cell(&page, "find");
+    assert!(find.contains("h-none"), "nothing measured: {find}");
     assert!(page.contains(r#"<script src="/assets/journey.js" defer></script>"#));
     assert!(
         !page.contains("http-equiv=\"refresh\""),
@@ -298,9 +306,11 @@ async fn the_heat_map_shows_the_days_asked_for() {
         "{first}"
     );
     assert!(page.contains(r#"<section id="chasm">"#) && page.contains(r#"id="chasm-cohort""#));
-    assert!(page.contains(
-        r#"data-health-url="/ui/journeys/retail/health?from=2026-11-18T00:00:00Z&amp;to=2026-11-25T00:00:00Z""#
-    ));
+    assert!(
+        page.find(r#"<section id="weakest-links">"#) < page.find(r#"<div id="heatmap""#),
+        "the weakest links lead"
+    );
+    assert!(page.contains(r#"data-live-url="/ui/journeys/retail/live?from=2026-11-18&amp;to=2026-11-24""#));
 
     // One day only: the 23rd saw the first shipment, not the broken window.
     let (status, _, page) = get(&router, "/ui/journeys/retail?from=2026-11-23&to=2026-11-23", None).await;
@@ -329,15 +339,16 @@ async fn the_heat_map_shows_the_days_asked_for() {
 }
 
 #[tokio::test]
-async fn the_script_polls_the_same_health_as_the_api() {
+async fn the_script_polls_the_same_cards_the_page_shows() {
     let (_dir, router) = seeded(None).await;
-    let query = "from=2026-11-20T00:00:00Z&to=2026-11-24T00:00:00Z";
-    let (status, _, from_page) = get(&router, &format!("/ui/journeys/retail/health?{query}"), None).await;
+    with_a_broken_window(&router).await;
+    let range = "from=2026-11-20&to=2026-11-24";
+    let (status, _, page) = get(&router, &format!("/ui/journeys/retail?{range}"), None).await;
     assert_eq!(status, StatusCode::OK);
-    let (_, _, from_api) = get(&router, &format!("/api/v1/journeys/retail/health?{query}"), None).await;
-    assert_eq!(from_page, from_api);
-    let health: Value = serde_json::from_str(&from_page).unwrap();
-    assert_eq!(health["stages"][2]["touchpoints"][0]["exposure"], 2, "{health}");
+    let (status, _, live) = get(&router, &format!("/ui/journeys/retail/live?{range}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(live.starts_with(r#"<section id="weakest-links">"#), "a fragment: {live}");
+    assert!(page.contains(&live), "the page holds exactly what the script swaps in");
 
     let response = router
         .clone()
@@ -359,12 +370,12 @@ async fn the_script_polls_the_same_health_as_the_api() {
 #[tokio::test]
 async fn with_a_master_key_the_script_polls_with_the_sign_in_cookie() {
     let (_dir, router) = seeded(Some("k")).await;
-    let (status, location, _) = get(&router, "/ui/journeys/retail/health", None).await;
+    let (status, location, _) = get(&router, "/ui/journeys/retail/live", None).await;
     assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/login")));
     let session = sign_in(&router, "k").await;
-    let (status, _, body) = get(&router, "/ui/journeys/retail/health", Some(&session)).await;
+    let (status, _, body) = get(&router, "/ui/journeys/retail/live", Some(&session)).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.starts_with(r#"{"journey":"retail""#), "{body}");
+    assert!(body.contains(r#"<div id="heatmap""#), "{body}");
 }
 
 #[tokio::test]

@@ -7,8 +7,10 @@
 //! - `/ui/promises`, `/ui/deliveries`, `/ui/cases` — those lists;
 //! - `/ui/customers/{id}` — the agent's view of one customer: profile and timeline;
 //! - `/ui/shipments/{id}` — one shipment: its real stages, window, driver and trail;
-//! - `/ui/journeys/{key}` — the journey's heat map: stages × touchpoints coloured by
-//!   health over a range of days, kept current by `journey.js` without reloading;
+//! - `/ui/journeys/{key}` — the journey: its weakest links, the heat map of stages ×
+//!   touchpoints coloured by the weakest-link judgement with week-over-week changes,
+//!   the expectation chasm; `journey.js` keeps the first two current from
+//!   `/ui/journeys/{key}/live` without reloading;
 //! - `/ui/journeys/{key}/touchpoints/{touchpoint}` — one touchpoint's drill-down: its
 //!   trend per day, owners, promises and the promises broken there;
 //! - `/ui/carriers` — carrier scorecards: per carrier and driver, windows kept, first
@@ -43,9 +45,9 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
         .route("/ui/shipments/{id}", get(shipment::<S>))
         .route("/ui/journeys/{key}", get(journey::<S>))
         .route("/ui/journeys/{key}/touchpoints/{touchpoint}", get(touchpoint::<S>))
-        // The health API's own handler, behind the pages' sign-in: journey.js polls it
-        // with the sign-in cookie, which the bearer-only /api/v1 routes do not read.
-        .route("/ui/journeys/{key}/health", get(crate::journeys::health::<S>))
+        // The journey page's weakest links and heat map alone, behind the pages'
+        // sign-in: journey.js polls it with the sign-in cookie.
+        .route("/ui/journeys/{key}/live", get(journey_live::<S>))
         .route("/ui/journey", get(followed_journey::<S>))
         .route("/ui/carriers", get(carriers::<S>))
         .route("/ui/promises", get(promise_list::<S>))
@@ -122,6 +124,17 @@ async fn journey<S: Store>(
 ) -> Response {
     match state.journey.get() {
         Some(map) if map.key == key => render(journey::journey(&state.store, &map, &params).await),
+        _ => render(Ok(None)),
+    }
+}
+
+async fn journey_live<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(key): Segment,
+    Params(params): Params,
+) -> Response {
+    match state.journey.get() {
+        Some(map) if map.key == key => render(journey::live(&state.store, &map, &params).await),
         _ => render(Ok(None)),
     }
 }
