@@ -175,6 +175,19 @@ async fn pages_show_what_the_events_say() {
     let (status, _, docs) = get(&router, "/docs", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(docs.contains("<code>/api/v1/events/ndjson</code>"));
+    let at = |marker: &str| docs.find(marker).unwrap_or_else(|| panic!("no {marker}"));
+    assert!(
+        at(r#"<h2 id="events">"#) < at(r#"<h2 id="journeys">"#) && at(r#"<h2 id="journeys">"#) < at(r#"<h2 id="keys">"#),
+        "grouped by area, in the order a user needs them"
+    );
+    assert!(
+        at(r#"<span class="method">POST</span><code>/api/v1/events</code>"#) < at(r#"<span class="method">GET</span><code>/api/v1/events</code>"#),
+        "sending comes before reading"
+    );
+    assert!(docs.contains(r#"<pre class="example">curl -X POST http://localhost:7878/api/v1/events"#), "a request example");
+    assert!(docs.contains(r#"<p class="example-label">Answer</p><pre class="example">{&quot;results&quot;"#), "and its answer");
+    assert!(!docs.contains('`'), "code spans are rendered, not shown as backticks");
+    assert!(!docs.contains("200: <br>") && !docs.contains("<code>200</code> </li>"), "no empty status lines");
 }
 
 #[tokio::test]
