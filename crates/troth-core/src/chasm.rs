@@ -296,7 +296,10 @@ surveys = ["post-delivery"]
 
     #[test]
     fn no_stage_is_deepest_when_none_falls_short() {
-        let answers = [answer("ann", None, "site", 0.5), answer("ann", Some("delivery"), "x", 0.9)];
+        let answers = [
+            answer("ann", None, "site", 0.5),
+            answer("ann", Some("delivery"), "x", 0.9),
+        ];
         let chasm = chasm(&map(), &answers, &HashMap::new(), 10);
         assert_eq!(chasm.stages[2].gap.map(|g| g < 0.0), Some(true));
         assert_eq!(chasm.deepest(), None);

@@ -10,6 +10,7 @@ pub mod field;
 pub mod health;
 pub mod identity;
 pub mod journey;
+pub mod number;
 pub mod play;
 pub mod position;
 pub mod promise;

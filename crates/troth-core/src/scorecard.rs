@@ -577,8 +577,16 @@ mod tests {
         };
         let close = card(vec![("a", windows(94, 6)), ("b", windows(96, 4))]);
         assert_eq!(close.lagging_driver(), None, "one point behind is noise");
-        let behind = card(vec![("a", windows(60, 40)), ("b", windows(95, 5)), ("c", windows(95, 5))]);
+        let behind = card(vec![
+            ("a", windows(60, 40)),
+            ("b", windows(95, 5)),
+            ("c", windows(95, 5)),
+        ]);
         assert_eq!(behind.lagging_driver().map(|d| d.0.as_str()), Some("a"));
-        assert_eq!(card(vec![("a", windows(10, 90))]).lagging_driver(), None, "alone, the driver is the carrier");
+        assert_eq!(
+            card(vec![("a", windows(10, 90))]).lagging_driver(),
+            None,
+            "alone, the driver is the carrier"
+        );
     }
 }

@@ -562,7 +562,11 @@ mod tests {
         assert_eq!(s.late_by(at(650)), None, "inside the window");
         assert_eq!(s.late_by(at(690)), Some(30 * 60_000_000));
         s.apply(&window("r", "shipment.rescheduled", 680, 700, 760));
-        assert_eq!(s.late_by(at(690)), None, "a new window, and off the road until the next run");
+        assert_eq!(
+            s.late_by(at(690)),
+            None,
+            "a new window, and off the road until the next run"
+        );
         s.apply(&out("o2", 695, "d1"));
         assert_eq!(s.late_by(at(770)), Some(10 * 60_000_000));
         s.apply(&simple("d", "shipment.delivered", 771));

@@ -143,7 +143,10 @@ mod tests {
         assert_eq!(p.this_week, DayRange { first: 94, last: 100 });
         assert_eq!(p.last_week, DayRange { first: 87, last: 93 });
         assert_eq!(p.last_week.days(), 7);
-        assert_eq!(DayRange { first: 10, last: 12 }.previous(), DayRange { first: 7, last: 9 });
+        assert_eq!(
+            DayRange { first: 10, last: 12 }.previous(),
+            DayRange { first: 7, last: 9 }
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl Signal {
         format!(
             "{} of {} {} {} (target: at most {})",
             percent(self.rate()),
-            thousands(self.of),
+            crate::number::thousands(self.of),
             self.noun,
             self.verb,
             percent(self.allowed)
@@ -188,19 +188,6 @@ fn percent(share: f64) -> String {
     } else {
         format!("{p:.0}%")
     }
-}
-
-/// `2131` → `2,131`: the sentence is read by people, on the pages and in the API.
-fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = if n < 0 { "-".to_owned() } else { String::new() };
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn round(value: f64, places: i32) -> f64 {

@@ -101,13 +101,20 @@ async fn scores(served: &Served, from: &str, to: &str) -> std::collections::Hash
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| (l["touchpoint"].as_str().unwrap().to_owned(), l["score"].as_f64().unwrap()))
+        .map(|l| {
+            (
+                l["touchpoint"].as_str().unwrap().to_owned(),
+                l["score"].as_f64().unwrap(),
+            )
+        })
         .collect()
 }
 
 /// A count as the pages print it, separators removed.
 fn number(text: &str) -> i64 {
-    text.replace(',', "").parse().unwrap_or_else(|_| panic!("not a count: {text:?}"))
+    text.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a count: {text:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +149,12 @@ async fn the_heat_map_shows_every_touchpoint_with_the_apis_figures() {
         // Red exactly when the weakest-link ranking scores the touchpoint above zero.
         let class = cell.property("className").await;
         let weak = scores.get(key).is_some_and(|score| *score > 0.0);
-        assert_eq!(class == "cell h-bad", weak, "{key}: {class}, score {:?}", scores.get(key));
+        assert_eq!(
+            class == "cell h-bad",
+            weak,
+            "{key}: {class}, score {:?}",
+            scores.get(key)
+        );
         red += usize::from(weak);
     }
     assert!(red >= 1, "the simulated faults make weakest links");
@@ -209,11 +221,19 @@ async fn the_heat_map_follows_new_events_without_reloading() {
         )
         .await;
     assert!(
-        browser.text(r#"#heatmap [data-touchpoint="review"]"#).await.contains("NPS -100"),
+        browser
+            .text(r#"#heatmap [data-touchpoint="review"]"#)
+            .await
+            .contains("NPS -100"),
         "the NPS line shows once there is an NPS"
     );
     assert_eq!(
-        browser.find(r#"#weakest-links li"#).await.attribute("data-touchpoint").await.as_deref(),
+        browser
+            .find(r#"#weakest-links li"#)
+            .await
+            .attribute("data-touchpoint")
+            .await
+            .as_deref(),
         Some("review"),
         "the ranking above the heat map follows too"
     );
@@ -385,10 +405,8 @@ async fn the_journey_page_names_the_weakest_link_and_draws_the_chasm() {
 async fn api_promises(served: &Served, query: &str) -> i64 {
     let (mut n, mut after) = (0, String::new());
     loop {
-        let reply = http::get(&served.url(&format!(
-            "/api/v1/journeys/retail/promises?{query}&limit=1000{after}"
-        )))
-        .await;
+        let reply =
+            http::get(&served.url(&format!("/api/v1/journeys/retail/promises?{query}&limit=1000{after}"))).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         let page = reply.json();
         n += page["promises"].as_array().unwrap().len() as i64;
@@ -418,8 +436,16 @@ async fn the_overviews_numbers_match_the_api_and_open_their_lists() {
         ("last_week", day(&last, -13), day(&last, -6)),
     ] {
         for state in ["kept", "broken", "at_risk", "made"] {
-            let shown = number(&browser.text(&format!(r#"[data-figure="promises.{state}.{column}"]"#)).await);
-            let api = api_promises(&served, &format!("state={state}&from={from}T00:00:00Z&to={to}T00:00:00Z")).await;
+            let shown = number(
+                &browser
+                    .text(&format!(r#"[data-figure="promises.{state}.{column}"]"#))
+                    .await,
+            );
+            let api = api_promises(
+                &served,
+                &format!("state={state}&from={from}T00:00:00Z&to={to}T00:00:00Z"),
+            )
+            .await;
             assert_eq!(shown, api, "{state} {column}");
             total += api;
         }

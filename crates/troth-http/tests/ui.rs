@@ -109,7 +109,10 @@ async fn pages_show_what_the_events_say() {
     let (_dir, router) = seeded(None).await;
     let (status, _, overview) = get(&router, "/", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(overview.contains(r#"id="totals">8 events from 1 customer stored"#), "{overview}");
+    assert!(
+        overview.contains(r#"id="totals">8 events from 1 customer stored"#),
+        "{overview}"
+    );
     assert!(
         !overview.contains("courier.position"),
         "the overview is not a log of raw events"
@@ -177,17 +180,28 @@ async fn pages_show_what_the_events_say() {
     assert!(docs.contains("<code>/api/v1/events/ndjson</code>"));
     let at = |marker: &str| docs.find(marker).unwrap_or_else(|| panic!("no {marker}"));
     assert!(
-        at(r#"<h2 id="events">"#) < at(r#"<h2 id="journeys">"#) && at(r#"<h2 id="journeys">"#) < at(r#"<h2 id="keys">"#),
+        at(r#"<h2 id="events">"#) < at(r#"<h2 id="journeys">"#)
+            && at(r#"<h2 id="journeys">"#) < at(r#"<h2 id="keys">"#),
         "grouped by area, in the order a user needs them"
     );
     assert!(
-        at(r#"<span class="method">POST</span><code>/api/v1/events</code>"#) < at(r#"<span class="method">GET</span><code>/api/v1/events</code>"#),
+        at(r#"<span class="method">POST</span><code>/api/v1/events</code>"#)
+            < at(r#"<span class="method">GET</span><code>/api/v1/events</code>"#),
         "sending comes before reading"
     );
-    assert!(docs.contains(r#"<pre class="example">curl -X POST http://localhost:7878/api/v1/events"#), "a request example");
-    assert!(docs.contains(r#"<p class="example-label">Answer</p><pre class="example">{&quot;results&quot;"#), "and its answer");
+    assert!(
+        docs.contains(r#"<pre class="example">curl -X POST http://localhost:7878/api/v1/events"#),
+        "a request example"
+    );
+    assert!(
+        docs.contains(r#"<p class="example-label">Answer</p><pre class="example">{&quot;results&quot;"#),
+        "and its answer"
+    );
     assert!(!docs.contains('`'), "code spans are rendered, not shown as backticks");
-    assert!(!docs.contains("200: <br>") && !docs.contains("<code>200</code> </li>"), "no empty status lines");
+    assert!(
+        !docs.contains("200: <br>") && !docs.contains("<code>200</code> </li>"),
+        "no empty status lines"
+    );
 }
 
 #[tokio::test]
@@ -285,7 +299,9 @@ async fn the_heat_map_shows_the_days_asked_for() {
         "a broken window is a weakest link, and its card says so: {cell}"
     );
     assert!(cell.contains(r#"<b data-f="exposure">4</b>"#), "{cell}");
-    assert!(cell.contains(r#"kept <b data-f="kept_rate">0 %</b> of <b data-f="settled">1</b> <span class="small-sample""#));
+    assert!(
+        cell.contains(r#"kept <b data-f="kept_rate">0 %</b> of <b data-f="settled">1</b> <span class="small-sample""#)
+    );
     assert!(
         cell.contains(r#"NPS <b data-f="nps">-100</b> <span class="small-sample" title="fewer than 30 — read with care">⚠ from 1 answers</span>"#),
         "an NPS from one answer carries a warning: {cell}"
@@ -360,7 +376,10 @@ async fn the_script_polls_the_same_cards_the_page_shows() {
     assert_eq!(status, StatusCode::OK);
     let (status, _, live) = get(&router, &format!("/ui/journeys/retail/live?{range}"), None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(live.starts_with(r#"<section id="weakest-links">"#), "a fragment: {live}");
+    assert!(
+        live.starts_with(r#"<section id="weakest-links">"#),
+        "a fragment: {live}"
+    );
     assert!(page.contains(&live), "the page holds exactly what the script swaps in");
 
     let response = router
@@ -533,7 +552,11 @@ async fn the_overviews_numbers_are_the_apis() {
         .await
         .unwrap();
     // c3 is resolved after its SLA broke: late, but no longer open.
-    post_events(&router, Value::Array(case("c3", "2026-11-20T09:00:00Z", Some("2026-11-23T01:00:00Z")))).await;
+    post_events(
+        &router,
+        Value::Array(case("c3", "2026-11-20T09:00:00Z", Some("2026-11-23T01:00:00Z"))),
+    )
+    .await;
 
     let (status, _, page) = get(&router, "/?day=2026-11-24", None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -548,14 +571,22 @@ async fn the_overviews_numbers_are_the_apis() {
         let mut due = 0;
         for state in ["kept", "broken", "at_risk", "made"] {
             let api = api_count(&router, &format!("state={state}&{range}")).await;
-            assert_eq!(figure(&page, &format!("promises.{state}.{column}")), api, "{state} {column}");
+            assert_eq!(
+                figure(&page, &format!("promises.{state}.{column}")),
+                api,
+                "{state} {column}"
+            );
             due += api;
             seen += api;
         }
         assert_eq!(figure(&page, &format!("promises.due.{column}")), due, "{column}");
     }
     assert!(seen >= 4, "the test has figures to compare");
-    assert_eq!(figure(&page, "promises.broken.today"), 1, "the window missed on the 24th");
+    assert_eq!(
+        figure(&page, "promises.broken.today"),
+        1,
+        "the window missed on the 24th"
+    );
     assert_eq!(figure(&page, "promises.kept.last_week"), 1);
     assert_eq!(figure(&page, "promises.broken.last_week"), 1);
     assert!(
@@ -574,17 +605,31 @@ async fn the_overviews_numbers_are_the_apis() {
     // Cases: only c2 is open past its SLA.
     assert_eq!(figure(&page, "cases.breached"), 1);
     let (_, _, cases) = get(&router, "/ui/cases?state=broken", None).await;
-    assert!(cases.contains("case:c2") && !cases.contains("case:c3") && !cases.contains("case:c1"), "{cases}");
+    assert!(
+        cases.contains("case:c2") && !cases.contains("case:c3") && !cases.contains("case:c1"),
+        "{cases}"
+    );
     // s1 went out on the 23rd and its window ended long before now.
     assert_eq!(figure(&page, "deliveries.on_the_road"), 1);
     assert_eq!(figure(&page, "deliveries.late"), 1);
     let (_, _, late) = get(&router, "/ui/deliveries?late=1", None).await;
-    assert!(late.contains(r#"<a href="/ui/shipments/s1">s1</a>"#) && late.contains("d7 (4 stops before)"), "{late}");
+    assert!(
+        late.contains(r#"<a href="/ui/shipments/s1">s1</a>"#) && late.contains("d7 (4 stops before)"),
+        "{late}"
+    );
     // The weakest touchpoint of the week, with its owner.
     let worst = &page[page.find(r#"<section id="worst">"#).unwrap()..];
-    assert!(worst.contains("The one-hour delivery window") && worst.contains("owned by Logistics"), "{worst}");
+    assert!(
+        worst.contains("The one-hour delivery window") && worst.contains("owned by Logistics"),
+        "{worst}"
+    );
 
-    for bad in ["/?day=yesterday", "/?days=3", "/ui/promises?state=lost", "/ui/cases?state=made"] {
+    for bad in [
+        "/?day=yesterday",
+        "/?days=3",
+        "/ui/promises?state=lost",
+        "/ui/cases?state=made",
+    ] {
         let (status, _, _) = get(&router, bad, None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }

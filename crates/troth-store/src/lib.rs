@@ -374,7 +374,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many promises [`Store::promises`] would list for `query`, by state (its
     /// cursor and limit ignored): the same filters, so the two always agree.
-    fn promise_counts(&self, query: PromiseQuery) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+    fn promise_counts(
+        &self,
+        query: PromiseQuery,
+    ) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
 
     /// Promises of these keys broken or at risk whose subject has seen no
     /// `case.resolved` since they were made (for case promises: open cases

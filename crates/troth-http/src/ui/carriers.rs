@@ -127,12 +127,18 @@ fn row(label: &str, t: &ScoreTally, before: Option<&ScoreTally>, class: &str) ->
         meter(
             t.window_hit_rate(),
             t.windows_kept + t.windows_broken,
-            &change(t.window_hit_rate(), before.map(ScoreTally::window_hit_rate).unwrap_or(None)),
+            &change(
+                t.window_hit_rate(),
+                before.map(ScoreTally::window_hit_rate).unwrap_or(None)
+            ),
         ),
         meter(
             t.first_attempt_rate(),
             t.delivered,
-            &change(t.first_attempt_rate(), before.map(ScoreTally::first_attempt_rate).unwrap_or(None)),
+            &change(
+                t.first_attempt_rate(),
+                before.map(ScoreTally::first_attempt_rate).unwrap_or(None)
+            ),
         ),
         if t.lost > 0 { " bad" } else { "" },
         count(t.lost),

@@ -240,7 +240,10 @@ pub async fn journey<S: Store>(store: &S, map: &JourneyMap, params: &[(String, S
     let answers = store
         .survey_answers(Some(days.first * DAY_US), Some((days.last + 1) * DAY_US))
         .await?;
-    body.push_str(&chasm_section(map, &troth_core::chasm::chasm(map, &answers, &tallies, 10)));
+    body.push_str(&chasm_section(
+        map,
+        &troth_core::chasm::chasm(map, &answers, &tallies, 10),
+    ));
     Ok(Some(page_with_script(
         &format!("Journey: {}", map.name),
         &body,
@@ -484,7 +487,11 @@ fn cell(map: &JourneyMap, t: &Touchpoint, tally: &Tally, before: &Tally, days: &
     let mut figures = format!(
         r#"<span class="fig"><b data-f="exposure">{}</b> exposures{}</span>"#,
         count(tally.exposure),
-        chg(trend::count_change(tally.exposure, before.exposure, Good::Higher), " %", false),
+        chg(
+            trend::count_change(tally.exposure, before.exposure, Good::Higher),
+            " %",
+            false
+        ),
     );
     if !t.promises.is_empty() {
         let _ = write!(

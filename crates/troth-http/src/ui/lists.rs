@@ -133,12 +133,16 @@ pub async fn promises<S: Store>(store: &S, map: Option<&JourneyMap>, params: &[(
     }
     body.push_str(r#"<div class="scroll"><table id="list"><thead><tr><th>Promise</th><th>About</th><th>Customer</th><th>Due</th><th>State</th><th>Settled</th></tr></thead><tbody>"#);
     for p in &rows {
-        let touchpoint = map
-            .and_then(|m| m.touchpoint(&p.touchpoint))
-            .map_or(p.touchpoint.clone(), |t| t.name.clone());
+        // The touchpoint only where the promise's own name does not already say it.
+        let touchpoint = if p.touchpoint == p.key {
+            String::new()
+        } else {
+            map.and_then(|m| m.touchpoint(&p.touchpoint))
+                .map_or(p.touchpoint.clone(), |t| t.name.clone())
+        };
         let _ = write!(
             body,
-            r#"<tr><td>{}<br><span class="muted">{}</span></td><td>{}</td><td>{}</td><td class="nowrap">{}</td><td class="{}">{}</td><td class="nowrap">{}</td></tr>"#,
+            r#"<tr><td>{}<br><span class="muted small">{}</span></td><td>{}</td><td>{}</td><td class="nowrap">{}</td><td class="{}">{}</td><td class="nowrap">{}</td></tr>"#,
             esc(&p.key.replace('_', " ")),
             esc(&touchpoint),
             subject_link(&p.subject),
@@ -203,8 +207,16 @@ pub async fn deliveries<S: Store>(store: &S, params: &[(String, String)]) -> Pag
         } else {
             ": out for delivery or arriving"
         },
-        if only_late { "/ui/deliveries" } else { "/ui/deliveries?late=1" },
-        if only_late { "All on the road" } else { "Only the late ones" },
+        if only_late {
+            "/ui/deliveries"
+        } else {
+            "/ui/deliveries?late=1"
+        },
+        if only_late {
+            "All on the road"
+        } else {
+            "Only the late ones"
+        },
     );
     if road.is_empty() {
         body.push_str(r#"<p class="muted">None.</p>"#);

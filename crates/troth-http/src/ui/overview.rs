@@ -62,11 +62,7 @@ fn today(params: &[(String, String)]) -> Result<i64, ApiError> {
 /// The query string of the promise list for `range` (and `state`, when one).
 pub(super) fn promises_href(range: DayRange, state: Option<&str>) -> String {
     let state = state.map(|s| format!("state={s}&")).unwrap_or_default();
-    format!(
-        "/ui/promises?{state}from={}&to={}",
-        date(range.first),
-        date(range.last)
-    )
+    format!("/ui/promises?{state}from={}&to={}", date(range.first), date(range.last))
 }
 
 /// Promise counts by state, due in `range`.
@@ -130,7 +126,10 @@ pub async fn overview<S: Store>(store: &S, map: Option<&JourneyMap>, params: &[(
         body,
         r#"<td class="num">{}</td></tr>"#,
         // More promises due is volume, neither good nor bad news: no colour.
-        change_cell(trend::count_change(due_now, due_before, Good::Higher).map(|c| (c, " %")), false)
+        change_cell(
+            trend::count_change(due_now, due_before, Good::Higher).map(|c| (c, " %")),
+            false
+        )
     );
     for (state, label) in STATES {
         let _ = write!(body, r#"<tr><th scope="row">{label}</th>"#);
@@ -238,7 +237,11 @@ pub async fn overview<S: Store>(store: &S, map: Option<&JourneyMap>, params: &[(
 
 /// The touchpoints furthest below their targets this week, with owners, what
 /// failed, and the same figure last week.
-async fn worst_touchpoints<S: Store>(store: &S, map: Option<&JourneyMap>, periods: &Periods) -> Result<String, ApiError> {
+async fn worst_touchpoints<S: Store>(
+    store: &S,
+    map: Option<&JourneyMap>,
+    periods: &Periods,
+) -> Result<String, ApiError> {
     let Some(map) = map else {
         return Ok(r#"<section id="worst"><h2>Weakest touchpoints</h2><p class="muted">This server follows no journey map.</p></section>"#.to_owned());
     };
@@ -261,12 +264,11 @@ async fn worst_touchpoints<S: Store>(store: &S, map: Option<&JourneyMap>, period
     }
     out.push_str(r#"<ol class="links">"#);
     for link in &links {
-        let Some(t) = map.touchpoint(&link.touchpoint) else { continue };
+        let Some(t) = map.touchpoint(&link.touchpoint) else {
+            continue;
+        };
         let empty = Tally::default();
-        let (now, then) = (
-            week.get(&t.key).unwrap_or(&empty),
-            before.get(&t.key).unwrap_or(&empty),
-        );
+        let (now, then) = (week.get(&t.key).unwrap_or(&empty), before.get(&t.key).unwrap_or(&empty));
         let broken = |t: &Tally| t.promise_kept_rate().map(|k| 1.0 - k);
         let trend = trend::share_change(broken(now), broken(then), Good::Lower)
             .map(|c| format!(" · promises broken {} vs last week", change_text(c, " pts")))

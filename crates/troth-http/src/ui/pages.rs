@@ -362,14 +362,46 @@ pub(super) fn clock(time: &str) -> String {
 /// read the journey, the carriers and deliveries, then drivers' devices, messages
 /// and keys. Each with what it is for.
 const AREAS: &[(&str, &str, &str)] = &[
-    ("events", "Send and read events", "Everything troth knows arrives as an event. Send them one, a thousand or a stream at a time; read them back in the order they were stored."),
-    ("customers", "Customers", "A customer by any of their identities, with what they did."),
-    ("journeys", "The journey", "Promises made and kept, each touchpoint's health, the weakest links and the expectation chasm, over the days you choose."),
-    ("carriers", "Carriers", "Windows kept, first attempts, lost parcels, lateness and tracking views per carrier and driver."),
-    ("tracking", "Tracking links", "The customer's tracking page as JSON and a live stream; the token is the credential."),
-    ("drivers", "Drivers' phones", "Devices and positions, and the OsmAnd protocol GPS apps such as Traccar Client speak."),
-    ("outbox", "Messages and webhooks", "What plays asked to send, and dead letters to retry (master key only)."),
-    ("keys", "API keys", "Scoped keys for senders, readers and admins (master key only)."),
+    (
+        "events",
+        "Send and read events",
+        "Everything troth knows arrives as an event. Send them one, a thousand or a stream at a time; read them back in the order they were stored.",
+    ),
+    (
+        "customers",
+        "Customers",
+        "A customer by any of their identities, with what they did.",
+    ),
+    (
+        "journeys",
+        "The journey",
+        "Promises made and kept, each touchpoint's health, the weakest links and the expectation chasm, over the days you choose.",
+    ),
+    (
+        "carriers",
+        "Carriers",
+        "Windows kept, first attempts, lost parcels, lateness and tracking views per carrier and driver.",
+    ),
+    (
+        "tracking",
+        "Tracking links",
+        "The customer's tracking page as JSON and a live stream; the token is the credential.",
+    ),
+    (
+        "drivers",
+        "Drivers' phones",
+        "Devices and positions, and the OsmAnd protocol GPS apps such as Traccar Client speak.",
+    ),
+    (
+        "outbox",
+        "Messages and webhooks",
+        "What plays asked to send, and dead letters to retry (master key only).",
+    ),
+    (
+        "keys",
+        "API keys",
+        "Scoped keys for senders, readers and admins (master key only).",
+    ),
 ];
 
 /// A request and its answer, for the routes a user starts with.
@@ -487,10 +519,20 @@ pub fn api_docs() -> String {
         if mine.is_empty() {
             continue;
         }
-        let _ = write!(body, r#"<h2 id="{tag}">{}</h2><p class="muted">{}</p>"#, esc(title), esc(about));
+        let _ = write!(
+            body,
+            r#"<h2 id="{tag}">{}</h2><p class="muted">{}</p>"#,
+            esc(title),
+            esc(about)
+        );
         // What one does first comes first: sending and creating, then reading, then removing.
         let mut mine = mine;
-        let rank = |m: &str| ["post", "put", "patch", "get", "delete"].iter().position(|x| *x == m).unwrap_or(9);
+        let rank = |m: &str| {
+            ["post", "put", "patch", "get", "delete"]
+                .iter()
+                .position(|x| *x == m)
+                .unwrap_or(9)
+        };
         mine.sort_by(|a, b| (rank(&a.2), &a.1).cmp(&(rank(&b.2), &b.1)));
         for (_, path, method, operation) in mine {
             let _ = write!(

@@ -30,7 +30,8 @@ use crate::devices::{Device, normalize_device_id};
 use crate::keys::{self, ApiKey, NewKey, Scope};
 use crate::{
     AppendStatus, Compose, CustomerProfile, EventPage, EventQuery, OutboxEntry, OutboxPage, OutboxQuery, OutboxState,
-    Overview, PromisePage, PromiseQuery, PromiseView, ReplayReport, RoadShipment, RetryPolicy, Store, StoreError, TrackedShipment, TrackingLink,
+    Overview, PromisePage, PromiseQuery, PromiseView, ReplayReport, RetryPolicy, RoadShipment, Store, StoreError,
+    TrackedShipment, TrackingLink,
 };
 pub use writer::MAX_GROUP_EVENTS;
 
@@ -309,7 +310,8 @@ impl Store for SqliteStore {
     }
 
     async fn unresolved_breaches(&self, keys: Vec<String>, limit: usize) -> Result<Vec<PromiseView>, StoreError> {
-        self.read(move |conn| read::unresolved_breaches(conn, &keys, limit)).await
+        self.read(move |conn| read::unresolved_breaches(conn, &keys, limit))
+            .await
     }
 
     async fn on_the_road(&self) -> Result<Vec<RoadShipment>, StoreError> {

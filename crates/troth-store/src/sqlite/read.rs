@@ -10,8 +10,8 @@ use troth_core::identity::{CustomerId, Identity, IdentityKind};
 use super::projector::root;
 use super::writer::Aggregates;
 use crate::{
-    CustomerProfile, EventPage, EventQuery, IdentityView, Overview, PromisePage, PromiseQuery, PromiseView, RoadShipment,
-    StoreError, StoredEvent,
+    CustomerProfile, EventPage, EventQuery, IdentityView, Overview, PromisePage, PromiseQuery, PromiseView,
+    RoadShipment, StoreError, StoredEvent,
 };
 use std::sync::Mutex;
 
@@ -261,7 +261,9 @@ pub fn promise_counts(conn: &Connection, query: &PromiseQuery) -> Result<Vec<(St
     };
     let sql = format!("SELECT p.state, COUNT(*) FROM promises p WHERE 1 = 1{filter} GROUP BY p.state ORDER BY p.state");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
