@@ -100,6 +100,18 @@ pub struct Chasm {
     pub cohort: Cohort,
 }
 
+impl Chasm {
+    /// The stage that let customers down most: the largest positive gap between
+    /// what the stages before it led them to expect and what it delivered. `None`
+    /// when every stage delivered at least what was expected (or nothing was answered).
+    pub fn deepest(&self) -> Option<&StageChasm> {
+        self.stages
+            .iter()
+            .filter(|s| s.gap.is_some_and(|g| g > 0.0))
+            .max_by(|a, b| a.gap.partial_cmp(&b.gap).unwrap_or(std::cmp::Ordering::Equal))
+    }
+}
+
 /// Computes the chasm from the answers and health tallies of a time range.
 pub fn chasm(map: &JourneyMap, answers: &[Answer], tallies: &HashMap<String, Tally>, sample: usize) -> Chasm {
     let stage_index: HashMap<&str, usize> = map
@@ -279,6 +291,18 @@ surveys = ["post-delivery"]
         assert_eq!(chasm.cohort.answered_both, 2);
         assert_eq!(chasm.cohort.count, 1);
         assert_eq!(chasm.cohort.customers, ["ann"]);
+        assert_eq!(chasm.deepest().map(|s| s.stage.as_str()), Some("smot"));
+    }
+
+    #[test]
+    fn no_stage_is_deepest_when_none_falls_short() {
+        let answers = [
+            answer("ann", None, "site", 0.5),
+            answer("ann", Some("delivery"), "x", 0.9),
+        ];
+        let chasm = chasm(&map(), &answers, &HashMap::new(), 10);
+        assert_eq!(chasm.stages[2].gap.map(|g| g < 0.0), Some(true));
+        assert_eq!(chasm.deepest(), None);
     }
 
     #[test]

@@ -28,6 +28,23 @@ pub struct Stage {
     pub name: String,
 }
 
+impl Stage {
+    /// The stage in plain words, and the name it carries in the trade as a subtitle:
+    /// "Second moment of truth: receive and use" → ("Receive and use", Some("Second
+    /// moment of truth")). A name without a colon is already plain.
+    pub fn plain_name(&self) -> (String, Option<&str>) {
+        match self.name.split_once(':') {
+            Some((term, plain)) if !plain.trim().is_empty() => {
+                let plain = plain.trim();
+                let mut chars = plain.chars();
+                let first = chars.next().map(|c| c.to_uppercase().collect::<String>());
+                (first.unwrap_or_default() + chars.as_str(), Some(term.trim()))
+            }
+            _ => (self.name.clone(), None),
+        }
+    }
+}
+
 /// A function of the organisation that owns touchpoints (logistics, support, …).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Function {
@@ -1062,6 +1079,27 @@ name = "Test"
 key = "logistics"
 name = "Logistics"
 "#;
+
+    #[test]
+    fn stages_read_in_plain_words_with_the_trade_name_beneath() {
+        let map = parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+        let plain: Vec<(String, Option<&str>)> = map.stages.iter().map(Stage::plain_name).collect();
+        assert_eq!(
+            plain,
+            [
+                ("Discover".to_owned(), Some("Zero moment of truth")),
+                ("Buy".to_owned(), Some("First moment of truth")),
+                ("Receive and use".to_owned(), Some("Second moment of truth")),
+                ("Share".to_owned(), Some("Ultimate moment of truth")),
+            ]
+        );
+        let stage = |name: &str| Stage {
+            key: "s".into(),
+            name: name.into(),
+        };
+        assert_eq!(stage("Checkout").plain_name(), ("Checkout".to_owned(), None));
+        assert_eq!(stage("Odd:").plain_name(), ("Odd:".to_owned(), None));
+    }
 
     #[test]
     fn the_shipped_retail_map_is_valid() {

@@ -11,6 +11,7 @@ pub mod health;
 pub mod identity;
 pub mod journey;
 pub mod money;
+pub mod number;
 pub mod play;
 pub mod position;
 pub mod promise;
@@ -18,6 +19,7 @@ pub mod reach;
 pub mod scorecard;
 pub mod shipment;
 pub mod timestamp;
+pub mod trend;
 pub mod values;
 pub mod weakest;
 

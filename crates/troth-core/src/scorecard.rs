@@ -351,6 +351,28 @@ pub fn rank(rows: &[(String, String, ScoreTally)]) -> Vec<CarrierCard> {
     cards
 }
 
+/// How far, in points of window hit rate, a driver must trail their carrier to be
+/// called out: a driver at 94 % beside a carrier at 95 % is not a story.
+pub const LAGGING_POINTS: f64 = 5.0;
+
+impl CarrierCard {
+    /// The driver who trails the carrier's own window hit rate by at least
+    /// [`LAGGING_POINTS`], the furthest behind; `None` when nobody does (or the
+    /// carrier has one driver, who is the carrier).
+    pub fn lagging_driver(&self) -> Option<&(String, ScoreTally)> {
+        let carrier = self.total.window_hit_rate()?;
+        if self.drivers.len() < 2 {
+            return None;
+        }
+        self.drivers
+            .iter()
+            .filter_map(|d| Some((d, d.1.window_hit_rate()?)))
+            .filter(|(_, rate)| (carrier - rate) * 100.0 >= LAGGING_POINTS)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(d, _)| d)
+    }
+}
+
 fn worst_first(a: &ScoreTally, b: &ScoreTally) -> std::cmp::Ordering {
     let rate = |t: &ScoreTally| t.window_hit_rate().unwrap_or(f64::INFINITY);
     rate(a).total_cmp(&rate(b))
@@ -537,5 +559,34 @@ mod tests {
         assert_eq!(order, ["b", "a", "c"]);
         assert_eq!(cards[0].total.windows_kept, 6);
         assert_eq!(cards[0].drivers.len(), 1);
+    }
+
+    #[test]
+    fn a_driver_is_called_out_only_well_behind_their_carrier() {
+        let windows = |kept, broken| ScoreTally {
+            windows_kept: kept,
+            windows_broken: broken,
+            ..ScoreTally::default()
+        };
+        let card = |drivers: Vec<(&str, ScoreTally)>| {
+            let rows: Vec<(String, String, ScoreTally)> = drivers
+                .into_iter()
+                .map(|(d, t)| ("c".to_owned(), d.to_owned(), t))
+                .collect();
+            rank(&rows).remove(0)
+        };
+        let close = card(vec![("a", windows(94, 6)), ("b", windows(96, 4))]);
+        assert_eq!(close.lagging_driver(), None, "one point behind is noise");
+        let behind = card(vec![
+            ("a", windows(60, 40)),
+            ("b", windows(95, 5)),
+            ("c", windows(95, 5)),
+        ]);
+        assert_eq!(behind.lagging_driver().map(|d| d.0.as_str()), Some("a"));
+        assert_eq!(
+            card(vec![("a", windows(10, 90))]).lagging_driver(),
+            None,
+            "alone, the driver is the carrier"
+        );
     }
 }

@@ -287,6 +287,17 @@ impl Shipment {
         self.stage().is_some_and(|s| s.stage.on_the_road())
     }
 
+    /// How long ago, in µs, the window in force ended, for a parcel on the road at
+    /// `now` that has not arrived: the overview's "late now". A parcel not yet out,
+    /// or already delivered, lost or returned, is not late on the road.
+    pub fn late_by(&self, now: Timestamp) -> Option<i64> {
+        if !self.on_the_road() {
+            return None;
+        }
+        let (_, end) = self.window()?;
+        (now > end).then(|| now.0 - end.0)
+    }
+
     fn latest<T>(&self, pick: impl Fn(&Fact) -> Option<T>) -> Option<T> {
         self.facts.iter().rev().find_map(pick)
     }
@@ -539,6 +550,27 @@ mod tests {
             s.window().unwrap().0,
             Timestamp(1_790_000_000_000_000 + 700 * 60_000_000)
         );
+    }
+
+    #[test]
+    fn a_parcel_on_the_road_past_its_window_is_late_by_the_time_since_its_end() {
+        let at = |m: i64| Timestamp(1_790_000_000_000_000 + m * 60_000_000);
+        let mut s = Shipment::default();
+        s.apply(&window("w", "shipment.window_set", 0, 600, 660));
+        assert_eq!(s.late_by(at(700)), None, "not out for delivery yet");
+        s.apply(&out("o", 500, "d1"));
+        assert_eq!(s.late_by(at(650)), None, "inside the window");
+        assert_eq!(s.late_by(at(690)), Some(30 * 60_000_000));
+        s.apply(&window("r", "shipment.rescheduled", 680, 700, 760));
+        assert_eq!(
+            s.late_by(at(690)),
+            None,
+            "a new window, and off the road until the next run"
+        );
+        s.apply(&out("o2", 695, "d1"));
+        assert_eq!(s.late_by(at(770)), Some(10 * 60_000_000));
+        s.apply(&simple("d", "shipment.delivered", 771));
+        assert_eq!(s.late_by(at(800)), None, "delivered is not late on the road");
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl Signal {
         format!(
             "{} of {} {} {} (target: at most {})",
             percent(self.rate()),
-            self.of,
+            crate::number::thousands(self.of),
             self.noun,
             self.verb,
             percent(self.allowed)
@@ -93,6 +93,67 @@ fn signals(t: &Touchpoint, tally: &Tally) -> Vec<Signal> {
     candidates.into_iter().filter(|s| s.of > 0).collect()
 }
 
+/// How a touchpoint stands against its targets: the one judgement behind both the
+/// weakest-link ranking and the colour of its card, so a card can never look fine
+/// while the ranking calls it weak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Judgement {
+    /// No promise settled, no answer, no outcome: nothing to judge.
+    Unmeasured,
+    /// Every measured share is within its target.
+    Meets,
+    /// A measured share is over its target, but the evidence is not yet conclusive
+    /// (the share's 95 % lower bound is within it) or no customer met it (no exposure).
+    Watch,
+    /// Falls short for certain: a positive weakest-link score.
+    Short,
+}
+
+/// The judgement of one touchpoint's tally.
+pub fn judge(t: &Touchpoint, tally: &Tally) -> Judgement {
+    match assess(t, tally) {
+        None => Judgement::Unmeasured,
+        Some(link) if link.score > 0.0 => Judgement::Short,
+        Some(_) if signals(t, tally).iter().any(|s| s.rate() > s.allowed) => Judgement::Watch,
+        Some(_) => Judgement::Meets,
+    }
+}
+
+/// One touchpoint's link, when anything about it was measured.
+fn assess(t: &Touchpoint, tally: &Tally) -> Option<WeakLink> {
+    let mut signals = signals(t, tally);
+    if signals.is_empty() {
+        return None;
+    }
+    signals.sort_by(|a, b| {
+        (b.shortfall(), b.rate() - b.allowed)
+            .partial_cmp(&(a.shortfall(), a.rate() - a.allowed))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let shortfall: f64 = signals.iter().map(Signal::shortfall).sum();
+    let score = shortfall * (1.0 + tally.exposure.max(0) as f64).ln();
+    let failing: Vec<String> = signals
+        .iter()
+        .filter(|s| s.shortfall() > 0.0)
+        .map(Signal::describe)
+        .collect();
+    let why = if failing.is_empty() {
+        format!("meets its targets: {}", signals[0].describe())
+    } else {
+        failing.join("; ")
+    };
+    Some(WeakLink {
+        touchpoint: t.key.clone(),
+        stage: t.stage.clone(),
+        owners: t.owners.clone(),
+        score: round(score, 4),
+        exposure: tally.exposure,
+        failure_rate: round(signals[0].rate(), 4),
+        why,
+    })
+}
+
 /// Ranks the touchpoints of `map` (of one stage, if given) that have anything
 /// measured in `tallies`, worst first. Ties keep the map's order.
 pub fn weakest_links(map: &JourneyMap, tallies: &HashMap<String, Tally>, stage: Option<&str>) -> Vec<WeakLink> {
@@ -100,39 +161,7 @@ pub fn weakest_links(map: &JourneyMap, tallies: &HashMap<String, Tally>, stage: 
         .touchpoints
         .iter()
         .filter(|t| stage.is_none_or(|s| t.stage == s))
-        .filter_map(|t| {
-            let tally = tallies.get(&t.key)?;
-            let mut signals = signals(t, tally);
-            if signals.is_empty() {
-                return None;
-            }
-            signals.sort_by(|a, b| {
-                (b.shortfall(), b.rate() - b.allowed)
-                    .partial_cmp(&(a.shortfall(), a.rate() - a.allowed))
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            });
-            let shortfall: f64 = signals.iter().map(Signal::shortfall).sum();
-            let score = shortfall * (1.0 + tally.exposure.max(0) as f64).ln();
-            let failing: Vec<String> = signals
-                .iter()
-                .filter(|s| s.shortfall() > 0.0)
-                .map(Signal::describe)
-                .collect();
-            let why = if failing.is_empty() {
-                format!("meets its targets: {}", signals[0].describe())
-            } else {
-                failing.join("; ")
-            };
-            Some(WeakLink {
-                touchpoint: t.key.clone(),
-                stage: t.stage.clone(),
-                owners: t.owners.clone(),
-                score: round(score, 4),
-                exposure: tally.exposure,
-                failure_rate: round(signals[0].rate(), 4),
-                why,
-            })
-        })
+        .filter_map(|t| assess(t, tallies.get(&t.key)?))
         .collect();
     links.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
     links
@@ -243,7 +272,7 @@ exposure = ["payment.failed"]
         );
         assert!(links[0].score > 0.0);
         assert_eq!(links[0].failure_rate, 0.3);
-        assert_eq!(links[0].why, "30% of 1000 promises broken (target: at most 5%)");
+        assert_eq!(links[0].why, "30% of 1,000 promises broken (target: at most 5%)");
         // 25 % negative answers is within the callback's own target of 30 %.
         assert_eq!(links[1].score, 0.0);
         assert!(
@@ -309,6 +338,33 @@ exposure = ["payment.failed"]
         assert_eq!(links[0].touchpoint, "pay");
         assert!(links[0].why.contains("50% of 50 outcomes failed"));
         assert!(weakest_links(&map(), &tallies, Some("smot")).is_empty());
+    }
+
+    #[test]
+    fn the_judgement_agrees_with_the_ranking() {
+        let map = map();
+        let window = map.touchpoint("window").unwrap();
+        let with = |kept, broken, exposure| {
+            tally(|t| {
+                t.exposure = exposure;
+                t.promises_kept = kept;
+                t.promises_broken = broken;
+            })
+        };
+        assert_eq!(judge(window, &Tally::default()), Judgement::Unmeasured);
+        assert_eq!(judge(window, &with(99, 1, 100)), Judgement::Meets);
+        // 1 of 5 broken is far over 5 %, but 5 settled cannot prove it: watch.
+        assert_eq!(judge(window, &with(4, 1, 5)), Judgement::Watch);
+        // Short for certain, with no customer exposed: no score, so only watched.
+        assert_eq!(judge(window, &with(700, 300, 0)), Judgement::Watch);
+        let short = with(700, 300, 1000);
+        assert_eq!(judge(window, &short), Judgement::Short);
+        // Whatever the ranking scores above zero is judged short, and only that.
+        for (tally, expected) in [(with(4, 1, 5), false), (short, true), (with(99, 1, 100), false)] {
+            let links = weakest_links(&map, &HashMap::from([("window".to_owned(), tally)]), None);
+            assert_eq!(links[0].score > 0.0, expected);
+            assert_eq!(judge(window, &tally) == Judgement::Short, expected);
+        }
     }
 
     #[test]

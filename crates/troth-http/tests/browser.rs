@@ -54,9 +54,9 @@ async fn serve_simulated_with_key(days: u32, master_key: Option<&str>) -> Served
     Served { addr, map, _dir: dir }
 }
 
-/// The page's range as the health API's query, read from the heat map.
+/// The page's range as the health API's query, read from the live part of the page.
 async fn api_range(browser: &Browser) -> (String, String) {
-    let heatmap = browser.find("#heatmap").await;
+    let heatmap = browser.find("#live").await;
     let from = heatmap.attribute("data-from").await.unwrap();
     let to = heatmap.attribute("data-to").await.unwrap();
     (from, to)
@@ -85,26 +85,36 @@ fn touchpoints(health: &Value) -> impl Iterator<Item = &Value> {
         .flat_map(|s| s["touchpoints"].as_array().unwrap())
 }
 
-/// The heat map's colour rule, written out again from its documentation (README,
-/// "Pages"): the worse of the two shares; amber from 10 %, red from 20 %.
-fn expected_level(t: &Value) -> &'static str {
-    let (kept, broken) = (
-        t["promises"]["kept"].as_i64().unwrap(),
-        t["promises"]["broken"].as_i64().unwrap(),
-    );
-    let mut shares = Vec::new();
-    if kept + broken > 0 {
-        shares.push(broken as f64 / (kept + broken) as f64);
-    }
-    if let Some(negative) = t["surveys"]["negative_rate"].as_f64() {
-        shares.push(negative);
-    }
-    match shares.into_iter().reduce(f64::max) {
-        None => "h-none",
-        Some(w) if w >= 0.2 => "h-bad",
-        Some(w) if w >= 0.1 => "h-warn",
-        Some(_) => "h-good",
-    }
+/// The weakest-link scores of the page's range, by touchpoint, from the API.
+async fn scores(served: &Served, from: &str, to: &str) -> std::collections::HashMap<String, f64> {
+    let day_after = troth_core::Timestamp::parse_rfc3339(&format!("{to}T00:00:00Z"))
+        .unwrap()
+        .micros()
+        + 86_400_000_000;
+    let reply = http::get(&served.url(&format!(
+        "/api/v1/journeys/retail/weakest-links?from={from}T00:00:00Z&to={}",
+        troth_core::Timestamp(day_after)
+    )))
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["touchpoint"].as_str().unwrap().to_owned(),
+                l["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A count as the pages print it, separators removed.
+fn number(text: &str) -> i64 {
+    text.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a count: {text:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,16 +125,17 @@ async fn the_heat_map_shows_every_touchpoint_with_the_apis_figures() {
     assert_eq!(browser.text("h1").await, format!("Journey: {}", served.map.name));
     let (from, to) = api_range(&browser).await;
     let health = health(&served, &from, &to).await;
+    let scores = scores(&served, &from, &to).await;
 
-    let (mut coloured, mut with_kept_rate) = (0, 0);
+    let (mut red, mut with_kept_rate) = (0, 0);
     for t in touchpoints(&health) {
         let key = t["key"].as_str().unwrap();
         let cell = browser.find(&format!(r#"#heatmap [data-touchpoint="{key}"]"#)).await;
         let name = &served.map.touchpoint(key).unwrap().name;
         assert_eq!(&cell.find("strong").await.text().await, name);
         assert_eq!(
-            cell.find(r#"[data-f="exposure"]"#).await.text().await,
-            t["exposure"].to_string(),
+            number(&cell.find(r#"[data-f="exposure"]"#).await.text().await),
+            t["exposure"].as_i64().unwrap(),
             "{key}"
         );
         if let Some(kept) = t["promises"]["kept_rate"].as_f64() {
@@ -135,12 +146,18 @@ async fn the_heat_map_shows_every_touchpoint_with_the_apis_figures() {
             );
             with_kept_rate += 1;
         }
+        // Red exactly when the weakest-link ranking scores the touchpoint above zero.
         let class = cell.property("className").await;
-        let level = expected_level(t);
-        assert_eq!(class, format!("cell {level}"), "{key}: {t}");
-        coloured += usize::from(level != "h-none");
+        let weak = scores.get(key).is_some_and(|score| *score > 0.0);
+        assert_eq!(
+            class == "cell h-bad",
+            weak,
+            "{key}: {class}, score {:?}",
+            scores.get(key)
+        );
+        red += usize::from(weak);
     }
-    assert!(coloured >= 3, "the simulated faults colour some touchpoints");
+    assert!(red >= 1, "the simulated faults make weakest links");
     assert!(with_kept_rate >= 2, "some promises were settled");
     assert_eq!(
         browser.find_all("#heatmap [data-touchpoint]").await.len(),
@@ -161,23 +178,20 @@ async fn the_heat_map_follows_new_events_without_reloading() {
         .await;
 
     let exposure = r#"#heatmap [data-touchpoint="tracking_page"] [data-f="exposure"]"#;
-    let before: i64 = browser.text(exposure).await.parse().unwrap();
+    let before = number(&browser.text(exposure).await);
     let review = touchpoints(&health(&served, &from, &to).await)
         .find(|t| t["key"] == "review")
         .cloned()
         .unwrap();
     let review_class = browser
-        .find(r#"[data-touchpoint="review"]"#)
+        .find(r#"#heatmap [data-touchpoint="review"]"#)
         .await
         .property("className")
         .await;
     assert_ne!(review_class, "cell h-bad", "the review cell can still turn red");
-    // Enough detractors for the review touchpoint to turn red.
-    let (answers, negative) = (review["surveys"]["answers"].as_i64().unwrap(), {
-        let rate = review["surveys"]["negative_rate"].as_f64().unwrap_or(0.0);
-        (rate * review["surveys"]["answers"].as_f64().unwrap()).round() as i64
-    });
-    let detractors = ((answers - 5 * negative) / 4).max(1) + 1;
+    // Enough detractors and one-star reviews for the review touchpoint to fall short for certain.
+    let answers = review["surveys"]["answers"].as_i64().unwrap();
+    let detractors = answers * 2 + 10;
     let mut events: Vec<Value> = (0..3)
         .map(|i| {
             json!({"id": format!("live-view-{i}"), "type": "tracking.viewed", "time": format!("{to}T12:00:0{i}Z"),
@@ -188,25 +202,40 @@ async fn the_heat_map_follows_new_events_without_reloading() {
         json!({"id": format!("live-answer-{i}"), "type": "survey.answered", "time": format!("{to}T12:01:00Z"),
                "data": {"survey": "live", "touchpoint": "review", "nps": 0}})
     }));
+    events.extend((0..10).map(|i| {
+        json!({"id": format!("live-review-{i}"), "type": "review.posted", "time": format!("{to}T12:02:00Z"),
+               "customer": {"id": format!("live-reviewer-{i}")}, "data": {"rating": 1, "text": "late", "site": "shop"}})
+    }));
     let reply = http::post_json(&served.url("/api/v1/events"), &Value::Array(events)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 
     let started = Instant::now();
     let after = browser.wait_for_text(exposure, |text| text != before.to_string()).await;
     eprintln!("the cell changed {:?} after the events were stored", started.elapsed());
-    assert_eq!(after, (before + 3).to_string());
+    assert_eq!(number(&after), before + 3);
     browser
         .wait_for(
             "the review cell to turn red",
             Duration::from_secs(15),
-            r#"return document.querySelector('[data-touchpoint="review"]').classList.contains('h-bad');"#,
+            r#"return document.querySelector('#heatmap [data-touchpoint="review"]').classList.contains('h-bad');"#,
         )
         .await;
-    let nps_line = browser.find(r#"[data-touchpoint="review"] [data-when="nps"]"#).await;
-    assert_eq!(
-        nps_line.property("hidden").await,
-        false,
+    assert!(
+        browser
+            .text(r#"#heatmap [data-touchpoint="review"]"#)
+            .await
+            .contains("NPS -100"),
         "the NPS line shows once there is an NPS"
+    );
+    assert_eq!(
+        browser
+            .find(r#"#weakest-links li"#)
+            .await
+            .attribute("data-touchpoint")
+            .await
+            .as_deref(),
+        Some("review"),
+        "the ranking above the heat map follows too"
     );
     assert_eq!(
         browser.execute("return window.trothMarker;", vec![]).await,
@@ -300,9 +329,9 @@ async fn signed_in_the_heat_map_still_follows_new_events() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     browser.goto(&served.url("/ui/journeys/retail")).await;
-    let to = browser.find("#heatmap").await.attribute("data-to").await.unwrap();
+    let to = browser.find("#live").await.attribute("data-to").await.unwrap();
     let exposure = r#"#heatmap [data-touchpoint="returns"] [data-f="exposure"]"#;
-    let before: i64 = browser.text(exposure).await.parse().unwrap();
+    let before = number(&browser.text(exposure).await);
 
     let event = json!({"id": "signed-in-1", "type": "return.requested", "time": format!("{to}T13:00:00Z"),
                        "customer": {"id": "live-customer"}, "subject": "order:live-1",
@@ -317,7 +346,7 @@ async fn signed_in_the_heat_map_still_follows_new_events() {
     .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
     let after = browser.wait_for_text(exposure, |text| text != before.to_string()).await;
-    assert_eq!(after, (before + 1).to_string());
+    assert_eq!(number(&after), before + 1);
     browser.quit().await;
 }
 
@@ -360,9 +389,74 @@ async fn the_journey_page_names_the_weakest_link_and_draws_the_chasm() {
             .await
             .contains("pleased early and let down late")
     );
+    let sentence = browser.text("#chasm-sentence").await;
+    assert!(
+        sentence.contains("let down most at") && !sentence.contains("gap"),
+        "the chasm says what it means in words: {sentence}"
+    );
     // The weakest link opens its drill-down.
     first.find(".link-name").await.click().await;
     let name = served.map.touchpoint(key).unwrap().name.clone();
     browser.wait_for_text("h1", |h1| h1.contains(&name)).await;
+    browser.quit().await;
+}
+
+/// How many promises the API lists for `query`, page by page.
+async fn api_promises(served: &Served, query: &str) -> i64 {
+    let (mut n, mut after) = (0, String::new());
+    loop {
+        let reply =
+            http::get(&served.url(&format!("/api/v1/journeys/retail/promises?{query}&limit=1000{after}"))).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let page = reply.json();
+        n += page["promises"].as_array().unwrap().len() as i64;
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return n,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overviews_numbers_match_the_api_and_open_their_lists() {
+    let Some(browser) = Browser::launch().await else { return };
+    let served = serve_simulated(14).await;
+    // The simulated world lies in the past: look at its last day.
+    browser.goto(&served.url("/ui/journeys/retail")).await;
+    let (_, last) = api_range(&browser).await;
+    browser.goto(&served.url(&format!("/?day={last}"))).await;
+    let day = |d: &str, offset: i64| {
+        let t = troth_core::Timestamp::parse_rfc3339(&format!("{d}T00:00:00Z")).unwrap();
+        troth_core::Timestamp(t.micros() + offset * 86_400_000_000).to_string()[..10].to_owned()
+    };
+    let mut total = 0;
+    for (column, from, to) in [
+        ("today", day(&last, 0), day(&last, 1)),
+        ("week", day(&last, -6), day(&last, 1)),
+        ("last_week", day(&last, -13), day(&last, -6)),
+    ] {
+        for state in ["kept", "broken", "at_risk", "made"] {
+            let shown = number(
+                &browser
+                    .text(&format!(r#"[data-figure="promises.{state}.{column}"]"#))
+                    .await,
+            );
+            let api = api_promises(
+                &served,
+                &format!("state={state}&from={from}T00:00:00Z&to={to}T00:00:00Z"),
+            )
+            .await;
+            assert_eq!(shown, api, "{state} {column}");
+            total += api;
+        }
+    }
+    assert!(total > 100, "the simulated world makes promises");
+    // The number opens the list behind it, which counts the same.
+    let broken = browser.find(r#"[data-figure="promises.broken.week"]"#).await;
+    let shown = broken.text().await;
+    broken.click().await;
+    let count = browser.wait_for_text("#count", |t| !t.is_empty()).await;
+    assert_eq!(count, shown);
+    assert!(browser.text("h1").await.starts_with("Promises: broken"));
     browser.quit().await;
 }

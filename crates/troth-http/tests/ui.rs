@@ -110,10 +110,13 @@ async fn pages_show_what_the_events_say() {
     let (status, _, overview) = get(&router, "/", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        overview.contains(r#"<div class="n">8</div><div class="l">events</div>"#),
+        overview.contains(r#"id="totals">8 events from 1 customer stored"#),
         "{overview}"
     );
-    assert!(overview.contains("courier.position"));
+    assert!(
+        !overview.contains("courier.position"),
+        "the overview is not a log of raw events"
+    );
 
     let (status, _, customer) = get(&router, "/ui/customers/ann", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -156,7 +159,7 @@ async fn pages_show_what_the_events_say() {
     let (status, _, journey) = get(&router, "/ui/journeys/retail", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        journey.contains("<h2>Second moment of truth: receive and use</h2>"),
+        journey.contains(r#"<h2>Receive and use<span class="subtitle">Second moment of truth</span></h2>"#),
         "{journey}"
     );
     let delivery_window = heat_map_cell(&journey, "delivery_window");
@@ -175,6 +178,30 @@ async fn pages_show_what_the_events_say() {
     let (status, _, docs) = get(&router, "/docs", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(docs.contains("<code>/api/v1/events/ndjson</code>"));
+    let at = |marker: &str| docs.find(marker).unwrap_or_else(|| panic!("no {marker}"));
+    assert!(
+        at(r#"<h2 id="events">"#) < at(r#"<h2 id="journeys">"#)
+            && at(r#"<h2 id="journeys">"#) < at(r#"<h2 id="keys">"#),
+        "grouped by area, in the order a user needs them"
+    );
+    assert!(
+        at(r#"<span class="method">POST</span><code>/api/v1/events</code>"#)
+            < at(r#"<span class="method">GET</span><code>/api/v1/events</code>"#),
+        "sending comes before reading"
+    );
+    assert!(
+        docs.contains(r#"<pre class="example">curl -X POST http://localhost:7878/api/v1/events"#),
+        "a request example"
+    );
+    assert!(
+        docs.contains(r#"<p class="example-label">Answer</p><pre class="example">{&quot;results&quot;"#),
+        "and its answer"
+    );
+    assert!(!docs.contains('`'), "code spans are rendered, not shown as backticks");
+    assert!(
+        !docs.contains("200: <br>") && !docs.contains("<code>200</code> </li>"),
+        "no empty status lines"
+    );
 }
 
 #[tokio::test]
@@ -213,6 +240,7 @@ async fn sign_in(router: &Router, key: &str) -> String {
 
 /// The markup of one heat-map cell, found by its touchpoint key.
 fn heat_map_cell<'a>(page: &'a str, touchpoint: &str) -> &'a str {
+    let page = &page[page.find(r#"<div id="heatmap""#).expect("a heat map")..];
     let start = page
         .find(&format!(r#"data-touchpoint="{touchpoint}""#))
         .unwrap_or_else(|| panic!("no cell for {touchpoint}: {page}"));
@@ -268,19 +296,28 @@ async fn the_heat_map_shows_the_days_asked_for() {
     let cell = heat_map_cell(&page, "delivery_window");
     assert!(
         cell.contains("class=\"cell h-bad\""),
-        "a broken window and a detractor: {cell}"
+        "a broken window is a weakest link, and its card says so: {cell}"
     );
     assert!(cell.contains(r#"<b data-f="exposure">4</b>"#), "{cell}");
-    assert!(cell.contains(r#"kept <b data-f="kept_rate">0 %</b> of <b data-f="settled">1</b>"#));
-    assert!(cell.contains(r#"<span class="fig" data-when="nps">NPS <b data-f="nps">-100</b>"#));
+    assert!(
+        cell.contains(r#"kept <b data-f="kept_rate">0 %</b> of <b data-f="settled">1</b> <span class="small-sample""#)
+    );
+    assert!(
+        cell.contains(r#"NPS <b data-f="nps">-100</b> <span class="small-sample" title="fewer than 30 — read with care">⚠ from 1 answers</span>"#),
+        "an NPS from one answer carries a warning: {cell}"
+    );
     assert!(
         cell.contains(r#"href="/ui/journeys/retail/touchpoints/delivery_window?from=2026-11-18&amp;to=2026-11-24""#)
     );
     let review = heat_map_cell(&page, "review");
     assert!(
-        review.contains("h-none") && review.contains(r#"data-when="nps" hidden"#),
-        "no figure to colour by, no NPS to show: {review}"
+        review.contains("h-bad")
+            && review.contains(r#"failed <b data-f="failure_rate">100 %</b> of <b data-f="outcomes">1</b> outcomes"#)
+            && !review.contains("NPS"),
+        "a one-star review is a failed outcome, as the ranking counts it; no NPS to show: {review}"
     );
+    let find = heat_map_cell(&page, "find");
+    assert!(find.contains("h-none"), "nothing measured: {find}");
     assert!(page.contains(r#"<script src="/assets/journey.js" defer></script>"#));
     assert!(
         !page.contains("http-equiv=\"refresh\""),
@@ -298,9 +335,11 @@ async fn the_heat_map_shows_the_days_asked_for() {
         "{first}"
     );
     assert!(page.contains(r#"<section id="chasm">"#) && page.contains(r#"id="chasm-cohort""#));
-    assert!(page.contains(
-        r#"data-health-url="/ui/journeys/retail/health?from=2026-11-18T00:00:00Z&amp;to=2026-11-25T00:00:00Z""#
-    ));
+    assert!(
+        page.find(r#"<section id="weakest-links">"#) < page.find(r#"<div id="heatmap""#),
+        "the weakest links lead"
+    );
+    assert!(page.contains(r#"data-live-url="/ui/journeys/retail/live?from=2026-11-18&amp;to=2026-11-24""#));
 
     // One day only: the 23rd saw the first shipment, not the broken window.
     let (status, _, page) = get(&router, "/ui/journeys/retail?from=2026-11-23&to=2026-11-23", None).await;
@@ -329,15 +368,19 @@ async fn the_heat_map_shows_the_days_asked_for() {
 }
 
 #[tokio::test]
-async fn the_script_polls_the_same_health_as_the_api() {
+async fn the_script_polls_the_same_cards_the_page_shows() {
     let (_dir, router) = seeded(None).await;
-    let query = "from=2026-11-20T00:00:00Z&to=2026-11-24T00:00:00Z";
-    let (status, _, from_page) = get(&router, &format!("/ui/journeys/retail/health?{query}"), None).await;
+    with_a_broken_window(&router).await;
+    let range = "from=2026-11-20&to=2026-11-24";
+    let (status, _, page) = get(&router, &format!("/ui/journeys/retail?{range}"), None).await;
     assert_eq!(status, StatusCode::OK);
-    let (_, _, from_api) = get(&router, &format!("/api/v1/journeys/retail/health?{query}"), None).await;
-    assert_eq!(from_page, from_api);
-    let health: Value = serde_json::from_str(&from_page).unwrap();
-    assert_eq!(health["stages"][2]["touchpoints"][0]["exposure"], 2, "{health}");
+    let (status, _, live) = get(&router, &format!("/ui/journeys/retail/live?{range}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        live.starts_with(r#"<section id="weakest-links">"#),
+        "a fragment: {live}"
+    );
+    assert!(page.contains(&live), "the page holds exactly what the script swaps in");
 
     let response = router
         .clone()
@@ -359,12 +402,12 @@ async fn the_script_polls_the_same_health_as_the_api() {
 #[tokio::test]
 async fn with_a_master_key_the_script_polls_with_the_sign_in_cookie() {
     let (_dir, router) = seeded(Some("k")).await;
-    let (status, location, _) = get(&router, "/ui/journeys/retail/health", None).await;
+    let (status, location, _) = get(&router, "/ui/journeys/retail/live", None).await;
     assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/login")));
     let session = sign_in(&router, "k").await;
-    let (status, _, body) = get(&router, "/ui/journeys/retail/health", Some(&session)).await;
+    let (status, _, body) = get(&router, "/ui/journeys/retail/live", Some(&session)).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.starts_with(r#"{"journey":"retail""#), "{body}");
+    assert!(body.contains(r#"<div id="heatmap""#), "{body}");
 }
 
 #[tokio::test]
@@ -428,4 +471,166 @@ async fn a_touchpoint_drill_down_lists_its_days_owners_and_broken_promises() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = get(&router, "/ui/journeys/retail/touchpoints/delivery_window?to=nope", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// The number a page shows under `data-figure="{figure}"`, separators removed.
+fn figure(page: &str, figure: &str) -> i64 {
+    let at = page
+        .find(&format!(r#"data-figure="{figure}""#))
+        .unwrap_or_else(|| panic!("no figure {figure}: {page}"));
+    let text = &page[at + page[at..].find('>').unwrap() + 1..];
+    let text = &text[..text.find('<').unwrap()];
+    text.replace(',', "")
+        .trim_end_matches('+')
+        .parse()
+        .unwrap_or_else(|_| panic!("{figure} is not a count: {text:?}"))
+}
+
+/// How many promises the API lists for `query`, page by page.
+async fn api_count(router: &Router, query: &str) -> i64 {
+    let (mut n, mut after) = (0, String::new());
+    loop {
+        let (status, _, body) = get(
+            router,
+            &format!("/api/v1/journeys/retail/promises?{query}&limit=2{after}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        n += page["promises"].as_array().unwrap().len() as i64;
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return n,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_overviews_numbers_are_the_apis() {
+    let dir = tempfile::tempdir().unwrap();
+    let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+    let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
+    let router = app(AppState::new(store.clone(), None).with_journey(journey));
+    post_events(&router, events()).await;
+    with_a_broken_window(&router).await;
+    // Windows of the week before, one kept and one missed, and cases: one resolved
+    // in time, one resolved late, one still open past its 48-hour SLA.
+    let window = |id: &str, day: u32, delivered: bool| {
+        let subject = format!("shipment:{id}");
+        let mut events = vec![
+            json!({"id": format!("{id}-w"), "type": "shipment.window_set", "time": format!("2026-11-{day}T08:00:00Z"),
+                   "customer": {"id": "bea"}, "subject": subject,
+                   "data": {"window_start": format!("2026-11-{day}T10:00:00Z"), "window_end": format!("2026-11-{day}T11:00:00Z")}}),
+        ];
+        if delivered {
+            events.push(json!({"id": format!("{id}-d"), "type": "shipment.delivered", "time": format!("2026-11-{day}T10:30:00Z"),
+                               "subject": subject, "data": {"proof": {"kind": "signature"}}}));
+        }
+        events
+    };
+    let case = |id: &str, opened: &str, resolved: Option<&str>| {
+        let mut events = vec![json!({"id": format!("{id}-o"), "type": "case.opened", "time": opened,
+                                     "customer": {"id": "cy"}, "subject": format!("case:{id}"),
+                                     "data": {"case": id, "team": "support", "category": "late_delivery"}})];
+        if let Some(at) = resolved {
+            events.push(json!({"id": format!("{id}-r"), "type": "case.resolved", "time": at,
+                               "subject": format!("case:{id}"), "data": {"resolution": "refunded"}}));
+        }
+        events
+    };
+    let mut more = Vec::new();
+    more.extend(window("k1", 12, true));
+    more.extend(window("m1", 13, false));
+    more.extend(window("k2", 19, true));
+    more.extend(case("c1", "2026-11-20T09:00:00Z", Some("2026-11-20T15:00:00Z")));
+    more.extend(case("c2", "2026-11-20T09:00:00Z", None));
+    more.extend(case("c3", "2026-11-20T09:00:00Z", None));
+    post_events(&router, Value::Array(more)).await;
+    store
+        .tick(troth_core::Timestamp::parse_rfc3339("2026-11-23T00:00:00Z").unwrap())
+        .await
+        .unwrap();
+    // c3 is resolved after its SLA broke: late, but no longer open.
+    post_events(
+        &router,
+        Value::Array(case("c3", "2026-11-20T09:00:00Z", Some("2026-11-23T01:00:00Z"))),
+    )
+    .await;
+
+    let (status, _, page) = get(&router, "/?day=2026-11-24", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let periods = [
+        ("today", "2026-11-24", "2026-11-25"),
+        ("week", "2026-11-18", "2026-11-25"),
+        ("last_week", "2026-11-11", "2026-11-18"),
+    ];
+    let mut seen = 0;
+    for (column, from, to) in periods {
+        let range = format!("from={from}T00:00:00Z&to={to}T00:00:00Z");
+        let mut due = 0;
+        for state in ["kept", "broken", "at_risk", "made"] {
+            let api = api_count(&router, &format!("state={state}&{range}")).await;
+            assert_eq!(
+                figure(&page, &format!("promises.{state}.{column}")),
+                api,
+                "{state} {column}"
+            );
+            due += api;
+            seen += api;
+        }
+        assert_eq!(figure(&page, &format!("promises.due.{column}")), due, "{column}");
+    }
+    assert!(seen >= 4, "the test has figures to compare");
+    assert_eq!(
+        figure(&page, "promises.broken.today"),
+        1,
+        "the window missed on the 24th"
+    );
+    assert_eq!(figure(&page, "promises.kept.last_week"), 1);
+    assert_eq!(figure(&page, "promises.broken.last_week"), 1);
+    assert!(
+        page.contains(r#"data-figure="promises.kept_rate.last_week">50 % <span class="small-sample""#),
+        "a rate of 2 settled promises is flagged: {page}"
+    );
+    // Every number links to its list, and the list counts the same.
+    assert!(page.contains(r#"href="/ui/promises?state=broken&amp;from=2026-11-24&amp;to=2026-11-24""#));
+    let (status, _, list) = get(&router, "/ui/promises?state=broken&from=2026-11-24&to=2026-11-24", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.contains(r#"<strong id="count">1</strong> promise due"#), "{list}");
+    assert!(list.contains(r#"<a href="/ui/shipments/s%3C9%3E">shipment:s&lt;9&gt;</a>"#));
+    let (_, _, list) = get(&router, "/ui/promises?from=2026-11-11&to=2026-11-17", None).await;
+    assert!(list.contains(r#"<strong id="count">2</strong> promises due"#), "{list}");
+
+    // Cases: only c2 is open past its SLA.
+    assert_eq!(figure(&page, "cases.breached"), 1);
+    let (_, _, cases) = get(&router, "/ui/cases?state=broken", None).await;
+    assert!(
+        cases.contains("case:c2") && !cases.contains("case:c3") && !cases.contains("case:c1"),
+        "{cases}"
+    );
+    // s1 went out on the 23rd and its window ended long before now.
+    assert_eq!(figure(&page, "deliveries.on_the_road"), 1);
+    assert_eq!(figure(&page, "deliveries.late"), 1);
+    let (_, _, late) = get(&router, "/ui/deliveries?late=1", None).await;
+    assert!(
+        late.contains(r#"<a href="/ui/shipments/s1">s1</a>"#) && late.contains("d7 (4 stops before)"),
+        "{late}"
+    );
+    // The weakest touchpoint of the week, with its owner.
+    let worst = &page[page.find(r#"<section id="worst">"#).unwrap()..];
+    assert!(
+        worst.contains("The one-hour delivery window") && worst.contains("owned by Logistics"),
+        "{worst}"
+    );
+
+    for bad in [
+        "/?day=yesterday",
+        "/?days=3",
+        "/ui/promises?state=lost",
+        "/ui/cases?state=made",
+    ] {
+        let (status, _, _) = get(&router, bad, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
 }

@@ -353,6 +353,15 @@ pub struct TrackedShipment {
     pub customer: Option<serde_json::Value>,
 }
 
+/// A shipment on the road now, as the shipment projection holds it.
+#[derive(Debug, Clone)]
+pub struct RoadShipment {
+    pub id: String,
+    pub shipment: troth_core::shipment::Shipment,
+    /// The customer ref of the first event that named one.
+    pub customer: Option<serde_json::Value>,
+}
+
 /// The storage a troth node runs on.
 pub trait Store: Send + Sync + 'static {
     /// Appends validated events in order and applies their projections in the same
@@ -364,6 +373,25 @@ pub trait Store: Send + Sync + 'static {
     fn overview(&self) -> impl Future<Output = Result<Overview, StoreError>> + Send;
 
     fn promises(&self, query: PromiseQuery) -> impl Future<Output = Result<PromisePage, StoreError>> + Send;
+
+    /// How many promises [`Store::promises`] would list for `query`, by state (its
+    /// cursor and limit ignored): the same filters, so the two always agree.
+    fn promise_counts(
+        &self,
+        query: PromiseQuery,
+    ) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+
+    /// Promises of these keys broken or at risk whose subject has seen no
+    /// `case.resolved` since they were made (for case promises: open cases
+    /// breaching their SLA), oldest due first, at most `limit`.
+    fn unresolved_breaches(
+        &self,
+        keys: Vec<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PromiseView>, StoreError>> + Send;
+
+    /// The shipments out for delivery or arriving now, by id.
+    fn on_the_road(&self) -> impl Future<Output = Result<Vec<RoadShipment>, StoreError>> + Send;
 
     /// Journey health per touchpoint, summed over the days from `from_day`
     /// (inclusive) to `to_day` (exclusive), days counted since 1970-01-01 UTC.

@@ -31,6 +31,12 @@ pub fn url_segment(text: &str) -> String {
     out
 }
 
+/// A whole number with thousands separators: `197567` → `197,567`, so counts read
+/// at a glance. Every count on the pages goes through it.
+pub fn count(n: impl Into<i64>) -> String {
+    troth_core::number::thousands(n.into())
+}
+
 /// The page frame: header navigation, title, body; `refresh_seconds` reloads the page.
 pub fn page(title: &str, refresh_seconds: Option<u32>, body: &str) -> String {
     let refresh = refresh_seconds

@@ -13,9 +13,11 @@ use serde_json::Value;
 use troth_core::Timestamp;
 use troth_core::health::Tally;
 use troth_core::journey::{Due, JourneyMap, Touchpoint};
+use troth_core::trend::{self, DayRange, Good, Verdict};
+use troth_core::weakest::Judgement;
 use troth_store::{EventQuery, PromiseQuery, PromiseView, Store};
 
-use super::html::{esc, page_with_script, url_segment};
+use super::html::{count, esc, page_with_script, url_segment};
 use crate::ApiError;
 use crate::extract::{invalid_param, unknown_param};
 
@@ -26,9 +28,6 @@ const DAY_US: i64 = 86_400_000_000;
 pub const DEFAULT_DAYS: i64 = 7;
 /// The longest range a page shows, so a drill-down's per-day reads stay few.
 const MAX_DAYS: i64 = 92;
-/// Shares (of promises broken, of negative answers) from which a touchpoint is amber, then red.
-pub const WARN_SHARE: f64 = 0.10;
-pub const BAD_SHARE: f64 = 0.20;
 /// How often the heat map asks for new figures.
 const REFRESH_SECONDS: u32 = 5;
 /// Broken promises listed on a drill-down, the latest first.
@@ -79,21 +78,12 @@ impl Days {
         format!("from={}&to={}", date(self.first), date(self.last))
     }
 
-    /// The same days as the health API's query: `to` is the midnight after the last day.
-    pub fn api_query(&self) -> String {
-        format!(
-            "from={}T00:00:00Z&to={}T00:00:00Z",
-            date(self.first),
-            date(self.last + 1)
-        )
-    }
-
     fn iter(&self) -> impl Iterator<Item = i64> {
         self.first..=self.last
     }
 }
 
-fn parse_day(name: &str, text: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_day(name: &str, text: &str) -> Result<i64, ApiError> {
     Timestamp::parse_rfc3339(&format!("{text}T00:00:00Z"))
         .filter(|_| text.len() == 10)
         .map(|t| t.micros().div_euclid(DAY_US))
@@ -123,8 +113,9 @@ pub fn date(day: i64) -> String {
     Timestamp(day * DAY_US).to_string()[..10].to_owned()
 }
 
-/// How a touchpoint is doing: the worse of the share of settled promises broken and
-/// the share of survey answers that were negative.
+/// How a touchpoint is doing on its own figures: the worse of the share of settled
+/// promises broken and the share of survey answers that were negative. The
+/// drill-down's headline figure; the colour comes from [`level`].
 fn worst_share(t: &Tally) -> Option<f64> {
     let settled = t.promises_kept + t.promises_broken;
     let broken = (settled > 0).then(|| t.promises_broken as f64 / settled as f64);
@@ -135,13 +126,15 @@ fn worst_share(t: &Tally) -> Option<f64> {
     }
 }
 
-/// The CSS class of a health level.
-fn level(t: &Tally) -> &'static str {
-    match worst_share(t) {
-        Some(w) if w >= BAD_SHARE => "h-bad",
-        Some(w) if w >= WARN_SHARE => "h-warn",
-        Some(_) => "h-good",
-        None => "h-none",
+/// The CSS class of a touchpoint's card: the weakest-link judgement
+/// ([`troth_core::weakest::judge`]), so a card is red exactly when the ranking
+/// scores it above zero, and never green while it is a weakest link.
+fn level(t: &Touchpoint, tally: &Tally) -> &'static str {
+    match troth_core::weakest::judge(t, tally) {
+        Judgement::Short => "h-bad",
+        Judgement::Watch => "h-warn",
+        Judgement::Meets => "h-good",
+        Judgement::Unmeasured => "h-none",
     }
 }
 
@@ -179,7 +172,7 @@ fn tally_of(tallies: &[(String, Tally)], touchpoint: &str) -> Tally {
 }
 
 /// The owners' names, as the map's functions call them.
-fn owner_names(map: &JourneyMap, t: &Touchpoint) -> String {
+pub(super) fn owner_names(map: &JourneyMap, t: &Touchpoint) -> String {
     t.owners
         .iter()
         .map(|key| {
@@ -214,58 +207,109 @@ pub(super) fn range_form(action: &str, days: &Days) -> String {
     )
 }
 
-/// The journey as a heat map: a column per stage, a cell per touchpoint coloured by
-/// health, each linking to its drill-down.
+/// The journey: its weakest links first, then the heat map (a column per stage, a
+/// card per touchpoint coloured by the weakest-link judgement, each linking to its
+/// drill-down), then the expectation chasm.
 pub async fn journey<S: Store>(store: &S, map: &JourneyMap, params: &[(String, String)]) -> PageResult {
     let days = Days::from_params(store, params).await?;
-    let tallies = store.health(Some(days.first), Some(days.last + 1)).await?;
     let self_path = format!("/ui/journeys/{}", url_segment(&map.key));
     let mut body = range_form(&self_path, &days);
     let _ = write!(
         body,
-        r#"<div class="legend" aria-label="legend"><span><i class="swatch h-good"></i>under {warn} %</span><span><i class="swatch h-warn"></i>{warn}–{bad} %</span><span><i class="swatch h-bad"></i>{bad} % or more</span><span><i class="swatch h-none"></i>no promise settled, no answer</span>
-<span class="muted">of promises broken or survey answers negative, whichever is worse · {} to {}</span></div>
-<p id="refresh-status" class="muted" aria-live="polite">Figures as of page load.</p>"#,
+        r#"<p class="muted">{} to {} (UTC days), against the {} days before.</p>"#,
         date(days.first),
         date(days.last),
-        warn = js_round(WARN_SHARE * 100.0),
-        bad = js_round(BAD_SHARE * 100.0),
+        days.last - days.first + 1,
     );
-    // journey.js polls data-health-url (the health API's handler, mounted under the
-    // pages' sign-in so the cookie is enough) and rewrites the cells in place.
+    // journey.js asks data-live-url for this part again and swaps what changed, so
+    // the figures, colours and ranking stay current with one rendering, the server's.
     let _ = write!(
         body,
-        r#"<div id="heatmap" class="heatmap" style="--stages:{}" data-health-url="{}/health?{}" data-refresh-seconds="{REFRESH_SECONDS}" data-warn="{WARN_SHARE}" data-bad="{BAD_SHARE}" data-from="{}" data-to="{}">"#,
-        map.stages.len().max(1),
-        self_path,
-        esc(&days.api_query()),
+        r#"<div id="live" data-live-url="{self_path}/live?{}" data-refresh-seconds="{REFRESH_SECONDS}" data-from="{}" data-to="{}">"#,
+        esc(&days.page_query()),
         date(days.first),
         date(days.last),
     );
-    for stage in &map.stages {
-        let _ = write!(
-            body,
-            r#"<section class="stage" data-stage="{}"><h2>{}</h2>"#,
-            esc(&stage.key),
-            esc(&stage.name)
-        );
-        for t in map.touchpoints.iter().filter(|t| t.stage == stage.key) {
-            body.push_str(&cell(map, t, &tally_of(&tallies, &t.key), &days));
-        }
-        body.push_str("</section>");
-    }
-    body.push_str("</div>");
-    let tallies: HashMap<String, Tally> = tallies.into_iter().collect();
-    body.push_str(&weakest_links_section(map, &tallies, &days));
+    body.push_str(&live_sections(store, map, &days).await?);
+    body.push_str(r#"</div><p id="refresh-status" class="muted" aria-live="polite">Figures as of page load.</p>"#);
+    let tallies: HashMap<String, Tally> = store
+        .health(Some(days.first), Some(days.last + 1))
+        .await?
+        .into_iter()
+        .collect();
     let answers = store
         .survey_answers(Some(days.first * DAY_US), Some((days.last + 1) * DAY_US))
         .await?;
-    body.push_str(&chasm_section(&troth_core::chasm::chasm(map, &answers, &tallies, 10)));
+    body.push_str(&chasm_section(
+        map,
+        &troth_core::chasm::chasm(map, &answers, &tallies, 10),
+    ));
     Ok(Some(page_with_script(
         &format!("Journey: {}", map.name),
         &body,
         "/assets/journey.js",
     )))
+}
+
+/// The part of the journey page journey.js keeps current, on its own.
+pub async fn live<S: Store>(store: &S, map: &JourneyMap, params: &[(String, String)]) -> PageResult {
+    let days = Days::from_params(store, params).await?;
+    Ok(Some(live_sections(store, map, &days).await?))
+}
+
+/// The weakest links and the heat map, over `days` and against the days before.
+async fn live_sections<S: Store>(store: &S, map: &JourneyMap, days: &Days) -> Result<String, ApiError> {
+    let before = DayRange {
+        first: days.first,
+        last: days.last,
+    }
+    .previous();
+    let now: HashMap<String, Tally> = store
+        .health(Some(days.first), Some(days.last + 1))
+        .await?
+        .into_iter()
+        .collect();
+    let then: HashMap<String, Tally> = store
+        .health(Some(before.first), Some(before.last + 1))
+        .await?
+        .into_iter()
+        .collect();
+    let mut out = weakest_links_section(map, &now, days);
+    out.push_str(&format!(
+        r#"<h2 id="touchpoints">Every touchpoint</h2><div class="legend" aria-label="legend"><span><i class="swatch h-bad"></i>falls short of its targets (a weakest link)</span><span><i class="swatch h-warn"></i>over a target, too few cases to be sure</span><span><i class="swatch h-good"></i>meets its targets</span><span><i class="swatch h-none"></i>nothing measured</span>
+<span><span class="small-sample">⚠</span> fewer than {} answers or settled promises: read with care</span> <span>▲▼ against the {} days before</span></div>"#,
+        troth_core::trend::SMALL_SAMPLE,
+        days.last - days.first + 1,
+    ));
+    let _ = write!(
+        out,
+        r#"<div id="heatmap" class="heatmap" style="--stages:{}">"#,
+        map.stages.len().max(1),
+    );
+    let empty = Tally::default();
+    for stage in &map.stages {
+        let (plain, term) = stage.plain_name();
+        let _ = write!(
+            out,
+            r#"<section class="stage" data-stage="{}"><h2>{}{}</h2>"#,
+            esc(&stage.key),
+            esc(&plain),
+            term.map(|t| format!(r#"<span class="subtitle">{}</span>"#, esc(t)))
+                .unwrap_or_default(),
+        );
+        for t in map.touchpoints.iter().filter(|t| t.stage == stage.key) {
+            out.push_str(&cell(
+                map,
+                t,
+                now.get(&t.key).unwrap_or(&empty),
+                then.get(&t.key).unwrap_or(&empty),
+                days,
+            ));
+        }
+        out.push_str("</section>");
+    }
+    out.push_str("</div>");
+    Ok(out)
 }
 
 /// Weakest links shown on the journey page.
@@ -279,7 +323,9 @@ fn weakest_links_section(map: &JourneyMap, tallies: &HashMap<String, Tally>, day
         .filter(|l| l.score > 0.0)
         .take(LINKS_SHOWN)
         .collect();
-    let mut out = String::from(r#"<section id="weakest-links"><h2>Weakest links</h2>"#);
+    let mut out = String::from(
+        r#"<section id="weakest-links"><h2>Weakest links</h2><p class="muted">The touchpoints furthest below their targets, weighed by how many customers met them (score: the shortfall × ln(1 + exposures)); their cards below are red.</p>"#,
+    );
     if links.is_empty() {
         out.push_str(r#"<p class="muted">Every touchpoint with something measured meets its targets in these days.</p></section>"#);
         return out;
@@ -293,14 +339,14 @@ fn weakest_links_section(map: &JourneyMap, tallies: &HashMap<String, Tally>, day
             .stages
             .iter()
             .find(|s| s.key == t.stage)
-            .map_or(t.stage.as_str(), |s| s.name.as_str());
+            .map_or(t.stage.clone(), |s| s.plain_name().0);
         let _ = write!(
             out,
             r#"<li data-touchpoint="{key}"><a class="link-name" href="{href}">{name}</a> <span class="muted">· {stage} · owned by {owners} · score {score:.2}</span><br><span class="why">{why}</span></li>"#,
             key = esc(&t.key),
             href = esc(&touchpoint_href(map, t, days)),
             name = esc(&t.name),
-            stage = esc(stage),
+            stage = esc(&stage),
             owners = esc(&owner_names(map, t)),
             score = link.score,
             why = esc(&link.why),
@@ -310,58 +356,112 @@ fn weakest_links_section(map: &JourneyMap, tallies: &HashMap<String, Tally>, day
     out
 }
 
-/// The chasm as bars: per stage, the satisfaction the stages before it led customers
-/// to expect against what it delivered; then the cohort it swallowed.
-fn chasm_section(chasm: &troth_core::chasm::Chasm) -> String {
-    const BAR_W: f64 = 26.0;
-    const GROUP_W: f64 = 110.0;
-    const H: f64 = 120.0;
-    let width = GROUP_W * chasm.stages.len() as f64 + 20.0;
-    let mut out = String::from(
-        r#"<section id="chasm"><h2>The expectation chasm</h2><p class="muted">Mean satisfaction (0–1) the earlier stages led customers to expect, against what each stage delivered.</p>"#,
-    );
+/// The chasm as bars on a satisfaction axis: per stage, what the stages before it
+/// led customers to expect against what it delivered, a sentence saying where the
+/// drop is, then the cohort it swallowed.
+fn chasm_section(map: &JourneyMap, chasm: &troth_core::chasm::Chasm) -> String {
+    const LEFT: f64 = 60.0;
+    const TOP: f64 = 10.0;
+    const H: f64 = 150.0;
+    const GROUP_W: f64 = 130.0;
+    const BAR_W: f64 = 34.0;
+    let plain = |key: &str| {
+        map.stages
+            .iter()
+            .find(|s| s.key == key)
+            .map_or(key.to_owned(), |s| s.plain_name().0)
+    };
+    let width = LEFT + GROUP_W * chasm.stages.len() as f64 + 10.0;
+    let mut out = String::from(r#"<section id="chasm"><h2>Where expectations and experience part</h2>"#);
+    let answers: i64 = chasm.stages.iter().map(|s| s.answers).sum();
+    let sentence = match chasm.deepest() {
+        Some(s) => format!(
+            "Customers were let down most at {}: the stages before it led them to expect {} satisfaction, and it delivered {}{}.",
+            plain(&s.stage),
+            percent(s.expected),
+            percent(s.delivered),
+            if troth_core::trend::small_sample(s.answers) {
+                format!(" (from only {} answers: read with care)", count(s.answers))
+            } else {
+                format!(" (from {} answers)", count(s.answers))
+            },
+        ),
+        None if answers == 0 => "No survey answer or review in these days.".to_owned(),
+        None => "No stage delivered less than the stages before it led customers to expect.".to_owned(),
+    };
+    let _ = write!(out, r#"<p id="chasm-sentence"><strong>{}</strong></p>"#, esc(&sentence));
     let _ = write!(
         out,
-        r#"<svg class="chart chasm" viewBox="0 0 {width} {}" role="img" aria-label="expected and delivered satisfaction per stage">"#,
-        H + 40.0
+        r#"<div class="scroll"><svg class="chart chasm" viewBox="0 0 {width} {}" role="img" aria-label="expected and delivered satisfaction per stage">"#,
+        TOP + H + 40.0
+    );
+    let y = |v: f64| TOP + H - v.clamp(0.0, 1.0) * H;
+    for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let _ = write!(
+            out,
+            r##"<line x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{:.1}" y="{y:.1}" class="axis" text-anchor="end" dy=".35em">{} %</text>"##,
+            width - 10.0,
+            LEFT - 6.0,
+            (tick * 100.0) as i64,
+            y = y(tick),
+        );
+    }
+    let _ = write!(
+        out,
+        r#"<text x="10" y="{:.1}" class="axis" transform="rotate(-90 10 {:.1})" text-anchor="middle" dy=".35em">satisfaction</text>"#,
+        TOP + H / 2.0,
+        TOP + H / 2.0
     );
     for (i, stage) in chasm.stages.iter().enumerate() {
-        let x = 10.0 + GROUP_W * i as f64;
-        for (j, (value, class)) in [(stage.expected, "expected"), (stage.delivered, "delivered")]
-            .into_iter()
-            .enumerate()
+        let x = LEFT + GROUP_W * i as f64 + 20.0;
+        for (j, (value, class, label)) in [
+            (stage.expected, "expected", "expected"),
+            (stage.delivered, "delivered", "delivered"),
+        ]
+        .into_iter()
+        .enumerate()
         {
             if let Some(v) = value {
-                let h = (v.clamp(0.0, 1.0) * H).max(1.0);
+                let bar_x = x + j as f64 * (BAR_W + 6.0);
                 let _ = write!(
                     out,
-                    r#"<rect class="{class}" x="{:.1}" y="{:.1}" width="{BAR_W}" height="{h:.1}"><title>{class}: {v:.2}</title></rect>"#,
-                    x + 20.0 + j as f64 * (BAR_W + 4.0),
-                    H - h + 5.0,
+                    r#"<rect class="{class}" x="{bar_x:.1}" y="{:.1}" width="{BAR_W}" height="{:.1}"><title>{label}: {}</title></rect><text x="{:.1}" y="{:.1}" class="value" text-anchor="middle">{}</text>"#,
+                    y(v),
+                    (TOP + H - y(v)).max(1.0),
+                    percent(Some(v)),
+                    bar_x + BAR_W / 2.0,
+                    y(v) - 4.0,
+                    percent(Some(v)),
                 );
             }
         }
-        let gap = stage.gap.map_or(String::new(), |g| format!(" gap {g:+.2}"));
         let _ = write!(
             out,
-            r#"<text x="{:.1}" y="{:.1}" class="axis">{}{}</text>"#,
-            x + 10.0,
-            H + 22.0,
-            esc(&stage.stage),
-            esc(&gap)
+            r#"<text x="{:.1}" y="{:.1}" class="axis stage" text-anchor="middle">{}</text>"#,
+            x + BAR_W + 3.0,
+            TOP + H + 18.0,
+            esc(&plain(&stage.stage)),
+        );
+        let _ = write!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" class="axis" text-anchor="middle">{} answers</text>"#,
+            x + BAR_W + 3.0,
+            TOP + H + 32.0,
+            count(stage.answers),
         );
     }
     out.push_str(
-        r#"</svg><p class="legend"><span><i class="swatch expected"></i>expected</span><span><i class="swatch delivered"></i>delivered</span></p>"#,
+        r#"</svg></div><p class="legend"><span><i class="swatch expected"></i>expected: the mean satisfaction of the answers at the stages before</span><span><i class="swatch delivered"></i>delivered: at this stage</span><span class="muted">Satisfaction: NPS ÷ 10, (CSAT − 1) ÷ 4, (7 − CES) ÷ 6, (stars − 1) ÷ 4, as a share of the best.</span></p>"#,
     );
     let cohort = &chasm.cohort;
+    let names = |keys: &[String]| keys.iter().map(|k| plain(k)).collect::<Vec<_>>().join(", ");
     let _ = write!(
         out,
         r#"<p id="chasm-cohort">{} of {} customers who answered both early ({}) and late ({}) were pleased early and let down late"#,
-        cohort.count,
-        cohort.answered_both,
-        esc(&cohort.early_stages.join(", ")),
-        esc(&cohort.late_stages.join(", ")),
+        count(cohort.count as i64),
+        count(cohort.answered_both as i64),
+        esc(&names(&cohort.early_stages)),
+        esc(&names(&cohort.late_stages)),
     );
     if cohort.customers.is_empty() {
         out.push_str(".</p>");
@@ -379,38 +479,120 @@ fn chasm_section(chasm: &troth_core::chasm::Chasm) -> String {
     out
 }
 
-/// One heat-map cell. `data-f` names the figure journey.js rewrites; `data-when`
-/// hides a line when its figure has no value.
-fn cell(map: &JourneyMap, t: &Touchpoint, tally: &Tally, days: &Days) -> String {
+/// One heat-map card: its figures, each with its change against the days before
+/// and a warning where it rests on few cases. `data-f` names a figure for tests and
+/// tools; journey.js swaps whole cards.
+fn cell(map: &JourneyMap, t: &Touchpoint, tally: &Tally, before: &Tally, days: &Days) -> String {
     let settled = tally.promises_kept + tally.promises_broken;
-    let promise_line = if t.promises.is_empty() {
-        String::new()
-    } else {
-        format!(
-            r#"<span class="fig">promises kept <b data-f="kept_rate">{}</b> of <b data-f="settled">{settled}</b></span>"#,
+    let mut figures = format!(
+        r#"<span class="fig"><b data-f="exposure">{}</b> exposures{}</span>"#,
+        count(tally.exposure),
+        chg(
+            trend::count_change(tally.exposure, before.exposure, Good::Higher),
+            " %",
+            false
+        ),
+    );
+    if !t.promises.is_empty() {
+        let _ = write!(
+            figures,
+            r#"<span class="fig">promises kept <b data-f="kept_rate">{}</b> of <b data-f="settled">{}</b>{}{}</span>"#,
             percent(tally.promise_kept_rate()),
-        )
-    };
-    let hidden = |x: Option<f64>| if x.is_none() { " hidden" } else { "" };
+            count(settled),
+            chg(
+                trend::share_change(tally.promise_kept_rate(), before.promise_kept_rate(), Good::Higher),
+                " pts",
+                true
+            ),
+            flag(settled, None),
+        );
+    }
+    if tally.outcomes > 0 {
+        let _ = write!(
+            figures,
+            r#"<span class="fig">failed <b data-f="failure_rate">{}</b> of <b data-f="outcomes">{}</b> outcomes{}{}</span>"#,
+            percent(tally.failure_rate()),
+            count(tally.outcomes),
+            chg(
+                trend::share_change(tally.failure_rate(), before.failure_rate(), Good::Lower),
+                " pts",
+                true
+            ),
+            flag(tally.outcomes, None),
+        );
+    }
+    let _ = write!(
+        figures,
+        r#"<span class="fig"><b data-f="answers">{}</b> {}, <b data-f="negative_rate">{}</b> negative{}{}</span>"#,
+        count(tally.answers),
+        if tally.answers == 1 { "answer" } else { "answers" },
+        percent(negative_share(tally)),
+        chg(
+            trend::share_change(negative_share(tally), negative_share(before), Good::Lower),
+            " pts",
+            true
+        ),
+        flag(tally.answers, None),
+    );
+    if let Some(nps) = tally.nps() {
+        let _ = write!(
+            figures,
+            r#"<span class="fig">NPS <b data-f="nps">{}</b>{}</span>"#,
+            whole(Some(nps)),
+            flag(tally.nps_answers, Some("answers")),
+        );
+    }
+    if let Some(csat) = tally.csat() {
+        let _ = write!(
+            figures,
+            r#"<span class="fig">CSAT <b data-f="csat">{}</b> of 5{}</span>"#,
+            one_decimal(Some(csat)),
+            flag(tally.csat_answers, Some("answers")),
+        );
+    }
     format!(
         r#"<a class="cell {level}" href="{href}" data-touchpoint="{key}"><strong>{name}</strong>
-<span class="fig"><b data-f="exposure">{exposure}</b> exposures</span>{promise_line}
-<span class="fig"><b data-f="answers">{answers}</b> answers, <b data-f="negative_rate">{negative}</b> negative</span>
-<span class="fig" data-when="nps"{nps_hidden}>NPS <b data-f="nps">{nps}</b></span>
-<span class="fig" data-when="csat"{csat_hidden}>CSAT <b data-f="csat">{csat}</b></span>
-<span class="owners">{owners}</span></a>"#,
-        level = level(tally),
+{figures}<span class="owners">{owners}</span></a>"#,
+        level = level(t, tally),
         href = esc(&touchpoint_href(map, t, days)),
         key = esc(&t.key),
         name = esc(&t.name),
-        exposure = tally.exposure,
-        answers = tally.answers,
-        negative = percent(negative_share(tally)),
-        nps = whole(tally.nps()),
-        nps_hidden = hidden(tally.nps()),
-        csat = one_decimal(tally.csat()),
-        csat_hidden = hidden(tally.csat()),
         owners = esc(&owner_names(map, t)),
+    )
+}
+
+/// A change against the days before, as a small arrow and size; coloured by whether
+/// it is good news when `coloured` (volume is neither).
+fn chg(change: Option<trend::Change>, unit: &str, coloured: bool) -> String {
+    match change {
+        Some(c) if c.verdict != Verdict::Same => {
+            let class = match c.verdict {
+                Verdict::Better if coloured => "good",
+                Verdict::Worse if coloured => "bad",
+                _ => "muted",
+            };
+            format!(
+                r#" <span class="chg {class}" title="against the days before">{}</span>"#,
+                esc(&super::overview::change_text(c, unit))
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// The small-sample warning after a figure from `n` cases: `⚠ few`, or with `noun`
+/// where the line does not already say how many (`NPS -40 ⚠ from 5 answers`).
+fn flag(n: i64, noun: Option<&str>) -> String {
+    if !trend::small_sample(n) {
+        return String::new();
+    }
+    let text = match noun {
+        Some(noun) => format!("⚠ from {} {noun}", count(n)),
+        None => "⚠ few".to_owned(),
+    };
+    format!(
+        r#" <span class="small-sample" title="fewer than {} — read with care">{text}</span>"#,
+        trend::SMALL_SAMPLE
     )
 }
 
@@ -468,7 +650,7 @@ pub async fn touchpoint<S: Store>(
         total.answers,
         whole(total.nps()),
         one_decimal(total.csat()),
-        level = level(&total),
+        level = level(t, &total),
     );
     body.push_str("<h2>Per day</h2>");
     body.push_str(&trend_chart(&per_day));
@@ -697,7 +879,7 @@ async fn broken_promises<S: Store>(store: &S, t: &Touchpoint, days: &Days) -> Re
 
 /// A customer key from a customer ref as an event sent it: the sender's id, else an
 /// identity key that `/ui/customers/{key}` resolves.
-fn customer_key(customer: &Value) -> Option<String> {
+pub(super) fn customer_key(customer: &Value) -> Option<String> {
     if let Some(id) = customer["id"].as_str() {
         return Some(id.to_owned());
     }
@@ -724,18 +906,19 @@ mod tests {
     }
 
     #[test]
-    fn the_worse_share_sets_the_colour() {
-        let t = |kept, broken, answers, negative| Tally {
+    fn the_colour_is_the_weakest_link_judgement() {
+        let map = troth_core::journey::parse_journey(include_str!("../../../../journeys/retail.toml")).unwrap();
+        let window = map.touchpoint("delivery_window").unwrap();
+        let t = |kept, broken, exposure| Tally {
+            exposure,
             promises_kept: kept,
             promises_broken: broken,
-            answers,
-            negative_answers: negative,
             ..Default::default()
         };
-        assert_eq!(level(&t(0, 0, 0, 0)), "h-none");
-        assert_eq!(level(&t(95, 5, 0, 0)), "h-good");
-        assert_eq!(level(&t(95, 5, 10, 1)), "h-warn", "10 % negative is amber");
-        assert_eq!(level(&t(4, 1, 100, 0)), "h-bad", "20 % broken is red");
+        assert_eq!(level(window, &t(0, 0, 10)), "h-none");
+        assert_eq!(level(window, &t(99, 1, 100)), "h-good");
+        assert_eq!(level(window, &t(4, 1, 5)), "h-warn", "over target, too few to be sure");
+        assert_eq!(level(window, &t(70, 30, 100)), "h-bad", "a weakest link");
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! The web UI served by the binary: server-rendered HTML, assets embedded, no
 //! scripts from elsewhere. Pages read through the same [`Store`] as the API.
 //!
-//! - `/` — the overview: events and customers, events by type, the latest events;
+//! - `/` — the morning overview: promises due today and this week against last week,
+//!   the weakest touchpoints with their owners, deliveries on the road and late now,
+//!   open cases breaching their SLA; each number links to the list behind it:
+//! - `/ui/promises`, `/ui/deliveries`, `/ui/cases` — those lists;
 //! - `/ui/customers/{id}` — the agent's view of one customer: profile and timeline;
 //! - `/ui/shipments/{id}` — one shipment: its real stages, window, driver and trail;
-//! - `/ui/journeys/{key}` — the journey's heat map: stages × touchpoints coloured by
-//!   health over a range of days, kept current by `journey.js` without reloading;
+//! - `/ui/journeys/{key}` — the journey: its weakest links, the heat map of stages ×
+//!   touchpoints coloured by the weakest-link judgement with week-over-week changes,
+//!   the expectation chasm; `journey.js` keeps the first two current from
+//!   `/ui/journeys/{key}/live` without reloading;
 //! - `/ui/journeys/{key}/touchpoints/{touchpoint}` — one touchpoint's drill-down: its
 //!   trend per day, owners, promises and the promises broken there;
 //! - `/ui/carriers` — carrier scorecards: per carrier and driver, windows kept, first
@@ -17,6 +22,8 @@
 mod carriers;
 pub(crate) mod html;
 mod journey;
+mod lists;
+mod overview;
 mod pages;
 
 use axum::Router;
@@ -38,11 +45,14 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
         .route("/ui/shipments/{id}", get(shipment::<S>))
         .route("/ui/journeys/{key}", get(journey::<S>))
         .route("/ui/journeys/{key}/touchpoints/{touchpoint}", get(touchpoint::<S>))
-        // The health API's own handler, behind the pages' sign-in: journey.js polls it
-        // with the sign-in cookie, which the bearer-only /api/v1 routes do not read.
-        .route("/ui/journeys/{key}/health", get(crate::journeys::health::<S>))
+        // The journey page's weakest links and heat map alone, behind the pages'
+        // sign-in: journey.js polls it with the sign-in cookie.
+        .route("/ui/journeys/{key}/live", get(journey_live::<S>))
         .route("/ui/journey", get(followed_journey::<S>))
         .route("/ui/carriers", get(carriers::<S>))
+        .route("/ui/promises", get(promise_list::<S>))
+        .route("/ui/deliveries", get(deliveries::<S>))
+        .route("/ui/cases", get(cases::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
             (state, Scope::Read),
             crate::auth::require_page::<S>,
@@ -56,8 +66,23 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
         .route("/assets/journey.js", get(journey_script))
 }
 
-async fn overview<S: Store>(State(state): State<AppState<S>>) -> Response {
-    render(pages::overview(&state.store).await)
+async fn overview<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
+    let map = state.journey.get();
+    render(overview::overview(&state.store, map.as_deref(), &params).await)
+}
+
+async fn promise_list<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
+    let map = state.journey.get();
+    render(lists::promises(&state.store, map.as_deref(), &params).await)
+}
+
+async fn deliveries<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
+    render(lists::deliveries(&state.store, &params).await)
+}
+
+async fn cases<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
+    let map = state.journey.get();
+    render(lists::cases(&state.store, map.as_deref(), &params).await)
 }
 
 async fn customer<S: Store>(State(state): State<AppState<S>>, Segment(id): Segment) -> Response {
@@ -99,6 +124,17 @@ async fn journey<S: Store>(
 ) -> Response {
     match state.journey.get() {
         Some(map) if map.key == key => render(journey::journey(&state.store, &map, &params).await),
+        _ => render(Ok(None)),
+    }
+}
+
+async fn journey_live<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(key): Segment,
+    Params(params): Params,
+) -> Response {
+    match state.journey.get() {
+        Some(map) if map.key == key => render(journey::live(&state.store, &map, &params).await),
         _ => render(Ok(None)),
     }
 }

@@ -11,41 +11,6 @@ use crate::ApiError;
 
 type PageResult = Result<Option<String>, ApiError>;
 
-pub async fn overview<S: Store>(store: &S) -> PageResult {
-    let overview = store.overview().await?;
-    let latest = store
-        .events(EventQuery {
-            newest_first: true,
-            limit: 30,
-            ..Default::default()
-        })
-        .await?;
-    let mut body = String::new();
-    let _ = write!(
-        body,
-        r#"<div class="cards"><div class="card"><div class="n">{}</div><div class="l">events</div></div>
-<div class="card"><div class="n">{}</div><div class="l">customers</div></div>
-<div class="card"><div class="n">{}</div><div class="l">event types seen</div></div></div>"#,
-        overview.events,
-        overview.customers,
-        overview.by_type.len()
-    );
-    body.push_str(r#"<div class="grid2"><section><h2>Latest events</h2>"#);
-    body.push_str(&event_table(&latest.events));
-    body.push_str(r#"</section><section><h2>Events by type</h2><table><tr><th>type</th><th>events</th><th></th></tr>"#);
-    let top = overview.by_type.first().map_or(1, |(_, n)| (*n).max(1));
-    for (event_type, n) in &overview.by_type {
-        let _ = write!(
-            body,
-            r#"<tr><td><code>{}</code></td><td class="num">{n}</td><td style="width:35%"><div class="bar" style="width:{:.1}%"></div></td></tr>"#,
-            esc(event_type),
-            *n as f64 * 100.0 / top as f64
-        );
-    }
-    body.push_str("</table></section></div>");
-    Ok(Some(page("Overview", Some(5), &body)))
-}
-
 pub async fn customer<S: Store>(store: &S, key: &str) -> PageResult {
     let Some(profile) = store.customer(key.to_owned()).await? else {
         return Ok(None);
@@ -393,54 +358,234 @@ pub(super) fn clock(time: &str) -> String {
     }
 }
 
-/// The API reference, rendered from the OpenAPI description.
+/// The API's areas in the order a user meets them: send events, look people up,
+/// read the journey, the carriers and deliveries, then drivers' devices, messages
+/// and keys. Each with what it is for.
+const AREAS: &[(&str, &str, &str)] = &[
+    (
+        "events",
+        "Send and read events",
+        "Everything troth knows arrives as an event. Send them one, a thousand or a stream at a time; read them back in the order they were stored.",
+    ),
+    (
+        "customers",
+        "Customers",
+        "A customer by any of their identities, with what they did.",
+    ),
+    (
+        "journeys",
+        "The journey",
+        "Promises made and kept, each touchpoint's health, the weakest links and the expectation chasm, over the days you choose.",
+    ),
+    (
+        "carriers",
+        "Carriers",
+        "Windows kept, first attempts, lost parcels, lateness and tracking views per carrier and driver.",
+    ),
+    (
+        "tracking",
+        "Tracking links",
+        "The customer's tracking page as JSON and a live stream; the token is the credential.",
+    ),
+    (
+        "drivers",
+        "Drivers' phones",
+        "Devices and positions, and the OsmAnd protocol GPS apps such as Traccar Client speak.",
+    ),
+    (
+        "outbox",
+        "Messages and webhooks",
+        "What plays asked to send, and dead letters to retry (master key only).",
+    ),
+    (
+        "keys",
+        "API keys",
+        "Scoped keys for senders, readers and admins (master key only).",
+    ),
+];
+
+/// A request and its answer, for the routes a user starts with.
+const EXAMPLES: &[(&str, &str, &str, &str)] = &[
+    (
+        "post",
+        "/api/v1/events",
+        r#"curl -X POST http://localhost:7878/api/v1/events \
+  -H 'Authorization: Bearer KEY' -H 'Content-Type: application/json' \
+  -d '[{"id":"evt-1","type":"order.placed","time":"2026-11-23T09:12:00Z",
+        "customer":{"email":"ann@example.org"},"subject":"order:o-1",
+        "data":{"order":"o-1","items":[{"sku":"a","qty":1,"price":1999}],
+                "total":1999,"currency":"EUR","delivery":"home"}}]'"#,
+        r#"{"results":[{"id":"evt-1","status":"accepted","position":1}]}"#,
+    ),
+    (
+        "get",
+        "/api/v1/events",
+        "curl 'http://localhost:7878/api/v1/events?type=order.placed&limit=2' -H 'Authorization: Bearer KEY'",
+        r#"{"events":[{"id":"evt-1","type":"order.placed",…,"seq":1,"received_at":"2026-11-23T09:12:01Z"}],"next":null}"#,
+    ),
+    (
+        "get",
+        "/api/v1/customers/{id}",
+        "curl http://localhost:7878/api/v1/customers/email:ann@example.org -H 'Authorization: Bearer KEY'",
+        r#"{"id":"cus_1","identities":[{"kind":"email","value":"ann@example.org"}],"events":1,"event_counts":{"order.placed":1},…}"#,
+    ),
+    (
+        "get",
+        "/api/v1/journeys/{key}/promises",
+        "curl 'http://localhost:7878/api/v1/journeys/retail/promises?state=broken&from=2026-11-23T00:00:00Z&to=2026-11-24T00:00:00Z'",
+        r#"{"promises":[{"id":"delivery_window:evt-3","key":"delivery_window","touchpoint":"delivery_window","subject":"shipment:s1","state":"broken","due":"2026-11-23T12:37:00Z",…}],"next":null}"#,
+    ),
+    (
+        "get",
+        "/api/v1/journeys/{key}/weakest-links",
+        "curl 'http://localhost:7878/api/v1/journeys/retail/weakest-links?from=2026-11-17T00:00:00Z&to=2026-11-24T00:00:00Z'",
+        r#"{"links":[{"touchpoint":"delivery_window","owners":["logistics"],"score":0.51,"why":"15% of 569 promises broken (target: at most 5%)",…}]}"#,
+    ),
+    (
+        "get",
+        "/api/v1/carriers",
+        "curl 'http://localhost:7878/api/v1/carriers?from=2026-11-17T00:00:00Z'",
+        r#"{"from":"2026-11-17T00:00:00Z","to":null,"carriers":[{"carrier":"swiftpost","shipments":190,"window_hit_rate":0.70,"windows_kept":155,"windows_broken":67,"first_attempt_rate":0.89,"lost":2,…,"drivers":[…]}]}"#,
+    ),
+    (
+        "post",
+        "/api/v1/keys",
+        r#"curl -X POST http://localhost:7878/api/v1/keys -H 'Authorization: Bearer MASTER' \
+  -H 'Content-Type: application/json' -d '{"name":"shop","scopes":["ingest"]}'"#,
+        r#"{"uid":"…","name":"shop","scopes":["ingest"],"created_at":"2026-11-23T09:00:00Z","key":"…(shown once)"}"#,
+    ),
+];
+
+/// Text from the OpenAPI description, escaped, with its `code` spans as code.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<code>{}</code>", esc(part));
+        } else {
+            out.push_str(&esc(part));
+        }
+    }
+    out
+}
+
+/// What an HTTP status means when the description says nothing more.
+fn status_text(status: &str) -> &'static str {
+    match status {
+        "200" => "OK",
+        "201" => "Created",
+        "204" => "Done, nothing to return",
+        "400" => "A parameter or the body is invalid (problem+json naming the field)",
+        "401" => "No key, or not a valid one",
+        "403" => "The key may not do this",
+        "404" => "Not found",
+        "409" => "Conflict",
+        _ => "",
+    }
+}
+
+/// The API reference, rendered from the OpenAPI description: grouped by area in the
+/// order a user needs them, with a request and its answer for the routes one starts with.
 pub fn api_docs() -> String {
     use utoipa::OpenApi;
     let spec = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap_or_default();
     let mut body = String::from(
-        r#"<p>Every <code>/api/v1</code> route takes and returns JSON; errors are <code>application/problem+json</code>. The machine-readable description is at <a href="/openapi.json">/openapi.json</a>.</p>"#,
+        r#"<p>Every <code>/api/v1</code> route takes and returns JSON; errors are <code>application/problem+json</code> naming the field at fault. With a master key, send <code>Authorization: Bearer KEY</code>. Times are RFC 3339 (<code>2026-11-23T09:12:00Z</code>). The machine-readable description is at <a href="/openapi.json">/openapi.json</a>.</p><nav class="toc"><strong>Areas:</strong> "#,
     );
+    let mut operations: Vec<(String, String, String, &Value)> = Vec::new();
     if let Some(paths) = spec["paths"].as_object() {
         for (path, methods) in paths {
-            let Some(methods) = methods.as_object() else { continue };
-            for (method, operation) in methods {
-                let _ = write!(
-                    body,
-                    r#"<div class="endpoint"><p><span class="method">{}</span><code>{}</code></p><p>{}</p>"#,
-                    esc(&method.to_uppercase()),
-                    esc(path),
-                    esc(operation["description"]
+            for (method, operation) in methods.as_object().into_iter().flatten() {
+                let tag = operation["tags"][0].as_str().unwrap_or("other").to_owned();
+                operations.push((tag, path.clone(), method.clone(), operation));
+            }
+        }
+    }
+    let mut areas: Vec<(&str, &str, &str)> = AREAS.to_vec();
+    if operations.iter().any(|(tag, ..)| !AREAS.iter().any(|(t, ..)| t == tag)) {
+        areas.push(("other", "Other", ""));
+    }
+    let toc: Vec<String> = areas
+        .iter()
+        .map(|(tag, title, _)| format!(r##"<a href="#{tag}">{}</a>"##, esc(title)))
+        .collect();
+    body.push_str(&toc.join(" · "));
+    body.push_str("</nav>");
+    for (tag, title, about) in &areas {
+        let mine: Vec<_> = operations
+            .iter()
+            .filter(|(t, ..)| t == tag || (*tag == "other" && !AREAS.iter().any(|(a, ..)| a == t)))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let _ = write!(
+            body,
+            r#"<h2 id="{tag}">{}</h2><p class="muted">{}</p>"#,
+            esc(title),
+            esc(about)
+        );
+        // What one does first comes first: sending and creating, then reading, then removing.
+        let mut mine = mine;
+        let rank = |m: &str| {
+            ["post", "put", "patch", "get", "delete"]
+                .iter()
+                .position(|x| *x == m)
+                .unwrap_or(9)
+        };
+        mine.sort_by(|a, b| (rank(&a.2), &a.1).cmp(&(rank(&b.2), &b.1)));
+        for (_, path, method, operation) in mine {
+            let _ = write!(
+                body,
+                r#"<div class="endpoint"><p><span class="method">{}</span><code>{}</code></p><p>{}</p>"#,
+                esc(&method.to_uppercase()),
+                esc(path),
+                prose(
+                    operation["description"]
                         .as_str()
                         .or(operation["summary"].as_str())
-                        .unwrap_or_default())
-                );
-                if let Some(params) = operation["parameters"].as_array() {
-                    body.push_str("<table><tr><th>parameter</th><th>in</th><th>meaning</th></tr>");
-                    for p in params {
-                        let _ = write!(
-                            body,
-                            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-                            esc(p["name"].as_str().unwrap_or_default()),
-                            esc(p["in"].as_str().unwrap_or_default()),
-                            esc(p["description"].as_str().unwrap_or_default())
-                        );
-                    }
-                    body.push_str("</table>");
+                        .unwrap_or_default()
+                )
+            );
+            if let Some(params) = operation["parameters"].as_array().filter(|p| !p.is_empty()) {
+                body.push_str(r#"<div class="scroll"><table><tr><th>parameter</th><th>in</th><th>meaning</th></tr>"#);
+                for p in params {
+                    let _ = write!(
+                        body,
+                        "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                        esc(p["name"].as_str().unwrap_or_default()),
+                        esc(p["in"].as_str().unwrap_or_default()),
+                        prose(p["description"].as_str().unwrap_or_default())
+                    );
                 }
-                if let Some(responses) = operation["responses"].as_object() {
-                    body.push_str("<p class=\"muted\">");
-                    for (status, response) in responses {
-                        let _ = write!(
-                            body,
-                            "{}: {}<br>",
-                            esc(status),
-                            esc(response["description"].as_str().unwrap_or_default())
-                        );
-                    }
-                    body.push_str("</p>");
-                }
-                body.push_str("</div>");
+                body.push_str("</table></div>");
             }
+            if let Some((_, _, request, answer)) = EXAMPLES.iter().find(|(m, p, ..)| m == method && p == path) {
+                let _ = write!(
+                    body,
+                    r#"<p class="example-label">Request</p><pre class="example">{}</pre><p class="example-label">Answer</p><pre class="example">{}</pre>"#,
+                    esc(request),
+                    esc(answer)
+                );
+            }
+            if let Some(responses) = operation["responses"].as_object() {
+                body.push_str(r#"<ul class="responses">"#);
+                for (status, response) in responses {
+                    let description = response["description"].as_str().unwrap_or_default();
+                    let _ = write!(
+                        body,
+                        "<li><code>{}</code> {}</li>",
+                        esc(status),
+                        if description.is_empty() {
+                            esc(status_text(status))
+                        } else {
+                            prose(description)
+                        }
+                    );
+                }
+                body.push_str("</ul>");
+            }
+            body.push_str("</div>");
         }
     }
     page("API reference", None, &body)

@@ -30,7 +30,8 @@ use crate::devices::{Device, normalize_device_id};
 use crate::keys::{self, ApiKey, NewKey, Scope};
 use crate::{
     AppendStatus, Compose, CustomerProfile, EventPage, EventQuery, OutboxEntry, OutboxPage, OutboxQuery, OutboxState,
-    Overview, PromisePage, PromiseQuery, ReplayReport, RetryPolicy, Store, StoreError, TrackedShipment, TrackingLink,
+    Overview, PromisePage, PromiseQuery, PromiseView, ReplayReport, RetryPolicy, RoadShipment, Store, StoreError,
+    TrackedShipment, TrackingLink,
 };
 pub use writer::MAX_GROUP_EVENTS;
 
@@ -307,6 +308,19 @@ impl Store for SqliteStore {
 
     async fn promises(&self, query: PromiseQuery) -> Result<PromisePage, StoreError> {
         self.read(move |conn| read::promises(conn, &query)).await
+    }
+
+    async fn promise_counts(&self, query: PromiseQuery) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(move |conn| read::promise_counts(conn, &query)).await
+    }
+
+    async fn unresolved_breaches(&self, keys: Vec<String>, limit: usize) -> Result<Vec<PromiseView>, StoreError> {
+        self.read(move |conn| read::unresolved_breaches(conn, &keys, limit))
+            .await
+    }
+
+    async fn on_the_road(&self) -> Result<Vec<RoadShipment>, StoreError> {
+        self.read(read::on_the_road).await
     }
 
     async fn health(

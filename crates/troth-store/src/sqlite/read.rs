@@ -10,8 +10,8 @@ use troth_core::identity::{CustomerId, Identity, IdentityKind};
 use super::projector::root;
 use super::writer::Aggregates;
 use crate::{
-    CustomerProfile, EventPage, EventQuery, IdentityView, Overview, PromisePage, PromiseQuery, PromiseView, StoreError,
-    StoredEvent,
+    CustomerProfile, EventPage, EventQuery, IdentityView, Overview, PromisePage, PromiseQuery, PromiseView,
+    RoadShipment, StoreError, StoredEvent,
 };
 use std::sync::Mutex;
 
@@ -211,18 +211,15 @@ pub fn overview(conn: &Connection, pending: &Mutex<Aggregates>) -> Result<Overvi
     })
 }
 
-pub fn promises(conn: &Connection, query: &PromiseQuery) -> Result<PromisePage, StoreError> {
-    let mut sql = String::from(
-        "SELECT p.id, p.key, p.touchpoint, p.subject, p.state, p.made_at_us, p.start_us, p.due_us, p.settled_us, p.customer_ref
-           FROM promises p WHERE 1 = 1",
-    );
+/// The conditions of a promise listing (all but its cursor and limit), shared by the
+/// listing and its counts so a count always agrees with the list it summarises.
+/// `None` when the query can match nothing (no touchpoints, or an unknown customer).
+fn promise_filter(conn: &Connection, query: &PromiseQuery) -> Result<Option<(String, Vec<SqlValue>)>, StoreError> {
+    let mut sql = String::new();
     let mut args: Vec<SqlValue> = Vec::new();
     if let Some(touchpoints) = &query.touchpoints {
         if touchpoints.is_empty() {
-            return Ok(PromisePage {
-                promises: Vec::new(),
-                next: None,
-            });
+            return Ok(None);
         }
         sql.push_str(&format!(
             " AND p.touchpoint IN ({})",
@@ -236,10 +233,7 @@ pub fn promises(conn: &Connection, query: &PromiseQuery) -> Result<PromisePage, 
     }
     if let Some(key) = &query.customer {
         let Some(cids) = customer_set(conn, key)? else {
-            return Ok(PromisePage {
-                promises: Vec::new(),
-                next: None,
-            });
+            return Ok(None);
         };
         // A promise belongs to the customer of the event that recorded its making.
         sql.push_str(&format!(
@@ -257,6 +251,105 @@ pub fn promises(conn: &Connection, query: &PromiseQuery) -> Result<PromisePage, 
         sql.push_str(" AND p.due_us < ?");
         args.push(SqlValue::Integer(to));
     }
+    Ok(Some((sql, args)))
+}
+
+/// How many promises a listing would hold, by state (its cursor and limit ignored).
+pub fn promise_counts(conn: &Connection, query: &PromiseQuery) -> Result<Vec<(String, u64)>, StoreError> {
+    let Some((filter, args)) = promise_filter(conn, query)? else {
+        return Ok(Vec::new());
+    };
+    let sql = format!("SELECT p.state, COUNT(*) FROM promises p WHERE 1 = 1{filter} GROUP BY p.state ORDER BY p.state");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Promises of the given keys still against their customer: broken (their due time
+/// passed, or something broke them) or at risk, whose subject has seen no
+/// `case.resolved` since the promise was made. For case promises (`case_sla`), the
+/// open cases breaching or about to breach their SLA; by due time, oldest first.
+pub fn unresolved_breaches(conn: &Connection, keys: &[String], limit: usize) -> Result<Vec<PromiseView>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT p.id, p.key, p.touchpoint, p.subject, p.state, p.made_at_us, p.start_us, p.due_us, p.settled_us, p.customer_ref
+           FROM promises p
+          WHERE p.key IN ({}) AND p.state IN ('broken', 'at_risk')
+            AND NOT EXISTS (SELECT 1 FROM events e WHERE e.subject = p.subject AND +e.type = 'case.resolved'
+                                                     AND e.time_us >= p.made_at_us)
+          ORDER BY p.due_us, p.id LIMIT ?",
+        vec!["?"; keys.len()].join(",")
+    );
+    let mut args: Vec<SqlValue> = keys.iter().map(|k| SqlValue::Text(k.clone())).collect();
+    args.push(SqlValue::Integer(limit as i64));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| Ok(promise_row(r)?.1))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The shipments on the road now (out for delivery or arriving, per the shipment
+/// projection's current stage), with the customer ref of their first event.
+pub fn on_the_road(conn: &Connection) -> Result<Vec<RoadShipment>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, state, customer_ref FROM main.shipments
+          WHERE final_us IS NULL AND stage IN ('out_for_delivery', 'arriving') ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, state, customer) = row?;
+        let shipment = serde_json::from_str(&state)
+            .map_err(|e| StoreError::Invalid(format!("a stored shipment does not decode: {e}")))?;
+        out.push(RoadShipment {
+            id,
+            shipment,
+            customer: customer.and_then(|c| serde_json::from_str(&c).ok()),
+        });
+    }
+    Ok(out)
+}
+
+fn promise_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, PromiseView)> {
+    let time = |us: Option<i64>| us.map(|us| Timestamp(us).to_string());
+    let customer: Option<String> = r.get(9)?;
+    Ok((
+        r.get::<_, i64>(7)?,
+        PromiseView {
+            id: r.get(0)?,
+            key: r.get(1)?,
+            touchpoint: r.get(2)?,
+            subject: r.get(3)?,
+            state: r.get(4)?,
+            made_at: Timestamp(r.get(5)?).to_string(),
+            start: time(r.get(6)?),
+            due: Timestamp(r.get(7)?).to_string(),
+            settled_at: time(r.get(8)?),
+            customer: customer.and_then(|c| serde_json::from_str(&c).ok()),
+        },
+    ))
+}
+
+pub fn promises(conn: &Connection, query: &PromiseQuery) -> Result<PromisePage, StoreError> {
+    let Some((filter, mut args)) = promise_filter(conn, query)? else {
+        return Ok(PromisePage {
+            promises: Vec::new(),
+            next: None,
+        });
+    };
+    let mut sql = format!(
+        "SELECT p.id, p.key, p.touchpoint, p.subject, p.state, p.made_at_us, p.start_us, p.due_us, p.settled_us, p.customer_ref
+           FROM promises p WHERE 1 = 1{filter}"
+    );
     if let Some((due, id)) = &query.after {
         sql.push_str(" AND (p.due_us > ? OR (p.due_us = ? AND p.id > ?))");
         args.extend([
@@ -268,25 +361,7 @@ pub fn promises(conn: &Connection, query: &PromiseQuery) -> Result<PromisePage, 
     sql.push_str(" ORDER BY p.due_us, p.id LIMIT ?");
     args.push(SqlValue::Integer(query.limit as i64));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-        let time = |us: Option<i64>| us.map(|us| Timestamp(us).to_string());
-        let customer: Option<String> = r.get(9)?;
-        Ok((
-            r.get::<_, i64>(7)?,
-            PromiseView {
-                id: r.get(0)?,
-                key: r.get(1)?,
-                touchpoint: r.get(2)?,
-                subject: r.get(3)?,
-                state: r.get(4)?,
-                made_at: Timestamp(r.get(5)?).to_string(),
-                start: time(r.get(6)?),
-                due: Timestamp(r.get(7)?).to_string(),
-                settled_at: time(r.get(8)?),
-                customer: customer.and_then(|c| serde_json::from_str(&c).ok()),
-            },
-        ))
-    })?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), promise_row)?;
     let rows: Vec<(i64, PromiseView)> = rows.collect::<Result<_, _>>()?;
     let next = (rows.len() == query.limit)
         .then(|| rows.last().map(|(due, p)| (*due, p.id.clone())))
