@@ -378,8 +378,12 @@ pub(crate) fn describe(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
+        // Wrappers often repeat their cause, or say it again with more: keep each
+        // piece of text once.
         let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
+        if cause_text.starts_with(&text) {
+            text = cause_text;
+        } else if !text.contains(&cause_text) {
             text.push_str(": ");
             text.push_str(&cause_text);
         }

@@ -279,12 +279,14 @@ impl Mailer {
 /// 534, 535 bad credentials, 538): those say the configuration is wrong, and every
 /// message would go dead until it is fixed, so they are retried like a 4xx.
 fn classify(server: &str, e: &lettre::transport::smtp::Error) -> SendError {
-    let message = format!("the SMTP server {server}: {}", crate::describe(e));
+    let what = crate::describe(e);
     let code = e.status().map(|c| c.to_string());
-    if e.is_permanent() && !matches!(code.as_deref(), Some("530" | "534" | "535" | "538")) {
-        SendError::Permanent(message)
-    } else {
-        SendError::Transient(message)
+    match code.as_deref() {
+        Some("530" | "534" | "535" | "538") => SendError::Transient(format!(
+            "the SMTP server {server} refused troth's login or wants TLS first (check smtp_url): {what}"
+        )),
+        _ if e.is_permanent() => SendError::Permanent(format!("the SMTP server {server} refused the message: {what}")),
+        _ => SendError::Transient(format!("the SMTP server {server}: {what}")),
     }
 }
 

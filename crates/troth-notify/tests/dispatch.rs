@@ -197,7 +197,7 @@ async fn alert_webhooks_are_signed_as_documented() {
         (request.method.as_str(), request.path.as_str()),
         ("POST", "/alerts/logistics")
     );
-    assert_eq!(request.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(request.header("content-type"), Some("application/json"));
     let delivery = request.header("troth-delivery").unwrap();
     assert!(
         delivery.starts_with("play:window_missed:troth.delivery_window:w1.broken:"),
@@ -322,7 +322,7 @@ async fn a_failing_gateway_is_retried_with_backoff_until_dead_then_retried_by_ha
     assert_eq!(requests.len(), 4);
     for request in &requests {
         assert_eq!(request.path, "/sms");
-        assert_eq!(request.header("authorization").as_deref(), Some("Bearer gw-token"));
+        assert_eq!(request.header("authorization"), Some("Bearer gw-token"));
         let body: Value = serde_json::from_slice(&request.body).unwrap();
         assert_eq!(body["to"], "+442079460000");
         assert_eq!(body["id"], id.as_str());

@@ -44,6 +44,29 @@ impl Mail {
             .map(|(_, v)| v.to_owned())
     }
 
+    /// A header's text as a reader sees it: RFC 2047 encoded words (`=?utf-8?b?…?=`) decoded.
+    pub fn text_header(&self, name: &str) -> Option<String> {
+        let mut text = String::new();
+        let mut after_word = false;
+        for token in self.header(name)?.split(' ') {
+            let word = token
+                .strip_prefix("=?")
+                .and_then(|t| t.strip_suffix("?="))
+                .and_then(|t| t.split_once("?b?").or_else(|| t.split_once("?B?")));
+            // Whitespace between two encoded words is not part of the text.
+            let between_words = after_word && word.is_some();
+            if !text.is_empty() && !between_words {
+                text.push(' ');
+            }
+            match word {
+                Some((_charset, encoded)) => text.push_str(&String::from_utf8(decode_base64(encoded)).unwrap()),
+                None => text.push_str(token),
+            }
+            after_word = word.is_some();
+        }
+        Some(text)
+    }
+
     /// The body as sent (still encoded).
     pub fn raw_body(&self) -> &str {
         self.data.split_once("\r\n\r\n").map_or("", |(_, b)| b)
