@@ -115,10 +115,13 @@ impl SmtpConfig {
             (user, Some(password)) => Some((decode(user)?, decode(password)?)),
             (_, None) => return Err(invalid("it names a user without a password")),
         };
-        // AUTH over plain text would hand the password to anyone on the path.
-        if credentials.is_some() && security == Security::None && !is_loopback(&host) {
+        // AUTH over plain text would hand the password to anyone on the path, and
+        // opportunistic TLS falls back to plain text when someone there strips
+        // STARTTLS from the server's offer.
+        let tls_assured = matches!(security, Security::StartTls | Security::Implicit);
+        if credentials.is_some() && !tls_assured && !is_loopback(&host) {
             return Err(invalid(
-                "it sends a password without TLS; use smtp://…?tls=required or smtps://",
+                "it could send a password without TLS; use smtp://…?tls=required or smtps://",
             ));
         }
         let from = from.trim();
@@ -328,6 +331,7 @@ mod tests {
         let config = SmtpConfig::from_url("smtps://u:p@mail.example:2465", "Shop <cx@shop.example>").unwrap();
         assert_eq!((config.port, config.security), (2465, Security::Implicit));
         let config = SmtpConfig::from_url("smtp://[::1]:2525?tls=opportunistic", "cx@shop.example").unwrap();
+        assert!(SmtpConfig::from_url("smtp://u:p@mail.example?tls=opportunistic", "cx@shop.example").is_err());
         assert_eq!(
             (config.host.as_str(), config.security),
             ("::1", Security::Opportunistic)

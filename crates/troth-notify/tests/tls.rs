@@ -210,6 +210,24 @@ async fn email_goes_over_implicit_tls() {
     assert!(mails[0].tls && mails[0].user.as_deref() == Some(USER), "{mails:?}");
 }
 
+#[tokio::test]
+async fn opportunistic_tls_takes_starttls_when_offered() {
+    let pki = Pki::new();
+    let server = SmtpServer::with(SmtpOptions {
+        starttls: Some(pki.upgrade.clone()),
+        ..SmtpOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), RETAIL);
+    let url = format!("smtp://{}?tls=opportunistic", server.addr);
+    let smtp = SmtpConfig::from_url(&url, "cx@shop.example").unwrap();
+    let dispatcher = Dispatcher::new(store.clone(), config(smtp, Some(&pki.ca_file)));
+    payment_failed(&store, "ann@example.org").await;
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(row(&store).await.state, OutboxState::Sent);
+    assert!(server.wait_for(1, Duration::from_secs(5))[0].tls);
+}
+
 /// What is wrong with troth's side — a CA it was not told to trust, a wrong
 /// password, no TLS where the server wants it — retries like any transient
 /// failure rather than killing every message; a recipient refused with 550 is dead
