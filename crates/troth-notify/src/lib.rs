@@ -8,22 +8,46 @@
 pub mod http;
 pub mod smtp;
 pub mod template;
+pub mod tls;
 pub mod webhook;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use troth_core::Timestamp;
 use troth_store::{Message, OutboxEntry, OutboxState, RetryPolicy, Store, StoreError};
 
-pub use smtp::SmtpConfig;
+pub use smtp::{Security, SmtpConfig};
 pub use template::{Composer, Template};
+pub use tls::CaFile;
+
+/// Settings that cannot work, found when they are read (at start) rather than
+/// when the first message fails.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("smtp_url {url:?}: {reason}")]
+    SmtpUrl { url: String, reason: String },
+    #[error("smtp_from {from:?} is not an email address: {reason}")]
+    SmtpFrom { from: String, reason: String },
+    #[error("{url:?}: {reason}")]
+    HttpUrl { url: String, reason: String },
+    #[error("ca_file {path:?} cannot be read: {source}")]
+    CaFileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ca_file {path:?}: {reason}")]
+    CaFileInvalid { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Tls(String),
+}
 
 /// How sends can fail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +85,8 @@ impl std::fmt::Debug for SmsConfig {
 pub struct NotifyConfig {
     pub smtp: Option<SmtpConfig>,
     pub sms: Option<SmsConfig>,
+    /// CAs trusted on every outbound TLS connection besides the system's.
+    pub ca_file: Option<CaFile>,
     /// Webhooks are sent only signed: without a secret they wait.
     pub webhook_secret: Option<String>,
     pub retry: RetryPolicy,
@@ -81,6 +107,7 @@ impl Default for NotifyConfig {
         NotifyConfig {
             smtp: None,
             sms: None,
+            ca_file: None,
             webhook_secret: None,
             retry: RetryPolicy::default(),
             templates: template::defaults(),
@@ -96,6 +123,7 @@ impl std::fmt::Debug for NotifyConfig {
         f.debug_struct("NotifyConfig")
             .field("smtp", &self.smtp)
             .field("sms", &self.sms)
+            .field("ca_file", &self.ca_file)
             .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<set>"))
             .field("retry", &self.retry)
             .field("templates", &self.templates.len())
@@ -116,6 +144,38 @@ pub struct Dispatcher<S> {
     store: S,
     config: Arc<NotifyConfig>,
     composer: Arc<Composer>,
+    channels: Arc<Channels>,
+}
+
+/// The clients, made once: each holds its TLS configuration (the system's CAs are
+/// read then), and reqwest's its pool of connections.
+struct Channels {
+    /// `None` when email is not configured; the error when it cannot be set up.
+    mailer: Option<Result<smtp::Mailer, String>>,
+    http: Result<http::HttpClient, String>,
+}
+
+impl Channels {
+    fn new(config: &NotifyConfig) -> Channels {
+        let ca = config.ca_file.as_ref();
+        let report = |channel: &str, e: ConfigError| {
+            tracing::error!(error = %e, "outbox: {channel} cannot be sent");
+            e.to_string()
+        };
+        Channels {
+            mailer: config
+                .smtp
+                .as_ref()
+                .map(|smtp| smtp::Mailer::new(smtp, ca).map_err(|e| report("email", e))),
+            http: http::HttpClient::new(ca).map_err(|e| report("SMS and webhooks", e)),
+        }
+    }
+
+    /// A channel that could not be set up waits like an unconfigured one: its rows
+    /// are not worn out by attempts that cannot succeed, and say why.
+    fn http(&self) -> Result<&http::HttpClient, SendError> {
+        self.http.as_ref().map_err(|e| SendError::NotConfigured(e.clone()))
+    }
 }
 
 impl NotifyConfig {
@@ -131,6 +191,7 @@ impl<S: Store + Clone> Dispatcher<S> {
         Dispatcher {
             store,
             composer: Arc::new(config.composer()),
+            channels: Arc::new(Channels::new(&config)),
             config: Arc::new(config),
         }
     }
@@ -224,11 +285,11 @@ impl<S: Store + Clone> Dispatcher<S> {
             .ok_or_else(|| SendError::Permanent("the row has no recipient".into()))?;
         match entry.channel.as_str() {
             "email" => {
-                let smtp = self
-                    .config
-                    .smtp
-                    .as_ref()
-                    .ok_or_else(|| not_configured("email", "smtp_host"))?;
+                let mailer = match &self.channels.mailer {
+                    None => return Err(not_configured("email", "smtp_url")),
+                    Some(Err(e)) => return Err(SendError::NotConfigured(e.clone())),
+                    Some(Ok(mailer)) => mailer,
+                };
                 let message = self.message(entry)?;
                 let email = smtp::Email {
                     to: recipient.to_owned(),
@@ -236,7 +297,7 @@ impl<S: Store + Clone> Dispatcher<S> {
                     body: message.body,
                     delivery: entry.id.clone(),
                 };
-                smtp::send(smtp, &email).await
+                mailer.send(&email).await
             }
             "sms" => {
                 let sms = self
@@ -254,7 +315,10 @@ impl<S: Store + Clone> Dispatcher<S> {
                 if let Some(token) = &sms.token {
                     headers.push(("authorization", format!("Bearer {token}")));
                 }
-                http::post_json(&sms.url, &headers, Bytes::from(body.to_string())).await
+                self.channels
+                    .http()?
+                    .post_json(&sms.url, &headers, body.to_string())
+                    .await
             }
             "webhook" => {
                 let secret = self
@@ -262,13 +326,16 @@ impl<S: Store + Clone> Dispatcher<S> {
                     .webhook_secret
                     .as_deref()
                     .ok_or_else(|| not_configured("webhook", "webhook_secret"))?;
-                let body = Bytes::from(webhook_body(entry).to_string());
+                let body = webhook_body(entry).to_string();
                 let now = time_now_unix();
                 let headers = [
-                    (webhook::SIGNATURE_HEADER, webhook::signature(secret, now, &body)),
+                    (
+                        webhook::SIGNATURE_HEADER,
+                        webhook::signature(secret, now, body.as_bytes()),
+                    ),
                     (webhook::DELIVERY_HEADER, entry.id.clone()),
                 ];
-                http::post_json(recipient, &headers, body).await
+                self.channels.http()?.post_json(recipient, &headers, body).await
             }
             other => Err(SendError::Permanent(format!("troth cannot send on {other}"))),
         }
@@ -304,6 +371,25 @@ pub fn webhook_body(entry: &OutboxEntry) -> Value {
         }
     }
     body
+}
+
+/// An error with its causes ("error sending request: … invalid peer certificate: UnknownIssuer").
+pub(crate) fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        // Wrappers often repeat their cause, or say it again with more: keep each
+        // piece of text once.
+        let cause_text = cause.to_string();
+        if cause_text.starts_with(&text) {
+            text = cause_text;
+        } else if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn time_now_unix() -> i64 {

@@ -1,25 +1,174 @@
-//! A small SMTP client (RFC 5321) over plain TCP: EHLO (HELO as a fallback), MAIL
-//! FROM, RCPT TO, DATA with dot-stuffing, QUIT, each reply code checked. No TLS and
-//! no AUTH: troth hands mail to a relay it trusts (a local MTA or a smarthost on the
-//! private network), which keeps this crate free of a TLS stack.
+//! Email through an SMTP server with lettre: a local relay over plain SMTP, or a
+//! provider's submission port with STARTTLS (`smtp://…?tls=required`, port 587) or
+//! implicit TLS (`smtps://`, port 465), with AUTH (PLAIN or LOGIN) when the URL
+//! carries a user and password. What lettre does not decide is decided here: how a
+//! URL maps to a connection, how bodies are encoded, the stable `Message-ID`, and
+//! which refusals are final.
 
 use std::time::Duration;
 
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
-use crate::SendError;
+use crate::tls::CaFile;
+use crate::{ConfigError, SendError};
 
-/// Where and as whom to send mail.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the connection to the SMTP server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// `smtp://`: plain SMTP, for a relay on this machine or a network you trust.
+    /// No STARTTLS even when offered: a relay with a self-made certificate would
+    /// otherwise fail, and TLS that falls back to plain text protects nothing
+    /// against someone on the path. Ask for TLS with `?tls=required`.
+    None,
+    /// `smtp://…?tls=opportunistic`: STARTTLS when the server offers it (its
+    /// certificate checked), plain otherwise.
+    Opportunistic,
+    /// `smtp://…?tls=required`: STARTTLS, or no mail.
+    StartTls,
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+}
+
+/// Where and as whom to send mail, from `[notify] smtp_url` and `smtp_from`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
-    /// The envelope sender and `From:` address.
+    pub security: Security,
+    /// AUTH user and password, from the URL's user info.
+    pub credentials: Option<(String, String)>,
+    /// The envelope sender and `From:` (`cx@shop.example` or `Shop <cx@shop.example>`).
     pub from: String,
     /// The name troth gives in EHLO.
     pub helo: String,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("from", &self.from)
+            .field("helo", &self.helo)
+            .finish()
+    }
+}
+
+impl SmtpConfig {
+    /// Reads `smtp://[user:password@]host[:port][?tls=required|opportunistic]` or
+    /// `smtps://[user:password@]host[:port]`. The port defaults to 25 for plain
+    /// SMTP, 587 with STARTTLS, 465 for `smtps://`. User and password are
+    /// percent-decoded (`%40` for an `@` in a user name).
+    pub fn from_url(url: &str, from: &str) -> Result<SmtpConfig, ConfigError> {
+        let invalid = |reason: &str| ConfigError::SmtpUrl {
+            url: redact(url),
+            reason: reason.to_owned(),
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+        let mut tls = None;
+        for (key, value) in parsed.query_pairs() {
+            match (&*key, tls) {
+                ("tls", None) => tls = Some(value.into_owned()),
+                _ => {
+                    return Err(invalid(&format!(
+                        "unknown or repeated parameter {key:?}; only tls= is read"
+                    )));
+                }
+            }
+        }
+        let (security, default_port) = match (parsed.scheme(), tls.as_deref()) {
+            ("smtp", None) => (Security::None, 25),
+            ("smtp", Some("required")) => (Security::StartTls, 587),
+            ("smtp", Some("opportunistic")) => (Security::Opportunistic, 587),
+            ("smtps", None) => (Security::Implicit, 465),
+            ("smtp", Some(other)) => {
+                return Err(invalid(&format!(
+                    "tls={other:?}: use tls=required (STARTTLS) or smtps:// (implicit TLS)"
+                )));
+            }
+            ("smtps", Some(_)) => return Err(invalid("smtps:// is always TLS; it takes no tls= parameter")),
+            (scheme, _) => return Err(invalid(&format!("{scheme}:// is not smtp:// or smtps://"))),
+        };
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| invalid("it names no host"))?;
+        // The URL keeps an IPv6 address in brackets; connecting and checking the
+        // certificate want it bare.
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        if parsed.path().len() > 1 {
+            return Err(invalid("it has a path; an SMTP URL ends after the host and port"));
+        }
+        let decode = |s: &str| {
+            percent_decode(s).ok_or_else(|| invalid("its user or password is not valid percent-encoded UTF-8"))
+        };
+        let credentials = match (parsed.username(), parsed.password()) {
+            ("", None) => None,
+            (user, Some(password)) => Some((decode(user)?, decode(password)?)),
+            (_, None) => return Err(invalid("it names a user without a password")),
+        };
+        // AUTH over plain text would hand the password to anyone on the path, and
+        // opportunistic TLS falls back to plain text when someone there strips
+        // STARTTLS from the server's offer.
+        let tls_assured = matches!(security, Security::StartTls | Security::Implicit);
+        if credentials.is_some() && !tls_assured && !is_loopback(&host) {
+            return Err(invalid(
+                "it could send a password without TLS; use smtp://…?tls=required or smtps://",
+            ));
+        }
+        let from = from.trim();
+        from.parse::<Mailbox>().map_err(|e| ConfigError::SmtpFrom {
+            from: from.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(SmtpConfig {
+            host,
+            port: parsed.port().unwrap_or(default_port),
+            security,
+            credentials,
+            from: from.to_owned(),
+            helo: "troth".to_owned(),
+        })
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The URL with its password replaced, for error messages and logs.
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(s.len());
+    let mut rest = s.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// One email, ready to be sent.
@@ -32,214 +181,212 @@ pub struct Email {
     pub delivery: String,
 }
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one step of the conversation (connecting, each reply) may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a whole send may take, however many steps answer in time.
+const SEND_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `<HEX@troth>`: the same outbox row always gets the same Message-ID.
+/// `<HEX@troth>`: the same outbox row always gets the same Message-ID, so a
+/// message sent again after a crash or a lost reply is recognisably the same.
 pub fn message_id(delivery: &str) -> String {
     let digest = Sha256::digest(delivery.as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("<{hex}@troth>")
 }
 
-/// Sends one email through the relay.
-pub async fn send(config: &SmtpConfig, email: &Email) -> Result<(), SendError> {
-    for address in [&config.from, &email.to] {
-        if !plausible_address(address) {
-            return Err(SendError::Permanent(format!("{address:?} is not an email address")));
-        }
-    }
-    tokio::time::timeout(TIMEOUT * 4, conversation(config, email))
-        .await
-        .map_err(|_| SendError::Transient(format!("the SMTP conversation with {} timed out", config.host)))?
+/// The message as it goes after DATA. A body of ASCII lines that fit SMTP's limit
+/// goes as it is (7bit); anything else as quoted-printable, which is ASCII in
+/// lines of at most 76 characters, so it needs no 8BITMIME from the server and
+/// survives any relay. Header values are RFC 2047-encoded and folded by lettre.
+pub fn format(from: &str, email: &Email) -> Result<Message, SendError> {
+    let from: Mailbox = from
+        .parse()
+        .map_err(|e| SendError::Permanent(format!("smtp_from {from:?} is not an email address: {e}")))?;
+    let to: Mailbox = email
+        .to
+        .parse()
+        .map_err(|e| SendError::Permanent(format!("{:?} is not an email address: {e}", email.to)))?;
+    let delivery = HeaderName::new_from_ascii_str("Troth-Delivery");
+    let body = Body::new_with_encoding(email.body.clone(), ContentTransferEncoding::SevenBit)
+        .or_else(|_| Body::new_with_encoding(email.body.clone(), ContentTransferEncoding::QuotedPrintable))
+        .map_err(|_| SendError::Permanent("the body cannot be encoded".into()))?;
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject(email.subject.as_str())
+        .message_id(Some(message_id(&email.delivery)))
+        .raw_header(HeaderValue::new(delivery, email.delivery.clone()))
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| SendError::Permanent(format!("the message cannot be made: {e}")))
 }
 
-async fn conversation(config: &SmtpConfig, email: &Email) -> Result<(), SendError> {
-    let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect((config.host.as_str(), config.port)))
-        .await
-        .map_err(|_| SendError::Transient(format!("connecting to {}:{} timed out", config.host, config.port)))?
-        .map_err(|e| SendError::Transient(format!("connecting to {}:{}: {e}", config.host, config.port)))?;
-    let mut smtp = Session {
-        stream: BufReader::new(stream),
-    };
-    smtp.expect(&[220], "greeting").await?;
-    smtp.send(&format!("EHLO {}\r\n", config.helo)).await?;
-    if smtp.reply().await?.0 != 250 {
-        smtp.send(&format!("HELO {}\r\n", config.helo)).await?;
-        smtp.expect(&[250], "HELO").await?;
-    }
-    smtp.send(&format!("MAIL FROM:<{}>\r\n", config.from)).await?;
-    smtp.expect(&[250], "MAIL FROM").await?;
-    smtp.send(&format!("RCPT TO:<{}>\r\n", email.to)).await?;
-    smtp.expect(&[250, 251], "RCPT TO").await?;
-    smtp.send("DATA\r\n").await?;
-    smtp.expect(&[354], "DATA").await?;
-    let message = format_message(config, email);
-    smtp.send(&dot_stuff(&message)).await?;
-    smtp.send(".\r\n").await?;
-    smtp.expect(&[250], "the message").await?;
-    // The message is accepted; a failed goodbye changes nothing.
-    let _ = smtp.send("QUIT\r\n").await;
-    let _ = smtp.reply().await;
-    Ok(())
+/// The SMTP channel: one lettre transport, one connection per message (mail is
+/// rare enough that keeping connections open would only meet servers' idle
+/// timeouts).
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    config: SmtpConfig,
 }
 
-struct Session {
-    stream: BufReader<TcpStream>,
-}
-
-impl Session {
-    async fn send(&mut self, line: &str) -> Result<(), SendError> {
-        self.stream
-            .get_mut()
-            .write_all(line.as_bytes())
-            .await
-            .map_err(|e| SendError::Transient(format!("writing to the SMTP server: {e}")))
-    }
-
-    /// Reads one reply, joining the lines of a multi-line one (`250-…` then `250 …`).
-    async fn reply(&mut self) -> Result<(u16, String), SendError> {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(TIMEOUT, self.stream.read_line(&mut line))
-                .await
-                .map_err(|_| SendError::Transient("the SMTP server did not answer in time".into()))?
-                .map_err(|e| SendError::Transient(format!("reading from the SMTP server: {e}")))?;
-            if n == 0 {
-                return Err(SendError::Transient("the SMTP server closed the connection".into()));
+impl Mailer {
+    pub fn new(config: &SmtpConfig, ca: Option<&CaFile>) -> Result<Mailer, ConfigError> {
+        let tls_parameters = || -> Result<TlsParameters, ConfigError> {
+            let mut builder = TlsParameters::builder(config.host.clone());
+            for certificate in ca.iter().flat_map(|ca| &ca.certificates) {
+                let certificate = Certificate::from_der(certificate.to_vec())
+                    .map_err(|e| ConfigError::Tls(format!("the ca_file certificate: {e}")))?;
+                builder = builder.add_root_certificate(certificate);
             }
-            let line = line.trim_end();
-            let code = line
-                .get(..3)
-                .and_then(|c| c.parse::<u16>().ok())
-                .ok_or_else(|| SendError::Transient(format!("not an SMTP reply: {line:?}")))?;
-            text.push_str(line.get(4..).unwrap_or(""));
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok((code, text));
-            }
-            text.push(' ');
+            builder
+                .build_rustls()
+                .map_err(|e| ConfigError::Tls(format!("TLS for the SMTP server {}: {e}", config.host)))
+        };
+        let tls = match config.security {
+            Security::None => Tls::None,
+            Security::Opportunistic => Tls::Opportunistic(tls_parameters()?),
+            Security::StartTls => Tls::Required(tls_parameters()?),
+            Security::Implicit => Tls::Wrapper(tls_parameters()?),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.as_str())
+            .port(config.port)
+            .tls(tls)
+            .hello_name(ClientId::Domain(config.helo.clone()))
+            .timeout(Some(STEP_TIMEOUT));
+        if let Some((user, password)) = &config.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
-    }
-
-    async fn expect(&mut self, codes: &[u16], step: &str) -> Result<(), SendError> {
-        let (code, text) = self.reply().await?;
-        if codes.contains(&code) {
-            return Ok(());
-        }
-        let message = format!("the SMTP server answered {step} with {code} {text}");
-        // 5xx is a permanent refusal (RFC 5321 §4.2.1): trying again will not help.
-        Err(if code >= 500 {
-            SendError::Permanent(message)
-        } else {
-            SendError::Transient(message)
+        Ok(Mailer {
+            transport: builder.build(),
+            config: config.clone(),
         })
     }
-}
 
-/// The message as sent after DATA: headers, a blank line, the body, CRLF line ends.
-fn format_message(config: &SmtpConfig, email: &Email) -> String {
-    let date = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc2822)
-        .unwrap_or_default();
-    let mut message = String::new();
-    for (name, value) in [
-        ("From", config.from.as_str()),
-        ("To", email.to.as_str()),
-        ("Subject", &encode_header(&email.subject)),
-        ("Date", &date),
-        ("Message-ID", &message_id(&email.delivery)),
-        ("Troth-Delivery", &one_line(&email.delivery)),
-        ("MIME-Version", "1.0"),
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Transfer-Encoding", "8bit"),
-    ] {
-        message.push_str(&format!("{name}: {value}\r\n"));
-    }
-    message.push_str("\r\n");
-    for line in email.body.lines() {
-        message.push_str(line);
-        message.push_str("\r\n");
-    }
-    message
-}
-
-/// A line starting with `.` gets another, so the server does not take it for the end.
-fn dot_stuff(message: &str) -> String {
-    let mut out = String::with_capacity(message.len() + 8);
-    for line in message.split_inclusive("\r\n") {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-    }
-    out
-}
-
-fn one_line(value: &str) -> String {
-    value.chars().filter(|c| !c.is_control()).collect()
-}
-
-/// Plain ASCII as it is; anything else as an RFC 2047 encoded word.
-fn encode_header(value: &str) -> String {
-    let value = one_line(value);
-    if value.is_ascii() {
-        return value;
-    }
-    format!("=?UTF-8?B?{}?=", base64(value.as_bytes()))
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
+    /// Sends one email; `Ok` once the server accepted it.
+    pub async fn send(&self, email: &Email) -> Result<(), SendError> {
+        let message = format(&self.config.from, email)?;
+        let server = format!("{}:{}", self.config.host, self.config.port);
+        match tokio::time::timeout(SEND_TIMEOUT, self.transport.send(message)).await {
+            Err(_) => Err(SendError::Transient(format!(
+                "the SMTP conversation with {server} timed out"
+            ))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(classify(&server, &e)),
         }
     }
-    out
 }
 
-/// Enough to refuse header or command injection: one `@`, no spaces, brackets or controls.
-fn plausible_address(address: &str) -> bool {
-    address.split('@').count() == 2
-        && !address.starts_with('@')
-        && !address.ends_with('@')
-        && !address
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
+/// A 5xx reply refuses the message for good (RFC 5321 §4.2.1), except the replies
+/// about troth's own credentials or TLS (530 authentication or STARTTLS required,
+/// 534, 535 bad credentials, 538): those say the configuration is wrong, and every
+/// message would go dead until it is fixed, so they are retried like a 4xx.
+fn classify(server: &str, e: &lettre::transport::smtp::Error) -> SendError {
+    let what = crate::describe(e);
+    let code = e.status().map(|c| c.to_string());
+    match code.as_deref() {
+        Some("530" | "534" | "535" | "538") => SendError::Transient(format!(
+            "the SMTP server {server} refused troth's login or wants TLS first (check smtp_url): {what}"
+        )),
+        _ if e.is_permanent() => SendError::Permanent(format!("the SMTP server {server} refused the message: {what}")),
+        _ => SendError::Transient(format!("the SMTP server {server}: {what}")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn lines_starting_with_a_dot_are_stuffed() {
-        assert_eq!(dot_stuff("a\r\n.b\r\n..c\r\n"), "a\r\n..b\r\n...c\r\n");
+    fn text(message: &Message) -> String {
+        String::from_utf8(message.formatted()).unwrap()
+    }
+
+    fn email(subject: &str, body: &str) -> Email {
+        Email {
+            to: "ann@example.org".into(),
+            subject: subject.into(),
+            body: body.into(),
+            delivery: "play:a:e1:0".into(),
+        }
     }
 
     #[test]
-    fn headers_cannot_be_injected() {
-        assert_eq!(encode_header("Hi\r\nBcc: x@y"), "HiBcc: x@y");
-        assert_eq!(encode_header("Café"), "=?UTF-8?B?Q2Fmw6k=?=");
-        assert!(plausible_address("ann@example.org"));
-        assert!(!plausible_address("ann@example.org>\r\nRCPT TO:<eve@example.org"));
-        assert!(!plausible_address("nobody"));
+    fn urls_say_how_to_connect() {
+        let config = SmtpConfig::from_url("smtp://relay.local", "cx@shop.example").unwrap();
+        assert_eq!(
+            (config.port, config.security, config.credentials),
+            (25, Security::None, None)
+        );
+        let config =
+            SmtpConfig::from_url("smtp://ann%40shop:p%3Ass@mail.example?tls=required", "cx@shop.example").unwrap();
+        assert_eq!(
+            (config.host.as_str(), config.port, config.security),
+            ("mail.example", 587, Security::StartTls)
+        );
+        assert_eq!(config.credentials, Some(("ann@shop".into(), "p:ss".into())));
+        assert!(
+            !format!("{config:?}").contains("p:ss"),
+            "the password stays out of logs"
+        );
+        let config = SmtpConfig::from_url("smtps://u:p@mail.example:2465", "Shop <cx@shop.example>").unwrap();
+        assert_eq!((config.port, config.security), (2465, Security::Implicit));
+        let config = SmtpConfig::from_url("smtp://[::1]:2525?tls=opportunistic", "cx@shop.example").unwrap();
+        assert!(SmtpConfig::from_url("smtp://u:p@mail.example?tls=opportunistic", "cx@shop.example").is_err());
+        assert_eq!(
+            (config.host.as_str(), config.security),
+            ("::1", Security::Opportunistic)
+        );
+        // A password on a loopback relay without TLS is fine; across a network it is not.
+        assert!(SmtpConfig::from_url("smtp://u:p@127.0.0.1:25", "cx@shop.example").is_ok());
+        let refused = |url: &str| SmtpConfig::from_url(url, "cx@shop.example").unwrap_err().to_string();
+        let error = refused("smtp://u:secret@mail.example");
+        assert!(error.contains("without TLS") && !error.contains("secret"), "{error}");
+        assert!(refused("smtp://mail.example?tls=yes").contains("tls=required"));
+        assert!(refused("smtps://mail.example?tls=required").contains("always TLS"));
+        assert!(refused("http://mail.example").contains("not smtp://"));
+        assert!(refused("smtp://u@mail.example?tls=required").contains("without a password"));
+        assert!(refused("smtp://mail.example/x").contains("path"));
+        let from = SmtpConfig::from_url("smtp://relay.local", "not an address").unwrap_err();
+        assert!(from.to_string().contains("smtp_from"), "{from}");
+    }
+
+    #[test]
+    fn ascii_bodies_go_as_they_are_and_others_quoted_printable() {
+        let plain = format("cx@shop.example", &email("Hi", "Hello Ann,\nYour parcel.\n")).unwrap();
+        let plain = text(&plain);
+        assert!(plain.contains("Content-Transfer-Encoding: 7bit\r\n"), "{plain}");
+        assert!(plain.ends_with("\r\n\r\nHello Ann,\r\nYour parcel.\r\n"), "{plain}");
+        assert!(plain.contains(&format!("Message-ID: {}\r\n", message_id("play:a:e1:0"))));
+        assert!(plain.contains("Troth-Delivery: play:a:e1:0\r\n"), "{plain}");
+
+        let long = format!("11:00–12:00 {}\n", "x".repeat(2_000));
+        let encoded = text(&format("cx@shop.example", &email("Café", &long)).unwrap());
+        assert!(
+            encoded.contains("Content-Transfer-Encoding: quoted-printable\r\n"),
+            "{encoded}"
+        );
+        assert!(encoded.is_ascii(), "no 8BITMIME needed");
+        assert!(encoded.lines().all(|l| l.len() <= 78), "{encoded}");
+        assert!(
+            encoded.contains("Subject: =?utf-8?b?") || encoded.contains("Subject: =?utf-8?q?"),
+            "{encoded}"
+        );
+    }
+
+    #[test]
+    fn headers_and_addresses_cannot_be_injected() {
+        let injected = text(&format("cx@shop.example", &email("Hi\r\nBcc: eve@example.org", "x")).unwrap());
+        assert!(!injected.contains("\r\nBcc:"), "{injected}");
+        let mut bad = email("Hi", "x");
+        bad.to = "ann@example.org>\r\nRCPT TO:<eve@example.org".into();
+        assert!(matches!(format("cx@shop.example", &bad), Err(SendError::Permanent(_))));
+        bad.to = "nobody".into();
+        assert!(matches!(format("cx@shop.example", &bad), Err(SendError::Permanent(_))));
     }
 
     #[test]
     fn the_message_id_follows_the_delivery() {
         assert_eq!(message_id("play:a:e1:0"), message_id("play:a:e1:0"));
         assert_ne!(message_id("play:a:e1:0"), message_id("play:a:e1:1"));
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"abc"), "YWJj");
     }
 }

@@ -110,12 +110,7 @@ impl Rig {
         store.set_clock(Arc::new(move || noon));
         let (smtp, gateway) = (SmtpServer::start(), HttpServer::start(200));
         let config = NotifyConfig {
-            smtp: Some(SmtpConfig {
-                host: "127.0.0.1".into(),
-                port: smtp.addr.port(),
-                from: "cx@shop.example".into(),
-                helo: "troth.test".into(),
-            }),
+            smtp: Some(SmtpConfig::from_url(&format!("smtp://{}", smtp.addr), "cx@shop.example").unwrap()),
             sms: Some(SmsConfig {
                 url: gateway.url("/sms"),
                 token: None,
@@ -198,7 +193,10 @@ async fn a_deliverys_events_send_each_message_once_with_the_tracking_link() {
     let mails = rig.smtp.wait_for(2, Duration::from_secs(5));
     assert_eq!(mails.len(), 2);
     let missed = &mails[0];
-    assert_eq!(missed.header("Subject"), Some("We missed your delivery window"));
+    assert_eq!(
+        missed.header("Subject").as_deref(),
+        Some("We missed your delivery window")
+    );
     assert!(
         missed.body().contains(&format!("Track it: {url}\r\n")),
         "{}",
@@ -206,7 +204,10 @@ async fn a_deliverys_events_send_each_message_once_with_the_tracking_link() {
     );
     let mail = &mails[1];
     assert_eq!(mail.to, ["ann@example.org"]);
-    assert_eq!(mail.header("Subject"), Some("Your parcel has been delivered"));
+    assert_eq!(
+        mail.header("Subject").as_deref(),
+        Some("Your parcel has been delivered")
+    );
     let body = mail.body();
     assert!(body.starts_with("Hello Ann,\r\n"), "{body}");
     assert!(

@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use troth_core::journey::{JourneyMap, parse_journey};
 use troth_http::tracking::{TrackingConfig, Zone};
-use troth_notify::{NotifyConfig, SmsConfig, SmtpConfig, Template};
+use troth_notify::{CaFile, NotifyConfig, SmsConfig, SmtpConfig, Template};
 use troth_store::RetryPolicy;
 
 pub const DEFAULT_DATA_DIR: &str = "./troth-data";
@@ -75,16 +75,15 @@ pub struct TrackingFlags {
 /// Outbound messages (the `[notify]` section of the file).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct NotifyFlags {
-    /// SMTP relay for email; without it email waits in the outbox.
-    #[arg(long, env = "TROTH_SMTP_HOST")]
-    pub smtp_host: Option<String>,
-    /// SMTP relay port [default: 25].
-    #[arg(long, env = "TROTH_SMTP_PORT")]
-    pub smtp_port: Option<u16>,
+    /// SMTP server for email: smtp://HOST[:PORT] (plain, a trusted relay),
+    /// smtp://USER:PASSWORD@HOST[:587]?tls=required (STARTTLS) or
+    /// smtps://USER:PASSWORD@HOST[:465]; without it email waits in the outbox.
+    #[arg(long, env = "TROTH_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
     /// Sender address of email [default: troth@localhost].
     #[arg(long, env = "TROTH_SMTP_FROM")]
     pub smtp_from: Option<String>,
-    /// SMS gateway URL (http://); without it SMS waits in the outbox.
+    /// SMS gateway URL (http:// or https://); without it SMS waits in the outbox.
     #[arg(long, env = "TROTH_SMS_URL")]
     pub sms_url: Option<String>,
     /// Bearer token for the SMS gateway.
@@ -93,6 +92,10 @@ pub struct NotifyFlags {
     /// Secret that signs webhooks; without it webhooks wait in the outbox.
     #[arg(long, env = "TROTH_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// CA certificates (PEM) trusted besides the system's on every outbound TLS
+    /// connection (SMTP, the SMS gateway, webhooks).
+    #[arg(long, env = "TROTH_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Wait after the first failed send, doubled after each [default: 30].
     #[arg(long, env = "TROTH_NOTIFY_RETRY_BASE_SECONDS")]
     pub notify_retry_base_seconds: Option<u64>,
@@ -126,12 +129,12 @@ struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileNotify {
-    smtp_host: Option<String>,
-    smtp_port: Option<u16>,
+    smtp_url: Option<String>,
     smtp_from: Option<String>,
     sms_url: Option<String>,
     sms_token: Option<String>,
     webhook_secret: Option<String>,
+    ca_file: Option<PathBuf>,
     retry_base_seconds: Option<u64>,
     retry_max_seconds: Option<u64>,
     max_attempts: Option<u32>,
@@ -275,19 +278,16 @@ fn notify_config(flags: NotifyFlags, file: FileNotify) -> anyhow::Result<NotifyC
     if retry.max_attempts == 0 {
         anyhow::bail!("notify max_attempts must be at least 1");
     }
+    let from = flags
+        .smtp_from
+        .or(file.smtp_from)
+        .unwrap_or_else(|| "troth@localhost".to_owned());
     let smtp = flags
-        .smtp_host
-        .or(file.smtp_host)
-        .filter(|h| !h.is_empty())
-        .map(|host| SmtpConfig {
-            host,
-            port: flags.smtp_port.or(file.smtp_port).unwrap_or(25),
-            from: flags
-                .smtp_from
-                .or(file.smtp_from)
-                .unwrap_or_else(|| "troth@localhost".to_owned()),
-            helo: "troth".to_owned(),
-        });
+        .smtp_url
+        .or(file.smtp_url)
+        .filter(|u| !u.is_empty())
+        .map(|url| SmtpConfig::from_url(&url, &from))
+        .transpose()?;
     let sms = flags
         .sms_url
         .or(file.sms_url)
@@ -296,11 +296,15 @@ fn notify_config(flags: NotifyFlags, file: FileNotify) -> anyhow::Result<NotifyC
             url,
             token: flags.sms_token.or(file.sms_token).filter(|t| !t.is_empty()),
         });
-    for url in sms.iter().map(|s| &s.url) {
-        if !url.starts_with("http://") {
-            anyhow::bail!("sms_url {url:?} must be an http:// URL (put a TLS-terminating proxy in between)");
-        }
+    if let Some(sms) = &sms {
+        troth_notify::http::check_url(&sms.url).context("sms_url")?;
     }
+    let ca_file = flags
+        .ca_file
+        .or(file.ca_file)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|path| CaFile::read(&path))
+        .transpose()?;
     let public_url = flags.public_url.or(file.public_url).filter(|u| !u.is_empty());
     if let Some(url) = &public_url
         && !(url.starts_with("https://") || url.starts_with("http://"))
@@ -312,6 +316,7 @@ fn notify_config(flags: NotifyFlags, file: FileNotify) -> anyhow::Result<NotifyC
     Ok(NotifyConfig {
         smtp,
         sms,
+        ca_file,
         webhook_secret: flags.webhook_secret.or(file.webhook_secret).filter(|s| !s.is_empty()),
         retry,
         templates,
@@ -364,6 +369,7 @@ pub fn parse_listen(listen: &str) -> anyhow::Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use troth_notify::Security;
 
     fn flags(config: Option<PathBuf>) -> ServeFlags {
         ServeFlags {
@@ -470,23 +476,53 @@ mod tests {
         let path = dir.path().join("troth.toml");
         std::fs::write(
             &path,
-            "[notify]\nsmtp_host = \"mail.local\"\nsmtp_from = \"cx@shop.example\"\nmax_attempts = 3\n\
-             public_url = \"https://track.shop.example/\"\n\
+            "[notify]\nsmtp_url = \"smtp://mail.local\"\nsmtp_from = \"cx@shop.example\"\nmax_attempts = 3\n\
+             public_url = \"https://track.shop.example/\"\nsms_url = \"https://sms.example/send\"\n\
              [notify.templates.payment-failed]\nsubject = \"Oops\"\nbody = \"Hi {customer.traits.name}\"\n",
         )
         .unwrap();
-        let mut flagged = flags(Some(path));
-        flagged.notify.smtp_port = Some(2525);
+        let mut flagged = flags(Some(path.clone()));
+        flagged.notify.smtp_url = Some("smtp://troth:s3cret@mail.example?tls=required".into());
         let notify = Config::load(flagged).unwrap().notify;
-        let smtp = notify.smtp.unwrap();
+        let smtp = notify.smtp.as_ref().unwrap();
         assert_eq!(
-            (smtp.host.as_str(), smtp.port, smtp.from.as_str()),
-            ("mail.local", 2525, "cx@shop.example")
+            (smtp.host.as_str(), smtp.port, smtp.security, smtp.from.as_str()),
+            ("mail.example", 587, Security::StartTls, "cx@shop.example")
         );
+        assert_eq!(smtp.credentials, Some(("troth".into(), "s3cret".into())));
+        assert!(!format!("{notify:?}").contains("s3cret"), "{notify:?}");
         assert_eq!((notify.retry.max_attempts, notify.retry.base_seconds), (3, 30));
         assert_eq!(notify.templates["payment-failed"].subject, "Oops");
-        assert!(notify.templates.contains_key("window-missed") && notify.sms.is_none());
+        assert!(notify.templates.contains_key("window-missed"));
+        assert_eq!(notify.sms.unwrap().url, "https://sms.example/send");
         assert_eq!(notify.public_url.as_deref(), Some("https://track.shop.example/"));
+        assert_eq!(Config::load(flags(Some(path))).unwrap().notify.smtp.unwrap().port, 25);
+    }
+
+    #[test]
+    fn notify_settings_that_cannot_work_stop_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = |change: &dyn Fn(&mut NotifyFlags)| {
+            let mut flagged = flags(None);
+            change(&mut flagged.notify);
+            format!("{:#}", Config::load(flagged).unwrap_err())
+        };
+        let error = refused(&|n| n.smtp_url = Some("smtp://troth:s3cret@mail.example".into()));
+        assert!(error.contains("without TLS") && !error.contains("s3cret"), "{error}");
+        let error = refused(&|n| n.sms_url = Some("ftp://sms.example".into()));
+        assert!(error.contains("sms_url") && error.contains("https://"), "{error}");
+        let missing = dir.path().join("missing.pem");
+        let error = refused(&|n| n.ca_file = Some(missing.clone()));
+        assert!(error.contains("ca_file") && error.contains("missing.pem"), "{error}");
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let error = refused(&|n| n.ca_file = Some(not_pem.clone()));
+        assert!(error.contains("no PEM certificate"), "{error}");
+
+        let old = dir.path().join("old.toml");
+        std::fs::write(&old, "[notify]\nsmtp_host = \"mail.local\"\n").unwrap();
+        let error = format!("{:#}", Config::load(flags(Some(old))).unwrap_err());
+        assert!(error.contains("smtp_host") && error.contains("smtp_url"), "{error}");
     }
 
     #[test]

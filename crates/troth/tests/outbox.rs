@@ -18,10 +18,8 @@ const ID: &str = "play:payment_failed_help:p1:0";
 
 fn smtp_flags(port: u16) -> Vec<String> {
     [
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        &port.to_string(),
+        "--smtp-url",
+        &format!("smtp://127.0.0.1:{port}"),
         "--smtp-from",
         "cx@shop.example",
     ]
@@ -83,7 +81,7 @@ async fn a_message_claimed_when_troth_is_killed_is_sent_once_after_the_restart()
     let mails = smtp.wait_for(1, Duration::from_secs(20));
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].to, ["ann@example.org"]);
-    assert_eq!(mails[0].header("Troth-Delivery"), Some(ID));
+    assert_eq!(mails[0].header("Troth-Delivery").as_deref(), Some(ID));
     let row = wait_for_state(&server, "sent").await;
     assert_eq!(row["state"], "sent", "{row}");
     server.kill();
