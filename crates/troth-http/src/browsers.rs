@@ -15,11 +15,9 @@
 //!   tracking page may also load images from the one origin of the configured map
 //!   tiles, and nothing else from anywhere else.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use troth_store::Store;
 
 use crate::AppState;
 use crate::error::{ApiError, Code};
@@ -43,21 +41,23 @@ fn tracking_policy(tile_origin: &str) -> String {
 /// Uploaded files: shown as images, never run.
 const UPLOAD_POLICY: &str = "default-src 'none'; img-src 'self'; sandbox; frame-ancestors 'none'";
 
-pub async fn protect<S: Store>(State(state): State<AppState<S>>, request: Request, next: Next) -> Response {
-    if let Some(refusal) = refusal(
+/// The answer refusing a request that breaks one of the rules above, if it does.
+pub fn refused<S>(state: &AppState<S>, request: &Request) -> Option<Response> {
+    refusal(
         state.master_key.is_some(),
         request.method(),
         request.uri().path(),
         request.headers(),
-    ) {
-        return with_headers(refusal, request.uri().path(), None);
-    }
-    let path = request.uri().path().to_owned();
+    )
+}
+
+/// The answer with the headers every answer carries.
+pub fn secured<S>(state: &AppState<S>, response: Response, path: &str) -> Response {
     let tiles = path
         .starts_with("/t/")
         .then(|| crate::tracking::Tiles::of(&state.tracking.config).map(|t| t.origin))
         .flatten();
-    with_headers(next.run(request).await, &path, tiles.as_deref())
+    with_headers(response, path, tiles.as_deref())
 }
 
 /// The answer refusing the request, if it breaks a rule.

@@ -7,9 +7,8 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Method, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use troth_store::Store;
 
@@ -23,21 +22,20 @@ pub const HEADER: &str = "troth-min-position";
 /// How long a read waits for its projections before answering 503, by default.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
-pub async fn wait_for_position<S: Store>(
-    State(state): State<AppState<S>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Waits, for a read that names a position, until the projections have passed
+/// it; takes the position out of the query. The answer to give instead when the
+/// position is not one or the wait ran out.
+pub async fn wait_for_position<S: Store>(state: &AppState<S>, request: &mut Request) -> Result<(), Response> {
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
-        return next.run(request).await;
+        return Ok(());
     }
-    let position = match take_position(&mut request) {
+    let position = match take_position(request) {
         Ok(Some(position)) => position,
-        Ok(None) => return next.run(request).await,
-        Err(error) => return error.into_response(),
+        Ok(None) => return Ok(()),
+        Err(error) => return Err(error.into_response()),
     };
     match state.store.wait_projected(position, state.read_wait).await {
-        Ok(()) => next.run(request).await,
+        Ok(()) => Ok(()),
         Err(progress) => {
             let behind: Vec<String> = progress
                 .projectors
@@ -55,7 +53,7 @@ pub async fn wait_for_position<S: Store>(
                 ),
             );
             error.progress = Some(progress);
-            error.into_response()
+            Err(error.into_response())
         }
     }
 }

@@ -178,16 +178,11 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         // Bodies are limited per route by `limits::guard`, which also cuts off
         // chunked bodies while they are read; NDJSON streams without a limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            consistency::wait_for_position::<S>,
-        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.guards.limits().request_timeout,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), limits::guard::<S>))
-        .layer(middleware::from_fn_with_state(state.clone(), browsers::protect::<S>))
+        .layer(middleware::from_fn_with_state(state.clone(), gate::<S>))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             state.guards.limits().concurrency,
         ))
@@ -236,6 +231,21 @@ async fn metrics_text<S: Store>(State(state): State<AppState<S>>) -> Response {
         state.metrics.render(&state.store.progress()),
     )
         .into_response()
+}
+
+/// What every request passes before its route: the browser rules, a wait for
+/// `min_position`, the rate and body limits; and the headers every answer carries.
+/// One middleware rather than three, as each costs every request.
+async fn gate<S: Store>(State(state): State<AppState<S>>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    if let Some(refusal) = browsers::refused(&state, &request) {
+        return browsers::secured(&state, refusal, &path);
+    }
+    if let Err(answer) = consistency::wait_for_position(&state, &mut request).await {
+        return browsers::secured(&state, answer, &path);
+    }
+    let response = limits::check(&state.guards, &path, request, next).await;
+    browsers::secured(&state, response, &path)
 }
 
 async fn count_requests<S: Store>(State(state): State<AppState<S>>, request: Request, next: Next) -> Response {

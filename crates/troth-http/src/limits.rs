@@ -131,18 +131,13 @@ impl Default for Guards {
     }
 }
 
-/// The body and rate limits of the main router.
-pub async fn guard<S: Store>(State(state): State<AppState<S>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    check(&state.guards, &path, request, next).await
-}
-
 /// The same for the OsmAnd port, where every path is an OsmAnd report.
 pub async fn guard_osmand<S: Store>(State(state): State<AppState<S>>, request: Request, next: Next) -> Response {
     check(&state.guards, "/osmand", request, next).await
 }
 
-async fn check(guards: &Arc<Guards>, path: &str, request: Request, next: Next) -> Response {
+/// Runs the request if it is within the rate and body limits of `path`.
+pub async fn check(guards: &Arc<Guards>, path: &str, request: Request, next: Next) -> Response {
     if let Some(limiter) = guards.limiter(request.method(), path) {
         let client = request
             .extensions()
@@ -164,9 +159,18 @@ async fn check(guards: &Arc<Guards>, path: &str, request: Request, next: Next) -
     if declared.is_some_and(|n| n > limit as u64) {
         return refuse(path, Refusal::TooLarge(limit));
     }
-    let (parts, body) = request.into_parts();
+    // A declared length is one the body cannot exceed (hyper stops there); only a
+    // body without one (chunked) needs counting as it is read.
+    let unbounded = declared.is_none()
+        && (request.headers().contains_key(header::TRANSFER_ENCODING)
+            || !matches!(*request.method(), Method::GET | Method::HEAD));
     let tripped = Arc::new(AtomicBool::new(false));
-    let request = Request::from_parts(parts, capped(body, limit, tripped.clone()));
+    let request = if unbounded {
+        let (parts, body) = request.into_parts();
+        Request::from_parts(parts, capped(body, limit, tripped.clone()))
+    } else {
+        request
+    };
     let response = next.run(request).await;
     let bare = !response.headers().contains_key(header::CONTENT_TYPE);
     if tripped.load(Ordering::Relaxed) && (bare || response.status() != StatusCode::PAYLOAD_TOO_LARGE) {
