@@ -164,16 +164,19 @@ pub async fn check(guards: &Arc<Guards>, path: &str, request: Request, next: Nex
     let unbounded = declared.is_none()
         && (request.headers().contains_key(header::TRANSFER_ENCODING)
             || !matches!(*request.method(), Method::GET | Method::HEAD));
-    let tripped = Arc::new(AtomicBool::new(false));
-    let request = if unbounded {
-        let (parts, body) = request.into_parts();
-        Request::from_parts(parts, capped(body, limit, tripped.clone()))
-    } else {
-        request
+    // Made only for a body that is counted: most requests declare their length.
+    let tripped = unbounded.then(|| Arc::new(AtomicBool::new(false)));
+    let request = match &tripped {
+        Some(tripped) => {
+            let (parts, body) = request.into_parts();
+            Request::from_parts(parts, capped(body, limit, tripped.clone()))
+        }
+        None => request,
     };
     let response = next.run(request).await;
     let bare = !response.headers().contains_key(header::CONTENT_TYPE);
-    if tripped.load(Ordering::Relaxed) && (bare || response.status() != StatusCode::PAYLOAD_TOO_LARGE) {
+    let cut_off = tripped.is_some_and(|t| t.load(Ordering::Relaxed));
+    if cut_off && (bare || response.status() != StatusCode::PAYLOAD_TOO_LARGE) {
         // The body was cut off: whatever the handler made of the rest, the answer is
         // 413 (the handler's own, when it gave one).
         return refuse(path, Refusal::TooLarge(limit));

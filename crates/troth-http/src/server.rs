@@ -24,6 +24,16 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Serves `app` until `stop` resolves, then lets open connections finish their
 /// requests for [`SHUTDOWN_GRACE`].
 pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+    serve_with(listener, app, HEADER_READ_TIMEOUT, stop).await
+}
+
+/// [`serve`] with another time allowed for a request's head (tests use a short one).
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    stop: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let (stopping, stopped) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(stop);
@@ -52,7 +62,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: impl Future<Output 
         connections.spawn(async move {
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(header_read_timeout)
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             tokio::pin!(connection);
             let stopping = async move {
