@@ -1478,3 +1478,49 @@ async fn tiles_come_from_the_configured_server_attributed_and_the_policy_allows_
         "{policy}"
     );
 }
+
+/// A form with something to correct comes back inside the page, with the reason
+/// next to it and what the customer typed still in it.
+#[tokio::test]
+async fn a_form_to_correct_keeps_what_the_customer_typed() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let origin = Some("http://127.0.0.1:8080");
+
+    let long = "Ring twice & wait ".repeat(40);
+    let reply = api
+        .form(
+            &format!("/t/{token}/instructions"),
+            &format!("instructions={}", long.replace(' ', "+").replace('&', "%26")),
+            origin,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let page = reply.text();
+    assert!(page.contains("up to 500 characters (these are 719)"), "{page}");
+    assert!(
+        page.contains("Ring twice &amp; wait Ring twice"),
+        "the text is still in the form: {page}"
+    );
+    assert!(
+        page.contains(r##"<a href="#instructions">Please check the form below"##),
+        "{page}"
+    );
+
+    let reply = api
+        .form(
+            &format!("/t/{token}/reschedule"),
+            "date=2001-01-01&slot=evening",
+            origin,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let page = reply.text();
+    assert!(page.contains(r#"value="2001-01-01""#), "the day typed: {page}");
+    assert!(
+        page.contains(r#"<option value="evening" selected>"#),
+        "the slot chosen: {page}"
+    );
+    assert!(api.logged("shipment:s-1", "shipment.rescheduled").await.is_empty());
+}

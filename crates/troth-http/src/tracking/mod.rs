@@ -419,11 +419,26 @@ pub async fn track_page<S: Store>(
         // The customer still sees the page; the view is missing from the journey's exposure.
         tracing::warn!(error = %e.detail, "a tracking page view was not recorded");
     }
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let (done, case) = (param("done"), param("case"));
+    render_page(&state, &token, &tracked, now, done, case, None).await
+}
+
+/// The page of a link, with the thanks for a form just sent or a form to correct.
+async fn render_page<S: Store>(
+    state: &AppState<S>,
+    token: &str,
+    tracked: &TrackedShipment,
+    now: Timestamp,
+    done: Option<&str>,
+    case: Option<&str>,
+    kept: Option<&page::Kept>,
+) -> Response {
     let view = match live_view(
         &state.store,
         &state.tracking,
         state.journey.get().as_deref(),
-        &tracked,
+        tracked,
         now,
     )
     .await
@@ -435,19 +450,41 @@ pub async fn track_page<S: Store>(
         Ok(trail) => trail,
         Err(e) => return page::failed(&e),
     };
-    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let (done, case) = (param("done"), param("case"));
     let html = page::render(&page::Page {
-        token: &token,
-        tracked: &tracked,
+        token,
+        tracked,
         view: &view,
         trail: &trail,
         config: &state.tracking.config,
         done,
         case,
+        kept,
         now,
     });
-    ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+    let status = if kept.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+/// Sends the page back with a form to correct: what is wrong, and what was typed.
+async fn send_back<S: Store>(
+    state: &AppState<S>,
+    token: &str,
+    tracked: &TrackedShipment,
+    now: Timestamp,
+    form: &'static str,
+    message: &str,
+    values: Vec<(&'static str, String)>,
+) -> Response {
+    let kept = page::Kept {
+        form,
+        message: message.to_owned(),
+        values,
+    };
+    render_page(state, token, tracked, now, None, None, Some(&kept)).await
 }
 
 /// Appends an event about the tracked shipment on the customer's behalf. The route
@@ -573,16 +610,33 @@ async fn reschedule<S: Store>(
         Ok(zone) => zone,
         Err(e) => return page::failed(&e),
     };
+    let typed = || vec![("date", form.date.clone()), ("slot", form.slot.clone())];
     let slot = SLOTS.iter().find(|s| s.0 == form.slot);
-    let Some(&(_, _, from, to)) = slot else {
-        return page::invalid(&token, "Choose a day and a time of day.");
-    };
-    let (Some(start), Some(end)) = (zone.local(&form.date, from), zone.local(&form.date, to)) else {
-        return page::invalid(&token, "Choose a day and a time of day.");
+    let local = slot.and_then(|&(_, _, from, to)| Some((zone.local(&form.date, from)?, zone.local(&form.date, to)?)));
+    let Some((start, end)) = local else {
+        return send_back(
+            &state,
+            &token,
+            &tracked,
+            now,
+            "another-time",
+            "Choose a day and a time of day.",
+            typed(),
+        )
+        .await;
     };
     let hour = 3_600_000_000;
     if start <= now || start.0 > now.0 + RESCHEDULE_DAYS * 24 * hour {
-        return page::invalid(&token, "Choose a time in the next two weeks.");
+        return send_back(
+            &state,
+            &token,
+            &tracked,
+            now,
+            "another-time",
+            "Choose a time in the next two weeks.",
+            typed(),
+        )
+        .await;
     }
     let data = json!({"window_start": start.to_string(), "window_end": end.to_string(), "by": "customer"});
     match append(&state, &tracked, "shipment.rescheduled", data, now).await {
@@ -612,7 +666,20 @@ async fn instructions<S: Store>(
     };
     let text = form.map(|Form(f)| f.instructions.trim().to_owned()).unwrap_or_default();
     if text.is_empty() || text.chars().count() > MAX_TEXT {
-        return page::invalid(&token, "Write your instructions in up to 500 characters.");
+        let message = format!(
+            "Write your instructions in up to {MAX_TEXT} characters (these are {}).",
+            text.chars().count()
+        );
+        return send_back(
+            &state,
+            &token,
+            &tracked,
+            now,
+            "instructions",
+            &message,
+            vec![("instructions", text)],
+        )
+        .await;
     }
     match append(
         &state,
@@ -657,7 +724,16 @@ async fn problem<S: Store>(
     };
     let category = form.ok().map(|Form(f)| f.category);
     let Some(&(category, _)) = PROBLEMS.iter().find(|p| Some(p.0) == category.as_deref()) else {
-        return page::invalid(&token, "Choose what the problem is.");
+        return send_back(
+            &state,
+            &token,
+            &tracked,
+            now,
+            "report",
+            "Choose what the problem is.",
+            Vec::new(),
+        )
+        .await;
     };
     // One case a day from the page: a customer who reports again (or a script that
     // posts thirty times) is shown the case already open, and no other is opened.
@@ -728,7 +804,17 @@ async fn safe_place<S: Store>(
         }
     }
     if place.is_empty() || place.chars().count() > MAX_TEXT {
-        return page::invalid(&token, "Describe your safe place in up to 500 characters.");
+        let message = format!("Describe your safe place in up to {MAX_TEXT} characters.");
+        return send_back(
+            &state,
+            &token,
+            &tracked,
+            now,
+            "safe-place",
+            &message,
+            vec![("place", place)],
+        )
+        .await;
     }
     let mut data = json!({"place": place});
     let earlier = match from_page_since(&state.store, &tracked, "shipment.safe_place_set", Timestamp(0)).await {

@@ -26,7 +26,42 @@ pub struct Page<'a> {
     pub done: Option<&'a str>,
     /// The case just opened (`?case=`), confirmed only if the log holds it.
     pub case: Option<&'a str>,
+    /// A form sent back because something in it must change: what is wrong, and
+    /// what the customer typed, shown again in that form.
+    pub kept: Option<&'a Kept>,
     pub now: Timestamp,
+}
+
+/// A form the customer must correct, with what they typed.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    /// The form's section: `instructions`, `safe-place`, `another-time` or `report`.
+    pub form: &'static str,
+    pub message: String,
+    /// The fields as sent, by name.
+    pub values: Vec<(&'static str, String)>,
+}
+
+impl Kept {
+    fn value(&self, form: &str, field: &str) -> Option<&str> {
+        (self.form == form)
+            .then(|| {
+                self.values
+                    .iter()
+                    .find(|(name, _)| *name == field)
+                    .map(|(_, v)| v.as_str())
+            })
+            .flatten()
+    }
+
+    /// The message, inside the form it is about.
+    fn alert(&self, form: &str) -> String {
+        if self.form == form {
+            format!(r#"<p class="problem" role="alert">{}</p>"#, esc(&self.message))
+        } else {
+            String::new()
+        }
+    }
 }
 
 impl Page<'_> {
@@ -75,6 +110,15 @@ pub fn render(p: &Page<'_>) -> String {
     let shipment = &p.tracked.shipment;
     let token = esc(p.token);
     let mut b = String::new();
+    if let Some(kept) = p.kept {
+        // The form is further down: say so at the top, linked to it.
+        let _ = write!(
+            b,
+            r##"<p class="problem" role="alert"><a href="#{}">Please check the form below: {}</a></p>"##,
+            kept.form,
+            esc(&kept.message)
+        );
+    }
     if let Some(done) = p.done {
         let confirmed = p
             .case
@@ -173,7 +217,8 @@ pub fn render(p: &Page<'_>) -> String {
     }
     let _ = write!(
         b,
-        r#"<section id="report"><h2>Report a problem</h2><form method="post" action="/t/{token}/problem"><label>What is wrong? <select name="category" required>"#
+        r#"<section id="report"><h2>Report a problem</h2>{}<form method="post" action="/t/{token}/problem"><label>What is wrong? <select name="category" required>"#,
+        p.kept.map(|k| k.alert("report")).unwrap_or_default()
     );
     if status.problem.is_none() {
         // No reason fits the state well enough to pick it for the customer.
@@ -291,38 +336,52 @@ fn proof_section(b: &mut String, proof: &ProofView, view: &TrackView) {
 
 fn forms(b: &mut String, p: &Page<'_>, token: &str) {
     let shipment = &p.tracked.shipment;
-    let instructions = shipment.instructions().unwrap_or_default();
+    let kept = |form: &str, field: &str| p.kept.and_then(|k| k.value(form, field)).map(str::to_owned);
+    let alert = |form: &str| p.kept.map(|k| k.alert(form)).unwrap_or_default();
+    let instructions =
+        kept("instructions", "instructions").unwrap_or_else(|| shipment.instructions().unwrap_or_default());
     let _ = write!(
         b,
-        r#"<section id="instructions"><h2>Instructions for the driver</h2><form method="post" action="/t/{token}/instructions">
+        r#"<section id="instructions"><h2>Instructions for the driver</h2>{}<form method="post" action="/t/{token}/instructions">
 <textarea name="instructions" maxlength="500" rows="2" required>{}</textarea><button type="submit">Save</button></form></section>"#,
+        alert("instructions"),
         esc(&instructions)
     );
     let safe = shipment.safe_place();
     let _ = write!(
         b,
-        r#"<section id="safe-place"><h2>Safe place</h2>{}<form method="post" action="/t/{token}/safe-place" enctype="multipart/form-data">
+        r#"<section id="safe-place"><h2>Safe place</h2>{}{}<form method="post" action="/t/{token}/safe-place" enctype="multipart/form-data">
 <label>Where may we leave it? <input name="place" maxlength="500" required value="{}"></label>
 <label>A photo of the place (JPEG or PNG, up to 5 MiB) <input type="file" name="photo" accept="image/jpeg,image/png"></label>
 <button type="submit">Save</button></form></section>"#,
+        alert("safe-place"),
         if safe.as_ref().is_some_and(|s| s.photo.is_some()) {
             format!(r#"<img class="photo" src="/t/{token}/safe-place-photo" alt="Your safe place">"#)
         } else {
             String::new()
         },
-        esc(&safe.map(|s| s.place).unwrap_or_default())
+        esc(&kept("safe-place", "place").unwrap_or_else(|| safe.map(|s| s.place).unwrap_or_default()))
     );
     // The slots are hours of the customer's own day (the form's handler reads them so).
     let tomorrow = p.zone_date(Timestamp(p.now.0 + 86_400_000_000));
+    let day = kept("another-time", "date").unwrap_or_else(|| tomorrow.clone());
     let _ = write!(
         b,
-        r#"<section id="another-time"><h2>Another time</h2><form method="post" action="/t/{token}/reschedule">
-<label>Day <input type="date" name="date" required min="{0}" value="{0}"></label><label>Time ({1}) <select name="slot">"#,
+        r#"<section id="another-time"><h2>Another time</h2>{3}<form method="post" action="/t/{token}/reschedule">
+<label>Day <input type="date" name="date" required min="{0}" value="{2}"></label><label>Time ({1}) <select name="slot">"#,
         esc(&tomorrow),
-        esc(&p.view.timezone)
+        esc(&p.view.timezone),
+        esc(&day),
+        alert("another-time")
     );
+    let chosen = kept("another-time", "slot");
     for (slot, label, _, _) in SLOTS {
-        let _ = write!(b, r#"<option value="{slot}">{label}</option>"#);
+        let selected = if chosen.as_deref() == Some(*slot) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(b, r#"<option value="{slot}"{selected}>{label}</option>"#);
     }
     b.push_str(r#"</select></label><button type="submit">Reschedule</button></form></section>"#);
 }
