@@ -1524,3 +1524,35 @@ async fn a_form_to_correct_keeps_what_the_customer_typed() {
     );
     assert!(api.logged("shipment:s-1", "shipment.rescheduled").await.is_empty());
 }
+
+/// Without the customer's address (a carrier that sends none) the map shows the
+/// driver and promises no address pin; the status says the stops in words.
+#[tokio::test]
+async fn without_the_address_the_map_promises_no_pin() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    api.events(vec![
+        event(
+            "out",
+            "shipment.out_for_delivery",
+            &at(-HOUR),
+            "shipment:s-1",
+            json!({"driver": "d-1", "stops_before": 1}),
+        ),
+        json!({"id": "p-1", "type": "courier.position", "time": at(-60_000_000),
+               "subject": "driver:d-1", "data": {"lat": 52.51, "lon": 13.40}}),
+    ])
+    .await;
+    let (page, _) = api.page_and_view("s-1").await;
+    let map = map_section(&page);
+    assert!(map.contains(r#"<circle id="driver""#), "{map}");
+    assert!(!map.contains(r#"<g id="home""#), "{map}");
+    assert!(
+        map.contains(r#"<span hidden><span class="key home-key"></span>Your address</span>"#),
+        "{map}"
+    );
+    assert!(
+        page.contains(r#"<strong id="stops-text">1 stop before yours</strong>"#),
+        "{page}"
+    );
+}

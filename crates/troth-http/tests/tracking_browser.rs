@@ -72,7 +72,7 @@ async fn the_tracking_page_follows_the_stage_the_driver_and_the_estimate_without
             "return !document.getElementById('map').hidden && document.getElementById('driver') !== null;",
         )
         .await;
-    assert_eq!(browser.text("#stops-text").await, "3");
+    assert_eq!(browser.text("#stops-text").await, "3 stops before yours");
     let stages: Vec<String> = {
         let mut texts = Vec::new();
         for li in browser.find_all("#stages li").await {

@@ -321,10 +321,12 @@ pub fn render(m: &MapInput<'_>) -> String {
             r#"<p class="map-stops" id="map-stops"{stops_hidden}>{stops}</p>{attribution}</div>"#,
             r#"<p class="muted{caption_class}" id="driver-at">{caption}</p>"#,
             r#"<p class="legend muted"><span><span class="key driver-key"></span>Driver</span> "#,
-            r#"<span><span class="key home-key"></span>Your address</span> "#,
+            r#"<span{home_hidden}><span class="key home-key"></span>Your address</span> "#,
             r#"<span><span class="key trail-key"></span>Recent path</span></p></section>"#
         ),
         // `concat!` makes the format string, which cannot capture names by itself.
+        // No address pin without the address: the legend does not promise one.
+        home_hidden = if m.destination.is_some() { "" } else { " hidden" },
         attrs = attrs,
         w = w,
         h = h,

@@ -185,9 +185,9 @@ pub fn render(p: &Page<'_>) -> String {
     );
     let _ = write!(
         b,
-        r#"<p id="stops"{}><strong id="stops-text">{}</strong> stops before yours</p></section>"#,
+        r#"<p id="stops"{}><strong id="stops-text">{}</strong></p></section>"#,
         hidden(view.stops_before.is_none()),
-        view.stops_before.map(|n| n.to_string()).unwrap_or_default()
+        view.stops_before.map(super::map::stops_text).unwrap_or_default()
     );
     if let Some(proof) = &view.proof {
         proof_section(&mut b, proof, view);

@@ -71,7 +71,7 @@
     var eta = document.getElementById("eta-text");
     if (eta) { eta.dateTime = view.eta || ""; eta.textContent = view.eta_local || ""; }
     show("stops", view.stops_before !== null && view.stops_before !== undefined);
-    text("stops-text", view.stops_before === null || view.stops_before === undefined ? "" : String(view.stops_before));
+    text("stops-text", view.stops_before === null || view.stops_before === undefined ? "" : stopsText(view.stops_before));
     driverFrom(view);
   }
 
