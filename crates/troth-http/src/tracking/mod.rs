@@ -610,34 +610,21 @@ async fn reschedule<S: Store>(
         Ok(zone) => zone,
         Err(e) => return page::failed(&e),
     };
-    let typed = || vec![("date", form.date.clone()), ("slot", form.slot.clone())];
     let slot = SLOTS.iter().find(|s| s.0 == form.slot);
     let local = slot.and_then(|&(_, _, from, to)| Some((zone.local(&form.date, from)?, zone.local(&form.date, to)?)));
-    let Some((start, end)) = local else {
-        return send_back(
-            &state,
-            &token,
-            &tracked,
-            now,
-            "another-time",
-            "Choose a day and a time of day.",
-            typed(),
-        )
-        .await;
-    };
     let hour = 3_600_000_000;
-    if start <= now || start.0 > now.0 + RESCHEDULE_DAYS * 24 * hour {
-        return send_back(
-            &state,
-            &token,
-            &tracked,
-            now,
-            "another-time",
-            "Choose a time in the next two weeks.",
-            typed(),
-        )
-        .await;
-    }
+    let wrong = match local {
+        None => Some("Choose a day and a time of day."),
+        Some((start, _)) if start <= now || start.0 > now.0 + RESCHEDULE_DAYS * 24 * hour => {
+            Some("Choose a time in the next two weeks.")
+        }
+        Some(_) => None,
+    };
+    let (Some((start, end)), None) = (local, wrong) else {
+        let typed = vec![("date", form.date.clone()), ("slot", form.slot.clone())];
+        let message = wrong.unwrap_or_default();
+        return send_back(&state, &token, &tracked, now, "another-time", message, typed).await;
+    };
     let data = json!({"window_start": start.to_string(), "window_end": end.to_string(), "by": "customer"});
     match append(&state, &tracked, "shipment.rescheduled", data, now).await {
         Ok(()) => back(&token, "reschedule"),
