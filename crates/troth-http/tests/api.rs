@@ -1,11 +1,13 @@
 //! The HTTP API through its router, without a socket.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use troth_http::{AppState, app};
+use troth_http::AppState;
 use troth_store::sqlite::SqliteStore;
 
 struct Api {
@@ -19,7 +21,7 @@ impl Api {
         let store = SqliteStore::open(dir.path()).unwrap();
         Api {
             _dir: dir,
-            router: app(AppState::new(store, master_key.map(str::to_owned))),
+            router: common::settled_app(AppState::new(store, master_key.map(str::to_owned))),
         }
     }
 
@@ -393,7 +395,7 @@ async fn promises_along_the_journey() {
     let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
     let api = Api {
         _dir: dir,
-        router: app(AppState::new(store, None).with_journey(journey)),
+        router: common::settled_app(AppState::new(store, None).with_journey(journey)),
     };
     let window = |id: &str, shipment: &str| {
         json!({"id": id, "type": "shipment.window_set", "time": "2026-11-23T08:00:00Z", "subject": format!("shipment:{shipment}"),
@@ -502,7 +504,7 @@ async fn weakest_links_rank_touchpoints_below_their_targets() {
     let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
     let api = Api {
         _dir: dir,
-        router: app(AppState::new(store, None).with_journey(journey)),
+        router: common::settled_app(AppState::new(store, None).with_journey(journey)),
     };
     // Ten payments, six of them failed; ten store visits, all found.
     let mut events = Vec::new();
@@ -582,7 +584,7 @@ async fn the_chasm_compares_what_was_expected_with_what_was_delivered() {
     let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
     let api = Api {
         _dir: dir,
-        router: app(AppState::new(store, None).with_journey(journey)),
+        router: common::settled_app(AppState::new(store, None).with_journey(journey)),
     };
     let answer = |id: &str, who: &str, survey: &str, nps: u8| {
         json!({"id": id, "type": "survey.answered", "time": "2026-11-20T10:00:00Z", "customer": {"id": who},

@@ -2,13 +2,15 @@
 //! TCP port, over a store filled by the simulator. Skipped (with a message) when
 //! Chromium is not installed, except in CI. See docs/browser-tests.md.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use troth_browser_test::{Browser, http};
 use troth_core::journey::{JourneyMap, parse_journey};
-use troth_http::{AppState, app};
+use troth_http::AppState;
 use troth_store::Store;
 use troth_store::sqlite::SqliteStore;
 
@@ -48,7 +50,7 @@ async fn serve_simulated_with_key(days: u32, master_key: Option<&str>) -> Served
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = app(AppState::new(store, master_key.map(str::to_owned)).with_journey(map.clone()));
+    let router = common::settled_app(AppState::new(store, master_key.map(str::to_owned)).with_journey(map.clone()));
     tokio::spawn(async move { axum::serve(listener, router).await });
     eprintln!("served {} simulated events in {:?}", events.len(), started.elapsed());
     Served { addr, map, _dir: dir }

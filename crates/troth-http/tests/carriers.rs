@@ -1,10 +1,12 @@
 //! `GET /api/v1/carriers` and `/ui/carriers`, through the router, on a real store.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use troth_http::{AppState, app};
+use troth_http::AppState;
 use troth_store::sqlite::SqliteStore;
 
 const WORST: &str = r#"<b>swift&"post"</b>"#;
@@ -102,7 +104,7 @@ async fn seeded(master_key: Option<&str>) -> (tempfile::TempDir, axum::Router) {
     let dir = tempfile::tempdir().unwrap();
     let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
     let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
-    let router = app(AppState::new(store, master_key.map(str::to_owned)).with_journey(journey));
+    let router = common::settled_app(AppState::new(store, master_key.map(str::to_owned)).with_journey(journey));
     let (status, _, body) = call(
         &router,
         "POST",

@@ -1,5 +1,7 @@
 //! `/api/v1/outbox` through the router: listing, dead letters, retry, master key only.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -7,7 +9,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use troth_core::journey::parse_journey;
 use troth_core::{Timestamp, validate_value};
-use troth_http::{AppState, app};
+use troth_http::AppState;
 use troth_store::sqlite::SqliteStore;
 use troth_store::{NewKey, RetryPolicy, Scope, Store};
 
@@ -84,7 +86,7 @@ async fn outbox_rows_dead_letters_and_retry_for_the_master_key_only() {
         })
         .await
         .unwrap();
-    let router = app(AppState::new(store, Some(MASTER.into())));
+    let router = common::settled_app(AppState::new(store, Some(MASTER.into())));
 
     let (status, content_type, problem) = call(&router, "GET", "/api/v1/outbox", None).await;
     assert_eq!(

@@ -1,6 +1,8 @@
 //! Drivers' devices and positions through the router: the positions API, the
 //! OsmAnd protocol as Traccar Client speaks it, plausibility flags and the live hub.
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -9,7 +11,7 @@ use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use troth_core::Timestamp;
-use troth_http::{AppState, PositionHub, app};
+use troth_http::{AppState, PositionHub};
 use troth_store::sqlite::SqliteStore;
 
 const MASTER: &str = "master-secret";
@@ -28,7 +30,7 @@ impl Api {
         let hub = state.positions.clone();
         Api {
             _dir: dir,
-            router: app(state),
+            router: common::settled_app(state),
             hub,
         }
     }
@@ -329,7 +331,7 @@ async fn a_restarted_server_judges_against_the_log() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = SqliteStore::open(dir.path()).unwrap();
-        let api = app(AppState::new(store, None));
+        let api = common::settled_app(AppState::new(store, None));
         let request = Request::post("/api/v1/drivers/d-5/positions")
             .body(Body::from(
                 json!([{"lat": 52.5, "lon": 13.4, "at": iso(-30)}]).to_string(),
@@ -346,7 +348,7 @@ async fn a_restarted_server_judges_against_the_log() {
     };
     let state = AppState::new(store, None);
     let hub = state.positions.clone();
-    let api = app(state);
+    let api = common::settled_app(state);
     let request = Request::post("/api/v1/drivers/d-5/positions")
         .body(Body::from(
             json!([{"lat": 53.5, "lon": 13.4, "at": iso(-20)}]).to_string(),

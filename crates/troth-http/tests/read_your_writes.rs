@@ -88,7 +88,7 @@ async fn readiness_and_metrics_show_each_projectors_position() {
     let (_, metrics) = api.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
     assert!(metrics.contains("troth_log_position 2\n"), "{metrics}");
     assert!(
-        metrics.contains("troth_projector_lag_events{projector=\"inline\"} 0\n"),
+        metrics.contains("troth_projector_lag_events{projector=\"projections\"} 0\n"),
         "{metrics}"
     );
 }

@@ -1,6 +1,8 @@
 //! The tracking links, the JSON twin, the page's forms and the live stream,
 //! through the router over a real store.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -9,7 +11,7 @@ use tower::ServiceExt;
 use troth_core::Timestamp;
 use troth_core::journey::{JourneyMap, parse_journey};
 use troth_http::tracking::{TrackingConfig, Zone};
-use troth_http::{AppState, app};
+use troth_http::AppState;
 use troth_store::Store;
 use troth_store::sqlite::SqliteStore;
 
@@ -74,7 +76,7 @@ impl Api {
             state = state.with_journey(map);
         }
         Api {
-            router: app(state.clone()),
+            router: common::settled_app(state.clone()),
             state,
             dir,
         }
@@ -452,7 +454,7 @@ async fn the_estimate_follows_the_route_and_survives_a_restart() {
 
     // A restarted server rebuilds the route from the log and says the same.
     let restarted = AppState::new(api.state.store.clone(), None);
-    let again = app(restarted)
+    let again = common::settled_app(restarted)
         .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
         .await
         .unwrap();

@@ -3,12 +3,14 @@
 //! Skipped (with a message) when Chromium is not installed, except in CI. See
 //! docs/browser-tests.md.
 
+mod common;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use troth_browser_test::{Browser, http};
 use troth_core::Timestamp;
-use troth_http::{AppState, app};
+use troth_http::AppState;
 use troth_store::sqlite::SqliteStore;
 
 fn at(offset_minutes: i64) -> String {
@@ -27,7 +29,7 @@ async fn the_tracking_page_follows_the_stage_the_driver_and_the_estimate_without
     let store = SqliteStore::open(dir.path()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = app(AppState::new(store, None));
+    let router = common::settled_app(AppState::new(store, None));
     tokio::spawn(async move { axum::serve(listener, router).await });
     let url = |path: &str| format!("http://{addr}{path}");
 
@@ -210,7 +212,7 @@ async fn the_map_fits_a_phone_and_a_desktop_with_the_address_the_driver_and_tile
         tile_url: Some(format!("http://{tiles_addr}/{{z}}/{{x}}/{{y}}.svg")),
         ..Default::default()
     };
-    let router = app(AppState::new(store, None).with_tracking(config));
+    let router = common::settled_app(AppState::new(store, None).with_tracking(config));
     tokio::spawn(async move { axum::serve(listener, router).await });
     let url = |path: &str| format!("http://{addr}{path}");
 

@@ -1,11 +1,13 @@
 //! The web pages, rendered from real events.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use troth_http::{AppState, app};
+use troth_http::AppState;
 use troth_store::sqlite::SqliteStore;
 
 async fn get(router: &axum::Router, uri: &str, cookie: Option<&str>) -> (StatusCode, Option<String>, String) {
@@ -90,7 +92,7 @@ async fn seeded(master_key: Option<&str>) -> (tempfile::TempDir, axum::Router) {
     let dir = tempfile::tempdir().unwrap();
     let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
     let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
-    let router = app(AppState::new(store, master_key.map(str::to_owned)).with_journey(journey));
+    let router = common::settled_app(AppState::new(store, master_key.map(str::to_owned)).with_journey(journey));
     let mut request = Request::builder().method("POST").uri("/api/v1/events");
     if let Some(key) = master_key {
         request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
@@ -511,7 +513,7 @@ async fn the_overviews_numbers_are_the_apis() {
     let dir = tempfile::tempdir().unwrap();
     let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
     let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
-    let router = app(AppState::new(store.clone(), None).with_journey(journey));
+    let router = common::settled_app(AppState::new(store.clone(), None).with_journey(journey));
     post_events(&router, events()).await;
     with_a_broken_window(&router).await;
     // Windows of the week before, one kept and one missed, and cases: one resolved

@@ -167,7 +167,9 @@ impl Rig {
 async fn a_deliverys_events_send_each_message_once_with_the_tracking_link() {
     let rig = Rig::new(Some(PUBLIC_URL));
     rig.store.append(start()).await.unwrap();
+    rig.store.settle().await.unwrap();
     rig.store.append(the_delivery()).await.unwrap();
+    rig.store.settle().await.unwrap();
     let dispatcher = Dispatcher::new(rig.store.clone(), rig.config.clone());
     // Six SMS and the delivered email; the failed attempt also broke the window
     // promise, whose play emails the customer too.
@@ -227,6 +229,7 @@ async fn a_deliverys_events_send_each_message_once_with_the_tracking_link() {
     assert!(delivered.payload["message"]["body"].as_str().unwrap().contains(&url));
     // The same events again send nothing more.
     rig.store.append(the_delivery()).await.unwrap();
+    rig.store.settle().await.unwrap();
     assert_eq!(dispatcher.run_once().await.unwrap(), 0);
     assert_eq!(rig.gateway.requests().len(), 6);
 }
@@ -235,6 +238,7 @@ async fn a_deliverys_events_send_each_message_once_with_the_tracking_link() {
 async fn re_issued_windows_and_stale_reports_do_not_spam() {
     let rig = Rig::new(Some(PUBLIC_URL));
     rig.store.append(start()).await.unwrap();
+    rig.store.settle().await.unwrap();
     rig.store
         .append(vec![
             window("w1", "08:00", "11:00", "12:00"),
@@ -247,6 +251,7 @@ async fn re_issued_windows_and_stale_reports_do_not_spam() {
         ])
         .await
         .unwrap();
+    rig.store.settle().await.unwrap();
     let state = |row: &OutboxEntry| (row.state, row.last_error.clone().unwrap_or_default());
     assert_eq!(rig.row("play:window_set_notice:w1:0").await.state, OutboxState::Pending);
     let (w2, why) = state(&rig.row("play:window_set_notice:w2:0").await);
@@ -287,6 +292,7 @@ async fn re_issued_windows_and_stale_reports_do_not_spam() {
         ])
         .await
         .unwrap();
+    rig.store.settle().await.unwrap();
     let (arriving, why) = state(&rig.row("play:arriving_notice:a1:0").await);
     assert_eq!(arriving, OutboxState::Skipped);
     assert!(why.contains("not on its way to the customer any more"), "{why}");
@@ -308,7 +314,9 @@ async fn a_customer_who_withdrew_sms_consent_gets_no_sms() {
                "customer": {"id": "ann"}, "data": {"channel": "sms", "purpose": "service", "granted": false}}),
     ));
     rig.store.append(events).await.unwrap();
+    rig.store.settle().await.unwrap();
     rig.store.append(the_delivery()).await.unwrap();
+    rig.store.settle().await.unwrap();
     Dispatcher::new(rig.store.clone(), rig.config.clone())
         .run_once()
         .await
@@ -340,7 +348,9 @@ async fn the_text_is_fixed_at_enqueue_and_a_replay_changes_and_resends_nothing()
     // Without a public URL there is no link, and no relative one either.
     let rig = Rig::new(None);
     rig.store.append(start()).await.unwrap();
+    rig.store.settle().await.unwrap();
     rig.store.append(the_delivery()).await.unwrap();
+    rig.store.settle().await.unwrap();
     let before = rig.rows().await;
     let window = rig.row("play:window_set_notice:w1:0").await;
     assert_eq!(

@@ -83,6 +83,7 @@ async fn a_failed_payment_sends_an_email_over_smtp_once() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     assert_eq!(dispatcher.run_once().await.unwrap(), 1);
     let mails = server.wait_for(1, Duration::from_secs(5));
     assert_eq!(mails.len(), 1);
@@ -112,6 +113,7 @@ async fn a_failed_payment_sends_an_email_over_smtp_once() {
     assert!(row.sent_at.is_some());
     // Nothing is due any more, and a duplicate of the event enqueues nothing.
     store.append(vec![payment_failed("p1", "ann")]).await.unwrap();
+    store.settle().await.unwrap();
     assert_eq!(dispatcher.run_once().await.unwrap(), 0);
     assert_eq!(server.mails().len(), 1);
 }
@@ -142,6 +144,7 @@ async fn a_customer_who_withdrew_email_consent_receives_nothing() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     dispatcher.run_once().await.unwrap();
     // Bob's mail shows the receiver works; Ann's never comes.
     let mails = server.wait_for(1, Duration::from_secs(5));
@@ -184,6 +187,7 @@ async fn alert_webhooks_are_signed_as_documented() {
         "data": {"window_start": "2026-11-23T11:00:00Z", "window_end": "2026-11-23T12:00:00Z"}}),
     );
     store.append(vec![window]).await.unwrap();
+    store.settle().await.unwrap();
     store
         .tick(Timestamp::parse_rfc3339("2026-11-23T12:01:00Z").unwrap())
         .await
@@ -288,6 +292,7 @@ async fn a_failing_gateway_is_retried_with_backoff_until_dead_then_retried_by_ha
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     let id = "play:payment_failed_help:p1:0".to_owned();
     let row = || async { store.outbox_entry(id.clone()).await.unwrap().unwrap() };
 

@@ -94,6 +94,7 @@ async fn payment_failed(store: &SqliteStore, email: &str) {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
 }
 
 fn smtp_url(scheme: &str, server: &SmtpServer, password: &str, query: &str) -> SmtpConfig {
@@ -312,6 +313,7 @@ async fn window_missed(store: &SqliteStore) {
         "data": {"window_start": "2026-11-23T11:00:00Z", "window_end": "2026-11-23T12:00:00Z"}}),
     );
     store.append(vec![window]).await.unwrap();
+    store.settle().await.unwrap();
     store
         .tick(Timestamp::parse_rfc3339("2026-11-23T12:01:00Z").unwrap())
         .await

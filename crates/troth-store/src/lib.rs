@@ -35,6 +35,8 @@ pub enum StoreError {
     Io { path: String, source: std::io::Error },
     #[error("{path} is a file, not a directory: give the store a directory of its own (it is created if missing)")]
     NotADirectory { path: String },
+    #[error("the projections are catching up with the log: {projected} of {head} events")]
+    CatchingUp { projected: i64, head: i64 },
 }
 
 /// What became of one event handed to [`Store::append`].

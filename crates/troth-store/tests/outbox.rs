@@ -69,13 +69,16 @@ async fn a_play_enqueues_once_per_event_with_the_customers_address() {
         .append(vec![identified("i1", "ann", "Ann@Example.org")])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     let statuses = store.append(vec![payment_failed("p1", "ann")]).await.unwrap();
+    store.settle().await.unwrap();
     assert!(matches!(statuses[0], AppendStatus::Accepted { .. }));
     // The same event again, alone and in a batch: still one row.
     let again = store
         .append(vec![payment_failed("p1", "ann"), payment_failed("p1", "ann")])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     assert_eq!(again, [AppendStatus::Duplicate, AppendStatus::Duplicate]);
     let rows = all(&store).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -96,6 +99,7 @@ async fn a_play_enqueues_once_per_event_with_the_customers_address() {
         )])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     assert_eq!(all(&store).await.len(), 1);
 }
 
@@ -118,6 +122,7 @@ async fn withdrawn_service_consent_skips_the_message_and_replay_agrees() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     store
         .append(vec![
             payment_failed("p-ann", "ann"),
@@ -126,6 +131,7 @@ async fn withdrawn_service_consent_skips_the_message_and_replay_agrees() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     let rows = all(&store).await;
     let states: Vec<(&str, OutboxState, Option<&str>)> = rows
         .iter()
@@ -172,6 +178,7 @@ async fn failures_back_off_doubling_to_a_cap_then_dead_and_retry_revives() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     let policy = RetryPolicy {
         base_seconds: 30,
         max_seconds: 60,
@@ -246,6 +253,7 @@ async fn rows_claimed_before_a_stop_are_pending_again_after_it() {
             ])
             .await
             .unwrap();
+        store.settle().await.unwrap();
         assert_eq!(store.claim_outbox(Timestamp::now(), 10).await.unwrap().len(), 1);
     }
     // The writer thread lets go of the lock once the store is dropped.
@@ -274,7 +282,9 @@ async fn detractors_open_cases_as_events_once() {
         )
     };
     store.append(vec![survey("s1", 3), survey("s2", 9)]).await.unwrap();
+    store.settle().await.unwrap();
     store.append(vec![survey("s1", 3)]).await.unwrap();
+    store.settle().await.unwrap();
     let cases = store
         .events(EventQuery {
             event_type: Some("case.opened".into()),

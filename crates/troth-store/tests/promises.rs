@@ -94,6 +94,7 @@ async fn the_clock_and_events_settle_promises_and_the_log_tells_it() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     assert_eq!(store.tick(at("12:00")).await.unwrap(), 0, "nothing is due yet");
     assert_eq!(store.tick(at("12:25")).await.unwrap(), 1, "s1's window is at risk");
     assert_eq!(
@@ -102,9 +103,11 @@ async fn the_clock_and_events_settle_promises_and_the_log_tells_it() {
         "the same tick again changes nothing"
     );
     store.append(vec![delivered("d2", "s2", "14:30")]).await.unwrap();
+    store.settle().await.unwrap();
     assert_eq!(store.tick(at("12:38")).await.unwrap(), 1, "s1's window is broken");
     // s1's courier scan from 12:30 arrives late: the break is corrected.
     store.append(vec![delivered("d1", "s1", "12:30")]).await.unwrap();
+    store.settle().await.unwrap();
     assert_eq!(store.tick(at("18:00")).await.unwrap(), 0);
     assert_eq!(
         promise_log(&store).await,
@@ -146,6 +149,7 @@ async fn an_order_promise_is_kept_by_its_shipment() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     assert_eq!(
         promise_log(&store).await,
         ["promise.made delivery_date:o1", "promise.kept delivery_date:o1"]
@@ -157,6 +161,7 @@ async fn without_a_journey_no_promise_is_followed() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
     store.append(vec![window("w1", "s1", "11:37", "12:37")]).await.unwrap();
+    store.settle().await.unwrap();
     assert_eq!(store.tick(at("13:00")).await.unwrap(), 0);
     assert!(promise_log(&store).await.is_empty());
 }
@@ -174,6 +179,7 @@ async fn aggregates_survive_a_stop_before_they_are_written() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     let before = (store.overview().await.unwrap(), store.health(None, None).await.unwrap());
     assert_eq!(before.0.events, 4, "two events sent, the promise made and kept");
     drop(store);
@@ -210,6 +216,7 @@ async fn a_changed_map_recounts_health_from_the_log() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     let health = store.health(None, None).await.unwrap();
     assert_eq!(exposure_of(health.clone(), "delivery_window"), 1);
     assert_eq!(exposure_of(health, "delivery"), 1);
@@ -245,6 +252,7 @@ async fn a_reloaded_map_recounts_history_and_applies_from_then_on() {
     let retail = include_str!("../../../journeys/retail.toml");
     let store = open(dir.path());
     store.append(vec![window("w1", "s1", "11:37", "12:37")]).await.unwrap();
+    store.settle().await.unwrap();
     let exposure = |health: Vec<(String, troth_core::health::Tally)>, key: &str| {
         health
             .into_iter()
@@ -284,6 +292,7 @@ async fn a_reloaded_map_recounts_history_and_applies_from_then_on() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     let health = store.health(None, None).await.unwrap();
     assert_eq!(
         exposure(health.clone(), "delivery_window"),
@@ -327,6 +336,7 @@ async fn reach_counts_distinct_customers() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     let reach_of = |reach: Vec<(String, u64)>| reach.into_iter().find(|(t, _)| t == "tracking_page").map(|(_, n)| n);
     let day = |d: &str| {
         Timestamp::parse_rfc3339(&format!("2026-11-{d}T00:00:00Z"))
@@ -367,7 +377,9 @@ async fn cases_reopened_within_a_week_count_as_repeat_contacts() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     store.append(vec![case("k4", "ann", "20")]).await.unwrap();
+    store.settle().await.unwrap();
     let complaint = store
         .health(None, None)
         .await

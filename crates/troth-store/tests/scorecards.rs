@@ -164,6 +164,7 @@ async fn scorecards_count_exactly_whatever_the_order_and_survive_restart_and_rep
     ];
     for (i, batch) in batches.into_iter().enumerate() {
         store.append(batch).await.unwrap();
+        store.settle().await.unwrap();
         if i == 2 {
             // Before its carrier is known, s3 counts nowhere.
             let rows = store.scorecards(None, None).await.unwrap();
@@ -205,10 +206,11 @@ async fn a_store_without_scorecards_counts_them_at_open() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     store.replay(false, &mut |_| {}).unwrap(); // writes the pending aggregates
     drop(store);
     {
-        let conn = rusqlite::Connection::open(dir.path().join("troth.db")).unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("projections.db")).unwrap();
         conn.execute_batch(
             "DROP TABLE carrier_days; DROP TABLE shipment_scores; DELETE FROM meta WHERE key = 'scorecard_rules';",
         )
@@ -236,6 +238,7 @@ async fn pending_tallies_are_caught_up_at_open_without_counting_twice() {
         .append(vec![viewed("s1", 1, "09:30"), created("s1", "swiftpost")])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     store.replay(false, &mut |_| {}).unwrap(); // writes the aggregates: the watermark moves
     store
         .append(vec![
@@ -245,6 +248,7 @@ async fn pending_tallies_are_caught_up_at_open_without_counting_twice() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     drop(store);
     let store = open(dir.path());
     assert_eq!(

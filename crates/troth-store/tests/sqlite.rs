@@ -31,9 +31,11 @@ fn accepted(statuses: &[AppendStatus]) -> usize {
 async fn the_same_id_again_is_a_duplicate_and_stores_nothing() {
     let (_dir, store) = open();
     let first = store.append(vec![event("e1", json!({"id": "ann"}))]).await.unwrap();
+    store.settle().await.unwrap();
     assert!(matches!(first[..], [AppendStatus::Accepted { seq: 1 }]));
     // Again, alone and inside a batch (also twice within the batch).
     let again = store.append(vec![event("e1", json!({"id": "bob"}))]).await.unwrap();
+    store.settle().await.unwrap();
     assert_eq!(again, [AppendStatus::Duplicate]);
     let batch = store
         .append(vec![
@@ -43,6 +45,7 @@ async fn the_same_id_again_is_a_duplicate_and_stores_nothing() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     assert!(matches!(
         batch[..],
         [
@@ -70,10 +73,12 @@ async fn identities_resolve_to_one_customer_and_merge() {
         .append(vec![event("e1", json!({"id": "ann", "email": "Ann@Example.org"}))])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     store
         .append(vec![event("e2", json!({"phone": "+44 20 7946 0000"}))])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     let ann = store.customer("ann".into()).await.unwrap().unwrap();
     let phone_only = store.customer("phone:+442079460000".into()).await.unwrap().unwrap();
     assert_ne!(ann.id, phone_only.id, "an unknown phone is a new customer");
@@ -96,6 +101,7 @@ async fn identities_resolve_to_one_customer_and_merge() {
         )])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     assert_eq!(accepted(&statuses), 1);
     let merged = store.customer(phone_only.id.clone()).await.unwrap().unwrap();
     assert_eq!(merged.id, ann.id, "the older customer survives");
@@ -148,10 +154,12 @@ async fn identified_traits_accumulate() {
         )])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     store
         .append(vec![identified("e2", json!({"name": "Ann Lee"}))])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     let ann = store.customer("ann".into()).await.unwrap().unwrap();
     assert_eq!(
         Value::Object(ann.traits),
@@ -166,6 +174,7 @@ async fn following_next_visits_every_event_once() {
         .map(|i| event(&format!("e{i}"), json!({"id": format!("c{}", i % 7)})))
         .collect();
     store.append(events).await.unwrap();
+    store.settle().await.unwrap();
     let mut seen = Vec::new();
     let mut after = None;
     loop {
@@ -208,19 +217,20 @@ async fn replay_reproduces_the_stored_projections() {
         }
         for chunk in events.chunks(37) {
             store.append(chunk.to_vec()).await.unwrap();
+            store.settle().await.unwrap();
         }
         let report = store.replay(false, &mut |_| {}).unwrap();
         assert!(report.matches(), "{report:?}");
         assert_eq!(report.events, 300 + merges(&store).await);
     }
     // Tamper with a projection: replay sees it, and with write it repairs it.
-    let conn = rusqlite::Connection::open(dir.path().join("troth.db")).unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("projections.db")).unwrap();
     conn.execute(
         "UPDATE identities SET cid = cid + 1 WHERE key = (SELECT min(key) FROM identities)",
         [],
     )
     .unwrap();
-    conn.execute("UPDATE events SET customer_id = NULL WHERE seq = 5", [])
+    conn.execute("DELETE FROM event_customers WHERE seq = 5", [])
         .unwrap();
     conn.execute("UPDATE event_type_counts SET n = n + 1 WHERE type = 'page.viewed'", [])
         .unwrap();
@@ -287,6 +297,7 @@ async fn the_overview_counts_events_by_type_and_customers() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     store
         .append(vec![
             event("e2", json!({"id": "bob"})),
@@ -294,11 +305,13 @@ async fn the_overview_counts_events_by_type_and_customers() {
         ])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     // One event shows ann@x.org is ann: a merge, recorded as an event of its own.
     store
         .append(vec![event("e4", json!({"id": "ann", "email": "ann@x.org"}))])
         .await
         .unwrap();
+    store.settle().await.unwrap();
     let overview = store.overview().await.unwrap();
     assert_eq!(
         overview.by_type,

@@ -35,7 +35,7 @@ use tokio::sync::broadcast;
 
 use crate::hub::{LivePosition, PositionHub};
 use troth_core::Timestamp;
-use troth_store::{Store, TrackedShipment};
+use troth_store::{AppendStatus, Store, TrackedShipment};
 
 use crate::extract::Segment;
 use crate::{ApiError, AppState, Code, FollowedJourney};
@@ -518,6 +518,10 @@ async fn append<S: Store>(
         .arrivals
         .observe_stored(&state.store, route, &statuses)
         .await;
+    // The page the customer is sent back to shows what they just did.
+    if let Some(AppendStatus::Accepted { seq }) = statuses.first() {
+        let _ = state.store.wait_projected(*seq, state.read_wait).await;
+    }
     Ok(())
 }
 

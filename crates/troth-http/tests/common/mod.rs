@@ -14,6 +14,22 @@ use troth_store::sqlite::SqliteStore;
 
 pub const MASTER: &str = "master-secret";
 
+/// The whole router, each request first waiting until the projections hold every
+/// event appended before it, and every event derived from those: a test reads
+/// what it wrote, by positions, without sleeping.
+pub fn settled_app(state: AppState<SqliteStore>) -> Router {
+    let store = state.store.clone();
+    app(state).layer(axum::middleware::from_fn(
+        move |request: Request<Body>, next: axum::middleware::Next| {
+            let store = store.clone();
+            async move {
+                store.settle().await.expect("the projections stopped");
+                next.run(request).await
+            }
+        },
+    ))
+}
+
 pub struct TestApi {
     pub store: SqliteStore,
     pub router: Router,
@@ -37,7 +53,7 @@ impl TestApi {
         }
         TestApi {
             store,
-            router: app(state.clone()),
+            router: settled_app(state.clone()),
             state,
             _dir: dir,
         }
@@ -46,7 +62,7 @@ impl TestApi {
     /// How long reads given `min_position` wait, from now on.
     pub fn read_wait(&mut self, wait: std::time::Duration) {
         self.state.read_wait = wait;
-        self.router = app(self.state.clone());
+        self.router = settled_app(self.state.clone());
     }
 
     /// Photos from the tracking page stored in `dir`, from now on.
@@ -55,20 +71,20 @@ impl TestApi {
             upload_dir: Some(dir.to_owned()),
             ..Default::default()
         });
-        self.router = app(self.state.clone());
+        self.router = settled_app(self.state.clone());
     }
 
     /// Without a master key from now on (the API is open, to loopback only);
     /// requests may still send the key, which is then ignored.
     pub fn open_mode(&mut self) {
         self.state.master_key = None;
-        self.router = app(self.state.clone());
+        self.router = settled_app(self.state.clone());
     }
 
     /// Limits other than the defaults, from now on.
     pub fn limits(&mut self, limits: troth_http::limits::Limits) {
         self.state.guards = std::sync::Arc::new(troth_http::limits::Guards::new(limits));
-        self.router = app(self.state.clone());
+        self.router = settled_app(self.state.clone());
     }
 
     /// The log's newest position, as `/readyz` tells it.

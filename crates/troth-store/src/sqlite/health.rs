@@ -90,8 +90,9 @@ impl HealthDays {
 fn is_repeat_contact(conn: &Connection, customer: i64, seq: i64, event: &ValidEvent) -> rusqlite::Result<bool> {
     let time = event.time.micros();
     conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM main.events WHERE customer_id = ?1 AND seq < ?2 AND type = 'case.opened'
-                        AND time_us >= ?3 AND time_us <= ?4)",
+        "SELECT EXISTS (SELECT 1 FROM main.event_customers c JOIN events e USING (seq)
+                         WHERE c.cid = ?1 AND c.seq < ?2 AND e.type = 'case.opened'
+                           AND e.time_us >= ?3 AND e.time_us <= ?4)",
     )?
     .query_row(
         params![customer, seq, time - troth_core::health::REPEAT_CONTACT_WINDOW_US, time],

@@ -1,19 +1,23 @@
-//! The embedded backend: one SQLite database in the data directory.
+//! The embedded backend: SQLite files in the data directory.
 //!
-//! Layout of the data directory: `troth.db` (+ its WAL) and `troth.lock`, held
-//! by the process that has the store open so a second one fails clearly.
+//! Layout of the data directory: `troth.db` (the log, + its WAL), `projections.db`
+//! (everything derived from it, + its WAL) and `troth.lock`, held by the process
+//! that has the store open so a second one fails clearly. Two threads write, each
+//! its own file: the log writer (`log.rs`, the durable path) and the projections
+//! (`projections.rs`), which follow the log from their checkpoint.
 
 mod health;
+mod identities;
+mod log;
 mod notices;
 mod outbox;
-mod projector;
+mod projections;
 mod promises;
 mod read;
 mod replay;
 mod schema;
 mod scorecards;
 mod shipments;
-mod writer;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -33,12 +37,13 @@ use crate::{
     Overview, PromisePage, PromiseQuery, PromiseView, ReplayReport, RetryPolicy, RoadShipment, Store, StoreError,
     TrackedShipment, TrackingLink,
 };
-pub use writer::MAX_GROUP_EVENTS;
+pub use log::{MAX_GROUP_EVENTS, MAX_LAG_EVENTS};
 
 /// A source of the current time, for [`SqliteStore::set_clock`].
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-pub use writer::Fault;
-use writer::{Aggregates, ClockSlot, ComposerSlot, DeviceRing, FaultSlot, Job, KeyRing, OutboxDone, OutboxOp, Writer};
+use log::{ClockSlot, DeviceRing, KeyRing, Positions};
+pub use projections::Fault;
+use projections::{Aggregates, ComposerSlot, FaultSlot, Job, OutboxDone, OutboxOp};
 
 /// The schema's DDL, for tools (the ingest benchmark) that need the same tables.
 pub use schema::PRAGMAS;
@@ -47,9 +52,9 @@ pub fn events_schema() -> &'static str {
     schema::EVENTS
 }
 
-/// The projections the embedded store keeps, as `progress` names them: today all
-/// are applied in the append's own transaction.
-const PROJECTIONS: &str = "inline";
+/// The projections the embedded store keeps, as `progress` names them: one thread
+/// applies them all, in one transaction per batch, with one checkpoint.
+const PROJECTIONS: &str = "projections";
 
 /// Read connections kept open, and reads run at once.
 const READERS: usize = 8;
@@ -61,7 +66,15 @@ pub struct SqliteStore {
 
 struct Inner {
     db_path: PathBuf,
+    projections_path: PathBuf,
+    /// The log writer's jobs (appends, keys, devices).
+    log: mpsc::Sender<log::Job>,
+    /// The projections thread's jobs.
     jobs: mpsc::Sender<Job>,
+    positions: Arc<Positions>,
+    /// The log's head when the store was opened: not ready until projected that far.
+    opened_at: i64,
+    current_at: Arc<Mutex<std::time::Instant>>,
     readers: Mutex<Vec<Connection>>,
     /// Reads running at once, at most [`READERS`]: more would each open a
     /// connection (with its own page cache) and a blocking thread, and run no faster.
@@ -78,8 +91,6 @@ struct Inner {
     composer: ComposerSlot,
     clock: ClockSlot,
     fault: FaultSlot,
-    /// The newest position committed with its projections, published after each commit.
-    committed: tokio::sync::watch::Receiver<i64>,
     _lock: File,
 }
 
@@ -104,50 +115,89 @@ impl SqliteStore {
         std::fs::create_dir_all(dir).map_err(io)?;
         let lock = lock_dir(dir)?;
         let db_path = dir.join("troth.db");
-        let conn = open_connection(&db_path, false)?;
-        conn.execute_batch(schema::EVENTS)?;
+        let projections_path = dir.join("projections.db");
+        let split_now = !projections_path.exists();
+        let log_conn = open_connection(&db_path, false)?;
+        log_conn.execute_batch(schema::EVENTS)?;
+        log_conn.execute_batch(schema::KEYS)?;
+        log_conn.execute_batch(schema::DEVICES)?;
+        let keys = Arc::new(RwLock::new(load_keys(&log_conn)?));
+        let devices = Arc::new(RwLock::new(load_devices(&log_conn)?));
+        let head: i64 = log_conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+
+        let conn = open_projections(&projections_path, &db_path, false)?;
         conn.execute_batch(&schema::projections("main"))?;
         conn.execute_batch(&schema::type_counts("main"))?;
-        conn.execute_batch(schema::KEYS)?;
-        let keys = Arc::new(RwLock::new(load_keys(&conn)?));
         conn.execute_batch(&health::schema("main"))?;
         conn.execute_batch(&scorecards::schema("main"))?;
         conn.execute_batch(schema::META)?;
         conn.execute_batch(schema::OUTBOX)?;
-        conn.execute_batch(schema::DEVICES)?;
-        let devices = Arc::new(RwLock::new(load_devices(&conn)?));
         conn.execute_batch(schema::TRACKING_LINKS)?;
         conn.execute_batch(schema::QUARANTINE)?;
+        conn.execute_batch(schema::DERIVED_PENDING)?;
+        if split_now {
+            schema::carry_over_from_single_file(&conn)?;
+        }
+
+        let positions = Arc::new(Positions {
+            head: log::Mark::new(head),
+            projected: log::Mark::new(0),
+            projections_stopped: Default::default(),
+        });
         let pending = Arc::new(Mutex::new(Aggregates::default()));
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
         let composer = ComposerSlot::default();
         let clock = ClockSlot::default();
         let fault = FaultSlot::default();
-        let head: i64 = conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
-        let (committed_tx, committed) = tokio::sync::watch::channel(head);
-        let writer = Writer::new(
+        let current_at = Arc::new(Mutex::new(std::time::Instant::now()));
+        let (log_tx, log_rx) = mpsc::channel(1024);
+        let (jobs_tx, jobs_rx) = mpsc::channel(1024);
+        let projections = projections::Projections::new(
             conn,
-            journey.map(writer::JourneyRules::new),
-            writer::Shared {
-                keys: keys.clone(),
-                devices: devices.clone(),
+            journey.map(projections::JourneyRules::new),
+            projections::Shared {
                 pending: pending.clone(),
                 outbox_signal: outbox_signal.clone(),
                 composer: composer.clone(),
                 clock: clock.clone(),
                 fault: fault.clone(),
-                committed: committed_tx,
+                positions: positions.clone(),
+                current_at: current_at.clone(),
+                log: log_tx.clone(),
             },
         )?;
-        let (tx, rx) = mpsc::channel(1024);
+        // The wake does not keep the projections thread alive: it ends with the store's handles.
+        let wake = jobs_tx.downgrade();
+        let writer = log::LogWriter::new(
+            log_conn,
+            positions.clone(),
+            keys.clone(),
+            devices.clone(),
+            clock.clone(),
+            Box::new(move || {
+                if let Some(jobs) = wake.upgrade() {
+                    // A full queue already holds a wake-up.
+                    let _ = jobs.try_send(Job::Wake);
+                }
+            }),
+        );
         std::thread::Builder::new()
-            .name("troth-writer".into())
-            .spawn(move || writer.run(rx))
+            .name("troth-log".into())
+            .spawn(move || writer.run(log_rx))
+            .map_err(io)?;
+        std::thread::Builder::new()
+            .name("troth-projections".into())
+            .spawn(move || projections.run(jobs_rx))
             .map_err(io)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 db_path,
-                jobs: tx,
+                projections_path,
+                log: log_tx,
+                jobs: jobs_tx,
+                positions,
+                opened_at: head,
+                current_at,
                 readers: Mutex::new(Vec::new()),
                 read_slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
                 keys,
@@ -158,7 +208,6 @@ impl SqliteStore {
                 composer,
                 clock,
                 fault,
-                committed,
                 _lock: lock,
             }),
         })
@@ -168,54 +217,125 @@ impl SqliteStore {
         &self.inner.db_path
     }
 
-    /// Appends from a thread that is not async (bulk import).
+    /// Appends from a thread that is not async (bulk import). Like every append, it
+    /// waits first while the projections are too far behind (back-pressure).
     pub fn append_blocking(&self, events: Vec<ValidEvent>) -> Result<Vec<AppendStatus>, StoreError> {
+        let positions = &self.inner.positions;
+        while positions.head.get() - positions.projected.get() > MAX_LAG_EVENTS && !self.projections_stopped() {
+            let head = positions.head.get();
+            positions
+                .projected
+                .wait_blocking(|p| head - p <= MAX_LAG_EVENTS, std::time::Duration::from_millis(200));
+        }
         let (reply, rx) = oneshot::channel();
         self.inner
-            .jobs
-            .blocking_send(Job::Append { events, reply })
+            .log
+            .blocking_send(log::Job::Append { events, reply })
             .map_err(|_| StoreError::WriterGone)?;
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    fn projections_stopped(&self) -> bool {
+        self.inner
+            .positions
+            .projections_stopped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits while the projections are more than [`MAX_LAG_EVENTS`] behind the log.
+    async fn wait_for_room(&self) {
+        let positions = &self.inner.positions;
+        let mut projected = positions.projected.subscribe();
+        while positions.head.get() - positions.projected.get() > MAX_LAG_EVENTS && !self.projections_stopped() {
+            let room = projected.wait_for(|&p| positions.head.get() - p <= MAX_LAG_EVENTS);
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), room).await;
+        }
+    }
+
+    /// Resolves once the projections hold every event in the log now, and every
+    /// event troth derived from those.
+    pub async fn settle(&self) -> Result<(), StoreError> {
+        let positions = &self.inner.positions;
+        let mut projected = positions.projected.subscribe();
+        loop {
+            let head = positions.head.get();
+            let caught_up = projected.wait_for(|&p| p >= head);
+            match tokio::time::timeout(std::time::Duration::from_millis(200), caught_up).await {
+                Ok(Ok(_)) if positions.head.get() == head => return Ok(()),
+                Ok(Err(_)) => return Err(StoreError::WriterGone),
+                _ if self.projections_stopped() => return Err(StoreError::WriterGone),
+                _ => {}
+            }
+        }
+    }
+
+    /// [`SqliteStore::settle`] for a thread that is not async; `progress` hears the
+    /// projections' position and the log's head as they move.
+    pub fn settle_blocking(&self, progress: &mut dyn FnMut(i64, i64)) -> Result<(), StoreError> {
+        let positions = &self.inner.positions;
+        loop {
+            let head = positions.head.get();
+            let projected = positions
+                .projected
+                .wait_blocking(|p| p >= head, std::time::Duration::from_millis(100));
+            progress(projected, positions.head.get());
+            if projected >= head && positions.head.get() == head {
+                return Ok(());
+            }
+            if self.projections_stopped() {
+                return Err(StoreError::WriterGone);
+            }
+        }
     }
 
     /// Follows `journey` from now on instead of the map the store was opened with:
     /// its promises and plays decide what later events do, and health is counted
     /// again from the log if the map counts other events for its touchpoints.
     pub async fn reload_journey(&self, journey: &JourneyMap) -> Result<(), StoreError> {
-        let rules = Box::new(writer::JourneyRules::new(journey));
+        let rules = Box::new(projections::JourneyRules::new(journey));
         self.submit(|reply| Job::Reload { rules, reply }).await?;
         *self.inner.journey.lock().unwrap_or_else(|p| p.into_inner()) = Some(journey.clone());
         Ok(())
     }
 
     /// Runs the promise clock to `now` (the server calls it every second; tests call
-    /// it with a fake time). Returns how many promises changed.
+    /// it with a fake time), after projecting every event appended before. Returns
+    /// how many promises changed.
     pub async fn tick(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.submit(|reply| Job::Tick { now, only: None, reply }).await
     }
 
-    /// Rebuilds every projection from the log and compares it with what is stored;
-    /// with `write`, replaces the stored projections with the rebuilt ones.
-    /// `progress` is called with the number of events replayed so far.
+    /// Projects every event in the log, then rebuilds every projection from the log
+    /// and compares it with what is stored; with `write`, replaces the stored
+    /// projections with the rebuilt ones. `progress` is called with the number of
+    /// events replayed so far. The projections thread does it, so nothing projects
+    /// meanwhile; appends go on.
     pub fn replay(&self, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
-        // Replay gets its own connection; other processes are kept out by the lock.
-        // The aggregates are compared too, so the writer writes what it holds first. A
-        // thread of its own may wait for it even when the caller is async.
+        let journey = self
+            .inner
+            .journey
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .map(Box::new);
+        let (progress_tx, progress_rx) = std::sync::mpsc::channel();
+        let (reply, answer) = oneshot::channel();
         let jobs = self.inner.jobs.clone();
-        std::thread::scope(|scope| {
-            scope
-                .spawn(move || {
-                    let (reply, flushed) = oneshot::channel();
-                    jobs.blocking_send(Job::Flush { reply })
-                        .map_err(|_| StoreError::WriterGone)?;
-                    flushed.blocking_recv().map_err(|_| StoreError::WriterGone)?
-                })
-                .join()
-                .map_err(|_| StoreError::WriterGone)?
-        })?;
-        let conn = open_connection(&self.inner.db_path, false)?;
-        let journey = self.inner.journey.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        replay::run(&conn, journey.as_ref(), write, progress)
+        // A thread of its own may block on the channels even when the caller is async.
+        let waiting = std::thread::spawn(move || {
+            jobs.blocking_send(Job::Replay {
+                journey,
+                write,
+                progress: progress_tx,
+                reply,
+            })
+            .map_err(|_| StoreError::WriterGone)?;
+            answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
+        });
+        for n in progress_rx {
+            progress(n);
+        }
+        waiting.join().map_err(|_| StoreError::WriterGone)?
     }
 
     /// Renders customer messages with `composer` as their outbox rows are written,
@@ -250,6 +370,19 @@ impl SqliteStore {
         self.submit(|reply| Job::Outbox { op, reply }).await
     }
 
+    async fn submit_log<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> log::Job,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .log
+            .send(job(reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
     async fn submit<T>(
         &self,
         job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
@@ -280,7 +413,7 @@ impl SqliteStore {
             let conn = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match conn {
                 Some(conn) => conn,
-                None => open_connection(&inner.db_path, true)?,
+                None => open_projections(&inner.projections_path, &inner.db_path, true)?,
             };
             let result = f(&conn);
             let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
@@ -299,7 +432,8 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(|reply| Job::Append { events, reply }).await
+        self.wait_for_room().await;
+        self.submit_log(|reply| log::Job::Append { events, reply }).await
     }
 
     async fn events(&self, query: EventQuery) -> Result<EventPage, StoreError> {
@@ -374,7 +508,7 @@ impl Store for SqliteStore {
         if key.scopes.is_empty() {
             return Err(StoreError::Invalid("a key needs at least one scope".into()));
         }
-        self.submit(|reply| Job::CreateKey { key, reply }).await
+        self.submit_log(|reply| log::Job::CreateKey { key, reply }).await
     }
 
     async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
@@ -391,7 +525,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_key(&self, uid: String) -> Result<bool, StoreError> {
-        self.submit(|reply| Job::DeleteKey { uid, reply }).await
+        self.submit_log(|reply| log::Job::DeleteKey { uid, reply }).await
     }
 
     fn authenticate(&self, secret: &str) -> Option<ApiKey> {
@@ -413,7 +547,7 @@ impl Store for SqliteStore {
         if driver.is_empty() {
             return Err(StoreError::Invalid("a device needs a driver".into()));
         }
-        self.submit(|reply| Job::CreateDevice { driver, reply }).await
+        self.submit_log(|reply| log::Job::CreateDevice { driver, reply }).await
     }
 
     async fn devices(&self, driver: String) -> Result<Vec<Device>, StoreError> {
@@ -429,7 +563,7 @@ impl Store for SqliteStore {
 
     async fn delete_device(&self, driver: String, device_id: String) -> Result<bool, StoreError> {
         let device_id = normalize_device_id(&device_id);
-        self.submit(|reply| Job::DeleteDevice {
+        self.submit_log(|reply| log::Job::DeleteDevice {
             driver,
             device_id,
             reply,
@@ -544,31 +678,51 @@ impl Store for SqliteStore {
     }
 
     fn progress(&self) -> crate::Progress {
-        let head = *self.inner.committed.borrow();
+        let positions = &self.inner.positions;
+        // The projected position first: read the other way, it could pass the head.
+        let projected = positions.projected.get();
+        let head = positions.head.get();
+        let lag_events = (head - projected).max(0);
+        let lag_seconds = if lag_events > 0 {
+            self.inner
+                .current_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                .as_secs_f64()
+        } else {
+            0.0
+        };
         crate::Progress {
             log: head,
-            // Every projection is applied in the transaction that appends its events,
-            // so none is ever behind the log; `PROJECTIONS` names what that covers.
             projectors: vec![crate::ProjectorProgress {
                 name: PROJECTIONS,
-                position: head,
-                lag_events: 0,
-                lag_seconds: 0.0,
+                position: projected,
+                lag_events,
+                lag_seconds,
             }],
         }
     }
 
     async fn wait_projected(&self, position: i64, timeout: std::time::Duration) -> Result<(), crate::Progress> {
-        let mut committed = self.inner.committed.clone();
-        match tokio::time::timeout(timeout, committed.wait_for(|&head| head >= position)).await {
+        let mut projected = self.inner.positions.projected.subscribe();
+        match tokio::time::timeout(timeout, projected.wait_for(|&p| p >= position)).await {
             Ok(Ok(_)) => Ok(()),
             _ => Err(self.progress()),
         }
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        if self.inner.jobs.is_closed() {
+        if self.inner.log.is_closed() || self.inner.jobs.is_closed() || self.projections_stopped() {
             return Err(StoreError::WriterGone);
+        }
+        // After a stop the projections first catch up with the log as it was.
+        let projected = self.inner.positions.projected.get();
+        if projected < self.inner.opened_at {
+            return Err(StoreError::CatchingUp {
+                projected,
+                head: self.inner.opened_at,
+            });
         }
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }
@@ -576,6 +730,29 @@ impl Store for SqliteStore {
 
 fn mismatched() -> StoreError {
     StoreError::WriteFailed("internal error: an outbox job got another job's answer".into())
+}
+
+/// A connection to the projections with the log attached as `log`: queries name
+/// projection tables and `events` alike (the log's tables resolve by name).
+fn open_projections(path: &Path, log_path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if !read_only {
+        conn.execute_batch(schema::PROJECTION_PRAGMAS)?;
+    }
+    let log = log_path.to_str().ok_or_else(|| StoreError::Io {
+        path: log_path.display().to_string(),
+        source: std::io::Error::other("the path is not valid UTF-8"),
+    })?;
+    conn.execute("ATTACH DATABASE ?1 AS log", [log])?;
+    conn.execute_batch("PRAGMA log.cache_size = -65536;")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -657,4 +834,14 @@ fn load_devices(conn: &Connection) -> Result<HashMap<String, Device>, StoreError
         Ok((device.device_id.clone(), device))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// What a caught panic said, for the log and the quarantine.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    format!("panicked: {text}")
 }

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension};
 use troth_core::Timestamp;
 use troth_core::identity::{CustomerId, Identity, IdentityKind};
 
-use super::projector::root;
-use super::writer::Aggregates;
+use super::identities::root;
+use super::projections::Aggregates;
 use crate::{
     CustomerProfile, EventPage, EventQuery, IdentityView, Overview, PromisePage, PromiseQuery, PromiseView,
     RoadShipment, StoreError, StoredEvent,
@@ -17,46 +17,54 @@ use std::sync::Mutex;
 
 /// The listing's SQL and arguments; `None` when it names a customer nobody is.
 fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, Vec<SqlValue>)>, StoreError> {
-    let mut sql = String::from("SELECT seq, received_us, body FROM events WHERE seq > ?");
-    let mut args: Vec<SqlValue> = vec![SqlValue::Integer(query.after_seq.unwrap_or(0))];
+    let mut args: Vec<SqlValue> = Vec::new();
+    // With a customer, their events are found through the identity projection's
+    // answer for each event, by its index (customer, position).
+    let mut sql = match &query.customer {
+        Some(key) => {
+            let Some(cids) = customer_set(conn, key)? else {
+                return Ok(None);
+            };
+            let marks = vec!["?"; cids.len()].join(",");
+            args.extend(cids.into_iter().map(|c| SqlValue::Integer(c.0)));
+            format!(
+                "SELECT e.seq, e.received_us, e.body FROM event_customers c JOIN events e ON e.seq = c.seq
+                  WHERE c.cid IN ({marks}) AND c.seq > ?"
+            )
+        }
+        None => String::from("SELECT e.seq, e.received_us, e.body FROM events e WHERE e.seq > ?"),
+    };
+    args.push(SqlValue::Integer(query.after_seq.unwrap_or(0)));
     if let Some(before) = query.before_seq {
-        sql.push_str(" AND seq < ?");
+        sql.push_str(" AND e.seq < ?");
         args.push(SqlValue::Integer(before));
     }
-    if let Some(key) = &query.customer {
-        let Some(cids) = customer_set(conn, key)? else {
-            return Ok(None);
-        };
-        let marks = vec!["?"; cids.len()].join(",");
-        sql.push_str(&format!(" AND customer_id IN ({marks})"));
-        args.extend(cids.into_iter().map(|c| SqlValue::Integer(c.0)));
-    }
     if let Some(subject) = &query.subject {
-        sql.push_str(" AND subject = ?");
+        sql.push_str(" AND e.subject = ?");
         args.push(SqlValue::Text(subject.clone()));
     }
     if let Some(event_type) = &query.event_type {
         // With a subject or customer, their index is the narrow one: `+type` keeps
         // SQLite from walking every event of a common type (all positions) instead.
         sql.push_str(if query.subject.is_some() || query.customer.is_some() {
-            " AND +type = ?"
+            " AND +e.type = ?"
         } else {
-            " AND type = ?"
+            " AND e.type = ?"
         });
         args.push(SqlValue::Text(event_type.clone()));
     }
     if let Some(from) = query.from_us {
-        sql.push_str(" AND time_us >= ?");
+        sql.push_str(" AND e.time_us >= ?");
         args.push(SqlValue::Integer(from));
     }
     if let Some(to) = query.to_us {
-        sql.push_str(" AND time_us < ?");
+        sql.push_str(" AND e.time_us < ?");
         args.push(SqlValue::Integer(to));
     }
     sql.push_str(if query.newest_first {
-        " ORDER BY seq DESC LIMIT ?"
+        " ORDER BY e.seq DESC LIMIT ?"
     } else {
-        " ORDER BY seq LIMIT ?"
+        " ORDER BY e.seq LIMIT ?"
     });
     args.push(SqlValue::Integer(query.limit as i64));
     Ok(Some((sql, args)))
@@ -160,7 +168,8 @@ pub fn customer(conn: &Connection, key: &str) -> Result<Option<CustomerProfile>,
     all.extend(merged.iter().map(|c| c.0));
     let marks = vec!["?"; all.len()].join(",");
     let mut counts = conn.prepare_cached(&format!(
-        "SELECT type, count(*), min(time_us), max(time_us) FROM events WHERE customer_id IN ({marks}) GROUP BY type"
+        "SELECT e.type, count(*), min(e.time_us), max(e.time_us) FROM event_customers c JOIN events e ON e.seq = c.seq
+          WHERE c.cid IN ({marks}) GROUP BY e.type"
     ))?;
     let mut event_counts = BTreeMap::new();
     let (mut first, mut last) = (i64::MAX, i64::MIN);
@@ -237,8 +246,9 @@ fn promise_filter(conn: &Connection, query: &PromiseQuery) -> Result<Option<(Str
         };
         // A promise belongs to the customer of the event that recorded its making.
         sql.push_str(&format!(
-            " AND p.id IN (SELECT json_extract(e.body, '$.data.promise') FROM events e
-                           WHERE e.type = 'promise.made' AND e.customer_id IN ({}))",
+            " AND p.id IN (SELECT json_extract(e.body, '$.data.promise')
+                             FROM event_customers c JOIN events e ON e.seq = c.seq
+                            WHERE c.cid IN ({}) AND +e.type = 'promise.made')",
             vec!["?"; cids.len()].join(",")
         ));
         args.extend(cids.into_iter().map(|c| SqlValue::Integer(c.0)));
@@ -412,9 +422,10 @@ pub fn survey_answers(
     to_us: Option<i64>,
 ) -> Result<Vec<troth_core::chasm::Answer>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT coalesce(c.merged_into, e.customer_id), e.body FROM events e
-         LEFT JOIN customers c ON c.cid = e.customer_id
-         WHERE e.type IN ('survey.answered', 'review.posted') AND e.customer_id IS NOT NULL AND e.time_us >= ?1 AND e.time_us < ?2",
+        "SELECT coalesce(c.merged_into, ec.cid), e.body FROM events e
+         JOIN event_customers ec ON ec.seq = e.seq
+         LEFT JOIN customers c ON c.cid = ec.cid
+         WHERE e.type IN ('survey.answered', 'review.posted') AND e.time_us >= ?1 AND e.time_us < ?2",
     )?;
     let mut rows = stmt.query([from_us.unwrap_or(i64::MIN), to_us.unwrap_or(i64::MAX)])?;
     let mut answers = Vec::new();

@@ -7,12 +7,14 @@ use troth_core::health::HealthIndex;
 use troth_core::journey::JourneyMap;
 use troth_core::validate_event;
 
-use super::projector::Projector;
+use super::identities::Projector;
 use super::schema;
 use crate::{ReplayReport, StoreError};
 
-/// Each projection as a query giving comparable rows, per schema.
+/// Each projection's table and a query giving comparable rows, per schema: what
+/// replay compares and, with `write`, swaps in.
 const COMPARED: &[(&str, &str)] = &[
+    ("event_customers", "SELECT seq, cid FROM {s}.event_customers"),
     ("customers", "SELECT cid, merged_into, traits FROM {s}.customers"),
     ("identities", "SELECT key, cid FROM {s}.identities"),
     ("event_type_counts", "SELECT type, n FROM {s}.event_type_counts"),
@@ -53,8 +55,9 @@ fn rebuild_and_compare(
     progress: &mut dyn FnMut(u64),
 ) -> Result<ReplayReport, StoreError> {
     conn.execute_batch(&schema::projections("replay"))?;
-    conn.execute_batch("CREATE TABLE replay.event_customer (seq INTEGER PRIMARY KEY, cid INTEGER)")?;
     let tx = conn.unchecked_transaction()?;
+    // The projections stand at their checkpoint; the rebuild reads the log that far.
+    let through = super::projections::checkpoint(&tx)?;
     let mut projector = Projector::new(&tx, "replay")?;
     let mut report = ReplayReport::default();
     conn.execute_batch(&super::health::schema("replay"))?;
@@ -64,9 +67,9 @@ fn rebuild_and_compare(
     let mut facts = super::scorecards::StagedFacts::default();
     let mut shipments = super::shipments::Staged::default();
     {
-        let mut scan = tx.prepare("SELECT seq, body FROM main.events ORDER BY seq")?;
-        let mut record = tx.prepare("INSERT INTO replay.event_customer (seq, cid) VALUES (?1, ?2)")?;
-        let mut rows = scan.query([])?;
+        let mut scan = tx.prepare("SELECT seq, body FROM events WHERE seq <= ?1 ORDER BY seq")?;
+        let mut record = tx.prepare("INSERT INTO replay.event_customers (seq, cid) VALUES (?1, ?2)")?;
+        let mut rows = scan.query([through])?;
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
             let body: String = row.get(1)?;
@@ -74,7 +77,9 @@ fn rebuild_and_compare(
                 .map_err(|r| StoreError::Invalid(format!("stored event seq {seq} no longer validates: {}", r.error)))?;
             let plan = projector.plan(&tx, &event)?;
             let customer = plan.customer.map(|c| c.0);
-            record.execute(params![seq, customer])?;
+            if let Some(cid) = customer {
+                record.execute(params![seq, cid])?;
+            }
             // Merges found again here are already in the log as customer.merged events.
             projector.apply(&tx, plan, &event)?;
             // Promises are rebuilt from the promise.* events the log holds, not decided again.
@@ -103,7 +108,10 @@ fn rebuild_and_compare(
     days.write(&tx, "replay")?;
     scores.write(&tx, "replay")?;
     tx.execute_batch(&schema::type_counts("replay"))?;
-    tx.execute_batch("INSERT INTO replay.event_type_counts SELECT type, count(*) FROM main.events GROUP BY type")?;
+    tx.execute(
+        "INSERT INTO replay.event_type_counts SELECT type, count(*) FROM events WHERE seq <= ?1 GROUP BY type",
+        [through],
+    )?;
     report.customers = tx.query_row("SELECT count(*) FROM replay.customers", [], |r| r.get(0))?;
     report.identities = tx.query_row("SELECT count(*) FROM replay.identities", [], |r| r.get(0))?;
     let mut differences = BTreeMap::new();
@@ -126,42 +134,17 @@ fn rebuild_and_compare(
             |r| r.get(0),
         )?,
     );
-    differences.insert(
-        "event_customers".into(),
-        tx.query_row(
-            "SELECT count(*) FROM main.events e JOIN replay.event_customer r USING (seq) WHERE e.customer_id IS NOT r.cid",
-            [],
-            |r| r.get(0),
-        )?,
-    );
     report.differences = differences;
     if write && !report.matches() {
-        tx.execute_batch(
-            "DELETE FROM main.customers;
-             INSERT INTO main.customers SELECT * FROM replay.customers;
-             DELETE FROM main.identities;
-             INSERT INTO main.identities SELECT * FROM replay.identities;
-             DELETE FROM main.promises;
-             INSERT INTO main.promises SELECT * FROM replay.promises;
-             DELETE FROM main.consents;
-             INSERT INTO main.consents SELECT * FROM replay.consents;
-             DELETE FROM main.subject_links;
-             INSERT INTO main.subject_links SELECT * FROM replay.subject_links;
-             DELETE FROM main.shipments;
-             INSERT INTO main.shipments SELECT * FROM replay.shipments;
-             DELETE FROM main.touchpoint_days;
-             INSERT INTO main.touchpoint_days SELECT * FROM replay.touchpoint_days;
-             DELETE FROM main.touchpoint_reach;
-             INSERT INTO main.touchpoint_reach SELECT * FROM replay.touchpoint_reach;
-             DELETE FROM main.shipment_scores;
-             INSERT INTO main.shipment_scores SELECT * FROM replay.shipment_scores;
-             DELETE FROM main.carrier_days;
-             INSERT INTO main.carrier_days SELECT * FROM replay.carrier_days;
-             DELETE FROM main.event_type_counts;
-             INSERT INTO main.event_type_counts SELECT * FROM replay.event_type_counts;
-             UPDATE main.events SET customer_id = (SELECT cid FROM replay.event_customer r WHERE r.seq = events.seq)
-              WHERE customer_id IS NOT (SELECT cid FROM replay.event_customer r WHERE r.seq = events.seq);",
-        )?;
+        let tables = COMPARED
+            .iter()
+            .map(|(table, _)| *table)
+            .chain(["carrier_days"]);
+        for table in tables {
+            tx.execute_batch(&format!(
+                "DELETE FROM main.{table}; INSERT INTO main.{table} SELECT * FROM replay.{table};"
+            ))?;
+        }
         report.written = true;
     }
     tx.commit()?;

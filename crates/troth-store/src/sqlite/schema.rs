@@ -1,7 +1,10 @@
-//! The embedded store's tables.
+//! The embedded store's tables, in two files: the log (`troth.db`: `events`, and
+//! the keys and devices that are not derived from it) and the projections
+//! (`projections.db`: everything derived from the log, with its checkpoint, and the
+//! outbox and tracking links written with them).
 
-/// The log: one row per event, never updated except `customer_id`, which is the
-/// identity projection's answer for the event and is rebuilt by replay.
+/// The log: one row per event, never updated. (A store from before the split has
+/// a `customer_id` column here, no longer written: `event_customers` holds it.)
 pub const EVENTS: &str = "
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY,
@@ -9,11 +12,9 @@ CREATE TABLE IF NOT EXISTS events (
     type         TEXT NOT NULL,
     time_us      INTEGER NOT NULL,
     received_us  INTEGER NOT NULL,
-    customer_id  INTEGER,
     subject      TEXT,
     body         TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_customer ON events(customer_id, seq) WHERE customer_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_by_subject ON events(subject, seq) WHERE subject IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_by_type ON events(type, seq);
 ";
@@ -25,11 +26,17 @@ pub fn type_counts(schema: &str) -> String {
     )
 }
 
-/// The identity projection, created under a schema name so replay can rebuild it
-/// beside the live one.
+/// The projections compared and rebuilt by replay, created under a schema name so
+/// replay can rebuild them beside the live ones. `event_customers` is the identity
+/// projection's answer for each event: the customer it was resolved to.
 pub fn projections(schema: &str) -> String {
     format!(
         "
+CREATE TABLE IF NOT EXISTS {schema}.event_customers (
+    seq  INTEGER PRIMARY KEY,
+    cid  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {schema}.event_customers_by_customer ON event_customers(cid, seq);
 CREATE TABLE IF NOT EXISTS {schema}.customers (
     cid          INTEGER PRIMARY KEY,
     merged_into  INTEGER,
@@ -129,7 +136,10 @@ CREATE TABLE IF NOT EXISTS tracking_links (
 );
 ";
 
-/// Small facts about the store itself, such as how far the aggregates reach.
+/// Promise changes the engine decided and applied to the promises, which the
+/// projections have not yet met in the log (see `projections.rs`).
+pub const DERIVED_PENDING: &str = "CREATE TABLE IF NOT EXISTS derived_pending (id TEXT PRIMARY KEY) WITHOUT ROWID;";
+
 /// Events refused because applying them failed inside troth, kept for the operator.
 pub const QUARANTINE: &str = "
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -142,6 +152,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
     body TEXT NOT NULL
 );";
 
+/// Small facts about the projections: their checkpoint (`projected_through`), how
+/// far the aggregates reach, the rules they were counted by.
 pub const META: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;";
 
 pub const KEYS: &str = "
@@ -165,7 +177,7 @@ CREATE TABLE IF NOT EXISTS devices (
 CREATE INDEX IF NOT EXISTS devices_by_driver ON devices(driver);
 ";
 
-/// Settings every connection gets. `synchronous = FULL` makes each commit fsync
+/// Settings the log's connections get. `synchronous = FULL` makes each commit fsync
 /// the WAL, so an acknowledged event survives power loss, not only a crash.
 pub const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
@@ -174,3 +186,52 @@ PRAGMA foreign_keys = OFF;
 PRAGMA temp_store = MEMORY;
 PRAGMA cache_size = -262144;
 ";
+
+/// Settings the projections' connections get. A power cut may undo their last
+/// commits (never corrupt them): they and their checkpoint go back together, and
+/// the events past it are projected again from the log.
+pub const PROJECTION_PRAGMAS: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = OFF;
+PRAGMA temp_store = MEMORY;
+PRAGMA cache_size = -262144;
+";
+
+/// Opening a store from before the log and the projections had files of their own:
+/// what is not derived from the log — messages already enqueued or sent, the
+/// over-contact record, tracking links customers hold, the quarantine — is copied
+/// into the new projections file (attached log as `log`); everything else is
+/// projected again from the start of the log.
+pub fn carry_over_from_single_file(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let old: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM log.sqlite_master WHERE type = 'table' AND name = 'outbox')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !old {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    for (table, columns) in [
+        (
+            "outbox",
+            "id, play, event_id, channel, recipient, payload, state, attempts, next_attempt_us, last_error, created_us, sent_us",
+        ),
+        ("outbox_contacts", "cid, shipment, template, time_us, content, outbox_id"),
+        ("tracking_links", "shipment, token, hash, created_us"),
+        ("quarantine", "at_us, stage, event_id, type, reason, body"),
+    ] {
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM log.sqlite_master WHERE type = 'table' AND name = ?1)",
+            [table],
+            |r| r.get(0),
+        )?;
+        if exists {
+            tx.execute_batch(&format!(
+                "INSERT OR IGNORE INTO main.{table} ({columns}) SELECT {columns} FROM log.{table};"
+            ))?;
+        }
+    }
+    tx.commit()
+}

@@ -1,7 +1,7 @@
 //! The carrier-scorecard projection: per shipment the facts scorecards use
 //! (`shipment_scores`, written with each append), and per carrier, driver and day
 //! the summed tallies (`carrier_days`), an aggregate written with the others at
-//! most about once a second (see `writer::Aggregates`). Append, catch-up, a recount
+//! most about once a second (see `projections::Aggregates`). Append, catch-up, a recount
 //! under changed rules and replay all count through [`ScoreDays`].
 
 use std::collections::HashMap;

@@ -184,7 +184,7 @@ pub fn apply(conn: &Connection, s: &str, staged: &mut Staged, event: &ValidEvent
 
 fn order_events(conn: &Connection, order: &str) -> Result<Vec<ValidEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT body FROM main.events WHERE subject = ?1 AND type IN {ORDER_STAGES} ORDER BY seq"
+        "SELECT body FROM events WHERE subject = ?1 AND type IN {ORDER_STAGES} ORDER BY seq"
     ))?;
     let bodies: Vec<String> = stmt
         .query_map([format!("order:{order}")], |r| r.get(0))?

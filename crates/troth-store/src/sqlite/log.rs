@@ -1,0 +1,360 @@
+//! The durable path: the one thread that writes the log (`troth.db`).
+//!
+//! An append here is only the append: the idempotency check (the `id` is unique),
+//! the next position, the insert, and the group commit's fsync. Requests queue on
+//! a channel; the thread takes everything waiting (up to a limit), inserts it in one
+//! transaction and commits once, so concurrent requests share the fsync. Replies go
+//! out only after the commit, so an acknowledged event is on disk. Everything
+//! derived from the log follows it in the projections thread (`projections.rs`),
+//! which this thread wakes after each commit.
+//!
+//! API keys and drivers' devices live in this file too: they are not derived from
+//! the log, and their in-memory mirrors change only after their commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use tokio::sync::{mpsc, oneshot, watch};
+use troth_core::{Timestamp, ValidEvent};
+
+use crate::devices::{Device, new_device_id};
+use crate::keys::{self, ApiKey, NewKey};
+use crate::{AppendStatus, StoreError};
+
+/// How many events one commit takes at most; more wait for the next.
+pub const MAX_GROUP_EVENTS: usize = 32_768;
+
+/// How far the projections may fall behind the log before new appends wait for
+/// them (back-pressure, in [`super::SqliteStore`]'s append, never in this thread,
+/// which the projections need for their own derived events): memory and the work
+/// left after a crash stay bounded.
+pub const MAX_LAG_EVENTS: i64 = 262_144;
+
+pub enum Job {
+    Append {
+        events: Vec<ValidEvent>,
+        reply: oneshot::Sender<Result<Vec<AppendStatus>, StoreError>>,
+    },
+    CreateKey {
+        key: NewKey,
+        reply: oneshot::Sender<Result<(ApiKey, String), StoreError>>,
+    },
+    DeleteKey {
+        uid: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    CreateDevice {
+        driver: String,
+        reply: oneshot::Sender<Result<Device, StoreError>>,
+    },
+    DeleteDevice {
+        driver: String,
+        device_id: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+}
+
+impl Job {
+    fn weight(&self) -> usize {
+        match self {
+            Job::Append { events, .. } => events.len(),
+            _ => 1,
+        }
+    }
+
+    fn fail(self, error: String) {
+        let e = || StoreError::WriteFailed(error.clone());
+        // A caller that went away no longer needs its answer.
+        match self {
+            Job::Append { reply, .. } => drop(reply.send(Err(e()))),
+            Job::CreateKey { reply, .. } => drop(reply.send(Err(e()))),
+            Job::DeleteKey { reply, .. } => drop(reply.send(Err(e()))),
+            Job::CreateDevice { reply, .. } => drop(reply.send(Err(e()))),
+            Job::DeleteDevice { reply, .. } => drop(reply.send(Err(e()))),
+        }
+    }
+}
+
+/// A position that only moves forward, readable from async code (a watch) and
+/// waitable from a plain thread (a condition variable).
+pub struct Mark {
+    now: Mutex<i64>,
+    moved: Condvar,
+    watch: watch::Sender<i64>,
+}
+
+impl Mark {
+    pub fn new(at: i64) -> Mark {
+        Mark {
+            now: Mutex::new(at),
+            moved: Condvar::new(),
+            watch: watch::channel(at).0,
+        }
+    }
+
+    pub fn get(&self) -> i64 {
+        *self.now.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn advance(&self, to: i64) {
+        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        if to > *now {
+            *now = to;
+            self.moved.notify_all();
+            self.watch.send_replace(to);
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.watch.subscribe()
+    }
+
+    /// Blocks until `ready(position)` holds or `timeout` passes; returns the position.
+    pub fn wait_blocking(&self, ready: impl Fn(i64) -> bool, timeout: Duration) -> i64 {
+        let now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        let (now, _) = self
+            .moved
+            .wait_timeout_while(now, timeout, |now| !ready(*now))
+            .unwrap_or_else(|p| p.into_inner());
+        *now
+    }
+}
+
+/// The log's and the projections' positions, shared by both threads and the readers.
+pub struct Positions {
+    /// The newest committed event in the log.
+    pub head: Mark,
+    /// Every event up to here is projected (the projections' checkpoint).
+    pub projected: Mark,
+    /// Set when the projections thread has stopped; appends then stop waiting for it.
+    pub projections_stopped: std::sync::atomic::AtomicBool,
+}
+
+/// The time a write is stored at (`received`): the system clock unless set.
+pub type ClockSlot = Arc<RwLock<Option<super::Clock>>>;
+/// Keys by the hash of their secret, mirrored in memory for authentication.
+pub type KeyRing = Arc<RwLock<HashMap<String, ApiKey>>>;
+/// Devices by identifier, mirrored in memory for OsmAnd reports.
+pub type DeviceRing = Arc<RwLock<HashMap<String, Device>>>;
+
+pub struct LogWriter {
+    conn: Connection,
+    positions: Arc<Positions>,
+    keys: KeyRing,
+    devices: DeviceRing,
+    clock: ClockSlot,
+    /// Wakes the projections thread after a commit that appended events.
+    wake: Box<dyn Fn() + Send>,
+}
+
+impl LogWriter {
+    pub fn new(
+        conn: Connection,
+        positions: Arc<Positions>,
+        keys: KeyRing,
+        devices: DeviceRing,
+        clock: ClockSlot,
+        wake: Box<dyn Fn() + Send>,
+    ) -> LogWriter {
+        LogWriter {
+            conn,
+            positions,
+            keys,
+            devices,
+            clock,
+            wake,
+        }
+    }
+
+    pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut group = Vec::new();
+        while let Some(first) = jobs.blocking_recv() {
+            let mut weight = first.weight();
+            group.push(first);
+            while weight < MAX_GROUP_EVENTS {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        weight += job.weight();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(&mut group);
+        }
+    }
+
+    fn received_now(&self) -> Timestamp {
+        match &*self.clock.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(clock) => clock(),
+            None => Timestamp::now(),
+        }
+    }
+
+    fn commit_group(&mut self, group: &mut Vec<Job>) {
+        let received = self.received_now();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(group, received)));
+        let error = match outcome {
+            Ok(Ok(done)) => {
+                self.publish(done, group);
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(payload) => super::panic_message(payload.as_ref()),
+        };
+        tracing::error!(%error, "writing to the log failed; nothing of the group was stored");
+        for job in group.drain(..) {
+            job.fail(error.clone());
+        }
+    }
+
+    /// Inserts every job of the group in one transaction.
+    fn apply(&mut self, group: &[Job], received: Timestamp) -> Result<Vec<Done>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut done = Vec::with_capacity(group.len());
+        for job in group {
+            done.push(match job {
+                Job::Append { events, .. } => Done::Appended(insert(&tx, events, received)?),
+                Job::CreateKey { key, .. } => {
+                    let secret = keys::new_secret().map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    let uid = keys::new_uid().map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    let hash = keys::hash_secret(&secret);
+                    let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+                    tx.execute(
+                        "INSERT INTO api_keys (uid, name, scopes, hash, created_us) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![uid, key.name, scopes.join(","), hash, received.micros()],
+                    )?;
+                    let api_key = ApiKey {
+                        uid,
+                        name: key.name.clone(),
+                        scopes: key.scopes.clone(),
+                        created_at: received.to_string(),
+                    };
+                    Done::Created(hash, api_key, secret)
+                }
+                Job::DeleteKey { uid, .. } => {
+                    let mut delete = tx.prepare_cached("DELETE FROM api_keys WHERE uid = ?1 RETURNING hash")?;
+                    let hash: Option<String> = delete.query([uid])?.next()?.map(|r| r.get(0)).transpose()?;
+                    Done::KeyDeleted(hash)
+                }
+                Job::CreateDevice { driver, .. } => {
+                    let device_id = new_device_id().map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    tx.execute(
+                        "INSERT INTO devices (device_id, driver, created_us) VALUES (?1, ?2, ?3)",
+                        params![device_id, driver, received.micros()],
+                    )?;
+                    Done::Device(Device {
+                        device_id,
+                        driver: driver.clone(),
+                        created_at: received.to_string(),
+                    })
+                }
+                Job::DeleteDevice { driver, device_id, .. } => {
+                    let deleted = tx.execute(
+                        "DELETE FROM devices WHERE device_id = ?1 AND driver = ?2",
+                        params![device_id, driver],
+                    )?;
+                    Done::DeviceDeleted((deleted > 0).then(|| device_id.clone()))
+                }
+            });
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// After the commit: the head moves and the projections wake (before anyone
+    /// hears, so a caller's next read of the head includes its events), mirrors
+    /// change, callers hear.
+    fn publish(&mut self, done: Vec<Done>, group: &mut Vec<Job>) {
+        let newest = done
+            .iter()
+            .filter_map(|d| match d {
+                Done::Appended(statuses) => statuses.iter().rev().find_map(|s| match s {
+                    AppendStatus::Accepted { seq } => Some(*seq),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .max();
+        if let Some(newest) = newest {
+            self.positions.head.advance(newest);
+            (self.wake)();
+        }
+        for (job, done) in group.drain(..).zip(done) {
+            match (job, done) {
+                (Job::Append { reply, .. }, Done::Appended(statuses)) => {
+                    let _ = reply.send(Ok(statuses));
+                }
+                (Job::CreateKey { reply, .. }, Done::Created(hash, key, secret)) => {
+                    self.keys
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(hash, key.clone());
+                    let _ = reply.send(Ok((key, secret)));
+                }
+                (Job::DeleteKey { reply, .. }, Done::KeyDeleted(hash)) => {
+                    let found = hash.is_some();
+                    if let Some(hash) = hash {
+                        self.keys.write().unwrap_or_else(|p| p.into_inner()).remove(&hash);
+                    }
+                    let _ = reply.send(Ok(found));
+                }
+                (Job::CreateDevice { reply, .. }, Done::Device(device)) => {
+                    self.devices
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(device.device_id.clone(), device.clone());
+                    let _ = reply.send(Ok(device));
+                }
+                (Job::DeleteDevice { reply, .. }, Done::DeviceDeleted(device_id)) => {
+                    let found = device_id.is_some();
+                    if let Some(device_id) = device_id {
+                        self.devices
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&device_id);
+                    }
+                    let _ = reply.send(Ok(found));
+                }
+                (job, _) => job.fail("internal error: a log job got another job's answer".into()),
+            }
+        }
+    }
+}
+
+enum Done {
+    Appended(Vec<AppendStatus>),
+    Created(String, ApiKey, String),
+    KeyDeleted(Option<String>),
+    Device(Device),
+    DeviceDeleted(Option<String>),
+}
+
+/// Inserts events in order; an id already in the log is a duplicate and changes nothing.
+pub fn insert(conn: &Connection, events: &[ValidEvent], received: Timestamp) -> Result<Vec<AppendStatus>, StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (id, type, time_us, received_us, subject, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+    )?;
+    let mut statuses = Vec::with_capacity(events.len());
+    for event in events {
+        let inserted = insert.execute(params![
+            event.id,
+            event.event_type,
+            event.time.micros(),
+            received.micros(),
+            event.subject,
+            event.raw
+        ])?;
+        statuses.push(if inserted == 0 {
+            AppendStatus::Duplicate
+        } else {
+            AppendStatus::Accepted {
+                seq: conn.last_insert_rowid(),
+            }
+        });
+    }
+    Ok(statuses)
+}

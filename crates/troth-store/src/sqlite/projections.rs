@@ -1,0 +1,1111 @@
+//! The projections thread: it follows the log from its checkpoint and keeps every
+//! projection (`projections.db`): identities, promises and the promise engine,
+//! shipments and their links, journey health, carrier scorecards, consents, plays
+//! and the outbox, and the counts by type.
+//!
+//! It wakes when the log writer commits, takes the events past its checkpoint (a
+//! batch of up to [`BATCH_EVENTS`]), applies them in one transaction and moves the
+//! checkpoint in that same transaction, so a batch applied twice changes nothing.
+//!
+//! Events troth derives — the engine's promise changes, cases that plays open,
+//! identity merges — are appended to the log, with ids derived from their cause, before
+//! the transaction that decided them commits: a batch run again after a crash derives
+//! the same ids, which the log already holds. The engine must see its own decisions
+//! at once (the next event of the batch may keep the promise just made), so a promise
+//! change is applied to the promise projection when it is decided and marked
+//! (`derived_pending`); when the log brings the event itself, the mark tells the
+//! promise projection it has it, and every other projection applies it then, at its
+//! position in the log — as a replay does.
+//!
+//! Outbox rows are written with the checkpoint, so each message is enqueued once;
+//! the dispatcher claims and marks them through this thread's jobs.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+use troth_core::{Timestamp, ValidEvent};
+
+use super::health::HealthDays;
+use super::identities::{Projector, merge_event};
+use super::log::{self, Positions};
+use super::scorecards::{self, ScoreDays, StagedFacts};
+use super::{outbox, promises, shipments};
+use crate::{Compose, OutboxEntry, OutboxState, ReplayReport, RetryPolicy, StoreError};
+use troth_core::health::HealthIndex;
+use troth_core::journey::JourneyMap;
+use troth_core::play::{PlannedAction, PlayBook};
+use troth_core::promise::{Change, PromiseBook, Tracked};
+
+/// How many events one projection transaction takes at most.
+pub const BATCH_EVENTS: i64 = 16_384;
+
+pub enum Job {
+    /// The log moved: project what is new.
+    Wake,
+    /// Write the pending aggregates now.
+    Flush {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Run the promise clock to this time, for every promise or only one.
+    Tick {
+        now: Timestamp,
+        only: Option<String>,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Follow another journey map from now on; health is counted again by its rules.
+    Reload {
+        rules: Box<JourneyRules>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Issue a shipment's tracking link unless it has one; false for an unknown shipment.
+    IssueLink {
+        shipment: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    /// Claim, mark or retry outbox rows.
+    Outbox {
+        op: OutboxOp,
+        reply: oneshot::Sender<Result<OutboxDone, StoreError>>,
+    },
+    /// Catch up with the log, then rebuild every projection beside the live ones and compare.
+    Replay {
+        journey: Option<Box<JourneyMap>>,
+        write: bool,
+        progress: std::sync::mpsc::Sender<u64>,
+        reply: oneshot::Sender<Result<ReplayReport, StoreError>>,
+    },
+}
+
+pub enum OutboxOp {
+    Claim {
+        now: Timestamp,
+        limit: usize,
+    },
+    Sent {
+        id: String,
+        now: Timestamp,
+    },
+    Failed {
+        id: String,
+        now: Timestamp,
+        error: String,
+        policy: RetryPolicy,
+    },
+    Defer {
+        id: String,
+        now: Timestamp,
+        reason: String,
+        delay_us: i64,
+    },
+    Retry {
+        id: String,
+        now: Timestamp,
+    },
+}
+
+pub enum OutboxDone {
+    Claimed(Vec<OutboxEntry>),
+    Marked(bool),
+    Failed(Option<OutboxState>),
+    Retried(Option<Box<OutboxEntry>>),
+}
+
+impl Job {
+    fn reply(self, done: Result<Done, String>) {
+        let failed = |message: String| StoreError::WriteFailed(message);
+        // A caller that went away no longer needs its answer.
+        match (self, done) {
+            (Job::Tick { reply, .. }, Ok(Done::Ticked(changed))) => drop(reply.send(Ok(changed))),
+            (Job::Flush { reply }, Ok(Done::Flushed)) => drop(reply.send(Ok(()))),
+            (Job::Outbox { reply, .. }, Ok(Done::Outbox(done))) => drop(reply.send(Ok(done))),
+            (Job::IssueLink { reply, .. }, Ok(Done::Issued(known))) => drop(reply.send(Ok(known))),
+            (Job::IssueLink { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+            (Job::Outbox { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+            (Job::Flush { reply }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+            (Job::Tick { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+            (Job::Reload { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+            (Job::Replay { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+            (Job::Wake, _) => {}
+        }
+    }
+}
+
+/// The composer that renders messages as their rows are written, once one is set.
+pub type ComposerSlot = Arc<RwLock<Option<Arc<dyn Compose>>>>;
+
+/// Called with each event about to be projected; tests set one that panics to
+/// stand for a bug in a projection (see [`super::SqliteStore::set_fault`]).
+pub type Fault = Arc<dyn Fn(&ValidEvent) + Send + Sync>;
+pub type FaultSlot = Arc<RwLock<Option<Fault>>>;
+
+pub struct Projections {
+    conn: Connection,
+    identities: Projector,
+    /// The journey map's promises and health; without a map neither is kept.
+    journey: Option<JourneyRules>,
+    /// Every event up to here is projected (`meta.projected_through`).
+    checkpoint: i64,
+    last_flush: Instant,
+    shared: Shared,
+}
+
+/// What the projections thread shares with the store's handles and the log writer.
+pub struct Shared {
+    /// Committed aggregate changes not yet in their tables; readers add them.
+    pub pending: Arc<Mutex<Aggregates>>,
+    /// Woken after a commit that enqueued outbox rows, so the dispatcher need not poll fast.
+    pub outbox_signal: Arc<tokio::sync::Notify>,
+    pub composer: ComposerSlot,
+    pub clock: log::ClockSlot,
+    pub fault: FaultSlot,
+    pub positions: Arc<Positions>,
+    /// When the projections last had every event of the log, for their lag in seconds.
+    pub current_at: Arc<Mutex<Instant>>,
+    /// Where derived events are appended.
+    pub log: mpsc::Sender<log::Job>,
+}
+
+/// What the projections need of a journey map.
+pub struct JourneyRules {
+    pub book: PromiseBook,
+    pub health: HealthIndex,
+    pub plays: PlayBook,
+}
+
+impl JourneyRules {
+    pub fn new(map: &JourneyMap) -> JourneyRules {
+        JourneyRules {
+            book: PromiseBook::new(map),
+            health: HealthIndex::new(map),
+            plays: PlayBook::new(map),
+        }
+    }
+}
+
+/// The projections' checkpoint as stored.
+pub fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = 'projected_through'", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+impl Projections {
+    pub fn new(conn: Connection, journey: Option<JourneyRules>, shared: Shared) -> Result<Projections, StoreError> {
+        let checkpoint = checkpoint(&conn)?;
+        catch_up(&conn, journey.as_ref().map(|j| &j.health), checkpoint)?;
+        let recovered = outbox::recover(&conn)?;
+        if recovered > 0 {
+            tracing::info!(recovered, "outbox rows claimed before the last stop are pending again");
+        }
+        let identities = Projector::new(&conn, "main")?;
+        shared.positions.projected.advance(checkpoint);
+        Ok(Projections {
+            conn,
+            identities,
+            journey,
+            checkpoint,
+            last_flush: Instant::now(),
+            shared,
+        })
+    }
+
+    pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut group = Vec::new();
+        let mut open = true;
+        while open {
+            while let Ok(job) = jobs.try_recv() {
+                if !matches!(job, Job::Wake) {
+                    group.push(job);
+                }
+            }
+            if !group.is_empty() {
+                // A job sees every event appended before it was handled.
+                self.catch_up_with_log();
+                self.handle(&mut group);
+            } else if self.behind() {
+                self.project_next();
+            } else {
+                match jobs.blocking_recv() {
+                    Some(Job::Wake) => {}
+                    Some(job) => group.push(job),
+                    None => open = false,
+                }
+            }
+        }
+        self.shared
+            .positions
+            .projections_stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn behind(&self) -> bool {
+        self.shared.positions.head.get() > self.checkpoint
+    }
+
+    /// Projects until every event in the log now is in the projections, derived
+    /// events included.
+    fn catch_up_with_log(&mut self) {
+        while self.behind() {
+            if !self.project_next() {
+                return;
+            }
+        }
+    }
+
+    /// Projects the next batch; false when that failed for a reason outside the
+    /// events (the disk, say), after a pause so a lasting fault does not spin.
+    fn project_next(&mut self) -> bool {
+        match self.batch_caught(BATCH_EVENTS) {
+            Ok(Ok(())) => true,
+            Ok(Err(StoreError::Invalid(reason))) | Err(reason) => {
+                tracing::error!(%reason, "projecting a batch failed inside troth; its events are projected again one by one");
+                self.isolate();
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "projecting failed; trying again in a second");
+                std::thread::sleep(Duration::from_secs(1));
+                false
+            }
+        }
+    }
+
+    /// Projects the events of a failed batch one transaction each, so that one
+    /// event whose projection fails inside troth (a panic, or an event troth derives
+    /// that does not validate) costs that event's projection and nothing else: it
+    /// stays in the log, is kept in the quarantine for the operator, and the
+    /// checkpoint moves past it.
+    fn isolate(&mut self) {
+        let end = (self.checkpoint + BATCH_EVENTS).min(self.shared.positions.head.get());
+        while self.checkpoint < end {
+            match self.batch_caught(1) {
+                Ok(Ok(())) => {}
+                Ok(Err(StoreError::Invalid(reason))) | Err(reason) => {
+                    let seq = self.checkpoint + 1;
+                    tracing::error!(seq, %reason, "an event's projection failed inside troth; the event stays in the log and is in the quarantine");
+                    if let Err(e) = self.skip(seq, &reason) {
+                        tracing::error!(seq, error = %e, "the event could not be set aside");
+                        return;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "projecting failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves the checkpoint past an event whose projection fails, recording it.
+    fn skip(&mut self, seq: i64, reason: &str) -> Result<(), StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let row: Option<(String, String, String)> = tx
+            .query_row("SELECT id, type, body FROM events WHERE seq = ?1", [seq], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let (id, kind, body) = row.unwrap_or_else(|| (format!("seq {seq}"), String::new(), String::new()));
+        record_quarantine(&tx, self.received_now(), "projection", &id, &kind, reason, &body)?;
+        set_checkpoint(&tx, seq)?;
+        tx.commit()?;
+        self.moved_to(seq);
+        Ok(())
+    }
+
+    fn moved_to(&mut self, checkpoint: i64) {
+        self.checkpoint = checkpoint;
+        self.shared.positions.projected.advance(checkpoint);
+        if checkpoint >= self.shared.positions.head.get() {
+            *self.shared.current_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        }
+    }
+
+    /// [`Projections::batch`] with a panic caught and turned into its message. The
+    /// transaction rolled back as the panic unwound it; memory that may hold its
+    /// effects is reloaded from the tables.
+    fn batch_caught(&mut self, limit: i64) -> Result<Result<(), StoreError>, String> {
+        match catch_unwind(AssertUnwindSafe(|| self.batch(limit))) {
+            Ok(Ok(())) => Ok(Ok(())),
+            Ok(Err(e)) => {
+                self.reset_identities();
+                Ok(Err(e))
+            }
+            Err(payload) => {
+                self.reset_identities();
+                Err(super::panic_message(payload.as_ref()))
+            }
+        }
+    }
+
+    /// After a rollback: the identity projection's memory may hold rows that were not committed.
+    fn reset_identities(&mut self) {
+        match Projector::new(&self.conn, "main") {
+            Ok(identities) => self.identities = identities,
+            Err(e) => tracing::error!(error = %e, "the identity projection could not be reloaded"),
+        }
+    }
+
+    fn received_now(&self) -> Timestamp {
+        match &*self.shared.clock.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(clock) => clock(),
+            None => Timestamp::now(),
+        }
+    }
+
+    /// Projects up to `limit` events past the checkpoint in one transaction.
+    fn batch(&mut self, limit: i64) -> Result<(), StoreError> {
+        let composer = self.shared.composer.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let fault = self.shared.fault.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let context = Context {
+            composer: composer.as_deref(),
+            fault: fault.as_deref(),
+        };
+        let tx = self.conn.unchecked_transaction()?;
+        let mut aggregates = Aggregates::default();
+        let mut appender = Appender::new(&tx, &mut self.identities, self.journey.as_ref(), &context, self.checkpoint);
+        let mut through = self.checkpoint;
+        {
+            let mut scan = tx.prepare_cached(
+                "SELECT seq, received_us, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let mut rows = scan.query(params![self.checkpoint, limit])?;
+            while let Some(row) = rows.next()? {
+                let seq: i64 = row.get(0)?;
+                let received = Timestamp(row.get(1)?);
+                let body: String = row.get(2)?;
+                match troth_core::validate_event(&body) {
+                    Ok(event) => appender.scan(seq, received, &event)?,
+                    // It validated when it was appended; rules since changed. The log keeps it.
+                    Err(rejection) => tracing::warn!(seq, error = %rejection.error, "a stored event no longer validates; it is not projected"),
+                }
+                through = seq;
+            }
+        }
+        let derived = std::mem::take(&mut appender.derived);
+        let enqueued = appender.finish(&mut aggregates)?;
+        set_checkpoint(&tx, through)?;
+        commit(tx, &self.shared, &mut self.last_flush, aggregates, derived, enqueued)?;
+        self.moved_to(through);
+        Ok(())
+    }
+
+    fn handle(&mut self, group: &mut Vec<Job>) {
+        // Reloads and replays take the thread to themselves; the rest share a transaction.
+        let mut rest = Vec::new();
+        for job in group.drain(..) {
+            match job {
+                Job::Reload { rules, reply } => {
+                    self.handle_shared(&mut rest);
+                    let _ = reply.send(self.reload(*rules));
+                }
+                Job::Replay {
+                    journey,
+                    write,
+                    progress,
+                    reply,
+                } => {
+                    self.handle_shared(&mut rest);
+                    let _ = reply.send(self.replay(journey.as_deref(), write, &progress));
+                }
+                job => rest.push(job),
+            }
+        }
+        self.handle_shared(&mut rest);
+    }
+
+    fn handle_shared(&mut self, group: &mut Vec<Job>) {
+        if group.is_empty() {
+            return;
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.apply_jobs(group))) {
+            Ok(Ok(done)) => {
+                for (job, done) in group.drain(..).zip(done) {
+                    job.reply(Ok(done));
+                }
+            }
+            Ok(Err(e)) => {
+                self.reset_identities();
+                tracing::error!(error = %e, "a projection job failed; its jobs are run again one by one");
+                for job in group.drain(..) {
+                    self.isolate_job(job);
+                }
+            }
+            Err(payload) => {
+                self.reset_identities();
+                let reason = super::panic_message(payload.as_ref());
+                tracing::error!(%reason, "a projection job failed inside troth; its jobs are run again one by one");
+                for job in group.drain(..) {
+                    self.isolate_job(job);
+                }
+            }
+        }
+    }
+
+    fn isolate_job(&mut self, job: Job) {
+        if let Job::Tick { now, only: None, reply } = job {
+            let _ = reply.send(self.tick_isolating(now));
+            return;
+        }
+        let one = [job];
+        let done = match catch_unwind(AssertUnwindSafe(|| self.apply_jobs(&one))) {
+            Ok(Ok(mut done)) => done.pop().ok_or_else(|| "internal error: no answer".to_owned()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(payload) => Err(format!("internal error: {}", super::panic_message(payload.as_ref()))),
+        };
+        if done.is_err() {
+            self.reset_identities();
+        }
+        let [job] = one;
+        job.reply(done);
+    }
+
+    /// Runs the clock one due promise at a time. A promise whose change fails inside
+    /// troth is taken off the clock and recorded in the quarantine, so that it
+    /// cannot stop the clock of every other promise, second after second.
+    fn tick_isolating(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        let due = promises::due(&self.conn, now, usize::MAX >> 1)?;
+        let mut changed = 0;
+        for promise in due {
+            let (reply, _) = oneshot::channel();
+            let job = [Job::Tick {
+                now,
+                only: Some(promise.id.clone()),
+                reply,
+            }];
+            let outcome = match catch_unwind(AssertUnwindSafe(|| self.apply_jobs(&job))) {
+                Ok(Ok(done)) => {
+                    if let Some(Done::Ticked(n)) = done.first() {
+                        changed += n;
+                    }
+                    continue;
+                }
+                Ok(Err(StoreError::Invalid(reason))) => reason,
+                Ok(Err(e)) => return Err(e),
+                Err(payload) => super::panic_message(payload.as_ref()),
+            };
+            self.reset_identities();
+            tracing::error!(promise = %promise.id, reason = %outcome, "promise taken off the clock: its change failed inside troth; it is in the quarantine");
+            let body = serde_json::json!({"promise": promise.id, "key": promise.key, "subject": promise.subject, "due": promise.due.to_string()});
+            let recorded = promises::set_aside(&self.conn, &promise.id).and_then(|()| {
+                record_quarantine(
+                    &self.conn,
+                    self.received_now(),
+                    "clock",
+                    &promise.id,
+                    "promise",
+                    &outcome,
+                    &body.to_string(),
+                )
+            });
+            if let Err(e) = recorded {
+                tracing::error!(promise = %promise.id, error = %e, "the promise could not be set aside");
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Runs jobs other than reloads and replays in one transaction.
+    fn apply_jobs(&mut self, group: &[Job]) -> Result<Vec<Done>, StoreError> {
+        let received = self.received_now();
+        let tx = self.conn.unchecked_transaction()?;
+        let mut done = Vec::with_capacity(group.len());
+        let mut aggregates = Aggregates::default();
+        let mut enqueued = 0;
+        let mut derived = Vec::new();
+        let composer = self.shared.composer.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let fault = self.shared.fault.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let context = Context {
+            composer: composer.as_deref(),
+            fault: fault.as_deref(),
+        };
+        for job in group {
+            done.push(match job {
+                Job::IssueLink { shipment, .. } => Done::Issued(shipments::issue_link(
+                    &tx,
+                    &mut shipments::Staged::default(),
+                    shipment,
+                    received,
+                )?),
+                Job::Outbox { op, .. } => Done::Outbox(match op {
+                    OutboxOp::Claim { now, limit } => OutboxDone::Claimed(outbox::claim(&tx, *now, *limit)?),
+                    OutboxOp::Sent { id, now } => OutboxDone::Marked(outbox::sent(&tx, id, *now)?),
+                    OutboxOp::Failed { id, now, error, policy } => {
+                        OutboxDone::Failed(outbox::failed(&tx, id, *now, error, *policy)?)
+                    }
+                    OutboxOp::Defer {
+                        id,
+                        now,
+                        reason,
+                        delay_us,
+                    } => OutboxDone::Marked(outbox::defer(&tx, id, *now, reason, *delay_us)?),
+                    OutboxOp::Retry { id, now } => {
+                        let entry = outbox::retry(&tx, id, *now)?;
+                        enqueued += usize::from(entry.as_ref().is_some_and(|e| e.state == OutboxState::Pending));
+                        OutboxDone::Retried(entry.map(Box::new))
+                    }
+                }),
+                Job::Flush { .. } => {
+                    self.last_flush = Instant::now() - FLUSH_EVERY;
+                    Done::Flushed
+                }
+                Job::Tick { now, only, .. } => Done::Ticked(match &self.journey {
+                    Some(journey) => {
+                        let mut appender =
+                            Appender::new(&tx, &mut self.identities, Some(journey), &context, self.checkpoint);
+                        let changed = appender.tick(&journey.book, *now, only.as_deref())?;
+                        derived.append(&mut appender.derived);
+                        enqueued += appender.finish(&mut aggregates)?;
+                        changed
+                    }
+                    None => 0,
+                }),
+                Job::Wake | Job::Reload { .. } | Job::Replay { .. } => Done::Flushed,
+            });
+        }
+        commit(tx, &self.shared, &mut self.last_flush, aggregates, derived, enqueued)?;
+        Ok(done)
+    }
+
+    /// Switches to other rules: writes what is pending under the old ones, then
+    /// counts the health of the projected log again if the new ones count differently.
+    /// Promises already made stay as the log records them; the new rules decide
+    /// what events from now on make, keep or break.
+    fn reload(&mut self, rules: JourneyRules) -> Result<(), StoreError> {
+        self.flush()?;
+        recount_health_if_rules_changed(&self.conn, &rules.health, self.checkpoint)?;
+        self.journey = Some(rules);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let (reply, _) = oneshot::channel();
+        self.apply_jobs(&[Job::Flush { reply }])?;
+        Ok(())
+    }
+
+    fn replay(
+        &mut self,
+        journey: Option<&JourneyMap>,
+        write: bool,
+        progress: &std::sync::mpsc::Sender<u64>,
+    ) -> Result<ReplayReport, StoreError> {
+        // Every event in the log, and every event that derives, is projected first,
+        // so the live projections and the rebuild stand on the same log.
+        self.catch_up_with_log();
+        self.flush()?;
+        let report = super::replay::run(&self.conn, journey, write, &mut |n| {
+            let _ = progress.send(n);
+        });
+        if write {
+            self.reset_identities();
+        }
+        report
+    }
+}
+
+/// Appends the derived events to the log, then commits: the log holds them
+/// before the checkpoint passes their cause.
+fn commit(
+    tx: rusqlite::Transaction<'_>,
+    shared: &Shared,
+    last_flush: &mut Instant,
+    aggregates: Aggregates,
+    derived: Vec<ValidEvent>,
+    enqueued: usize,
+) -> Result<(), StoreError> {
+    if !derived.is_empty() {
+        let (reply, answer) = oneshot::channel();
+        shared
+            .log
+            .blocking_send(log::Job::Append {
+                events: derived,
+                reply,
+            })
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.blocking_recv().map_err(|_| StoreError::WriterGone)??;
+    }
+    if last_flush.elapsed() >= FLUSH_EVERY {
+        // Readers must not see the pending changes both in the tables and here.
+        let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = pending.clone();
+        all.merge(aggregates);
+        if !all.is_empty() {
+            all.write(&tx)?;
+        }
+        tx.commit()?;
+        *pending = Aggregates::default();
+        *last_flush = Instant::now();
+    } else {
+        tx.commit()?;
+        shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .merge(aggregates);
+    }
+    if enqueued > 0 {
+        shared.outbox_signal.notify_one();
+    }
+    Ok(())
+}
+
+fn set_checkpoint(conn: &Connection, through: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('projected_through', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([through])?;
+    Ok(())
+}
+
+/// Records an event or a promise set aside for the operator (`GET /api/v1/quarantine`).
+fn record_quarantine(
+    conn: &Connection,
+    at: Timestamp,
+    stage: &str,
+    id: &str,
+    kind: &str,
+    reason: &str,
+    body: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO quarantine (at_us, stage, event_id, type, reason, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![at.micros(), stage, id, kind, reason, body],
+    )?;
+    Ok(())
+}
+
+/// What every batch and tick of one transaction shares.
+pub struct Context<'a> {
+    pub composer: Option<&'a dyn Compose>,
+    pub fault: Option<&'a (dyn Fn(&ValidEvent) + Send + Sync)>,
+}
+
+fn mismatch(done: Result<Done, String>) -> String {
+    done.err()
+        .unwrap_or_else(|| "internal error: a projection job got another job's answer".into())
+}
+
+enum Done {
+    Flushed,
+    Ticked(u64),
+    Outbox(OutboxDone),
+    Issued(bool),
+}
+
+fn event_customer(event: &ValidEvent) -> Option<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_str(&event.raw).ok()?;
+    value.get("customer").cloned()
+}
+
+struct Appender<'a> {
+    conn: &'a Connection,
+    identities: &'a mut Projector,
+    book: Option<&'a PromiseBook>,
+    health: Option<&'a HealthIndex>,
+    plays: Option<&'a PlayBook>,
+    composer: Option<&'a dyn Compose>,
+    fault: Option<&'a (dyn Fn(&ValidEvent) + Send + Sync)>,
+    /// The position of the event being projected: everything up to it is applied.
+    seq: i64,
+    /// When the event being projected was stored.
+    received: Timestamp,
+    /// Events troth derived, to append to the log before the transaction commits.
+    derived: Vec<ValidEvent>,
+    /// Outbox rows enqueued as pending.
+    enqueued: usize,
+    counts: HashMap<String, i64>,
+    /// Health counted per (touchpoint, day), handed to the group's aggregates.
+    days: HealthDays,
+    /// Carrier scorecards counted per (carrier, driver, day), likewise.
+    scores: ScoreDays,
+    /// Shipment and scorecard rows changed by this batch, written by `finish`.
+    shipments: shipments::Staged,
+    facts: StagedFacts,
+}
+
+impl<'a> Appender<'a> {
+    fn new(
+        conn: &'a Connection,
+        identities: &'a mut Projector,
+        journey: Option<&'a JourneyRules>,
+        context: &Context<'a>,
+        checkpoint: i64,
+    ) -> Self {
+        Appender {
+            conn,
+            identities,
+            book: journey.map(|j| &j.book),
+            health: journey.map(|j| &j.health),
+            plays: journey.map(|j| &j.plays),
+            composer: context.composer,
+            fault: context.fault,
+            seq: checkpoint,
+            received: Timestamp(0),
+            derived: Vec::new(),
+            enqueued: 0,
+            counts: HashMap::new(),
+            days: HealthDays::default(),
+            scores: ScoreDays::default(),
+            shipments: shipments::Staged::default(),
+            facts: StagedFacts::default(),
+        }
+    }
+
+    /// Projects one event of the log, stored at `seq` when `received`.
+    fn scan(&mut self, seq: i64, received: Timestamp, event: &ValidEvent) -> Result<(), StoreError> {
+        let conn = self.conn;
+        self.seq = seq;
+        self.received = received;
+        let plan = self.identities.plan(conn, event)?;
+        let customer = plan.customer.map(|c| c.0);
+        if let Some(cid) = customer {
+            conn.prepare_cached("INSERT OR REPLACE INTO event_customers (seq, cid) VALUES (?1, ?2)")?
+                .execute([seq, cid])?;
+        }
+        if let Some(fault) = self.fault {
+            fault(event);
+        }
+        self.count(&event.event_type);
+        // A promise change decided here was applied to the promises when it was decided.
+        let decided_here = event.event_type.starts_with("promise.")
+            && conn
+                .prepare_cached("DELETE FROM derived_pending WHERE id = ?1")?
+                .execute([&event.id])?
+                > 0;
+        if !decided_here {
+            promises::apply(conn, "main", event)?;
+        }
+        shipments::apply(conn, "main", &mut self.shipments, event)?;
+        if let troth_core::catalogue::EventData::ShipmentCreated(created) = &event.data {
+            // Every shipment gets its link as it is created, so notifications can carry it.
+            shipments::issue_link(conn, &mut self.shipments, &created.shipment, received)?;
+        }
+        if let Some(health) = self.health {
+            self.days.add_event(conn, health, event, seq, customer)?;
+        }
+        self.scores.add_event(conn, "main", &mut self.facts, event, seq)?;
+        for merge in self.identities.apply(conn, plan, event)? {
+            let body = merge_event(&merge, seq, &event.time.to_string());
+            let merged = troth_core::validate_event(&body)
+                .map_err(|r| StoreError::Invalid(format!("a merge does not validate: {}", r.error)))?;
+            self.derived.push(merged);
+        }
+        outbox::apply_consent(conn, "main", event, customer)?;
+        if let Some(plays) = self.plays
+            && plays.concerns(&event.event_type)
+        {
+            self.run_plays(plays, event, customer)?;
+        }
+        // The engine decides on what happened, not on its own records.
+        if !event.event_type.starts_with("promise.") {
+            self.promise_engine(event, customer)?;
+        }
+        Ok(())
+    }
+
+    /// Records what the plays ask of a projected event: outbox rows, and cases as
+    /// `case.opened` events appended to the log.
+    fn run_plays(&mut self, plays: &PlayBook, event: &ValidEvent, customer: Option<i64>) -> Result<(), StoreError> {
+        let planned = plays.on_event(event, self.received);
+        if !planned.is_empty() {
+            // Messages read the shipment as the table holds it.
+            self.shipments.write(self.conn, "main")?;
+        }
+        for planned in planned {
+            if let PlannedAction::OpenCase { .. } = planned.action {
+                // A case opened by a play opens no further cases: plays cannot loop.
+                if event.id.starts_with("troth.case.") {
+                    continue;
+                }
+                let Some(case) = troth_core::play::case_event(&planned, event, event_customer(event).as_ref()) else {
+                    continue;
+                };
+                let case = troth_core::validate_value(case, None)
+                    .map_err(|r| StoreError::Invalid(format!("a play's case does not validate: {}", r.error)))?;
+                self.derived.push(case);
+            } else if outbox::enqueue(self.conn, &planned, event, customer, self.received, self.composer)? {
+                self.enqueued += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets the promise engine react to a projected event.
+    fn promise_engine(&mut self, event: &ValidEvent, customer: Option<i64>) -> Result<(), StoreError> {
+        let Some(book) = self.book.filter(|b| b.concerns(&event.event_type)) else {
+            return Ok(());
+        };
+        // The customer the event was resolved to, for promises matched on customer.
+        let customer = customer
+            .filter(|_| book.needs_customer(&event.event_type))
+            .map(|c| troth_core::identity::CustomerId(c).to_string());
+        let mut known = Vec::new();
+        for subject in book.subjects(event, customer.as_deref()) {
+            for promise in promises::known(self.conn, &subject)? {
+                if !known.iter().any(|k: &Tracked| k.id == promise.id) {
+                    known.push(promise);
+                }
+            }
+        }
+        let changes = book.on_event(event, &known, customer.as_deref());
+        if !changes.is_empty() {
+            let customer = event_customer(event);
+            self.record(&changes, &known, customer.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Runs the promise clock to `now`: promises at risk or past due change.
+    fn tick(&mut self, book: &PromiseBook, now: Timestamp, only: Option<&str>) -> Result<u64, StoreError> {
+        self.received = now;
+        let mut changed = 0;
+        loop {
+            let due = match only {
+                Some(id) => promises::due_one(self.conn, id, now)?,
+                None => promises::due(self.conn, now, 1_000)?,
+            };
+            if due.is_empty() {
+                break;
+            }
+            for promise in &due {
+                let Some(change) = book.on_clock(promise, now) else {
+                    continue;
+                };
+                // The clock never makes a promise; later changes carry the stored customer.
+                self.record(std::slice::from_ref(&change), std::slice::from_ref(promise), None)?;
+                changed += 1;
+            }
+            if due.len() < 1_000 || only.is_some() {
+                break;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Records the engine's decisions: each is applied to the promises now, marked,
+    /// and appended to the log. `customer` is the making event's customer, used for
+    /// `Made`; later changes carry the one stored with the promise.
+    fn record(
+        &mut self,
+        changes: &[Change],
+        known: &[Tracked],
+        customer: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        for change in changes {
+            let promise = match change {
+                Change::Made(made) => made,
+                other => match known.iter().find(|p| p.id == other.promise_id()) {
+                    Some(promise) => promise,
+                    None => continue,
+                },
+            };
+            let stored;
+            let customer = match change {
+                Change::Made(_) => customer,
+                _ => {
+                    stored = promises::stored_customer_ref(self.conn, &promise.id)?
+                        .and_then(|c| serde_json::from_str(&c).ok());
+                    stored.as_ref()
+                }
+            };
+            let recorded = change.record(promise, customer);
+            let event = troth_core::validate_value(recorded, None)
+                .map_err(|r| StoreError::Invalid(format!("a promise change does not validate: {}", r.error)))?;
+            if self.already_decided(&event.id)? {
+                continue;
+            }
+            if let Some(fault) = self.fault {
+                fault(&event);
+            }
+            promises::apply(self.conn, "main", &event)?;
+            self.conn
+                .prepare_cached("INSERT OR IGNORE INTO derived_pending (id) VALUES (?1)")?
+                .execute([&event.id])?;
+            self.derived.push(event);
+        }
+        Ok(())
+    }
+
+    /// Whether a decision with this id is already in the promises: decided earlier and
+    /// not yet met in the log, or met in the log at or before the current position. One
+    /// in the log further on was appended by a run that stopped before it committed.
+    fn already_decided(&self, id: &str) -> Result<bool, StoreError> {
+        let pending: bool = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM derived_pending WHERE id = ?1)")?
+            .query_row([id], |r| r.get(0))?;
+        if pending {
+            return Ok(true);
+        }
+        let at: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT seq FROM events WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        Ok(at.is_some_and(|at| at <= self.seq))
+    }
+
+    fn count(&mut self, event_type: &str) {
+        match self.counts.get_mut(event_type) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.insert(event_type.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Writes the staged projection rows and hands the counts to the group's
+    /// aggregates; returns the outbox rows enqueued.
+    fn finish(mut self, into: &mut Aggregates) -> Result<usize, StoreError> {
+        self.shipments.write(self.conn, "main")?;
+        self.facts.write(self.conn, "main")?;
+        into.merge(Aggregates {
+            counts: self.counts,
+            days: self.days,
+            scores: self.scores,
+        });
+        Ok(self.enqueued)
+    }
+}
+
+/// Aggregate projections (event counts by type, journey health by touchpoint and
+/// day) not yet written to their tables. Writing them on every commit would cost a
+/// page or two of WAL per commit; instead the writer keeps them here, shared with
+/// readers (who add them to what the tables hold), and writes them at most about
+/// once a second, in a commit that also moves the watermark `aggregated_through`.
+/// At open, events past the watermark are tallied again from the log.
+#[derive(Debug, Default, Clone)]
+pub struct Aggregates {
+    pub counts: HashMap<String, i64>,
+    pub days: HealthDays,
+    pub scores: ScoreDays,
+}
+
+impl Aggregates {
+    fn merge(&mut self, other: Aggregates) {
+        for (event_type, n) in other.counts {
+            *self.counts.entry(event_type).or_default() += n;
+        }
+        self.days.merge(other.days);
+        self.scores.merge(other.scores);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.days.is_empty() && self.scores.is_empty()
+    }
+
+    /// Adds these to the tables and moves the watermark to the newest event.
+    fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut count = conn.prepare_cached(
+            "INSERT INTO event_type_counts (type, n) VALUES (?1, ?2) ON CONFLICT (type) DO UPDATE SET n = n + excluded.n",
+        )?;
+        for (event_type, n) in &self.counts {
+            count.execute(params![event_type, n])?;
+        }
+        self.days.write(conn, "main")?;
+        self.scores.write(conn, "main")?;
+        conn.prepare_cached(
+            "INSERT INTO meta (key, value)
+             VALUES ('aggregated_through', coalesce((SELECT value FROM meta WHERE key = 'projected_through'), 0))
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute([])?;
+        Ok(())
+    }
+}
+
+/// How often pending aggregates are written at the latest.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Tallies the projected events past the watermark again (after a stop or a crash)
+/// and writes them.
+pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>, checkpoint: i64) -> Result<u64, StoreError> {
+    let watermark: i64 = conn
+        .query_row("SELECT value FROM meta WHERE key = 'aggregated_through'", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .unwrap_or(0);
+    if let Some(health) = health {
+        recount_health_if_rules_changed(conn, health, watermark)?;
+    }
+    scorecards::recount_if_rules_changed(conn, watermark)?;
+    let mut aggregates = Aggregates::default();
+    let mut tallied: u64 = 0;
+    // One transaction: the scorecard facts recorded here commit with the tallies.
+    let tx = conn.unchecked_transaction()?;
+    let mut facts = StagedFacts::default();
+    {
+        let conn = &tx;
+        let mut scan = conn.prepare(
+            "SELECT e.type, e.body, c.cid, e.seq FROM events e LEFT JOIN event_customers c USING (seq)
+              WHERE e.seq > ?1 AND e.seq <= ?2 ORDER BY e.seq",
+        )?;
+        let mut rows = scan.query([watermark, checkpoint])?;
+        while let Some(row) = rows.next()? {
+            let event_type: String = row.get(0)?;
+            *aggregates.counts.entry(event_type).or_default() += 1;
+            let body: String = row.get(1)?;
+            if let Ok(event) = troth_core::validate_event(&body) {
+                if let Some(health) = health {
+                    aggregates
+                        .days
+                        .add_event(conn, health, &event, row.get(3)?, row.get(2)?)?;
+                }
+                aggregates
+                    .scores
+                    .add_event(conn, "main", &mut facts, &event, row.get(3)?)?;
+            }
+            tallied += 1;
+            if tallied.is_multiple_of(scorecards::STAGE_EVENTS) {
+                facts.write(conn, "main")?;
+            }
+        }
+    }
+    facts.write(&tx, "main")?;
+    aggregates.write(&tx)?;
+    tx.commit()?;
+    Ok(tallied)
+}
+
+/// Counts the health tallies of events up to `through` again when they were counted
+/// by other rules (another journey map, or a version of troth with other fields).
+fn recount_health_if_rules_changed(conn: &Connection, health: &HealthIndex, through: i64) -> Result<(), StoreError> {
+    let fingerprint = health.fingerprint();
+    let stored: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'health_rules'", [], |r| r.get(0))
+        .optional()?;
+    if stored == Some(fingerprint) {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch("DROP TABLE IF EXISTS main.touchpoint_days; DROP TABLE IF EXISTS main.touchpoint_reach;")?;
+    tx.execute_batch(&super::health::schema("main"))?;
+    let mut days = HealthDays::default();
+    {
+        let mut scan = tx.prepare(
+            "SELECT e.body, c.cid, e.seq FROM events e LEFT JOIN event_customers c USING (seq)
+              WHERE e.seq <= ?1 ORDER BY e.seq",
+        )?;
+        let mut rows = scan.query([through])?;
+        while let Some(row) = rows.next()? {
+            let body: String = row.get(0)?;
+            if let Ok(event) = troth_core::validate_event(&body) {
+                days.add_event(&tx, health, &event, row.get(2)?, row.get(1)?)?;
+            }
+        }
+    }
+    days.write(&tx, "main")?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('health_rules', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [fingerprint],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
