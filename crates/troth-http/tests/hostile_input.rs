@@ -130,7 +130,11 @@ async fn a_panic_while_projecting_one_event_costs_that_projection_alone() {
 
     // Many requests at once share a projection batch; one bad event still costs only itself.
     let many = (0..20).map(|i| {
-        let id = if i == 7 { "boom-again".to_owned() } else { format!("m{i}") };
+        let id = if i == 7 {
+            "boom-again".to_owned()
+        } else {
+            format!("m{i}")
+        };
         let api = &api;
         async move { api.ingest(json!([page_view(&id)])).await }
     });

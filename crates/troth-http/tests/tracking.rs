@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use troth_core::Timestamp;
 use troth_core::journey::{JourneyMap, parse_journey};
-use troth_http::tracking::{TrackingConfig, Zone};
 use troth_http::AppState;
+use troth_http::tracking::{TrackingConfig, Zone};
 use troth_store::Store;
 use troth_store::sqlite::SqliteStore;
 

@@ -230,8 +230,7 @@ async fn replay_reproduces_the_stored_projections() {
         [],
     )
     .unwrap();
-    conn.execute("DELETE FROM event_customers WHERE seq = 5", [])
-        .unwrap();
+    conn.execute("DELETE FROM event_customers WHERE seq = 5", []).unwrap();
     conn.execute("UPDATE event_type_counts SET n = n + 1 WHERE type = 'page.viewed'", [])
         .unwrap();
     drop(conn);

@@ -5,11 +5,13 @@
 //! The load is the built-in retail world of the simulator.
 //!
 //! - bulk: the same NDJSON file through `troth import`'s path (validate →
-//!   dedupe → append → project) and, as the reference, the rows troth stored
-//!   inserted raw into the same schema with one prepared statement in big
-//!   transactions;
+//!   dedupe → append to the log; the projections follow) and, as the reference,
+//!   the rows troth stored inserted raw into the same schema with one prepared
+//!   statement in big transactions. Two rates: the durable append (the log
+//!   written) and end to end (the projections caught up too);
 //! - http: single events from many concurrent clients to troth's ingest route
-//!   and to a bare axum handler that parses the same JSON and does nothing.
+//!   and to a bare axum handler that parses the same JSON and does nothing, with
+//!   the projections' lag sampled during troth's run.
 
 use std::io::{BufReader, BufWriter, Write};
 use std::net::SocketAddr;
@@ -56,8 +58,18 @@ pub struct EtaArgs {
 
 #[derive(Debug, Serialize)]
 pub struct BulkFigures {
+    /// End to end: every event in the log and projected.
     pub troth_eps: f64,
     pub sqlite_eps: f64,
+    pub ratio: f64,
+    /// The durable append alone.
+    #[serde(skip)]
+    pub append_eps: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rate {
+    pub eps: f64,
     pub ratio: f64,
 }
 
@@ -68,6 +80,9 @@ pub struct HttpFigures {
     pub p99_ms: f64,
     pub bare_rps: f64,
     pub ratio: f64,
+    /// The projections' lag behind the log during troth's run, sampled every 10 ms.
+    #[serde(skip)]
+    pub lag_p99_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,6 +90,10 @@ struct Report {
     bulk: BulkFigures,
     #[serde(skip_serializing_if = "Option::is_none")]
     http: Option<HttpFigures>,
+    append: Rate,
+    end_to_end: Rate,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag_p99_ms: Option<f64>,
 }
 
 pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
@@ -105,8 +124,12 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         };
     }
     println!(
-        "bulk   troth {:>10.0} events/s   raw sqlite {:>10.0} rows/s   ratio {:.2}",
-        bulk.troth_eps, bulk.sqlite_eps, bulk.ratio
+        "bulk   append {:>10.0} events/s   end to end {:>10.0} events/s   raw sqlite {:>10.0} rows/s   ratios {:.2} / {:.2}",
+        bulk.append_eps,
+        bulk.troth_eps,
+        bulk.sqlite_eps,
+        bulk.append_eps / bulk.sqlite_eps,
+        bulk.ratio
     );
     let http = if args.no_http {
         None
@@ -118,13 +141,26 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         })?;
         let figures = crate::cli::runtime()?.block_on(http(work.path(), &lines, &args, world.start))?;
         println!(
-            "http   troth {:>10.0} req/s (p50 {:.2} ms, p99 {:.2} ms)   bare axum {:>10.0} req/s   ratio {:.2}",
-            figures.rps, figures.p50_ms, figures.p99_ms, figures.bare_rps, figures.ratio
+            "http   troth {:>10.0} req/s (p50 {:.2} ms, p99 {:.2} ms)   bare axum {:>10.0} req/s   ratio {:.2}   projection lag p99 {:.1} ms",
+            figures.rps, figures.p50_ms, figures.p99_ms, figures.bare_rps, figures.ratio, figures.lag_p99_ms
         );
         Some(figures)
     };
     if args.json {
-        println!("{}", serde_json::to_string(&Report { bulk, http })?);
+        let report = Report {
+            append: Rate {
+                eps: bulk.append_eps,
+                ratio: bulk.append_eps / bulk.sqlite_eps,
+            },
+            end_to_end: Rate {
+                eps: bulk.troth_eps,
+                ratio: bulk.ratio,
+            },
+            lag_p99_ms: http.as_ref().map(|h| h.lag_p99_ms),
+            bulk,
+            http,
+        };
+        println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
 }
@@ -208,28 +244,32 @@ fn pin_clock(store: &SqliteStore, at: Timestamp) {
 /// day's events are news that plays answer, the rest is history.
 fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyhow::Result<BulkFigures> {
     let dir = work.join("bulk");
-    let summary = {
+    let started = Instant::now();
+    let (summary, end_to_end) = {
         let store = SqliteStore::open_with_journey(&dir, Some(&crate::config::load_journey(None)?))?;
         pin_clock(&store, now);
-        crate::import::into_store(
+        let summary = crate::import::into_store(
             &store,
             BufReader::with_capacity(1 << 20, std::fs::File::open(file)?),
             &mut |_| {},
-        )?
+        )?;
+        store.settle_blocking(&mut |_, _| {})?;
+        (summary, started.elapsed())
     };
     anyhow::ensure!(
         summary.rejected == 0,
         "synthetic events were rejected: {:?}",
         summary.rejects
     );
-    let troth_eps = summary.events_per_second();
+    let append_eps = summary.events_per_second();
+    let troth_eps = (summary.accepted + summary.duplicate) as f64 / end_to_end.as_secs_f64();
 
     // The reference: the very rows troth stored, inserted raw into the same schema.
     let stored = rusqlite::Connection::open(dir.join("troth.db"))?;
     let mut rows = Vec::new();
     {
-        let mut select = stored
-            .prepare("SELECT id, type, time_us, received_us, customer_id, subject, body FROM events ORDER BY seq")?;
+        let mut select =
+            stored.prepare("SELECT id, type, time_us, received_us, subject, body FROM events ORDER BY seq")?;
         let mut cursor = select.query([])?;
         while let Some(r) = cursor.next()? {
             rows.push((
@@ -237,9 +277,8 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, i64>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, String>(6)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, String>(5)?,
             ));
         }
     }
@@ -251,10 +290,10 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
         let tx = raw.unchecked_transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO events (id, type, time_us, received_us, customer_id, subject, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO events (id, type, time_us, received_us, subject, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for (id, t, time, received, customer, subject, body) in chunk {
-                insert.execute(params![id, t, time, received, customer, subject, body])?;
+            for (id, t, time, received, subject, body) in chunk {
+                insert.execute(params![id, t, time, received, subject, body])?;
             }
         }
         tx.commit()
@@ -267,6 +306,7 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
         troth_eps,
         sqlite_eps,
         ratio: troth_eps / sqlite_eps,
+        append_eps,
     })
 }
 
@@ -298,6 +338,7 @@ async fn http(
     let journey = crate::config::load_journey(None)?;
     let store = SqliteStore::open_with_journey(&work.join("http"), Some(&journey))?;
     pin_clock(&store, now);
+    let watched = store.clone();
     let (troth_addr, stop) = crate::serve::spawn(store, localhost, None, Some(journey)).await?;
 
     let (warm, measured) = lines.split_at(lines.len().min(2_000));
@@ -305,7 +346,27 @@ async fn http(
     load(bare_addr, warm, args.clients).await?;
     load(troth_addr, warm, args.clients).await?;
     let bare = load(bare_addr, measured, args.clients).await?;
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut lags = Vec::new();
+            while sampling.load(Ordering::Relaxed) {
+                let progress = troth_store::Store::progress(&watched);
+                lags.push(progress.projectors.iter().map(|p| p.lag_seconds).fold(0.0, f64::max) * 1e3);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            lags
+        })
+    };
     let troth = load(troth_addr, measured, args.clients).await?;
+    sampling.store(false, Ordering::Relaxed);
+    let mut lags = sampler.await?;
+    lags.sort_by(f64::total_cmp);
+    let lag_p99_ms = lags
+        .get(((lags.len() as f64 * 0.99) as usize).min(lags.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default();
     let _ = stop.send(());
     bare_server.abort();
     Ok(HttpFigures {
@@ -314,6 +375,7 @@ async fn http(
         p99_ms: troth.p99_ms,
         bare_rps: bare.rps,
         ratio: troth.rps / bare.rps,
+        lag_p99_ms,
     })
 }
 

@@ -2,17 +2,18 @@
 //! store's writer on another), or streamed to a running server.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
 use indicatif::{ProgressBar, ProgressStyle};
 use troth_core::{ValidEvent, validate_event};
-use troth_store::AppendStatus;
 use troth_store::sqlite::SqliteStore;
+use troth_store::{AppendStatus, Store};
 
 use crate::cli::ImportArgs;
 use crate::client::{Client, Target};
@@ -32,7 +33,10 @@ pub struct Summary {
     pub rejected: u64,
     /// The first rejected lines: (line, field, message).
     pub rejects: Vec<(u64, String, String)>,
+    /// How long writing the log took.
     pub elapsed: Duration,
+    /// How long until the projections had caught up too (an import into a store).
+    pub projected: Option<Duration>,
 }
 
 impl Summary {
@@ -47,15 +51,28 @@ impl Summary {
         (self.accepted + self.duplicate + self.rejected) as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// Events per second from the start until the projections had caught up.
+    pub fn end_to_end_per_second(&self) -> Option<f64> {
+        self.projected
+            .map(|d| (self.accepted + self.duplicate + self.rejected) as f64 / d.as_secs_f64().max(1e-9))
+    }
+
     fn print(&self, source: &str) {
         println!(
-            "imported {source}: {} accepted, {} duplicate, {} rejected in {:.1}s ({:.0} events/s)",
+            "imported {source}: {} accepted, {} duplicate, {} rejected in {:.1} s ({} events/s into the log)",
             self.accepted,
             self.duplicate,
             self.rejected,
             self.elapsed.as_secs_f64(),
-            self.events_per_second()
+            troth_core::number::thousands(self.events_per_second().round() as i64)
         );
+        if let (Some(projected), Some(rate)) = (self.projected, self.end_to_end_per_second()) {
+            println!(
+                "  projections caught up after {:.1} s ({} events/s end to end)",
+                projected.as_secs_f64(),
+                troth_core::number::thousands(rate.round() as i64)
+            );
+        }
         for (line, field, message) in &self.rejects {
             println!("  line {line}: {field}: {message}");
         }
@@ -110,7 +127,10 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             let journey = crate::config::load_journey(args.journey.as_deref())?;
             let store = SqliteStore::open_with_journey(&dir, Some(&journey))
                 .with_context(|| format!("opening the store in {}", dir.display()))?;
-            into_store(&store, input, &mut |s| progress(&bar, s, &read, total_bytes))?
+            let mut summary = into_store(&store, input, &mut |s| progress(&bar, s, &read, total_bytes))?;
+            bar.finish_and_clear();
+            catch_up(&store, &mut summary)?;
+            summary
         }
     };
     bar.finish_and_clear();
@@ -171,7 +191,34 @@ struct Batch {
     lines: u64,
 }
 
-/// Imports NDJSON into an open store. `on_progress` is called after each batch.
+/// Waits until the store's projections have every event imported, with a bar.
+fn catch_up(store: &SqliteStore, summary: &mut Summary) -> anyhow::Result<()> {
+    let started = Instant::now() - summary.elapsed;
+    let progress = store.progress();
+    let bar = ProgressBar::new(progress.log.max(1) as u64);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {percent:>3}% projections {human_pos}/{human_len} events ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    store
+        .settle_blocking(&mut |projected, head| {
+            bar.set_length(head.max(1) as u64);
+            bar.set_position(projected.max(0) as u64);
+        })
+        .context("the projections stopped before they caught up")?;
+    bar.finish_and_clear();
+    summary.projected = Some(started.elapsed());
+    Ok(())
+}
+
+/// Imports NDJSON into an open store (the log; the projections follow). `on_progress`
+/// is called after each batch.
 pub fn into_store(
     store: &SqliteStore,
     input: impl BufRead + Send,

@@ -162,7 +162,7 @@ fn serve_reloads_a_changed_journey_map() {
         );
         serde_json::from_slice(&body).unwrap()
     };
-    call(
+    let ingested = call(
         Some(
             r#"[{"id": "w1", "type": "shipment.window_set", "time": "2026-11-20T08:00:00Z", "subject": "shipment:s1",
                  "data": {"window_start": "2026-11-20T11:00:00Z", "window_end": "2026-11-20T12:00:00Z"}},
@@ -171,6 +171,9 @@ fn serve_reloads_a_changed_journey_map() {
         ),
         "/api/v1/events",
     );
+    // Reads answer from what is projected: this one waits for the events just sent.
+    let last = ingested["results"][1]["position"].as_i64().unwrap();
+    call(None, &format!("/api/v1/events?min_position={last}"));
     let window_exposure = |call: &mut dyn FnMut(Option<&str>, &str) -> serde_json::Value| {
         let health = call(None, "/api/v1/journeys/retail/health");
         health["stages"]

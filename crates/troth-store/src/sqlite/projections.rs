@@ -189,7 +189,9 @@ impl JourneyRules {
 /// The projections' checkpoint as stored.
 pub fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
     Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = 'projected_through'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'projected_through'", [], |r| {
+            r.get(0)
+        })
         .optional()?
         .unwrap_or(0))
 }
@@ -367,12 +369,17 @@ impl Projections {
         };
         let tx = self.conn.unchecked_transaction()?;
         let mut aggregates = Aggregates::default();
-        let mut appender = Appender::new(&tx, &mut self.identities, self.journey.as_ref(), &context, self.checkpoint);
+        let mut appender = Appender::new(
+            &tx,
+            &mut self.identities,
+            self.journey.as_ref(),
+            &context,
+            self.checkpoint,
+        );
         let mut through = self.checkpoint;
         {
-            let mut scan = tx.prepare_cached(
-                "SELECT seq, received_us, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
+            let mut scan =
+                tx.prepare_cached("SELECT seq, received_us, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
             let mut rows = scan.query(params![self.checkpoint, limit])?;
             while let Some(row) = rows.next()? {
                 let seq: i64 = row.get(0)?;
@@ -381,7 +388,9 @@ impl Projections {
                 match troth_core::validate_event(&body) {
                     Ok(event) => appender.scan(seq, received, &event)?,
                     // It validated when it was appended; rules since changed. The log keeps it.
-                    Err(rejection) => tracing::warn!(seq, error = %rejection.error, "a stored event no longer validates; it is not projected"),
+                    Err(rejection) => {
+                        tracing::warn!(seq, error = %rejection.error, "a stored event no longer validates; it is not projected")
+                    }
                 }
                 through = seq;
             }
@@ -622,10 +631,7 @@ fn commit(
         let (reply, answer) = oneshot::channel();
         shared
             .log
-            .blocking_send(log::Job::Append {
-                events: derived,
-                reply,
-            })
+            .blocking_send(log::Job::Append { events: derived, reply })
             .map_err(|_| StoreError::WriterGone)?;
         answer.blocking_recv().map_err(|_| StoreError::WriterGone)??;
     }

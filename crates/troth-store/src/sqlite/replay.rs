@@ -136,10 +136,7 @@ fn rebuild_and_compare(
     );
     report.differences = differences;
     if write && !report.matches() {
-        let tables = COMPARED
-            .iter()
-            .map(|(table, _)| *table)
-            .chain(["carrier_days"]);
+        let tables = COMPARED.iter().map(|(table, _)| *table).chain(["carrier_days"]);
         for table in tables {
             tx.execute_batch(&format!(
                 "DELETE FROM main.{table}; INSERT INTO main.{table} SELECT * FROM replay.{table};"

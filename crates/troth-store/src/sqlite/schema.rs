@@ -218,7 +218,10 @@ pub fn carry_over_from_single_file(conn: &rusqlite::Connection) -> rusqlite::Res
             "outbox",
             "id, play, event_id, channel, recipient, payload, state, attempts, next_attempt_us, last_error, created_us, sent_us",
         ),
-        ("outbox_contacts", "cid, shipment, template, time_us, content, outbox_id"),
+        (
+            "outbox_contacts",
+            "cid, shipment, template, time_us, content, outbox_id",
+        ),
         ("tracking_links", "shipment, token, hash, created_us"),
         ("quarantine", "at_us, stage, event_id, type, reason, body"),
     ] {
