@@ -155,7 +155,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::Invalid(message) => ApiError::new(Code::InvalidQuery, message),
-            StoreError::WriterGone | StoreError::Locked { .. } => ApiError::new(Code::Unavailable, e.to_string()),
+            StoreError::WriterGone | StoreError::Locked { .. } | StoreError::CatchingUp { .. } => {
+                ApiError::new(Code::Unavailable, e.to_string())
+            }
             other => {
                 // The cause is logged, not sent: it may name files and internals.
                 tracing::error!(error = %other, "store error");

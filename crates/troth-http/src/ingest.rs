@@ -102,26 +102,11 @@ impl Pending {
             match status {
                 AppendStatus::Accepted { seq } => results[index].position = Some(seq),
                 AppendStatus::Duplicate => results[index].status = ItemStatus::Duplicate,
-                AppendStatus::Refused { reason } => {
-                    results[index].status = ItemStatus::Rejected;
-                    results[index].error = Some(refusal(reason));
-                }
             }
         }
         count(state, &results);
         Ok(results)
     }
-}
-
-/// The error of an event troth refused because applying it failed inside troth.
-pub fn refusal(reason: String) -> FieldError {
-    FieldError::new(
-        troth_core::envelope::EVENT_FIELD,
-        format!(
-            "troth failed while applying this event and did not store it ({reason}); \
-             the operator finds it at GET /api/v1/quarantine"
-        ),
-    )
 }
 
 fn count<S: Store>(state: &AppState<S>, results: &[ItemResult]) {

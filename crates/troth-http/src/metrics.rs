@@ -51,9 +51,11 @@ impl Metrics {
             ("lag_events", "Events in the log not yet projected.", |p| {
                 p.lag_events.to_string()
             }),
-            ("lag_seconds", "Age of the oldest event not yet projected.", |p| {
-                format!("{:.3}", p.lag_seconds)
-            }),
+            (
+                "lag_seconds",
+                "Time since the projector last held every event in the log; 0 when it does.",
+                |p| format!("{:.3}", p.lag_seconds),
+            ),
         ];
         for (name, help, value) in per_projector {
             let _ = writeln!(

@@ -211,10 +211,6 @@ pub async fn ingest_positions<S: Store>(
                 result.flag = outcome.flag.map(PositionFlag::as_str);
             }
             AppendStatus::Duplicate => result.status = ItemStatus::Duplicate,
-            AppendStatus::Refused { reason } => {
-                result.status = ItemStatus::Rejected;
-                result.error = Some(crate::ingest::refusal(reason));
-            }
         }
     }
     let by = |s| results.iter().filter(|r| r.status == s).count() as u64;

@@ -2,8 +2,9 @@
 //!
 //! Everything the rest of troth needs from storage goes through [`Store`], so a
 //! PostgreSQL backend can follow without touching domain or HTTP code. The embedded
-//! backend is [`sqlite::SqliteStore`]: one file, WAL, one writer thread that commits
-//! concurrent requests together (group commit).
+//! backend is [`sqlite::SqliteStore`]: the log in one file, written by one thread
+//! that commits concurrent appends together (group commit), and the projections in
+//! another, written by a thread that follows the log from its checkpoint.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -42,14 +43,10 @@ pub enum StoreError {
 /// What became of one event handed to [`Store::append`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendStatus {
-    /// Stored under this sequence number, durably.
+    /// Stored under this position in the log, durably; the projections follow.
     Accepted { seq: i64 },
     /// An event with the same id was already stored; nothing was written.
     Duplicate,
-    /// Applying the event failed inside troth (a bug, not the sender's mistake):
-    /// nothing of it was stored, the other events went on, and it is kept in the
-    /// quarantine for the operator ([`Store::quarantine`]).
-    Refused { reason: String },
 }
 
 /// A position in the log: the `seq` of an event, counted from 1 without gaps in
@@ -502,7 +499,9 @@ pub trait Store: Send + Sync + 'static {
     /// (the caller compares `expires_at` with its clock); `None` for an unknown token.
     fn tracked(&self, token: String) -> impl Future<Output = Result<Option<TrackedShipment>, StoreError>> + Send;
 
-    /// The events refused because applying them failed inside troth, newest first.
+    /// What troth set aside because handling it failed inside troth, newest first:
+    /// events whose projection failed (they stay in the log) and promises taken off
+    /// the clock.
     fn quarantine(&self, limit: usize) -> impl Future<Output = Result<Vec<Quarantined>, StoreError>> + Send;
 
     /// How far the log and its projections have come, answered from memory.

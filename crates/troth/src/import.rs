@@ -234,14 +234,10 @@ pub fn into_store(
                 summary.reject(line, field, message);
             }
             summary.lines = batch.lines;
-            for (status, line) in store.append_blocking(batch.events)?.into_iter().zip(batch.numbers) {
+            for status in store.append_blocking(batch.events)? {
                 match status {
                     AppendStatus::Accepted { .. } => summary.accepted += 1,
                     AppendStatus::Duplicate => summary.duplicate += 1,
-                    AppendStatus::Refused { reason } => {
-                        let error = troth_http::ingest::refusal(reason);
-                        summary.reject(line, error.field, error.message);
-                    }
                 }
             }
             summary.elapsed = started.elapsed();

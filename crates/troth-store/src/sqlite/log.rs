@@ -122,12 +122,55 @@ impl Mark {
     }
 }
 
+/// Events just committed to the log, handed to the projections in memory so they
+/// need not read and parse them again. Bounded: when it is full, events are not
+/// added, and the projections read those from the log.
+#[derive(Default)]
+pub struct Handoff {
+    queue: Mutex<std::collections::VecDeque<(i64, Timestamp, ValidEvent)>>,
+}
+
+/// How many events the handoff holds at most.
+const HANDOFF_EVENTS: usize = 65_536;
+
+impl Handoff {
+    fn push(&self, seq: i64, received: Timestamp, event: ValidEvent) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.len() < HANDOFF_EVENTS {
+            queue.push_back((seq, received, event));
+        }
+    }
+
+    /// Up to `limit` events from `after + 1` on, in order and without a gap; when
+    /// the next event is not held, none, and the position of the first held one
+    /// (the events before it are read from the log).
+    pub fn take(&self, after: i64, limit: usize) -> (Vec<(i64, Timestamp, ValidEvent)>, Option<i64>) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        while queue.front().is_some_and(|(seq, ..)| *seq <= after) {
+            queue.pop_front();
+        }
+        let mut taken = Vec::new();
+        let mut next = after + 1;
+        while taken.len() < limit && queue.front().is_some_and(|(seq, ..)| *seq == next) {
+            if let Some(item) = queue.pop_front() {
+                taken.push(item);
+                next += 1;
+            }
+        }
+        let first_held = queue.front().map(|(seq, ..)| *seq);
+        (taken, first_held)
+    }
+}
+
 /// The log's and the projections' positions, shared by both threads and the readers.
 pub struct Positions {
+    pub handoff: Handoff,
     /// The newest committed event in the log.
     pub head: Mark,
     /// Every event up to here is projected (the projections' checkpoint).
     pub projected: Mark,
+    /// How far the projections may fall behind before appends wait ([`MAX_LAG_EVENTS`] unless set).
+    pub max_lag: std::sync::atomic::AtomicI64,
     /// Set when the projections thread has stopped; appends then stop waiting for it.
     pub projections_stopped: std::sync::atomic::AtomicBool,
 }
@@ -198,7 +241,7 @@ impl LogWriter {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.apply(group, received)));
         let error = match outcome {
             Ok(Ok(done)) => {
-                self.publish(done, group);
+                self.publish(done, group, received);
                 return;
             }
             Ok(Err(e)) => e.to_string(),
@@ -264,10 +307,10 @@ impl LogWriter {
         Ok(done)
     }
 
-    /// After the commit: the head moves and the projections wake (before anyone
-    /// hears, so a caller's next read of the head includes its events), mirrors
-    /// change, callers hear.
-    fn publish(&mut self, done: Vec<Done>, group: &mut Vec<Job>) {
+    /// After the commit: mirrors change, the events go to the handoff, the head
+    /// moves and the projections wake, and then callers hear (so a caller's next
+    /// read of the head includes its events).
+    fn publish(&mut self, done: Vec<Done>, group: &mut Vec<Job>, received: Timestamp) {
         let newest = done
             .iter()
             .filter_map(|d| match d {
@@ -278,14 +321,16 @@ impl LogWriter {
                 _ => None,
             })
             .max();
-        if let Some(newest) = newest {
-            self.positions.head.advance(newest);
-            (self.wake)();
-        }
+        let mut replies = Vec::with_capacity(group.len());
         for (job, done) in group.drain(..).zip(done) {
             match (job, done) {
-                (Job::Append { reply, .. }, Done::Appended(statuses)) => {
-                    let _ = reply.send(Ok(statuses));
+                (Job::Append { events, reply }, Done::Appended(statuses)) => {
+                    for (event, status) in events.into_iter().zip(&statuses) {
+                        if let AppendStatus::Accepted { seq } = status {
+                            self.positions.handoff.push(*seq, received, event);
+                        }
+                    }
+                    replies.push((reply, statuses));
                 }
                 (Job::CreateKey { reply, .. }, Done::Created(hash, key, secret)) => {
                     self.keys
@@ -320,6 +365,13 @@ impl LogWriter {
                 }
                 (job, _) => job.fail("internal error: a log job got another job's answer".into()),
             }
+        }
+        if let Some(newest) = newest {
+            self.positions.head.advance(newest);
+            (self.wake)();
+        }
+        for (reply, statuses) in replies {
+            let _ = reply.send(Ok(statuses));
         }
     }
 }

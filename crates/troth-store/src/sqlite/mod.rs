@@ -95,7 +95,7 @@ struct Inner {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `dir` and starts its writer thread.
+    /// Opens (creating if needed) the store in `dir` and starts its threads (the log writer and the projections).
     /// No promises are followed: see [`SqliteStore::open_with_journey`].
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
         SqliteStore::open_with_journey(dir, None)
@@ -140,6 +140,8 @@ impl SqliteStore {
         }
 
         let positions = Arc::new(Positions {
+            handoff: Default::default(),
+            max_lag: std::sync::atomic::AtomicI64::new(MAX_LAG_EVENTS),
             head: log::Mark::new(head),
             projected: log::Mark::new(0),
             projections_stopped: Default::default(),
@@ -221,11 +223,12 @@ impl SqliteStore {
     /// waits first while the projections are too far behind (back-pressure).
     pub fn append_blocking(&self, events: Vec<ValidEvent>) -> Result<Vec<AppendStatus>, StoreError> {
         let positions = &self.inner.positions;
-        while positions.head.get() - positions.projected.get() > MAX_LAG_EVENTS && !self.projections_stopped() {
+        let max_lag = self.max_lag();
+        while positions.head.get() - positions.projected.get() > max_lag && !self.projections_stopped() {
             let head = positions.head.get();
             positions
                 .projected
-                .wait_blocking(|p| head - p <= MAX_LAG_EVENTS, std::time::Duration::from_millis(200));
+                .wait_blocking(|p| head - p <= max_lag, std::time::Duration::from_millis(200));
         }
         let (reply, rx) = oneshot::channel();
         self.inner
@@ -242,12 +245,27 @@ impl SqliteStore {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Waits while the projections are more than [`MAX_LAG_EVENTS`] behind the log.
+    /// How far the projections may fall behind the log before appends wait for
+    /// them ([`MAX_LAG_EVENTS`] unless set): it bounds the memory and the work that
+    /// lag holds. Tests set a small one.
+    pub fn set_max_lag(&self, events: i64) {
+        self.inner
+            .positions
+            .max_lag
+            .store(events.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn max_lag(&self) -> i64 {
+        self.inner.positions.max_lag.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits while the projections are more than the lag limit behind the log.
     async fn wait_for_room(&self) {
         let positions = &self.inner.positions;
+        let max_lag = self.max_lag();
         let mut projected = positions.projected.subscribe();
-        while positions.head.get() - positions.projected.get() > MAX_LAG_EVENTS && !self.projections_stopped() {
-            let room = projected.wait_for(|&p| positions.head.get() - p <= MAX_LAG_EVENTS);
+        while positions.head.get() - positions.projected.get() > max_lag && !self.projections_stopped() {
+            let room = projected.wait_for(|&p| positions.head.get() - p <= max_lag);
             let _ = tokio::time::timeout(std::time::Duration::from_millis(200), room).await;
         }
     }
@@ -488,7 +506,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(String, String, troth_core::scorecard::ScoreTally)>, StoreError> {
         let pending = self.inner.pending.clone();
         self.read(move |conn| {
-            // Copied out so the writer is not held up while the table is summed.
+            // Copied out so the projections are not held up while the table is summed.
             let pending = pending.lock().unwrap_or_else(|p| p.into_inner()).scores.clone();
             scorecards::read(conn, &pending, from_day.unwrap_or(i64::MIN), to_day.unwrap_or(i64::MAX))
         })

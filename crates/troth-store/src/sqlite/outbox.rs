@@ -1,8 +1,8 @@
 //! The transactional outbox (docs/notifications.md) and the consent projection it
-//! reads. A play's messages are inserted in the transaction that appends the event
+//! reads. A play's messages are inserted in the projections' transaction that meets the event
 //! that triggered them, under their idempotency key, so an event is never without
 //! its messages and a duplicate never enqueues twice. The dispatcher (troth-notify)
-//! claims, sends and marks rows through the writer.
+//! claims, sends and marks rows through the projections thread.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value, json};

@@ -377,10 +377,14 @@ impl Projections {
             self.checkpoint,
         );
         let mut through = self.checkpoint;
-        {
-            let mut scan =
-                tx.prepare_cached("SELECT seq, received_us, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-            let mut rows = scan.query(params![self.checkpoint, limit])?;
+        // Just appended, the events are at hand; after a pause or a restart, in the log.
+        let (held, first_held) = self.shared.positions.handoff.take(self.checkpoint, limit as usize);
+        if held.is_empty() {
+            let before = first_held.unwrap_or(i64::MAX);
+            let mut scan = tx.prepare_cached(
+                "SELECT seq, received_us, body FROM events WHERE seq > ?1 AND seq < ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let mut rows = scan.query(params![self.checkpoint, before, limit])?;
             while let Some(row) = rows.next()? {
                 let seq: i64 = row.get(0)?;
                 let received = Timestamp(row.get(1)?);
@@ -393,6 +397,11 @@ impl Projections {
                     }
                 }
                 through = seq;
+            }
+        } else {
+            for (seq, received, event) in &held {
+                appender.scan(*seq, *received, event)?;
+                through = *seq;
             }
         }
         let derived = std::mem::take(&mut appender.derived);
@@ -982,7 +991,7 @@ impl<'a> Appender<'a> {
 
 /// Aggregate projections (event counts by type, journey health by touchpoint and
 /// day) not yet written to their tables. Writing them on every commit would cost a
-/// page or two of WAL per commit; instead the writer keeps them here, shared with
+/// page or two of WAL per commit; instead the projections keep them here, shared with
 /// readers (who add them to what the tables hold), and writes them at most about
 /// once a second, in a commit that also moves the watermark `aggregated_through`.
 /// At open, events past the watermark are tallied again from the log.

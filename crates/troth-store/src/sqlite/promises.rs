@@ -159,7 +159,7 @@ pub fn due_one(conn: &Connection, id: &str, now: Timestamp) -> rusqlite::Result<
 }
 
 /// Takes a promise off the clock: one whose change cannot be applied (see the
-/// writer's quarantine). It stays as the log last recorded it.
+/// quarantine). It stays as the log last recorded it.
 pub fn set_aside(conn: &Connection, id: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE main.promises SET next_check_us = NULL WHERE id = ?1")?
         .execute([id])?;

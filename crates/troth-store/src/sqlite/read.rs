@@ -193,7 +193,7 @@ pub fn customer(conn: &Connection, key: &str) -> Result<Option<CustomerProfile>,
 }
 
 pub fn overview(conn: &Connection, pending: &Mutex<Aggregates>) -> Result<Overview, StoreError> {
-    // Held while reading, so the writer cannot move pending counts into the table meanwhile.
+    // Held while reading, so the projections cannot move pending counts into the table meanwhile.
     let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
     let mut by_type = conn
         .prepare_cached("SELECT type, n FROM event_type_counts ORDER BY n DESC, type")?

@@ -86,7 +86,7 @@ impl ScoreDays {
 /// `shipment_scores` rows read or changed since the last [`StagedFacts::write`]: a
 /// shipment's facts (a dozen tracking views, its stages) mostly come in one batch,
 /// and decoding and encoding its JSON once per batch instead of once per event is
-/// most of what scorecards cost. The writer writes them before it commits.
+/// most of what scorecards cost. The projections write them before they commit.
 #[derive(Debug, Default)]
 pub struct StagedFacts {
     rows: HashMap<String, Staged>,

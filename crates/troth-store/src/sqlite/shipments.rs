@@ -22,7 +22,7 @@ const ORDER_STAGES: &str = "('order.placed', 'order.picked', 'order.packed')";
 /// Shipment rows read and changed since the last [`Staged::write`]: a shipment's
 /// events often come in the same batch (its stages, a dozen tracking views), and
 /// decoding, encoding and upserting its JSON state once per batch instead of once
-/// per event is most of what the projection costs. The writer writes them before
+/// per event is most of what the projection costs. The projections write them before
 /// anything else reads the table in the same transaction, and before it commits.
 #[derive(Debug, Default)]
 pub struct Staged {

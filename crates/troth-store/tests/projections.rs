@@ -1,0 +1,176 @@
+//! The projections follow the log: whatever the interleaving of appends, clock
+//! ticks and projection batches, they end as one replay of the log says; and when
+//! they fall behind, appends wait instead of the lag growing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use troth_core::{Timestamp, ValidEvent, validate_event};
+use troth_store::sqlite::SqliteStore;
+use troth_store::{OutboxQuery, PromiseQuery, Store};
+
+fn retail() -> troth_core::journey::JourneyMap {
+    troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap()
+}
+
+/// A small simulated retailer's events, in the order they happened.
+fn world(seed: u64) -> Vec<ValidEvent> {
+    let mut world = troth_sim::World::from_toml(include_str!("../../../worlds/retail.toml")).unwrap();
+    world.customers = 120;
+    world.days = 5;
+    world.seed = seed;
+    let mut events = Vec::new();
+    troth_sim::simulate(&world, &mut |line| {
+        events.push(validate_event(line).unwrap());
+        Ok(())
+    })
+    .unwrap();
+    events
+}
+
+/// SplitMix64: the test's own choices, the same for the same seed.
+struct Mix(u64);
+
+impl Mix {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
+    }
+}
+
+/// A store whose clock stands just after the last event, so plays answer them.
+fn open(dir: &std::path::Path, events: &[ValidEvent]) -> SqliteStore {
+    let store = SqliteStore::open_with_journey(dir, Some(&retail())).unwrap();
+    let last = events.iter().map(|e| e.time).max().unwrap();
+    store.set_clock(Arc::new(move || Timestamp(last.micros() + 60_000_000)));
+    store
+}
+
+/// What the projections hold that matters to people: promises and messages.
+async fn outcome(store: &SqliteStore) -> (Vec<(String, String)>, Vec<String>) {
+    store.settle().await.unwrap();
+    let report = store.replay(false, &mut |_| {}).unwrap();
+    assert!(
+        report.matches(),
+        "the projections differ from a replay of the log: {report:?}"
+    );
+    let mut promises: Vec<(String, String)> = store
+        .promises(PromiseQuery {
+            limit: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .promises
+        .into_iter()
+        .map(|p| (p.id, p.state))
+        .collect();
+    promises.sort();
+    let mut outbox: Vec<String> = store
+        .outbox(OutboxQuery {
+            limit: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    outbox.sort();
+    (promises, outbox)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_interleaving_of_appends_and_projection_ends_as_one_replay() {
+    for seed in [3, 11, 29] {
+        let events = world(seed);
+        assert!(events.len() > 2_000, "{} events", events.len());
+
+        // All at once, the projections catching up afterwards.
+        let whole = tempfile::tempdir().unwrap();
+        let store = open(whole.path(), &events);
+        store.append(events.clone()).await.unwrap();
+        let expected = outcome(&store).await;
+        assert!(!expected.0.is_empty() && !expected.1.is_empty(), "seed {seed}");
+
+        // In pieces of every size, sometimes waiting for the projections, sometimes
+        // sending again what was sent, sometimes from two tasks at once.
+        let pieces = tempfile::tempdir().unwrap();
+        let store = open(pieces.path(), &events);
+        let mut rng = Mix(seed);
+        let mut at = 0;
+        while at < events.len() {
+            let size = 1 + rng.below(300) as usize;
+            let chunk = &events[at..(at + size).min(events.len())];
+            match rng.below(4) {
+                0 => store.settle().await.unwrap(),
+                1 => {
+                    let (a, b) = chunk.split_at(chunk.len() / 2);
+                    let (left, right) = tokio::join!(store.append(a.to_vec()), store.append(b.to_vec()));
+                    left.unwrap();
+                    right.unwrap();
+                }
+                2 => {
+                    let again = &events[at.saturating_sub(50)..at];
+                    store.append(again.to_vec()).await.unwrap();
+                }
+                _ => {}
+            }
+            store.append(chunk.to_vec()).await.unwrap();
+            at += size;
+        }
+        assert_eq!(outcome(&store).await, expected, "seed {seed}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_wait_while_slowed_projections_are_too_far_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.set_max_lag(200);
+    // Projecting each event takes a quarter of a millisecond: far slower than appending.
+    store.set_fault(Some(Arc::new(|_: &ValidEvent| {
+        std::thread::sleep(Duration::from_micros(250))
+    })));
+    let most = Arc::new(AtomicI64::new(0));
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (store, most, sampling) = (store.clone(), most.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                let progress = store.progress();
+                most.fetch_max(progress.log - progress.projected(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    for batch in 0..100 {
+        let events: Vec<ValidEvent> = (0..20)
+            .map(|i| {
+                validate_event(&format!(
+                    r#"{{"id": "v{batch}-{i}", "type": "page.viewed", "time": "2026-11-23T09:00:00Z",
+                        "customer": {{"id": "c{i}"}}, "data": {{"page": "/"}}}}"#
+                ))
+                .unwrap()
+            })
+            .collect();
+        store.append(events).await.unwrap();
+    }
+    sampling.store(false, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let most = most.load(Ordering::Relaxed);
+    // The limit, plus the one append that found room just below it.
+    assert!(most <= 220, "the projections fell {most} events behind");
+    assert!(
+        most >= 150,
+        "the projections never fell behind ({most}): the test proves nothing"
+    );
+    store.set_fault(None);
+    store.settle().await.unwrap();
+    assert_eq!(store.progress().projected(), 2_000);
+}
