@@ -328,3 +328,60 @@ async fn the_overview_counts_events_by_type_and_customers() {
     let seqs: Vec<i64> = newest.events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [5, 4]);
 }
+
+/// A store written before the log and the projections had files of their own keeps
+/// its log, its messages and the links customers hold; the rest is projected again.
+#[tokio::test]
+async fn a_store_from_before_the_split_keeps_its_log_messages_and_links() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("troth.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+                 time_us INTEGER NOT NULL, received_us INTEGER NOT NULL, customer_id INTEGER, subject TEXT,
+                 body TEXT NOT NULL);
+             CREATE TABLE tracking_links (shipment TEXT PRIMARY KEY, token TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+                 created_us INTEGER NOT NULL);
+             INSERT INTO tracking_links VALUES ('s1', 'the-token-ann-holds', 'its-hash', 1);
+             CREATE TABLE outbox (id TEXT NOT NULL UNIQUE, play TEXT NOT NULL, event_id TEXT NOT NULL,
+                 channel TEXT NOT NULL, recipient TEXT, payload TEXT NOT NULL, state TEXT NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0, next_attempt_us INTEGER, last_error TEXT,
+                 created_us INTEGER NOT NULL, sent_us INTEGER);
+             INSERT INTO outbox (id, play, event_id, channel, recipient, payload, state, created_us, sent_us)
+                 VALUES ('play:p:e:0', 'p', 'e', 'email', 'ann@example.org', '{}', 'sent', 1, 2);",
+        )
+        .unwrap();
+        let created = json!({"id": "c1", "type": "shipment.created", "time": "2026-11-23T09:00:00Z",
+            "subject": "shipment:s1", "customer": {"id": "ann"}, "data": {"shipment": "s1", "order": "o1", "carrier": "swiftpost", "service": "standard"}});
+        troth_core::validate_value(created.clone(), None).unwrap();
+        for (seq, body) in [
+            (1, created),
+            (2, event("e1", json!({"id": "ann"})).raw.parse().unwrap()),
+        ] {
+            let body: Value = body;
+            conn.execute(
+                "INSERT INTO events (seq, id, type, time_us, received_us, customer_id, subject, body)
+                 VALUES (?1, ?2, ?3, 0, 0, 1, ?4, ?5)",
+                rusqlite::params![
+                    seq,
+                    body["id"].as_str(),
+                    body["type"].as_str(),
+                    body["subject"].as_str(),
+                    body.to_string()
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.settle().await.unwrap();
+    assert_eq!(store.progress().projected(), 2);
+    let link = store.tracking_link("s1".into()).await.unwrap().unwrap();
+    assert_eq!(link.token, "the-token-ann-holds", "the link Ann holds still works");
+    let outbox = store.outbox(Default::default()).await.unwrap().entries;
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].id, "play:p:e:0");
+    let ann = store.customer("ann".into()).await.unwrap().unwrap();
+    assert_eq!(ann.events, 2);
+    assert!(store.replay(false, &mut |_| {}).unwrap().matches());
+}

@@ -254,7 +254,19 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
             &mut |_| {},
         )?;
         store.settle_blocking(&mut |_, _| {})?;
-        (summary, started.elapsed())
+        let elapsed = started.elapsed();
+        let times = store.projection_times();
+        let total: f64 = times.iter().map(|(_, t)| t.as_secs_f64()).sum();
+        let events = (summary.accepted + summary.duplicate) as f64;
+        println!("projections (one thread, each event through all in turn):");
+        for (name, time) in &times {
+            println!(
+                "  {name:<11} {:>10.0} events/s   {:>3.0} % of projection time",
+                events / time.as_secs_f64().max(1e-9),
+                100.0 * time.as_secs_f64() / total.max(1e-9)
+            );
+        }
+        (summary, elapsed)
     };
     anyhow::ensure!(
         summary.rejected == 0,

@@ -75,6 +75,7 @@ struct Inner {
     /// The log's head when the store was opened: not ready until projected that far.
     opened_at: i64,
     current_at: Arc<Mutex<std::time::Instant>>,
+    times: projections::ProjectionTimes,
     readers: Mutex<Vec<Connection>>,
     /// Reads running at once, at most [`READERS`]: more would each open a
     /// connection (with its own page cache) and a blocking thread, and run no faster.
@@ -152,6 +153,7 @@ impl SqliteStore {
         let clock = ClockSlot::default();
         let fault = FaultSlot::default();
         let current_at = Arc::new(Mutex::new(std::time::Instant::now()));
+        let times = projections::ProjectionTimes::default();
         let (log_tx, log_rx) = mpsc::channel(1024);
         let (jobs_tx, jobs_rx) = mpsc::channel(1024);
         let projections = projections::Projections::new(
@@ -166,6 +168,7 @@ impl SqliteStore {
                 positions: positions.clone(),
                 current_at: current_at.clone(),
                 log: log_tx.clone(),
+                times: times.clone(),
             },
         )?;
         // The wake does not keep the projections thread alive: it ends with the store's handles.
@@ -200,6 +203,7 @@ impl SqliteStore {
                 positions,
                 opened_at: head,
                 current_at,
+                times,
                 readers: Mutex::new(Vec::new()),
                 read_slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
                 keys,
@@ -236,6 +240,19 @@ impl SqliteStore {
             .blocking_send(log::Job::Append { events, reply })
             .map_err(|_| StoreError::WriterGone)?;
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// The time each projection has taken since the store opened, by name, in the
+    /// order they are applied to each event (one thread applies them all).
+    pub fn projection_times(&self) -> Vec<(&'static str, std::time::Duration)> {
+        projections::PROJECTIONS
+            .iter()
+            .zip(self.inner.times.iter())
+            .map(|(name, nanos)| {
+                let nanos = nanos.load(std::sync::atomic::Ordering::Relaxed);
+                (*name, std::time::Duration::from_nanos(nanos))
+            })
+            .collect()
     }
 
     fn projections_stopped(&self) -> bool {

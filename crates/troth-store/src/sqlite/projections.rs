@@ -43,6 +43,28 @@ use troth_core::promise::{Change, PromiseBook, Tracked};
 /// How many events one projection transaction takes at most.
 pub const BATCH_EVENTS: i64 = 16_384;
 
+/// The projections applied to each event, in order, as their time is reported.
+pub const PROJECTIONS: [&str; 7] = [
+    "identities",
+    "promises",
+    "shipments",
+    "health",
+    "scorecards",
+    "consents",
+    "plays",
+];
+
+/// Time spent in each of [`PROJECTIONS`], in nanoseconds, since the store opened.
+pub type ProjectionTimes = Arc<[std::sync::atomic::AtomicU64; PROJECTIONS.len()]>;
+
+/// The time since `mark`, which moves to now.
+fn lap(mark: &mut Instant) -> u64 {
+    let now = Instant::now();
+    let nanos = now.duration_since(*mark).as_nanos() as u64;
+    *mark = now;
+    nanos
+}
+
 pub enum Job {
     /// The log moved: project what is new.
     Wake,
@@ -167,6 +189,7 @@ pub struct Shared {
     pub current_at: Arc<Mutex<Instant>>,
     /// Where derived events are appended.
     pub log: mpsc::Sender<log::Job>,
+    pub times: ProjectionTimes,
 }
 
 /// What the projections need of a journey map.
@@ -405,6 +428,9 @@ impl Projections {
             }
         }
         let derived = std::mem::take(&mut appender.derived);
+        for (total, nanos) in self.shared.times.iter().zip(appender.times) {
+            total.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+        }
         let enqueued = appender.finish(&mut aggregates)?;
         set_checkpoint(&tx, through)?;
         commit(tx, &self.shared, &mut self.last_flush, aggregates, derived, enqueued)?;
@@ -742,6 +768,8 @@ struct Appender<'a> {
     /// Shipment and scorecard rows changed by this batch, written by `finish`.
     shipments: shipments::Staged,
     facts: StagedFacts,
+    /// Nanoseconds spent in each of [`PROJECTIONS`].
+    times: [u64; PROJECTIONS.len()],
 }
 
 impl<'a> Appender<'a> {
@@ -769,6 +797,7 @@ impl<'a> Appender<'a> {
             scores: ScoreDays::default(),
             shipments: shipments::Staged::default(),
             facts: StagedFacts::default(),
+            times: [0; PROJECTIONS.len()],
         }
     }
 
@@ -777,16 +806,18 @@ impl<'a> Appender<'a> {
         let conn = self.conn;
         self.seq = seq;
         self.received = received;
+        if let Some(fault) = self.fault {
+            fault(event);
+        }
+        let mut mark = Instant::now();
         let plan = self.identities.plan(conn, event)?;
         let customer = plan.customer.map(|c| c.0);
         if let Some(cid) = customer {
             conn.prepare_cached("INSERT OR REPLACE INTO event_customers (seq, cid) VALUES (?1, ?2)")?
                 .execute([seq, cid])?;
         }
-        if let Some(fault) = self.fault {
-            fault(event);
-        }
         self.count(&event.event_type);
+        self.times[0] += lap(&mut mark);
         // A promise change decided here was applied to the promises when it was decided.
         let decided_here = event.event_type.starts_with("promise.")
             && conn
@@ -796,31 +827,39 @@ impl<'a> Appender<'a> {
         if !decided_here {
             promises::apply(conn, "main", event)?;
         }
+        self.times[1] += lap(&mut mark);
         shipments::apply(conn, "main", &mut self.shipments, event)?;
         if let troth_core::catalogue::EventData::ShipmentCreated(created) = &event.data {
             // Every shipment gets its link as it is created, so notifications can carry it.
             shipments::issue_link(conn, &mut self.shipments, &created.shipment, received)?;
         }
+        self.times[2] += lap(&mut mark);
         if let Some(health) = self.health {
             self.days.add_event(conn, health, event, seq, customer)?;
         }
+        self.times[3] += lap(&mut mark);
         self.scores.add_event(conn, "main", &mut self.facts, event, seq)?;
+        self.times[4] += lap(&mut mark);
         for merge in self.identities.apply(conn, plan, event)? {
             let body = merge_event(&merge, seq, &event.time.to_string());
             let merged = troth_core::validate_event(&body)
                 .map_err(|r| StoreError::Invalid(format!("a merge does not validate: {}", r.error)))?;
             self.derived.push(merged);
         }
+        self.times[0] += lap(&mut mark);
         outbox::apply_consent(conn, "main", event, customer)?;
+        self.times[5] += lap(&mut mark);
         if let Some(plays) = self.plays
             && plays.concerns(&event.event_type)
         {
             self.run_plays(plays, event, customer)?;
         }
+        self.times[6] += lap(&mut mark);
         // The engine decides on what happened, not on its own records.
         if !event.event_type.starts_with("promise.") {
             self.promise_engine(event, customer)?;
         }
+        self.times[1] += lap(&mut mark);
         Ok(())
     }
 
