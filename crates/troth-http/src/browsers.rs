@@ -13,7 +13,8 @@
 //!   links carry their token in the URL), may not be framed, and pages run only troth's own
 //!   scripts (CSP); uploaded photos are served under a policy that runs nothing. The
 //!   tracking page may also load images from the one origin of the configured map
-//!   tiles, and nothing else from anywhere else.
+//!   tiles and, once delivered, from the origin of the proof photo it shows, and
+//!   nothing else from anywhere else.
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
@@ -28,13 +29,15 @@ const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'sel
      img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
-/// The tracking page's policy: the pages' one, with the tile server's origin (a
-/// checked `scheme://host[:port]`, see [`crate::tracking::tile_origin`]) allowed
-/// for images only. Scripts, connections and everything else stay troth's own.
-fn tracking_policy(tile_origin: &str) -> String {
+/// The tracking page's policy: the pages' one, with the tile server's origin and,
+/// on a page showing a proof photo, the photo's (each a checked
+/// `scheme://host[:port]`, see [`crate::tracking::tile_origin`], separated by
+/// spaces) allowed for images only. Scripts, connections and everything else stay
+/// troth's own.
+pub(crate) fn tracking_policy(image_origins: &str) -> String {
     PAGE_POLICY.replacen(
         "img-src 'self' data:;",
-        &format!("img-src 'self' data: {tile_origin};"),
+        &format!("img-src 'self' data: {image_origins};"),
         1,
     )
 }

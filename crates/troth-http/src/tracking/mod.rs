@@ -466,7 +466,24 @@ async fn render_page<S: Store>(
     } else {
         StatusCode::OK
     };
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+    let mut response = (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response();
+    // The proof photo lives on the carrier's server: the page's policy allows images
+    // from its one origin too (as from the tiles'), or the customer would see a
+    // broken image where the photo should be.
+    if let Some(photo) = view
+        .proof
+        .as_ref()
+        .and_then(|p| p.photo.as_deref())
+        .and_then(tile_origin)
+    {
+        let tiles = Tiles::of(&state.tracking.config).map(|t| t.origin);
+        let origins: Vec<String> = tiles.into_iter().chain([photo]).collect();
+        // The origins are made only of host characters, so this is a valid header value.
+        if let Ok(policy) = header::HeaderValue::from_str(&crate::browsers::tracking_policy(&origins.join(" "))) {
+            response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, policy);
+        }
+    }
+    response
 }
 
 /// Sends the page back with a form to correct: what is wrong, and what was typed.
