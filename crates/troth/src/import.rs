@@ -224,6 +224,10 @@ pub fn into_store(
     input: impl BufRead + Send,
     on_progress: &mut dyn FnMut(&Summary),
 ) -> anyhow::Result<Summary> {
+    // An import writes the log at full speed and waits for the projections at the
+    // end: nothing reads meanwhile, and what the lag holds in memory is bounded
+    // anyway (the projections read what the handoff cannot hold from the log).
+    store.set_max_lag(i64::MAX);
     let started = Instant::now();
     let mut summary = Summary::default();
     std::thread::scope(|scope| -> anyhow::Result<()> {

@@ -263,8 +263,10 @@ impl SqliteStore {
     }
 
     /// How far the projections may fall behind the log before appends wait for
-    /// them ([`MAX_LAG_EVENTS`] unless set): it bounds the memory and the work that
-    /// lag holds. Tests set a small one.
+    /// them ([`MAX_LAG_EVENTS`] unless set): it bounds how stale reads get and how
+    /// much is left to project after a restart. Memory is bounded whatever the lag
+    /// (the in-memory handoff is; the rest is read from the log). A bulk import
+    /// lifts it and waits for the projections at its end; tests set a small one.
     pub fn set_max_lag(&self, events: i64) {
         self.inner
             .positions
