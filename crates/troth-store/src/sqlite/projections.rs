@@ -249,8 +249,9 @@ impl Projections {
                 }
             }
             if !group.is_empty() {
-                // A job sees every event appended before it was handled.
-                self.catch_up_with_log();
+                // A job sees every event appended before it was handled (not those
+                // appended while it waits: under a steady load it would wait forever).
+                self.catch_up_to(self.shared.positions.head.get());
                 self.handle(&mut group);
             } else if self.behind() {
                 self.project_next();
@@ -272,10 +273,19 @@ impl Projections {
         self.shared.positions.head.get() > self.checkpoint
     }
 
-    /// Projects until every event in the log now is in the projections, derived
+    /// Projects until every event in the log is in the projections, derived
     /// events included.
     fn catch_up_with_log(&mut self) {
         while self.behind() {
+            if !self.project_next() {
+                return;
+            }
+        }
+    }
+
+    /// Projects until every event up to `position` is in the projections.
+    fn catch_up_to(&mut self, position: i64) {
+        while self.checkpoint < position {
             if !self.project_next() {
                 return;
             }
