@@ -53,7 +53,7 @@ impl Metrics {
             }),
             (
                 "lag_seconds",
-                "Time since the projector last held every event in the log; 0 when it does.",
+                "Age of the oldest event the projector does not hold yet; 0 when it holds them all.",
                 |p| format!("{:.3}", p.lag_seconds),
             ),
         ];

@@ -169,6 +169,10 @@ pub struct Positions {
     pub head: Mark,
     /// Every event up to here is projected (the projections' checkpoint).
     pub projected: Mark,
+    /// Since when the projections have not held every event in the log: set by the
+    /// commit that put them behind, cleared when they catch up (under this lock, so
+    /// the two cannot cross). Its age is the age of the oldest event not projected.
+    pub behind_since: Mutex<Option<std::time::Instant>>,
     /// How far the projections may fall behind before appends wait ([`MAX_LAG_EVENTS`] unless set).
     pub max_lag: std::sync::atomic::AtomicI64,
     /// Set when the projections thread has stopped; appends then stop waiting for it.
@@ -367,7 +371,10 @@ impl LogWriter {
             }
         }
         if let Some(newest) = newest {
+            let mut behind = self.positions.behind_since.lock().unwrap_or_else(|p| p.into_inner());
             self.positions.head.advance(newest);
+            behind.get_or_insert_with(std::time::Instant::now);
+            drop(behind);
             (self.wake)();
         }
         for (reply, statuses) in replies {

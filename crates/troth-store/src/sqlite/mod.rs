@@ -74,7 +74,6 @@ struct Inner {
     positions: Arc<Positions>,
     /// The log's head when the store was opened: not ready until projected that far.
     opened_at: i64,
-    current_at: Arc<Mutex<std::time::Instant>>,
     times: projections::ProjectionTimes,
     readers: Mutex<Vec<Connection>>,
     /// Reads running at once, at most [`READERS`]: more would each open a
@@ -142,6 +141,7 @@ impl SqliteStore {
 
         let positions = Arc::new(Positions {
             handoff: Default::default(),
+            behind_since: Mutex::new(None),
             max_lag: std::sync::atomic::AtomicI64::new(MAX_LAG_EVENTS),
             head: log::Mark::new(head),
             projected: log::Mark::new(0),
@@ -152,7 +152,6 @@ impl SqliteStore {
         let composer = ComposerSlot::default();
         let clock = ClockSlot::default();
         let fault = FaultSlot::default();
-        let current_at = Arc::new(Mutex::new(std::time::Instant::now()));
         let times = projections::ProjectionTimes::default();
         let (log_tx, log_rx) = mpsc::channel(1024);
         let (jobs_tx, jobs_rx) = mpsc::channel(1024);
@@ -166,7 +165,6 @@ impl SqliteStore {
                 clock: clock.clone(),
                 fault: fault.clone(),
                 positions: positions.clone(),
-                current_at: current_at.clone(),
                 log: log_tx.clone(),
                 times: times.clone(),
             },
@@ -202,7 +200,6 @@ impl SqliteStore {
                 jobs: jobs_tx,
                 positions,
                 opened_at: head,
-                current_at,
                 times,
                 readers: Mutex::new(Vec::new()),
                 read_slots: Arc::new(tokio::sync::Semaphore::new(READERS)),
@@ -720,15 +717,10 @@ impl Store for SqliteStore {
         let projected = positions.projected.get();
         let head = positions.head.get();
         let lag_events = (head - projected).max(0);
-        let lag_seconds = if lag_events > 0 {
-            self.inner
-                .current_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .elapsed()
-                .as_secs_f64()
-        } else {
-            0.0
+        let behind_since = *positions.behind_since.lock().unwrap_or_else(|p| p.into_inner());
+        let lag_seconds = match behind_since {
+            Some(since) if lag_events > 0 => since.elapsed().as_secs_f64(),
+            _ => 0.0,
         };
         crate::Progress {
             log: head,

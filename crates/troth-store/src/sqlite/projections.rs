@@ -185,8 +185,6 @@ pub struct Shared {
     pub clock: log::ClockSlot,
     pub fault: FaultSlot,
     pub positions: Arc<Positions>,
-    /// When the projections last had every event of the log, for their lag in seconds.
-    pub current_at: Arc<Mutex<Instant>>,
     /// Where derived events are appended.
     pub log: mpsc::Sender<log::Job>,
     pub times: ProjectionTimes,
@@ -355,8 +353,10 @@ impl Projections {
     fn moved_to(&mut self, checkpoint: i64) {
         self.checkpoint = checkpoint;
         self.shared.positions.projected.advance(checkpoint);
-        if checkpoint >= self.shared.positions.head.get() {
-            *self.shared.current_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let positions = &self.shared.positions;
+        let mut behind = positions.behind_since.lock().unwrap_or_else(|p| p.into_inner());
+        if checkpoint >= positions.head.get() {
+            *behind = None;
         }
     }
 
@@ -604,7 +604,8 @@ impl Projections {
                     }
                 }),
                 Job::Flush { .. } => {
-                    self.last_flush = Instant::now() - FLUSH_EVERY;
+                    // Due now: the commit below writes the pending aggregates.
+                    self.last_flush = Instant::now().checked_sub(FLUSH_EVERY).unwrap_or(self.last_flush);
                     Done::Flushed
                 }
                 Job::Tick { now, only, .. } => Done::Ticked(match &self.journey {
