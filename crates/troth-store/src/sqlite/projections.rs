@@ -402,7 +402,7 @@ impl Projections {
         };
         let tx = self.conn.unchecked_transaction()?;
         let mut aggregates = Aggregates::default();
-        let mut appender = Appender::new(
+        let mut applier = Applier::new(
             &tx,
             &mut self.identities,
             self.journey.as_ref(),
@@ -423,7 +423,7 @@ impl Projections {
                 let received = Timestamp(row.get(1)?);
                 let body: String = row.get(2)?;
                 match troth_core::validate_event(&body) {
-                    Ok(event) => appender.scan(seq, received, &event)?,
+                    Ok(event) => applier.scan(seq, received, &event)?,
                     // It validated when it was appended; rules since changed. The log keeps it.
                     Err(rejection) => {
                         tracing::warn!(seq, error = %rejection.error, "a stored event no longer validates; it is not projected")
@@ -433,15 +433,15 @@ impl Projections {
             }
         } else {
             for (seq, received, event) in &held {
-                appender.scan(*seq, *received, event)?;
+                applier.scan(*seq, *received, event)?;
                 through = *seq;
             }
         }
-        let derived = std::mem::take(&mut appender.derived);
-        for (total, nanos) in self.shared.times.iter().zip(appender.times) {
+        let derived = std::mem::take(&mut applier.derived);
+        for (total, nanos) in self.shared.times.iter().zip(applier.times) {
             total.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
         }
-        let enqueued = appender.finish(&mut aggregates)?;
+        let enqueued = applier.finish(&mut aggregates)?;
         set_checkpoint(&tx, through)?;
         commit(tx, &self.shared, &mut self.last_flush, aggregates, derived, enqueued)?;
         self.moved_to(through);
@@ -610,11 +610,11 @@ impl Projections {
                 }
                 Job::Tick { now, only, .. } => Done::Ticked(match &self.journey {
                     Some(journey) => {
-                        let mut appender =
-                            Appender::new(&tx, &mut self.identities, Some(journey), &context, self.checkpoint);
-                        let changed = appender.tick(&journey.book, *now, only.as_deref())?;
-                        derived.append(&mut appender.derived);
-                        enqueued += appender.finish(&mut aggregates)?;
+                        let mut applier =
+                            Applier::new(&tx, &mut self.identities, Some(journey), &context, self.checkpoint);
+                        let changed = applier.tick(&journey.book, *now, only.as_deref())?;
+                        derived.append(&mut applier.derived);
+                        enqueued += applier.finish(&mut aggregates)?;
                         changed
                     }
                     None => 0,
@@ -755,7 +755,9 @@ fn event_customer(event: &ValidEvent) -> Option<serde_json::Value> {
     value.get("customer").cloned()
 }
 
-struct Appender<'a> {
+/// What one projection transaction applies events and clock changes with: the
+/// projections' state for the transaction, written or handed on by `finish`.
+struct Applier<'a> {
     conn: &'a Connection,
     identities: &'a mut Projector,
     book: Option<&'a PromiseBook>,
@@ -783,7 +785,7 @@ struct Appender<'a> {
     times: [u64; PROJECTIONS.len()],
 }
 
-impl<'a> Appender<'a> {
+impl<'a> Applier<'a> {
     fn new(
         conn: &'a Connection,
         identities: &'a mut Projector,
@@ -791,7 +793,7 @@ impl<'a> Appender<'a> {
         context: &Context<'a>,
         checkpoint: i64,
     ) -> Self {
-        Appender {
+        Applier {
             conn,
             identities,
             book: journey.map(|j| &j.book),
