@@ -35,7 +35,7 @@ const IDENTITY_CACHE_ENTRIES: usize = 1 << 20;
 
 /// Works on one connection inside the caller's transaction. After a rolled-back
 /// transaction it must be made anew, since its memory may hold rolled-back rows.
-pub struct Projector {
+pub struct Identities {
     schema: &'static str,
     next_cid: i64,
     /// Identity key → owning customer, for identities known to be stored.
@@ -54,8 +54,8 @@ struct Sql {
     set_traits: String,
 }
 
-impl Projector {
-    pub fn new(conn: &Connection, schema: &'static str) -> rusqlite::Result<Projector> {
+impl Identities {
+    pub fn new(conn: &Connection, schema: &'static str) -> rusqlite::Result<Identities> {
         let max: Option<i64> = conn.query_row(&format!("SELECT max(cid) FROM {schema}.customers"), [], |r| r.get(0))?;
         let s = schema;
         let sql = Sql {
@@ -67,7 +67,7 @@ impl Projector {
             traits: format!("SELECT traits FROM {s}.customers WHERE cid = ?1"),
             set_traits: format!("UPDATE {s}.customers SET traits = ?1 WHERE cid = ?2"),
         };
-        Ok(Projector {
+        Ok(Identities {
             schema,
             next_cid: max.unwrap_or(0) + 1,
             known: HashMap::new(),

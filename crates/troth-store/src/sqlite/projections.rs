@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use troth_core::{Timestamp, ValidEvent};
 
 use super::health::HealthDays;
-use super::identities::{Projector, merge_event};
+use super::identities::{Identities, merge_event};
 use super::log::{self, Positions};
 use super::scorecards::{self, ScoreDays, StagedFacts};
 use super::{outbox, promises, shipments};
@@ -166,7 +166,7 @@ pub type FaultSlot = Arc<RwLock<Option<Fault>>>;
 
 pub struct Projections {
     conn: Connection,
-    identities: Projector,
+    identities: Identities,
     /// The journey map's promises and health; without a map neither is kept.
     journey: Option<JourneyRules>,
     /// Every event up to here is projected (`meta.projected_through`).
@@ -225,7 +225,7 @@ impl Projections {
         if recovered > 0 {
             tracing::info!(recovered, "outbox rows claimed before the last stop are pending again");
         }
-        let identities = Projector::new(&conn, "main")?;
+        let identities = Identities::new(&conn, "main")?;
         shared.positions.projected.advance(checkpoint);
         Ok(Projections {
             conn,
@@ -379,7 +379,7 @@ impl Projections {
 
     /// After a rollback: the identity projection's memory may hold rows that were not committed.
     fn reset_identities(&mut self) {
-        match Projector::new(&self.conn, "main") {
+        match Identities::new(&self.conn, "main") {
             Ok(identities) => self.identities = identities,
             Err(e) => tracing::error!(error = %e, "the identity projection could not be reloaded"),
         }
@@ -759,7 +759,7 @@ fn event_customer(event: &ValidEvent) -> Option<serde_json::Value> {
 /// projections' state for the transaction, written or handed on by `finish`.
 struct Applier<'a> {
     conn: &'a Connection,
-    identities: &'a mut Projector,
+    identities: &'a mut Identities,
     book: Option<&'a PromiseBook>,
     health: Option<&'a HealthIndex>,
     plays: Option<&'a PlayBook>,
@@ -788,7 +788,7 @@ struct Applier<'a> {
 impl<'a> Applier<'a> {
     fn new(
         conn: &'a Connection,
-        identities: &'a mut Projector,
+        identities: &'a mut Identities,
         journey: Option<&'a JourneyRules>,
         context: &Context<'a>,
         checkpoint: i64,

@@ -7,7 +7,7 @@ use troth_core::health::HealthIndex;
 use troth_core::journey::JourneyMap;
 use troth_core::validate_event;
 
-use super::identities::Projector;
+use super::identities::Identities;
 use super::schema;
 use crate::{ReplayReport, StoreError};
 
@@ -58,7 +58,7 @@ fn rebuild_and_compare(
     let tx = conn.unchecked_transaction()?;
     // The projections stand at their checkpoint; the rebuild reads the log that far.
     let through = super::projections::checkpoint(&tx)?;
-    let mut projector = Projector::new(&tx, "replay")?;
+    let mut projector = Identities::new(&tx, "replay")?;
     let mut report = ReplayReport::default();
     conn.execute_batch(&super::health::schema("replay"))?;
     let mut days = super::health::HealthDays::default();
