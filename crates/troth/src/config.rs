@@ -39,6 +39,10 @@ pub struct ServeFlags {
     /// A second address for GPS apps speaking OsmAnd (Traccar Client), like Traccar's port 5055 [default: none].
     #[arg(long, env = "TROTH_OSMAND_LISTEN")]
     pub osmand_listen: Option<String>,
+    /// How long a read given `min_position` waits for the projections before it
+    /// answers 503 `projection_lagging`, in milliseconds [default: 10000].
+    #[arg(long, env = "TROTH_READ_WAIT_MS")]
+    pub read_wait_ms: Option<u64>,
     #[command(flatten)]
     pub notify: NotifyFlags,
     #[command(flatten)]
@@ -120,6 +124,7 @@ struct FileConfig {
     master_key: Option<String>,
     journey: Option<PathBuf>,
     osmand_listen: Option<String>,
+    read_wait_ms: Option<u64>,
     #[serde(default)]
     notify: FileNotify,
     #[serde(default)]
@@ -153,6 +158,8 @@ pub struct Config {
     pub journey_file: Option<PathBuf>,
     /// Where GPS apps may also report positions (OsmAnd at `/`), besides `/osmand` on `listen`.
     pub osmand_listen: Option<SocketAddr>,
+    /// How long a read given `min_position` may wait for the projections.
+    pub read_wait: std::time::Duration,
     pub notify: NotifyConfig,
     pub tracking: TrackingConfig,
 }
@@ -196,6 +203,11 @@ impl Config {
                 .filter(|l| !l.is_empty())
                 .map(|l| parse_listen(&l))
                 .transpose()?,
+            read_wait: flags
+                .read_wait_ms
+                .or(file.read_wait_ms)
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(troth_http::consistency::WAIT_LIMIT),
             notify: notify_config(flags.notify, file.notify)?,
             tracking: tracking_config(flags.tracking, file.tracking)?,
         }
@@ -379,9 +391,31 @@ mod tests {
             master_key: None,
             journey: None,
             osmand_listen: None,
+            read_wait_ms: None,
             notify: NotifyFlags::default(),
             tracking: TrackingFlags::default(),
         }
+    }
+
+    #[test]
+    fn the_read_wait_layers_like_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("troth.toml");
+        std::fs::write(&path, "read_wait_ms = 250\n").unwrap();
+        assert_eq!(
+            Config::load(flags(None)).unwrap().read_wait,
+            troth_http::consistency::WAIT_LIMIT
+        );
+        assert_eq!(
+            Config::load(flags(Some(path.clone()))).unwrap().read_wait,
+            std::time::Duration::from_millis(250)
+        );
+        let mut flagged = flags(Some(path));
+        flagged.read_wait_ms = Some(40);
+        assert_eq!(
+            Config::load(flagged).unwrap().read_wait,
+            std::time::Duration::from_millis(40)
+        );
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         journey_file: config.journey_file,
         notify: Some(config.notify),
         tracking: config.tracking,
+        read_wait: Some(config.read_wait),
     };
     run(store, listener, options, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -75,6 +76,8 @@ pub struct ServeOptions {
     /// With it, the outbox dispatcher sends what plays asked for.
     pub notify: Option<NotifyConfig>,
     pub tracking: TrackingConfig,
+    /// How long a read given `min_position` may wait (the default unless set).
+    pub read_wait: Option<std::time::Duration>,
 }
 
 /// Serves the API on `listener` (and OsmAnd reports on `options.osmand`) until
@@ -93,6 +96,7 @@ pub async fn run(
         journey_file,
         notify,
         mut tracking,
+        read_wait,
     } = options;
     let clock = tokio::spawn(promise_clock(store.clone()));
     let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -116,6 +120,9 @@ pub async fn run(
         tracking.upload_dir = store.db_path().parent().map(|dir| dir.join("uploads"));
     }
     let mut state = AppState::new(store.clone(), master_key).with_tracking(tracking);
+    if let Some(read_wait) = read_wait {
+        state.read_wait = read_wait;
+    }
     if let Some(journey) = journey {
         state = state.with_journey(journey);
     }
