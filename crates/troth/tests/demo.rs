@@ -153,6 +153,41 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
     let age = troth_core::Timestamp::now().micros() - at.micros();
     assert!(age < 60_000_000, "the driver's position is {} s old", age / 1_000_000);
 
+    // What the customer and the staff see of it, in a browser, on a phone and a desktop.
+    if let Some(browser) = troth_browser_test::Browser::launch().await {
+        for (width, height) in [(390, 844), (1366, 900)] {
+            browser.set_window_size(width, height).await;
+            browser.goto(page).await;
+            assert_eq!(browser.text("#stage").await, "Out for delivery", "{width}×{height}");
+            let expected = browser.text("#eta-text").await;
+            assert!(!expected.is_empty(), "an estimate is shown at {width}×{height}");
+            let stops = browser.text("#stops-text").await;
+            let count: u64 = stops
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            assert!(count >= 2 && stops.contains("stops before yours"), "{stops:?}");
+            let driver = browser.find("#driver").await;
+            let class = driver.attribute("class").await.unwrap_or_default();
+            assert!(!class.contains("stale"), "the driver is drawn as current: {class:?}");
+            for url in &urls {
+                browser.goto(url).await;
+                let sideways = browser
+                    .execute(
+                        "return document.documentElement.scrollWidth - window.innerWidth;",
+                        Vec::new(),
+                    )
+                    .await;
+                assert!(
+                    sideways.as_i64().unwrap_or(0) <= 0,
+                    "{url} scrolls sideways by {sideways} px at {width}×{height}"
+                );
+            }
+        }
+        browser.quit().await;
+    }
+
     let interrupted = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
