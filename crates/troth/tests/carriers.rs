@@ -30,6 +30,8 @@ fn the_retail_worlds_scorecards_rank_the_faulty_carriers() {
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let rows = runtime.block_on(async {
         store.tick(end).await.unwrap();
+        // The clock's changes are in the log; the projections meet them next.
+        store.settle().await.unwrap();
         store.scorecards(None, None).await.unwrap()
     });
     let cards = troth_core::scorecard::rank(&rows);
