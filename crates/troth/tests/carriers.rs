@@ -27,7 +27,10 @@ fn the_retail_worlds_scorecards_rank_the_faulty_carriers() {
     let store = troth_store::sqlite::SqliteStore::open_with_journey(dir.path(), Some(&map)).unwrap();
     troth::import::into_store(&store, std::io::Cursor::new(ndjson), &mut |_| {}).unwrap();
     let end = troth_core::Timestamp::parse_rfc3339(&manifest.end).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let rows = runtime.block_on(async {
         store.tick(end).await.unwrap();
         // The clock's changes are in the log; the projections meet them next.

@@ -64,7 +64,10 @@ fn every_planted_fault_is_among_the_three_weakest_links_of_its_stage() {
 
     let map =
         troth_core::journey::parse_journey(&std::fs::read_to_string(repo("journeys/retail.toml")).unwrap()).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     for name in ["small.toml", "retail.toml", "big.toml"] {
         let mut world =
             troth_sim::World::from_toml(&std::fs::read_to_string(repo("worlds").join(name)).unwrap()).unwrap();

@@ -287,7 +287,8 @@ impl SqliteStore {
     }
 
     /// Resolves once the projections hold every event in the log now, and every
-    /// event troth derived from those.
+    /// event troth derived from those. Needs a Tokio runtime with timers (it checks
+    /// now and then that the projections have not stopped).
     pub async fn settle(&self) -> Result<(), StoreError> {
         let positions = &self.inner.positions;
         let mut projected = positions.projected.subscribe();
