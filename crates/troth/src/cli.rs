@@ -147,15 +147,18 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     progress.finish_and_clear();
     println!(
         "replayed {} events: {} customers, {} identities",
-        report.events, report.customers, report.identities
+        troth_core::number::thousands(report.events as i64),
+        troth_core::number::thousands(report.customers as i64),
+        troth_core::number::thousands(report.identities as i64)
     );
+    let width = report.differences.keys().map(String::len).max().unwrap_or(0);
     for (projection, differences) in &report.differences {
         let verdict = if *differences == 0 {
             "matches".to_owned()
         } else {
-            format!("{differences} rows differ")
+            format!("{} rows differ", troth_core::number::thousands(*differences as i64))
         };
-        println!("  {projection:<16} {verdict}");
+        println!("  {projection:<width$}  {verdict}");
     }
     if report.matches() {
         println!("the stored projections match the log");
