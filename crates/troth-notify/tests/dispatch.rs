@@ -192,6 +192,8 @@ async fn alert_webhooks_are_signed_as_documented() {
         .tick(Timestamp::parse_rfc3339("2026-11-23T12:01:00Z").unwrap())
         .await
         .unwrap();
+    // The clock's changes reach the log and then the projections (and their plays).
+    store.settle().await.unwrap();
     dispatcher.run_once().await.unwrap();
 
     let requests = hooks.requests();

@@ -318,6 +318,8 @@ async fn window_missed(store: &SqliteStore) {
         .tick(Timestamp::parse_rfc3339("2026-11-23T12:01:00Z").unwrap())
         .await
         .unwrap();
+    // The clock's changes reach the log and then the projections (and their plays).
+    store.settle().await.unwrap();
 }
 
 async fn webhook_rows(store: &SqliteStore) -> Vec<OutboxEntry> {

@@ -35,6 +35,8 @@ pub const MAX_LAG_EVENTS: i64 = 262_144;
 pub enum Job {
     Append {
         events: Vec<ValidEvent>,
+        /// Events the projections derived: counted in flight until the log has them.
+        derived: bool,
         reply: oneshot::Sender<Result<Vec<AppendStatus>, StoreError>>,
     },
     CreateKey {
@@ -64,11 +66,19 @@ impl Job {
         }
     }
 
-    fn fail(self, error: String) {
+    fn fail(self, error: String, positions: &Positions) {
         let e = || StoreError::WriteFailed(error.clone());
         // A caller that went away no longer needs its answer.
         match self {
-            Job::Append { reply, .. } => drop(reply.send(Err(e()))),
+            Job::Append { reply, derived, .. } => {
+                if derived {
+                    // They stay in the projections' `derived_outbox` for the next start.
+                    positions
+                        .derived_in_flight
+                        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                drop(reply.send(Err(e())))
+            }
             Job::CreateKey { reply, .. } => drop(reply.send(Err(e()))),
             Job::DeleteKey { reply, .. } => drop(reply.send(Err(e()))),
             Job::CreateDevice { reply, .. } => drop(reply.send(Err(e()))),
@@ -173,6 +183,8 @@ pub struct Positions {
     /// commit that put them behind, cleared when they catch up (under this lock, so
     /// the two cannot cross). Its age is the age of the oldest event not projected.
     pub behind_since: Mutex<Option<std::time::Instant>>,
+    /// Batches of derived events handed to the log writer and not yet written.
+    pub derived_in_flight: std::sync::atomic::AtomicI64,
     /// How far the projections may fall behind before appends wait ([`MAX_LAG_EVENTS`] unless set).
     pub max_lag: std::sync::atomic::AtomicI64,
     /// Set when the projections thread has stopped; appends then stop waiting for it.
@@ -253,7 +265,7 @@ impl LogWriter {
         };
         tracing::error!(%error, "writing to the log failed; nothing of the group was stored");
         for job in group.drain(..) {
-            job.fail(error.clone());
+            job.fail(error.clone(), &self.positions);
         }
     }
 
@@ -326,9 +338,16 @@ impl LogWriter {
             })
             .max();
         let mut replies = Vec::with_capacity(group.len());
+        let mut derived_done = 0;
         for (job, done) in group.drain(..).zip(done) {
             match (job, done) {
-                (Job::Append { events, reply }, Done::Appended(statuses)) => {
+                (
+                    Job::Append {
+                        events, reply, derived, ..
+                    },
+                    Done::Appended(statuses),
+                ) => {
+                    derived_done += i64::from(derived);
                     for (event, status) in events.into_iter().zip(&statuses) {
                         if let AppendStatus::Accepted { seq } = status {
                             self.positions.handoff.push(*seq, received, event);
@@ -367,7 +386,10 @@ impl LogWriter {
                     }
                     let _ = reply.send(Ok(found));
                 }
-                (job, _) => job.fail("internal error: a log job got another job's answer".into()),
+                (job, _) => job.fail(
+                    "internal error: a log job got another job's answer".into(),
+                    &self.positions,
+                ),
             }
         }
         if let Some(newest) = newest {
@@ -377,6 +399,10 @@ impl LogWriter {
             drop(behind);
             (self.wake)();
         }
+        // After the head moved: whoever waits for the projections to settle sees these.
+        self.positions
+            .derived_in_flight
+            .fetch_sub(derived_done, std::sync::atomic::Ordering::SeqCst);
         for (reply, statuses) in replies {
             let _ = reply.send(Ok(statuses));
         }

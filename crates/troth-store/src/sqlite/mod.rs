@@ -135,6 +135,7 @@ impl SqliteStore {
         conn.execute_batch(schema::TRACKING_LINKS)?;
         conn.execute_batch(schema::QUARANTINE)?;
         conn.execute_batch(schema::DERIVED_PENDING)?;
+        conn.execute_batch(schema::DERIVED_OUTBOX)?;
         if split_now {
             schema::carry_over_from_single_file(&conn)?;
         }
@@ -142,6 +143,7 @@ impl SqliteStore {
         let positions = Arc::new(Positions {
             handoff: Default::default(),
             behind_since: Mutex::new(None),
+            derived_in_flight: Default::default(),
             max_lag: std::sync::atomic::AtomicI64::new(MAX_LAG_EVENTS),
             head: log::Mark::new(head),
             projected: log::Mark::new(0),
@@ -234,7 +236,11 @@ impl SqliteStore {
         let (reply, rx) = oneshot::channel();
         self.inner
             .log
-            .blocking_send(log::Job::Append { events, reply })
+            .blocking_send(log::Job::Append {
+                events,
+                derived: false,
+                reply,
+            })
             .map_err(|_| StoreError::WriterGone)?;
         rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
@@ -250,6 +256,14 @@ impl SqliteStore {
                 (*name, std::time::Duration::from_nanos(nanos))
             })
             .collect()
+    }
+
+    /// Batches of derived events on their way to the log (see `projections::commit`).
+    fn derived_in_flight(&self) -> i64 {
+        self.inner
+            .positions
+            .derived_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn projections_stopped(&self) -> bool {
@@ -296,7 +310,7 @@ impl SqliteStore {
             let head = positions.head.get();
             let caught_up = projected.wait_for(|&p| p >= head);
             match tokio::time::timeout(std::time::Duration::from_millis(200), caught_up).await {
-                Ok(Ok(_)) if positions.head.get() == head => return Ok(()),
+                Ok(Ok(_)) if self.derived_in_flight() == 0 && positions.head.get() == head => return Ok(()),
                 Ok(Err(_)) => return Err(StoreError::WriterGone),
                 _ if self.projections_stopped() => return Err(StoreError::WriterGone),
                 _ => {}
@@ -314,7 +328,7 @@ impl SqliteStore {
                 .projected
                 .wait_blocking(|p| p >= head, std::time::Duration::from_millis(100));
             progress(projected, positions.head.get());
-            if projected >= head && positions.head.get() == head {
+            if projected >= head && self.derived_in_flight() == 0 && positions.head.get() == head {
                 return Ok(());
             }
             if self.projections_stopped() {
@@ -468,7 +482,12 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         self.wait_for_room().await;
-        self.submit_log(|reply| log::Job::Append { events, reply }).await
+        self.submit_log(|reply| log::Job::Append {
+            events,
+            derived: false,
+            reply,
+        })
+        .await
     }
 
     async fn events(&self, query: EventQuery) -> Result<EventPage, StoreError> {

@@ -57,13 +57,8 @@ pub const PROJECTIONS: [&str; 7] = [
 /// Time spent in each of [`PROJECTIONS`], in nanoseconds, since the store opened.
 pub type ProjectionTimes = Arc<[std::sync::atomic::AtomicU64; PROJECTIONS.len()]>;
 
-/// The time since `mark`, which moves to now.
-fn lap(mark: &mut Instant) -> u64 {
-    let now = Instant::now();
-    let nanos = now.duration_since(*mark).as_nanos() as u64;
-    *mark = now;
-    nanos
-}
+/// One event in this many is timed through its projections.
+const TIME_EVERY: i64 = 8;
 
 pub enum Job {
     /// The log moved: project what is new.
@@ -238,6 +233,7 @@ impl Projections {
     }
 
     pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        self.resend_derived();
         let mut group = Vec::new();
         let mut open = true;
         while open {
@@ -265,6 +261,30 @@ impl Projections {
             .positions
             .projections_stopped
             .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sends the log what a stop left in `derived_outbox` (decided and committed
+    /// here, perhaps not yet written there).
+    fn resend_derived(&mut self) {
+        let left: rusqlite::Result<Vec<String>> = self
+            .conn
+            .prepare("SELECT body FROM derived_outbox ORDER BY rowid")
+            .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect());
+        match left {
+            Ok(bodies) if !bodies.is_empty() => {
+                let events: Vec<ValidEvent> = bodies
+                    .iter()
+                    .filter_map(|body| troth_core::validate_event(body).ok())
+                    .collect();
+                tracing::info!(
+                    events = events.len(),
+                    "derived events left by the last stop are sent to the log again"
+                );
+                send_derived(&self.shared, events);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "the derived events left by the last stop could not be read"),
+        }
     }
 
     fn behind(&self) -> bool {
@@ -651,7 +671,22 @@ impl Projections {
     ) -> Result<ReplayReport, StoreError> {
         // Every event in the log, and every event that derives, is projected first,
         // so the live projections and the rebuild stand on the same log.
-        self.catch_up_with_log();
+        loop {
+            self.catch_up_with_log();
+            let in_flight = self
+                .shared
+                .positions
+                .derived_in_flight
+                .load(std::sync::atomic::Ordering::SeqCst);
+            if in_flight == 0 && !self.behind() {
+                break;
+            }
+            let head = self.shared.positions.head.get();
+            self.shared
+                .positions
+                .head
+                .wait_blocking(|h| h > head, Duration::from_millis(20));
+        }
         self.flush()?;
         let report = super::replay::run(&self.conn, journey, write, &mut |n| {
             let _ = progress.send(n);
@@ -663,8 +698,10 @@ impl Projections {
     }
 }
 
-/// Appends the derived events to the log, then commits: the log holds them
-/// before the checkpoint passes their cause.
+/// Commits, with the derived events in `derived_outbox`, then hands those to the
+/// log writer without waiting for it: the projections go on while the log writes
+/// them. Until the log holds them they stay in `derived_outbox`, which a restart
+/// sends again (the log takes each id once), so none is lost between the two files.
 fn commit(
     tx: rusqlite::Transaction<'_>,
     shared: &Shared,
@@ -674,12 +711,10 @@ fn commit(
     enqueued: usize,
 ) -> Result<(), StoreError> {
     if !derived.is_empty() {
-        let (reply, answer) = oneshot::channel();
-        shared
-            .log
-            .blocking_send(log::Job::Append { events: derived, reply })
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.blocking_recv().map_err(|_| StoreError::WriterGone)??;
+        let mut keep = tx.prepare_cached("INSERT OR IGNORE INTO derived_outbox (id, body) VALUES (?1, ?2)")?;
+        for event in &derived {
+            keep.execute([&event.id, &event.raw])?;
+        }
     }
     if last_flush.elapsed() >= FLUSH_EVERY {
         // Readers must not see the pending changes both in the tables and here.
@@ -703,7 +738,27 @@ fn commit(
     if enqueued > 0 {
         shared.outbox_signal.notify_one();
     }
+    if !derived.is_empty() {
+        send_derived(shared, derived);
+    }
     Ok(())
+}
+
+/// Hands derived events to the log writer; counted in flight until it has them,
+/// so that waiting for the projections to settle includes them.
+fn send_derived(shared: &Shared, events: Vec<ValidEvent>) {
+    use std::sync::atomic::Ordering;
+    shared.positions.derived_in_flight.fetch_add(1, Ordering::SeqCst);
+    let (reply, _) = oneshot::channel();
+    let job = log::Job::Append {
+        events,
+        derived: true,
+        reply,
+    };
+    if shared.log.blocking_send(job).is_err() {
+        // The log writer has stopped: the events wait in `derived_outbox` for the next start.
+        shared.positions.derived_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn set_checkpoint(conn: &Connection, through: i64) -> rusqlite::Result<()> {
@@ -822,7 +877,14 @@ impl<'a> Applier<'a> {
         if let Some(fault) = self.fault {
             fault(event);
         }
-        let mut mark = Instant::now();
+        if event.id.starts_with("troth.") {
+            // A derived event is in the log now: nothing is left to send.
+            conn.prepare_cached("DELETE FROM derived_outbox WHERE id = ?1")?
+                .execute([&event.id])?;
+        }
+        // Every eighth event is timed, for the time each projection takes: reading the
+        // clock around every stage of every event costs a tenth of the work.
+        let mut mark = (seq % TIME_EVERY == 0).then(Instant::now);
         let plan = self.identities.plan(conn, event)?;
         let customer = plan.customer.map(|c| c.0);
         if let Some(cid) = customer {
@@ -830,7 +892,7 @@ impl<'a> Applier<'a> {
                 .execute([seq, cid])?;
         }
         self.count(&event.event_type);
-        self.times[0] += lap(&mut mark);
+        self.lap(0, &mut mark);
         // A promise change decided here was applied to the promises when it was decided.
         let decided_here = event.event_type.starts_with("promise.")
             && conn
@@ -840,39 +902,39 @@ impl<'a> Applier<'a> {
         if !decided_here {
             promises::apply(conn, "main", event)?;
         }
-        self.times[1] += lap(&mut mark);
+        self.lap(1, &mut mark);
         shipments::apply(conn, "main", &mut self.shipments, event)?;
         if let troth_core::catalogue::EventData::ShipmentCreated(created) = &event.data {
             // Every shipment gets its link as it is created, so notifications can carry it.
             shipments::issue_link(conn, &mut self.shipments, &created.shipment, received)?;
         }
-        self.times[2] += lap(&mut mark);
+        self.lap(2, &mut mark);
         if let Some(health) = self.health {
             self.days.add_event(conn, health, event, seq, customer)?;
         }
-        self.times[3] += lap(&mut mark);
+        self.lap(3, &mut mark);
         self.scores.add_event(conn, "main", &mut self.facts, event, seq)?;
-        self.times[4] += lap(&mut mark);
+        self.lap(4, &mut mark);
         for merge in self.identities.apply(conn, plan, event)? {
             let body = merge_event(&merge, seq, &event.time.to_string());
             let merged = troth_core::validate_event(&body)
                 .map_err(|r| StoreError::Invalid(format!("a merge does not validate: {}", r.error)))?;
             self.derived.push(merged);
         }
-        self.times[0] += lap(&mut mark);
+        self.lap(0, &mut mark);
         outbox::apply_consent(conn, "main", event, customer)?;
-        self.times[5] += lap(&mut mark);
+        self.lap(5, &mut mark);
         if let Some(plays) = self.plays
             && plays.concerns(&event.event_type)
         {
             self.run_plays(plays, event, customer)?;
         }
-        self.times[6] += lap(&mut mark);
+        self.lap(6, &mut mark);
         // The engine decides on what happened, not on its own records.
         if !event.event_type.starts_with("promise.") {
             self.promise_engine(event, customer)?;
         }
-        self.times[1] += lap(&mut mark);
+        self.lap(1, &mut mark);
         Ok(())
     }
 
@@ -1016,6 +1078,16 @@ impl<'a> Applier<'a> {
             .query_row([id], |r| r.get(0))
             .optional()?;
         Ok(at.is_some_and(|at| at <= self.seq))
+    }
+
+    /// Adds the time since `mark` (on a timed event) to `stage`, for every event it
+    /// stands for, and moves the mark to now.
+    fn lap(&mut self, stage: usize, mark: &mut Option<Instant>) {
+        if let Some(at) = mark {
+            let now = Instant::now();
+            self.times[stage] += now.duration_since(*at).as_nanos() as u64 * TIME_EVERY as u64;
+            *at = now;
+        }
     }
 
     fn count(&mut self, event_type: &str) {

@@ -140,6 +140,11 @@ CREATE TABLE IF NOT EXISTS tracking_links (
 /// projections have not yet met in the log (see `projections.rs`).
 pub const DERIVED_PENDING: &str = "CREATE TABLE IF NOT EXISTS derived_pending (id TEXT PRIMARY KEY) WITHOUT ROWID;";
 
+/// Events the projections derived and committed (promise changes, cases, merges),
+/// kept until the log holds them: a stop between the two commits loses none (see
+/// `projections.rs`).
+pub const DERIVED_OUTBOX: &str = "CREATE TABLE IF NOT EXISTS derived_outbox (id TEXT PRIMARY KEY, body TEXT NOT NULL);";
+
 /// Events refused because applying them failed inside troth, kept for the operator.
 pub const QUARANTINE: &str = "
 CREATE TABLE IF NOT EXISTS quarantine (
