@@ -117,7 +117,7 @@ impl SqliteStore {
         let db_path = dir.join("troth.db");
         let projections_path = dir.join("projections.db");
         let split_now = !projections_path.exists();
-        let log_conn = open_connection(&db_path, false)?;
+        let log_conn = open_connection(&db_path, false, schema::PRAGMAS)?;
         log_conn.execute_batch(schema::EVENTS)?;
         log_conn.execute_batch(schema::KEYS)?;
         log_conn.execute_batch(schema::DEVICES)?;
@@ -784,27 +784,18 @@ fn mismatched() -> StoreError {
 /// A connection to the projections with the log attached as `log`: queries name
 /// projection tables and `events` alike (the log's tables resolve by name).
 fn open_projections(path: &Path, log_path: &Path, read_only: bool) -> Result<Connection, StoreError> {
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    if !read_only {
-        conn.execute_batch(schema::PROJECTION_PRAGMAS)?;
-    }
+    let conn = open_connection(path, read_only, schema::PROJECTION_PRAGMAS)?;
     let log = log_path.to_str().ok_or_else(|| StoreError::Io {
         path: log_path.display().to_string(),
         source: std::io::Error::other("the path is not valid UTF-8"),
     })?;
     conn.execute("ATTACH DATABASE ?1 AS log", [log])?;
     conn.execute_batch("PRAGMA log.cache_size = -65536;")?;
-    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
-fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+/// A connection to one file; a writing one gets `pragmas` (the log's or the projections').
+fn open_connection(path: &Path, read_only: bool, pragmas: &str) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -813,7 +804,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     if !read_only {
-        conn.execute_batch(schema::PRAGMAS)?;
+        conn.execute_batch(pragmas)?;
     }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
