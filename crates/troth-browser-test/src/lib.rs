@@ -153,16 +153,35 @@ impl Browser {
         browser
     }
 
-    /// Resizes the browser window (WebDriver's `POST /session/{id}/window/rect`), to
-    /// look at a page at a phone's or a desktop's size. Headless Chromium has no
-    /// window chrome, so the page's viewport (`innerWidth` × `innerHeight`) gets the
-    /// size asked for. Returns the window's size as the browser reports it.
+    /// Gives the page a viewport (`innerWidth` × `innerHeight`) of this size, to look
+    /// at it at a phone's or a desktop's size. WebDriver sizes the window
+    /// (`POST /session/{id}/window/rect`), and even headless Chromium keeps room for
+    /// window chrome in it (390×844 gives a 390×701 viewport), so the window is
+    /// sized again by what is missing. Returns the viewport's size.
     pub async fn set_window_size(&self, width: u32, height: u32) -> (u32, u32) {
-        let rect = self
-            .session_command("POST", "/window/rect", Some(json!({"width": width, "height": height})))
+        let mut window = (width, height);
+        let mut viewport = (0, 0);
+        for _ in 0..3 {
+            self.session_command(
+                "POST",
+                "/window/rect",
+                Some(json!({"width": window.0, "height": window.1})),
+            )
             .await;
-        let dimension = |name: &str| rect[name].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
-        (dimension("width"), dimension("height"))
+            let inner = self
+                .execute("return [window.innerWidth, window.innerHeight];", Vec::new())
+                .await;
+            let side = |i: usize| inner[i].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+            viewport = (side(0), side(1));
+            if viewport == (width, height) || viewport.0 == 0 {
+                break;
+            }
+            window = (
+                (window.0 + width).saturating_sub(viewport.0),
+                (window.1 + height).saturating_sub(viewport.1),
+            );
+        }
+        viewport
     }
 
     /// Loads a URL and waits for the page to load.

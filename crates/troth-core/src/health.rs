@@ -167,6 +167,8 @@ pub fn day_of(event: &ValidEvent) -> i64 {
 pub struct HealthIndex {
     by_exposure: HashMap<String, Vec<String>>,
     by_survey: HashMap<String, Vec<String>>,
+    /// The kinds of entity each touchpoint holds accountable, where its map limits them.
+    accountable: HashMap<String, Vec<String>>,
 }
 
 impl HealthIndex {
@@ -183,8 +185,18 @@ impl HealthIndex {
             for survey in &t.surveys {
                 index.by_survey.entry(survey.clone()).or_default().push(t.key.clone());
             }
+            if !t.accountable.is_empty() {
+                index.accountable.insert(t.key.clone(), t.accountable.clone());
+            }
         }
         index
+    }
+
+    /// Whether an entity of this kind answers for the touchpoint's failures.
+    pub fn accountable(&self, touchpoint: &str, kind: &str) -> bool {
+        self.accountable
+            .get(touchpoint)
+            .is_none_or(|kinds| kinds.iter().any(|k| k == kind))
     }
 
     /// Identifies what the tallies mean: the tally's fields and which event types and
@@ -200,9 +212,13 @@ impl HealthIndex {
             }
         };
         // Bumped when what is counted per touchpoint and day changes in other ways.
-        feed("tally+reach");
+        feed("tally+reach+entities");
         Tally::FIELDS.iter().for_each(|f| feed(f));
-        for (label, index) in [("exposure", &self.by_exposure), ("survey", &self.by_survey)] {
+        for (label, index) in [
+            ("exposure", &self.by_exposure),
+            ("survey", &self.by_survey),
+            ("accountable", &self.accountable),
+        ] {
             feed(label);
             let mut entries: Vec<_> = index.iter().collect();
             entries.sort();

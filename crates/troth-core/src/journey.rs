@@ -66,6 +66,9 @@ pub struct Touchpoint {
     /// Touchpoints a customer may go on to (the paths and alternatives).
     pub next: Vec<String>,
     pub surveys: Vec<String>,
+    /// The kinds of entity accountable here (`carrier`, `team`, `store`, …; see
+    /// [`crate::culprit::KINDS`]); empty: every kind the events name.
+    pub accountable: Vec<String>,
     pub promises: Vec<Promise>,
     pub plays: Vec<Play>,
     /// What counts as good enough here; falling short is what ranks a weakest link.
@@ -270,6 +273,8 @@ struct RawTouchpoint {
     next: Vec<Spanned<String>>,
     #[serde(default)]
     surveys: Vec<String>,
+    #[serde(default)]
+    accountable: Vec<Spanned<String>>,
     #[serde(default)]
     promises: Vec<RawPromise>,
     #[serde(default)]
@@ -616,6 +621,19 @@ impl Checker<'_> {
             for (j, event_type) in t.exposure.iter().enumerate() {
                 self.event_type(event_type, format!("{at}.exposure[{j}]"));
             }
+            for (j, kind) in t.accountable.iter().enumerate() {
+                if !crate::culprit::KINDS.contains(&kind.get_ref().as_str()) {
+                    self.error(
+                        kind,
+                        format!("{at}.accountable[{j}]"),
+                        format!(
+                            "unknown kind of entity {:?}; one of {}",
+                            kind.get_ref(),
+                            crate::culprit::KINDS.join(", ")
+                        ),
+                    );
+                }
+            }
             for (j, next) in t.next.iter().enumerate() {
                 if !touchpoint_keys.contains(next.get_ref()) {
                     self.error(
@@ -652,6 +670,7 @@ impl Checker<'_> {
                 exposure: t.exposure.iter().map(|e| e.get_ref().clone()).collect(),
                 next: t.next.iter().map(|n| n.get_ref().clone()).collect(),
                 surveys: t.surveys.clone(),
+                accountable: t.accountable.iter().map(|k| k.get_ref().clone()).collect(),
                 promises,
                 plays,
                 targets,

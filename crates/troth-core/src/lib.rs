@@ -4,6 +4,7 @@
 
 pub mod catalogue;
 pub mod chasm;
+pub mod culprit;
 pub mod envelope;
 pub mod eta;
 pub mod field;

@@ -10,13 +10,24 @@
 //! is the sum of the shortfalls times the natural logarithm of one plus the
 //! touchpoint's exposure: a failure met by many customers weighs more than the
 //! same failure met by few, without traffic alone making a touchpoint weak.
+//!
+//! A fault concentrated in one entity (a carrier, a team, a store: see
+//! [`crate::culprit`]) is diluted at touchpoint level by everyone doing well. So
+//! each signal's shortfall is at least what its culprits' own shortfalls add up
+//! to, each weighed by the culprit's share of the signal's cases: the harm one
+//! team does ranks the touchpoint as high as it deserves, and the culprits are
+//! named.
 //! The method is documented for users in docs/journey-map.md.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::culprit::{Culprit, culprits};
 use crate::health::Tally;
+
+/// Per touchpoint, the tallies of the entities accountable there (`kind:id`).
+pub type EntityTallies = HashMap<String, Vec<(String, Tally)>>;
 use crate::journey::{JourneyMap, Touchpoint};
 
 /// One ranked touchpoint.
@@ -30,18 +41,23 @@ pub struct WeakLink {
     pub exposure: i64,
     /// The failure share of the signal that falls furthest short of its target.
     pub failure_rate: f64,
-    /// What failed, in words.
+    /// What failed, in words; the worst culprit named when there is one.
     pub why: String,
+    /// The entities that fail credibly more than the rest, worst first.
+    pub culprits: Vec<Culprit>,
 }
 
 /// One way a touchpoint can fail, measured.
 struct Signal {
+    key: &'static str,
     failed: i64,
     of: i64,
     allowed: f64,
     /// "promises broken", phrased to follow "N% of M …".
     noun: &'static str,
     verb: &'static str,
+    /// What the signal's culprits miss their target by, weighed by their share of its cases.
+    culprit_shortfall: f64,
 }
 
 impl Signal {
@@ -50,7 +66,9 @@ impl Signal {
     }
 
     fn shortfall(&self) -> f64 {
-        (wilson_lower_bound(self.failed, self.of) - self.allowed).max(0.0)
+        (wilson_lower_bound(self.failed, self.of) - self.allowed)
+            .max(0.0)
+            .max(self.culprit_shortfall)
     }
 
     fn describe(&self) -> String {
@@ -65,32 +83,58 @@ impl Signal {
     }
 }
 
-fn signals(t: &Touchpoint, tally: &Tally) -> Vec<Signal> {
+fn signals(t: &Touchpoint, tally: &Tally, found: &[Culprit]) -> Vec<Signal> {
     let settled = tally.promises_kept + tally.promises_broken;
     let candidates = [
         Signal {
+            key: "promises_broken",
             failed: tally.promises_broken,
             of: settled,
-            allowed: 1.0 - t.targets.promises_kept,
+            allowed: allowed(t, "promises_broken"),
             noun: "promises",
             verb: "broken",
+            culprit_shortfall: 0.0,
         },
         Signal {
+            key: "negative_answers",
             failed: tally.negative_answers,
             of: tally.answers,
-            allowed: t.targets.negative_answers,
+            allowed: allowed(t, "negative_answers"),
             noun: "survey answers",
             verb: "negative",
+            culprit_shortfall: 0.0,
         },
         Signal {
+            key: "failures",
             failed: tally.failures,
             of: tally.outcomes,
-            allowed: t.targets.failures,
+            allowed: allowed(t, "failures"),
             noun: "outcomes",
             verb: "failed",
+            culprit_shortfall: 0.0,
         },
     ];
-    candidates.into_iter().filter(|s| s.of > 0).collect()
+    candidates
+        .into_iter()
+        .filter(|s| s.of > 0)
+        .map(|mut s| {
+            s.culprit_shortfall = found
+                .iter()
+                .filter(|c| c.signal == s.key)
+                .map(|c| (wilson_lower_bound(c.failed, c.exposure) - s.allowed).max(0.0) * c.weight)
+                .sum();
+            s
+        })
+        .collect()
+}
+
+/// The failure share a touchpoint's targets allow on a signal.
+fn allowed(t: &Touchpoint, signal: &str) -> f64 {
+    match signal {
+        "promises_broken" => 1.0 - t.targets.promises_kept,
+        "negative_answers" => t.targets.negative_answers,
+        _ => t.targets.failures,
+    }
 }
 
 /// How a touchpoint stands against its targets: the one judgement behind both the
@@ -110,19 +154,20 @@ pub enum Judgement {
     Short,
 }
 
-/// The judgement of one touchpoint's tally.
-pub fn judge(t: &Touchpoint, tally: &Tally) -> Judgement {
-    match assess(t, tally) {
+/// The judgement of one touchpoint's tally, its entities' tallies beside it.
+pub fn judge(t: &Touchpoint, tally: &Tally, entities: &[(String, Tally)]) -> Judgement {
+    match assess(t, tally, entities) {
         None => Judgement::Unmeasured,
         Some(link) if link.score > 0.0 => Judgement::Short,
-        Some(_) if signals(t, tally).iter().any(|s| s.rate() > s.allowed) => Judgement::Watch,
+        Some(_) if signals(t, tally, &[]).iter().any(|s| s.rate() > s.allowed) => Judgement::Watch,
         Some(_) => Judgement::Meets,
     }
 }
 
 /// One touchpoint's link, when anything about it was measured.
-fn assess(t: &Touchpoint, tally: &Tally) -> Option<WeakLink> {
-    let mut signals = signals(t, tally);
+fn assess(t: &Touchpoint, tally: &Tally, entities: &[(String, Tally)]) -> Option<WeakLink> {
+    let found = culprits(tally, entities, |signal| allowed(t, signal));
+    let mut signals = signals(t, tally, &found);
     if signals.is_empty() {
         return None;
     }
@@ -138,11 +183,24 @@ fn assess(t: &Touchpoint, tally: &Tally) -> Option<WeakLink> {
         .filter(|s| s.shortfall() > 0.0)
         .map(Signal::describe)
         .collect();
-    let why = if failing.is_empty() {
+    let mut why = if failing.is_empty() {
         format!("meets its targets: {}", signals[0].describe())
     } else {
         failing.join("; ")
     };
+    if let Some(worst) = found.first() {
+        let noun = signals
+            .iter()
+            .find(|s| s.key == worst.signal)
+            .map_or("cases failed".to_owned(), |s| format!("{} {}", s.noun, s.verb));
+        why.push_str(&format!(
+            "; worst: {} with {} of {} {noun}, against {} elsewhere",
+            worst.entity,
+            percent(worst.failure_rate),
+            crate::number::thousands(worst.exposure),
+            percent(worst.others_rate)
+        ));
+    }
     Some(WeakLink {
         touchpoint: t.key.clone(),
         stage: t.stage.clone(),
@@ -151,17 +209,27 @@ fn assess(t: &Touchpoint, tally: &Tally) -> Option<WeakLink> {
         exposure: tally.exposure,
         failure_rate: round(signals[0].rate(), 4),
         why,
+        culprits: found,
     })
 }
 
 /// Ranks the touchpoints of `map` (of one stage, if given) that have anything
-/// measured in `tallies`, worst first. Ties keep the map's order.
-pub fn weakest_links(map: &JourneyMap, tallies: &HashMap<String, Tally>, stage: Option<&str>) -> Vec<WeakLink> {
+/// measured in `tallies`, worst first, with their culprits among `entities`. Ties
+/// keep the map's order.
+pub fn weakest_links(
+    map: &JourneyMap,
+    tallies: &HashMap<String, Tally>,
+    entities: &EntityTallies,
+    stage: Option<&str>,
+) -> Vec<WeakLink> {
     let mut links: Vec<WeakLink> = map
         .touchpoints
         .iter()
         .filter(|t| stage.is_none_or(|s| t.stage == s))
-        .filter_map(|t| assess(t, tallies.get(&t.key)?))
+        .filter_map(|t| {
+            let of = entities.get(&t.key).map_or(&[][..], Vec::as_slice);
+            assess(t, tallies.get(&t.key)?, of)
+        })
         .collect();
     links.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
     links
@@ -265,7 +333,7 @@ exposure = ["payment.failed"]
                 }),
             ),
         ]);
-        let links = weakest_links(&map(), &tallies, None);
+        let links = weakest_links(&map(), &tallies, &EntityTallies::new(), None);
         assert_eq!(
             links.iter().map(|l| l.touchpoint.as_str()).collect::<Vec<_>>(),
             ["window", "callback"]
@@ -302,7 +370,7 @@ exposure = ["payment.failed"]
                 }),
             ),
         ]);
-        let links = weakest_links(&map(), &tallies, None);
+        let links = weakest_links(&map(), &tallies, &EntityTallies::new(), None);
         assert_eq!(links[0].touchpoint, "callback");
     }
 
@@ -315,8 +383,18 @@ exposure = ["payment.failed"]
                 t.promises_broken = 20;
             })
         };
-        let small = weakest_links(&map(), &HashMap::from([("window".to_owned(), broken(100))]), None);
-        let large = weakest_links(&map(), &HashMap::from([("window".to_owned(), broken(10_000))]), None);
+        let small = weakest_links(
+            &map(),
+            &HashMap::from([("window".to_owned(), broken(100))]),
+            &EntityTallies::new(),
+            None,
+        );
+        let large = weakest_links(
+            &map(),
+            &HashMap::from([("window".to_owned(), broken(10_000))]),
+            &EntityTallies::new(),
+            None,
+        );
         assert!(large[0].score > small[0].score);
     }
 
@@ -333,11 +411,11 @@ exposure = ["payment.failed"]
             ),
             ("window".to_owned(), tally(|t| t.exposure = 10)),
         ]);
-        let links = weakest_links(&map(), &tallies, Some("fmot"));
+        let links = weakest_links(&map(), &tallies, &EntityTallies::new(), Some("fmot"));
         assert_eq!(links.len(), 1);
         assert_eq!(links[0].touchpoint, "pay");
         assert!(links[0].why.contains("50% of 50 outcomes failed"));
-        assert!(weakest_links(&map(), &tallies, Some("smot")).is_empty());
+        assert!(weakest_links(&map(), &tallies, &EntityTallies::new(), Some("smot")).is_empty());
     }
 
     #[test]
@@ -351,20 +429,67 @@ exposure = ["payment.failed"]
                 t.promises_broken = broken;
             })
         };
-        assert_eq!(judge(window, &Tally::default()), Judgement::Unmeasured);
-        assert_eq!(judge(window, &with(99, 1, 100)), Judgement::Meets);
+        assert_eq!(judge(window, &Tally::default(), &[]), Judgement::Unmeasured);
+        assert_eq!(judge(window, &with(99, 1, 100), &[]), Judgement::Meets);
         // 1 of 5 broken is far over 5 %, but 5 settled cannot prove it: watch.
-        assert_eq!(judge(window, &with(4, 1, 5)), Judgement::Watch);
+        assert_eq!(judge(window, &with(4, 1, 5), &[]), Judgement::Watch);
         // Short for certain, with no customer exposed: no score, so only watched.
-        assert_eq!(judge(window, &with(700, 300, 0)), Judgement::Watch);
+        assert_eq!(judge(window, &with(700, 300, 0), &[]), Judgement::Watch);
         let short = with(700, 300, 1000);
-        assert_eq!(judge(window, &short), Judgement::Short);
+        assert_eq!(judge(window, &short, &[]), Judgement::Short);
         // Whatever the ranking scores above zero is judged short, and only that.
         for (tally, expected) in [(with(4, 1, 5), false), (short, true), (with(99, 1, 100), false)] {
-            let links = weakest_links(&map, &HashMap::from([("window".to_owned(), tally)]), None);
+            let links = weakest_links(
+                &map,
+                &HashMap::from([("window".to_owned(), tally)]),
+                &EntityTallies::new(),
+                None,
+            );
             assert_eq!(links[0].score > 0.0, expected);
-            assert_eq!(judge(window, &tally) == Judgement::Short, expected);
+            assert_eq!(judge(window, &tally, &[]) == Judgement::Short, expected);
         }
+    }
+
+    #[test]
+    fn a_fault_in_one_entity_ranks_the_touchpoint_and_names_the_culprit() {
+        let map = map();
+        let window = map.touchpoint("window").unwrap();
+        let promises = |kept: i64, broken: i64| Tally {
+            exposure: kept + broken,
+            promises_kept: kept,
+            promises_broken: broken,
+            ..Default::default()
+        };
+        // One carrier breaks 40 of 100 windows; four others break 1 in 100 each.
+        let mut entities = vec![("carrier:slow".to_owned(), promises(60, 40))];
+        entities.extend((0..4).map(|i| (format!("carrier:ok-{i}"), promises(99, 1))));
+        let mut total = Tally::default();
+        entities.iter().for_each(|(_, t)| total.add(t));
+        let tallies = HashMap::from([("window".to_owned(), total)]);
+        let without = weakest_links(&map, &tallies, &EntityTallies::new(), None);
+        let with = weakest_links(
+            &map,
+            &tallies,
+            &EntityTallies::from([("window".to_owned(), entities.clone())]),
+            None,
+        );
+        assert!(without[0].culprits.is_empty());
+        assert_eq!(with[0].culprits.len(), 1, "{:?}", with[0]);
+        assert_eq!(with[0].culprits[0].entity, "carrier:slow");
+        assert!(
+            with[0].score > without[0].score,
+            "the concentrated harm counts: {} against {}",
+            with[0].score,
+            without[0].score
+        );
+        assert!(
+            with[0]
+                .why
+                .contains("worst: carrier:slow with 40% of 100 promises broken, against 1% elsewhere"),
+            "{}",
+            with[0].why
+        );
+        assert_eq!(judge(window, &total, &entities), Judgement::Short);
     }
 
     #[test]

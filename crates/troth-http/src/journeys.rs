@@ -380,7 +380,8 @@ pub async fn weakest_links<S: Store>(
         }
     }
     let tallies: HashMap<String, Tally> = state.store.health(range.from, range.to).await?.into_iter().collect();
-    let mut links = troth_core::weakest::weakest_links(&map, &tallies, stage.as_deref());
+    let entities = state.store.entity_health(range.from, range.to).await?;
+    let mut links = troth_core::weakest::weakest_links(&map, &tallies, &entities, stage.as_deref());
     links.truncate(limit);
     Ok(Json(WeakestLinks { links }))
 }

@@ -187,7 +187,7 @@ const LOOK: &str = r#"
       border: getComputedStyle(root).borderLeftColor,
       headline: {text: stage.innerText, shown: shown(stage), place: place(stage), colour: getComputedStyle(stage).color},
       lines: Array.prototype.map.call(document.querySelectorAll('#status-lines p'), function (p) {
-        return {text: p.innerText, shown: shown(p), place: place(p), elements: p.children.length};
+        return {text: p.innerText, shown: shown(p), place: place(p), elements: p.querySelectorAll(':not(strong.ref)').length};
       }),
       actions: Array.prototype.filter.call(document.querySelectorAll('#actions a'), shown)
         .map(function (a) { return a.dataset.action; }),
@@ -199,6 +199,9 @@ const LOOK: &str = r#"
       forms: ['instructions', 'safe-place', 'another-time', 'report']
         .filter(function (id) { return shown(document.getElementById(id)); }),
       problem: select ? select.value : null,
+      refs: Array.prototype.map.call(document.querySelectorAll('#status-lines .ref'), function (r) {
+        return {text: r.textContent, rects: r.getClientRects().length};
+      }),
       title: document.title
     };
 "#;
@@ -283,6 +286,7 @@ struct Expected<'a> {
 fn check(seen: &Value, expected: &Expected<'_>, (width, height): (u32, u32)) {
     let at = format!("{width}×{height}");
     assert_eq!(seen["inner"], width, "the viewport took the size at {at}: {seen}");
+    assert_eq!(seen["height"], height, "the viewport took the size at {at}: {seen}");
     assert!(
         seen["scroll"].as_f64().unwrap() <= seen["inner"].as_f64().unwrap(),
         "no sideways scrolling at {at}: {seen}"
@@ -320,7 +324,10 @@ fn check(seen: &Value, expected: &Expected<'_>, (width, height): (u32, u32)) {
             "{:?} is shown on the first screen, inside its width, at {at}: {line}",
             line["text"]
         );
-        assert_eq!(line["elements"], 0, "the sentence is text, not markup: {line}");
+        assert_eq!(
+            line["elements"], 0,
+            "the sentence is text, not markup (but for case references kept whole): {line}"
+        );
     }
     // The state's colour: the frame and the headline, told apart from news.
     for (part, css) in [("frame", &seen["border"]), ("headline", &seen["headline"]["colour"])] {
@@ -616,6 +623,13 @@ async fn a_lost_parcel_says_what_happens_now_who_will_contact_the_customer_and_b
             },
             size,
         );
+        // The reference is read out or copied as one thing: never broken over two lines.
+        let refs = seen["refs"].as_array().unwrap();
+        assert_eq!(refs.len(), 2, "both mentions are marked: {seen}");
+        for r in refs {
+            assert_eq!(r["text"], case.as_str(), "{seen}");
+            assert_eq!(r["rects"], 1, "{case} is kept on one line at {size:?}: {seen}");
+        }
     }
     browser.quit().await;
 }

@@ -89,10 +89,21 @@ fn events() -> Value {
 }
 
 async fn seeded(master_key: Option<&str>) -> (tempfile::TempDir, axum::Router) {
+    seeded_in(master_key, troth_http::tracking::Zone::utc()).await
+}
+
+/// The store seeded with [`events`], its pages served for a retailer in `zone`.
+async fn seeded_in(master_key: Option<&str>, zone: troth_http::tracking::Zone) -> (tempfile::TempDir, axum::Router) {
     let dir = tempfile::tempdir().unwrap();
     let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
     let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
-    let router = common::settled_app(AppState::new(store, master_key.map(str::to_owned)).with_journey(journey));
+    let state = AppState::new(store, master_key.map(str::to_owned))
+        .with_journey(journey)
+        .with_tracking(troth_http::tracking::TrackingConfig {
+            timezone: zone,
+            ..Default::default()
+        });
+    let router = common::settled_app(state);
     let mut request = Request::builder().method("POST").uri("/api/v1/events");
     if let Some(key) = master_key {
         request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
@@ -104,6 +115,23 @@ async fn seeded(master_key: Option<&str>) -> (tempfile::TempDir, axum::Router) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     (dir, router)
+}
+
+#[tokio::test]
+async fn staff_pages_give_times_in_the_retailers_zone_and_name_it() {
+    let (_dir, router) = seeded_in(None, troth_http::tracking::Zone::named("Europe/Paris").unwrap()).await;
+    let (status, _, shipment) = get(&router, "/ui/shipments/s1", None).await;
+    assert_eq!(status, StatusCode::OK);
+    // 11:37–12:37 UTC in November is 12:37–13:37 in Paris (CET, UTC+1).
+    assert!(
+        shipment.contains("Window: <strong>2026-11-23 12:37–13:37 CET</strong>"),
+        "{shipment}"
+    );
+    assert!(!shipment.contains(" UTC<"), "no time is left in UTC: {shipment}");
+    let (status, _, customer) = get(&router, "/ui/customers/ann", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(customer.contains(" CET"), "{customer}");
+    assert!(!customer.contains(" UTC<"), "{customer}");
 }
 
 #[tokio::test]
@@ -138,9 +166,9 @@ async fn pages_show_what_the_events_say() {
     let (status, _, shipment) = get(&router, "/ui/shipments/s1", None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(shipment.contains("Created with swiftpost"));
-    assert!(shipment.contains("Out for delivery, 4 stops before"));
+    assert!(shipment.contains("Out for delivery, 4 stops before it on leaving"));
     assert!(
-        shipment.contains("Window: <strong>2026-11-23 11:37 – 2026-11-23 12:37</strong>"),
+        shipment.contains("Window: <strong>2026-11-23 11:37–12:37 UTC</strong>"),
         "{shipment}"
     );
     assert!(shipment.contains("<circle"), "the driver is on the map");

@@ -1369,6 +1369,11 @@ impl<'w> Sim<'w> {
             self.out.data();
             self.out.id("driver", "d-", driver);
             self.out.i("stops_before", i as i64);
+            // The address's position, as a carrier's feed gives it: the customer's
+            // tracking map marks their home.
+            let (lat, lon) = self.latlon(s.at);
+            self.out.f6("lat", lat);
+            self.out.f6("lon", lon);
             self.out.end();
         }
         // Drive: on-time and failed stops in plan order, the late ones at the end.

@@ -66,6 +66,9 @@ pub struct City {
     pub lon: f64,
     /// How far from the centre customers live, in kilometres.
     pub radius_km: f64,
+    /// The retailer's time zone (IANA): the demo's staff pages read in it, and
+    /// customers without a zone of their own.
+    pub timezone: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -235,6 +238,7 @@ impl Default for City {
             lat: 48.8566,
             lon: 2.3522,
             radius_km: 7.0,
+            timezone: "Europe/Paris".into(),
         }
     }
 }

@@ -400,6 +400,14 @@ pub trait Store: Send + Sync + 'static {
         to_day: Option<i64>,
     ) -> impl Future<Output = Result<Vec<(String, troth_core::health::Tally)>, StoreError>> + Send;
 
+    /// Journey health per touchpoint and accountable entity (`kind:id`), summed over
+    /// the days from `from_day` (inclusive) to `to_day` (exclusive).
+    fn entity_health(
+        &self,
+        from_day: Option<i64>,
+        to_day: Option<i64>,
+    ) -> impl Future<Output = Result<troth_core::weakest::EntityTallies, StoreError>> + Send;
+
     /// Distinct customers exposed to each touchpoint over the days from `from_day`
     /// (inclusive) to `to_day` (exclusive), estimated within a few percent.
     fn reach(

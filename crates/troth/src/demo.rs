@@ -65,6 +65,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let runtime = crate::cli::runtime()?;
     let journey = crate::config::load_journey(None)?;
     let journey_key = journey.key.clone();
+    // The retailer's zone is the world's city's: staff pages read in it.
+    let zone = troth_http::tracking::Zone::named(&world.city.timezone).with_context(|| {
+        format!(
+            "the world's city has timezone {:?}, which is not an IANA time zone",
+            world.city.timezone
+        )
+    })?;
     // The address first: a taken port fails before anything is written.
     let listener = runtime.block_on(crate::serve::bind(listen))?;
     let data_dir = fresh_dir(args.data_dir)?;
@@ -109,7 +116,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // route follower reads today's routes from the log when first asked.
     let (addr, stop_server) = {
         let _entered = runtime.enter();
-        crate::serve::spawn_on(store.clone(), listener, None, Some(journey))?
+        crate::serve::spawn_on(
+            store.clone(),
+            listener,
+            crate::serve::ServeOptions {
+                journey: Some(journey),
+                tracking: troth_http::tracking::TrackingConfig {
+                    timezone: zone,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )?
     };
     println!("server on http://{addr}");
     // From here the store holds a world worth keeping.
@@ -429,6 +447,23 @@ struct Pick {
     /// visited last); 2: not moving right now; 1: on the road; 0: finished.
     rank: u8,
     stops_before: u64,
+    /// When the driver's next stop is due (RFC 3339), by the server's estimate.
+    next_stop: Option<String>,
+}
+
+impl Pick {
+    /// The best rank; among equals the driver whose next stop comes soonest, so the
+    /// viewer sees the stop count fall within minutes, then the fewest stops.
+    fn better_than(&self, other: &Pick) -> bool {
+        if self.rank != other.rank {
+            return self.rank > other.rank;
+        }
+        if self.rank < 2 {
+            return false;
+        }
+        let soonest = |p: &Pick| p.next_stop.clone().unwrap_or_else(|| "~".to_owned());
+        (soonest(self), self.stops_before) < (soonest(other), other.stops_before)
+    }
 }
 
 /// The pages worth opening: the overview, the customer's tracking page of a
@@ -460,8 +495,20 @@ async fn urls(
     if let Some(pick) = pick {
         let note = match pick.rank {
             3 | 4 => format!(
-                "  (the driver is on the way now, {} stops before this one)",
-                pick.stops_before
+                "  (the driver is on the way now, {} stops before this one{})",
+                pick.stops_before,
+                pick.next_stop
+                    .as_deref()
+                    .and_then(Timestamp::parse_rfc3339)
+                    .map(|at| {
+                        let minutes = (at.micros() - Timestamp::now().micros()).max(0) / 60_000_000;
+                        match minutes {
+                            0 => "; the next stop is due now".to_owned(),
+                            1 => "; the next stop is due in about a minute".to_owned(),
+                            m => format!("; the next stop is due in about {m} minutes"),
+                        }
+                    })
+                    .unwrap_or_default()
             ),
             2 => format!(
                 "  (out for delivery, {} stops before this one; the driver is not moving right now)",
@@ -514,19 +561,27 @@ async fn best_delivery(store: &SqliteStore, client: &mut Client) -> anyhow::Resu
     let mut best: Option<Pick> = None;
     for (driver, shipments) in by_driver {
         let moving = moving_now(store, &driver).await?;
+        let mut views = Vec::new();
         for shipment in shipments {
             let Some(link) = store.tracking_link(shipment.clone()).await? else {
                 continue;
             };
             let (status, body) = client.get(&format!("/api/v1/track/{}", link.token)).await?;
-            if !status.is_success() {
-                continue;
+            if status.is_success() {
+                views.push((shipment, link.token, serde_json::from_slice::<Value>(&body)?));
             }
-            let view: Value = serde_json::from_slice(&body)?;
+        }
+        // When this driver's next stop is due: the soonest estimate of their
+        // deliveries still on the way (RFC 3339 instants in one format compare as text).
+        let next_stop = views
+            .iter()
+            .filter(|(.., view)| view["stage"] == "out_for_delivery" || view["stage"] == "arriving")
+            .filter_map(|(.., view)| view["eta"].as_str().map(str::to_owned))
+            .min();
+        for (shipment, token, view) in views {
             let on_the_way = view["stage"] == "out_for_delivery";
             let stops_before = view["stops_before"].as_u64().unwrap_or(0);
             let shown = on_the_way && stops_before >= 2 && view["eta"].is_string() && view["driver"].is_object();
-            // RFC 3339 instants in one format compare as text.
             let on_time = view["window"]["end"]
                 .as_str()
                 .is_none_or(|end| view["eta"].as_str().is_some_and(|eta| eta <= end));
@@ -537,17 +592,15 @@ async fn best_delivery(store: &SqliteStore, client: &mut Client) -> anyhow::Resu
                 (false, .., true) => 1,
                 _ => 0,
             };
-            // The best rank; among equals the fewest stops first, so the count falls soon.
-            let better = best
-                .as_ref()
-                .is_none_or(|b| rank > b.rank || (rank == b.rank && rank >= 2 && stops_before < b.stops_before));
-            if better {
-                best = Some(Pick {
-                    shipment,
-                    token: link.token,
-                    rank,
-                    stops_before,
-                });
+            let candidate = Pick {
+                shipment,
+                token,
+                rank,
+                stops_before,
+                next_stop: next_stop.clone(),
+            };
+            if best.as_ref().is_none_or(|b| candidate.better_than(b)) {
+                best = Some(candidate);
             }
         }
     }

@@ -261,7 +261,15 @@ pub async fn spawn(
     journey: Option<JourneyMap>,
 ) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let listener = bind(addr).await?;
-    spawn_on(store, listener, master_key, journey)
+    spawn_on(
+        store,
+        listener,
+        ServeOptions {
+            master_key,
+            journey,
+            ..ServeOptions::default()
+        },
+    )
 }
 
 /// Binds the API's address, saying what to do when it is taken.
@@ -276,16 +284,10 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 pub fn spawn_on(
     store: SqliteStore,
     listener: TcpListener,
-    master_key: Option<String>,
-    journey: Option<JourneyMap>,
+    options: ServeOptions,
 ) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let bound = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = ServeOptions {
-        master_key,
-        journey,
-        ..ServeOptions::default()
-    };
     tokio::spawn(run(store, listener, options, async move {
         let _ = stopped.await;
     }));

@@ -171,6 +171,15 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
             let driver = browser.find("#driver").await;
             let class = driver.attribute("class").await.unwrap_or_default();
             assert!(!class.contains("stale"), "the driver is drawn as current: {class:?}");
+            // The simulated city gives addresses their coordinates: the customer's home is on the map.
+            let home = browser
+                .execute(
+                    "var h = document.getElementById('home'); \
+                     return !!h && h.getBoundingClientRect().width > 0;",
+                    Vec::new(),
+                )
+                .await;
+            assert_eq!(home, true, "the customer's home is marked at {width}×{height}");
             for url in &urls {
                 browser.goto(url).await;
                 let sideways = browser
@@ -185,6 +194,34 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
                 );
             }
         }
+        // The count falls as the driver delivers, live on the open page: the demo
+        // chose a driver whose next stop is due within minutes.
+        browser.set_window_size(390, 844).await;
+        browser.goto(page).await;
+        let before = stops_shown(&browser).await;
+        browser
+            .wait_for(
+                "the stop count to fall as the driver delivers",
+                STOP_COUNT_FALLS_WITHIN,
+                &format!(
+                    "var t = document.getElementById('stops-text'); \
+                     var n = t ? parseInt(t.textContent, 10) : NaN; \
+                     return (!isNaN(n) && n < {before}) || document.getElementById('stage').textContent !== 'Out for delivery';"
+                ),
+            )
+            .await;
+        // A new connection: the server has closed the idle one meanwhile.
+        let mut client = Client::connect(&Target::from_addr(host.parse().unwrap()), None)
+            .await
+            .unwrap();
+        let (_, body) = client.get(&format!("/api/v1/track/{token}")).await.unwrap();
+        let later: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let now_shown = stops_shown(&browser).await;
+        assert!(
+            now_shown < before && later["stops_before"].as_u64().is_some_and(|n| n <= now_shown),
+            "the page ({now_shown}, was {before}) and the API ({}) agree on the fallen count: {later}",
+            later["stops_before"]
+        );
         browser.quit().await;
     }
 
@@ -198,6 +235,20 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "Ctrl-C stops the demo cleanly: {status}");
+}
+
+/// How long a viewer may wait for the printed delivery's stop count to fall: the
+/// demo picks a driver whose next stop is due soon, and a stop takes its minutes.
+const STOP_COUNT_FALLS_WITHIN: Duration = Duration::from_secs(10 * 60);
+
+/// "3 stops before yours" → 3, as the tracking page shows it now.
+async fn stops_shown(browser: &troth_browser_test::Browser) -> u64 {
+    let stops = browser.text("#stops-text").await;
+    stops
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a stop count: {stops:?}"))
 }
 
 #[test]

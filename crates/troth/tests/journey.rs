@@ -91,21 +91,24 @@ fn every_planted_fault_is_among_the_three_weakest_links_of_its_stage() {
         let end = troth_core::Timestamp::parse_rfc3339(&manifest.end).unwrap();
         let start = troth_core::Timestamp::parse_rfc3339(&manifest.start).unwrap();
         let day = |t: troth_core::Timestamp| t.micros().div_euclid(86_400_000_000);
-        let tallies: HashMap<_, _> = runtime.block_on(async {
+        let (tallies, entities): (HashMap<_, _>, _) = runtime.block_on(async {
             store.tick(end).await.unwrap();
             // The clock's changes are in the log; the projections meet them next.
             store.settle().await.unwrap();
-            store
-                .health(Some(day(start)), Some(day(end)))
-                .await
-                .unwrap()
-                .into_iter()
-                .collect()
+            (
+                store
+                    .health(Some(day(start)), Some(day(end)))
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .collect(),
+                store.entity_health(Some(day(start)), Some(day(end))).await.unwrap(),
+            )
         });
 
         let faulty: Vec<&str> = manifest.faults.iter().map(|f| f.touchpoint.as_str()).collect();
         for fault in &manifest.faults {
-            let links = troth_core::weakest::weakest_links(&map, &tallies, Some(&fault.stage));
+            let links = troth_core::weakest::weakest_links(&map, &tallies, &entities, Some(&fault.stage));
             let ranking: Vec<String> = links
                 .iter()
                 .map(|l| format!("{} {} ({})", l.touchpoint, l.score, l.why))
@@ -122,6 +125,27 @@ fn every_planted_fault_is_among_the_three_weakest_links_of_its_stage() {
                 fault.stage
             );
             assert!(links[rank].score > 0.0, "{name}: {} scores 0: {ranking:#?}", fault.kind);
+            // The planted entity is named as the touchpoint's first culprit.
+            assert_eq!(
+                links[rank].culprits.first().map(|c| c.entity.as_str()),
+                Some(fault.target.as_str()),
+                "{name}: {} at {}: {:#?}; entities there: {:?}",
+                fault.kind,
+                fault.touchpoint,
+                links[rank].culprits,
+                entities.get(&fault.touchpoint).map(|list| list
+                    .iter()
+                    .map(|(e, t)| format!(
+                        "{e}: {}/{} broken, {}/{} failed, {}/{} negative",
+                        t.promises_broken,
+                        t.promises_kept + t.promises_broken,
+                        t.failures,
+                        t.outcomes,
+                        t.negative_answers,
+                        t.answers
+                    ))
+                    .collect::<Vec<_>>())
+            );
             if let Some(healthy) = links[..rank].iter().find(|l| !faulty.contains(&l.touchpoint.as_str())) {
                 panic!(
                     "{name}: healthy {} outranks {}: {ranking:#?}",

@@ -153,8 +153,9 @@ pub fn render(p: &Page<'_>) -> String {
         esc(&view.shipment),
         esc(&status.headline)
     );
+    let references = || view.lost_case.iter().chain(&view.cases).map(|c| c.reference.as_str());
     for line in &status.lines {
-        let _ = write!(b, "<p>{}</p>", esc(line));
+        let _ = write!(b, "<p>{}</p>", with_references(line, references()));
     }
     b.push_str(r#"</div><p class="actions" id="actions">"#);
     for (action, id, label) in ACTIONS {
@@ -267,19 +268,37 @@ fn window_label(view: &TrackView) -> &'static str {
 /// A message, escaped, with the case reference in it kept on one line (a
 /// customer copies or reads it out as one thing).
 fn with_reference(message: &str, reference: Option<&str>) -> String {
-    let message = esc(message);
-    match reference {
-        Some(r) if !r.is_empty() => {
-            let r = esc(r);
-            // Anchored on "case …" so a short reference cannot match other words.
-            message.replacen(
-                &format!("case {r}"),
-                &format!(r#"case <strong class="ref">{r}</strong>"#),
-                1,
-            )
+    with_references(message, reference.into_iter())
+}
+
+/// A message, escaped, with each of these case references kept on one line
+/// wherever it stands as a word of its own (so a short reference cannot match
+/// inside other words).
+fn with_references<'a>(message: &str, references: impl Iterator<Item = &'a str>) -> String {
+    let mut out = esc(message);
+    for r in references.filter(|r| !r.is_empty()) {
+        let r = esc(r);
+        let mut kept = String::with_capacity(out.len() + 32);
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(&r) {
+            let (before, after) = (&rest[..at], &rest[at + r.len()..]);
+            let alone = before.chars().next_back().is_none_or(char::is_whitespace)
+                && after
+                    .chars()
+                    .next()
+                    .is_none_or(|c| c.is_whitespace() || ".,;:!?)".contains(c));
+            kept.push_str(before);
+            if alone {
+                let _ = write!(kept, r#"<strong class="ref">{r}</strong>"#);
+            } else {
+                kept.push_str(&r);
+            }
+            rest = after;
         }
-        _ => message,
+        kept.push_str(rest);
+        out = kept;
     }
+    out
 }
 
 /// The page's links to its forms, for the actions a state offers.
@@ -461,4 +480,23 @@ fn frame(title: &str, head: Option<&str>, config: &TrackingConfig, body: &str) -
         esc(name),
         esc(name),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_reference_is_kept_whole_only_where_it_stands_alone() {
+        let line = "Opened case play-a1; quote play-a1 if you call. xplay-a1 and play-a12 are other words.";
+        assert_eq!(
+            with_references(line, ["play-a1"].into_iter()),
+            r#"Opened case <strong class="ref">play-a1</strong>; quote <strong class="ref">play-a1</strong> if you call. xplay-a1 and play-a12 are other words."#
+        );
+        // Escaped before it is marked.
+        assert_eq!(
+            with_references("case <a&b>", ["<a&b>"].into_iter()),
+            r#"case <strong class="ref">&lt;a&amp;b&gt;</strong>"#
+        );
+    }
 }

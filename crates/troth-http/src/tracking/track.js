@@ -20,6 +20,40 @@
   function text(id, value) { var el = document.getElementById(id); if (el) el.textContent = value; }
   function show(id, yes) { var el = document.getElementById(id); if (el) el.hidden = !yes; }
 
+  // A status line as a paragraph, each case reference in it kept on one line
+  // (the customer quotes it as one thing), as the server renders it.
+  function withReferences(line, refs) {
+    var p = document.createElement("p");
+    var parts = [line];
+    refs.forEach(function (r) {
+      var next = [];
+      parts.forEach(function (part) {
+        if (typeof part !== "string") { next.push(part); return; }
+        var pieces = part.split(r);
+        pieces.forEach(function (piece, i) {
+          if (i > 0) {
+            var before = pieces[i - 1], after = piece;
+            var alone = (before === "" || /\s$/.test(before)) && (after === "" || /^[\s.,;:!?)]/.test(after));
+            if (alone) {
+              var strong = document.createElement("strong");
+              strong.className = "ref";
+              strong.textContent = r;
+              next.push(strong);
+            } else {
+              next.push(r);
+            }
+          }
+          next.push(piece);
+        });
+      });
+      parts = next;
+    });
+    parts.forEach(function (part) {
+      p.appendChild(typeof part === "string" ? document.createTextNode(part) : part);
+    });
+    return p;
+  }
+
   function render(view) {
     var status = view.status || {};
     // A delivery that has just finished changes the whole page (proof, no forms).
@@ -37,10 +71,11 @@
     var lines = document.getElementById("status-lines");
     if (lines) {
       lines.textContent = "";
+      var refs = (view.cases || []).concat(view.lost_case ? [view.lost_case] : [])
+        .map(function (c) { return c.reference; })
+        .filter(function (r) { return r; });
       (status.lines || []).forEach(function (line) {
-        var p = document.createElement("p");
-        p.textContent = line;
-        lines.appendChild(p);
+        lines.appendChild(withReferences(line, refs));
       });
     }
     document.querySelectorAll("#actions a").forEach(function (a) {

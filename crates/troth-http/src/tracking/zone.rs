@@ -75,6 +75,27 @@ impl Zone {
         }
     }
 
+    /// `2026-11-23 12:37 CET`: the one format staff pages give an instant in.
+    pub fn clock(&self, t: Timestamp) -> String {
+        match self.at(t) {
+            Some(z) => z.strftime("%Y-%m-%d %H:%M %Z").to_string(),
+            None => t.to_string(),
+        }
+    }
+
+    /// `2026-11-23 11:00–12:00 CET`; both ends whole when the day or the
+    /// abbreviation changes between them.
+    pub fn clock_span(&self, start: Timestamp, end: Timestamp) -> String {
+        match (self.at(start), self.at(end)) {
+            (Some(s), Some(e))
+                if s.date() == e.date() && s.strftime("%Z").to_string() == e.strftime("%Z").to_string() =>
+            {
+                format!("{}–{}", s.strftime("%Y-%m-%d %H:%M"), e.strftime("%H:%M %Z"))
+            }
+            _ => format!("{} – {}", self.clock(start), self.clock(end)),
+        }
+    }
+
     /// `today`, `tomorrow`, `yesterday` or `Mon 26 Oct`, the day of `t` seen from `now`.
     pub fn day(&self, t: Timestamp, now: Timestamp) -> String {
         let (Some(z), Some(n)) = (self.at(t), self.at(now)) else {

@@ -11,9 +11,20 @@
   var every = (Number(live.getAttribute("data-refresh-seconds")) || 5) * 1000;
   var status = document.getElementById("refresh-status");
 
-  // The same time format as the pages: 2026-11-23 11:37:05 UTC.
+  // The same time format as the pages, in the retailer's zone: 2026-11-23 12:37:05 CET.
+  var zone = live.getAttribute("data-timezone") || "UTC";
   function stamp(date) {
-    return date.toISOString().slice(0, 19).replace("T", " ") + " UTC";
+    try {
+      var parts = {};
+      new Intl.DateTimeFormat("en-GB", {
+        timeZone: zone, hourCycle: "h23", timeZoneName: "short",
+        year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit"
+      }).formatToParts(date).forEach(function (p) { parts[p.type] = p.value; });
+      return parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute + ":" +
+        parts.second + " " + parts.timeZoneName;
+    } catch (e) {
+      return date.toISOString().slice(0, 19).replace("T", " ") + " UTC";
+    }
   }
 
   function swap(fresh) {

@@ -14,12 +14,13 @@ use troth_core::Timestamp;
 use troth_core::health::Tally;
 use troth_core::journey::{Due, JourneyMap, Touchpoint};
 use troth_core::trend::{self, DayRange, Good, Verdict};
-use troth_core::weakest::Judgement;
+use troth_core::weakest::{EntityTallies, Judgement};
 use troth_store::{EventQuery, PromiseQuery, PromiseView, Store};
 
 use super::html::{count, esc, page_with_script, url_segment};
 use crate::ApiError;
 use crate::extract::{invalid_param, unknown_param};
+use crate::tracking::Zone;
 
 type PageResult = Result<Option<String>, ApiError>;
 
@@ -129,8 +130,8 @@ fn worst_share(t: &Tally) -> Option<f64> {
 /// The CSS class of a touchpoint's card: the weakest-link judgement
 /// ([`troth_core::weakest::judge`]), so a card is red exactly when the ranking
 /// scores it above zero, and never green while it is a weakest link.
-fn level(t: &Touchpoint, tally: &Tally) -> &'static str {
-    match troth_core::weakest::judge(t, tally) {
+fn level(t: &Touchpoint, tally: &Tally, entities: &[(String, Tally)]) -> &'static str {
+    match troth_core::weakest::judge(t, tally, entities) {
         Judgement::Short => "h-bad",
         Judgement::Watch => "h-warn",
         Judgement::Meets => "h-good",
@@ -210,7 +211,7 @@ pub(super) fn range_form(action: &str, days: &Days) -> String {
 /// The journey: its weakest links first, then the heat map (a column per stage, a
 /// card per touchpoint coloured by the weakest-link judgement, each linking to its
 /// drill-down), then the expectation chasm.
-pub async fn journey<S: Store>(store: &S, map: &JourneyMap, params: &[(String, String)]) -> PageResult {
+pub async fn journey<S: Store>(store: &S, zone: &Zone, map: &JourneyMap, params: &[(String, String)]) -> PageResult {
     let days = Days::from_params(store, params).await?;
     let self_path = format!("/ui/journeys/{}", url_segment(&map.key));
     let mut body = range_form(&self_path, &days);
@@ -225,8 +226,9 @@ pub async fn journey<S: Store>(store: &S, map: &JourneyMap, params: &[(String, S
     // the figures, colours and ranking stay current with one rendering, the server's.
     let _ = write!(
         body,
-        r#"<div id="live" data-live-url="{self_path}/live?{}" data-refresh-seconds="{REFRESH_SECONDS}" data-from="{}" data-to="{}">"#,
+        r#"<div id="live" data-live-url="{self_path}/live?{}" data-refresh-seconds="{REFRESH_SECONDS}" data-timezone="{}" data-from="{}" data-to="{}">"#,
         esc(&days.page_query()),
+        esc(zone.name()),
         date(days.first),
         date(days.last),
     );
@@ -274,7 +276,8 @@ async fn live_sections<S: Store>(store: &S, map: &JourneyMap, days: &Days) -> Re
         .await?
         .into_iter()
         .collect();
-    let mut out = weakest_links_section(map, &now, days);
+    let entities = store.entity_health(Some(days.first), Some(days.last + 1)).await?;
+    let mut out = weakest_links_section(map, &now, &entities, days);
     out.push_str(&format!(
         r#"<h2 id="touchpoints">Every touchpoint</h2><div class="legend" aria-label="legend"><span><i class="swatch h-bad"></i>falls short of its targets (a weakest link)</span><span><i class="swatch h-warn"></i>over a target, too few cases to be sure</span><span><i class="swatch h-good"></i>meets its targets</span><span><i class="swatch h-none"></i>nothing measured</span>
 <span><span class="small-sample">⚠</span> fewer than {} answers or settled promises: read with care</span> <span>▲▼ against the {} days before</span></div>"#,
@@ -301,6 +304,7 @@ async fn live_sections<S: Store>(store: &S, map: &JourneyMap, days: &Days) -> Re
             out.push_str(&cell(
                 map,
                 t,
+                entities.get(&t.key).map_or(&[][..], Vec::as_slice),
                 now.get(&t.key).unwrap_or(&empty),
                 then.get(&t.key).unwrap_or(&empty),
                 days,
@@ -312,13 +316,75 @@ async fn live_sections<S: Store>(store: &S, map: &JourneyMap, days: &Days) -> Re
     Ok(out)
 }
 
+/// Who is accountable at a touchpoint: each entity its events name, with its share
+/// failing on each signal, culprits first and marked.
+fn accountable_section(t: &Touchpoint, total: &Tally, entities: &[(String, Tally)]) -> String {
+    if entities.is_empty() {
+        return String::new();
+    }
+    let allowed = |signal: &str| match signal {
+        "promises_broken" => 1.0 - t.targets.promises_kept,
+        "negative_answers" => t.targets.negative_answers,
+        _ => t.targets.failures,
+    };
+    let found = troth_core::culprit::culprits(total, entities, allowed);
+    let mut out = String::from(
+        r#"<h2 id="accountable">Who is accountable</h2><p class="muted">Each carrier, driver, team, store, SKU or method the events name here. A culprit (red) fails credibly more than the rest and misses the target; merely highest is not enough (method: docs/journey-map.md#culprits).</p><div class="scroll"><table id="entities"><thead><tr><th>entity</th><th>promises broken</th><th>negative answers</th><th>outcomes failed</th></tr></thead><tbody>"#
+    );
+    let mut rows: Vec<&(String, Tally)> = entities.iter().collect();
+    // Culprits first (worst first), then by how much each was measured.
+    let rank = |entity: &str| found.iter().position(|c| c.entity == entity).unwrap_or(usize::MAX);
+    rows.sort_by_key(|(entity, tally)| {
+        let measured = tally.promises_kept + tally.promises_broken + tally.answers + tally.outcomes;
+        (rank(entity), -measured, entity.clone())
+    });
+    for (entity, tally) in rows.into_iter().take(ENTITIES_SHOWN) {
+        let culprit = found.iter().any(|c| &c.entity == entity);
+        let cells: Vec<String> = troth_core::culprit::signal_counts(tally)
+            .into_iter()
+            .map(|(signal, failed, of)| {
+                if of == 0 {
+                    return "–".to_owned();
+                }
+                let named = found.iter().any(|c| &c.entity == entity && c.signal == signal);
+                let text = format!("{} of {}", percent(Some(failed as f64 / of as f64)), count(of));
+                if named {
+                    format!("<strong>{text}</strong>")
+                } else {
+                    text
+                }
+            })
+            .collect();
+        let _ = write!(
+            out,
+            r#"<tr{}><td><code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            if culprit { r#" class="bad""# } else { "" },
+            esc(entity),
+            if culprit { " · culprit" } else { "" },
+            cells[0],
+            cells[1],
+            cells[2],
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
+/// Entities listed on a touchpoint's page.
+const ENTITIES_SHOWN: usize = 30;
+
 /// Weakest links shown on the journey page.
 const LINKS_SHOWN: usize = 6;
 
 /// The touchpoints furthest below their targets, worst first, with their owners and
 /// what failed (the ranking of `/api/v1/journeys/{key}/weakest-links`).
-fn weakest_links_section(map: &JourneyMap, tallies: &HashMap<String, Tally>, days: &Days) -> String {
-    let links: Vec<_> = troth_core::weakest::weakest_links(map, tallies, None)
+fn weakest_links_section(
+    map: &JourneyMap,
+    tallies: &HashMap<String, Tally>,
+    entities: &EntityTallies,
+    days: &Days,
+) -> String {
+    let links: Vec<_> = troth_core::weakest::weakest_links(map, tallies, entities, None)
         .into_iter()
         .filter(|l| l.score > 0.0)
         .take(LINKS_SHOWN)
@@ -482,7 +548,14 @@ fn chasm_section(map: &JourneyMap, chasm: &troth_core::chasm::Chasm) -> String {
 /// One heat-map card: its figures, each with its change against the days before
 /// and a warning where it rests on few cases. `data-f` names a figure for tests and
 /// tools; journey.js swaps whole cards.
-fn cell(map: &JourneyMap, t: &Touchpoint, tally: &Tally, before: &Tally, days: &Days) -> String {
+fn cell(
+    map: &JourneyMap,
+    t: &Touchpoint,
+    entities: &[(String, Tally)],
+    tally: &Tally,
+    before: &Tally,
+    days: &Days,
+) -> String {
     let settled = tally.promises_kept + tally.promises_broken;
     let mut figures = format!(
         r#"<span class="fig"><b data-f="exposure">{}</b> exposures{}</span>"#,
@@ -553,7 +626,7 @@ fn cell(map: &JourneyMap, t: &Touchpoint, tally: &Tally, before: &Tally, days: &
     format!(
         r#"<a class="cell {level}" href="{href}" data-touchpoint="{key}"><strong>{name}</strong>
 {figures}<span class="owners">{owners}</span></a>"#,
-        level = level(t, tally),
+        level = level(t, tally, entities),
         href = esc(&touchpoint_href(map, t, days)),
         key = esc(&t.key),
         name = esc(&t.name),
@@ -600,6 +673,7 @@ fn flag(n: i64, noun: Option<&str>) -> String {
 /// and the promises broken there with their customers.
 pub async fn touchpoint<S: Store>(
     store: &S,
+    zone: &Zone,
     map: &JourneyMap,
     touchpoint: &str,
     params: &[(String, String)],
@@ -609,6 +683,11 @@ pub async fn touchpoint<S: Store>(
     };
     let days = Days::from_params(store, params).await?;
     let total = tally_of(&store.health(Some(days.first), Some(days.last + 1)).await?, &t.key);
+    let entities = store
+        .entity_health(Some(days.first), Some(days.last + 1))
+        .await?
+        .remove(&t.key)
+        .unwrap_or_default();
     let mut per_day = Vec::new();
     for day in days.iter() {
         per_day.push((day, tally_of(&store.health(Some(day), Some(day + 1)).await?, &t.key)));
@@ -650,13 +729,14 @@ pub async fn touchpoint<S: Store>(
         total.answers,
         whole(total.nps()),
         one_decimal(total.csat()),
-        level = level(t, &total),
+        level = level(t, &total, &entities),
     );
+    body.push_str(&accountable_section(t, &total, &entities));
     body.push_str("<h2>Per day</h2>");
     body.push_str(&trend_chart(&per_day));
     body.push_str(&day_table(&per_day));
     body.push_str(&promise_definitions(t));
-    body.push_str(&broken_promises(store, t, &days).await?);
+    body.push_str(&broken_promises(store, zone, t, &days).await?);
     if !t.next.is_empty() {
         body.push_str("<h2>Where customers go next</h2><p>");
         for (i, next) in t.next.iter().filter_map(|k| map.touchpoint(k)).enumerate() {
@@ -820,7 +900,7 @@ fn promise_definitions(t: &Touchpoint) -> String {
 }
 
 /// The promises of this touchpoint broken and due in the days shown, the latest first.
-async fn broken_promises<S: Store>(store: &S, t: &Touchpoint, days: &Days) -> Result<String, ApiError> {
+async fn broken_promises<S: Store>(store: &S, zone: &Zone, t: &Touchpoint, days: &Days) -> Result<String, ApiError> {
     if t.promises.is_empty() {
         return Ok(String::new());
     }
@@ -869,8 +949,11 @@ async fn broken_promises<S: Store>(store: &S, t: &Touchpoint, days: &Days) -> Re
             r#"<tr><td>{}</td><td>{}</td><td>{customer}</td><td class="muted">{}</td><td class="muted">{}</td></tr>"#,
             esc(&p.key.replace('_', " ")),
             super::pages::subject_link(&p.subject),
-            esc(&super::pages::clock(&p.due)),
-            esc(&p.settled_at.as_deref().map_or("–".to_owned(), super::pages::clock)),
+            esc(&super::pages::clock(zone, &p.due)),
+            esc(&p
+                .settled_at
+                .as_deref()
+                .map_or("–".to_owned(), |t| super::pages::clock(zone, t))),
         );
     }
     out.push_str("</table>");
@@ -915,10 +998,14 @@ mod tests {
             promises_broken: broken,
             ..Default::default()
         };
-        assert_eq!(level(window, &t(0, 0, 10)), "h-none");
-        assert_eq!(level(window, &t(99, 1, 100)), "h-good");
-        assert_eq!(level(window, &t(4, 1, 5)), "h-warn", "over target, too few to be sure");
-        assert_eq!(level(window, &t(70, 30, 100)), "h-bad", "a weakest link");
+        assert_eq!(level(window, &t(0, 0, 10), &[]), "h-none");
+        assert_eq!(level(window, &t(99, 1, 100), &[]), "h-good");
+        assert_eq!(
+            level(window, &t(4, 1, 5), &[]),
+            "h-warn",
+            "over target, too few to be sure"
+        );
+        assert_eq!(level(window, &t(70, 30, 100), &[]), "h-bad", "a weakest link");
     }
 
     #[test]

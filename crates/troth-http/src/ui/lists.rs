@@ -15,6 +15,7 @@ use super::overview::{BREACHES_COUNTED, DAY_US, STATES, case_keys, minutes};
 use super::pages::{clock, subject_link};
 use crate::ApiError;
 use crate::extract::{invalid_param, unknown_param};
+use crate::tracking::Zone;
 
 type PageResult = Result<Option<String>, ApiError>;
 
@@ -23,7 +24,12 @@ const LISTED: usize = 200;
 
 /// `/ui/promises?state=&touchpoint=&from=&to=`: the promises due in those days, in
 /// one state or (without `state`) in every state but replaced.
-pub async fn promises<S: Store>(store: &S, map: Option<&JourneyMap>, params: &[(String, String)]) -> PageResult {
+pub async fn promises<S: Store>(
+    store: &S,
+    zone: &Zone,
+    map: Option<&JourneyMap>,
+    params: &[(String, String)],
+) -> PageResult {
     let today = Timestamp::now().micros().div_euclid(DAY_US);
     let (mut first, mut last, mut state, mut touchpoint) = (today, today, None, None);
     for (name, value) in params {
@@ -95,7 +101,7 @@ pub async fn promises<S: Store>(store: &S, map: Option<&JourneyMap>, params: &[(
     };
     let title = format!("Promises: {} · due {range}", what.to_lowercase());
     let mut body = format!(
-        r#"<p><strong id="count">{}</strong> {} due {} (UTC){}.</p>"#,
+        r#"<p><strong id="count">{}</strong> {} due {} (UTC days){}.</p>"#,
         count(total as i64),
         if total == 1 { "promise" } else { "promises" },
         esc(&range),
@@ -147,10 +153,10 @@ pub async fn promises<S: Store>(store: &S, map: Option<&JourneyMap>, params: &[(
             esc(&touchpoint),
             subject_link(&p.subject),
             customer_link(p.customer.as_ref()),
-            esc(&clock(&p.due)),
+            esc(&clock(zone, &p.due)),
             state_class(&p.state),
             esc(&p.state.replace('_', " ")),
-            esc(&p.settled_at.as_deref().map_or("–".to_owned(), clock)),
+            esc(&p.settled_at.as_deref().map_or("–".to_owned(), |t| clock(zone, t))),
         );
     }
     body.push_str("</tbody></table></div>");
@@ -175,7 +181,7 @@ fn customer_link(customer: Option<&serde_json::Value>) -> String {
 
 /// `/ui/deliveries` (`?late=1`: only those past their window): the parcels on the
 /// road now, the latest first.
-pub async fn deliveries<S: Store>(store: &S, params: &[(String, String)]) -> PageResult {
+pub async fn deliveries<S: Store>(store: &S, zone: &Zone, params: &[(String, String)]) -> PageResult {
     let mut only_late = false;
     for (name, value) in params {
         match name.as_str() {
@@ -198,10 +204,10 @@ pub async fn deliveries<S: Store>(store: &S, params: &[(String, String)]) -> Pag
         "Deliveries on the road"
     };
     let mut body = format!(
-        r#"<p><strong id="count">{}</strong> {} at {} (UTC){}. <a href="{}">{}</a></p>"#,
+        r#"<p><strong id="count">{}</strong> {} at {}{}. <a href="{}">{}</a></p>"#,
         count(road.len() as i64),
         if road.len() == 1 { "parcel" } else { "parcels" },
-        esc(&clock(&now.to_string())),
+        esc(&clock(zone, &now.to_string())),
         if only_late {
             ": out for delivery or arriving, past the end of their window"
         } else {
@@ -225,9 +231,10 @@ pub async fn deliveries<S: Store>(store: &S, params: &[(String, String)]) -> Pag
     body.push_str(r#"<div class="scroll"><table id="list"><thead><tr><th>Shipment</th><th>Customer</th><th>Driver</th><th>Window</th><th>Late by</th></tr></thead><tbody>"#);
     for (late, r) in road.iter().take(LISTED) {
         let assignment = r.shipment.assignment();
-        let window = r.shipment.window().map_or("–".to_owned(), |(start, end)| {
-            format!("{} – {}", clock(&start.to_string()), &clock(&end.to_string())[11..])
-        });
+        let window = r
+            .shipment
+            .window()
+            .map_or("–".to_owned(), |(start, end)| zone.clock_span(start, end));
         let _ = write!(
             body,
             r#"<tr><td><a href="/ui/shipments/{}">{}</a></td><td>{}</td><td>{}</td><td class="nowrap">{}</td><td class="{}">{}</td></tr>"#,
@@ -250,7 +257,12 @@ pub async fn deliveries<S: Store>(store: &S, params: &[(String, String)]) -> Pag
 }
 
 /// `/ui/cases?state=broken|at_risk`: open cases past or close to their SLA.
-pub async fn cases<S: Store>(store: &S, map: Option<&JourneyMap>, params: &[(String, String)]) -> PageResult {
+pub async fn cases<S: Store>(
+    store: &S,
+    zone: &Zone,
+    map: Option<&JourneyMap>,
+    params: &[(String, String)],
+) -> PageResult {
     let mut state = "broken".to_owned();
     for (name, value) in params {
         match name.as_str() {
@@ -277,10 +289,10 @@ pub async fn cases<S: Store>(store: &S, map: Option<&JourneyMap>, params: &[(Str
         "Open cases close to their SLA"
     };
     let mut body = format!(
-        r#"<p><strong id="count">{}</strong> open {} at {} (UTC), oldest due first. A case counts until a <code>case.resolved</code> arrives for it.</p>"#,
+        r#"<p><strong id="count">{}</strong> open {} at {}, oldest due first. A case counts until a <code>case.resolved</code> arrives for it.</p>"#,
         count(cases.len() as i64),
         if cases.len() == 1 { "case" } else { "cases" },
-        esc(&clock(&now.to_string())),
+        esc(&clock(zone, &now.to_string())),
     );
     if cases.is_empty() {
         body.push_str(r#"<p class="muted">None.</p>"#);
@@ -296,8 +308,8 @@ pub async fn cases<S: Store>(store: &S, map: Option<&JourneyMap>, params: &[(Str
             r#"<tr><td>{}</td><td>{}</td><td class="nowrap">{}</td><td class="nowrap">{}</td><td class="num bad">{}</td></tr>"#,
             esc(&p.subject),
             customer_link(p.customer.as_ref()),
-            esc(&clock(&p.made_at)),
-            esc(&clock(&p.due)),
+            esc(&clock(zone, &p.made_at)),
+            esc(&clock(zone, &p.due)),
             esc(&overdue),
         );
     }

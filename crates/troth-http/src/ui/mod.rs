@@ -73,20 +73,20 @@ async fn overview<S: Store>(State(state): State<AppState<S>>, Params(params): Pa
 
 async fn promise_list<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
     let map = state.journey.get();
-    render(lists::promises(&state.store, map.as_deref(), &params).await)
+    render(lists::promises(&state.store, &state.tracking.config.timezone, map.as_deref(), &params).await)
 }
 
 async fn deliveries<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
-    render(lists::deliveries(&state.store, &params).await)
+    render(lists::deliveries(&state.store, &state.tracking.config.timezone, &params).await)
 }
 
 async fn cases<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
     let map = state.journey.get();
-    render(lists::cases(&state.store, map.as_deref(), &params).await)
+    render(lists::cases(&state.store, &state.tracking.config.timezone, map.as_deref(), &params).await)
 }
 
 async fn customer<S: Store>(State(state): State<AppState<S>>, Segment(id): Segment) -> Response {
-    render(pages::customer(&state.store, &id).await)
+    render(pages::customer(&state.store, &state.tracking.config.timezone, &id).await)
 }
 
 async fn carriers<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
@@ -94,7 +94,7 @@ async fn carriers<S: Store>(State(state): State<AppState<S>>, Params(params): Pa
 }
 
 async fn shipment<S: Store>(State(state): State<AppState<S>>, Segment(id): Segment) -> Response {
-    render(pages::shipment(&state.store, &id).await)
+    render(pages::shipment(&state.store, &state.tracking.config.timezone, &id).await)
 }
 
 /// A page, or the reason there is none as a page too.
@@ -123,7 +123,9 @@ async fn journey<S: Store>(
     Params(params): Params,
 ) -> Response {
     match state.journey.get() {
-        Some(map) if map.key == key => render(journey::journey(&state.store, &map, &params).await),
+        Some(map) if map.key == key => {
+            render(journey::journey(&state.store, &state.tracking.config.timezone, &map, &params).await)
+        }
         _ => render(Ok(None)),
     }
 }
@@ -145,7 +147,16 @@ async fn touchpoint<S: Store>(
     Params(params): Params,
 ) -> Response {
     match state.journey.get() {
-        Some(map) if map.key == key => render(journey::touchpoint(&state.store, &map, &touchpoint, &params).await),
+        Some(map) if map.key == key => render(
+            journey::touchpoint(
+                &state.store,
+                &state.tracking.config.timezone,
+                &map,
+                &touchpoint,
+                &params,
+            )
+            .await,
+        ),
         _ => render(Ok(None)),
     }
 }

@@ -247,7 +247,10 @@ async fn worst_touchpoints<S: Store>(
     };
     let week = tallies(store, periods.this_week).await?;
     let before = tallies(store, periods.last_week).await?;
-    let links: Vec<_> = troth_core::weakest::weakest_links(map, &week, None)
+    let entities = store
+        .entity_health(Some(periods.this_week.first), Some(periods.this_week.last + 1))
+        .await?;
+    let links: Vec<_> = troth_core::weakest::weakest_links(map, &week, &entities, None)
         .into_iter()
         .filter(|l| l.score > 0.0)
         .take(WORST_SHOWN)

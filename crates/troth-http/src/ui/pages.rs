@@ -8,10 +8,11 @@ use troth_store::{EventQuery, PromiseQuery, Store, StoredEvent};
 
 use super::html::{esc, page, url_segment};
 use crate::ApiError;
+use crate::tracking::Zone;
 
 type PageResult = Result<Option<String>, ApiError>;
 
-pub async fn customer<S: Store>(store: &S, key: &str) -> PageResult {
+pub async fn customer<S: Store>(store: &S, zone: &Zone, key: &str) -> PageResult {
     let Some(profile) = store.customer(key.to_owned()).await? else {
         return Ok(None);
     };
@@ -38,8 +39,8 @@ pub async fn customer<S: Store>(store: &S, key: &str) -> PageResult {
 <div class="card"><div class="l">last seen</div><div>{}</div></div></div>"#,
         esc(&profile.id),
         profile.events,
-        esc(&profile.first_seen.as_deref().map_or("–".to_owned(), clock)),
-        esc(&profile.last_seen.as_deref().map_or("–".to_owned(), clock)),
+        esc(&profile.first_seen.as_deref().map_or("–".to_owned(), |t| clock(zone, t))),
+        esc(&profile.last_seen.as_deref().map_or("–".to_owned(), |t| clock(zone, t))),
     );
     body.push_str(r#"<div class="grid2"><section><h2>Identities</h2><table>"#);
     for identity in &profile.identities {
@@ -93,19 +94,19 @@ pub async fn customer<S: Store>(store: &S, key: &str) -> PageResult {
                 r#"<tr><td>{}</td><td>{}</td><td class="muted">{}</td><td class="{class}">{}</td></tr>"#,
                 esc(&p.key.replace('_', " ")),
                 subject_link(&p.subject),
-                esc(&clock(&p.due)),
+                esc(&clock(zone, &p.due)),
                 esc(&p.state.replace('_', " "))
             );
         }
         body.push_str("</table>");
     }
     body.push_str("<h2>Timeline</h2>");
-    body.push_str(&event_table(&timeline.events));
+    body.push_str(&event_table(zone, &timeline.events));
     Ok(Some(page(&name, Some(15), &body)))
 }
 
 /// A shipment's stages as its events tell them, and its driver's trail.
-pub async fn shipment<S: Store>(store: &S, id: &str) -> PageResult {
+pub async fn shipment<S: Store>(store: &S, zone: &Zone, id: &str) -> PageResult {
     let subject = format!("shipment:{id}");
     let page_of_events = store
         .events(EventQuery {
@@ -150,15 +151,16 @@ pub async fn shipment<S: Store>(store: &S, id: &str) -> PageResult {
                 } else {
                     "Window"
                 };
-                (format!("{verb} {} – {}", clock(&start), clock(&end)), false)
+                (format!("{verb} {}", clock_span(zone, &start, &end)), false)
             }
             "shipment.out_for_delivery" => {
                 if let (Some(d), Some(at)) = (data["driver"].as_str(), Timestamp::parse_rfc3339(time)) {
                     driver = Some((d.to_owned(), at));
                 }
+                // The count when the van left; the customer's page follows it live.
                 let stops = data["stops_before"]
                     .as_u64()
-                    .map(|n| format!(", {n} stops before"))
+                    .map(|n| format!(", {n} {} before it on leaving", if n == 1 { "stop" } else { "stops" }))
                     .unwrap_or_default();
                 (format!("Out for delivery{stops}"), false)
             }
@@ -172,7 +174,10 @@ pub async fn shipment<S: Store>(store: &S, id: &str) -> PageResult {
             "shipment.returned" => ("Returned to sender".to_owned(), true),
             "promise.made" => {
                 let what = data["key"].as_str().unwrap_or("promise").replace('_', " ");
-                (format!("Promised: {what} by {}", clock(&str_of(&data["due"]))), false)
+                (
+                    format!("Promised: {what} by {}", clock(zone, &str_of(&data["due"]))),
+                    false,
+                )
             }
             "promise.at_risk" => (format!("At risk: {}", promise_name(data)), true),
             "promise.kept" => (format!("Promise kept: {}", promise_name(data)), false),
@@ -186,16 +191,15 @@ pub async fn shipment<S: Store>(store: &S, id: &str) -> PageResult {
             r#"<li{}><strong>{}</strong><br><span class="muted">{}</span></li>"#,
             if bad { r#" class="bad""# } else { "" },
             esc(&label),
-            esc(&clock(time))
+            esc(&clock(zone, time))
         );
     }
     body.push_str("</ol>");
     if let Some((start, end)) = &window {
         let _ = write!(
             body,
-            "<p>Window: <strong>{} – {}</strong></p>",
-            esc(&clock(start)),
-            esc(&clock(end))
+            "<p>Window: <strong>{}</strong></p>",
+            esc(&clock_span(zone, start, end))
         );
     }
     if let Some(customer) = &customer {
@@ -223,17 +227,17 @@ pub async fn shipment<S: Store>(store: &S, id: &str) -> PageResult {
                     ..Default::default()
                 })
                 .await?;
-            body.push_str(&trail(driver, &positions.events));
+            body.push_str(&trail(zone, driver, &positions.events));
         }
         None => body.push_str("<p class=\"muted\">Not out for delivery yet.</p>"),
     }
     body.push_str("</section></div><h2>Events</h2>");
-    body.push_str(&event_table(&page_of_events.events));
+    body.push_str(&event_table(zone, &page_of_events.events));
     Ok(Some(page(&format!("Shipment {id}"), Some(10), &body)))
 }
 
 /// The driver's recent positions as an SVG trail, the latest as a marker.
-fn trail(driver: &str, positions: &[StoredEvent]) -> String {
+fn trail(zone: &Zone, driver: &str, positions: &[StoredEvent]) -> String {
     let points: Vec<(f64, f64, String)> = positions
         .iter()
         .rev()
@@ -273,7 +277,7 @@ fn trail(driver: &str, positions: &[StoredEvent]) -> String {
 <p>Driver <code>{}</code> at {last_lat:.5}, {last_lon:.5} <span class="muted">({})</span></p>"##,
         path.join(" "),
         esc(driver),
-        esc(&last_time)
+        esc(&clock(zone, &last_time))
     )
 }
 
@@ -284,7 +288,7 @@ pub(super) fn subject_link(subject: &str) -> String {
     }
 }
 
-fn event_table(events: &[StoredEvent]) -> String {
+fn event_table(zone: &Zone, events: &[StoredEvent]) -> String {
     let mut out = String::from("<table><tr><th>time</th><th>type</th><th>about</th><th>details</th></tr>");
     for event in events {
         let Ok(v) = serde_json::from_str::<Value>(&event.raw) else {
@@ -301,7 +305,7 @@ fn event_table(events: &[StoredEvent]) -> String {
         let _ = write!(
             out,
             "<tr><td class=\"muted\">{}</td><td><code>{}</code></td><td>{about}</td><td>{}</td></tr>",
-            esc(&clock(&str_of(&v["time"]))),
+            esc(&clock(zone, &str_of(&v["time"]))),
             esc(v["type"].as_str().unwrap_or_default()),
             esc(&summary(&v["data"]))
         );
@@ -347,14 +351,19 @@ fn str_of(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
 
-/// `2026-11-23T11:37:00Z` → `2026-11-23 11:37`.
-pub(super) fn clock(time: &str) -> String {
+/// `2026-11-23T11:37:00Z` → `2026-11-23 12:37 CET` in the retailer's zone.
+pub(super) fn clock(zone: &Zone, time: &str) -> String {
     match Timestamp::parse_rfc3339(time) {
-        Some(t) => {
-            let s = t.to_string();
-            format!("{} {}", &s[..10], &s[11..16])
-        }
+        Some(t) => zone.clock(t),
         None => time.to_owned(),
+    }
+}
+
+/// A window of two RFC 3339 instants, as [`Zone::clock_span`] writes it.
+fn clock_span(zone: &Zone, start: &str, end: &str) -> String {
+    match (Timestamp::parse_rfc3339(start), Timestamp::parse_rfc3339(end)) {
+        (Some(s), Some(e)) => zone.clock_span(s, e),
+        _ => format!("{start} – {end}"),
     }
 }
 

@@ -1,8 +1,15 @@
 //! The journey-health projection: per touchpoint and day, the summed tallies
-//! (`touchpoint_days`) and a sketch of the distinct customers exposed
-//! (`touchpoint_reach`). Every path that counts health — append, catch-up after a
-//! stop, a recount under a changed map, and replay — goes through [`HealthDays`],
-//! so all of them count alike.
+//! (`touchpoint_days`), a sketch of the distinct customers exposed
+//! (`touchpoint_reach`), and the tallies of each entity accountable there
+//! (`touchpoint_entity_days`: a carrier, a team, a store; see
+//! `troth_core::culprit`). Every path that counts health — append, catch-up after
+//! a stop, a recount under a changed map, and replay — goes through
+//! [`HealthDays`], so all of them count alike.
+//!
+//! Entities that belong to a subject (a shipment's carrier and driver, a case's
+//! team) are remembered in `subject_entities` with the position of the event that
+//! named them, so a later event about the subject is attributed to the entity that
+//! was accountable *then*, however late its tallies are written.
 
 use std::collections::HashMap;
 
@@ -16,14 +23,18 @@ use troth_core::reach::Reach;
 pub struct HealthDays {
     pub tallies: HashMap<(String, i64), Tally>,
     pub reach: HashMap<(String, i64), Reach>,
+    /// Per (touchpoint, day, entity `kind:id`).
+    pub entities: HashMap<(String, i64, String), Tally>,
 }
 
 impl HealthDays {
     /// Counts one event, stored under `seq`; `customer` is the customer it was
     /// resolved to, if any. Reads the log before it to tell repeat contacts.
+    /// `schema` is where the subjects' entities are kept (`main`, or `replay`).
     pub fn add_event(
         &mut self,
         conn: &Connection,
+        schema: &str,
         health: &HealthIndex,
         event: &ValidEvent,
         seq: i64,
@@ -34,12 +45,22 @@ impl HealthDays {
             Some(customer) if event.event_type == "case.opened" => is_repeat_contact(conn, customer, seq, event)?,
             _ => false,
         };
-        for (touchpoint, mut tally) in health.contributions(event) {
+        let contributions = health.contributions(event);
+        let entities = entities_of(conn, schema, event, seq, !contributions.is_empty())?;
+        for (touchpoint, mut tally) in contributions {
             if repeat && tally.exposure > 0 {
                 tally.repeat_contacts += 1;
             }
             if let Some(customer) = customer.filter(|_| tally.exposure > 0) {
                 self.reach.entry((touchpoint.clone(), day)).or_default().add(customer);
+            }
+            for (kind, entity) in &entities {
+                if health.accountable(&touchpoint, kind) {
+                    self.entities
+                        .entry((touchpoint.clone(), day, entity.clone()))
+                        .or_default()
+                        .add(&tally);
+                }
             }
             self.tallies.entry((touchpoint, day)).or_default().add(&tally);
         }
@@ -53,15 +74,19 @@ impl HealthDays {
         for (key, reach) in other.reach {
             self.reach.entry(key).or_default().merge(&reach);
         }
+        for (key, tally) in other.entities {
+            self.entities.entry(key).or_default().add(&tally);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tallies.is_empty() && self.reach.is_empty()
+        self.tallies.is_empty() && self.reach.is_empty() && self.entities.is_empty()
     }
 
     /// Adds these to the tables of `schema` (`main`, or `replay` for a rebuild).
     pub fn write(&self, conn: &Connection, schema: &str) -> rusqlite::Result<()> {
         add_tallies(conn, schema, &self.tallies)?;
+        add_entity_tallies(conn, schema, &self.entities)?;
         if self.reach.is_empty() {
             return Ok(());
         }
@@ -82,6 +107,54 @@ impl HealthDays {
         }
         Ok(())
     }
+}
+
+/// The entities accountable for `event`, `(kind, "kind:id")`: those it names, and
+/// those its subject had at its position (a shipment's carrier, a case's team).
+/// Remembers the ones that stay with its subject. `needed`: whether the event
+/// counts anywhere (if not, nothing is looked up).
+fn entities_of(
+    conn: &Connection,
+    schema: &str,
+    event: &ValidEvent,
+    seq: i64,
+    needed: bool,
+) -> rusqlite::Result<Vec<(&'static str, String)>> {
+    let named = troth_core::culprit::named_entities(&event.data);
+    if let Some(subject) = event.subject.as_deref() {
+        let mut remember = conn.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO {schema}.subject_entities (subject, kind, seq, entity) VALUES (?1, ?2, ?3, ?4)"
+        ))?;
+        for (kind, id) in named
+            .iter()
+            .filter(|(kind, _)| troth_core::culprit::follows_subject(kind))
+        {
+            remember.execute(params![subject, kind, seq, id])?;
+        }
+    }
+    if !needed {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<(&'static str, String)> = named.iter().map(|(kind, id)| (*kind, format!("{kind}:{id}"))).collect();
+    if let Some(subject) = event.subject.as_deref() {
+        let mut recall = conn.prepare_cached(&format!(
+            "SELECT kind, entity FROM {schema}.subject_entities s
+              WHERE subject = ?1 AND seq = (SELECT max(seq) FROM {schema}.subject_entities
+                                             WHERE subject = ?1 AND kind = s.kind AND seq < ?2)"
+        ))?;
+        let mut rows = recall.query(params![subject, seq])?;
+        while let Some(row) = rows.next()? {
+            let kind: String = row.get(0)?;
+            let Some(kind) = troth_core::culprit::KINDS.iter().find(|k| **k == kind) else {
+                continue;
+            };
+            if !out.iter().any(|(k, _)| k == kind) {
+                let id: String = row.get(1)?;
+                out.push((kind, format!("{kind}:{id}")));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether the customer opened another case, earlier in the log, within the week
@@ -109,9 +182,42 @@ pub fn schema(schema: &str) -> String {
         .collect();
     format!(
         "CREATE TABLE IF NOT EXISTS {schema}.touchpoint_days (touchpoint TEXT NOT NULL, day INTEGER NOT NULL, {}, PRIMARY KEY (touchpoint, day)) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS {schema}.touchpoint_reach (touchpoint TEXT NOT NULL, day INTEGER NOT NULL, sketch BLOB NOT NULL, PRIMARY KEY (touchpoint, day)) WITHOUT ROWID;",
+         CREATE TABLE IF NOT EXISTS {schema}.touchpoint_reach (touchpoint TEXT NOT NULL, day INTEGER NOT NULL, sketch BLOB NOT NULL, PRIMARY KEY (touchpoint, day)) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS {schema}.touchpoint_entity_days (touchpoint TEXT NOT NULL, day INTEGER NOT NULL, entity TEXT NOT NULL, {}, PRIMARY KEY (touchpoint, day, entity)) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS {schema}.subject_entities (subject TEXT NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL, entity TEXT NOT NULL, PRIMARY KEY (subject, kind, seq)) WITHOUT ROWID;",
+        columns.join(", "),
         columns.join(", ")
     )
+}
+
+/// The tables [`schema`] creates that a recount under new rules starts afresh.
+pub const RECOUNTED: &str = "touchpoint_days, touchpoint_reach, touchpoint_entity_days, subject_entities";
+
+fn add_entity_tallies(
+    conn: &Connection,
+    schema: &str,
+    days: &HashMap<(String, i64, String), Tally>,
+) -> rusqlite::Result<()> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    let fields = Tally::FIELDS;
+    let marks: Vec<String> = (0..fields.len()).map(|i| format!("?{}", i + 4)).collect();
+    let updates: Vec<String> = fields.iter().map(|f| format!("{f} = {f} + excluded.{f}")).collect();
+    let mut upsert = conn.prepare_cached(&format!(
+        "INSERT INTO {schema}.touchpoint_entity_days (touchpoint, day, entity, {}) VALUES (?1, ?2, ?3, {})
+         ON CONFLICT (touchpoint, day, entity) DO UPDATE SET {}",
+        fields.join(", "),
+        marks.join(", "),
+        updates.join(", ")
+    ))?;
+    for ((touchpoint, day, entity), tally) in days {
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![touchpoint.clone().into(), (*day).into(), entity.clone().into()];
+        values.extend(tally.to_array().into_iter().map(rusqlite::types::Value::from));
+        upsert.execute(rusqlite::params_from_iter(values))?;
+    }
+    Ok(())
 }
 
 fn add_tallies(conn: &Connection, schema: &str, days: &HashMap<(String, i64), Tally>) -> rusqlite::Result<()> {

@@ -521,6 +521,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn entity_health(
+        &self,
+        from_day: Option<i64>,
+        to_day: Option<i64>,
+    ) -> Result<troth_core::weakest::EntityTallies, StoreError> {
+        let pending = self.inner.pending.clone();
+        self.read(move |conn| read::entity_health(conn, &pending, from_day, to_day))
+            .await
+    }
+
     async fn reach(&self, from_day: Option<i64>, to_day: Option<i64>) -> Result<Vec<(String, u64)>, StoreError> {
         let pending = self.inner.pending.clone();
         self.read(move |conn| read::reach(conn, &pending, from_day, to_day))

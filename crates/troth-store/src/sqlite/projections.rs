@@ -910,7 +910,7 @@ impl<'a> Applier<'a> {
         }
         self.lap(2, &mut mark);
         if let Some(health) = self.health {
-            self.days.add_event(conn, health, event, seq, customer)?;
+            self.days.add_event(conn, "main", health, event, seq, customer)?;
         }
         self.lap(3, &mut mark);
         self.scores.add_event(conn, "main", &mut self.facts, event, seq)?;
@@ -1195,7 +1195,7 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>, checkpoint: i64
                 if let Some(health) = health {
                     aggregates
                         .days
-                        .add_event(conn, health, &event, row.get(3)?, row.get(2)?)?;
+                        .add_event(conn, "main", health, &event, row.get(3)?, row.get(2)?)?;
                 }
                 aggregates
                     .scores
@@ -1224,7 +1224,9 @@ fn recount_health_if_rules_changed(conn: &Connection, health: &HealthIndex, thro
         return Ok(());
     }
     let tx = conn.unchecked_transaction()?;
-    tx.execute_batch("DROP TABLE IF EXISTS main.touchpoint_days; DROP TABLE IF EXISTS main.touchpoint_reach;")?;
+    for table in super::health::RECOUNTED.split(", ") {
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS main.{table};"))?;
+    }
     tx.execute_batch(&super::health::schema("main"))?;
     let mut days = HealthDays::default();
     {
@@ -1236,7 +1238,7 @@ fn recount_health_if_rules_changed(conn: &Connection, health: &HealthIndex, thro
         while let Some(row) = rows.next()? {
             let body: String = row.get(0)?;
             if let Ok(event) = troth_core::validate_event(&body) {
-                days.add_event(&tx, health, &event, row.get(2)?, row.get(1)?)?;
+                days.add_event(&tx, "main", health, &event, row.get(2)?, row.get(1)?)?;
             }
         }
     }

@@ -1,6 +1,6 @@
 //! Queries over the log and the projections.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
@@ -414,6 +414,44 @@ pub fn health(
         }
     }
     Ok(tallies)
+}
+
+pub fn entity_health(
+    conn: &Connection,
+    pending: &Mutex<Aggregates>,
+    from_day: Option<i64>,
+    to_day: Option<i64>,
+) -> Result<troth_core::weakest::EntityTallies, StoreError> {
+    use troth_core::health::Tally;
+    let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+    let (from, to) = (from_day.unwrap_or(i64::MIN), to_day.unwrap_or(i64::MAX));
+    let sums: Vec<String> = Tally::FIELDS.iter().map(|f| format!("sum({f})")).collect();
+    let sql = format!(
+        "SELECT touchpoint, entity, {} FROM touchpoint_entity_days WHERE day >= ?1 AND day < ?2
+          GROUP BY touchpoint, entity",
+        sums.join(", ")
+    );
+    let mut sums: HashMap<(String, String), Tally> = HashMap::new();
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([from, to])?;
+    while let Some(r) = rows.next()? {
+        let values: Vec<i64> = (2..2 + Tally::FIELDS.len())
+            .map(|i| r.get(i))
+            .collect::<Result<_, _>>()?;
+        sums.insert((r.get(0)?, r.get(1)?), Tally::from_values(&values));
+    }
+    for ((touchpoint, day, entity), tally) in &pending.days.entities {
+        if (from..to).contains(day) {
+            sums.entry((touchpoint.clone(), entity.clone())).or_default().add(tally);
+        }
+    }
+    let mut out = troth_core::weakest::EntityTallies::new();
+    for ((touchpoint, entity), tally) in sums {
+        out.entry(touchpoint).or_default().push((entity, tally));
+    }
+    // A stable order, so equal culprits always list alike.
+    out.values_mut().for_each(|list| list.sort_by(|a, b| a.0.cmp(&b.0)));
+    Ok(out)
 }
 
 pub fn survey_answers(

@@ -29,6 +29,8 @@ const COMPARED: &[(&str, &str)] = &[
     ),
     ("touchpoint_days", "SELECT * FROM {s}.touchpoint_days"),
     ("touchpoint_reach", "SELECT * FROM {s}.touchpoint_reach"),
+    ("touchpoint_entity_days", "SELECT * FROM {s}.touchpoint_entity_days"),
+    ("subject_entities", "SELECT * FROM {s}.subject_entities"),
     (
         "shipments",
         "SELECT id, order_id, customer_ref, stage, final_us, state FROM {s}.shipments",
@@ -89,7 +91,7 @@ fn rebuild_and_compare(
             // Tracking links are not rebuilt: their tokens must survive a replay.
             super::shipments::apply(&tx, "replay", &mut shipments, &event)?;
             if let Some(health) = health {
-                days.add_event(&tx, health, &event, seq, customer)?;
+                days.add_event(&tx, "replay", health, &event, seq, customer)?;
             }
             scores.add_event(&tx, "replay", &mut facts, &event, seq)?;
             report.events += 1;
