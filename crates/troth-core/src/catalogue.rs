@@ -19,7 +19,7 @@ bounded_int!(
     Csat, 1, 5
 );
 bounded_int!(
-    /// Customer effort score answer, 1–7.
+    /// Customer effort score answer, 1–7 (see [`CesScale`]).
     Ces, 1, 7
 );
 bounded_int!(
@@ -28,11 +28,39 @@ bounded_int!(
 );
 
 string_enum!(Purpose { Marketing = "marketing", Service = "service" });
+string_enum!(
+    /// How a CES answer reads. `agreement` (CES 2.0, the default): "the company made
+    /// it easy for me to handle my issue", 1 strongly disagree … 7 strongly agree, so
+    /// 7 is best. `effort`: the older "how much effort did you personally have to put
+    /// forth", 1 very low … 5 very high, so 1 is best.
+    CesScale { Agreement = "agreement", Effort = "effort" }
+);
 string_enum!(Claim { InStock = "in_stock", ShipsBy = "ships_by" });
 string_enum!(Delivery { Home = "home", Pickup = "pickup", SafePlace = "safe_place" });
 string_enum!(ProofKind { Photo = "photo", Signature = "signature", SafePlace = "safe_place", Handed = "handed" });
 string_enum!(MessageKind { Marketing = "marketing", Service = "service" });
 string_enum!(BreakCause { DuePassed = "due_passed", Event = "event", KeptLate = "kept_late" });
+
+impl SurveyAnswered {
+    /// The CES answer on the CES 2.0 agreement scale (1 worst … 7 best), whichever
+    /// scale it was given on: the effort scale's 1–5 is turned around and stretched
+    /// (1 → 7, 2 → 6, 3 → 4, 4 → 3, 5 → 1).
+    pub fn ces_agreement(&self) -> Option<u8> {
+        let ces = self.ces?.0 as u8;
+        Some(match self.ces_scale {
+            Some(CesScale::Effort) => [7, 6, 4, 3, 1][usize::from(ces.clamp(1, 5) - 1)],
+            _ => ces,
+        })
+    }
+
+    /// Whether the answer is negative: NPS 0–6, CSAT 1–2, or CES 1–3 on the
+    /// agreement scale (4–5 on the effort scale).
+    pub fn is_negative(&self) -> bool {
+        self.nps.is_some_and(|n| n.0 <= 6)
+            || self.csat.is_some_and(|c| c.0 <= 2)
+            || self.ces_agreement().is_some_and(|c| c <= 3)
+    }
+}
 
 /// An ISO 4217 currency code such as `EUR`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,10 +251,18 @@ catalogue! {
     "callback.promised" => CallbackPromised { due: Timestamp };
     "callback.made" => CallbackMade {};
     // feedback
-    "survey.answered" => SurveyAnswered { survey: String, touchpoint: Option<String>, nps: Option<Nps>, csat: Option<Csat>, ces: Option<Ces>, comment: Option<String> }
+    "survey.answered" => SurveyAnswered {
+        survey: String, touchpoint: Option<String>, nps: Option<Nps>, csat: Option<Csat>, ces: Option<Ces>,
+        ces_scale: Option<CesScale>, comment: Option<String>,
+    }
         check(s, path) {
             if s.nps.is_none() && s.csat.is_none() && s.ces.is_none() && s.comment.is_none() {
                 return Err(path.error("must carry at least one answer: nps, csat, ces or comment"));
+            }
+            if let (Some(ces), Some(CesScale::Effort)) = (s.ces, s.ces_scale) {
+                if ces.0 > 5 {
+                    return Err(path.key("ces").error(format!("must be between 1 and 5 on the effort scale, not {}", ces.0)));
+                }
             }
         };
     "review.posted" => ReviewPosted { rating: Rating, text: String, site: String, product: Option<String> };

@@ -60,7 +60,8 @@ fn satisfaction(s: &SurveyAnswered) -> Option<f64> {
     let scores = [
         s.nps.map(|n| f64::from(n.0) / 10.0),
         s.csat.map(|c| (f64::from(c.0) - 1.0) / 4.0),
-        s.ces.map(|c| (7.0 - f64::from(c.0)) / 6.0),
+        // On the CES 2.0 agreement scale, 7 ("it was easy") is best.
+        s.ces_agreement().map(|c| (f64::from(c) - 1.0) / 6.0),
     ];
     let given: Vec<f64> = scores.into_iter().flatten().collect();
     (!given.is_empty()).then(|| given.iter().sum::<f64>() / given.len() as f64)
@@ -317,7 +318,12 @@ surveys = ["post-delivery"]
         };
         let of = |v| Answer::from_event("c".into(), &data(v)).map(|a| a.satisfaction);
         assert_eq!(of(serde_json::json!({"survey": "s", "nps": 10})), Some(1.0));
-        assert_eq!(of(serde_json::json!({"survey": "s", "csat": 1, "ces": 7})), Some(0.0));
+        assert_eq!(of(serde_json::json!({"survey": "s", "csat": 1, "ces": 1})), Some(0.0));
+        assert_eq!(
+            of(serde_json::json!({"survey": "s", "ces": 5, "ces_scale": "effort"})),
+            Some(0.0),
+            "very high effort on the older scale is the worst"
+        );
         assert_eq!(of(serde_json::json!({"survey": "s", "nps": 5, "csat": 3})), Some(0.5));
         assert_eq!(of(serde_json::json!({"survey": "s", "comment": "fine"})), None);
     }

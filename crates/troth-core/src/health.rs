@@ -19,7 +19,7 @@ pub struct Tally {
     pub promises_broken: i64,
     pub promises_at_risk: i64,
     /// Survey answers about the touchpoint, and how many were negative
-    /// (NPS 0–6, CSAT 1–2 or CES 5–7).
+    /// (NPS 0–6, CSAT 1–2 or CES 1–3 on the CES 2.0 agreement scale).
     pub answers: i64,
     pub negative_answers: i64,
     pub nps_answers: i64,
@@ -212,7 +212,7 @@ impl HealthIndex {
             }
         };
         // Bumped when what is counted per touchpoint and day changes in other ways.
-        feed("tally+reach+entities");
+        feed("tally+reach+entities+ces2+one-touchpoint");
         Tally::FIELDS.iter().for_each(|f| feed(f));
         for (label, index) in [
             ("exposure", &self.by_exposure),
@@ -285,13 +285,19 @@ impl HealthIndex {
                 }
             }
             EventData::SurveyAnswered(s) => {
+                // One answer counts at one touchpoint: the one it names, else the
+                // first the map lists the survey at.
                 let touchpoints: Vec<String> = match &s.touchpoint {
                     Some(touchpoint) => vec![touchpoint.clone()],
-                    None => self.by_survey.get(&s.survey).cloned().unwrap_or_default(),
+                    None => self
+                        .by_survey
+                        .get(&s.survey)
+                        .and_then(|list| list.first())
+                        .cloned()
+                        .into_iter()
+                        .collect(),
                 };
-                let negative = s.nps.is_some_and(|n| n.0 <= 6)
-                    || s.csat.is_some_and(|c| c.0 <= 2)
-                    || s.ces.is_some_and(|c| c.0 >= 5);
+                let negative = s.is_negative();
                 for touchpoint in touchpoints {
                     add(&touchpoint, &|t| {
                         t.answers += 1;
@@ -305,9 +311,9 @@ impl HealthIndex {
                             t.csat_answers += 1;
                             t.csat_sum += i64::from(csat.0);
                         }
-                        if let Some(ces) = s.ces {
+                        if let Some(ces) = s.ces_agreement() {
                             t.ces_answers += 1;
-                            t.ces_sum += i64::from(ces.0);
+                            t.ces_sum += i64::from(ces);
                         }
                     });
                 }
@@ -396,16 +402,45 @@ mod tests {
                 "delivery_window: answers: 1 negative_answers: 1 nps_answers: 1 detractors: 1 csat_answers: 1 csat_sum: 2",
             ],
         );
-        // Without an explicit touchpoint the survey counts wherever the map lists it.
+        // Without an explicit touchpoint the answer counts once, at the first
+        // touchpoint the map lists its survey at.
         check(
             event(
                 "survey.answered",
                 json!({"data": {"survey": "post-delivery", "nps": 10}}),
             ),
-            &[
-                "delivery_window: answers: 1 nps_answers: 1 promoters: 1",
-                "delivery: answers: 1 nps_answers: 1 promoters: 1",
-            ],
+            &["delivery_window: answers: 1 nps_answers: 1 promoters: 1"],
+        );
+        // CES 2.0 by default: 7 ("it was easy") is good, 2 is negative.
+        check(
+            event(
+                "survey.answered",
+                json!({"data": {"survey": "service", "touchpoint": "complaint", "ces": 7}}),
+            ),
+            &["complaint: answers: 1 ces_answers: 1 ces_sum: 7"],
+        );
+        check(
+            event(
+                "survey.answered",
+                json!({"data": {"survey": "service", "touchpoint": "complaint", "ces": 2}}),
+            ),
+            &["complaint: answers: 1 negative_answers: 1 ces_answers: 1 ces_sum: 2"],
+        );
+        // The older effort scale when stated: 5 (very high effort) is negative and
+        // counts as 1 on the agreement scale; 1 (very low effort) as 7.
+        check(
+            event(
+                "survey.answered",
+                json!({"data": {"survey": "service", "touchpoint": "complaint", "ces": 5, "ces_scale": "effort"}}),
+            ),
+            &["complaint: answers: 1 negative_answers: 1 ces_answers: 1 ces_sum: 1"],
+        );
+        check(
+            event(
+                "survey.answered",
+                json!({"data": {"survey": "service", "touchpoint": "complaint", "ces": 1, "ces_scale": "effort"}}),
+            ),
+            &["complaint: answers: 1 ces_answers: 1 ces_sum: 7"],
         );
         check(
             event(

@@ -177,7 +177,7 @@ pub struct SurveyHealth {
     pub nps: Option<f64>,
     /// 1–5.
     pub csat: Option<f64>,
-    /// 1–7, lower is easier.
+    /// 1–7 on the CES 2.0 agreement scale: higher is easier (effort-scale answers turned around).
     pub ces: Option<f64>,
 }
 

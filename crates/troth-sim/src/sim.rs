@@ -1105,7 +1105,8 @@ impl<'w> Sim<'w> {
         self.out.s("touchpoint", touchpoint);
         match touchpoint {
             "pay" | "tracking_page" | "callback" | "complaint" | "returns" => {
-                self.out.i("ces", (7.0 - q * 6.0).round() as i64);
+                // CES 2.0: "it was easy to handle", 1 strongly disagree … 7 strongly agree.
+                self.out.i("ces", (1.0 + q * 6.0).round() as i64);
                 self.out.i("csat", (1.0 + q * 4.0).round() as i64);
             }
             _ => {

@@ -44,6 +44,8 @@ const DAY_US: i64 = 24 * HOUR_US;
 const NOW_INTO_DAY_US: i64 = 11 * HOUR_US;
 /// How long the demo waits for a driver on the move before printing its links anyway.
 const CHOOSE_WITHIN: Duration = Duration::from_secs(45);
+/// A next stop due within this is "soon": the viewer sees the stop count fall.
+const NEXT_STOP_SOON_US: i64 = 5 * 60_000_000;
 /// A driver whose last trusted position is older than this is not "moving now".
 const MOVING_WITHIN_US: i64 = 60_000_000;
 /// The least speed (km/h) that is moving.
@@ -486,7 +488,11 @@ async fn urls(
     let mut client = Client::connect(target, None).await?;
     let pick = loop {
         let pick = best_delivery(store, &mut client).await?;
-        let done = pick.as_ref().is_some_and(|p| p.rank == 4);
+        // The best: on the move, on time, and its count about to fall.
+        let soon = Timestamp(Timestamp::now().micros() + NEXT_STOP_SOON_US).to_string();
+        let done = pick
+            .as_ref()
+            .is_some_and(|p| p.rank == 4 && p.next_stop.as_ref().is_some_and(|at| *at <= soon));
         if done || tokio::time::Instant::now() >= deadline || stopping.load(Ordering::SeqCst) {
             break pick;
         }

@@ -78,6 +78,12 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
             "127.0.0.1:0",
             "--world",
             &world("small.toml"),
+            // Few days of many customers: history loads quickly, and many drivers
+            // are on the road, so one's next stop is minutes away.
+            "--customers",
+            "1000",
+            "--days",
+            "3",
             "--data-dir",
         ])
         .arg(&data_dir)
@@ -86,6 +92,9 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    // A failing assertion must not leave the demo running.
+    let pid = child.id();
+    let mut stop = KillOnDrop(Some(pid));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         // The URLs are the lines between "… is running" and the next blank line.
@@ -234,7 +243,21 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
         .await
         .unwrap()
         .unwrap();
+    stop.0 = None;
     assert!(status.success(), "Ctrl-C stops the demo cleanly: {status}");
+}
+
+/// Kills the process when the test ends, whichever way (a clean stop has exited by then).
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
 }
 
 /// How long a viewer may wait for the printed delivery's stop count to fall: the

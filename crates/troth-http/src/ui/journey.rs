@@ -329,7 +329,7 @@ fn accountable_section(t: &Touchpoint, total: &Tally, entities: &[(String, Tally
     };
     let found = troth_core::culprit::culprits(total, entities, allowed);
     let mut out = String::from(
-        r#"<h2 id="accountable">Who is accountable</h2><p class="muted">Each carrier, driver, team, store, SKU or method the events name here. A culprit (red) fails credibly more than the rest and misses the target; merely highest is not enough (method: docs/journey-map.md#culprits).</p><div class="scroll"><table id="entities"><thead><tr><th>entity</th><th>promises broken</th><th>negative answers</th><th>outcomes failed</th></tr></thead><tbody>"#
+        r#"<h2 id="accountable">Who is accountable</h2><p class="muted">Each carrier, driver, team, store, SKU or method the events name here. A culprit (red) fails credibly more than the rest and misses the target; merely highest is not enough (method: docs/journey-map.md#culprits).</p><div class="scroll"><table id="entities"><thead><tr><th>entity</th><th>promises broken</th><th>negative answers</th><th>outcomes failed</th></tr></thead><tbody>"#,
     );
     let mut rows: Vec<&(String, Tally)> = entities.iter().collect();
     // Culprits first (worst first), then by how much each was measured.
@@ -517,7 +517,7 @@ fn chasm_section(map: &JourneyMap, chasm: &troth_core::chasm::Chasm) -> String {
         );
     }
     out.push_str(
-        r#"</svg></div><p class="legend"><span><i class="swatch expected"></i>expected: the mean satisfaction of the answers at the stages before</span><span><i class="swatch delivered"></i>delivered: at this stage</span><span class="muted">Satisfaction: NPS ÷ 10, (CSAT − 1) ÷ 4, (7 − CES) ÷ 6, (stars − 1) ÷ 4, as a share of the best.</span></p>"#,
+        r#"</svg></div><p class="legend"><span><i class="swatch expected"></i>expected: the mean satisfaction of the answers at the stages before</span><span><i class="swatch delivered"></i>delivered: at this stage</span><span class="muted">Satisfaction: NPS ÷ 10, (CSAT − 1) ÷ 4, (CES − 1) ÷ 6 (CES 2.0, 7 best), (stars − 1) ÷ 4, as a share of the best.</span></p>"#,
     );
     let cohort = &chasm.cohort;
     let names = |keys: &[String]| keys.iter().map(|k| plain(k)).collect::<Vec<_>>().join(", ");
