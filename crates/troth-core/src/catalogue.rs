@@ -46,7 +46,7 @@ impl SurveyAnswered {
     /// scale it was given on: the effort scale's 1–5 is turned around and stretched
     /// (1 → 7, 2 → 6, 3 → 4, 4 → 3, 5 → 1).
     pub fn ces_agreement(&self) -> Option<u8> {
-        let ces = self.ces?.0 as u8;
+        let ces = self.ces?.0;
         Some(match self.ces_scale {
             Some(CesScale::Effort) => [7, 6, 4, 3, 1][usize::from(ces.clamp(1, 5) - 1)],
             _ => ces,
@@ -259,10 +259,10 @@ catalogue! {
             if s.nps.is_none() && s.csat.is_none() && s.ces.is_none() && s.comment.is_none() {
                 return Err(path.error("must carry at least one answer: nps, csat, ces or comment"));
             }
-            if let (Some(ces), Some(CesScale::Effort)) = (s.ces, s.ces_scale) {
-                if ces.0 > 5 {
-                    return Err(path.key("ces").error(format!("must be between 1 and 5 on the effort scale, not {}", ces.0)));
-                }
+            if let (Some(ces), Some(CesScale::Effort)) = (s.ces, s.ces_scale)
+                && ces.0 > 5
+            {
+                return Err(path.key("ces").error(format!("must be between 1 and 5 on the effort scale, not {}", ces.0)));
             }
         };
     "review.posted" => ReviewPosted { rating: Rating, text: String, site: String, product: Option<String> };
@@ -298,5 +298,26 @@ mod tests {
             .filter(|t| !doc.contains(&format!("`{t}`")))
             .collect();
         assert!(missing.is_empty(), "docs/events.md does not describe {missing:?}");
+    }
+
+    #[test]
+    fn an_effort_scale_answer_above_five_is_refused_naming_the_field() {
+        let answer = |data: serde_json::Value| {
+            crate::validate_value(
+                serde_json::json!({"id": "a", "type": "survey.answered", "time": "2026-11-23T09:00:00Z", "data": data}),
+                None,
+            )
+        };
+        let refused = answer(serde_json::json!({"survey": "service", "ces": 6, "ces_scale": "effort"})).unwrap_err();
+        assert_eq!(refused.error.field, "data.ces");
+        assert!(
+            refused.error.message.contains("effort scale"),
+            "{}",
+            refused.error.message
+        );
+        // 6 is a fine answer on the default CES 2.0 scale.
+        assert!(answer(serde_json::json!({"survey": "service", "ces": 6})).is_ok());
+        let unknown = answer(serde_json::json!({"survey": "service", "ces": 6, "ces_scale": "stars"})).unwrap_err();
+        assert_eq!(unknown.error.field, "data.ces_scale");
     }
 }
