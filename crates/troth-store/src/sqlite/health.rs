@@ -25,6 +25,20 @@ pub struct HealthDays {
     pub reach: HashMap<(String, i64), Reach>,
     /// Per (touchpoint, day, entity `kind:id`).
     pub entities: HashMap<(String, i64, String), Tally>,
+    /// The subjects' entities read or written while counting (not counted itself).
+    memo: SubjectMemo,
+}
+
+/// Each subject's entities as `subject_entities` holds them, `(kind, seq, id)`,
+/// for the subjects met while counting one batch: most events of a batch are about
+/// a subject met just before. A copy starts empty (it is a cache, not a count).
+#[derive(Debug, Default)]
+struct SubjectMemo(HashMap<String, Vec<(&'static str, i64, String)>>);
+
+impl Clone for SubjectMemo {
+    fn clone(&self) -> SubjectMemo {
+        SubjectMemo::default()
+    }
 }
 
 impl HealthDays {
@@ -46,7 +60,7 @@ impl HealthDays {
             _ => false,
         };
         let contributions = health.contributions(event);
-        let entities = entities_of(conn, schema, event, seq, !contributions.is_empty())?;
+        let entities = entities_of(conn, schema, &mut self.memo, event, seq, !contributions.is_empty())?;
         for (touchpoint, mut tally) in contributions {
             if repeat && tally.exposure > 0 {
                 tally.repeat_contacts += 1;
@@ -116,41 +130,56 @@ impl HealthDays {
 fn entities_of(
     conn: &Connection,
     schema: &str,
+    memo: &mut SubjectMemo,
     event: &ValidEvent,
     seq: i64,
     needed: bool,
 ) -> rusqlite::Result<Vec<(&'static str, String)>> {
-    let named = troth_core::culprit::named_entities(&event.data);
-    if let Some(subject) = event.subject.as_deref() {
+    use troth_core::culprit::{KINDS, follows_subject, named_entities};
+    let named = named_entities(&event.data);
+    let remembered = named.iter().any(|(kind, _)| follows_subject(kind));
+    let Some(subject) = event.subject.as_deref().filter(|_| needed || remembered) else {
+        return Ok(named.iter().map(|(kind, id)| (*kind, format!("{kind}:{id}"))).collect());
+    };
+    if !memo.0.contains_key(subject) {
+        let mut read = conn.prepare_cached(&format!(
+            "SELECT kind, seq, entity FROM {schema}.subject_entities WHERE subject = ?1 ORDER BY kind, seq"
+        ))?;
+        let mut rows = read.query([subject])?;
+        let mut known = Vec::new();
+        while let Some(row) = rows.next()? {
+            let kind: String = row.get(0)?;
+            if let Some(kind) = KINDS.iter().find(|k| **k == kind) {
+                known.push((*kind, row.get(1)?, row.get(2)?));
+            }
+        }
+        memo.0.insert(subject.to_owned(), known);
+    }
+    let known = memo.0.get_mut(subject).expect("just read");
+    // The subject's entities as they stood before this event: the latest of each kind.
+    let mut out: Vec<(&'static str, String)> = named.iter().map(|(kind, id)| (*kind, format!("{kind}:{id}"))).collect();
+    if needed {
+        for kind in KINDS.iter().filter(|k| follows_subject(k)) {
+            if out.iter().any(|(k, _)| k == kind) {
+                continue;
+            }
+            if let Some((_, _, id)) = known
+                .iter()
+                .filter(|(k, s, _)| k == kind && *s < seq)
+                .max_by_key(|(_, s, _)| *s)
+            {
+                out.push((kind, format!("{kind}:{id}")));
+            }
+        }
+    }
+    if remembered {
         let mut remember = conn.prepare_cached(&format!(
             "INSERT OR IGNORE INTO {schema}.subject_entities (subject, kind, seq, entity) VALUES (?1, ?2, ?3, ?4)"
         ))?;
-        for (kind, id) in named
-            .iter()
-            .filter(|(kind, _)| troth_core::culprit::follows_subject(kind))
-        {
+        for (kind, id) in named.iter().filter(|(kind, _)| follows_subject(kind)) {
             remember.execute(params![subject, kind, seq, id])?;
-        }
-    }
-    if !needed {
-        return Ok(Vec::new());
-    }
-    let mut out: Vec<(&'static str, String)> = named.iter().map(|(kind, id)| (*kind, format!("{kind}:{id}"))).collect();
-    if let Some(subject) = event.subject.as_deref() {
-        let mut recall = conn.prepare_cached(&format!(
-            "SELECT kind, entity FROM {schema}.subject_entities s
-              WHERE subject = ?1 AND seq = (SELECT max(seq) FROM {schema}.subject_entities
-                                             WHERE subject = ?1 AND kind = s.kind AND seq < ?2)"
-        ))?;
-        let mut rows = recall.query(params![subject, seq])?;
-        while let Some(row) = rows.next()? {
-            let kind: String = row.get(0)?;
-            let Some(kind) = troth_core::culprit::KINDS.iter().find(|k| **k == kind) else {
-                continue;
-            };
-            if !out.iter().any(|(k, _)| k == kind) {
-                let id: String = row.get(1)?;
-                out.push((kind, format!("{kind}:{id}")));
+            if !known.iter().any(|(k, s, _)| k == kind && *s == seq) {
+                known.push((kind, seq, id.clone()));
             }
         }
     }
