@@ -1009,6 +1009,40 @@ mod tests {
     }
 
     #[test]
+    fn the_accountable_table_puts_the_culprit_first_and_marks_it() {
+        let map = troth_core::journey::parse_journey(include_str!("../../../../journeys/retail.toml")).unwrap();
+        let window = map.touchpoint("delivery_window").unwrap();
+        let t = |kept, broken| Tally {
+            exposure: kept + broken,
+            promises_kept: kept,
+            promises_broken: broken,
+            ..Default::default()
+        };
+        let entities = vec![
+            ("carrier:fast".to_owned(), t(198, 2)),
+            ("carrier:slow".to_owned(), t(60, 40)),
+            ("carrier:small".to_owned(), t(3, 0)),
+        ];
+        let mut total = Tally::default();
+        entities.iter().for_each(|(_, tally)| total.add(tally));
+        let html = accountable_section(window, &total, &entities);
+        let rows: Vec<&str> = html.split("<tr").skip(2).collect();
+        assert_eq!(rows.len(), 3, "{html}");
+        assert!(
+            rows[0].starts_with(r#" class="bad"><td><code>carrier:slow</code> · culprit"#),
+            "{html}"
+        );
+        assert!(rows[0].contains("<strong>40 % of 100</strong>"), "{html}");
+        // The rest by how much each was measured, unmarked.
+        assert!(
+            rows[1].contains("carrier:fast") && !rows[1].contains("culprit"),
+            "{html}"
+        );
+        assert!(rows[2].contains("carrier:small"), "{html}");
+        assert!(accountable_section(window, &total, &[]).is_empty());
+    }
+
+    #[test]
     fn customer_refs_become_keys_the_customer_page_resolves() {
         let key = |v: Value| customer_key(&v);
         assert_eq!(
