@@ -128,8 +128,9 @@ fn signals(t: &Touchpoint, tally: &Tally, found: &[Culprit]) -> Vec<Signal> {
         .collect()
 }
 
-/// The failure share a touchpoint's targets allow on a signal.
-fn allowed(t: &Touchpoint, signal: &str) -> f64 {
+/// The failure share a touchpoint's targets allow on a signal (`promises_broken`,
+/// `negative_answers` or `failures`).
+pub fn allowed(t: &Touchpoint, signal: &str) -> f64 {
     match signal {
         "promises_broken" => 1.0 - t.targets.promises_kept,
         "negative_answers" => t.targets.negative_answers,

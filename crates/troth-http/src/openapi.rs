@@ -36,7 +36,7 @@ use utoipa::{Modify, OpenApi};
         crate::tracking::track_events,
     ),
     components(schemas(crate::error::Problem)),
-    modifiers(&BearerAuth, &CommonAnswers),
+    modifiers(&BearerAuth, &CommonAnswers, &ReadYourWrites),
     tags(
         (name = "events", description = "Ingest and read the event log"),
         (name = "customers", description = "Customer profiles"),
@@ -119,6 +119,56 @@ impl Modify for CommonAnswers {
                 add(
                     "503",
                     "The store is not available, or a read waited too long for `min_position`",
+                );
+            }
+        }
+    }
+}
+
+/// Every read of the API takes the position it must include, as the query
+/// parameter `min_position` or the header `Troth-Min-Position`
+/// ([`crate::consistency`]).
+struct ReadYourWrites;
+
+impl Modify for ReadYourWrites {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ObjectBuilder, Required, Type};
+        let position = || {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Int64,
+                )))
+                .minimum(Some(0))
+                .build()
+        };
+        let parameters = [
+            (
+                crate::consistency::PARAM,
+                ParameterIn::Query,
+                "Answer only once the projections include this log position (an ingest answer's `position`); waits up to the server's limit, then 503 `projection_lagging`",
+            ),
+            (
+                "Troth-Min-Position",
+                ParameterIn::Header,
+                "The same as `min_position`, as a header",
+            ),
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(operation) = item.get.as_mut().filter(|_| path.starts_with("/api/")) else {
+                continue;
+            };
+            let list = operation.parameters.get_or_insert_with(Vec::new);
+            for (name, place, description) in &parameters {
+                list.push(
+                    ParameterBuilder::new()
+                        .name(*name)
+                        .parameter_in(place.clone())
+                        .required(Required::False)
+                        .description(Some(*description))
+                        .schema(Some(position()))
+                        .build(),
                 );
             }
         }

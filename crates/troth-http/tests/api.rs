@@ -363,6 +363,20 @@ async fn openapi_and_metrics() {
     ] {
         assert!(spec["paths"].get(path).is_some(), "{path} missing from the spec");
     }
+    // Every API read lists the position it can wait for, as query and header.
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let Some(get) = item.get("get").filter(|_| path.starts_with("/api/")) else {
+            continue;
+        };
+        let named: Vec<(&str, &str)> = get["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["in"].as_str().unwrap()))
+            .collect();
+        assert!(named.contains(&("min_position", "query")), "{path}: {named:?}");
+        assert!(named.contains(&("Troth-Min-Position", "header")), "{path}: {named:?}");
+    }
     api.post("/api/v1/events", json!([page_view("e1"), page_view("e1"), {"id": "x"}]))
         .await;
     let response = api

@@ -322,12 +322,7 @@ fn accountable_section(t: &Touchpoint, total: &Tally, entities: &[(String, Tally
     if entities.is_empty() {
         return String::new();
     }
-    let allowed = |signal: &str| match signal {
-        "promises_broken" => 1.0 - t.targets.promises_kept,
-        "negative_answers" => t.targets.negative_answers,
-        _ => t.targets.failures,
-    };
-    let found = troth_core::culprit::culprits(total, entities, allowed);
+    let found = troth_core::culprit::culprits(total, entities, |signal| troth_core::weakest::allowed(t, signal));
     let mut out = String::from(
         r#"<h2 id="accountable">Who is accountable</h2><p class="muted">Each carrier, driver, team, store, SKU or method the events name here. A culprit (red) fails credibly more than the rest and misses the target; merely highest is not enough (method: docs/journey-map.md#culprits).</p><div class="scroll"><table id="entities"><thead><tr><th>entity</th><th>promises broken</th><th>negative answers</th><th>outcomes failed</th></tr></thead><tbody>"#,
     );
