@@ -222,27 +222,29 @@ pub fn schema(schema: &str) -> String {
 /// The tables [`schema`] creates that a recount under new rules starts afresh.
 pub const RECOUNTED: &str = "touchpoint_days, touchpoint_reach, touchpoint_entity_days, subject_entities";
 
-fn add_entity_tallies(
+/// Adds tallies to `table`, each row keyed by the values of `keys` (its primary key).
+fn add_keyed_tallies<'a>(
     conn: &Connection,
     schema: &str,
-    days: &HashMap<(String, i64, String), Tally>,
+    table: &str,
+    keys: &[&str],
+    rows: impl ExactSizeIterator<Item = (Vec<rusqlite::types::Value>, &'a Tally)>,
 ) -> rusqlite::Result<()> {
-    if days.is_empty() {
+    if rows.len() == 0 {
         return Ok(());
     }
     let fields = Tally::FIELDS;
-    let marks: Vec<String> = (0..fields.len()).map(|i| format!("?{}", i + 4)).collect();
+    let marks: Vec<String> = (1..=keys.len() + fields.len()).map(|i| format!("?{i}")).collect();
     let updates: Vec<String> = fields.iter().map(|f| format!("{f} = {f} + excluded.{f}")).collect();
     let mut upsert = conn.prepare_cached(&format!(
-        "INSERT INTO {schema}.touchpoint_entity_days (touchpoint, day, entity, {}) VALUES (?1, ?2, ?3, {})
-         ON CONFLICT (touchpoint, day, entity) DO UPDATE SET {}",
+        "INSERT INTO {schema}.{table} ({}, {}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+        keys.join(", "),
         fields.join(", "),
         marks.join(", "),
+        keys.join(", "),
         updates.join(", ")
     ))?;
-    for ((touchpoint, day, entity), tally) in days {
-        let mut values: Vec<rusqlite::types::Value> =
-            vec![touchpoint.clone().into(), (*day).into(), entity.clone().into()];
+    for (mut values, tally) in rows {
         values.extend(tally.to_array().into_iter().map(rusqlite::types::Value::from));
         upsert.execute(rusqlite::params_from_iter(values))?;
     }
@@ -250,22 +252,28 @@ fn add_entity_tallies(
 }
 
 fn add_tallies(conn: &Connection, schema: &str, days: &HashMap<(String, i64), Tally>) -> rusqlite::Result<()> {
-    if days.is_empty() {
-        return Ok(());
-    }
-    let fields = Tally::FIELDS;
-    let marks: Vec<String> = (0..fields.len()).map(|i| format!("?{}", i + 3)).collect();
-    let updates: Vec<String> = fields.iter().map(|f| format!("{f} = {f} + excluded.{f}")).collect();
-    let mut upsert = conn.prepare_cached(&format!(
-        "INSERT INTO {schema}.touchpoint_days (touchpoint, day, {}) VALUES (?1, ?2, {}) ON CONFLICT (touchpoint, day) DO UPDATE SET {}",
-        fields.join(", "),
-        marks.join(", "),
-        updates.join(", ")
-    ))?;
-    for ((touchpoint, day), tally) in days {
-        let mut values: Vec<rusqlite::types::Value> = vec![touchpoint.clone().into(), (*day).into()];
-        values.extend(tally.to_array().into_iter().map(rusqlite::types::Value::from));
-        upsert.execute(rusqlite::params_from_iter(values))?;
-    }
-    Ok(())
+    let rows = days
+        .iter()
+        .map(|((touchpoint, day), tally)| (vec![touchpoint.clone().into(), (*day).into()], tally));
+    add_keyed_tallies(conn, schema, "touchpoint_days", &["touchpoint", "day"], rows)
+}
+
+fn add_entity_tallies(
+    conn: &Connection,
+    schema: &str,
+    days: &HashMap<(String, i64, String), Tally>,
+) -> rusqlite::Result<()> {
+    let rows = days.iter().map(|((touchpoint, day, entity), tally)| {
+        (
+            vec![touchpoint.clone().into(), (*day).into(), entity.clone().into()],
+            tally,
+        )
+    });
+    add_keyed_tallies(
+        conn,
+        schema,
+        "touchpoint_entity_days",
+        &["touchpoint", "day", "entity"],
+        rows,
+    )
 }
