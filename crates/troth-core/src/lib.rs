@@ -19,6 +19,7 @@ pub mod promise;
 pub mod reach;
 pub mod scorecard;
 pub mod shipment;
+pub mod stats;
 pub mod timestamp;
 pub mod trend;
 pub mod values;

@@ -11,6 +11,12 @@
 //! touchpoint's exposure: a failure met by many customers weighs more than the
 //! same failure met by few, without traffic alone making a touchpoint weak.
 //!
+//! A journey map makes many tests at once (every signal of every touchpoint, every
+//! entity against the rest), and each could raise a false alarm by chance. So one
+//! view of a map shares [`FALSE_ALARM_RATE`] among all of them (Bonferroni): where
+//! every touchpoint meets its targets and no entity does worse than the rest, the
+//! chance that any link scores above zero is at most that rate (see [`Strictness`]).
+//!
 //! A fault concentrated in one entity (a carrier, a team, a store: see
 //! [`crate::culprit`]) is diluted at touchpoint level by everyone doing well. So
 //! each signal's shortfall is at least what its culprits' own shortfalls add up
@@ -23,8 +29,50 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::culprit::{Culprit, culprits};
+use crate::culprit::{Culprit, culprits, test_count};
 use crate::health::Tally;
+use crate::stats::{normal_quantile, wilson_lower_bound};
+
+/// The chance, for one view of a journey map (one time range), that any weak link
+/// scores above zero or any culprit is named where nothing is wrong.
+pub const FALSE_ALARM_RATE: f64 = 0.05;
+
+/// How strict each test of one view of a map is: [`FALSE_ALARM_RATE`] shared
+/// equally among every test the view makes, so that together they stay within it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Strictness {
+    /// The false-alarm chance each test may take.
+    pub level: f64,
+    /// The one-sided normal quantile of that chance: the Wilson bounds' width.
+    z: f64,
+}
+
+impl Strictness {
+    /// The strictness of a view of `map` with these tallies: one test per measured
+    /// signal of each touchpoint, one per comparison of an entity with the rest.
+    pub fn of_view(map: &JourneyMap, tallies: &HashMap<String, Tally>, entities: &EntityTallies) -> Strictness {
+        let tests: usize = map
+            .touchpoints
+            .iter()
+            .filter_map(|t| {
+                let tally = tallies.get(&t.key)?;
+                let of = entities.get(&t.key).map_or(&[][..], Vec::as_slice);
+                let measured = signals(t, tally, &[], 1.96).len();
+                Some(measured + test_count(tally, of))
+            })
+            .sum();
+        Strictness::shared_by(tests)
+    }
+
+    /// [`FALSE_ALARM_RATE`] shared by `tests` tests.
+    pub fn shared_by(tests: usize) -> Strictness {
+        let level = FALSE_ALARM_RATE / tests.max(1) as f64;
+        Strictness {
+            level,
+            z: normal_quantile(1.0 - level),
+        }
+    }
+}
 
 /// Per touchpoint, the tallies of the entities accountable there (`kind:id`).
 pub type EntityTallies = HashMap<String, Vec<(String, Tally)>>;
@@ -58,6 +106,8 @@ struct Signal {
     verb: &'static str,
     /// What the signal's culprits miss their target by, weighed by their share of its cases.
     culprit_shortfall: f64,
+    /// The width of the Wilson bounds (see [`Strictness`]).
+    z: f64,
 }
 
 impl Signal {
@@ -66,7 +116,7 @@ impl Signal {
     }
 
     fn shortfall(&self) -> f64 {
-        (wilson_lower_bound(self.failed, self.of) - self.allowed)
+        (wilson_lower_bound(self.failed, self.of, self.z) - self.allowed)
             .max(0.0)
             .max(self.culprit_shortfall)
     }
@@ -83,7 +133,7 @@ impl Signal {
     }
 }
 
-fn signals(t: &Touchpoint, tally: &Tally, found: &[Culprit]) -> Vec<Signal> {
+fn signals(t: &Touchpoint, tally: &Tally, found: &[Culprit], z: f64) -> Vec<Signal> {
     let settled = tally.promises_kept + tally.promises_broken;
     let candidates = [
         Signal {
@@ -94,6 +144,7 @@ fn signals(t: &Touchpoint, tally: &Tally, found: &[Culprit]) -> Vec<Signal> {
             noun: "promises",
             verb: "broken",
             culprit_shortfall: 0.0,
+            z,
         },
         Signal {
             key: "negative_answers",
@@ -103,6 +154,7 @@ fn signals(t: &Touchpoint, tally: &Tally, found: &[Culprit]) -> Vec<Signal> {
             noun: "survey answers",
             verb: "negative",
             culprit_shortfall: 0.0,
+            z,
         },
         Signal {
             key: "failures",
@@ -112,6 +164,7 @@ fn signals(t: &Touchpoint, tally: &Tally, found: &[Culprit]) -> Vec<Signal> {
             noun: "outcomes",
             verb: "failed",
             culprit_shortfall: 0.0,
+            z,
         },
     ];
     candidates
@@ -121,7 +174,7 @@ fn signals(t: &Touchpoint, tally: &Tally, found: &[Culprit]) -> Vec<Signal> {
             s.culprit_shortfall = found
                 .iter()
                 .filter(|c| c.signal == s.key)
-                .map(|c| (wilson_lower_bound(c.failed, c.exposure) - s.allowed).max(0.0) * c.weight)
+                .map(|c| (wilson_lower_bound(c.failed, c.exposure, z) - s.allowed).max(0.0) * c.weight)
                 .sum();
             s
         })
@@ -149,26 +202,34 @@ pub enum Judgement {
     /// Every measured share is within its target.
     Meets,
     /// A measured share is over its target, but the evidence is not yet conclusive
-    /// (the share's 95 % lower bound is within it) or no customer met it (no exposure).
+    /// (the share's lower bound, at the view's [`Strictness`], is within it) or no
+    /// customer met it (no exposure).
     Watch,
     /// Falls short for certain: a positive weakest-link score.
     Short,
 }
 
-/// The judgement of one touchpoint's tally, its entities' tallies beside it.
-pub fn judge(t: &Touchpoint, tally: &Tally, entities: &[(String, Tally)]) -> Judgement {
-    match assess(t, tally, entities) {
+/// The judgement of one touchpoint's tally, its entities' tallies beside it, at
+/// the strictness of the view it is part of.
+pub fn judge(t: &Touchpoint, tally: &Tally, entities: &[(String, Tally)], strictness: Strictness) -> Judgement {
+    match assess(t, tally, entities, strictness) {
         None => Judgement::Unmeasured,
         Some(link) if link.score > 0.0 => Judgement::Short,
-        Some(_) if signals(t, tally, &[]).iter().any(|s| s.rate() > s.allowed) => Judgement::Watch,
+        Some(_)
+            if signals(t, tally, &[], strictness.z)
+                .iter()
+                .any(|s| s.rate() > s.allowed) =>
+        {
+            Judgement::Watch
+        }
         Some(_) => Judgement::Meets,
     }
 }
 
 /// One touchpoint's link, when anything about it was measured.
-fn assess(t: &Touchpoint, tally: &Tally, entities: &[(String, Tally)]) -> Option<WeakLink> {
-    let found = culprits(tally, entities, |signal| allowed(t, signal));
-    let mut signals = signals(t, tally, &found);
+fn assess(t: &Touchpoint, tally: &Tally, entities: &[(String, Tally)], strictness: Strictness) -> Option<WeakLink> {
+    let found = culprits(tally, entities, |signal| allowed(t, signal), strictness.level);
+    let mut signals = signals(t, tally, &found, strictness.z);
     if signals.is_empty() {
         return None;
     }
@@ -216,38 +277,26 @@ fn assess(t: &Touchpoint, tally: &Tally, entities: &[(String, Tally)]) -> Option
 
 /// Ranks the touchpoints of `map` (of one stage, if given) that have anything
 /// measured in `tallies`, worst first, with their culprits among `entities`. Ties
-/// keep the map's order.
+/// keep the map's order. The tests are as strict as the whole map's view demands,
+/// whichever stage is shown, so a link scores the same on every page.
 pub fn weakest_links(
     map: &JourneyMap,
     tallies: &HashMap<String, Tally>,
     entities: &EntityTallies,
     stage: Option<&str>,
 ) -> Vec<WeakLink> {
+    let strictness = Strictness::of_view(map, tallies, entities);
     let mut links: Vec<WeakLink> = map
         .touchpoints
         .iter()
         .filter(|t| stage.is_none_or(|s| t.stage == s))
         .filter_map(|t| {
             let of = entities.get(&t.key).map_or(&[][..], Vec::as_slice);
-            assess(t, tallies.get(&t.key)?, of)
+            assess(t, tallies.get(&t.key)?, of, strictness)
         })
         .collect();
     links.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
     links
-}
-
-/// Lower bound of the 95 % Wilson score interval of `failed` out of `of`.
-fn wilson_lower_bound(failed: i64, of: i64) -> f64 {
-    if of <= 0 {
-        return 0.0;
-    }
-    const Z: f64 = 1.96;
-    let n = of as f64;
-    let p = failed as f64 / n;
-    let z2 = Z * Z;
-    let centre = p + z2 / (2.0 * n);
-    let margin = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    ((centre - margin) / (1.0 + z2 / n)).max(0.0)
 }
 
 fn percent(share: f64) -> String {
@@ -430,14 +479,16 @@ exposure = ["payment.failed"]
                 t.promises_broken = broken;
             })
         };
-        assert_eq!(judge(window, &Tally::default(), &[]), Judgement::Unmeasured);
-        assert_eq!(judge(window, &with(99, 1, 100), &[]), Judgement::Meets);
+        // A view of one touchpoint measured on one signal makes one test.
+        let one = Strictness::shared_by(1);
+        assert_eq!(judge(window, &Tally::default(), &[], one), Judgement::Unmeasured);
+        assert_eq!(judge(window, &with(99, 1, 100), &[], one), Judgement::Meets);
         // 1 of 5 broken is far over 5 %, but 5 settled cannot prove it: watch.
-        assert_eq!(judge(window, &with(4, 1, 5), &[]), Judgement::Watch);
+        assert_eq!(judge(window, &with(4, 1, 5), &[], one), Judgement::Watch);
         // Short for certain, with no customer exposed: no score, so only watched.
-        assert_eq!(judge(window, &with(700, 300, 0), &[]), Judgement::Watch);
+        assert_eq!(judge(window, &with(700, 300, 0), &[], one), Judgement::Watch);
         let short = with(700, 300, 1000);
-        assert_eq!(judge(window, &short, &[]), Judgement::Short);
+        assert_eq!(judge(window, &short, &[], one), Judgement::Short);
         // Whatever the ranking scores above zero is judged short, and only that.
         for (tally, expected) in [(with(4, 1, 5), false), (short, true), (with(99, 1, 100), false)] {
             let links = weakest_links(
@@ -447,7 +498,7 @@ exposure = ["payment.failed"]
                 None,
             );
             assert_eq!(links[0].score > 0.0, expected);
-            assert_eq!(judge(window, &tally, &[]) == Judgement::Short, expected);
+            assert_eq!(judge(window, &tally, &[], one) == Judgement::Short, expected);
         }
     }
 
@@ -468,12 +519,8 @@ exposure = ["payment.failed"]
         entities.iter().for_each(|(_, t)| total.add(t));
         let tallies = HashMap::from([("window".to_owned(), total)]);
         let without = weakest_links(&map, &tallies, &EntityTallies::new(), None);
-        let with = weakest_links(
-            &map,
-            &tallies,
-            &EntityTallies::from([("window".to_owned(), entities.clone())]),
-            None,
-        );
+        let by_entity = EntityTallies::from([("window".to_owned(), entities.clone())]);
+        let with = weakest_links(&map, &tallies, &by_entity, None);
         assert!(without[0].culprits.is_empty());
         assert_eq!(with[0].culprits.len(), 1, "{:?}", with[0]);
         assert_eq!(with[0].culprits[0].entity, "carrier:slow");
@@ -490,14 +537,28 @@ exposure = ["payment.failed"]
             "{}",
             with[0].why
         );
-        assert_eq!(judge(window, &total, &entities), Judgement::Short);
+        let strictness = Strictness::of_view(&map, &tallies, &by_entity);
+        // One signal of the touchpoint, then five carriers against the rest.
+        assert_eq!(strictness, Strictness::shared_by(6));
+        assert_eq!(judge(window, &total, &entities, strictness), Judgement::Short);
     }
 
     #[test]
-    fn wilson_bound_is_below_the_share_and_tightens_with_more_data() {
-        assert_eq!(wilson_lower_bound(0, 10), 0.0);
-        let few = wilson_lower_bound(3, 10);
-        let many = wilson_lower_bound(300, 1000);
-        assert!(few < many && many < 0.3);
+    fn the_more_a_view_tests_the_more_evidence_each_alarm_needs() {
+        let map = map();
+        let window = map.touchpoint("window").unwrap();
+        // 9 % of 400 broken against a target of 5 %: clear alone, not among a thousand tests.
+        let tally = tally(|t| {
+            t.exposure = 400;
+            t.promises_kept = 364;
+            t.promises_broken = 36;
+        });
+        assert_eq!(judge(window, &tally, &[], Strictness::shared_by(1)), Judgement::Short);
+        assert_eq!(
+            judge(window, &tally, &[], Strictness::shared_by(1_000)),
+            Judgement::Watch
+        );
+        let strict = Strictness::shared_by(1_000);
+        assert!((strict.level - FALSE_ALARM_RATE / 1_000.0).abs() < 1e-12);
     }
 }

@@ -315,12 +315,12 @@ pub fn planted(world: &World) -> Vec<PlantedFault> {
         .iter()
         .map(|f| {
             let (kind, touchpoint, what) = match f.kind.as_str() {
-                "missed_windows" => ("carrier", "delivery_window", format!("misses {:.0}% of its one-hour delivery windows (late or failed attempts); healthy carriers miss about 5%", f.strength * 100.0)),
-                "phantom_stock" => ("store", "stock", format!("has {:.0}% of its SKUs received on paper but never shelved, so the site shows them in stock and visitors find nothing; healthy stores about 2%", f.strength * 100.0)),
-                "broken_callbacks" => ("team", "callback", format!("breaks {:.0}% of its callback promises (called late or never); healthy teams about 5%", f.strength * 100.0)),
+                "missed_windows" => ("carrier", "delivery_window", format!("misses {:.0}% of its one-hour delivery windows (late or failed attempts); healthy carriers miss about 3%", f.strength * 100.0)),
+                "phantom_stock" => ("store", "stock", format!("has {:.0}% of its SKUs received on paper but never shelved, so the site shows them in stock and visitors find nothing; healthy stores none", f.strength * 100.0)),
+                "broken_callbacks" => ("team", "callback", format!("breaks {:.0}% of its callback promises (called late or never); healthy teams about 2%", f.strength * 100.0)),
                 "slow_tracking" => ("carrier", "tracking_page", format!("reports its tracking events (windows, out for delivery, positions, deliveries) {:.0} minutes after they happen, so customers refresh the tracking page more", f.strength)),
                 "lost_parcels" => ("carrier", "delivery", format!("loses {:.1}% of its parcels; healthy carriers about 0.3%", f.strength * 100.0)),
-                _ => ("team", "refund", format!("issues {:.0}% of its promised refunds after the due date; healthy teams about 4%", f.strength * 100.0)),
+                _ => ("team", "refund", format!("issues {:.0}% of its promised refunds after the due date; healthy teams about 1%", f.strength * 100.0)),
             };
             let target = strip_target(&f.target, kind);
             let stage = if touchpoint == "stock" { "zmot" } else { "smot" };

@@ -10,11 +10,11 @@
 //! position checks, plays and notifications, the promise clock — happens in front
 //! of the viewer. Only the history is a bulk import.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -50,6 +50,9 @@ const NEXT_STOP_SOON_US: i64 = 5 * 60_000_000;
 const MOVING_WITHIN_US: i64 = 60_000_000;
 /// The least speed (km/h) that is moving.
 const MOVING_KMH: f64 = 3.0;
+/// How far ahead of the clock the demo reads its script, to know which stops are
+/// about to be completed.
+const LOOKAHEAD_US: i64 = 20 * 60_000_000;
 /// How often a standing van's phone reports in the demo's world (the tracking page
 /// hides a driver whose position is five minutes old).
 const PARKED_REPORT_S: u32 = 30;
@@ -138,13 +141,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut result = Ok(());
     if !stopping.load(Ordering::SeqCst) {
         let target = Target::from_addr(addr);
+        let script = Script::default();
         let live = {
-            let (handle, stopping, target) = (runtime.handle().clone(), stopping.clone(), target.clone());
+            let (handle, stopping, target, script) = (
+                runtime.handle().clone(),
+                stopping.clone(),
+                target.clone(),
+                script.clone(),
+            );
             std::thread::Builder::new()
                 .name("troth-demo-live".into())
-                .spawn(move || play_live(&handle, &target, &rx, next, &stopping))?
+                .spawn(move || play_live(&handle, &target, &rx, next, &script, &stopping))?
         };
-        let urls = runtime.block_on(urls(&store, &target, &journey_key, &stopping))?;
+        let urls = runtime.block_on(urls(&store, &target, &script, &journey_key, &stopping))?;
         if !stopping.load(Ordering::SeqCst) {
             println!("\ntroth demo is running (Ctrl-C to stop)");
             for (name, url, note) in &urls {
@@ -287,36 +296,90 @@ fn load_history(
     Ok(next)
 }
 
+/// What the demo knows of its world's next minutes: when each stop on a route will
+/// be completed (delivered, failed or rescheduled), by shipment. The simulator is
+/// the demo's script, so the printed link can be a delivery whose driver really
+/// completes a stop within minutes, not one that an estimate merely expects to.
+#[derive(Clone, Default)]
+struct Script(Arc<Mutex<HashMap<String, Timestamp>>>);
+
+impl Script {
+    /// Notes a line read ahead of the clock.
+    fn read(&self, line: &str, arrives: Timestamp) {
+        // Cheap to skip: most lines are positions.
+        if !["shipment.delivered", "shipment.attempt_failed", "shipment.rescheduled"]
+            .iter()
+            .any(|t| line.contains(t))
+        {
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            return;
+        };
+        if let Some(shipment) = v["subject"].as_str().and_then(|s| s.strip_prefix("shipment:")) {
+            let mut completes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if completes.len() >= 10_000 {
+                // Bounded: what is past no longer matters.
+                let now = Timestamp::now();
+                completes.retain(|_, at| *at >= now);
+            }
+            completes.entry(shipment.to_owned()).or_insert(arrives);
+        }
+    }
+
+    /// When the first of `shipments` completes after now, if within the lookahead.
+    fn next_completion<'a>(&self, shipments: impl IntoIterator<Item = &'a str>) -> Option<Timestamp> {
+        let now = Timestamp::now();
+        let completes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        shipments
+            .into_iter()
+            .filter_map(|s| completes.get(s).copied())
+            .filter(|at| *at >= now)
+            .min()
+    }
+}
+
 /// Sends each later event to the server when it reaches troth in the world, until
 /// the world ends or Ctrl-C: positions to the drivers' API, the rest to the events API.
+/// Lines are read [`LOOKAHEAD_US`] ahead of the clock into `script`.
 fn play_live(
     handle: &tokio::runtime::Handle,
     target: &Target,
     rx: &Receiver<Timed>,
-    mut next: Option<Timed>,
+    next: Option<Timed>,
+    script: &Script,
     stopping: &AtomicBool,
 ) -> anyhow::Result<()> {
     let mut sender = Sender::new(target);
+    let mut ahead: VecDeque<Timed> = next.into_iter().collect();
+    if let Some((line, arrives)) = ahead.front() {
+        script.read(line, *arrives);
+    }
+    let mut played_out = false;
     while !stopping.load(Ordering::SeqCst) {
-        let Some((line, arrives)) = next.take() else {
-            // The world has played out; keep serving.
-            std::thread::sleep(Duration::from_millis(200));
-            continue;
-        };
-        let wait_us = arrives.micros() - Timestamp::now().micros();
-        if wait_us > 0 {
-            std::thread::sleep(Duration::from_micros(wait_us.min(200_000) as u64));
-            next = Some((line, arrives));
-            continue;
-        }
-        let mut due = vec![line];
         let now = Timestamp::now();
-        for (line, arrives) in rx.iter() {
-            if arrives > now {
-                next = Some((line, arrives));
-                break;
+        while !played_out
+            && ahead
+                .back()
+                .is_none_or(|(_, at)| at.micros() <= now.micros() + LOOKAHEAD_US)
+        {
+            match rx.recv() {
+                Ok((line, arrives)) => {
+                    script.read(&line, arrives);
+                    ahead.push_back((line, arrives));
+                }
+                // The world has played out; keep serving.
+                Err(_) => played_out = true,
             }
-            due.push(line);
+        }
+        let mut due = Vec::new();
+        while ahead.front().is_some_and(|(_, at)| *at <= now) {
+            due.push(ahead.pop_front().expect("a front line").0);
+        }
+        if due.is_empty() {
+            let wait_us = ahead.front().map_or(200_000, |(_, at)| at.micros() - now.micros());
+            std::thread::sleep(Duration::from_micros(wait_us.clamp(0, 200_000) as u64));
+            continue;
         }
         handle.block_on(sender.send(&due))?;
     }
@@ -449,8 +512,8 @@ struct Pick {
     /// visited last); 2: not moving right now; 1: on the road; 0: finished.
     rank: u8,
     stops_before: u64,
-    /// When the driver's next stop is due (RFC 3339), by the server's estimate.
-    next_stop: Option<String>,
+    /// When the driver next completes a stop before this one, by the demo's script.
+    next_stop: Option<Timestamp>,
 }
 
 impl Pick {
@@ -463,7 +526,7 @@ impl Pick {
         if self.rank < 2 {
             return false;
         }
-        let soonest = |p: &Pick| p.next_stop.clone().unwrap_or_else(|| "~".to_owned());
+        let soonest = |p: &Pick| p.next_stop.map_or(i64::MAX, Timestamp::micros);
         (soonest(self), self.stops_before) < (soonest(other), other.stops_before)
     }
 }
@@ -476,6 +539,7 @@ impl Pick {
 async fn urls(
     store: &SqliteStore,
     target: &Target,
+    script: &Script,
     journey_key: &str,
     stopping: &AtomicBool,
 ) -> anyhow::Result<Vec<(&'static str, String, String)>> {
@@ -487,12 +551,12 @@ async fn urls(
     let deadline = tokio::time::Instant::now() + CHOOSE_WITHIN;
     let mut client = Client::connect(target, None).await?;
     let pick = loop {
-        let pick = best_delivery(store, &mut client).await?;
+        let pick = best_delivery(store, &mut client, script).await?;
         // The best: on the move, on time, and its count about to fall.
-        let soon = Timestamp(Timestamp::now().micros() + NEXT_STOP_SOON_US).to_string();
+        let soon = Timestamp::now().micros() + NEXT_STOP_SOON_US;
         let done = pick
             .as_ref()
-            .is_some_and(|p| p.rank == 4 && p.next_stop.as_ref().is_some_and(|at| *at <= soon));
+            .is_some_and(|p| p.rank == 4 && p.next_stop.is_some_and(|at| at.micros() <= soon));
         if done || tokio::time::Instant::now() >= deadline || stopping.load(Ordering::SeqCst) {
             break pick;
         }
@@ -504,8 +568,6 @@ async fn urls(
                 "  (the driver is on the way now, {} stops before this one{})",
                 pick.stops_before,
                 pick.next_stop
-                    .as_deref()
-                    .and_then(Timestamp::parse_rfc3339)
                     .map(|at| {
                         let minutes = (at.micros() - Timestamp::now().micros()).max(0) / 60_000_000;
                         match minutes {
@@ -541,7 +603,7 @@ async fn urls(
 /// The best delivery of the last day to show, judged by what its tracking page's
 /// JSON twin says now (the server's own view: estimate, live stop count, fresh
 /// driver) and whether its driver's last trusted position is moving.
-async fn best_delivery(store: &SqliteStore, client: &mut Client) -> anyhow::Result<Option<Pick>> {
+async fn best_delivery(store: &SqliteStore, client: &mut Client, script: &Script) -> anyhow::Result<Option<Pick>> {
     let out = store
         .events(EventQuery {
             event_type: Some("shipment.out_for_delivery".into()),
@@ -577,16 +639,22 @@ async fn best_delivery(store: &SqliteStore, client: &mut Client) -> anyhow::Resu
                 views.push((shipment, link.token, serde_json::from_slice::<Value>(&body)?));
             }
         }
-        // When this driver's next stop is due: the soonest estimate of their
-        // deliveries still on the way (RFC 3339 instants in one format compare as text).
-        let next_stop = views
+        // The driver's stops still on the way, by how many come before each.
+        let on_route: Vec<(&str, u64)> = views
             .iter()
             .filter(|(.., view)| view["stage"] == "out_for_delivery" || view["stage"] == "arriving")
-            .filter_map(|(.., view)| view["eta"].as_str().map(str::to_owned))
-            .min();
-        for (shipment, token, view) in views {
+            .map(|(shipment, _, view)| (shipment.as_str(), view["stops_before"].as_u64().unwrap_or(0)))
+            .collect();
+        for (shipment, token, view) in &views {
             let on_the_way = view["stage"] == "out_for_delivery";
             let stops_before = view["stops_before"].as_u64().unwrap_or(0);
+            // When the driver next completes a stop that comes before this one.
+            let next_stop = script.next_completion(
+                on_route
+                    .iter()
+                    .filter(|(other, before)| *other != shipment && *before < stops_before)
+                    .map(|(other, _)| *other),
+            );
             let shown = on_the_way && stops_before >= 2 && view["eta"].is_string() && view["driver"].is_object();
             let on_time = view["window"]["end"]
                 .as_str()
@@ -599,11 +667,11 @@ async fn best_delivery(store: &SqliteStore, client: &mut Client) -> anyhow::Resu
                 _ => 0,
             };
             let candidate = Pick {
-                shipment,
-                token,
+                shipment: shipment.clone(),
+                token: token.clone(),
                 rank,
                 stops_before,
-                next_stop: next_stop.clone(),
+                next_stop,
             };
             if best.as_ref().is_none_or(|b| candidate.better_than(b)) {
                 best = Some(candidate);

@@ -100,6 +100,8 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
         // The URLs are the lines between "… is running" and the next blank line.
         let mut urls = None::<Vec<String>>;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // Shown with a failure: the demo's own account of what it chose.
+            println!("demo: {line}");
             if line.contains("is running") {
                 urls = Some(Vec::new());
             } else if let Some(list) = &mut urls {

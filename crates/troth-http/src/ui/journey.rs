@@ -14,7 +14,7 @@ use troth_core::Timestamp;
 use troth_core::health::Tally;
 use troth_core::journey::{Due, JourneyMap, Touchpoint};
 use troth_core::trend::{self, DayRange, Good, Verdict};
-use troth_core::weakest::{EntityTallies, Judgement};
+use troth_core::weakest::{EntityTallies, Judgement, Strictness};
 use troth_store::{EventQuery, PromiseQuery, PromiseView, Store};
 
 use super::html::{count, esc, page_with_script, url_segment};
@@ -130,8 +130,8 @@ fn worst_share(t: &Tally) -> Option<f64> {
 /// The CSS class of a touchpoint's card: the weakest-link judgement
 /// ([`troth_core::weakest::judge`]), so a card is red exactly when the ranking
 /// scores it above zero, and never green while it is a weakest link.
-fn level(t: &Touchpoint, tally: &Tally, entities: &[(String, Tally)]) -> &'static str {
-    match troth_core::weakest::judge(t, tally, entities) {
+fn level(t: &Touchpoint, tally: &Tally, entities: &[(String, Tally)], strictness: Strictness) -> &'static str {
+    match troth_core::weakest::judge(t, tally, entities, strictness) {
         Judgement::Short => "h-bad",
         Judgement::Watch => "h-warn",
         Judgement::Meets => "h-good",
@@ -277,6 +277,8 @@ async fn live_sections<S: Store>(store: &S, map: &JourneyMap, days: &Days) -> Re
         .into_iter()
         .collect();
     let entities = store.entity_health(Some(days.first), Some(days.last + 1)).await?;
+    // The cards are judged as strictly as the ranking beside them.
+    let strictness = Strictness::of_view(map, &now, &entities);
     let mut out = weakest_links_section(map, &now, &entities, days);
     out.push_str(&format!(
         r#"<h2 id="touchpoints">Every touchpoint</h2><div class="legend" aria-label="legend"><span><i class="swatch h-bad"></i>falls short of its targets (a weakest link)</span><span><i class="swatch h-warn"></i>over a target, too few cases to be sure</span><span><i class="swatch h-good"></i>meets its targets</span><span><i class="swatch h-none"></i>nothing measured</span>
@@ -308,6 +310,7 @@ async fn live_sections<S: Store>(store: &S, map: &JourneyMap, days: &Days) -> Re
                 now.get(&t.key).unwrap_or(&empty),
                 then.get(&t.key).unwrap_or(&empty),
                 days,
+                strictness,
             ));
         }
         out.push_str("</section>");
@@ -318,11 +321,16 @@ async fn live_sections<S: Store>(store: &S, map: &JourneyMap, days: &Days) -> Re
 
 /// Who is accountable at a touchpoint: each entity its events name, with its share
 /// failing on each signal, culprits first and marked.
-fn accountable_section(t: &Touchpoint, total: &Tally, entities: &[(String, Tally)]) -> String {
+fn accountable_section(t: &Touchpoint, total: &Tally, entities: &[(String, Tally)], strictness: Strictness) -> String {
     if entities.is_empty() {
         return String::new();
     }
-    let found = troth_core::culprit::culprits(total, entities, |signal| troth_core::weakest::allowed(t, signal));
+    let found = troth_core::culprit::culprits(
+        total,
+        entities,
+        |signal| troth_core::weakest::allowed(t, signal),
+        strictness.level,
+    );
     let mut out = String::from(
         r#"<h2 id="accountable">Who is accountable</h2><p class="muted">Each carrier, driver, team, store, SKU or method the events name here. A culprit (red) fails credibly more than the rest and misses the target; merely highest is not enough (method: docs/journey-map.md#culprits).</p><div class="scroll"><table id="entities"><thead><tr><th>entity</th><th>promises broken</th><th>negative answers</th><th>outcomes failed</th></tr></thead><tbody>"#,
     );
@@ -550,6 +558,7 @@ fn cell(
     tally: &Tally,
     before: &Tally,
     days: &Days,
+    strictness: Strictness,
 ) -> String {
     let settled = tally.promises_kept + tally.promises_broken;
     let mut figures = format!(
@@ -621,7 +630,7 @@ fn cell(
     format!(
         r#"<a class="cell {level}" href="{href}" data-touchpoint="{key}"><strong>{name}</strong>
 {figures}<span class="owners">{owners}</span></a>"#,
-        level = level(t, tally, entities),
+        level = level(t, tally, entities, strictness),
         href = esc(&touchpoint_href(map, t, days)),
         key = esc(&t.key),
         name = esc(&t.name),
@@ -677,12 +686,16 @@ pub async fn touchpoint<S: Store>(
         return Ok(None);
     };
     let days = Days::from_params(store, params).await?;
-    let total = tally_of(&store.health(Some(days.first), Some(days.last + 1)).await?, &t.key);
-    let entities = store
-        .entity_health(Some(days.first), Some(days.last + 1))
+    let health: HashMap<String, Tally> = store
+        .health(Some(days.first), Some(days.last + 1))
         .await?
-        .remove(&t.key)
-        .unwrap_or_default();
+        .into_iter()
+        .collect();
+    let total = health.get(&t.key).copied().unwrap_or_default();
+    let mut all_entities = store.entity_health(Some(days.first), Some(days.last + 1)).await?;
+    // Judged as strictly as the journey page's ranking of the same days.
+    let strictness = Strictness::of_view(map, &health, &all_entities);
+    let entities = all_entities.remove(&t.key).unwrap_or_default();
     let mut per_day = Vec::new();
     for day in days.iter() {
         per_day.push((day, tally_of(&store.health(Some(day), Some(day + 1)).await?, &t.key)));
@@ -724,9 +737,9 @@ pub async fn touchpoint<S: Store>(
         total.answers,
         whole(total.nps()),
         one_decimal(total.csat()),
-        level = level(t, &total, &entities),
+        level = level(t, &total, &entities, strictness),
     );
-    body.push_str(&accountable_section(t, &total, &entities));
+    body.push_str(&accountable_section(t, &total, &entities, strictness));
     body.push_str("<h2>Per day</h2>");
     body.push_str(&trend_chart(&per_day));
     body.push_str(&day_table(&per_day));
@@ -993,14 +1006,15 @@ mod tests {
             promises_broken: broken,
             ..Default::default()
         };
-        assert_eq!(level(window, &t(0, 0, 10), &[]), "h-none");
-        assert_eq!(level(window, &t(99, 1, 100), &[]), "h-good");
+        let one = Strictness::shared_by(1);
+        assert_eq!(level(window, &t(0, 0, 10), &[], one), "h-none");
+        assert_eq!(level(window, &t(99, 1, 100), &[], one), "h-good");
         assert_eq!(
-            level(window, &t(4, 1, 5), &[]),
+            level(window, &t(4, 1, 5), &[], one),
             "h-warn",
             "over target, too few to be sure"
         );
-        assert_eq!(level(window, &t(70, 30, 100), &[]), "h-bad", "a weakest link");
+        assert_eq!(level(window, &t(70, 30, 100), &[], one), "h-bad", "a weakest link");
     }
 
     #[test]
@@ -1020,7 +1034,7 @@ mod tests {
         ];
         let mut total = Tally::default();
         entities.iter().for_each(|(_, tally)| total.add(tally));
-        let html = accountable_section(window, &total, &entities);
+        let html = accountable_section(window, &total, &entities, Strictness::shared_by(4));
         let rows: Vec<&str> = html.split("<tr").skip(2).collect();
         assert_eq!(rows.len(), 3, "{html}");
         assert!(
@@ -1034,7 +1048,7 @@ mod tests {
             "{html}"
         );
         assert!(rows[2].contains("carrier:small"), "{html}");
-        assert!(accountable_section(window, &total, &[]).is_empty());
+        assert!(accountable_section(window, &total, &[], Strictness::shared_by(4)).is_empty());
     }
 
     #[test]
