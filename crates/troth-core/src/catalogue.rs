@@ -191,9 +191,10 @@ catalogue! {
     "checkout.started" => CheckoutStarted {};
     "payment.succeeded" => PaymentSucceeded { method: String, amount: Amount, currency: Currency, reason: Option<String> };
     "payment.failed" => PaymentFailed { method: String, amount: Amount, currency: Currency, reason: Option<String> };
+    // A pickup order names its `store`; its `promised_to` is the time it is ready by.
     "order.placed" => OrderPlaced {
         order: String, items: Vec<Item>, total: Amount, currency: Currency, delivery: Delivery,
-        promised_from: Option<Timestamp>, promised_to: Option<Timestamp>,
+        promised_from: Option<Timestamp>, promised_to: Option<Timestamp>, store: Option<String>,
     }
         check(o, path) {
             if o.items.is_empty() {
@@ -208,6 +209,9 @@ catalogue! {
     // fulfil
     "order.picked" => OrderPicked {};
     "order.packed" => OrderPacked {};
+    // Click and collect: ready for collection at the store, then collected there.
+    "order.ready" => OrderReady { order: String, store: String };
+    "order.collected" => OrderCollected { order: String, store: String };
     "shipment.created" => ShipmentCreated { shipment: String, order: String, carrier: String, service: String };
     "shipment.handed_over" => ShipmentHandedOver {};
     // `estimate`: troth moved the window because its arrival estimate left the one

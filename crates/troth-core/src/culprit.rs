@@ -7,7 +7,8 @@
 //!
 //! An entity is a culprit on a signal (promises broken, negative answers, failed
 //! outcomes) when:
-//! - it and the rest each have at least [`MIN_EXPOSURE`] measured cases;
+//! - it has at least [`MIN_EXPOSURE`] measured cases (and, to be compared with
+//!   it, so has the rest);
 //! - its own share misses the touchpoint's target;
 //! - its share is above the rest's, credibly: either a one-sided Fisher exact test
 //!   says so, or the entity carries the touchpoint's shortfall: the touchpoint and
@@ -41,9 +42,10 @@ pub const KINDS: &[&str] = &[
 ];
 
 /// Whether an entity of this kind stays with the event's subject: later events
-/// about the same shipment or case are that carrier's, driver's or team's.
+/// about the same shipment, case or pickup order are that carrier's, driver's,
+/// team's or store's.
 pub fn follows_subject(kind: &str) -> bool {
-    matches!(kind, "carrier" | "driver" | "team")
+    matches!(kind, "carrier" | "driver" | "team" | "store")
 }
 
 /// The entities an event names itself, as `(kind, id)`.
@@ -77,6 +79,13 @@ pub fn named_entities(data: &EventData) -> Vec<(&'static str, String)> {
                 add("sku", sku);
             }
         }
+        EventData::OrderPlaced(o) => {
+            if let Some(store) = &o.store {
+                add("store", store);
+            }
+        }
+        EventData::OrderReady(o) => add("store", &o.store),
+        EventData::OrderCollected(o) => add("store", &o.store),
         EventData::InventoryReceived(i) => {
             add("store", &i.store);
             add("sku", &i.sku);
@@ -116,6 +125,9 @@ pub struct Culprit {
     /// The entity's failures on the signal.
     #[serde(skip)]
     pub failed: i64,
+    /// Everyone else's measured cases on the signal (0: the entity is the only one).
+    #[serde(skip)]
+    pub others_exposure: i64,
     /// Failures beyond what the rest's share would have given (for ranking).
     #[serde(skip)]
     pub excess: f64,
@@ -155,8 +167,10 @@ fn comparisons<'a>(total: &Tally, entities: &'a [(String, Tally)]) -> Vec<Compar
     for (entity, tally) in entities {
         for (i, (signal, failed, of)) in signal_counts(tally).into_iter().enumerate() {
             let (all_failed, all_of) = (totals[i].1, totals[i].2);
-            let (rest_failed, rest_of) = (all_failed - failed, all_of - of);
-            if of < MIN_EXPOSURE || rest_of < MIN_EXPOSURE || failed < 0 || rest_failed < 0 {
+            let rest_failed = all_failed - failed;
+            // The rest may be too few to compare with (or none: a touchpoint one
+            // team serves); the entity may still carry the touchpoint's shortfall.
+            if of < MIN_EXPOSURE || failed < 0 || rest_failed < 0 {
                 continue;
             }
             tests.push(Comparison {
@@ -177,7 +191,10 @@ fn comparisons<'a>(total: &Tally, entities: &'a [(String, Tally)]) -> Vec<Compar
 /// touchpoint's shortfall needs the touchpoint's own test to have fired, which is
 /// counted with the touchpoint's signals.)
 pub fn test_count(total: &Tally, entities: &[(String, Tally)]) -> usize {
-    comparisons(total, entities).len()
+    comparisons(total, entities)
+        .iter()
+        .filter(|c| c.all_of - c.of >= MIN_EXPOSURE)
+        .count()
 }
 
 /// The culprits among `entities` (each `kind:id` with its tally at the touchpoint)
@@ -195,12 +212,18 @@ pub fn culprits(
         .into_iter()
         .filter_map(|c| {
             let (rest_failed, rest_of) = (c.all_failed - c.failed, c.all_of - c.of);
-            let (p, q) = (c.failed as f64 / c.of as f64, rest_failed as f64 / rest_of as f64);
+            let p = c.failed as f64 / c.of as f64;
+            let q = if rest_of > 0 {
+                rest_failed as f64 / rest_of as f64
+            } else {
+                0.0
+            };
             let target = allowed(c.signal);
             if p <= target || p <= q {
                 return None;
             }
-            let above_the_rest = fisher_upper_tail(c.failed, c.of, c.all_failed, c.all_of) <= level;
+            let above_the_rest =
+                rest_of >= MIN_EXPOSURE && fisher_upper_tail(c.failed, c.of, c.all_failed, c.all_of) <= level;
             let carries_the_shortfall = q <= target
                 && wilson_lower_bound(c.failed, c.of, z) > target
                 && wilson_lower_bound(c.all_failed, c.all_of, z) > target;
@@ -222,6 +245,7 @@ pub fn culprits(
                 others_rate: round4(q),
                 exposure: of,
                 failed,
+                others_exposure: all_of - of,
                 excess: failed as f64 - q * of as f64,
                 weight: of as f64 / all_of as f64,
             })
@@ -269,6 +293,14 @@ mod tests {
         let found = culprits(&total, &entities, |_| 0.02, LEVEL);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].entity, "team:returns");
+        // The only team measured there carries the shortfall alone.
+        let entities = vec![("team:returns".to_owned(), broken(10, 17))];
+        assert_eq!(culprits(&sum(&entities), &entities, |_| 0.02, LEVEL).len(), 1);
+        let entities = vec![
+            ("team:returns".to_owned(), broken(10, 17)),
+            ("team:delivery".to_owned(), broken(9, 0)),
+        ];
+        assert_eq!(culprits(&sum(&entities), &entities, |_| 0.02, LEVEL).len(), 1);
         // One failure among the others is over a 2 % target: the shortfall is shared.
         let entities = vec![
             ("team:returns".to_owned(), broken(17, 13)),

@@ -123,7 +123,8 @@ pub struct Promise {
 }
 
 /// Data fields and the values they must have, all of them. `null` (which only the
-/// built-in kinds use: TOML has none) is met unless the field is `true`.
+/// built-in kinds use: TOML has none) is met unless the field is `true`; a list is
+/// met by any of its values.
 pub type Conditions = Vec<(String, serde_json::Value)>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +172,7 @@ pub struct JourneyError {
 pub const PROMISE_KINDS: &[&str] = &[
     "delivery_window",
     "delivery_date",
+    "ready_by",
     "stock",
     "callback",
     "refund",
@@ -351,6 +353,8 @@ enum Cond {
     Flag(bool),
     /// Absent, null or false.
     NotTrue,
+    /// Any of these texts.
+    AnyOf(&'static [&'static str]),
 }
 
 impl Cond {
@@ -359,6 +363,7 @@ impl Cond {
             Cond::Text(t) => t.into(),
             Cond::Flag(b) => b.into(),
             Cond::NotTrue => serde_json::Value::Null,
+            Cond::AnyOf(texts) => texts.iter().map(|t| serde_json::Value::from(*t)).collect(),
         }
     }
 }
@@ -402,6 +407,18 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
             broken_by: &["order.cancelled", "shipment.lost"],
             at_risk_before_seconds: Some(4 * 3600),
             kept_target: 0.95,
+            // Only orders that ship: a pickup order's `promised_to` is its ready-by time.
+            made_when: &[("delivery", Cond::AnyOf(&["home", "safe_place"]))],
+            ..PLAIN
+        },
+        "ready_by" => KindDefaults {
+            made_by: "order.placed",
+            due: Some(Due::Field("promised_to".into())),
+            kept_by: &["order.ready"],
+            broken_by: &["order.cancelled"],
+            at_risk_before_seconds: Some(3600),
+            kept_target: 0.95,
+            made_when: &[("delivery", Cond::Text("pickup"))],
             ..PLAIN
         },
         "stock" => KindDefaults {
@@ -859,11 +876,16 @@ impl Checker<'_> {
                 toml::Value::String(s) => serde_json::Value::from(s.clone()),
                 toml::Value::Integer(i) => serde_json::Value::from(*i),
                 toml::Value::Boolean(b) => serde_json::Value::from(*b),
+                // Any of these values.
+                toml::Value::Array(options) if options.iter().all(|o| o.is_str()) => options
+                    .iter()
+                    .filter_map(|o| o.as_str().map(serde_json::Value::from))
+                    .collect(),
                 _ => {
                     self.error(
                         table,
                         format!("{field}.{name}.{key}"),
-                        "must be a string, an integer or a boolean",
+                        "must be a string, an integer, a boolean or a list of strings (any of them)",
                     );
                     continue;
                 }
@@ -1233,13 +1255,51 @@ do = [{{ type = "alert_owner", function = "sales" }}]
 "#
             ),
             &[
-                r#"14: touchpoints[0].promises[0].kind: unknown promise kind "delivery_windows"; the kinds are delivery_window, delivery_date, stock, callback, refund, case_sla"#,
+                r#"14: touchpoints[0].promises[0].kind: unknown promise kind "delivery_windows"; the kinds are delivery_window, delivery_date, ready_by, stock, callback, refund, case_sla"#,
                 r#"19: touchpoints[0].promises[1].due_field: shipment.window_set's "driver" is not a date-time"#,
                 r#"23: touchpoints[0].promises[2].kept_by: list the event types that keep the promise"#,
                 r#"25: touchpoints[0].promises[2].due_field: callback.promised has no data field "when"; its date-time fields are [due]"#,
                 r#"29: touchpoints[0].plays[0].when.promise_broken: unknown promise "nope""#,
                 r#"30: touchpoints[0].plays[0].do[0].function: unknown function "sales""#,
             ],
+        );
+    }
+
+    #[test]
+    fn a_condition_may_list_the_values_it_accepts() {
+        let map = |when: &str| {
+            format!(
+                r#"{HEAD}[[touchpoints]]
+key = "order"
+name = "Order"
+stage = "fmot"
+owners = ["logistics"]
+
+[[touchpoints.promises]]
+key = "d"
+kind = "delivery_date"
+made_when = {when}
+"#
+            )
+        };
+        let parsed = parse_journey(&map(r#"{ delivery = ["home", "pickup"] }"#)).unwrap();
+        let (_, promise) = parsed.promises().next().unwrap();
+        assert_eq!(
+            promise.made_when,
+            vec![("delivery".to_owned(), serde_json::json!(["home", "pickup"]))]
+        );
+        check(
+            &map("{ delivery = [1, 2] }"),
+            &[
+                "15: touchpoints[0].promises[0].made_when.delivery: must be a string, an integer, a boolean or a list of strings (any of them)",
+            ],
+        );
+        // The built-in default: orders that ship.
+        let parsed = parse_journey(&map("{}").replace("made_when = {}\n", "")).unwrap();
+        let (_, promise) = parsed.promises().next().unwrap();
+        assert_eq!(
+            promise.made_when,
+            vec![("delivery".to_owned(), serde_json::json!(["home", "safe_place"]))]
         );
     }
 

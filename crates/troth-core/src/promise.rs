@@ -275,6 +275,7 @@ impl<'a> Data<'a> {
     fn meets(&self, conditions: &Conditions) -> bool {
         conditions.iter().all(|(field, value)| match value {
             serde_json::Value::Null => self.get(field) != Some(&serde_json::Value::Bool(true)),
+            serde_json::Value::Array(any_of) => self.get(field).is_some_and(|v| any_of.contains(v)),
             value => self.get(field) == Some(value),
         })
     }
@@ -862,6 +863,30 @@ mod tests {
                 "kept callback:c1 at 10:50 by c2",
                 "made delivery_date:o1 due 18:00",
                 "kept delivery_date:o1 at 12:00 by d1",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_pickup_order_is_promised_ready_by_its_time_and_never_a_delivery() {
+        let order = |id: &str| {
+            json!({"order": id, "items": [{"sku": "t", "qty": 1, "price": 100}], "total": 100, "currency": "EUR",
+                   "delivery": "pickup", "promised_to": "2026-11-23T12:00:00Z", "store": "st-1"})
+        };
+        let ready = json!({"order": "o1", "store": "st-1"});
+        check(
+            vec![
+                event("o1", "order.placed", "08:00", "order:o1", order("o1")),
+                event("o2", "order.placed", "08:10", "order:o2", order("o2")),
+                event("r1", "order.ready", "11:30", "order:o1", ready.clone()),
+                event("c1", "order.collected", "17:00", "order:o1", ready),
+                Step::Clock("23:59"),
+            ],
+            &[
+                "made ready_by:o1 due 12:00",
+                "made ready_by:o2 due 12:00",
+                "kept ready_by:o1 at 11:30 by r1",
+                "broken ready_by:o2 at 12:00 (DuePassed)",
             ],
         );
     }

@@ -255,12 +255,16 @@ fn assess(t: &Touchpoint, tally: &Tally, entities: &[(String, Tally)], strictnes
             .iter()
             .find(|s| s.key == worst.signal)
             .map_or("cases failed".to_owned(), |s| format!("{} {}", s.noun, s.verb));
+        let elsewhere = if worst.others_exposure == 0 {
+            "the only one measured here".to_owned()
+        } else {
+            format!("against {} elsewhere", percent(worst.others_rate))
+        };
         why.push_str(&format!(
-            "; worst: {} with {} of {} {noun}, against {} elsewhere",
+            "; worst: {} with {} of {} {noun}, {elsewhere}",
             worst.entity,
             percent(worst.failure_rate),
             crate::number::thousands(worst.exposure),
-            percent(worst.others_rate)
         ));
     }
     Some(WeakLink {

@@ -548,7 +548,11 @@ async fn weakest_links_rank_touchpoints_below_their_targets() {
     assert_eq!(pay["exposure"], 10);
     assert_eq!(pay["failure_rate"], 0.6);
     assert!(pay["score"].as_f64().unwrap() > 0.0);
-    assert_eq!(pay["why"], "60% of 10 outcomes failed (target: at most 10%)");
+    // The only method measured carries the shortfall, and is named for it.
+    assert_eq!(
+        pay["why"],
+        "60% of 10 outcomes failed (target: at most 10%); worst: method:card with 60% of 10 outcomes failed, the only one measured here"
+    );
     assert_eq!(links[1]["touchpoint"], "stock");
     assert_eq!(links[1]["score"], 0.0);
 

@@ -72,6 +72,8 @@ struct StoreState {
     shelf: Vec<i32>,
     /// SKUs whose receipts are recorded but never reach the shelf.
     phantom: Vec<bool>,
+    /// Share of click-and-collect orders ready after the time promised.
+    late_pickup_rate: f64,
 }
 
 struct TeamState {
@@ -320,6 +322,7 @@ pub fn planted(world: &World) -> Vec<PlantedFault> {
                 "broken_callbacks" => ("team", "callback", format!("breaks {:.0}% of its callback promises (called late or never); healthy teams about 2%", f.strength * 100.0)),
                 "slow_tracking" => ("carrier", "tracking_page", format!("reports its tracking events (windows, out for delivery, positions, deliveries) {:.0} minutes after they happen, so customers refresh the tracking page more", f.strength)),
                 "lost_parcels" => ("carrier", "delivery", format!("loses {:.1}% of its parcels; healthy carriers about 0.3%", f.strength * 100.0)),
+                "late_pickups" => ("store", "collect", format!("has {:.0}% of its click-and-collect orders ready after the time promised; healthy stores about 2%", f.strength * 100.0)),
                 _ => ("team", "refund", format!("issues {:.0}% of its promised refunds after the due date; healthy teams about 1%", f.strength * 100.0)),
             };
             let target = strip_target(&f.target, kind);
@@ -427,6 +430,8 @@ impl<'w> Sim<'w> {
                     site: vec![0; skus.len()],
                     shelf: vec![0; skus.len()],
                     phantom,
+                    late_pickup_rate: fault(w, "late_pickups", "store", &s.id)
+                        .map_or(s.late_pickup_rate, |f| f.strength),
                 }
             })
             .collect();
@@ -867,6 +872,41 @@ impl<'w> Sim<'w> {
         }
     }
 
+    /// A click-and-collect order after checkout: picked at the store, ready (on time
+    /// or late, as the store goes), then collected by the customer.
+    fn collect(&mut self, c: u32, who: Who, order: u64, s: usize, placed: i64, ready_by: i64) {
+        let late = self.rng.chance(self.stores[s].late_pickup_rate);
+        let ready = if late {
+            ready_by + self.rng.range(20 * MIN, 4 * HOUR)
+        } else {
+            placed + self.rng.range(HOUR, (ready_by - placed).max(HOUR + MIN))
+        }
+        .min(ready_by.max(placed) + 6 * HOUR);
+        let picked = placed + (ready - placed) / 2;
+        self.out.begin(picked, 0, "order.picked", "pos", "store");
+        self.who(who);
+        self.out.subject("order", "o-", order);
+        self.out.data();
+        self.out.end();
+        let store = self.stores[s].id.clone();
+        let collected = ready + self.rng.range(30 * MIN, 30 * HOUR);
+        for (time, ty) in [(ready, "order.ready"), (collected, "order.collected")] {
+            self.out.begin(time, 0, ty, "pos", "store");
+            self.who(who);
+            self.out.subject("order", "o-", order);
+            self.out.data();
+            self.out.id("order", "o-", order);
+            self.out.s("store", &store);
+            self.out.end();
+        }
+        let mood = &mut self.custs[c as usize].mood;
+        *mood = if late {
+            mood.saturating_sub(1)
+        } else {
+            mood.saturating_add(1)
+        };
+    }
+
     fn items(&mut self, items: &[(u16, u32)]) {
         self.out.key("items");
         self.out.arena.push('[');
@@ -953,6 +993,13 @@ impl<'w> Sim<'w> {
         let delivery_day = day + 1 + u32::from(t - base >= 14 * HOUR);
         let safe_place = self.rng.chance(0.15);
         let dbase = self.start + i64::from(delivery_day) * DAY;
+        // Click and collect: ready at a store by a time promised at checkout.
+        let pickup = (!self.stores.is_empty() && self.rng.chance(self.w.rates.pickup)).then(|| {
+            (
+                self.rng.index(self.stores.len()),
+                t + self.rng.range(2 * HOUR, 5 * HOUR),
+            )
+        });
         self.out.begin(t, 0, "order.placed", channel, channel);
         self.who(who);
         self.out.subject("order", "o-", order);
@@ -961,9 +1008,18 @@ impl<'w> Sim<'w> {
         self.items(&items);
         self.out.i("total", total);
         self.out.s("currency", &self.w.currency);
-        self.out.s("delivery", if safe_place { "safe_place" } else { "home" });
-        self.out.t("promised_from", dbase + 8 * HOUR);
-        self.out.t("promised_to", dbase + 20 * HOUR);
+        match pickup {
+            Some((s, ready_by)) => {
+                self.out.s("delivery", "pickup");
+                self.out.t("promised_to", ready_by);
+                self.out.s("store", &self.stores[s].id);
+            }
+            None => {
+                self.out.s("delivery", if safe_place { "safe_place" } else { "home" });
+                self.out.t("promised_from", dbase + 8 * HOUR);
+                self.out.t("promised_to", dbase + 20 * HOUR);
+            }
+        }
         self.out.end();
         if matches!(who, Who::Alt(_)) && self.rng.chance(0.5) {
             let minutes = self.rng.range(1, 10);
@@ -983,6 +1039,11 @@ impl<'w> Sim<'w> {
         if self.rng.chance(self.w.rates.question) {
             let wait = self.rng.range(HOUR, 6 * HOUR);
             self.open_case(day, t + wait, c, "invoice", Some(order), 0, true);
+        }
+
+        if let Some((s, ready_by)) = pickup {
+            self.collect(c, who, order, s, t, ready_by);
+            return;
         }
 
         // Fulfilment.
@@ -1570,7 +1631,9 @@ impl<'w> Sim<'w> {
             return;
         }
         let (lat, lon) = self.latlon(at);
-        let mut t = from_t + every;
+        // From the moment it stops: a stand right after another (or after a drive
+        // of no distance) keeps the reports no further apart than `every`.
+        let mut t = from_t;
         while t < to_t {
             let accuracy = 3.0 + self.rng.f64() * 9.0;
             self.out.begin(t, delay, "courier.position", source, "courier");

@@ -25,6 +25,7 @@ pub const FAULT_KINDS: &[&str] = &[
     "slow_tracking",
     "lost_parcels",
     "slow_refunds",
+    "late_pickups",
 ];
 
 /// A simulated retailer's world, read from TOML. Every field has a default, so
@@ -96,6 +97,9 @@ pub struct Store {
     /// Share of SKUs whose site stock is wrong when healthy.
     #[serde(default = "default_stock_error_rate")]
     pub stock_error_rate: f64,
+    /// Share of click-and-collect orders ready after the time promised, when healthy.
+    #[serde(default = "default_late_pickup_rate")]
+    pub late_pickup_rate: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -158,13 +162,16 @@ pub struct Rates {
     pub customer_reschedule: f64,
     /// Chance a case is opened for a question with no incident behind it, per order.
     pub question: f64,
+    /// Share of online orders collected at a store (click and collect) rather than shipped.
+    pub pickup: f64,
 }
 
 fn one() -> f64 {
     1.0
 }
 // Healthy rates run a little inside the retail map's targets (windows 95 % kept,
-// stock 98 %, callbacks 95 %, refunds 98 %): a healthy world meets them.
+// stock 98 %, pickups ready on time 95 %, callbacks 95 %, refunds 98 %): a healthy
+// world meets them.
 fn default_miss_rate() -> f64 {
     0.03
 }
@@ -173,6 +180,9 @@ fn default_lost_rate() -> f64 {
 }
 fn default_stock_error_rate() -> f64 {
     0.0
+}
+fn default_late_pickup_rate() -> f64 {
+    0.02
 }
 fn default_callback_miss_rate() -> f64 {
     0.02
@@ -193,6 +203,7 @@ impl Default for World {
             id: id.into(),
             name: name.into(),
             stock_error_rate: default_stock_error_rate(),
+            late_pickup_rate: default_late_pickup_rate(),
         };
         let team = |name: &str, categories: &[&str]| Team {
             name: name.into(),
@@ -263,6 +274,7 @@ impl Default for Rates {
             complaint: 0.3,
             customer_reschedule: 0.02,
             question: 0.03,
+            pickup: 0.15,
         }
     }
 }
@@ -375,6 +387,7 @@ impl World {
             }
             check_text(&s.name, &f("name"))?;
             share(s.stock_error_rate, &f("stock_error_rate"))?;
+            share(s.late_pickup_rate, &f("late_pickup_rate"))?;
         }
         if self.teams.is_empty() {
             return Err(invalid(
@@ -410,7 +423,7 @@ impl World {
                 "missed_windows" | "slow_tracking" | "lost_parcels" => {
                     ("carrier", self.carriers.iter().map(|c| c.name.as_str()).collect())
                 }
-                "phantom_stock" => ("store", self.stores.iter().map(|s| s.id.as_str()).collect()),
+                "phantom_stock" | "late_pickups" => ("store", self.stores.iter().map(|s| s.id.as_str()).collect()),
                 "broken_callbacks" | "slow_refunds" => ("team", self.teams.iter().map(|t| t.name.as_str()).collect()),
                 other => {
                     return Err(invalid(
@@ -467,6 +480,7 @@ impl World {
             ("complaint", r.complaint),
             ("customer_reschedule", r.customer_reschedule),
             ("question", r.question),
+            ("pickup", r.pickup),
         ] {
             share(value, &format!("rates.{name}"))?;
         }

@@ -32,6 +32,7 @@ fn small() -> World {
         ("phantom_stock", "st-3", 0.4),
         ("broken_callbacks", "delivery", 0.5),
         ("slow_refunds", "returns", 0.6),
+        ("late_pickups", "st-2", 0.5),
     ] {
         if !world.faults.iter().any(|f| f.kind == kind) {
             world.faults.push(Fault {
@@ -237,6 +238,59 @@ fn phantom_stock_sends_customers_to_empty_shelves() {
     assert!(faulty > 0.2, "{visits:?}");
     for (store, counts) in &visits {
         if *store != fault.target {
+            assert!(rate(*counts) < faulty / 3.0, "{store}: {counts:?} vs {faulty}");
+        }
+    }
+}
+
+/// Click and collect: a pickup order names its store and a ready-by time, ships
+/// nothing, and is ready then collected at that store; the faulty store is late far
+/// more often than the others.
+#[test]
+fn pickup_orders_are_ready_then_collected_and_the_late_store_shows() {
+    let world = small();
+    let events = events(&world);
+    let mut pickups: HashMap<String, (String, i64)> = HashMap::new();
+    // Bought in the store and carried out: a pickup without a store to collect from.
+    let click_and_collect = |e: &&Value| {
+        s(e, "type") == "order.placed" && s(e, "data.delivery") == "pickup" && !s(e, "data.store").is_empty()
+    };
+    for e in events.iter().filter(click_and_collect) {
+        assert!(e["data"]["promised_from"].is_null(), "{e}");
+        pickups.insert(
+            s(e, "data.order").to_owned(),
+            (s(e, "data.store").to_owned(), micros(&e["data"], "promised_to")),
+        );
+    }
+    assert!(pickups.len() > 20, "{} pickup orders", pickups.len());
+    let mut late: HashMap<String, (u32, u32)> = HashMap::new();
+    let (mut ready, mut collected) = (HashMap::new(), HashSet::new());
+    for e in &events {
+        let order = s(e, "data.order");
+        match s(e, "type") {
+            "shipment.created" => assert!(!pickups.contains_key(order), "a pickup order shipped: {e}"),
+            "order.ready" => {
+                let (store, ready_by) = &pickups[order];
+                assert_eq!(s(e, "data.store"), store);
+                let entry = late.entry(store.clone()).or_default();
+                entry.0 += 1;
+                entry.1 += u32::from(micros(e, "time") > *ready_by);
+                ready.insert(order.to_owned(), micros(e, "time"));
+            }
+            "order.collected" => {
+                assert_eq!(s(e, "data.store"), pickups[order].0);
+                assert!(micros(e, "time") > ready[order], "collected before it was ready: {e}");
+                collected.insert(order.to_owned());
+            }
+            _ => {}
+        }
+    }
+    // Orders placed near the world's end may not be ready or collected within it.
+    assert!(ready.len() * 10 >= pickups.len() * 9 && collected.len() * 10 >= ready.len() * 8);
+    let faulty = rate(late["st-2"]);
+    assert!(faulty > 0.3, "{late:?}");
+    for (store, counts) in &late {
+        if store != "st-2" {
             assert!(rate(*counts) < faulty / 3.0, "{store}: {counts:?} vs {faulty}");
         }
     }
@@ -501,6 +555,7 @@ fn the_manifest_names_each_fault() {
         ("phantom_stock", "store:st-3", "stock", "zmot"),
         ("broken_callbacks", "team:delivery", "callback", "smot"),
         ("slow_refunds", "team:returns", "refund", "smot"),
+        ("late_pickups", "store:st-2", "collect", "smot"),
     ];
     let mut want: Vec<(String, String, String, String)> = want
         .iter()
@@ -552,5 +607,6 @@ fn a_standing_vans_phone_keeps_reporting_when_asked_and_only_then() {
         "without it, a van standing is silent for minutes"
     );
     world.parked_report_s = 30;
-    assert!(silences(&world) <= 40, "driving every 10 s, standing every 30 s");
+    let longest = silences(&world);
+    assert!(longest <= 40, "driving every 10 s, standing every 30 s: {longest} s");
 }

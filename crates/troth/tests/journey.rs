@@ -15,7 +15,7 @@ fn check_journey_accepts_the_retail_map_and_locates_errors() {
     let retail = repo("journeys/retail.toml");
     let good = run(&["check-journey", retail.to_str().unwrap()]);
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stdout));
-    assert!(String::from_utf8_lossy(&good.stdout).contains("13 touchpoints"));
+    assert!(String::from_utf8_lossy(&good.stdout).contains("14 touchpoints"));
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
@@ -28,7 +28,7 @@ fn check_journey_accepts_the_retail_map_and_locates_errors() {
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let expected = format!(
-        "{}:{line}: touchpoints[5].exposure[0]: unknown event type \"tracking.seen\"",
+        "{}:{line}: touchpoints[6].exposure[0]: unknown event type \"tracking.seen\"",
         bad.display()
     );
     assert!(stdout.starts_with(&expected), "{stdout}");
@@ -140,10 +140,12 @@ fn every_planted_fault_is_among_the_three_weakest_links_of_its_stage() {
         let faulty: Vec<&str> = faults.iter().map(|f| f.touchpoint.as_str()).collect();
         for fault in &faults {
             let links = troth_core::weakest::weakest_links(&map, &tallies, &entities, Some(&fault.stage));
-            let ranking: Vec<String> = links
+            let strictness = troth_core::weakest::Strictness::of_view(&map, &tallies, &entities);
+            let mut ranking: Vec<String> = links
                 .iter()
                 .map(|l| format!("{} {} ({})", l.touchpoint, l.score, l.why))
                 .collect();
+            ranking.push(format!("per-test false-alarm level {:e}", strictness.level));
             let rank = links
                 .iter()
                 .position(|l| l.touchpoint == fault.touchpoint)
@@ -226,6 +228,7 @@ fn recall_and_false_alarms_over_many_seeds() {
         .unwrap_or(20);
     let (mut planted, mut found_first, mut named_first) = (0, 0, 0);
     let (mut views, mut quiet) = (0, 0);
+    let mut misses = Vec::new();
     for seed in 1..=seeds {
         let mut small = world("small.toml");
         small.seed = seed;
@@ -240,17 +243,33 @@ fn recall_and_false_alarms_over_many_seeds() {
                 links[r].score > 0.0 && links[..r].iter().all(|l| faulty.contains(&l.touchpoint.as_str()))
             });
             found_first += usize::from(above_healthy);
-            named_first +=
-                usize::from(rank.is_some_and(|r| {
-                    links[r].culprits.first().map(|c| c.entity.as_str()) == Some(fault.target.as_str())
-                }));
+            let named = rank.and_then(|r| links[r].culprits.first()).map(|c| c.entity.clone());
+            named_first += usize::from(named.as_deref() == Some(fault.target.as_str()));
+            if !above_healthy || named.as_deref() != Some(fault.target.as_str()) {
+                let why = rank.map_or("not ranked".to_owned(), |r| {
+                    format!("rank {}, score {}, {}", r + 1, links[r].score, links[r].why)
+                });
+                misses.push(format!(
+                    "seed {seed}: {} at {}: {why}; first culprit {named:?}",
+                    fault.kind, fault.touchpoint
+                ));
+            }
         }
         let mut healthy = world("healthy.toml");
         healthy.seed = seed;
         let measured = measure(&map, &healthy);
         let links = troth_core::weakest::weakest_links(&map, &measured.tallies, &measured.entities, None);
         views += 1;
-        quiet += usize::from(links.iter().all(|l| l.score == 0.0 && l.culprits.is_empty()));
+        let alarms: Vec<String> = links
+            .iter()
+            .filter(|l| l.score > 0.0 || !l.culprits.is_empty())
+            .map(|l| format!("seed {seed}, fault-free: {} {} ({})", l.touchpoint, l.score, l.why))
+            .collect();
+        quiet += usize::from(alarms.is_empty());
+        misses.extend(alarms);
+    }
+    for miss in &misses {
+        println!("{miss}");
     }
     println!(
         "{seeds} seeds: {found_first}/{planted} planted faults rank above every healthy touchpoint of their stage; \
