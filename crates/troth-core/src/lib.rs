@@ -10,6 +10,7 @@ pub mod eta;
 pub mod field;
 pub mod health;
 pub mod identity;
+pub mod inventory;
 pub mod journey;
 pub mod money;
 pub mod number;

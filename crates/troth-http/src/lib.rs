@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod hub;
 pub mod ingest;
+pub mod inventory;
 pub mod journeys;
 pub mod keys;
 pub mod limits;
@@ -141,6 +142,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         )
         .route("/api/v1/journeys/{key}/chasm", get(journeys::chasm::<S>))
         .route("/api/v1/carriers", get(carriers::carriers::<S>))
+        .route("/api/v1/inventory", get(inventory::inventory::<S>))
         .route_layer(scoped(Scope::Read));
     let admin = Router::new()
         .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))

@@ -664,3 +664,116 @@ async fn the_overviews_numbers_are_the_apis() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
 }
+
+/// Inventory truthfulness: a receipt that never reached the shelf shows as phantom
+/// stock in the API and on the page, with its evidence and the owner of the fix;
+/// the stock touchpoint links to it.
+#[tokio::test]
+async fn phantom_stock_is_found_per_store_and_sku_with_its_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+    let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
+    let router = common::settled_app(AppState::new(store, None).with_journey(journey));
+    let e = |id: &str, t: &str, time: &str, data: Value| json!({"id": id, "type": t, "time": format!("2026-11-23T{time}:00Z"), "data": data});
+    let events = json!([
+        e(
+            "c0",
+            "inventory.counted",
+            "06:00",
+            json!({"store": "st-3", "sku": "tyre-1", "on_hand": 0})
+        ),
+        e(
+            "r1",
+            "inventory.received",
+            "07:00",
+            json!({"store": "st-3", "sku": "tyre-1", "delta": 8})
+        ),
+        e(
+            "a1",
+            "availability.shown",
+            "09:00",
+            json!({"store": "st-3", "sku": "tyre-1", "claim": "in_stock"})
+        ),
+        e(
+            "a2",
+            "availability.shown",
+            "09:30",
+            json!({"store": "st-3", "sku": "tyre-1", "claim": "in_stock"})
+        ),
+        e(
+            "v1",
+            "store.visited",
+            "11:00",
+            json!({"store": "st-3", "sku": "tyre-1", "found": false})
+        ),
+        e(
+            "c1",
+            "inventory.counted",
+            "21:00",
+            json!({"store": "st-3", "sku": "tyre-1", "on_hand": 0})
+        ),
+        e(
+            "j1",
+            "inventory.adjusted",
+            "21:01",
+            json!({"store": "st-3", "sku": "tyre-1", "delta": -8, "reason": "count_correction"})
+        ),
+        e(
+            "v2",
+            "store.visited",
+            "11:00",
+            json!({"store": "st-1", "sku": "tyre-1", "found": true})
+        ),
+    ]);
+    let response = router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/api/v1/events")
+                .body(Body::from(events.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let (status, _, json) = get(&router, "/api/v1/inventory?from=2026-11-23T00:00:00Z", None).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let answer: Value = serde_json::from_str(&json).unwrap();
+    let worst = &answer["shelves"][0];
+    assert_eq!(
+        (worst["store"].as_str(), worst["sku"].as_str()),
+        (Some("st-3"), Some("tyre-1")),
+        "{answer}"
+    );
+    assert_eq!(worst["phantom_score"], 2.0);
+    assert_eq!(worst["owner"], "store_operations");
+    assert_eq!(worst["suspect_receipts"][0]["event"], "r1");
+    assert_eq!(worst["suspect_receipts"][0]["units"], 8);
+    assert_eq!(
+        answer["shelves"][1]["owner"], "",
+        "the store whose shelf was right: {answer}"
+    );
+
+    let (status, _, html) = get(&router, "/ui/inventory?from=2026-11-23&to=2026-11-23", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let row = html.split("<tbody>").nth(1).unwrap_or_default();
+    assert!(
+        row.starts_with("<tr><td><code>st-3</code></td><td><code>tyre-1</code></td><td class=\"num\">2.0</td>")
+            && row.contains("received 8 units (r1); the next count found 8 missing")
+            && row.contains("Store operations"),
+        "{html}"
+    );
+    assert!(!row.contains("st-1"), "only what is wrong is listed: {html}");
+    let (_, _, stock) = get(
+        &router,
+        "/ui/journeys/retail/touchpoints/stock?from=2026-11-23&to=2026-11-23",
+        None,
+    )
+    .await;
+    assert!(
+        stock.contains(r#"<p id="inventory-link"><a href="/ui/inventory?"#),
+        "{stock}"
+    );
+}

@@ -189,6 +189,58 @@ fn every_planted_fault_is_among_the_three_weakest_links_of_its_stage() {
     }
 }
 
+/// The simulator's phantom-stock store leads inventory truthfulness: its SKUs are
+/// the worst shelves, with receipts the counts contradicted, owned by store
+/// operations; the fault-free world's stores have no suspect receipt at all.
+#[test]
+fn the_planted_phantom_stock_store_leads_inventory_truthfulness() {
+    let map = retail_map();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    for (name, phantom) in [("small.toml", Some("st-3")), ("healthy.toml", None)] {
+        let world = world(name);
+        let mut ndjson = Vec::new();
+        troth_sim::simulate(&world, &mut |line| {
+            ndjson.extend_from_slice(line.as_bytes());
+            ndjson.push(b'\n');
+            Ok(())
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = troth_store::sqlite::SqliteStore::open_with_journey(dir.path(), Some(&map)).unwrap();
+        troth::import::into_store(&store, std::io::Cursor::new(ndjson), &mut |_| {}).unwrap();
+        let shelves = runtime
+            .block_on(troth_http::inventory::shelves(&store, None, None))
+            .unwrap();
+        let suspects: Vec<&str> = shelves
+            .iter()
+            .filter(|s| !s.suspect_receipts.is_empty())
+            .map(|s| s.store.as_str())
+            .collect();
+        match phantom {
+            Some(store) => {
+                let worst: Vec<&str> = shelves.iter().take(5).map(|s| s.store.as_str()).collect();
+                assert!(
+                    worst.iter().all(|s| *s == store),
+                    "{name}: the worst shelves are {worst:?}"
+                );
+                assert!(
+                    shelves[0].phantom_score > 0.0 && shelves[0].owner == "store_operations",
+                    "{:?}",
+                    shelves[0]
+                );
+                assert!(
+                    !suspects.is_empty() && suspects.iter().all(|s| *s == store),
+                    "{name}: {suspects:?}"
+                );
+            }
+            None => assert!(suspects.is_empty(), "{name}: {suspects:?}"),
+        }
+    }
+}
+
 /// A world without faults is quiet: over several seeds, no touchpoint scores above
 /// zero and no culprit is named. The method allows a false alarm in at most 5 % of
 /// views (docs/journey-map.md#false-alarms); the healthy world runs inside its

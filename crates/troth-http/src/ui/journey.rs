@@ -332,7 +332,7 @@ fn accountable_section(t: &Touchpoint, total: &Tally, entities: &[(String, Tally
         strictness.level,
     );
     let mut out = String::from(
-        r#"<h2 id="accountable">Who is accountable</h2><p class="muted">Each carrier, driver, team, store, SKU or method the events name here. A culprit (red) fails credibly more than the rest and misses the target; merely highest is not enough (method: docs/journey-map.md#culprits).</p><div class="scroll"><table id="entities"><thead><tr><th>entity</th><th>promises broken</th><th>negative answers</th><th>outcomes failed</th></tr></thead><tbody>"#,
+        r#"<h2 id="accountable">Who is accountable</h2><p class="muted">Each carrier, driver, team, store, SKU or method the events name here. A culprit (red) misses the target and fails credibly more than the rest, or alone carries the touchpoint’s shortfall; merely highest is not enough (method: docs/journey-map.md#culprits).</p><div class="scroll"><table id="entities"><thead><tr><th>entity</th><th>promises broken</th><th>negative answers</th><th>outcomes failed</th></tr></thead><tbody>"#,
     );
     let mut rows: Vec<&(String, Tally)> = entities.iter().collect();
     // Culprits first (worst first), then by how much each was measured.
@@ -740,6 +740,14 @@ pub async fn touchpoint<S: Store>(
         level = level(t, &total, &entities, strictness),
     );
     body.push_str(&accountable_section(t, &total, &entities, strictness));
+    // Where stock is claimed, the evidence per store and SKU is one click away.
+    if t.exposure.iter().any(|e| e == "availability.shown") {
+        let _ = write!(
+            body,
+            r#"<p id="inventory-link"><a href="/ui/inventory?{}">Inventory truthfulness per store and SKU</a>: phantom stock, receipts the counts contradict, who owns the fix.</p>"#,
+            days.page_query()
+        );
+    }
     body.push_str("<h2>Per day</h2>");
     body.push_str(&trend_chart(&per_day));
     body.push_str(&day_table(&per_day));

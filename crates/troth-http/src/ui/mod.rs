@@ -15,12 +15,15 @@
 //!   trend per day, owners, promises and the promises broken there;
 //! - `/ui/carriers` — carrier scorecards: per carrier and driver, windows kept, first
 //!   attempts, lost parcels, lateness and tracking views, the worst highlighted;
+//! - `/ui/inventory` — inventory truthfulness: phantom stock per store and SKU with
+//!   its evidence and the function that owns the fix (linked from stock touchpoints);
 //! - `/docs` — the API reference, rendered from the OpenAPI description;
 //! - `/login`, `/logout` — with a master key, pages need a sign-in: a server-side
 //!   session ([`crate::sessions`]) started by a key that may read.
 
 mod carriers;
 pub(crate) mod html;
+mod inventory;
 mod journey;
 mod lists;
 mod overview;
@@ -50,6 +53,7 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
         .route("/ui/journeys/{key}/live", get(journey_live::<S>))
         .route("/ui/journey", get(followed_journey::<S>))
         .route("/ui/carriers", get(carriers::<S>))
+        .route("/ui/inventory", get(inventory::<S>))
         .route("/ui/promises", get(promise_list::<S>))
         .route("/ui/deliveries", get(deliveries::<S>))
         .route("/ui/cases", get(cases::<S>))
@@ -91,6 +95,10 @@ async fn customer<S: Store>(State(state): State<AppState<S>>, Segment(id): Segme
 
 async fn carriers<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
     render(carriers::carriers(&state.store, &params).await)
+}
+
+async fn inventory<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
+    render(inventory::inventory(&state.store, &params).await)
 }
 
 async fn shipment<S: Store>(State(state): State<AppState<S>>, Segment(id): Segment) -> Response {
