@@ -61,13 +61,11 @@ struct Measured {
     faults: Vec<troth_sim::PlantedFault>,
 }
 
-fn measure(map: &troth_core::journey::JourneyMap, world: &troth_sim::World) -> Measured {
-    use troth_store::Store;
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+/// A world simulated and imported into a fresh store (kept while the directory lives).
+fn imported(
+    map: &troth_core::journey::JourneyMap,
+    world: &troth_sim::World,
+) -> (tempfile::TempDir, troth_store::sqlite::SqliteStore, troth_sim::Manifest) {
     let mut ndjson = Vec::new();
     let manifest = troth_sim::simulate(world, &mut |line| {
         ndjson.extend_from_slice(line.as_bytes());
@@ -79,6 +77,17 @@ fn measure(map: &troth_core::journey::JourneyMap, world: &troth_sim::World) -> M
     let store = troth_store::sqlite::SqliteStore::open_with_journey(dir.path(), Some(map)).unwrap();
     let summary = troth::import::into_store(&store, std::io::Cursor::new(ndjson), &mut |_| {}).unwrap();
     assert_eq!(summary.accepted, manifest.events, "{}", world.name);
+    (dir, store, manifest)
+}
+
+fn measure(map: &troth_core::journey::JourneyMap, world: &troth_sim::World) -> Measured {
+    use troth_store::Store;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let (_dir, store, manifest) = imported(map, world);
 
     // The promise clock runs to the end of the world, not to today.
     let end = troth_core::Timestamp::parse_rfc3339(&manifest.end).unwrap();
@@ -200,17 +209,7 @@ fn the_planted_phantom_stock_store_leads_inventory_truthfulness() {
         .build()
         .unwrap();
     for (name, phantom) in [("small.toml", Some("st-3")), ("healthy.toml", None)] {
-        let world = world(name);
-        let mut ndjson = Vec::new();
-        troth_sim::simulate(&world, &mut |line| {
-            ndjson.extend_from_slice(line.as_bytes());
-            ndjson.push(b'\n');
-            Ok(())
-        })
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = troth_store::sqlite::SqliteStore::open_with_journey(dir.path(), Some(&map)).unwrap();
-        troth::import::into_store(&store, std::io::Cursor::new(ndjson), &mut |_| {}).unwrap();
+        let (_dir, store, _) = imported(&map, &world(name));
         let shelves = runtime
             .block_on(troth_http::inventory::shelves(&store, None, None))
             .unwrap();
