@@ -212,7 +212,7 @@ impl HealthIndex {
             }
         };
         // Bumped when what is counted per touchpoint and day changes in other ways.
-        feed("tally+reach+entities+ces2+one-touchpoint");
+        feed("tally+reach+entities+ces2+one-touchpoint+case-contacts+visits");
         Tally::FIELDS.iter().for_each(|f| feed(f));
         for (label, index) in [
             ("exposure", &self.by_exposure),

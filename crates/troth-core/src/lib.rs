@@ -8,6 +8,7 @@ pub mod culprit;
 pub mod envelope;
 pub mod eta;
 pub mod field;
+pub mod flow;
 pub mod health;
 pub mod identity;
 pub mod inventory;

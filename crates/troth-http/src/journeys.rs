@@ -449,6 +449,79 @@ pub async fn chasm<S: Store>(
     }))
 }
 
+/// How many visits (a customer's first exposure per touchpoint and day) one answer
+/// reads at most: about 100 MB of memory. Past it, whole customers are left out and
+/// the answer says `truncated`.
+const FLOW_VISITS: usize = 1_000_000;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JourneyFlow {
+    pub journey: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Some customers were left out (too many visits for one answer): narrow the days.
+    pub truncated: bool,
+    #[serde(flatten)]
+    pub flow: troth_core::flow::MapAgainstData,
+}
+
+/// The map against the data: the paths customers really take through each stage,
+/// the drop-off along each link of the map, moves the map does not link, touchpoints
+/// that see no event, and event types that count at no touchpoint (the method:
+/// docs/journey-map.md, "The map against the data").
+#[utoipa::path(
+    get, path = "/api/v1/journeys/{key}/flow", tag = "journeys",
+    params(
+        ("key" = String, Path, description = "The journey map's key"),
+        ("from" = Option<String>, Query, description = "From this day (RFC 3339; its UTC day)"),
+        ("to" = Option<String>, Query, description = "Until this time (RFC 3339; the day it falls in included)"),
+    ),
+    responses(
+        (status = 200, body = JourneyFlow),
+        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn flow<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(key): Segment,
+    Params(params): Params,
+) -> Result<Json<JourneyFlow>, ApiError> {
+    let map = journey(&state, &key)?;
+    let range = DayRange::from_params(&params)?;
+    let (flow, truncated) = map_against_data(&state.store, &map, range.from, range.to).await?;
+    Ok(Json(JourneyFlow {
+        journey: map.key.clone(),
+        from: range.from_text,
+        to: range.to_text,
+        truncated,
+        flow,
+    }))
+}
+
+/// The map against the data over the days from `from` (inclusive) to `to`
+/// (exclusive), and whether customers were left out; the API's and the journey page's.
+pub(crate) async fn map_against_data<S: Store>(
+    store: &S,
+    map: &JourneyMap,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<(troth_core::flow::MapAgainstData, bool), ApiError> {
+    let (visits, truncated) = store.touchpoint_visits(from, to, FLOW_VISITS).await?;
+    let exposures: HashMap<String, u64> = store
+        .health(from, to)
+        .await?
+        .into_iter()
+        .map(|(t, tally)| (t, tally.exposure.max(0) as u64))
+        .collect();
+    let types = store.overview().await?.by_type;
+    Ok((
+        troth_core::flow::map_against_data(map, &visits, &exposures, &types),
+        truncated,
+    ))
+}
+
 /// A range of whole UTC days from `from` and `to` parameters.
 pub(crate) struct DayRange {
     pub(crate) from: Option<i64>,

@@ -141,6 +141,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
             get(journeys::weakest_links::<S>),
         )
         .route("/api/v1/journeys/{key}/chasm", get(journeys::chasm::<S>))
+        .route("/api/v1/journeys/{key}/flow", get(journeys::flow::<S>))
         .route("/api/v1/carriers", get(carriers::carriers::<S>))
         .route("/api/v1/inventory", get(inventory::inventory::<S>))
         .route_layer(scoped(Scope::Read));

@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
         crate::journeys::functions,
         crate::journeys::weakest_links,
         crate::journeys::chasm,
+        crate::journeys::flow,
         crate::carriers::carriers,
         crate::inventory::inventory,
         crate::keys::create_key,
@@ -41,7 +42,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "events", description = "Ingest and read the event log"),
         (name = "customers", description = "Customer profiles"),
-        (name = "journeys", description = "Journey maps: promises, health, weakest links, the expectation chasm"),
+        (name = "journeys", description = "Journey maps: promises, health, weakest links, the expectation chasm, the map against the data"),
         (name = "carriers", description = "Carrier scorecards: windows kept, first attempts, lost parcels, lateness, tracking views"),
         (name = "inventory", description = "Inventory truthfulness: phantom stock per store and SKU, receipts the counts contradict, who owns the fix"),
         (name = "keys", description = "Scoped API keys"),

@@ -25,6 +25,17 @@ impl Api {
         }
     }
 
+    /// An open API following the built-in retail journey map.
+    fn retail() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+        let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
+        Api {
+            _dir: dir,
+            router: common::settled_app(AppState::new(store, None).with_journey(journey)),
+        }
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -404,13 +415,7 @@ async fn openapi_and_metrics() {
 
 #[tokio::test]
 async fn promises_along_the_journey() {
-    let dir = tempfile::tempdir().unwrap();
-    let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
-    let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
-    let api = Api {
-        _dir: dir,
-        router: common::settled_app(AppState::new(store, None).with_journey(journey)),
-    };
+    let api = Api::retail();
     let window = |id: &str, shipment: &str| {
         json!({"id": id, "type": "shipment.window_set", "time": "2026-11-23T08:00:00Z", "subject": format!("shipment:{shipment}"),
                "customer": {"id": "ann"}, "data": {"window_start": "2026-11-23T11:00:00Z", "window_end": "2026-11-23T12:00:00Z"}})
@@ -513,13 +518,7 @@ async fn promises_along_the_journey() {
 
 #[tokio::test]
 async fn weakest_links_rank_touchpoints_below_their_targets() {
-    let dir = tempfile::tempdir().unwrap();
-    let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
-    let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
-    let api = Api {
-        _dir: dir,
-        router: common::settled_app(AppState::new(store, None).with_journey(journey)),
-    };
+    let api = Api::retail();
     // Ten payments, six of them failed; ten store visits, all found.
     let mut events = Vec::new();
     for i in 0..10 {
@@ -597,13 +596,7 @@ async fn weakest_links_rank_touchpoints_below_their_targets() {
 
 #[tokio::test]
 async fn the_chasm_compares_what_was_expected_with_what_was_delivered() {
-    let dir = tempfile::tempdir().unwrap();
-    let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
-    let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
-    let api = Api {
-        _dir: dir,
-        router: common::settled_app(AppState::new(store, None).with_journey(journey)),
-    };
+    let api = Api::retail();
     let answer = |id: &str, who: &str, survey: &str, nps: u8| {
         json!({"id": id, "type": "survey.answered", "time": "2026-11-20T10:00:00Z", "customer": {"id": who},
                "data": {"survey": survey, "nps": nps}})
@@ -644,4 +637,121 @@ async fn the_chasm_compares_what_was_expected_with_what_was_delivered() {
         .await;
     assert_eq!(later["stages"][2]["answers"], 0);
     assert_eq!(later["cohort"]["count"], 0);
+}
+
+#[tokio::test]
+async fn the_map_against_the_data_shows_paths_drop_off_silence_and_unmapped_types() {
+    let api = Api::retail();
+    let search = |id: &str, email: &str, minute: u32| {
+        json!({"id": id, "type": "search.performed", "time": format!("2026-11-20T10:{minute:02}:00Z"),
+               "customer": {"email": email}, "data": {"query": "tyres"}})
+    };
+    let shown = |id: &str, email: &str, minute: u32| {
+        json!({"id": id, "type": "availability.shown", "time": format!("2026-11-20T10:{minute:02}:00Z"),
+               "customer": {"email": email}, "data": {"sku": "tyre", "claim": "in_stock"}})
+    };
+    api.post(
+        "/api/v1/events",
+        json!([
+            // Ann searches, sees the stock, and checks out: the map's path.
+            search("a1", "ann@example.com", 1),
+            shown("a2", "ann@example.com", 2),
+            {"id": "a3", "type": "checkout.started", "time": "2026-11-20T10:03:00Z",
+             "customer": {"email": "ann@example.com"}, "subject": "order:o-1", "data": {}},
+            // Bob searches and goes no further.
+            search("b1", "bob@example.com", 4),
+            // Cy sees the stock first, then searches: a move the map does not link.
+            shown("c1", "cy@example.com", 5),
+            search("c2", "cy@example.com", 6),
+            // A driver's position belongs to no touchpoint; nor does an extension event.
+            {"id": "d1", "type": "courier.position", "time": "2026-11-20T10:07:00Z",
+             "subject": "driver:d-1", "data": {"lat": 48.8, "lon": 2.3}},
+            {"id": "x1", "type": "x.loyalty.scanned", "time": "2026-11-20T10:08:00Z",
+             "customer": {"email": "ann@example.com"}, "data": {}},
+        ]),
+    )
+    .await;
+
+    let (status, _, flow) = api
+        .call("GET", "/api/v1/journeys/retail/flow", None, Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{flow}");
+    assert_eq!(flow["customers"], 3, "{flow}");
+    assert_eq!(flow["truncated"], false);
+    let discover = flow["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "zmot")
+        .unwrap();
+    assert_eq!(discover["customers"], 3);
+    let paths: Vec<(Value, u64)> = discover["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["touchpoints"].clone(), p["customers"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            (json!(["find"]), 1),
+            (json!(["find", "stock"]), 1),
+            (json!(["stock", "find"]), 1)
+        ]
+    );
+    let link = |from: &str, to: &str| {
+        flow["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["from"] == from && l["to"] == to)
+            .unwrap_or_else(|| panic!("the map links {from} to {to}: {flow}"))
+            .clone()
+    };
+    let find_stock = link("find", "stock");
+    assert_eq!(
+        (find_stock["reached"].as_u64(), find_stock["went_on"].as_u64()),
+        (Some(3), Some(1))
+    );
+    let stock_pay = link("stock", "pay");
+    assert_eq!(
+        (stock_pay["reached"].as_u64(), stock_pay["went_on"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(stock_pay["drop_off"], 0.5);
+    assert_eq!(link("delivery", "use")["drop_off"], Value::Null);
+    assert_eq!(
+        flow["off_map"],
+        json!([{"from": "stock", "to": "find", "customers": 1}])
+    );
+    let silent = flow["silent"].as_array().unwrap();
+    assert!(
+        silent.contains(&json!("delivery")) && !silent.contains(&json!("find")),
+        "{flow}"
+    );
+    assert_eq!(
+        flow["unmapped"],
+        json!([
+            {"event_type": "courier.position", "events": 1, "catalogue": true},
+            {"event_type": "x.loyalty.scanned", "events": 1, "catalogue": false}
+        ])
+    );
+
+    let (_, _, later) = api
+        .call(
+            "GET",
+            "/api/v1/journeys/retail/flow?from=2026-11-21T00:00:00Z",
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(later["customers"], 0, "{later}");
+    let (status, content_type, problem) = api
+        .call("GET", "/api/v1/journeys/retail/flow?stage=zmot", None, Body::empty())
+        .await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::BAD_REQUEST, "application/problem+json")
+    );
+    assert_eq!(problem["field"], "stage");
 }

@@ -408,6 +408,16 @@ pub trait Store: Send + Sync + 'static {
         to_day: Option<i64>,
     ) -> impl Future<Output = Result<troth_core::weakest::EntityTallies, StoreError>> + Send;
 
+    /// Each customer's first exposure per touchpoint and day over the days from
+    /// `from_day` (inclusive) to `to_day` (exclusive), at most `limit` of them
+    /// (whole customers, lowest customer first); `true` when some were left out.
+    fn touchpoint_visits(
+        &self,
+        from_day: Option<i64>,
+        to_day: Option<i64>,
+        limit: usize,
+    ) -> impl Future<Output = Result<(Vec<troth_core::flow::Visit>, bool), StoreError>> + Send;
+
     /// Distinct customers exposed to each touchpoint over the days from `from_day`
     /// (inclusive) to `to_day` (exclusive), estimated within a few percent.
     fn reach(

@@ -656,9 +656,12 @@ async fn best_delivery(store: &SqliteStore, client: &mut Client, script: &Script
                     .map(|(other, _)| *other),
             );
             let shown = on_the_way && stops_before >= 2 && view["eta"].is_string() && view["driver"].is_object();
-            let on_time = view["window"]["end"]
-                .as_str()
-                .is_none_or(|end| view["eta"].as_str().is_some_and(|eta| eta <= end));
+            // On time as the customer reads it: the page's own state, which also
+            // counts a window troth re-issued after the carrier's was missed as late.
+            let on_time = view["status"]["state"] == "on_the_way"
+                && view["window"]["end"]
+                    .as_str()
+                    .is_none_or(|end| view["eta"].as_str().is_some_and(|eta| eta <= end));
             let rank = match (shown, moving, on_time, on_the_way || view["stage"] == "arriving") {
                 (true, true, true, _) => 4,
                 (true, true, false, _) => 3,

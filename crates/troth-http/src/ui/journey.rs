@@ -246,6 +246,9 @@ pub async fn journey<S: Store>(store: &S, zone: &Zone, map: &JourneyMap, params:
         map,
         &troth_core::chasm::chasm(map, &answers, &tallies, 10),
     ));
+    let (flow, truncated) =
+        crate::journeys::map_against_data(store, map, Some(days.first), Some(days.last + 1)).await?;
+    body.push_str(&flow_section(map, &flow, truncated));
     Ok(Some(page_with_script(
         &format!("Journey: {}", map.name),
         &body,
@@ -428,6 +431,106 @@ fn weakest_links_section(
 /// The chasm as bars on a satisfaction axis: per stage, what the stages before it
 /// led customers to expect against what it delivered, a sentence saying where the
 /// drop is, then the cohort it swallowed.
+/// The map against the data: the paths customers took per stage, the drop-off
+/// along each link of the map, moves it does not link, touchpoints nothing reached
+/// and event types that count nowhere.
+fn flow_section(map: &JourneyMap, flow: &troth_core::flow::MapAgainstData, truncated: bool) -> String {
+    let name = |key: &str| map.touchpoint(key).map_or(key.to_owned(), |t| t.name.clone());
+    let path = |keys: &[String]| keys.iter().map(|k| esc(&name(k))).collect::<Vec<_>>().join(" → ");
+    let mut out = String::from(r#"<section id="flow"><h2>The map against the data</h2>"#);
+    let _ = write!(
+        out,
+        r#"<p class="muted">How {} customers really moved through the touchpoints in these days: each customer's first visit to a touchpoint per day, in the order of the log.{}</p>"#,
+        count(flow.customers as i64),
+        if truncated {
+            " Too many to read at once: some customers are left out; choose fewer days."
+        } else {
+            ""
+        },
+    );
+    if flow.customers == 0 {
+        out.push_str("<p>No customer met a touchpoint of this map in these days.</p>");
+    }
+    out.push_str(r#"<h3>Paths taken, per stage</h3><div class="scroll"><table class="wide" id="flow-paths"><thead><tr><th>Stage</th><th class="num">Customers</th><th class="num">Share</th><th>Path</th></tr></thead><tbody>"#);
+    for stage in flow.stages.iter().filter(|s| !s.paths.is_empty()) {
+        let plain = map
+            .stages
+            .iter()
+            .find(|s| s.key == stage.stage)
+            .map_or(stage.stage.clone(), |s| s.plain_name().0);
+        for p in &stage.paths {
+            let _ = write!(
+                out,
+                r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="evidence">{}</td></tr>"#,
+                esc(&plain),
+                count(p.customers as i64),
+                // A few customers of thousands are not "0 %".
+                if p.share > 0.0 && p.share < 0.005 {
+                    "< 1 %".to_owned()
+                } else {
+                    percent(Some(p.share))
+                },
+                path(&p.touchpoints),
+            );
+        }
+    }
+    out.push_str("</tbody></table></div>");
+    out.push_str(r#"<h3>Where customers stop</h3><p class="muted">For each link of the map: of the customers who met the first touchpoint, how many met the next one afterwards.</p><div class="scroll"><table class="wide" id="flow-links"><thead><tr><th>From</th><th>To</th><th class="num">Reached</th><th class="num">Went on</th><th class="num">Drop-off</th></tr></thead><tbody>"#);
+    for link in &flow.links {
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            esc(&name(&link.from)),
+            esc(&name(&link.to)),
+            count(link.reached as i64),
+            count(link.went_on as i64),
+            percent(link.drop_off),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+    if !flow.off_map.is_empty() {
+        out.push_str(r#"<h3>Moves the map does not show</h3><p class="muted">Customers who went from one touchpoint straight to another on the same day, where the map has no link between them.</p><ul id="flow-off-map">"#);
+        for t in &flow.off_map {
+            let _ = write!(
+                out,
+                "<li>{} → {}: {} customers</li>",
+                esc(&name(&t.from)),
+                esc(&name(&t.to)),
+                count(t.customers as i64)
+            );
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str(r#"<h3>Touchpoints no event reached</h3>"#);
+    if flow.silent.is_empty() {
+        out.push_str(r#"<p id="flow-silent">Every touchpoint of the map saw events in these days.</p>"#);
+    } else {
+        let _ = write!(
+            out,
+            r#"<p id="flow-silent">{}: nothing counted as their exposure arrived. Either customers do not pass there, or the events that say so are not sent.</p>"#,
+            flow.silent.iter().map(|k| esc(&name(k))).collect::<Vec<_>>().join(", ")
+        );
+    }
+    out.push_str(r#"<h3>Events that count at no touchpoint</h3>"#);
+    if flow.unmapped.is_empty() {
+        out.push_str(r#"<p id="flow-unmapped">Every event type stored counts at a touchpoint.</p>"#);
+    } else {
+        out.push_str(r#"<p class="muted">Stored since the store began, but no touchpoint lists them as exposure: operational events (positions, stock counts), or moments the map has yet to name.</p><ul id="flow-unmapped">"#);
+        for u in &flow.unmapped {
+            let _ = write!(
+                out,
+                "<li><code>{}</code>: {} events{}</li>",
+                esc(&u.event_type),
+                count(u.events as i64),
+                if u.catalogue { "" } else { " (an extension type)" }
+            );
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</section>");
+    out
+}
+
 fn chasm_section(map: &JourneyMap, chasm: &troth_core::chasm::Chasm) -> String {
     const LEFT: f64 = 60.0;
     const TOP: f64 = 10.0;

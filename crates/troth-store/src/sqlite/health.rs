@@ -9,7 +9,11 @@
 //! Entities that belong to a subject (a shipment's carrier and driver, a case's
 //! team) are remembered in `subject_entities` with the position of the event that
 //! named them, so a later event about the subject is attributed to the entity that
-//! was accountable *then*, however late its tallies are written.
+//! was accountable *then*, however late its tallies are written. Each customer's
+//! cases are kept in `case_contacts` (customer, time, position) to tell a repeat
+//! contact without reading the customer's whole history. `touchpoint_visits` holds
+//! each customer's first exposure per touchpoint and day (its position), from
+//! which the paths customers really take are read (`troth_core::flow`).
 
 use std::collections::HashMap;
 
@@ -25,6 +29,9 @@ pub struct HealthDays {
     pub reach: HashMap<(String, i64), Reach>,
     /// Per (touchpoint, day, entity `kind:id`).
     pub entities: HashMap<(String, i64, String), Tally>,
+    /// Per (customer, day, touchpoint): the position of the customer's first
+    /// exposure there that day, for the paths customers take (`touchpoint_visits`).
+    pub visits: HashMap<(i64, i64, String), i64>,
     /// The subjects' entities read or written while counting (not counted itself).
     memo: SubjectMemo,
 }
@@ -56,7 +63,9 @@ impl HealthDays {
     ) -> rusqlite::Result<()> {
         let day = day_of(event);
         let repeat = match customer {
-            Some(customer) if event.event_type == "case.opened" => is_repeat_contact(conn, customer, seq, event)?,
+            Some(customer) if event.event_type == "case.opened" => {
+                is_repeat_contact(conn, schema, customer, seq, event)?
+            }
             _ => false,
         };
         let contributions = health.contributions(event);
@@ -67,6 +76,7 @@ impl HealthDays {
             }
             if let Some(customer) = customer.filter(|_| tally.exposure > 0) {
                 self.reach.entry((touchpoint.clone(), day)).or_default().add(customer);
+                self.visits.entry((customer, day, touchpoint.clone())).or_insert(seq);
             }
             for (kind, entity) in &entities {
                 if health.accountable(&touchpoint, kind) {
@@ -91,16 +101,29 @@ impl HealthDays {
         for (key, tally) in other.entities {
             self.entities.entry(key).or_default().add(&tally);
         }
+        for (key, seq) in other.visits {
+            let first = self.visits.entry(key).or_insert(seq);
+            *first = (*first).min(seq);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tallies.is_empty() && self.reach.is_empty() && self.entities.is_empty()
+        self.tallies.is_empty() && self.reach.is_empty() && self.entities.is_empty() && self.visits.is_empty()
     }
 
     /// Adds these to the tables of `schema` (`main`, or `replay` for a rebuild).
     pub fn write(&self, conn: &Connection, schema: &str) -> rusqlite::Result<()> {
         add_tallies(conn, schema, &self.tallies)?;
         add_entity_tallies(conn, schema, &self.entities)?;
+        if !self.visits.is_empty() {
+            let mut visit = conn.prepare_cached(&format!(
+                "INSERT INTO {schema}.touchpoint_visits (cid, day, touchpoint, first_seq) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (cid, day, touchpoint) DO UPDATE SET first_seq = min(first_seq, excluded.first_seq)"
+            ))?;
+            for ((cid, day, touchpoint), seq) in &self.visits {
+                visit.execute(params![cid, day, touchpoint, seq])?;
+            }
+        }
         if self.reach.is_empty() {
             return Ok(());
         }
@@ -187,19 +210,30 @@ fn entities_of(
 }
 
 /// Whether the customer opened another case, earlier in the log, within the week
-/// before this one. Log order (not arrival of the answer) keeps a live count and a
-/// replay in agreement.
-fn is_repeat_contact(conn: &Connection, customer: i64, seq: i64, event: &ValidEvent) -> rusqlite::Result<bool> {
+/// before this one; remembers this one in `case_contacts`. Log order (not arrival
+/// of the answer) keeps a live count and a replay in agreement.
+fn is_repeat_contact(
+    conn: &Connection,
+    schema: &str,
+    customer: i64,
+    seq: i64,
+    event: &ValidEvent,
+) -> rusqlite::Result<bool> {
     let time = event.time.micros();
-    conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM main.event_customers c JOIN events e USING (seq)
-                         WHERE c.cid = ?1 AND c.seq < ?2 AND e.type = 'case.opened'
-                           AND e.time_us >= ?3 AND e.time_us <= ?4)",
-    )?
-    .query_row(
-        params![customer, seq, time - troth_core::health::REPEAT_CONTACT_WINDOW_US, time],
-        |r| r.get(0),
-    )
+    let earlier: bool = conn
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {schema}.case_contacts
+                             WHERE cid = ?1 AND time_us >= ?2 AND time_us <= ?3 AND seq < ?4)"
+        ))?
+        .query_row(
+            params![customer, time - troth_core::health::REPEAT_CONTACT_WINDOW_US, time, seq],
+            |r| r.get(0),
+        )?;
+    conn.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO {schema}.case_contacts (cid, time_us, seq) VALUES (?1, ?2, ?3)"
+    ))?
+    .execute(params![customer, time, seq])?;
+    Ok(earlier)
 }
 
 /// The tables of the projection, created under a schema name so replay can
@@ -213,14 +247,18 @@ pub fn schema(schema: &str) -> String {
         "CREATE TABLE IF NOT EXISTS {schema}.touchpoint_days (touchpoint TEXT NOT NULL, day INTEGER NOT NULL, {}, PRIMARY KEY (touchpoint, day)) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS {schema}.touchpoint_reach (touchpoint TEXT NOT NULL, day INTEGER NOT NULL, sketch BLOB NOT NULL, PRIMARY KEY (touchpoint, day)) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS {schema}.touchpoint_entity_days (touchpoint TEXT NOT NULL, day INTEGER NOT NULL, entity TEXT NOT NULL, {}, PRIMARY KEY (touchpoint, day, entity)) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS {schema}.subject_entities (subject TEXT NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL, entity TEXT NOT NULL, PRIMARY KEY (subject, kind, seq)) WITHOUT ROWID;",
+         CREATE TABLE IF NOT EXISTS {schema}.subject_entities (subject TEXT NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL, entity TEXT NOT NULL, PRIMARY KEY (subject, kind, seq)) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS {schema}.case_contacts (cid INTEGER NOT NULL, time_us INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (cid, time_us, seq)) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS {schema}.touchpoint_visits (cid INTEGER NOT NULL, day INTEGER NOT NULL, touchpoint TEXT NOT NULL, first_seq INTEGER NOT NULL, PRIMARY KEY (cid, day, touchpoint)) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS {schema}.touchpoint_visits_by_day ON touchpoint_visits (day);",
         columns.join(", "),
         columns.join(", ")
     )
 }
 
 /// The tables [`schema`] creates that a recount under new rules starts afresh.
-pub const RECOUNTED: &str = "touchpoint_days, touchpoint_reach, touchpoint_entity_days, subject_entities";
+pub const RECOUNTED: &str =
+    "touchpoint_days, touchpoint_reach, touchpoint_entity_days, subject_entities, case_contacts, touchpoint_visits";
 
 /// Adds tallies to `table`, each row keyed by the values of `keys` (its primary key).
 fn add_keyed_tallies<'a>(

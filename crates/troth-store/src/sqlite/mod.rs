@@ -521,6 +521,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn touchpoint_visits(
+        &self,
+        from_day: Option<i64>,
+        to_day: Option<i64>,
+        limit: usize,
+    ) -> Result<(Vec<troth_core::flow::Visit>, bool), StoreError> {
+        let pending = self.inner.pending.clone();
+        self.read(move |conn| read::touchpoint_visits(conn, &pending, from_day, to_day, limit))
+            .await
+    }
+
     async fn entity_health(
         &self,
         from_day: Option<i64>,

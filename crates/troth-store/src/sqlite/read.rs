@@ -416,6 +416,60 @@ pub fn health(
     Ok(tallies)
 }
 
+pub fn touchpoint_visits(
+    conn: &Connection,
+    pending: &Mutex<Aggregates>,
+    from_day: Option<i64>,
+    to_day: Option<i64>,
+    limit: usize,
+) -> Result<(Vec<troth_core::flow::Visit>, bool), StoreError> {
+    let (from, to) = (from_day.unwrap_or(i64::MIN), to_day.unwrap_or(i64::MAX));
+    let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+    // The first position per (customer, day, touchpoint), table and pending alike.
+    let mut first: HashMap<(i64, i64, String), i64> = HashMap::new();
+    for ((cid, day, touchpoint), seq) in pending
+        .days
+        .visits
+        .iter()
+        .filter(|((_, day, _), _)| (from..to).contains(day))
+    {
+        first.insert((*cid, *day, touchpoint.clone()), *seq);
+    }
+    drop(pending);
+    let mut stmt = conn
+        .prepare_cached("SELECT cid, day, touchpoint, first_seq FROM touchpoint_visits WHERE day >= ?1 AND day < ?2")?;
+    let mut rows = stmt.query([from, to])?;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(3)?;
+        let at = first.entry((row.get(0)?, row.get(1)?, row.get(2)?)).or_insert(seq);
+        *at = (*at).min(seq);
+    }
+    // A customer merged since is read under the survivor, as everywhere else.
+    let survivors: HashMap<i64, i64> = conn
+        .prepare_cached("SELECT cid, merged_into FROM customers WHERE merged_into IS NOT NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut visits: Vec<troth_core::flow::Visit> = first
+        .into_iter()
+        .map(|((customer, day, touchpoint), position)| troth_core::flow::Visit {
+            customer: survivors.get(&customer).copied().unwrap_or(customer),
+            day,
+            touchpoint,
+            position,
+        })
+        .collect();
+    visits.sort_unstable_by_key(|v| (v.customer, v.position));
+    let mut cut = false;
+    if visits.len() > limit {
+        // Whole customers only: a customer's path is never cut short.
+        let last = visits[limit].customer;
+        let keep = visits.partition_point(|v| v.customer < last);
+        visits.truncate(keep);
+        cut = true;
+    }
+    Ok((visits, cut))
+}
+
 pub fn entity_health(
     conn: &Connection,
     pending: &Mutex<Aggregates>,

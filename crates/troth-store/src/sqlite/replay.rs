@@ -31,6 +31,8 @@ const COMPARED: &[(&str, &str)] = &[
     ("touchpoint_reach", "SELECT * FROM {s}.touchpoint_reach"),
     ("touchpoint_entity_days", "SELECT * FROM {s}.touchpoint_entity_days"),
     ("subject_entities", "SELECT * FROM {s}.subject_entities"),
+    ("case_contacts", "SELECT * FROM {s}.case_contacts"),
+    ("touchpoint_visits", "SELECT * FROM {s}.touchpoint_visits"),
     (
         "shipments",
         "SELECT id, order_id, customer_ref, stage, final_us, state FROM {s}.shipments",

@@ -194,13 +194,17 @@ PRAGMA cache_size = -262144;
 
 /// Settings the projections' connections get. A power cut may undo their last
 /// commits (never corrupt them): they and their checkpoint go back together, and
-/// the events past it are projected again from the log.
+/// the events past it are projected again from the log. The WAL is copied into the
+/// file every 16,384 pages (64 MiB) rather than SQLite's 1,000: a projection batch
+/// rewrites the same index pages, and checkpointing them less often made catching
+/// up a fifth faster.
 pub const PROJECTION_PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = OFF;
 PRAGMA temp_store = MEMORY;
 PRAGMA cache_size = -262144;
+PRAGMA wal_autocheckpoint = 16384;
 ";
 
 /// Opening a store from before the log and the projections had files of their own:
