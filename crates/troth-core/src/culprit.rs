@@ -98,6 +98,11 @@ pub fn named_entities(data: &EventData) -> Vec<(&'static str, String)> {
             add("store", &i.store);
             add("sku", &i.sku);
         }
+        EventData::ReviewPosted(r) => {
+            if let Some(product) = &r.product {
+                add("sku", product);
+            }
+        }
         EventData::PaymentSucceeded(p) => add("method", &p.method),
         EventData::PaymentFailed(p) => add("method", &p.method),
         EventData::MessageSent(m) => {

@@ -106,6 +106,13 @@ pub struct Family {
     pub tyre: bool,
 }
 
+/// Every SKU's name, `stem-variant`, in catalogue order.
+pub fn sku_names() -> impl Iterator<Item = String> {
+    FAMILIES
+        .iter()
+        .flat_map(|f| f.variants.iter().map(move |variant| format!("{}-{variant}", f.stem)))
+}
+
 pub const FAMILIES: &[Family] = &[
     Family {
         stem: "tyre-roadgrip",
@@ -329,6 +336,11 @@ const BAD_STOCK: &[&str] = &[
     "a wasted trip to the store for an item they did not have",
     "stock levels online that are pure fiction",
 ];
+const BAD_PRODUCT: &[&str] = &[
+    "a product that stopped working within a week",
+    "poor build quality, nothing like the photos",
+    "a faulty unit straight out of the box",
+];
 const BAD_SERVICE: &[&str] = &[
     "a callback that never came",
     "being put on hold and transferred twice",
@@ -354,6 +366,8 @@ pub enum Topic {
     Failed,
     Stock,
     Service,
+    /// A product that let the customer down.
+    Defect,
 }
 
 /// Writes a short post or review about `topic` into `out`, positive or negative,
@@ -369,6 +383,7 @@ pub fn compose(rng: &mut Rng, topic: Topic, brand: &str, out: &mut String) {
         Topic::Failed => (BAD_OPEN, BAD_FAILED, BAD_CLOSE),
         Topic::Stock => (BAD_OPEN, BAD_STOCK, BAD_CLOSE),
         Topic::Service => (BAD_OPEN, BAD_SERVICE, BAD_CLOSE),
+        Topic::Defect => (BAD_OPEN, BAD_PRODUCT, BAD_CLOSE),
     };
     out.push_str(rng.pick(open));
     out.push(' ');

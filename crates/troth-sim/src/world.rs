@@ -26,6 +26,8 @@ pub const FAULT_KINDS: &[&str] = &[
     "lost_parcels",
     "slow_refunds",
     "late_pickups",
+    "failing_payments",
+    "defective_sku",
 ];
 
 /// A simulated retailer's world, read from TOML. Every field has a default, so
@@ -120,9 +122,10 @@ pub struct Team {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
-    /// One of missed_windows, phantom_stock, broken_callbacks, slow_tracking, lost_parcels, slow_refunds.
+    /// One of [`FAULT_KINDS`].
     pub kind: String,
-    /// The carrier's name, the store's id or the team's name (optionally prefixed `carrier:`, `store:`, `team:`).
+    /// The carrier's name, the store's id, the team's name, the payment method or the
+    /// SKU (optionally prefixed `carrier:`, `store:`, `team:`, `method:`, `sku:`).
     pub target: String,
     /// How strong the fault is: a share (0–1), or minutes of delay for slow_tracking.
     pub strength: f64,
@@ -417,6 +420,7 @@ impl World {
         }
         check_text(&self.name, "name")?;
         check_text(&self.city.name, "city.name")?;
+        let skus: Vec<String> = crate::text::sku_names().collect();
         for (i, fault) in self.faults.iter().enumerate() {
             let f = |name: &str| format!("faults[{i}].{name}");
             let (kind, names): (&str, Vec<&str>) = match fault.kind.as_str() {
@@ -425,6 +429,12 @@ impl World {
                 }
                 "phantom_stock" | "late_pickups" => ("store", self.stores.iter().map(|s| s.id.as_str()).collect()),
                 "broken_callbacks" | "slow_refunds" => ("team", self.teams.iter().map(|t| t.name.as_str()).collect()),
+                "failing_payments" => {
+                    let mut methods = crate::text::PAYMENT_METHODS.to_vec();
+                    methods.dedup();
+                    ("method", methods)
+                }
+                "defective_sku" => ("sku", skus.iter().map(String::as_str).collect()),
                 other => {
                     return Err(invalid(
                         f("kind"),

@@ -33,6 +33,8 @@ fn small() -> World {
         ("broken_callbacks", "delivery", 0.5),
         ("slow_refunds", "returns", 0.6),
         ("late_pickups", "st-2", 0.5),
+        ("failing_payments", "method:paypal", 0.5),
+        ("defective_sku", "sku:drill-18v", 0.9),
     ] {
         if !world.faults.iter().any(|f| f.kind == kind) {
             world.faults.push(Fault {
@@ -556,6 +558,8 @@ fn the_manifest_names_each_fault() {
         ("broken_callbacks", "team:delivery", "callback", "smot"),
         ("slow_refunds", "team:returns", "refund", "smot"),
         ("late_pickups", "store:st-2", "collect", "smot"),
+        ("failing_payments", "method:paypal", "pay", "fmot"),
+        ("defective_sku", "sku:drill-18v", "review", "umot"),
     ];
     let mut want: Vec<(String, String, String, String)> = want
         .iter()
@@ -609,4 +613,49 @@ fn a_standing_vans_phone_keeps_reporting_when_asked_and_only_then() {
     world.parked_report_s = 30;
     let longest = silences(&world);
     assert!(longest <= 40, "driving every 10 s, standing every 30 s: {longest} s");
+}
+
+/// A payment method that fails for half its payments, and a product most of its
+/// reviewers pan: each shows at its own method or SKU, and only there.
+#[test]
+fn failing_payments_and_a_defective_product_show_at_their_method_and_sku() {
+    let mut world = small();
+    // Enough reviews for one product's to count.
+    world.rates.review = 0.8;
+    let events = events(&world);
+    let mut payments: HashMap<String, (u32, u32)> = HashMap::new();
+    let mut reviews: HashMap<String, (u32, u32)> = HashMap::new();
+    for e in &events {
+        match s(e, "type") {
+            "payment.succeeded" | "payment.failed" => {
+                let entry = payments.entry(s(e, "data.method").to_owned()).or_default();
+                entry.0 += 1;
+                entry.1 += u32::from(s(e, "type") == "payment.failed");
+            }
+            "review.posted" => {
+                let entry = reviews.entry(s(e, "data.product").to_owned()).or_default();
+                entry.0 += 1;
+                entry.1 += u32::from(e["data"]["rating"].as_i64().unwrap() <= 2);
+            }
+            _ => {}
+        }
+    }
+    let paypal = rate(payments["paypal"]);
+    assert!((paypal - 0.5).abs() < 0.12, "paypal failed {paypal}: {payments:?}");
+    for (method, counts) in payments.iter().filter(|(m, _)| *m != "paypal") {
+        assert!(rate(*counts) < 0.15, "{method}: {counts:?}");
+    }
+    let drill = reviews["drill-18v"];
+    assert!(
+        drill.0 >= 4 && rate(drill) > 0.75,
+        "drill-18v: {drill:?} (of {reviews:?})"
+    );
+    let (rest, rest_bad) = reviews
+        .iter()
+        .filter(|(p, _)| *p != "drill-18v")
+        .fold((0, 0), |(n, k), (_, (a, b))| (n + a, k + b));
+    assert!(
+        rate((rest, rest_bad)) < 0.35,
+        "other products: {rest_bad} of {rest} panned"
+    );
 }
