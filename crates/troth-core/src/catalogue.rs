@@ -236,7 +236,7 @@ catalogue! {
     "shipment.instructions_set" => InstructionsSet { instructions: String };
     "shipment.safe_place_set" => SafePlaceSet { place: String, photo: Option<String> };
     // inventory
-    "inventory.received" => InventoryReceived { store: String, sku: String, delta: i64, reason: Option<String> };
+    "inventory.received" => InventoryReceived { store: String, sku: String, delta: i64, reason: Option<String>, supplier: Option<String> };
     "inventory.adjusted" => InventoryAdjusted { store: String, sku: String, delta: i64, reason: String };
     "inventory.counted" => InventoryCounted { store: String, sku: String, on_hand: u64 };
     // use
@@ -247,12 +247,12 @@ catalogue! {
     "refund.issued" => RefundIssued { amount: Amount };
     "warranty.claimed" => WarrantyClaimed {};
     // service
-    "case.opened" => CaseOpened { case: String, category: String, team: String, order: Option<String> };
-    "case.transferred" => CaseTransferred { from_team: String, to_team: String };
+    "case.opened" => CaseOpened { case: String, category: String, team: String, order: Option<String>, agent: Option<String> };
+    "case.transferred" => CaseTransferred { from_team: String, to_team: String, to_agent: Option<String> };
     "case.held" => CaseHeld { seconds: u32 };
-    "case.resolved" => CaseResolved { resolution: String };
+    "case.resolved" => CaseResolved { resolution: String, agent: Option<String> };
     "case.reopened" => CaseReopened {};
-    "callback.promised" => CallbackPromised { due: Timestamp };
+    "callback.promised" => CallbackPromised { due: Timestamp, agent: Option<String> };
     "callback.made" => CallbackMade {};
     // feedback
     "survey.answered" => SurveyAnswered {

@@ -38,14 +38,14 @@ pub const MIN_EXPOSURE: i64 = 10;
 /// them. Kinds that belong to a subject (a shipment's carrier, a case's team) are
 /// remembered for it, so later events about the subject are attributed too.
 pub const KINDS: &[&str] = &[
-    "carrier", "driver", "team", "store", "sku", "method", "channel", "template",
+    "carrier", "driver", "team", "agent", "store", "sku", "supplier", "method", "channel", "template",
 ];
 
 /// Whether an entity of this kind stays with the event's subject: later events
 /// about the same shipment, case or pickup order are that carrier's, driver's,
-/// team's or store's.
+/// team's, agent's or store's.
 pub fn follows_subject(kind: &str) -> bool {
-    matches!(kind, "carrier" | "driver" | "team" | "store")
+    matches!(kind, "carrier" | "driver" | "team" | "agent" | "store")
 }
 
 /// The entities an event names itself, as `(kind, id)`.
@@ -64,9 +64,29 @@ pub fn named_entities(data: &EventData) -> Vec<(&'static str, String)> {
                 add("driver", driver);
             }
         }
-        EventData::CaseOpened(c) => add("team", &c.team),
-        // The case is the new team's from now on.
-        EventData::CaseTransferred(c) => add("team", &c.to_team),
+        EventData::CaseOpened(c) => {
+            add("team", &c.team);
+            if let Some(agent) = &c.agent {
+                add("agent", agent);
+            }
+        }
+        // The case is the new team's (and agent's) from now on.
+        EventData::CaseTransferred(c) => {
+            add("team", &c.to_team);
+            if let Some(agent) = &c.to_agent {
+                add("agent", agent);
+            }
+        }
+        EventData::CaseResolved(c) => {
+            if let Some(agent) = &c.agent {
+                add("agent", agent);
+            }
+        }
+        EventData::CallbackPromised(c) => {
+            if let Some(agent) = &c.agent {
+                add("agent", agent);
+            }
+        }
         EventData::AvailabilityShown(a) => {
             if let Some(store) = &a.store {
                 add("store", store);
@@ -89,6 +109,9 @@ pub fn named_entities(data: &EventData) -> Vec<(&'static str, String)> {
         EventData::InventoryReceived(i) => {
             add("store", &i.store);
             add("sku", &i.sku);
+            if let Some(supplier) = &i.supplier {
+                add("supplier", supplier);
+            }
         }
         EventData::InventoryAdjusted(i) => {
             add("store", &i.store);
@@ -419,5 +442,41 @@ mod tests {
             named_entities(&event.data),
             [("store", "st-3".to_owned()), ("sku", "tyre-1".to_owned())]
         );
+        let named = |event: serde_json::Value| {
+            named_entities(&crate::validate_value(event, None).unwrap().data)
+                .into_iter()
+                .map(|(kind, id)| format!("{kind}:{id}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            named(
+                serde_json::json!({"id": "e", "type": "case.transferred", "time": "2026-11-23T09:00:00Z",
+                "subject": "case:k1", "data": {"from_team": "support", "to_team": "returns", "to_agent": "ana"}})
+            ),
+            ["team:returns", "agent:ana"]
+        );
+        assert_eq!(
+            named(
+                serde_json::json!({"id": "e", "type": "callback.promised", "time": "2026-11-23T09:00:00Z",
+                "subject": "case:k1", "data": {"due": "2026-11-23T12:00:00Z", "agent": "ben"}})
+            ),
+            ["agent:ben"]
+        );
+        assert_eq!(
+            named(
+                serde_json::json!({"id": "e", "type": "review.posted", "time": "2026-11-23T09:00:00Z",
+                "data": {"rating": 1, "text": "broke", "site": "shop", "product": "drill-18v"}})
+            ),
+            ["sku:drill-18v"]
+        );
+        assert_eq!(
+            named(
+                serde_json::json!({"id": "e", "type": "inventory.received", "time": "2026-11-23T09:00:00Z",
+                "data": {"store": "st-1", "sku": "drill-18v", "delta": 12, "supplier": "acme-tools"}})
+            ),
+            ["store:st-1", "sku:drill-18v", "supplier:acme-tools"]
+        );
+        // An agent stays with the case, as its team does.
+        assert!(follows_subject("agent") && !follows_subject("supplier"));
     }
 }

@@ -335,7 +335,7 @@ fn accountable_section(t: &Touchpoint, total: &Tally, entities: &[(String, Tally
         strictness.level,
     );
     let mut out = String::from(
-        r#"<h2 id="accountable">Who is accountable</h2><p class="muted">Each carrier, driver, team, store, SKU or method the events name here. A culprit (red) misses the target and fails credibly more than the rest, or alone carries the touchpoint’s shortfall; merely highest is not enough (method: docs/journey-map.md#culprits).</p><div class="scroll"><table id="entities"><thead><tr><th>entity</th><th>promises broken</th><th>negative answers</th><th>outcomes failed</th></tr></thead><tbody>"#,
+        r#"<h2 id="accountable">Who is accountable</h2><p class="muted">Each carrier, driver, team, agent, store, SKU, supplier or payment method the events name here. A culprit (red) misses the target and fails credibly more than the rest, or alone carries the touchpoint’s shortfall; merely highest is not enough (method: docs/journey-map.md#culprits).</p><div class="scroll"><table id="entities"><thead><tr><th>entity</th><th>promises broken</th><th>negative answers</th><th>outcomes failed</th></tr></thead><tbody>"#,
     );
     let mut rows: Vec<&(String, Tally)> = entities.iter().collect();
     // Culprits first (worst first), then by how much each was measured.
