@@ -461,7 +461,7 @@ fn flow_section(map: &JourneyMap, flow: &troth_core::flow::MapAgainstData, trunc
         for p in &stage.paths {
             let _ = write!(
                 out,
-                r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="evidence">{}</td></tr>"#,
+                r#"<tr><td class="words">{}</td><td class="num">{}</td><td class="num">{}</td><td class="words">{}</td></tr>"#,
                 esc(&plain),
                 count(p.customers as i64),
                 // A few customers of thousands are not "0 %".
@@ -479,7 +479,7 @@ fn flow_section(map: &JourneyMap, flow: &troth_core::flow::MapAgainstData, trunc
     for link in &flow.links {
         let _ = write!(
             out,
-            r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            r#"<tr><td class="words">{}</td><td class="words">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
             esc(&name(&link.from)),
             esc(&name(&link.to)),
             count(link.reached as i64),
