@@ -32,6 +32,7 @@ pub const EVENT_TYPES: &[&str] = &[
 
 /// What is known of one SKU at one store over a time range.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Shelf {
     pub store: String,
     pub sku: String,
@@ -58,6 +59,7 @@ pub struct Shelf {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SuspectReceipt {
     /// The receipt's event id.
     pub event: String,

@@ -17,69 +17,11 @@ use crate::journeys::DayRange;
 const PAGE: usize = 5_000;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SuspectReceipt {
-    /// The `inventory.received` event's id.
-    pub event: String,
-    pub at: String,
-    pub units: i64,
-    pub missing_at_next_count: i64,
-}
-
-/// One SKU at one store.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ShelfTruth {
-    pub store: String,
-    pub sku: String,
-    pub claimed_in_stock: u64,
-    pub visits: u64,
-    pub found_nothing: u64,
-    pub units_received: i64,
-    pub receipts: u64,
-    pub counts: u64,
-    pub units_missing: i64,
-    pub suspect_receipts: Vec<SuspectReceipt>,
-    /// Customers the site likely misled: in-stock claims × the share of visits that found nothing.
-    pub phantom_score: f64,
-    /// `store_operations`, `inventory`, or empty when nothing is wrong.
-    pub owner: String,
-    pub evidence: Vec<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Inventory {
     pub from: Option<String>,
     pub to: Option<String>,
     /// Worst phantom stock first.
-    pub shelves: Vec<ShelfTruth>,
-}
-
-impl From<Shelf> for ShelfTruth {
-    fn from(s: Shelf) -> ShelfTruth {
-        ShelfTruth {
-            store: s.store,
-            sku: s.sku,
-            claimed_in_stock: s.claimed_in_stock,
-            visits: s.visits,
-            found_nothing: s.found_nothing,
-            units_received: s.units_received,
-            receipts: s.receipts,
-            counts: s.counts,
-            units_missing: s.units_missing,
-            suspect_receipts: s
-                .suspect_receipts
-                .into_iter()
-                .map(|r| SuspectReceipt {
-                    event: r.event,
-                    at: r.at,
-                    units: r.units,
-                    missing_at_next_count: r.missing_at_next_count,
-                })
-                .collect(),
-            phantom_score: s.phantom_score,
-            owner: s.owner,
-            evidence: s.evidence,
-        }
-    }
+    pub shelves: Vec<Shelf>,
 }
 
 /// Inventory truthfulness per store and SKU
@@ -108,7 +50,7 @@ pub async fn inventory<S: Store>(
     Ok(Json(Inventory {
         from: range.from_text,
         to: range.to_text,
-        shelves: shelves.into_iter().map(ShelfTruth::from).collect(),
+        shelves,
     }))
 }
 
