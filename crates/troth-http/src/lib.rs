@@ -41,8 +41,15 @@ pub use error::{ApiError, Code};
 pub use hub::{LivePosition, PositionHub};
 pub use metrics::Metrics;
 
-/// What every handler shares.
-pub struct AppState<S> {
+/// What every handler shares: one `Arc`, so that handing the state to a request
+/// (which axum does for every extractor and middleware) is one reference count,
+/// not one per field. Fields read through `Deref`; set them before serving (a
+/// state still shared is copied by `DerefMut`).
+pub struct AppState<S>(Arc<Shared<S>>);
+
+/// The fields of [`AppState`].
+#[derive(Clone)]
+pub struct Shared<S> {
     pub store: S,
     /// With a master key, every `/api/v1` route needs a key; without one the API is open.
     pub master_key: Option<Arc<str>>,
@@ -78,26 +85,29 @@ impl FollowedJourney {
     }
 }
 
-impl<S: Clone> Clone for AppState<S> {
+impl<S> Clone for AppState<S> {
     fn clone(&self) -> Self {
-        AppState {
-            store: self.store.clone(),
-            master_key: self.master_key.clone(),
-            metrics: self.metrics.clone(),
-            journey: self.journey.clone(),
-            positions: self.positions.clone(),
-            plausibility: self.plausibility,
-            tracking: self.tracking.clone(),
-            read_wait: self.read_wait,
-            guards: self.guards.clone(),
-            sessions: self.sessions.clone(),
-        }
+        AppState(self.0.clone())
+    }
+}
+
+impl<S> std::ops::Deref for AppState<S> {
+    type Target = Shared<S>;
+
+    fn deref(&self) -> &Shared<S> {
+        &self.0
+    }
+}
+
+impl<S: Clone> std::ops::DerefMut for AppState<S> {
+    fn deref_mut(&mut self) -> &mut Shared<S> {
+        Arc::make_mut(&mut self.0)
     }
 }
 
 impl<S> AppState<S> {
     pub fn new(store: S, master_key: Option<String>) -> AppState<S> {
-        AppState {
+        AppState(Arc::new(Shared {
             store,
             master_key: master_key.map(Arc::from),
             metrics: Arc::default(),
@@ -108,14 +118,16 @@ impl<S> AppState<S> {
             read_wait: consistency::WAIT_LIMIT,
             guards: Arc::default(),
             sessions: Arc::default(),
-        }
+        }))
     }
 
     pub fn with_journey(self, journey: JourneyMap) -> AppState<S> {
         self.journey.set(journey);
         self
     }
+}
 
+impl<S: Clone> AppState<S> {
     pub fn with_tracking(mut self, config: tracking::TrackingConfig) -> AppState<S> {
         self.tracking = tracking::Tracking::new(config);
         self

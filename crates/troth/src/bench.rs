@@ -9,6 +9,9 @@
 //!   the rows troth stored inserted raw into the same schema with one prepared
 //!   statement in big transactions. Two rates: the durable append (the log
 //!   written) and end to end (the projections caught up too);
+//! - shell: the same NDJSON file loaded by SQLite's own shell (`sqlite3`, when it
+//!   is installed) into the same `events` table: `.import` of the lines, then
+//!   `json_extract` of the columns, in WAL with the log's durability;
 //! - http: single events from many concurrent clients to troth's ingest route
 //!   and to a bare axum handler that parses the same JSON and does nothing, with
 //!   the projections' lag sampled during troth's run.
@@ -67,6 +70,17 @@ pub struct BulkFigures {
     pub append_eps: f64,
 }
 
+/// `troth import` against SQLite's shell loading the same file.
+#[derive(Debug, Serialize)]
+pub struct ShellFigures {
+    /// Lines per second the shell loaded.
+    pub eps: f64,
+    /// troth's durable append against it.
+    pub append_ratio: f64,
+    /// troth's end to end (the projections caught up) against it.
+    pub end_to_end_ratio: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Rate {
     pub eps: f64,
@@ -94,6 +108,8 @@ struct Report {
     end_to_end: Rate,
     #[serde(skip_serializing_if = "Option::is_none")]
     lag_p99_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shell: Option<ShellFigures>,
 }
 
 pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
@@ -113,9 +129,19 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         world
     };
     let bulk = bulk(work.path(), &file, world.last)?;
+    let shell_eps = shell_load(work.path(), &file)?;
     // The bulk run leaves a gigabyte of dirty pages; writing them back would slow the
     // HTTP run's fsyncs (troth's, not the bare handler's). Deleted files need no writeback.
-    for done in ["bulk", "raw.db", "raw.db-wal", "raw.db-shm", "events.ndjson"] {
+    for done in [
+        "bulk",
+        "raw.db",
+        "raw.db-wal",
+        "raw.db-shm",
+        "shell.db",
+        "shell.db-wal",
+        "shell.db-shm",
+        "events.ndjson",
+    ] {
         let path = work.path().join(done);
         let _ = if path.is_dir() {
             std::fs::remove_dir_all(&path)
@@ -131,6 +157,24 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         bulk.append_eps / bulk.sqlite_eps,
         bulk.ratio
     );
+    let shell = match shell_eps {
+        Some(eps) => {
+            let figures = ShellFigures {
+                eps,
+                append_ratio: bulk.append_eps / eps,
+                end_to_end_ratio: bulk.troth_eps / eps,
+            };
+            println!(
+                "import sqlite3 shell {:>10.0} lines/s (.import + json_extract)   troth import ratios {:.2} (append) / {:.2} (end to end)",
+                figures.eps, figures.append_ratio, figures.end_to_end_ratio
+            );
+            Some(figures)
+        }
+        None => {
+            println!("import sqlite3 shell not found on PATH; the comparison with it is skipped");
+            None
+        }
+    };
     let http = if args.no_http {
         None
     } else {
@@ -157,6 +201,7 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 ratio: bulk.ratio,
             },
             lag_p99_ms: http.as_ref().map(|h| h.lag_p99_ms),
+            shell,
             bulk,
             http,
         };
@@ -320,6 +365,74 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
         ratio: troth_eps / sqlite_eps,
         append_eps,
     })
+}
+
+/// Loads `file` with SQLite's own shell into the log's `events` table, the way one
+/// would by hand: `.import` of the lines into a one-column table, then the columns
+/// taken out with `json_extract`, in WAL with `synchronous = FULL`. Lines per
+/// second, or `None` when no `sqlite3` is on the PATH.
+fn shell_load(work: &std::path::Path, file: &std::path::Path) -> anyhow::Result<Option<f64>> {
+    use std::process::{Command, Stdio};
+    let found = Command::new("sqlite3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        return Ok(None);
+    }
+    let lines = {
+        let mut count = 0u64;
+        let mut reader = BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
+        let mut line = Vec::new();
+        while std::io::BufRead::read_until(&mut reader, b'\n', &mut line)? > 0 {
+            count += 1;
+            line.clear();
+        }
+        count
+    };
+    let path = file
+        .to_str()
+        .context("the scratch directory's path is not UTF-8")?
+        .replace('"', "\\\"");
+    // The unit separator as the column separator: no JSON line holds one unescaped.
+    let script = format!(
+        "{pragmas}\nCREATE TABLE lines (line TEXT);\n{events}\n.mode ascii\n.separator \"\u{1f}\" \"\\n\"\n.import \"{path}\" lines\n\
+         INSERT INTO events (id, type, time_us, received_us, subject, body)\n\
+           SELECT json_extract(line, '$.id'), json_extract(line, '$.type'),\n\
+                  CAST((julianday(json_extract(line, '$.time')) - 2440587.5) * 86400000000 AS INTEGER),\n\
+                  CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER),\n\
+                  json_extract(line, '$.subject'), line\n\
+             FROM lines;\n",
+        pragmas = troth_store::sqlite::PRAGMAS,
+        events = troth_store::sqlite::events_schema(),
+    );
+    let started = Instant::now();
+    let mut child = Command::new("sqlite3")
+        .arg(work.join("shell.db"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting sqlite3")?;
+    child
+        .stdin
+        .take()
+        .context("sqlite3's input")?
+        .write_all(script.as_bytes())?;
+    let output = child.wait_with_output()?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        output.status.success() && output.stderr.is_empty(),
+        "sqlite3 failed to load the file: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let loaded: i64 =
+        rusqlite::Connection::open(work.join("shell.db"))?
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+    anyhow::ensure!(loaded as u64 == lines, "sqlite3 loaded {loaded} of {lines} lines");
+    Ok(Some(lines as f64 / elapsed.as_secs_f64()))
 }
 
 /// Live traffic: the store's clock stands at the world's start, so every event is

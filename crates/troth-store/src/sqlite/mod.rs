@@ -14,6 +14,7 @@ mod outbox;
 mod projections;
 mod promises;
 mod read;
+mod read_ahead;
 mod replay;
 mod schema;
 mod scorecards;
@@ -134,7 +135,6 @@ impl SqliteStore {
         conn.execute_batch(schema::OUTBOX)?;
         conn.execute_batch(schema::TRACKING_LINKS)?;
         conn.execute_batch(schema::QUARANTINE)?;
-        conn.execute_batch(schema::DERIVED_PENDING)?;
         conn.execute_batch(schema::DERIVED_OUTBOX)?;
         if split_now {
             schema::carry_over_from_single_file(&conn)?;
@@ -170,6 +170,7 @@ impl SqliteStore {
                 log: log_tx.clone(),
                 times: times.clone(),
             },
+            read_ahead::ReadAhead::start(&db_path)?,
         )?;
         // The wake does not keep the projections thread alive: it ends with the store's handles.
         let wake = jobs_tx.downgrade();

@@ -8,13 +8,15 @@
 //! checkpoint in that same transaction, so a batch applied twice changes nothing.
 //!
 //! Events troth derives — the engine's promise changes, cases that plays open,
-//! identity merges — are appended to the log, with ids derived from their cause, before
-//! the transaction that decided them commits: a batch run again after a crash derives
-//! the same ids, which the log already holds. The engine must see its own decisions
-//! at once (the next event of the batch may keep the promise just made), so a promise
-//! change is applied to the promise projection when it is decided and marked
-//! (`derived_pending`); when the log brings the event itself, the mark tells the
-//! promise projection it has it, and every other projection applies it then, at its
+//! identity merges — get ids derived from their cause and are kept in
+//! `derived_outbox` by the transaction that decides them; once it has committed they
+//! are handed to the log writer, and they leave `derived_outbox` when the
+//! projections meet them in the log. A batch run again after a crash derives the
+//! same ids, which the log takes once. The engine must see its own decisions at
+//! once (the next event of the batch may keep the promise just made), so a promise
+//! change is applied to the promise projection when it is decided; when the log
+//! brings the event itself, finding it in `derived_outbox` tells the promise
+//! projection it has it, and every other projection applies it then, at its
 //! position in the log — as a replay does.
 //!
 //! Outbox rows are written with the checkpoint, so each message is enqueued once;
@@ -32,6 +34,7 @@ use troth_core::{Timestamp, ValidEvent};
 use super::health::HealthDays;
 use super::identities::{Identities, merge_event};
 use super::log::{self, Positions};
+use super::read_ahead::ReadAhead;
 use super::scorecards::{self, ScoreDays, StagedFacts};
 use super::{outbox, promises, shipments};
 use crate::{Compose, OutboxEntry, OutboxState, ReplayReport, RetryPolicy, StoreError};
@@ -41,7 +44,7 @@ use troth_core::play::{PlannedAction, PlayBook};
 use troth_core::promise::{Change, PromiseBook, Tracked};
 
 /// How many events one projection transaction takes at most.
-pub const BATCH_EVENTS: i64 = 16_384;
+pub const BATCH_EVENTS: i64 = 65_536;
 
 /// The projections applied to each event, in order, as their time is reported.
 pub const PROJECTIONS: [&str; 7] = [
@@ -168,6 +171,8 @@ pub struct Projections {
     checkpoint: i64,
     last_flush: Instant,
     shared: Shared,
+    /// Events the handoff did not hold, read from the log on another thread.
+    read_ahead: ReadAhead,
 }
 
 /// What the projections thread shares with the store's handles and the log writer.
@@ -213,7 +218,12 @@ pub fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 impl Projections {
-    pub fn new(conn: Connection, journey: Option<JourneyRules>, shared: Shared) -> Result<Projections, StoreError> {
+    pub fn new(
+        conn: Connection,
+        journey: Option<JourneyRules>,
+        shared: Shared,
+        read_ahead: ReadAhead,
+    ) -> Result<Projections, StoreError> {
         let checkpoint = checkpoint(&conn)?;
         catch_up(&conn, journey.as_ref().map(|j| &j.health), checkpoint)?;
         let recovered = outbox::recover(&conn)?;
@@ -229,6 +239,7 @@ impl Projections {
             checkpoint,
             last_flush: Instant::now(),
             shared,
+            read_ahead,
         })
     }
 
@@ -430,23 +441,18 @@ impl Projections {
             self.checkpoint,
         );
         let mut through = self.checkpoint;
-        // Just appended, the events are at hand; after a pause or a restart, in the log.
+        // Just appended, the events are at hand; after a pause or a restart, in the
+        // log, read ahead on another thread.
         let (held, first_held) = self.shared.positions.handoff.take(self.checkpoint, limit as usize);
         if held.is_empty() {
             let before = first_held.unwrap_or(i64::MAX);
-            let mut scan = tx.prepare_cached(
-                "SELECT seq, received_us, body FROM events WHERE seq > ?1 AND seq < ?2 ORDER BY seq LIMIT ?3",
-            )?;
-            let mut rows = scan.query(params![self.checkpoint, before, limit])?;
-            while let Some(row) = rows.next()? {
-                let seq: i64 = row.get(0)?;
-                let received = Timestamp(row.get(1)?);
-                let body: String = row.get(2)?;
-                match troth_core::validate_event(&body) {
+            let head = self.shared.positions.head.get();
+            for (seq, received, event) in self.read_ahead.take(self.checkpoint, before, limit as usize, head)? {
+                match event {
                     Ok(event) => applier.scan(seq, received, &event)?,
                     // It validated when it was appended; rules since changed. The log keeps it.
-                    Err(rejection) => {
-                        tracing::warn!(seq, error = %rejection.error, "a stored event no longer validates; it is not projected")
+                    Err(error) => {
+                        tracing::warn!(seq, %error, "a stored event no longer validates; it is not projected")
                     }
                 }
                 through = seq;
@@ -826,6 +832,8 @@ struct Applier<'a> {
     received: Timestamp,
     /// Events troth derived, to append to the log before the transaction commits.
     derived: Vec<ValidEvent>,
+    /// The ids of the promise changes among them, applied to the promises already.
+    decided: std::collections::HashSet<String>,
     /// Outbox rows enqueued as pending.
     enqueued: usize,
     counts: HashMap<String, i64>,
@@ -859,6 +867,7 @@ impl<'a> Applier<'a> {
             seq: checkpoint,
             received: Timestamp(0),
             derived: Vec::new(),
+            decided: Default::default(),
             enqueued: 0,
             counts: HashMap::new(),
             days: HealthDays::default(),
@@ -877,11 +886,14 @@ impl<'a> Applier<'a> {
         if let Some(fault) = self.fault {
             fault(event);
         }
-        if event.id.starts_with("troth.") {
-            // A derived event is in the log now: nothing is left to send.
-            conn.prepare_cached("DELETE FROM derived_outbox WHERE id = ?1")?
-                .execute([&event.id])?;
-        }
+        // A derived event is in the log now: nothing is left to send. One of this
+        // store's promise changes was applied to the promises when it was decided.
+        let decided_here = event.id.starts_with("troth.")
+            && conn
+                .prepare_cached("DELETE FROM derived_outbox WHERE id = ?1")?
+                .execute([&event.id])?
+                > 0
+            && event.event_type.starts_with("promise.");
         // Every eighth event is timed, for the time each projection takes: reading the
         // clock around every stage of every event costs a tenth of the work.
         let mut mark = (seq % TIME_EVERY == 0).then(Instant::now);
@@ -893,12 +905,6 @@ impl<'a> Applier<'a> {
         }
         self.count(&event.event_type);
         self.lap(0, &mut mark);
-        // A promise change decided here was applied to the promises when it was decided.
-        let decided_here = event.event_type.starts_with("promise.")
-            && conn
-                .prepare_cached("DELETE FROM derived_pending WHERE id = ?1")?
-                .execute([&event.id])?
-                > 0;
         if !decided_here {
             promises::apply(conn, "main", event)?;
         }
@@ -1053,9 +1059,7 @@ impl<'a> Applier<'a> {
                 fault(&event);
             }
             promises::apply(self.conn, "main", &event)?;
-            self.conn
-                .prepare_cached("INSERT OR IGNORE INTO derived_pending (id) VALUES (?1)")?
-                .execute([&event.id])?;
+            self.decided.insert(event.id.clone());
             self.derived.push(event);
         }
         Ok(())
@@ -1065,10 +1069,11 @@ impl<'a> Applier<'a> {
     /// not yet met in the log, or met in the log at or before the current position. One
     /// in the log further on was appended by a run that stopped before it committed.
     fn already_decided(&self, id: &str) -> Result<bool, StoreError> {
-        let pending: bool = self
-            .conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM derived_pending WHERE id = ?1)")?
-            .query_row([id], |r| r.get(0))?;
+        let pending = self.decided.contains(id)
+            || self
+                .conn
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM derived_outbox WHERE id = ?1)")?
+                .query_row([id], |r| r.get(0))?;
         if pending {
             return Ok(true);
         }

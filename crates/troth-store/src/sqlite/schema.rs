@@ -136,14 +136,15 @@ CREATE TABLE IF NOT EXISTS tracking_links (
 );
 ";
 
-/// Promise changes the engine decided and applied to the promises, which the
-/// projections have not yet met in the log (see `projections.rs`).
-pub const DERIVED_PENDING: &str = "CREATE TABLE IF NOT EXISTS derived_pending (id TEXT PRIMARY KEY) WITHOUT ROWID;";
-
 /// Events the projections derived and committed (promise changes, cases, merges),
-/// kept until the log holds them: a stop between the two commits loses none (see
-/// `projections.rs`).
-pub const DERIVED_OUTBOX: &str = "CREATE TABLE IF NOT EXISTS derived_outbox (id TEXT PRIMARY KEY, body TEXT NOT NULL);";
+/// kept until the projections meet them in the log: a stop between the two commits
+/// loses none, and a promise change found here was applied to the promises when it
+/// was decided (see `projections.rs`). Stores from before kept the latter in a
+/// table of their own, `derived_pending`, which always held the same promise changes.
+pub const DERIVED_OUTBOX: &str = "
+CREATE TABLE IF NOT EXISTS derived_outbox (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+DROP TABLE IF EXISTS derived_pending;
+";
 
 /// Events refused because applying them failed inside troth, kept for the operator.
 pub const QUARANTINE: &str = "
