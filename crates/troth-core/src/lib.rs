@@ -2,6 +2,8 @@
 //! events into typed, validated events, and decides how identities resolve to
 //! customers. Storage, HTTP and the CLI are adapters around it.
 
+pub mod calendar;
+pub mod case;
 pub mod catalogue;
 pub mod chasm;
 pub mod culprit;

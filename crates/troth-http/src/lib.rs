@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod browsers;
 pub mod carriers;
+pub mod cases;
 pub mod consistency;
 pub mod error;
 pub mod extract;
@@ -68,6 +69,8 @@ pub struct Shared<S> {
     pub guards: Arc<limits::Guards>,
     /// The pages' sign-in sessions.
     pub sessions: Arc<sessions::Sessions>,
+    /// Cases' service levels and the teams' calendars (docs/service.md).
+    pub service: Arc<troth_core::case::ServiceLevels>,
 }
 
 /// The journey map a server follows, shared by every request and replaced as a
@@ -118,6 +121,7 @@ impl<S> AppState<S> {
             read_wait: consistency::WAIT_LIMIT,
             guards: Arc::default(),
             sessions: Arc::default(),
+            service: Arc::default(),
         }))
     }
 
@@ -156,6 +160,9 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .route("/api/v1/journeys/{key}/flow", get(journeys::flow::<S>))
         .route("/api/v1/carriers", get(carriers::carriers::<S>))
         .route("/api/v1/inventory", get(inventory::inventory::<S>))
+        .route("/api/v1/cases", get(cases::list::<S>))
+        .route("/api/v1/cases/{id}", get(cases::get::<S>))
+        .route("/api/v1/service/fcr", get(cases::fcr::<S>))
         .route_layer(scoped(Scope::Read));
     let admin = Router::new()
         .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))

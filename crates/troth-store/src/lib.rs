@@ -116,6 +116,14 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
+/// An event of a case, with the customer it was resolved to (troth's id, `cus_N`).
+#[derive(Debug, Clone)]
+pub struct CaseEvent {
+    pub seq: i64,
+    pub raw: String,
+    pub customer: Option<String>,
+}
+
 /// One stored event: its text as sent, with what the server added.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
@@ -363,13 +371,22 @@ pub struct RoadShipment {
 
 /// The storage a troth node runs on.
 pub trait Store: Send + Sync + 'static {
-    /// Appends validated events in order and applies their projections in the same
-    /// transaction. Resolves once the events are on disk.
+    /// Appends validated events to the log in order; resolves once they are on disk.
+    /// The projections follow (see [`Store::progress`] and [`Store::wait_projected`]).
     fn append(&self, events: Vec<ValidEvent>) -> impl Future<Output = Result<Vec<AppendStatus>, StoreError>> + Send;
 
     fn events(&self, query: EventQuery) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
 
     fn overview(&self) -> impl Future<Output = Result<Overview, StoreError>> + Send;
+
+    /// The events of cases (`troth_core::case::EVENT_TYPES`) at or after `from_us`, in
+    /// log order, each with its customer; only one customer's with `customer` (a
+    /// customer key, as for [`Store::customer`]).
+    fn case_events(
+        &self,
+        from_us: Option<i64>,
+        customer: Option<String>,
+    ) -> impl Future<Output = Result<Vec<CaseEvent>, StoreError>> + Send;
 
     fn promises(&self, query: PromiseQuery) -> impl Future<Output = Result<PromisePage, StoreError>> + Send;
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+use troth_core::calendar::Calendar;
+use troth_core::case::{ServiceLevels, Targets};
 use troth_core::journey::{JourneyMap, parse_journey};
 use troth_http::tracking::{TrackingConfig, Zone};
 use troth_notify::{CaFile, NotifyConfig, SmsConfig, SmtpConfig, Template};
@@ -129,6 +131,42 @@ struct FileConfig {
     notify: FileNotify,
     #[serde(default)]
     tracking: TrackingFlags,
+    #[serde(default)]
+    service: FileService,
+}
+
+/// Cases' service levels and the teams' calendars (the `[service]` section; docs/service.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileService {
+    /// The calendar's zone; the retailer's (`[tracking] timezone`) unless set.
+    timezone: Option<String>,
+    /// Opening hours, e.g. "Mon-Fri 09:00-18:00, Sat 10:00-13:00".
+    hours: Option<String>,
+    #[serde(default)]
+    holidays: Vec<String>,
+    first_response_hours: Option<f64>,
+    resolution_hours: Option<f64>,
+    #[serde(default)]
+    categories: std::collections::BTreeMap<String, FileTargets>,
+    #[serde(default)]
+    teams: std::collections::BTreeMap<String, FileCalendar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTargets {
+    first_response_hours: Option<f64>,
+    resolution_hours: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCalendar {
+    timezone: Option<String>,
+    hours: Option<String>,
+    #[serde(default)]
+    holidays: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +200,7 @@ pub struct Config {
     pub read_wait: std::time::Duration,
     pub notify: NotifyConfig,
     pub tracking: TrackingConfig,
+    pub service: ServiceLevels,
 }
 
 impl std::fmt::Debug for Config {
@@ -188,6 +227,7 @@ impl Config {
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let journey_file = flags.journey.or(file.journey);
+        let tracking = tracking_config(flags.tracking, file.tracking)?;
         Ok(Config {
             data_dir: flags
                 .data_dir
@@ -209,7 +249,8 @@ impl Config {
                 .map(std::time::Duration::from_millis)
                 .unwrap_or(troth_http::consistency::WAIT_LIMIT),
             notify: notify_config(flags.notify, file.notify)?,
-            tracking: tracking_config(flags.tracking, file.tracking)?,
+            service: service_levels(file.service, Some(tracking.timezone.name()))?,
+            tracking,
         }
         .with_message_zone())
     }
@@ -222,6 +263,56 @@ impl Config {
         self.notify.timezone = Some(self.tracking.timezone.name().to_owned());
         self
     }
+}
+
+/// Default opening hours of a team's calendar.
+const DEFAULT_HOURS: &str = "Mon-Fri 09:00-17:00";
+
+/// The `[service]` section as service levels; errors name the setting
+/// (`service.teams.billing.hours: …`). Calendars are in `retailer_zone` unless they say.
+fn service_levels(file: FileService, retailer_zone: Option<&str>) -> anyhow::Result<ServiceLevels> {
+    let defaults = ServiceLevels::default();
+    let zone = file.timezone.as_deref().or(retailer_zone).unwrap_or("UTC");
+    let hours = file.hours.as_deref().unwrap_or(DEFAULT_HOURS);
+    let calendar = Calendar::new(zone, hours, &file.holidays).map_err(|e| anyhow::anyhow!("service.{e}"))?;
+    let business = |name: &str, value: Option<f64>| -> anyhow::Result<Option<i64>> {
+        match value {
+            None => Ok(None),
+            Some(h) if h.is_finite() && h > 0.0 && h <= 10_000.0 => Ok(Some((h * 3_600_000_000.0) as i64)),
+            Some(h) => anyhow::bail!("{name}: {h} is not a number of business hours between 0 and 10,000"),
+        }
+    };
+    let mut teams = std::collections::BTreeMap::new();
+    for (team, own) in file.teams {
+        let zone = own.timezone.as_deref().unwrap_or(zone);
+        let holidays = if own.holidays.is_empty() {
+            &file.holidays
+        } else {
+            &own.holidays
+        };
+        let calendar = Calendar::new(zone, own.hours.as_deref().unwrap_or(hours), holidays)
+            .map_err(|e| anyhow::anyhow!("service.teams.{team}.{e}"))?;
+        teams.insert(team, calendar);
+    }
+    let mut categories = std::collections::BTreeMap::new();
+    for (category, targets) in file.categories {
+        let prefix = format!("service.categories.{category}");
+        categories.insert(
+            category,
+            Targets {
+                first_response_us: business(&format!("{prefix}.first_response_hours"), targets.first_response_hours)?,
+                resolution_us: business(&format!("{prefix}.resolution_hours"), targets.resolution_hours)?,
+            },
+        );
+    }
+    Ok(ServiceLevels {
+        calendar,
+        teams,
+        first_response_us: business("service.first_response_hours", file.first_response_hours)?
+            .unwrap_or(defaults.first_response_us),
+        resolution_us: business("service.resolution_hours", file.resolution_hours)?.unwrap_or(defaults.resolution_us),
+        categories,
+    })
 }
 
 fn tracking_config(flags: TrackingFlags, file: TrackingFlags) -> anyhow::Result<TrackingConfig> {
@@ -445,6 +536,47 @@ mod tests {
         let mut bad = flags(Some(path));
         bad.tracking.colour = Some("red".into());
         assert!(format!("{:#}", Config::load(bad).unwrap_err()).contains("#rrggbb"));
+    }
+
+    #[test]
+    fn service_levels_take_the_retailers_zone_and_name_a_bad_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("troth.toml");
+        std::fs::write(
+            &path,
+            "[tracking]\ntimezone = \"Europe/Paris\"\n[service]\nhours = \"Mon-Fri 09:00-18:00\"\nfirst_response_hours = 2\n\
+             [service.categories.refund]\nresolution_hours = 8\n[service.teams.billing]\ntimezone = \"Europe/London\"\n",
+        )
+        .unwrap();
+        let service = Config::load(flags(Some(path))).unwrap().service;
+        assert_eq!(service.calendar.zone_name(), "Europe/Paris");
+        assert_eq!(service.calendar("billing").zone_name(), "Europe/London");
+        assert_eq!(service.first_response_us, 2 * 3_600_000_000);
+        assert_eq!(service.resolution_us, 16 * 3_600_000_000, "the default");
+        assert_eq!(service.categories["refund"].resolution_us, Some(8 * 3_600_000_000));
+        // Friday 17:50 in Paris, two business hours: Monday 10:50.
+        let friday = troth_core::Timestamp::parse("2026-11-27T16:50:00Z").unwrap();
+        assert_eq!(
+            service.calendar.add(friday, service.first_response_us).to_string(),
+            "2026-11-30T09:50:00.000000Z"
+        );
+
+        for (section, named) in [
+            ("[service]\nhours = \"Mon-Fri 9-17\"\n", "service.hours"),
+            (
+                "[service.teams.billing]\nholidays = [\"soon\"]\n",
+                "service.teams.billing.holidays[0]",
+            ),
+            (
+                "[service.categories.refund]\nresolution_hours = -1\n",
+                "service.categories.refund.resolution_hours",
+            ),
+        ] {
+            let path = dir.path().join("bad.toml");
+            std::fs::write(&path, section).unwrap();
+            let error = format!("{:#}", Config::load(flags(Some(path))).unwrap_err());
+            assert!(error.contains(named), "{error}");
+        }
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         notify: Some(config.notify),
         tracking: config.tracking,
         read_wait: Some(config.read_wait),
+        service: Some(config.service),
     };
     run(store, listener, options, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -78,6 +79,8 @@ pub struct ServeOptions {
     pub tracking: TrackingConfig,
     /// How long a read given `min_position` may wait (the default unless set).
     pub read_wait: Option<std::time::Duration>,
+    /// Cases' service levels (the defaults unless set).
+    pub service: Option<troth_core::case::ServiceLevels>,
 }
 
 /// Serves the API on `listener` (and OsmAnd reports on `options.osmand`) until
@@ -97,6 +100,7 @@ pub async fn run(
         notify,
         mut tracking,
         read_wait,
+        service,
     } = options;
     let clock = tokio::spawn(promise_clock(store.clone()));
     let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -122,6 +126,9 @@ pub async fn run(
     let mut state = AppState::new(store.clone(), master_key).with_tracking(tracking);
     if let Some(read_wait) = read_wait {
         state.read_wait = read_wait;
+    }
+    if let Some(service) = service {
+        state.service = std::sync::Arc::new(service);
     }
     if let Some(journey) = journey {
         state = state.with_journey(journey);

@@ -81,6 +81,12 @@ impl TestApi {
         self.router = settled_app(self.state.clone());
     }
 
+    /// Cases' service levels other than the defaults, from now on.
+    pub fn service(&mut self, levels: troth_core::case::ServiceLevels) {
+        self.state.service = std::sync::Arc::new(levels);
+        self.router = settled_app(self.state.clone());
+    }
+
     /// Limits other than the defaults, from now on.
     pub fn limits(&mut self, limits: troth_http::limits::Limits) {
         self.state.guards = std::sync::Arc::new(troth_http::limits::Guards::new(limits));

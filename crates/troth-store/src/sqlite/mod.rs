@@ -495,6 +495,15 @@ impl Store for SqliteStore {
         self.read(move |conn| read::events(conn, &query)).await
     }
 
+    async fn case_events(
+        &self,
+        from_us: Option<i64>,
+        customer: Option<String>,
+    ) -> Result<Vec<crate::CaseEvent>, StoreError> {
+        self.read(move |conn| read::case_events(conn, from_us, customer.as_deref()))
+            .await
+    }
+
     async fn promises(&self, query: PromiseQuery) -> Result<PromisePage, StoreError> {
         self.read(move |conn| read::promises(conn, &query)).await
     }

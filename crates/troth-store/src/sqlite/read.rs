@@ -93,6 +93,49 @@ pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreE
     Ok(EventPage { events, next_after })
 }
 
+/// The events of cases at or after `from_us`, in log order, each with the surviving
+/// customer it belongs to; with `customer`, only theirs (none for an unknown key).
+pub fn case_events(
+    conn: &Connection,
+    from_us: Option<i64>,
+    customer: Option<&str>,
+) -> Result<Vec<crate::CaseEvent>, StoreError> {
+    let types = troth_core::case::EVENT_TYPES
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut args: Vec<SqlValue> = vec![SqlValue::Integer(from_us.unwrap_or(i64::MIN))];
+    let sql = match customer {
+        Some(key) => {
+            let Some(cids) = customer_set(conn, key)? else {
+                return Ok(Vec::new());
+            };
+            let marks = vec!["?"; cids.len()].join(",");
+            args.extend(cids.into_iter().map(|c| SqlValue::Integer(c.0)));
+            format!(
+                "SELECT e.seq, e.body, coalesce(cu.merged_into, cu.cid)
+                   FROM event_customers c JOIN events e ON e.seq = c.seq LEFT JOIN customers cu ON cu.cid = c.cid
+                  WHERE +e.type IN ({types}) AND e.time_us >= ?1 AND c.cid IN ({marks}) ORDER BY e.seq"
+            )
+        }
+        None => format!(
+            "SELECT e.seq, e.body, coalesce(cu.merged_into, cu.cid)
+               FROM events e LEFT JOIN event_customers c ON c.seq = e.seq LEFT JOIN customers cu ON cu.cid = c.cid
+              WHERE e.type IN ({types}) AND e.time_us >= ?1 ORDER BY e.seq"
+        ),
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok(crate::CaseEvent {
+            seq: r.get(0)?,
+            raw: r.get(1)?,
+            customer: r.get::<_, Option<i64>>(2)?.map(|c| CustomerId(c).to_string()),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Finds the surviving customer a key names: the sender's own id first, then an
 /// identity key (`email:…`), then troth's id (`cus_…`).
 pub fn find_customer(conn: &Connection, key: &str) -> Result<Option<CustomerId>, StoreError> {
