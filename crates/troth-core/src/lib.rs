@@ -24,6 +24,7 @@ pub mod reach;
 pub mod scorecard;
 pub mod shipment;
 pub mod stats;
+pub mod story;
 pub mod timestamp;
 pub mod trend;
 pub mod values;

@@ -35,6 +35,24 @@ pub fn major_units(minor: i64, currency: &str) -> String {
     )
 }
 
+/// An amount as people read it: `€356.00`, `£20.00`, `$5.00`, `¥1999`; other
+/// currencies after the number (`1.999 KWD`); without a currency, the number alone.
+pub fn display(minor: i64, currency: &str) -> String {
+    let number = major_units(minor, currency);
+    let (sign, magnitude) = match number.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", number.as_str()),
+    };
+    match currency {
+        "EUR" => format!("{sign}€{magnitude}"),
+        "GBP" => format!("{sign}£{magnitude}"),
+        "USD" => format!("{sign}${magnitude}"),
+        "JPY" => format!("{sign}¥{magnitude}"),
+        "" => number,
+        other => format!("{number} {other}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

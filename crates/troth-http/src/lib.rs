@@ -23,6 +23,7 @@ pub mod quarantine;
 pub mod read;
 pub mod server;
 pub mod sessions;
+pub mod story;
 pub mod tracking;
 pub mod ui;
 
@@ -149,6 +150,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
     let read = Router::new()
         .route("/api/v1/events", get(read::list_events::<S>))
         .route("/api/v1/customers/{id}", get(read::get_customer::<S>))
+        .route("/api/v1/customers/{id}/story", get(story::story::<S>))
         .route("/api/v1/journeys/{key}/promises", get(journeys::promises::<S>))
         .route("/api/v1/journeys/{key}/health", get(journeys::health::<S>))
         .route("/api/v1/journeys/{key}/functions", get(journeys::functions::<S>))

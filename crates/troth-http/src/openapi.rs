@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
         crate::ingest::ingest_ndjson,
         crate::read::list_events,
         crate::read::get_customer,
+        crate::story::story,
         crate::journeys::promises,
         crate::journeys::health,
         crate::journeys::functions,

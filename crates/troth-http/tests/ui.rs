@@ -483,7 +483,11 @@ async fn a_touchpoint_drill_down_lists_its_days_owners_and_broken_promises() {
     // The customer the promise links to is the one the page shows.
     let (status, _, customer) = get(&router, "/ui/customers/o%27neil%3C%26%3E", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(customer.contains("Promises: 0 kept, 1 broken"), "{customer}");
+    assert!(customer.contains("(0 at risk, 1 broken)"), "{customer}");
+    assert!(
+        customer.contains("<h1>o&#39;neil&lt;&amp;&gt;</h1>"),
+        "named by their own id: {customer}"
+    );
 
     // Before the window was missed, nothing was broken.
     let (_, _, page) = get(

@@ -148,6 +148,9 @@ pub struct PromiseQuery {
     pub state: Option<String>,
     /// A customer key (as for events); includes customers merged into it.
     pub customer: Option<String>,
+    /// With `customer`: also the promises about these subjects (`order:o-1`, the
+    /// customer's orders and shipments), whoever the event that made them named.
+    pub subjects: Vec<String>,
     /// Due time at or after, µs.
     pub due_from_us: Option<i64>,
     /// Due time before, µs.
@@ -201,6 +204,15 @@ pub struct CustomerProfile {
     pub events: u64,
     pub event_counts: BTreeMap<String, u64>,
     pub merged_from: Vec<String>,
+}
+
+/// A customer found by a search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomerMatch {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -463,6 +475,13 @@ pub trait Store: Send + Sync + 'static {
     /// Looks a customer up by the sender's id, by an identity key (`email:…`), or by
     /// troth's own id (`cus_…`). A merged customer answers with the survivor.
     fn customer(&self, key: String) -> impl Future<Output = Result<Option<CustomerProfile>, StoreError>> + Send;
+
+    /// Customers a search box's text may mean (email, phone, id, order, shipment, name).
+    fn search_customers(
+        &self,
+        text: String,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<CustomerMatch>, StoreError>> + Send;
 
     fn create_key(&self, key: NewKey) -> impl Future<Output = Result<(ApiKey, String), StoreError>> + Send;
     fn list_keys(&self) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;

@@ -61,6 +61,10 @@ impl Zone {
         &self.name
     }
 
+    pub fn tz(&self) -> &TimeZone {
+        &self.tz
+    }
+
     fn at(&self, t: Timestamp) -> Option<ZonedDateTime> {
         JiffTime::from_microsecond(t.micros())
             .ok()

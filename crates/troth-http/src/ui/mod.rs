@@ -5,7 +5,10 @@
 //!   the weakest touchpoints with their owners, deliveries on the road and late now,
 //!   open cases breaching their SLA; each number links to the list behind it:
 //! - `/ui/promises`, `/ui/deliveries`, `/ui/cases` — those lists;
-//! - `/ui/customers/{id}` — the agent's view of one customer: profile and timeline;
+//! - `/ui/customers?q=` — find a customer by email, phone, order, shipment or name;
+//! - `/ui/customers/{id}` — the agent's one screen for a customer: open cases and
+//!   their clocks, promises, orders, shipments with their tracking page, what they
+//!   said, and the timeline in words;
 //! - `/ui/shipments/{id}` — one shipment: its real stages, window, driver and trail;
 //! - `/ui/journeys/{key}` — the journey: its weakest links, the heat map of stages ×
 //!   touchpoints coloured by the weakest-link judgement with week-over-week changes,
@@ -22,6 +25,7 @@
 //!   session ([`crate::sessions`]) started by a key that may read.
 
 mod carriers;
+mod customer;
 pub(crate) mod html;
 mod inventory;
 mod journey;
@@ -44,6 +48,7 @@ pub use html::esc;
 pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
     let pages = Router::new()
         .route("/", get(overview::<S>))
+        .route("/ui/customers", get(find_customer::<S>))
         .route("/ui/customers/{id}", get(customer::<S>))
         .route("/ui/shipments/{id}", get(shipment::<S>))
         .route("/ui/journeys/{key}", get(journey::<S>))
@@ -89,8 +94,48 @@ async fn cases<S: Store>(State(state): State<AppState<S>>, Params(params): Param
     render(lists::cases(&state.store, &state.tracking.config.timezone, map.as_deref(), &params).await)
 }
 
-async fn customer<S: Store>(State(state): State<AppState<S>>, Segment(id): Segment) -> Response {
-    render(pages::customer(&state.store, &state.tracking.config.timezone, &id).await)
+async fn customer<S: Store>(
+    State(state): State<AppState<S>>,
+    Segment(id): Segment,
+    Params(params): Params,
+) -> Response {
+    let noise = params.iter().any(|(name, value)| name == "noise" && value == "true");
+    render(customer::customer(&state, &id, noise).await)
+}
+
+/// Customers found by what an agent typed; straight to the customer when only one is.
+async fn find_customer<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {
+    let query = params
+        .iter()
+        .find(|(name, _)| name == "q")
+        .map(|(_, value)| value.trim().to_owned())
+        .unwrap_or_default();
+    let found = match state.store.search_customers(query.clone(), 50).await {
+        Ok(found) => found,
+        Err(e) => return render(Err(e.into())),
+    };
+    if let [one] = found.as_slice() {
+        return Redirect::to(&format!("/ui/customers/{}", html::url_segment(&one.id))).into_response();
+    }
+    let mut body = customer::search_form(&query);
+    if query.is_empty() {
+        body.push_str(r#"<p class="muted">Type an email, a phone number (any format), an order or shipment id, or part of a name.</p>"#);
+    } else if found.is_empty() {
+        body.push_str(&format!("<p>No customer matches “{}”.</p>", esc(&query)));
+    } else {
+        body.push_str("<table><tr><th>customer</th><th>email</th><th>phone</th></tr>");
+        for m in &found {
+            body.push_str(&format!(
+                r#"<tr><td><a href="/ui/customers/{}">{}</a></td><td>{}</td><td>{}</td></tr>"#,
+                html::url_segment(&m.id),
+                esc(m.name.as_deref().unwrap_or(&m.id)),
+                esc(m.email.as_deref().unwrap_or("–")),
+                esc(m.phone.as_deref().unwrap_or("–")),
+            ));
+        }
+        body.push_str("</table>");
+    }
+    Html(html::page("Find a customer", None, &body)).into_response()
 }
 
 async fn carriers<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Response {

@@ -4,106 +4,13 @@ use std::fmt::Write;
 
 use serde_json::Value;
 use troth_core::Timestamp;
-use troth_store::{EventQuery, PromiseQuery, Store, StoredEvent};
+use troth_store::{EventQuery, Store, StoredEvent};
 
 use super::html::{esc, page, url_segment};
 use crate::ApiError;
 use crate::tracking::Zone;
 
 type PageResult = Result<Option<String>, ApiError>;
-
-pub async fn customer<S: Store>(store: &S, zone: &Zone, key: &str) -> PageResult {
-    let Some(profile) = store.customer(key.to_owned()).await? else {
-        return Ok(None);
-    };
-    let timeline = store
-        .events(EventQuery {
-            customer: Some(profile.id.clone()),
-            newest_first: true,
-            limit: 200,
-            ..Default::default()
-        })
-        .await?;
-    let name = profile
-        .traits
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or(&profile.id)
-        .to_owned();
-    let mut body = String::new();
-    let _ = write!(
-        body,
-        r#"<div class="cards"><div class="card"><div class="l">troth id</div><div class="mono">{}</div></div>
-<div class="card"><div class="n">{}</div><div class="l">events</div></div>
-<div class="card"><div class="l">first seen</div><div>{}</div></div>
-<div class="card"><div class="l">last seen</div><div>{}</div></div></div>"#,
-        esc(&profile.id),
-        profile.events,
-        esc(&profile.first_seen.as_deref().map_or("–".to_owned(), |t| clock(zone, t))),
-        esc(&profile.last_seen.as_deref().map_or("–".to_owned(), |t| clock(zone, t))),
-    );
-    body.push_str(r#"<div class="grid2"><section><h2>Identities</h2><table>"#);
-    for identity in &profile.identities {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td class=\"mono\">{}</td></tr>",
-            esc(&identity.kind),
-            esc(&identity.value)
-        );
-    }
-    if !profile.merged_from.is_empty() {
-        let _ = write!(
-            body,
-            "<tr><td>merged from</td><td class=\"mono\">{}</td></tr>",
-            esc(&profile.merged_from.join(", "))
-        );
-    }
-    body.push_str("</table></section><section><h2>Traits</h2><table>");
-    for (trait_name, value) in &profile.traits {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td></tr>",
-            esc(trait_name),
-            esc(&plain(value))
-        );
-    }
-    body.push_str("</table></section></div>");
-    let promises = store
-        .promises(PromiseQuery {
-            customer: Some(profile.id.clone()),
-            limit: 100,
-            ..Default::default()
-        })
-        .await?;
-    if !promises.promises.is_empty() {
-        let kept = promises.promises.iter().filter(|p| p.state == "kept").count();
-        let broken = promises.promises.iter().filter(|p| p.state == "broken").count();
-        let _ = write!(
-            body,
-            "<h2>Promises: {kept} kept, {broken} broken</h2><table><tr><th>promise</th><th>about</th><th>due</th><th>state</th></tr>"
-        );
-        for p in promises.promises.iter().rev() {
-            let class = match p.state.as_str() {
-                "kept" => "good",
-                "broken" => "bad",
-                "at_risk" => "warn",
-                _ => "muted",
-            };
-            let _ = write!(
-                body,
-                r#"<tr><td>{}</td><td>{}</td><td class="muted">{}</td><td class="{class}">{}</td></tr>"#,
-                esc(&p.key.replace('_', " ")),
-                subject_link(&p.subject),
-                esc(&clock(zone, &p.due)),
-                esc(&p.state.replace('_', " "))
-            );
-        }
-        body.push_str("</table>");
-    }
-    body.push_str("<h2>Timeline</h2>");
-    body.push_str(&event_table(zone, &timeline.events));
-    Ok(Some(page(&name, Some(15), &body)))
-}
 
 /// A shipment's stages as its events tell them, and its driver's trail.
 pub async fn shipment<S: Store>(store: &S, zone: &Zone, id: &str) -> PageResult {

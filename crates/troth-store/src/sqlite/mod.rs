@@ -589,6 +589,10 @@ impl Store for SqliteStore {
         self.read(move |conn| read::customer(conn, &key)).await
     }
 
+    async fn search_customers(&self, text: String, limit: usize) -> Result<Vec<crate::CustomerMatch>, StoreError> {
+        self.read(move |conn| read::search_customers(conn, &text, limit)).await
+    }
+
     async fn create_key(&self, key: NewKey) -> Result<(ApiKey, String), StoreError> {
         if key.scopes.is_empty() {
             return Err(StoreError::Invalid("a key needs at least one scope".into()));

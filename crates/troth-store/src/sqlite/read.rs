@@ -136,6 +136,91 @@ pub fn case_events(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Customers a person typing into a search box may mean: the customer an email,
+/// a phone number (written any way), an id or an identity key names; whoever an
+/// order's or a shipment's events belong to; customers whose name contains the
+/// text (any case). The surviving customers, at most `limit`, exact finds first.
+pub fn search_customers(conn: &Connection, text: &str, limit: usize) -> Result<Vec<crate::CustomerMatch>, StoreError> {
+    let text = text.trim();
+    let mut found: Vec<CustomerId> = Vec::new();
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut keys = vec![text.to_owned()];
+    if text.contains('@') {
+        keys.extend(
+            Identity::new(IdentityKind::Email, text)
+                .ok()
+                .map(|i| i.as_key().to_owned()),
+        );
+    }
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    if digits >= 6 && text.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)) {
+        keys.extend(
+            Identity::new(IdentityKind::Phone, text)
+                .ok()
+                .map(|i| i.as_key().to_owned()),
+        );
+    }
+    for key in keys {
+        if let Some(cid) = find_customer(conn, &key)?
+            && !found.contains(&cid)
+        {
+            found.push(cid);
+        }
+    }
+    let mut by_subject = conn.prepare_cached(
+        "SELECT DISTINCT coalesce(cu.merged_into, cu.cid) FROM events e
+           JOIN event_customers c ON c.seq = e.seq JOIN customers cu ON cu.cid = c.cid
+          WHERE e.subject IN (?1, ?2) LIMIT ?3",
+    )?;
+    let subjects = by_subject.query_map(
+        rusqlite::params![format!("order:{text}"), format!("shipment:{text}"), limit as i64],
+        |r| r.get(0).map(CustomerId),
+    )?;
+    for cid in subjects {
+        let cid = cid?;
+        if !found.contains(&cid) {
+            found.push(cid);
+        }
+    }
+    if found.len() < limit && text.chars().count() >= 2 {
+        let pattern = format!("%{}%", text.replace(['%', '_'], ""));
+        let mut by_name = conn.prepare_cached(
+            "SELECT cid FROM customers WHERE merged_into IS NULL AND json_extract(traits, '$.name') LIKE ?1
+              ORDER BY cid LIMIT ?2",
+        )?;
+        let named = by_name.query_map(rusqlite::params![pattern, limit as i64], |r| r.get(0).map(CustomerId))?;
+        for cid in named {
+            let cid = cid?;
+            if !found.contains(&cid) {
+                found.push(cid);
+            }
+        }
+    }
+    found.truncate(limit);
+    let mut matches = Vec::with_capacity(found.len());
+    for cid in found {
+        let name: Option<String> = conn
+            .prepare_cached("SELECT json_extract(traits, '$.name') FROM customers WHERE cid = ?1")?
+            .query_row([cid.0], |r| r.get(0))
+            .optional()?
+            .flatten();
+        let identities: Vec<String> = conn
+            .prepare_cached("SELECT key FROM identities WHERE cid = ?1 ORDER BY key")?
+            .query_map([cid.0], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let first = |kind: &str| identities.iter().find_map(|k| k.strip_prefix(kind).map(str::to_owned));
+        matches.push(crate::CustomerMatch {
+            id: cid.to_string(),
+            name,
+            email: first("email:"),
+            phone: first("phone:"),
+        });
+    }
+    Ok(matches)
+}
+
 /// Finds the surviving customer a key names: the sender's own id first, then an
 /// identity key (`email:…`), then troth's id (`cus_…`).
 pub fn find_customer(conn: &Connection, key: &str) -> Result<Option<CustomerId>, StoreError> {
@@ -287,14 +372,23 @@ fn promise_filter(conn: &Connection, query: &PromiseQuery) -> Result<Option<(Str
         let Some(cids) = customer_set(conn, key)? else {
             return Ok(None);
         };
-        // A promise belongs to the customer of the event that recorded its making.
+        // A promise belongs to the customer of the event that recorded its making,
+        // and, asked for, to whoever's orders and shipments it is about.
         sql.push_str(&format!(
-            " AND p.id IN (SELECT json_extract(e.body, '$.data.promise')
+            " AND (p.id IN (SELECT json_extract(e.body, '$.data.promise')
                              FROM event_customers c JOIN events e ON e.seq = c.seq
                             WHERE c.cid IN ({}) AND +e.type = 'promise.made')",
             vec!["?"; cids.len()].join(",")
         ));
         args.extend(cids.into_iter().map(|c| SqlValue::Integer(c.0)));
+        if !query.subjects.is_empty() {
+            sql.push_str(&format!(
+                " OR p.subject IN ({})",
+                vec!["?"; query.subjects.len()].join(",")
+            ));
+            args.extend(query.subjects.iter().map(|s| SqlValue::Text(s.clone())));
+        }
+        sql.push(')');
     }
     if let Some(from) = query.due_from_us {
         sql.push_str(" AND p.due_us >= ?");

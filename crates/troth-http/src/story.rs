@@ -1,0 +1,310 @@
+//! `GET /api/v1/customers/{id}/story`: one customer as an agent needs them on one
+//! screen — who they are and what they are worth, their cases with the clocks
+//! running, every promise, their shipments with the link to the page they see,
+//! what they said, and a timeline in words across channels.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use troth_core::case::CaseView;
+use troth_core::catalogue::EventData;
+use troth_core::shipment::Shipment;
+use troth_core::story::{Feedback, Line, Value, describe, summarise};
+use troth_core::{Timestamp, ValidEvent};
+use troth_store::{EventQuery, IdentityView, PromiseQuery, PromiseView, Store};
+
+use crate::AppState;
+use crate::error::{ApiError, Code};
+use crate::extract::{Params, invalid_param, unknown_param};
+
+/// The newest events a story reads; older ones are left out (`timeline_truncated`).
+pub const STORY_EVENTS: usize = 1_000;
+/// Shipments shown, newest first.
+const STORY_SHIPMENTS: usize = 20;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Story {
+    pub customer: StoryCustomer,
+    /// Open cases first, the least business time left first.
+    pub cases: Vec<CaseView>,
+    /// Newest first.
+    #[schema(value_type = Vec<Object>)]
+    pub promises: Vec<PromiseView>,
+    /// Newest first.
+    pub shipments: Vec<StoryShipment>,
+    /// Survey answers and reviews, newest first.
+    pub feedback: Vec<Feedback>,
+    /// Newest first; noise (positions, page views, tracking visits) only with `noise=true`.
+    pub timeline: Vec<TimelineEntry>,
+    /// More events than the story reads: the oldest are left out.
+    pub timeline_truncated: bool,
+    /// The next best action and its reason; `null` until troth suggests one.
+    #[schema(value_type = Option<Object>)]
+    pub next_best_action: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StoryCustomer {
+    pub id: String,
+    /// `traits.name`, when known.
+    pub name: Option<String>,
+    #[schema(value_type = Vec<Object>)]
+    pub identities: Vec<IdentityView>,
+    #[schema(value_type = Object)]
+    pub traits: serde_json::Map<String, serde_json::Value>,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub merged_from: Vec<String>,
+    pub value: Value,
+    /// The channel most of their events came through.
+    pub preferred_channel: Option<String>,
+    /// Their latest NPS answer (0–10).
+    pub latest_nps: Option<u8>,
+    /// Promises at risk now, and broken ones.
+    pub promises_at_risk: u64,
+    pub promises_broken: u64,
+    pub open_cases: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StoryShipment {
+    pub id: String,
+    pub order: String,
+    pub carrier: String,
+    /// The current stage (`out_for_delivery`, `delivered`…) and its label.
+    pub stage: Option<String>,
+    pub stage_label: Option<String>,
+    pub stage_at: Option<String>,
+    pub window_start: Option<String>,
+    pub window_end: Option<String>,
+    /// The customer's own tracking page (`/t/{token}`), the same view they see.
+    pub tracking_url: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TimelineEntry {
+    pub time: String,
+    pub position: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub channel: Option<String>,
+    pub subject: Option<String>,
+    #[serde(flatten)]
+    pub line: Line,
+}
+
+/// The part of an event the timeline needs beyond the validated event.
+#[derive(Deserialize)]
+struct Channel {
+    channel: Option<String>,
+}
+
+/// A customer's whole story
+///
+/// Who they are and what they are worth, their cases with the service-level clocks,
+/// every promise, their shipments with a link to the tracking page they see, their
+/// survey answers and reviews, and the timeline in words (newest first; positions,
+/// page views and tracking visits only with `noise=true`; `channel` keeps one
+/// channel's events). Times in words are in the retailer's zone.
+#[utoipa::path(
+    get, path = "/api/v1/customers/{id}/story", tag = "customers",
+    params(
+        ("id" = String, Path, description = "The sender's customer id, an identity key (email:…, phone:…) or troth's cus_… id"),
+        ("noise" = Option<bool>, Query, description = "Include routine events in the timeline"),
+        ("channel" = Option<String>, Query, description = "Only events that came through this channel"),
+    ),
+    responses(
+        (status = 200, body = Story),
+        (status = 404, description = "No such customer", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn story<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(id): Path<String>,
+    Params(params): Params,
+) -> Result<Json<Story>, ApiError> {
+    let mut options = StoryOptions::default();
+    for (name, value) in &params {
+        match name.as_str() {
+            "noise" => {
+                options.noise = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(invalid_param(
+                            name,
+                            format!("noise must be true or false, not {value:?}"),
+                        ));
+                    }
+                }
+            }
+            "channel" => options.channel = Some(value.clone()),
+            other => return Err(unknown_param(other, "noise, channel")),
+        }
+    }
+    match read(&state, &id, &options, Timestamp::now()).await? {
+        Some(story) => Ok(Json(story)),
+        None => Err(ApiError::new(Code::NotFound, format!("no customer {id:?}"))),
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct StoryOptions {
+    pub noise: bool,
+    pub channel: Option<String>,
+}
+
+/// The story of the customer `key` names, `None` when none does; clocks read at `now`.
+pub async fn read<S: Store>(
+    state: &AppState<S>,
+    key: &str,
+    options: &StoryOptions,
+    now: Timestamp,
+) -> Result<Option<Story>, ApiError> {
+    let Some(profile) = state.store.customer(key.to_owned()).await? else {
+        return Ok(None);
+    };
+    let page = state
+        .store
+        .events(EventQuery {
+            customer: Some(profile.id.clone()),
+            newest_first: true,
+            limit: STORY_EVENTS,
+            ..Default::default()
+        })
+        .await?;
+    let truncated = page.events.len() == STORY_EVENTS;
+    // Oldest first, as they happened.
+    let events: Vec<(i64, ValidEvent, Option<String>)> = page
+        .events
+        .iter()
+        .rev()
+        .filter_map(|stored| {
+            let event = troth_core::validate_event(&stored.raw).ok()?;
+            let channel = serde_json::from_str::<Channel>(&stored.raw)
+                .ok()
+                .and_then(|c| c.channel);
+            Some((stored.seq, event, channel))
+        })
+        .collect();
+    let zone = state.tracking.config.timezone.tz();
+    let summary = summarise(events.iter().map(|(_, e, c)| (e, c.as_deref())), zone);
+
+    let mut cases = crate::cases::case_views(&state.store, &state.service, None, Some(profile.id.clone()), now).await?;
+    crate::cases::sort_for_agents(&mut cases);
+    // Their orders' and shipments' promises too: a carrier's window names no customer.
+    let mut subjects: Vec<String> = events
+        .iter()
+        .filter_map(|(_, e, _)| e.subject.clone())
+        .filter(|s| s.starts_with("order:") || s.starts_with("shipment:"))
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    let mut promises = state
+        .store
+        .promises(PromiseQuery {
+            customer: Some(profile.id.clone()),
+            subjects,
+            limit: 500,
+            ..Default::default()
+        })
+        .await?
+        .promises;
+    promises.reverse();
+    let shipments = shipments(&state.store, &events).await?;
+
+    // By when it happened: troth's own records (promise changes) reach the log after
+    // the events that caused them, carrying their cause's time.
+    let mut by_time: Vec<&(i64, ValidEvent, Option<String>)> = events.iter().collect();
+    by_time.sort_by_key(|e| std::cmp::Reverse((e.1.time, e.0)));
+    let timeline = by_time
+        .into_iter()
+        .filter(|(_, _, channel)| options.channel.is_none() || channel == &options.channel)
+        .filter_map(|(seq, event, channel)| {
+            let line = describe(event, zone);
+            (options.noise || !line.noise).then(|| TimelineEntry {
+                time: event.time.to_string(),
+                position: *seq,
+                event_type: event.event_type.clone(),
+                channel: channel.clone(),
+                subject: event.subject.clone(),
+                line,
+            })
+        })
+        .collect();
+    let mut feedback = summary.feedback;
+    feedback.reverse();
+    Ok(Some(Story {
+        customer: StoryCustomer {
+            name: profile.traits.get("name").and_then(|n| n.as_str()).map(str::to_owned),
+            promises_at_risk: promises.iter().filter(|p| p.state == "at_risk").count() as u64,
+            promises_broken: promises.iter().filter(|p| p.state == "broken").count() as u64,
+            open_cases: cases.iter().filter(|c| c.state == "open").count() as u64,
+            id: profile.id,
+            identities: profile.identities,
+            traits: profile.traits,
+            first_seen: profile.first_seen,
+            last_seen: profile.last_seen,
+            merged_from: profile.merged_from,
+            value: summary.value,
+            preferred_channel: summary.preferred_channel,
+            latest_nps: summary.latest_nps,
+        },
+        cases,
+        promises,
+        shipments,
+        feedback,
+        timeline,
+        timeline_truncated: truncated,
+        next_best_action: None,
+    }))
+}
+
+/// The customer's shipments (those `shipment.created` named for them), newest first,
+/// each with its stage from all of its own events and the customer's tracking link.
+async fn shipments<S: Store>(
+    store: &S,
+    events: &[(i64, ValidEvent, Option<String>)],
+) -> Result<Vec<StoryShipment>, ApiError> {
+    let created: Vec<_> = events
+        .iter()
+        .rev()
+        .filter_map(|(_, e, _)| match &e.data {
+            EventData::ShipmentCreated(s) => Some(s.clone()),
+            _ => None,
+        })
+        .take(STORY_SHIPMENTS)
+        .collect();
+    let mut shipments = Vec::with_capacity(created.len());
+    for created in created {
+        let page = store
+            .events(EventQuery {
+                subject: Some(format!("shipment:{}", created.shipment)),
+                limit: crate::read::MAX_LIMIT,
+                ..Default::default()
+            })
+            .await?;
+        let mut shipment = Shipment::default();
+        for stored in &page.events {
+            if let Ok(event) = troth_core::validate_event(&stored.raw) {
+                shipment.apply(&event);
+            }
+        }
+        let stage = shipment.stage();
+        let window = shipment.window();
+        let link = store.tracking_link(created.shipment.clone()).await?;
+        shipments.push(StoryShipment {
+            stage: stage.as_ref().map(|s| s.stage.as_str().to_owned()),
+            stage_label: stage.as_ref().map(|s| s.stage.label().to_owned()),
+            stage_at: stage.as_ref().map(|s| s.at.to_string()),
+            window_start: window.map(|(start, _)| start.to_string()),
+            window_end: window.map(|(_, end)| end.to_string()),
+            tracking_url: link.map(|l| format!("/t/{}", l.token)),
+            id: created.shipment,
+            order: created.order,
+            carrier: created.carrier,
+        });
+    }
+    Ok(shipments)
+}

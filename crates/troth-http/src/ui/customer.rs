@@ -1,0 +1,398 @@
+//! `/ui/customers/{id}`: the agent's one screen for a customer, from the same story
+//! the API serves (`crate::story`): a summary first (open cases and their clocks,
+//! promises at risk or broken, orders and spend, their last score, the channel they
+//! use), then cases, promises, shipments with the customer's own tracking page,
+//! what they said, and the timeline in words with routine events folded away.
+//! `/ui/customers?q=` finds a customer by email, phone, order, shipment or name.
+
+use std::fmt::Write;
+
+use troth_core::Timestamp;
+use troth_core::case::{CaseView, ClockState, SlaClock};
+use troth_core::story::Tone;
+use troth_store::Store;
+
+use super::html::{esc, page, url_segment};
+use crate::story::{Story, StoryOptions};
+use crate::tracking::Zone;
+use crate::{ApiError, AppState};
+
+type PageResult = Result<Option<String>, ApiError>;
+
+pub async fn customer<S: Store>(state: &AppState<S>, key: &str, noise: bool) -> PageResult {
+    let options = StoryOptions { noise, channel: None };
+    let Some(story) = crate::story::read(state, key, &options, Timestamp::now()).await? else {
+        return Ok(None);
+    };
+    let zone = &state.tracking.config.timezone;
+    // Named as people know them: their name, else an email, else the sender's own id.
+    let known_as = |kind: &str| {
+        story
+            .customer
+            .identities
+            .iter()
+            .find(|i| i.kind == kind)
+            .map(|i| i.value.clone())
+    };
+    let name = story
+        .customer
+        .name
+        .clone()
+        .or_else(|| known_as("email"))
+        .or_else(|| known_as("id"))
+        .unwrap_or_else(|| story.customer.id.clone());
+    let mut body = String::new();
+    body.push_str(&search_form(""));
+    summary(&mut body, &story, zone);
+    cases(&mut body, &story.cases, zone);
+    promises(&mut body, &story, zone);
+    shipments(&mut body, &story, zone);
+    feedback(&mut body, &story, zone);
+    timeline(&mut body, &story, zone, noise);
+    who(&mut body, &story);
+    Ok(Some(page(&name, None, &body)))
+}
+
+fn tone_class(tone: Tone) -> &'static str {
+    match tone {
+        Tone::Good => "good",
+        Tone::Bad => "bad",
+        Tone::Neutral => "",
+    }
+}
+
+fn clock(zone: &Zone, time: &str) -> String {
+    Timestamp::parse_rfc3339(time).map_or_else(|| time.to_owned(), |t| zone.clock(t))
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn summary(body: &mut String, story: &Story, zone: &Zone) {
+    let c = &story.customer;
+    let contact: Vec<String> = c
+        .identities
+        .iter()
+        .filter(|i| i.kind == "email" || i.kind == "phone")
+        .map(|i| esc(&i.value))
+        .collect();
+    let _ = write!(
+        body,
+        r#"<p class="muted">{} · <span class="mono">{}</span>{}</p><div class="cards">"#,
+        if contact.is_empty() {
+            "no email or phone known".to_owned()
+        } else {
+            contact.join(" · ")
+        },
+        esc(&c.id),
+        c.first_seen
+            .as_deref()
+            .map(|t| format!(" · customer since {}", esc(&clock(zone, t))))
+            .unwrap_or_default()
+    );
+    // The most urgent open case: its resolution clock says how long is left.
+    let urgent = story.cases.iter().find(|case| case.state == "open");
+    let (class, detail) = match urgent {
+        Some(case) if case.breached => (
+            "card bad",
+            format!("{} {}", esc(&case.id), esc(&clock_words(&case.resolution_clock))),
+        ),
+        Some(case) => (
+            "card warn",
+            format!("{} {}", esc(&case.id), esc(&clock_words(&case.resolution_clock))),
+        ),
+        None => ("card", "none open".to_owned()),
+    };
+    let _ = write!(
+        body,
+        r#"<div class="{class}"><div class="n">{}</div><div class="l">open {} · {detail}</div></div>"#,
+        c.open_cases,
+        if c.open_cases == 1 { "case" } else { "cases" }
+    );
+    let troubled = c.promises_at_risk + c.promises_broken;
+    let _ = write!(
+        body,
+        r#"<div class="{}"><div class="n">{troubled}</div><div class="l">promises at risk or broken ({} at risk, {} broken)</div></div>"#,
+        if c.promises_broken > 0 {
+            "card bad"
+        } else if c.promises_at_risk > 0 {
+            "card warn"
+        } else {
+            "card"
+        },
+        c.promises_at_risk,
+        c.promises_broken
+    );
+    let spend = if c.value.spend.is_empty() {
+        "nothing spent".to_owned()
+    } else {
+        c.value.spend.join(" + ")
+    };
+    let _ = write!(
+        body,
+        r#"<div class="card"><div class="n">{}</div><div class="l">{}, {}{}</div></div>"#,
+        esc(&plural(c.value.orders, "order", "orders")),
+        esc(&plural(c.value.items, "item", "items")),
+        esc(&spend),
+        if c.value.cancelled > 0 {
+            format!(", {} cancelled", c.value.cancelled)
+        } else {
+            String::new()
+        }
+    );
+    let (nps_class, nps) = match c.latest_nps {
+        Some(n @ 0..=6) => ("card bad", format!("{n} of 10")),
+        Some(n @ 9..=10) => ("card", format!("{n} of 10")),
+        Some(n) => ("card", format!("{n} of 10")),
+        None => ("card", "–".to_owned()),
+    };
+    let _ = write!(
+        body,
+        r#"<div class="{nps_class}"><div class="n">{}</div><div class="l">their last NPS answer</div></div>
+<div class="card"><div class="n">{}</div><div class="l">the channel they use most</div></div></div>"#,
+        esc(&nps),
+        esc(c.preferred_channel.as_deref().unwrap_or("–")),
+    );
+    body.push_str(
+        r#"<p class="muted">Next best action: no suggestion yet — troth will say what to do next, and why, here.</p>"#,
+    );
+}
+
+/// "due in 3 h 50 business time" / "breached 10 min ago (business time)" / "met".
+fn clock_words(clock: &SlaClock) -> String {
+    let minutes = clock.business_minutes_left.unsigned_abs();
+    let amount = if minutes >= 60 {
+        format!("{} h {:02} min", minutes / 60, minutes % 60)
+    } else {
+        format!("{minutes} min")
+    };
+    match clock.state {
+        ClockState::Running => format!("due in {amount} of business time"),
+        ClockState::Breached => format!("overdue by {amount} of business time"),
+        ClockState::Met => "met".into(),
+        ClockState::MissedThenDone => format!("met {amount} late"),
+    }
+}
+
+fn clock_cell(zone: &Zone, sla: &SlaClock) -> String {
+    let class = match sla.state {
+        ClockState::Breached | ClockState::MissedThenDone => "bad",
+        ClockState::Running => "",
+        ClockState::Met => "good",
+    };
+    format!(
+        r#"<td class="{class}">{}<br><span class="muted">due {}</span></td>"#,
+        esc(&clock_words(sla)),
+        esc(&clock(zone, &sla.due))
+    )
+}
+
+fn cases(body: &mut String, cases: &[CaseView], zone: &Zone) {
+    if cases.is_empty() {
+        return;
+    }
+    body.push_str(
+        r#"<h2>Cases</h2><table><tr><th>case</th><th>about</th><th>with</th><th>first response</th><th>resolution</th><th>effort</th></tr>"#,
+    );
+    for case in cases {
+        let effort = &case.effort;
+        let mut costs = Vec::new();
+        if effort.transfers > 0 {
+            costs.push(plural(effort.transfers.into(), "transfer", "transfers"));
+        }
+        if effort.holds > 0 {
+            costs.push(format!(
+                "{} ({} min)",
+                plural(effort.holds.into(), "hold", "holds"),
+                effort.held_seconds / 60
+            ));
+        }
+        if effort.reopens > 0 {
+            costs.push(plural(effort.reopens.into(), "reopen", "reopens"));
+        }
+        if effort.repeat_contacts > 0 {
+            costs.push(plural(
+                effort.repeat_contacts.into(),
+                "repeat contact",
+                "repeat contacts",
+            ));
+        }
+        let verdict = match case.first_contact_resolution {
+            Some(true) => r#"<br><span class="good">resolved on the first contact</span>"#,
+            Some(false) => r#"<br><span class="bad">not resolved on the first contact</span>"#,
+            None => "",
+        };
+        let _ = write!(
+            body,
+            r#"<tr><td><strong>{}</strong><br><span class="muted">opened {}</span></td><td>{}{}</td><td>{}{}</td>{}{}<td>{}{verdict}</td></tr>"#,
+            esc(&case.id),
+            esc(&clock(zone, &case.opened_at)),
+            esc(&case.category.replace('_', " ")),
+            case.order
+                .as_deref()
+                .map(|o| format!("<br><span class=\"muted\">order {}</span>", esc(o)))
+                .unwrap_or_default(),
+            esc(&case.team),
+            case.agent
+                .as_deref()
+                .map(|a| format!(" · {}", esc(a)))
+                .unwrap_or_default(),
+            clock_cell(zone, &case.first_response),
+            clock_cell(zone, &case.resolution_clock),
+            if costs.is_empty() {
+                "none".to_owned()
+            } else {
+                esc(&costs.join(", "))
+            },
+        );
+    }
+    body.push_str("</table>");
+}
+
+fn promises(body: &mut String, story: &Story, zone: &Zone) {
+    if story.promises.is_empty() {
+        return;
+    }
+    body.push_str("<h2>Promises</h2><table><tr><th>promise</th><th>about</th><th>due</th><th>state</th></tr>");
+    for p in &story.promises {
+        let class = match p.state.as_str() {
+            "kept" => "good",
+            "broken" => "bad",
+            "at_risk" => "warn",
+            _ => "muted",
+        };
+        let _ = write!(
+            body,
+            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="{class}">{}</td></tr>"#,
+            esc(&p.key.replace('_', " ")),
+            super::pages::subject_link(&p.subject),
+            esc(&clock(zone, &p.due)),
+            esc(&p.state.replace('_', " "))
+        );
+    }
+    body.push_str("</table>");
+}
+
+fn shipments(body: &mut String, story: &Story, zone: &Zone) {
+    if story.shipments.is_empty() {
+        return;
+    }
+    body.push_str(
+        "<h2>Shipments</h2><table><tr><th>shipment</th><th>now</th><th>window</th><th>what they see</th></tr>",
+    );
+    for s in &story.shipments {
+        let bad = matches!(s.stage.as_deref(), Some("attempt_failed" | "lost" | "returned"));
+        let window = match (&s.window_start, &s.window_end) {
+            (Some(start), Some(end)) => match (Timestamp::parse_rfc3339(start), Timestamp::parse_rfc3339(end)) {
+                (Some(a), Some(b)) => zone.clock_span(a, b),
+                _ => String::new(),
+            },
+            _ => "–".to_owned(),
+        };
+        let _ = write!(
+            body,
+            r#"<tr><td><a href="/ui/shipments/{}">{}</a><br><span class="muted">order {} · {}</span></td><td class="{}">{}{}</td><td>{}</td><td>{}</td></tr>"#,
+            url_segment(&s.id),
+            esc(&s.id),
+            esc(&s.order),
+            esc(&s.carrier),
+            if bad { "bad" } else { "" },
+            esc(s.stage_label.as_deref().unwrap_or("–")),
+            s.stage_at
+                .as_deref()
+                .map(|t| format!("<br><span class=\"muted\">{}</span>", esc(&clock(zone, t))))
+                .unwrap_or_default(),
+            esc(&window),
+            s.tracking_url
+                .as_deref()
+                .map(|u| format!(r#"<a href="{}">their tracking page</a>"#, esc(u)))
+                .unwrap_or_else(|| "–".to_owned()),
+        );
+    }
+    body.push_str("</table>");
+}
+
+fn feedback(body: &mut String, story: &Story, zone: &Zone) {
+    if story.feedback.is_empty() {
+        return;
+    }
+    body.push_str("<h2>What they said</h2><ul class=\"said\">");
+    for f in &story.feedback {
+        let _ = write!(
+            body,
+            r#"<li class="{}">{} <span class="muted">{}</span></li>"#,
+            tone_class(f.tone),
+            esc(&f.text),
+            esc(&clock(zone, &f.time))
+        );
+    }
+    body.push_str("</ul>");
+}
+
+fn timeline(body: &mut String, story: &Story, zone: &Zone, noise: bool) {
+    let _ = write!(
+        body,
+        r#"<h2>Timeline</h2><p class="muted">Newest first, every channel; {}</p><table class="timeline"><tr><th>when</th><th>channel</th><th>what happened</th></tr>"#,
+        if noise {
+            format!(
+                r#"routine events included (<a href="/ui/customers/{}">fold them away</a>)."#,
+                url_segment(&story.customer.id)
+            )
+        } else {
+            format!(
+                r#"routine events (positions, page views, tracking visits) folded away (<a href="/ui/customers/{}?noise=true">show them</a>)."#,
+                url_segment(&story.customer.id)
+            )
+        }
+    );
+    for entry in &story.timeline {
+        let _ = write!(
+            body,
+            r#"<tr><td class="muted nowrap">{}</td><td>{}</td><td class="{}">{}</td></tr>"#,
+            esc(&clock(zone, &entry.time)),
+            esc(entry.channel.as_deref().unwrap_or("–")),
+            tone_class(entry.line.tone),
+            esc(&entry.line.text)
+        );
+    }
+    body.push_str("</table>");
+    if story.timeline_truncated {
+        body.push_str(
+            r#"<p class="muted">Older events are left out; the API lists them all (/api/v1/events?customer=…).</p>"#,
+        );
+    }
+}
+
+fn who(body: &mut String, story: &Story) {
+    let c = &story.customer;
+    body.push_str(r#"<details class="explain"><summary>Identities and traits</summary><table>"#);
+    for identity in &c.identities {
+        let _ = write!(
+            body,
+            r#"<tr><td>{}</td><td class="mono">{}</td></tr>"#,
+            esc(&identity.kind),
+            esc(&identity.value)
+        );
+    }
+    if !c.merged_from.is_empty() {
+        let _ = write!(
+            body,
+            r#"<tr><td>merged from</td><td class="mono">{}</td></tr>"#,
+            esc(&c.merged_from.join(", "))
+        );
+    }
+    for (name, value) in &c.traits {
+        let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        let _ = write!(body, "<tr><td>{}</td><td>{}</td></tr>", esc(name), esc(&value));
+    }
+    body.push_str("</table></details>");
+}
+
+/// The search box of the customer pages.
+pub fn search_form(query: &str) -> String {
+    format!(
+        r#"<form class="search" method="get" action="/ui/customers"><input name="q" value="{}" placeholder="Email, phone, order, shipment or name" aria-label="Find a customer"> <button>Find</button></form>"#,
+        esc(query)
+    )
+}
