@@ -10,6 +10,9 @@ use jiff::tz::TimeZone;
 
 use crate::Timestamp;
 
+/// Opening hours when none are set: Monday to Friday, 09:00–17:00.
+pub const DEFAULT_HOURS: &str = "Mon-Fri 09:00-17:00";
+
 /// How far ahead business time is looked for: a calendar open less than this
 /// often (or never) says "never" rather than searching on.
 const HORIZON_DAYS: usize = 3 * 366;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
-use troth_core::calendar::Calendar;
+use troth_core::calendar::{Calendar, DEFAULT_HOURS};
 use troth_core::case::{ServiceLevels, Targets};
 use troth_core::journey::{JourneyMap, parse_journey};
 use troth_http::tracking::{TrackingConfig, Zone};
@@ -264,9 +264,6 @@ impl Config {
         self
     }
 }
-
-/// Default opening hours of a team's calendar.
-const DEFAULT_HOURS: &str = "Mon-Fri 09:00-17:00";
 
 /// The `[service]` section as service levels; errors name the setting
 /// (`service.teams.billing.hours: …`). Calendars are in `retailer_zone` unless they say.

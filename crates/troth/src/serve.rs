@@ -79,7 +79,7 @@ pub struct ServeOptions {
     pub tracking: TrackingConfig,
     /// How long a read given `min_position` may wait (the default unless set).
     pub read_wait: Option<std::time::Duration>,
-    /// Cases' service levels (the defaults unless set).
+    /// Cases' service levels; unless set, the default hours in the retailer's zone.
     pub service: Option<troth_core::case::ServiceLevels>,
 }
 
@@ -123,13 +123,22 @@ pub async fn run(
     if tracking.upload_dir.is_none() {
         tracking.upload_dir = store.db_path().parent().map(|dir| dir.join("uploads"));
     }
+    // Without settings, teams work the default hours in the retailer's zone.
+    let service = service.unwrap_or_else(|| troth_core::case::ServiceLevels {
+        calendar: troth_core::calendar::Calendar::new(
+            tracking.timezone.name(),
+            troth_core::calendar::DEFAULT_HOURS,
+            &[],
+        )
+        .unwrap_or_default(),
+        ..Default::default()
+    });
     let mut state = AppState::new(store.clone(), master_key).with_tracking(tracking);
+    state.service = std::sync::Arc::new(service);
     if let Some(read_wait) = read_wait {
         state.read_wait = read_wait;
     }
-    if let Some(service) = service {
-        state.service = std::sync::Arc::new(service);
-    }
+
     if let Some(journey) = journey {
         state = state.with_journey(journey);
     }

@@ -162,10 +162,10 @@ fn summary(body: &mut String, story: &Story, zone: &Zone) {
 /// "due in 3 h 50 business time" / "breached 10 min ago (business time)" / "met".
 fn clock_words(clock: &SlaClock) -> String {
     let minutes = clock.business_minutes_left.unsigned_abs();
-    let amount = if minutes >= 60 {
-        format!("{} h {:02} min", minutes / 60, minutes % 60)
-    } else {
-        format!("{minutes} min")
+    let amount = match minutes {
+        0..=59 => format!("{minutes} min"),
+        60..=599 => format!("{} h {:02} min", minutes / 60, minutes % 60),
+        _ => format!("{} h", minutes / 60),
     };
     match clock.state {
         ClockState::Running => format!("due in {amount} of business time"),
@@ -175,14 +175,14 @@ fn clock_words(clock: &SlaClock) -> String {
     }
 }
 
-fn clock_cell(zone: &Zone, sla: &SlaClock) -> String {
+fn clock_cell(zone: &Zone, label: &str, sla: &SlaClock) -> String {
     let class = match sla.state {
         ClockState::Breached | ClockState::MissedThenDone => "bad",
         ClockState::Running => "",
         ClockState::Met => "good",
     };
     format!(
-        r#"<td class="{class}">{}<br><span class="muted">due {}</span></td>"#,
+        r#"<td class="{class}" data-label="{label}">{}<br><span class="muted">due {}</span></td>"#,
         esc(&clock_words(sla)),
         esc(&clock(zone, &sla.due))
     )
@@ -193,7 +193,7 @@ fn cases(body: &mut String, cases: &[CaseView], zone: &Zone) {
         return;
     }
     body.push_str(
-        r#"<h2>Cases</h2><table><tr><th>case</th><th>about</th><th>with</th><th>first response</th><th>resolution</th><th>effort</th></tr>"#,
+        r#"<h2>Cases</h2><table class="stack"><tr><th>case</th><th>about</th><th>with</th><th>first response</th><th>resolution</th><th>effort</th></tr>"#,
     );
     for case in cases {
         let effort = &case.effort;
@@ -225,7 +225,7 @@ fn cases(body: &mut String, cases: &[CaseView], zone: &Zone) {
         };
         let _ = write!(
             body,
-            r#"<tr><td><strong>{}</strong><br><span class="muted">opened {}</span></td><td>{}{}</td><td>{}{}</td>{}{}<td>{}{verdict}</td></tr>"#,
+            r#"<tr><td data-label="case"><strong>{}</strong><br><span class="muted">opened {}</span></td><td data-label="about">{}{}</td><td data-label="with">{}{}</td>{}{}<td data-label="effort">{}{verdict}</td></tr>"#,
             esc(&case.id),
             esc(&clock(zone, &case.opened_at)),
             esc(&case.category.replace('_', " ")),
@@ -238,8 +238,8 @@ fn cases(body: &mut String, cases: &[CaseView], zone: &Zone) {
                 .as_deref()
                 .map(|a| format!(" · {}", esc(a)))
                 .unwrap_or_default(),
-            clock_cell(zone, &case.first_response),
-            clock_cell(zone, &case.resolution_clock),
+            clock_cell(zone, "first response", &case.first_response),
+            clock_cell(zone, "resolution", &case.resolution_clock),
             if costs.is_empty() {
                 "none".to_owned()
             } else {
@@ -254,7 +254,9 @@ fn promises(body: &mut String, story: &Story, zone: &Zone) {
     if story.promises.is_empty() {
         return;
     }
-    body.push_str("<h2>Promises</h2><table><tr><th>promise</th><th>about</th><th>due</th><th>state</th></tr>");
+    body.push_str(
+        r#"<h2>Promises</h2><table class="stack"><tr><th>promise</th><th>about</th><th>due</th><th>state</th></tr>"#,
+    );
     for p in &story.promises {
         let class = match p.state.as_str() {
             "kept" => "good",
@@ -264,7 +266,7 @@ fn promises(body: &mut String, story: &Story, zone: &Zone) {
         };
         let _ = write!(
             body,
-            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td class="{class}">{}</td></tr>"#,
+            r#"<tr><td data-label="promise">{}</td><td data-label="about">{}</td><td data-label="due">{}</td><td class="{class}" data-label="state">{}</td></tr>"#,
             esc(&p.key.replace('_', " ")),
             super::pages::subject_link(&p.subject),
             esc(&clock(zone, &p.due)),
@@ -279,7 +281,7 @@ fn shipments(body: &mut String, story: &Story, zone: &Zone) {
         return;
     }
     body.push_str(
-        "<h2>Shipments</h2><table><tr><th>shipment</th><th>now</th><th>window</th><th>what they see</th></tr>",
+        r#"<h2>Shipments</h2><table class="stack"><tr><th>shipment</th><th>now</th><th>window</th><th>what they see</th></tr>"#,
     );
     for s in &story.shipments {
         let bad = matches!(s.stage.as_deref(), Some("attempt_failed" | "lost" | "returned"));
@@ -292,7 +294,7 @@ fn shipments(body: &mut String, story: &Story, zone: &Zone) {
         };
         let _ = write!(
             body,
-            r#"<tr><td><a href="/ui/shipments/{}">{}</a><br><span class="muted">order {} · {}</span></td><td class="{}">{}{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr><td data-label="shipment"><a href="/ui/shipments/{}">{}</a><br><span class="muted">order {} · {}</span></td><td class="{}" data-label="now">{}{}</td><td data-label="window">{}</td><td data-label="what they see">{}</td></tr>"#,
             url_segment(&s.id),
             esc(&s.id),
             esc(&s.order),
