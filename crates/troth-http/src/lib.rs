@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod positions;
 pub mod quarantine;
 pub mod read;
+pub mod segment;
 pub mod server;
 pub mod sessions;
 pub mod tracking;
@@ -61,6 +62,8 @@ pub struct AppState<S> {
     pub guards: Arc<limits::Guards>,
     /// The pages' sign-in sessions.
     pub sessions: Arc<sessions::Sessions>,
+    /// Which troth type each Segment `track` event name becomes (`[segment.events]`).
+    pub segment: Arc<troth_core::segment::EventMap>,
 }
 
 /// The journey map a server follows, shared by every request and replaced as a
@@ -91,6 +94,7 @@ impl<S: Clone> Clone for AppState<S> {
             read_wait: self.read_wait,
             guards: self.guards.clone(),
             sessions: self.sessions.clone(),
+            segment: self.segment.clone(),
         }
     }
 }
@@ -108,6 +112,7 @@ impl<S> AppState<S> {
             read_wait: consistency::WAIT_LIMIT,
             guards: Arc::default(),
             sessions: Arc::default(),
+            segment: Arc::default(),
         }
     }
 
@@ -118,6 +123,12 @@ impl<S> AppState<S> {
 
     pub fn with_tracking(mut self, config: tracking::TrackingConfig) -> AppState<S> {
         self.tracking = tracking::Tracking::new(config);
+        self
+    }
+
+    /// Segment `track` event names mapped as `events` says (the defaults with the configured ones over them).
+    pub fn with_segment_events(mut self, events: troth_core::segment::EventMap) -> AppState<S> {
+        self.segment = Arc::new(events);
         self
     }
 }
@@ -163,6 +174,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .route("/api/v1/outbox/{id}", get(outbox::get_entry::<S>))
         .route("/api/v1/outbox/{id}/retry", post(outbox::retry::<S>))
         .route("/api/v1/quarantine", get(quarantine::list::<S>))
+        .route("/api/v1/segment/rejected", get(segment::rejected::<S>))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_master::<S>));
     Router::new()
         .merge(ingest)
@@ -170,6 +182,8 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .merge(admin)
         .merge(master)
         .merge(ui::routes(state.clone()))
+        // Segment's API: the write key is checked by the handlers, as it may be in the body.
+        .merge(segment::routes::<S>())
         // No API key: the device identifier is the credential (see positions.rs).
         .route("/osmand", get(positions::osmand::<S>).post(positions::osmand::<S>))
         .merge(tracking::routes(state.clone()))

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 use troth_core::journey::{JourneyMap, parse_journey};
+use troth_core::segment::EventMap;
 use troth_http::tracking::{TrackingConfig, Zone};
 use troth_notify::{CaFile, NotifyConfig, SmsConfig, SmtpConfig, Template};
 use troth_store::RetryPolicy;
@@ -129,6 +130,18 @@ struct FileConfig {
     notify: FileNotify,
     #[serde(default)]
     tracking: TrackingFlags,
+    #[serde(default)]
+    segment: FileSegment,
+}
+
+/// Segment's API (the `[segment]` section; docs/segment.md). File only: a table
+/// does not fit a flag.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSegment {
+    /// `track` event name → troth type, over the built-in ones.
+    #[serde(default)]
+    events: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +175,8 @@ pub struct Config {
     pub read_wait: std::time::Duration,
     pub notify: NotifyConfig,
     pub tracking: TrackingConfig,
+    /// Which troth type each Segment `track` event name becomes.
+    pub segment_events: EventMap,
 }
 
 impl std::fmt::Debug for Config {
@@ -210,6 +225,9 @@ impl Config {
                 .unwrap_or(troth_http::consistency::WAIT_LIMIT),
             notify: notify_config(flags.notify, file.notify)?,
             tracking: tracking_config(flags.tracking, file.tracking)?,
+            segment_events: EventMap::default()
+                .with_overrides(file.segment.events.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .context("in [segment.events]")?,
         }
         .with_message_zone())
     }
@@ -557,6 +575,34 @@ mod tests {
         std::fs::write(&old, "[notify]\nsmtp_host = \"mail.local\"\n").unwrap();
         let error = format!("{:#}", Config::load(flags(Some(old))).unwrap_err());
         assert!(error.contains("smtp_host") && error.contains("smtp_url"), "{error}");
+    }
+
+    #[test]
+    fn segment_event_names_map_over_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("troth.toml");
+        std::fs::write(
+            &path,
+            "[segment.events]\n\"Purchase\" = \"order.placed\"\n\"Order Completed\" = \"x.shop.completed\"\n",
+        )
+        .unwrap();
+        let events = Config::load(flags(Some(path.clone()))).unwrap().segment_events;
+        assert_eq!(events.event_type("Purchase"), "order.placed");
+        assert_eq!(events.event_type("Order Completed"), "x.shop.completed");
+        assert_eq!(events.event_type("Order Refunded"), "refund.issued");
+        assert_eq!(
+            Config::load(flags(None))
+                .unwrap()
+                .segment_events
+                .event_type("Order Completed"),
+            "order.placed"
+        );
+        std::fs::write(&path, "[segment.events]\n\"Signed Up\" = \"signup\"\n").unwrap();
+        let message = format!("{:#}", Config::load(flags(Some(path))).unwrap_err());
+        assert!(
+            message.contains("[segment.events]") && message.contains("\"signup\""),
+            "{message}"
+        );
     }
 
     #[test]

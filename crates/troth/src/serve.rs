@@ -56,6 +56,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         notify: Some(config.notify),
         tracking: config.tracking,
         read_wait: Some(config.read_wait),
+        segment_events: config.segment_events,
     };
     run(store, listener, options, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -78,6 +79,8 @@ pub struct ServeOptions {
     pub tracking: TrackingConfig,
     /// How long a read given `min_position` may wait (the default unless set).
     pub read_wait: Option<std::time::Duration>,
+    /// Which troth type each Segment `track` event name becomes (the built-in table by default).
+    pub segment_events: troth_core::segment::EventMap,
 }
 
 /// Serves the API on `listener` (and OsmAnd reports on `options.osmand`) until
@@ -97,6 +100,7 @@ pub async fn run(
         notify,
         mut tracking,
         read_wait,
+        segment_events,
     } = options;
     let clock = tokio::spawn(promise_clock(store.clone()));
     let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -119,7 +123,9 @@ pub async fn run(
     if tracking.upload_dir.is_none() {
         tracking.upload_dir = store.db_path().parent().map(|dir| dir.join("uploads"));
     }
-    let mut state = AppState::new(store.clone(), master_key).with_tracking(tracking);
+    let mut state = AppState::new(store.clone(), master_key)
+        .with_tracking(tracking)
+        .with_segment_events(segment_events);
     if let Some(read_wait) = read_wait {
         state.read_wait = read_wait;
     }
