@@ -81,7 +81,8 @@ pub fn field<T: FromJson>(object: &Map<String, Value>, path: &Path<'_>, key: &st
     }
 }
 
-pub(crate) fn kind_of(value: &Value) -> &'static str {
+/// What a JSON value is, for messages: "a string", "an array"…
+pub fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

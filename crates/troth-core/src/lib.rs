@@ -22,6 +22,7 @@ pub mod position;
 pub mod promise;
 pub mod reach;
 pub mod scorecard;
+pub mod segment;
 pub mod shipment;
 pub mod stats;
 pub mod story;

@@ -1,5 +1,5 @@
 //! Property tests over outside input: events with hostile values in every field,
-//! and OsmAnd reports with hostile parameters. Whatever arrives, validation
+//! Segment messages alike, and OsmAnd reports with hostile parameters. Whatever arrives, validation
 //! answers (never panics), an accepted event's instants print, and every change
 //! the promise engine derives from it validates like an event from outside, so
 //! troth's own events can never stop the store.
@@ -166,6 +166,67 @@ fn no_event_makes_validation_or_the_promise_engine_fail() {
     assert!(
         accepted > 1_000,
         "the mutations must leave many events valid, not {accepted}"
+    );
+}
+
+/// Segment messages as SDKs send them, in a batch with its own `sentAt` and `context`.
+fn segment_batch() -> Value {
+    let t = "2026-11-23T09:00:00Z";
+    json!({
+        "sentAt": "2026-11-23T09:05:00Z",
+        "context": {"library": {"name": "analytics.js"}, "traits": {"email": "ann@example.org"}},
+        "batch": [
+            {"type": "track", "messageId": "m1", "userId": "u", "event": "Order Completed", "timestamp": t,
+             "properties": {"order_id": "o1", "total": 35.6, "currency": "EUR",
+                            "products": [{"sku": "a", "quantity": 2, "price": 17.8}]}},
+            {"type": "track", "messageId": "m2", "anonymousId": "a", "event": "Order Refunded", "originalTimestamp": t,
+             "properties": {"order_id": "o1", "revenue": "10.00", "currency": "JPY"}},
+            {"type": "identify", "userId": 7, "traits": {"email": "b@example.org", "phone": "+44 20 7946 0000"}},
+            {"type": "page", "anonymousId": "a", "properties": {"path": "/"}, "context": {"page": {"url": "u"}}},
+            {"type": "screen", "userId": "u", "name": "Home", "sentAt": t},
+            {"type": "group", "userId": "u", "groupId": "g", "traits": {"name": "Acme"}},
+            {"type": "alias", "userId": "u", "previousId": "a"},
+        ],
+    })
+}
+
+#[test]
+fn no_segment_message_makes_reading_fail_and_errors_name_the_senders_field() {
+    use troth_core::segment::{Batch, EventMap, message_key, read};
+    let map = EventMap::default();
+    let mut rng = Rng(0x5e6_3e47);
+    let base = segment_batch();
+    let received = Timestamp::parse("2026-11-23T09:01:00Z").unwrap();
+    let mut accepted = 0;
+    for round in 0..20_000 {
+        let body = mutate(&base, &mut rng);
+        let Some(messages) = body["batch"].as_array() else {
+            continue;
+        };
+        let batch = Batch {
+            received,
+            call: None,
+            sent_at: body.get("sentAt"),
+            context: body.get("context").and_then(Value::as_object),
+        };
+        for (i, message) in messages.iter().enumerate() {
+            let _ = message_key(message);
+            let at = format!("batch[{i}]");
+            match read(message, &batch, &map, &at) {
+                Ok(event) => {
+                    accepted += 1;
+                    assert!(validate_event(&event.raw).is_ok(), "round {round}: {}", event.raw);
+                }
+                Err(error) => assert!(
+                    error.field.starts_with(&at) || ["sentAt", "context"].iter().any(|f| error.field.starts_with(f)),
+                    "round {round}: {message}: {error}"
+                ),
+            }
+        }
+    }
+    assert!(
+        accepted > 10_000,
+        "the mutations must leave many messages readable, not {accepted}"
     );
 }
 

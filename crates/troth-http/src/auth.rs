@@ -142,7 +142,9 @@ fn check<S: Store>(state: &AppState<S>, scope: Scope, request: &Request) -> Resu
     check_secret(state, scope, bearer(request))
 }
 
-fn check_secret<S: Store>(state: &AppState<S>, scope: Scope, secret: Option<&str>) -> Result<(), ApiError> {
+/// Whether `secret` may use a route of `scope`: the master key, or a key with the
+/// scope; anything goes without a master key.
+pub(crate) fn check_secret<S: Store>(state: &AppState<S>, scope: Scope, secret: Option<&str>) -> Result<(), ApiError> {
     let Some(master) = &state.master_key else { return Ok(()) };
     let Some(secret) = secret else {
         return Err(ApiError::new(

@@ -9,6 +9,9 @@
 //! - **page forms** (the tracking page's, sign-in, sign-out) are accepted only with
 //!   an `Origin` (or, failing that, a `Referer`) of this same host: a missing one
 //!   is refused too;
+//! - **Segment's routes** (`/v1/track`, `/v1/batch`…) may be called from any site,
+//!   as analytics.js runs on the shop's own pages: their answers allow any origin
+//!   (CORS). They take no cookie and no session, only a write key sent with the call;
 //! - **every answer** says `nosniff`, sends a `Referer` only to troth itself (tracking
 //!   links carry their token in the URL), may not be framed, and pages run only troth's own
 //!   scripts (CSP); uploaded photos are served under a policy that runs nothing. The
@@ -118,6 +121,9 @@ fn with_headers(mut response: Response, path: &str, tile_origin: Option<&str>) -
         headers.entry(name).or_insert(HeaderValue::from_static(value));
     };
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    if crate::segment::limit(path).is_some() {
+        crate::segment::allow_any_origin(headers);
+    }
     // Not `no-referrer`: with it browsers send `Origin: null` on the page's own forms.
     set(headers, header::REFERRER_POLICY, "same-origin");
     set(headers, header::X_FRAME_OPTIONS, "DENY");

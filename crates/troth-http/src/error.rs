@@ -13,6 +13,7 @@ use troth_store::StoreError;
 pub enum Code {
     InvalidJson,
     InvalidBody,
+    InvalidSegmentBody,
     TooManyEvents,
     PayloadTooLarge,
     InvalidQuery,
@@ -44,6 +45,11 @@ impl Code {
                 "invalid_body",
                 S::BAD_REQUEST,
                 "The body is not an event or an array of events",
+            ),
+            Code::InvalidSegmentBody => (
+                "invalid_segment_body",
+                S::BAD_REQUEST,
+                "The body is not a Segment message or batch",
             ),
             Code::TooManyEvents => ("too_many_events", S::BAD_REQUEST, "Too many events in one request"),
             Code::PayloadTooLarge => ("payload_too_large", S::PAYLOAD_TOO_LARGE, "The body is too large"),

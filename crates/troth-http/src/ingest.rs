@@ -90,14 +90,7 @@ impl Pending {
     async fn flush<S: Store>(&mut self, state: &AppState<S>) -> Result<Vec<ItemResult>, ApiError> {
         let (indexes, events): (Vec<usize>, Vec<ValidEvent>) = std::mem::take(&mut self.valid).into_iter().unzip();
         let mut results = std::mem::take(&mut self.results);
-        // Route events also feed the tracking page's arrival estimates, once stored.
-        let route = crate::tracking::route_events(&events);
-        let statuses = state.store.append(events).await?;
-        state
-            .tracking
-            .arrivals
-            .observe_stored(&state.store, route, &statuses)
-            .await;
+        let statuses = append(state, events).await?;
         for (index, status) in indexes.into_iter().zip(statuses) {
             match status {
                 AppendStatus::Accepted { seq } => results[index].position = Some(seq),
@@ -107,6 +100,22 @@ impl Pending {
         count(state, &results);
         Ok(results)
     }
+}
+
+/// Appends validated events. Route events also feed the tracking page's arrival
+/// estimates, once stored.
+pub(crate) async fn append<S: Store>(
+    state: &AppState<S>,
+    events: Vec<ValidEvent>,
+) -> Result<Vec<AppendStatus>, ApiError> {
+    let route = crate::tracking::route_events(&events);
+    let statuses = state.store.append(events).await?;
+    state
+        .tracking
+        .arrivals
+        .observe_stored(&state.store, route, &statuses)
+        .await;
+    Ok(statuses)
 }
 
 fn count<S: Store>(state: &AppState<S>, results: &[ItemResult]) {

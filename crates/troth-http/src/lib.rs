@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod positions;
 pub mod quarantine;
 pub mod read;
+pub mod segment;
 pub mod server;
 pub mod sessions;
 pub mod story;
@@ -72,6 +73,8 @@ pub struct Shared<S> {
     pub sessions: Arc<sessions::Sessions>,
     /// Cases' service levels and the teams' calendars (docs/service.md).
     pub service: Arc<troth_core::case::ServiceLevels>,
+    /// Which troth type each Segment `track` event name becomes (`[segment.events]`).
+    pub segment: Arc<troth_core::segment::EventMap>,
 }
 
 /// The journey map a server follows, shared by every request and replaced as a
@@ -123,6 +126,7 @@ impl<S> AppState<S> {
             guards: Arc::default(),
             sessions: Arc::default(),
             service: Arc::default(),
+            segment: Arc::default(),
         }))
     }
 
@@ -135,6 +139,12 @@ impl<S> AppState<S> {
 impl<S: Clone> AppState<S> {
     pub fn with_tracking(mut self, config: tracking::TrackingConfig) -> AppState<S> {
         self.tracking = tracking::Tracking::new(config);
+        self
+    }
+
+    /// Segment `track` event names mapped as `events` says (the defaults with the configured ones over them).
+    pub fn with_segment_events(mut self, events: troth_core::segment::EventMap) -> AppState<S> {
+        self.segment = Arc::new(events);
         self
     }
 }
@@ -184,6 +194,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .route("/api/v1/outbox/{id}", get(outbox::get_entry::<S>))
         .route("/api/v1/outbox/{id}/retry", post(outbox::retry::<S>))
         .route("/api/v1/quarantine", get(quarantine::list::<S>))
+        .route("/api/v1/segment/rejected", get(segment::rejected::<S>))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_master::<S>));
     Router::new()
         .merge(ingest)
@@ -191,6 +202,8 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .merge(admin)
         .merge(master)
         .merge(ui::routes(state.clone()))
+        // Segment's API: the write key is checked by the handlers, as it may be in the body.
+        .merge(segment::routes::<S>())
         // No API key: the device identifier is the credential (see positions.rs).
         .route("/osmand", get(positions::osmand::<S>).post(positions::osmand::<S>))
         .merge(tracking::routes(state.clone()))

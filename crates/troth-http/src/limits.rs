@@ -60,6 +60,11 @@ impl Default for Limits {
 /// lines are read and stored as they come (each at most an event's 64 KiB).
 pub fn body_limit(path: &str) -> Option<usize> {
     const KIB: usize = 1024;
+    // Segment's own limits (a compressed body is not longer than it inflates to:
+    // JSON compresses), counted again once a gzip body is inflated.
+    if let Some(limit) = crate::segment::limit(path) {
+        return Some(limit);
+    }
     match path {
         "/api/v1/events/ndjson" => None,
         // A batch of at most 1,000 events, or of positions.

@@ -32,6 +32,15 @@ use utoipa::{Modify, OpenApi};
         crate::outbox::get_entry,
         crate::outbox::retry,
         crate::quarantine::list,
+        crate::segment::identify,
+        crate::segment::track,
+        crate::segment::page,
+        crate::segment::screen,
+        crate::segment::group,
+        crate::segment::alias,
+        crate::segment::batch,
+        crate::segment::import,
+        crate::segment::rejected,
         crate::positions::create_device,
         crate::positions::list_devices,
         crate::positions::delete_device,
@@ -45,6 +54,7 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth, &CommonAnswers, &ReadYourWrites),
     tags(
         (name = "events", description = "Ingest and read the event log"),
+        (name = "segment", description = "Segment's HTTP Tracking API, for Segment's and RudderStack's SDKs as they are: the write key is an API key with the ingest scope (docs/segment.md)"),
         (name = "customers", description = "Customer profiles"),
         (name = "journeys", description = "Journey maps: promises, health, weakest links, the expectation chasm, the map against the data"),
         (name = "carriers", description = "Carrier scorecards: windows kept, first attempts, lost parcels, lateness, tracking views"),
@@ -66,6 +76,11 @@ impl Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // Segment's: the write key as the user name, no password (or `writeKey` in the body).
+        components.add_security_scheme(
+            "write_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
     }
 }

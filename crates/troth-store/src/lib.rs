@@ -96,6 +96,33 @@ pub struct Quarantined {
     pub body: serde_json::Value,
 }
 
+/// A message of Segment's API that troth could not read as an event, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRejection {
+    /// The route it came by: `/v1/batch`, `/v1/track`…
+    pub route: String,
+    /// The event id it would have had (`seg.{messageId}`): a message refused again
+    /// replaces its earlier record.
+    pub key: String,
+    /// The field at fault, as the sender wrote it (`batch[3].properties.total`).
+    pub field: String,
+    pub reason: String,
+    /// The message as sent (its JSON text, the write key taken out).
+    pub message: String,
+}
+
+/// A recorded [`SegmentRejection`], as `GET /api/v1/segment/rejected` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentRejected {
+    /// When it was refused.
+    pub at: String,
+    pub route: String,
+    pub field: String,
+    pub reason: String,
+    /// The message as sent: JSON, or text when it was not JSON or was cut short.
+    pub message: serde_json::Value,
+}
+
 /// Filters of `GET /events`. All are optional and combine with AND.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
@@ -557,6 +584,17 @@ pub trait Store: Send + Sync + 'static {
     /// events whose projection failed (they stay in the log) and promises taken off
     /// the clock.
     fn quarantine(&self, limit: usize) -> impl Future<Output = Result<Vec<Quarantined>, StoreError>> + Send;
+
+    /// Records messages of Segment's API that could not be read as events, for the
+    /// operator; only the newest 10,000 are kept.
+    fn record_segment_rejections(
+        &self,
+        rejections: Vec<SegmentRejection>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The recorded Segment messages that were refused, newest first.
+    fn segment_rejections(&self, limit: usize)
+    -> impl Future<Output = Result<Vec<SegmentRejected>, StoreError>> + Send;
 
     /// How far the log and its projections have come, answered from memory.
     fn progress(&self) -> Progress;

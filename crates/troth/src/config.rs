@@ -11,6 +11,7 @@ use serde::Deserialize;
 use troth_core::calendar::{Calendar, DEFAULT_HOURS};
 use troth_core::case::{ServiceLevels, Targets};
 use troth_core::journey::{JourneyMap, parse_journey};
+use troth_core::segment::EventMap;
 use troth_http::tracking::{TrackingConfig, Zone};
 use troth_notify::{CaFile, NotifyConfig, SmsConfig, SmtpConfig, Template};
 use troth_store::RetryPolicy;
@@ -133,6 +134,18 @@ struct FileConfig {
     tracking: TrackingFlags,
     #[serde(default)]
     service: FileService,
+    #[serde(default)]
+    segment: FileSegment,
+}
+
+/// Segment's API (the `[segment]` section; docs/segment.md). File only: a table
+/// does not fit a flag.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSegment {
+    /// `track` event name → troth type, over the built-in ones.
+    #[serde(default)]
+    events: std::collections::BTreeMap<String, String>,
 }
 
 /// Cases' service levels and the teams' calendars (the `[service]` section; docs/service.md).
@@ -201,6 +214,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub tracking: TrackingConfig,
     pub service: ServiceLevels,
+    /// Which troth type each Segment `track` event name becomes.
+    pub segment_events: EventMap,
 }
 
 impl std::fmt::Debug for Config {
@@ -250,6 +265,9 @@ impl Config {
                 .unwrap_or(troth_http::consistency::WAIT_LIMIT),
             notify: notify_config(flags.notify, file.notify)?,
             service: service_levels(file.service, Some(tracking.timezone.name()))?,
+            segment_events: EventMap::default()
+                .with_overrides(file.segment.events.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .context("in [segment.events]")?,
             tracking,
         }
         .with_message_zone())
@@ -686,6 +704,34 @@ mod tests {
         std::fs::write(&old, "[notify]\nsmtp_host = \"mail.local\"\n").unwrap();
         let error = format!("{:#}", Config::load(flags(Some(old))).unwrap_err());
         assert!(error.contains("smtp_host") && error.contains("smtp_url"), "{error}");
+    }
+
+    #[test]
+    fn segment_event_names_map_over_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("troth.toml");
+        std::fs::write(
+            &path,
+            "[segment.events]\n\"Purchase\" = \"order.placed\"\n\"Order Completed\" = \"x.shop.completed\"\n",
+        )
+        .unwrap();
+        let events = Config::load(flags(Some(path.clone()))).unwrap().segment_events;
+        assert_eq!(events.event_type("Purchase"), "order.placed");
+        assert_eq!(events.event_type("Order Completed"), "x.shop.completed");
+        assert_eq!(events.event_type("Order Refunded"), "refund.issued");
+        assert_eq!(
+            Config::load(flags(None))
+                .unwrap()
+                .segment_events
+                .event_type("Order Completed"),
+            "order.placed"
+        );
+        std::fs::write(&path, "[segment.events]\n\"Signed Up\" = \"signup\"\n").unwrap();
+        let message = format!("{:#}", Config::load(flags(Some(path))).unwrap_err());
+        assert!(
+            message.contains("[segment.events]") && message.contains("\"signup\""),
+            "{message}"
+        );
     }
 
     #[test]

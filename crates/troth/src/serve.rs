@@ -57,6 +57,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracking: config.tracking,
         read_wait: Some(config.read_wait),
         service: Some(config.service),
+        segment_events: config.segment_events,
     };
     run(store, listener, options, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -81,6 +82,8 @@ pub struct ServeOptions {
     pub read_wait: Option<std::time::Duration>,
     /// Cases' service levels; unless set, the default hours in the retailer's zone.
     pub service: Option<troth_core::case::ServiceLevels>,
+    /// Which troth type each Segment `track` event name becomes (the built-in table by default).
+    pub segment_events: troth_core::segment::EventMap,
 }
 
 /// Serves the API on `listener` (and OsmAnd reports on `options.osmand`) until
@@ -101,6 +104,7 @@ pub async fn run(
         mut tracking,
         read_wait,
         service,
+        segment_events,
     } = options;
     let clock = tokio::spawn(promise_clock(store.clone()));
     let (stop_dispatch, dispatch_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -133,7 +137,9 @@ pub async fn run(
         .unwrap_or_default(),
         ..Default::default()
     });
-    let mut state = AppState::new(store.clone(), master_key).with_tracking(tracking);
+    let mut state = AppState::new(store.clone(), master_key)
+        .with_tracking(tracking)
+        .with_segment_events(segment_events);
     state.service = std::sync::Arc::new(service);
     if let Some(read_wait) = read_wait {
         state.read_wait = read_wait;

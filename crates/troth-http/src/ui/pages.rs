@@ -284,6 +284,11 @@ const AREAS: &[(&str, &str, &str)] = &[
         "Everything troth knows arrives as an event. Send them one, a thousand or a stream at a time; read them back in the order they were stored.",
     ),
     (
+        "segment",
+        "Segment's API",
+        "Segment's and RudderStack's SDKs send here as they would to Segment; the write key is an API key with the ingest scope. Messages troth refuses are listed for the operator (master key only).",
+    ),
+    (
         "customers",
         "Customers",
         "A customer by any of their identities, with what they did.",

@@ -87,6 +87,25 @@ impl TestApi {
         self.router = settled_app(self.state.clone());
     }
 
+    /// Segment `track` names mapped by `events`, from now on.
+    pub fn segment_events(&mut self, events: troth_core::segment::EventMap) {
+        self.state = self.state.clone().with_segment_events(events);
+        self.router = settled_app(self.state.clone());
+    }
+
+    /// A new API key with `scopes`; its secret.
+    pub async fn key(&self, scopes: &[&str]) -> String {
+        let (status, key) = self
+            .call(
+                "POST",
+                "/api/v1/keys",
+                serde_json::json!({"name": "test", "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{key}");
+        key["key"].as_str().unwrap().to_owned()
+    }
+
     /// Limits other than the defaults, from now on.
     pub fn limits(&mut self, limits: troth_http::limits::Limits) {
         self.state.guards = std::sync::Arc::new(troth_http::limits::Guards::new(limits));

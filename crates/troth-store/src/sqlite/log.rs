@@ -21,7 +21,7 @@ use troth_core::{Timestamp, ValidEvent};
 
 use crate::devices::{Device, new_device_id};
 use crate::keys::{self, ApiKey, NewKey};
-use crate::{AppendStatus, StoreError};
+use crate::{AppendStatus, SegmentRejection, StoreError};
 
 /// How many events one commit takes at most; more wait for the next.
 pub const MAX_GROUP_EVENTS: usize = 32_768;
@@ -56,6 +56,11 @@ pub enum Job {
         device_id: String,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    /// Segment messages refused (see `segment.rs`).
+    SegmentRejections {
+        rejections: Vec<SegmentRejection>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 impl Job {
@@ -83,6 +88,7 @@ impl Job {
             Job::DeleteKey { reply, .. } => drop(reply.send(Err(e()))),
             Job::CreateDevice { reply, .. } => drop(reply.send(Err(e()))),
             Job::DeleteDevice { reply, .. } => drop(reply.send(Err(e()))),
+            Job::SegmentRejections { reply, .. } => drop(reply.send(Err(e()))),
         }
     }
 }
@@ -317,6 +323,10 @@ impl LogWriter {
                     )?;
                     Done::DeviceDeleted((deleted > 0).then(|| device_id.clone()))
                 }
+                Job::SegmentRejections { rejections, .. } => {
+                    super::segment::insert(&tx, rejections, received)?;
+                    Done::SegmentRejections
+                }
             });
         }
         tx.commit()?;
@@ -386,6 +396,9 @@ impl LogWriter {
                     }
                     let _ = reply.send(Ok(found));
                 }
+                (Job::SegmentRejections { reply, .. }, Done::SegmentRejections) => {
+                    let _ = reply.send(Ok(()));
+                }
                 (job, _) => job.fail(
                     "internal error: a log job got another job's answer".into(),
                     &self.positions,
@@ -415,6 +428,7 @@ enum Done {
     KeyDeleted(Option<String>),
     Device(Device),
     DeviceDeleted(Option<String>),
+    SegmentRejections,
 }
 
 /// Inserts events in order; an id already in the log is a duplicate and changes nothing.

@@ -18,6 +18,7 @@ mod read_ahead;
 mod replay;
 mod schema;
 mod scorecards;
+mod segment;
 mod shipments;
 
 use std::collections::HashMap;
@@ -122,6 +123,7 @@ impl SqliteStore {
         log_conn.execute_batch(schema::EVENTS)?;
         log_conn.execute_batch(schema::KEYS)?;
         log_conn.execute_batch(schema::DEVICES)?;
+        log_conn.execute_batch(segment::SCHEMA)?;
         let keys = Arc::new(RwLock::new(load_keys(&log_conn)?));
         let devices = Arc::new(RwLock::new(load_devices(&log_conn)?));
         let head: i64 = log_conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
@@ -764,6 +766,18 @@ impl Store for SqliteStore {
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
+    }
+
+    async fn record_segment_rejections(&self, rejections: Vec<crate::SegmentRejection>) -> Result<(), StoreError> {
+        if rejections.is_empty() {
+            return Ok(());
+        }
+        self.submit_log(|reply| log::Job::SegmentRejections { rejections, reply })
+            .await
+    }
+
+    async fn segment_rejections(&self, limit: usize) -> Result<Vec<crate::SegmentRejected>, StoreError> {
+        self.read(move |conn| segment::list(conn, limit)).await
     }
 
     fn progress(&self) -> crate::Progress {
