@@ -11,12 +11,61 @@ use crate::error::{ApiError, Code};
 
 pub async fn require<S: Store>(
     State((state, scope)): State<(AppState<S>, Scope)>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     match check(&state, scope, &request) {
-        Ok(()) => next.run(request).await,
+        Ok(()) => {
+            let reader = reader_of_secret(&state, bearer(&request));
+            request.extensions_mut().insert(reader);
+            next.run(request).await
+        }
         Err(e) => e.into_response(),
+    }
+}
+
+/// Who made a request that passed the key check, as reads of customers' data are
+/// recorded (`crate::audit`): an API key by its uid and name, `master`, or `open`
+/// when the API needs no key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reader {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+impl Reader {
+    fn named(id: &str) -> Reader {
+        Reader {
+            id: id.to_owned(),
+            name: None,
+        }
+    }
+}
+
+fn reader_of_secret<S: Store>(state: &AppState<S>, secret: Option<&str>) -> Reader {
+    let Some(master) = &state.master_key else {
+        return Reader::named("open");
+    };
+    match secret {
+        Some(secret) if constant_time_eq(secret.as_bytes(), master.as_bytes()) => Reader::named("master"),
+        Some(secret) => state.store.authenticate(secret).map_or_else(
+            || Reader::named("unknown"),
+            |key| Reader {
+                id: key.uid,
+                name: key.name,
+            },
+        ),
+        None => Reader::named("unknown"),
+    }
+}
+
+fn reader_of_principal<S: Store>(state: &AppState<S>, principal: &crate::sessions::Principal) -> Reader {
+    match principal {
+        crate::sessions::Principal::Master => Reader::named("master"),
+        crate::sessions::Principal::Key(uid) => Reader {
+            id: uid.clone(),
+            name: state.store.api_key(uid).and_then(|key| key.name),
+        },
     }
 }
 
@@ -41,20 +90,28 @@ pub async fn require_master<S: Store>(State(state): State<AppState<S>>, request:
 /// either the browser is sent to the sign-in form.
 pub async fn require_page<S: Store>(
     State((state, scope)): State<(AppState<S>, Scope)>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if state.master_key.is_none() {
+        request.extensions_mut().insert(Reader::named("open"));
         return next.run(request).await;
     }
     let session = session_id(&request).and_then(|id| state.sessions.get(&id));
     let checked = match (bearer(&request), session) {
-        (Some(secret), _) => check_secret(&state, scope, Some(secret)).map(|()| false),
-        (None, Some(principal)) => check_principal(&state, scope, &principal).map(|()| true),
+        (Some(secret), _) => {
+            check_secret(&state, scope, Some(secret)).map(|()| (false, reader_of_secret(&state, Some(secret))))
+        }
+        (None, Some(principal)) => {
+            check_principal(&state, scope, &principal).map(|()| (true, reader_of_principal(&state, &principal)))
+        }
         (None, None) => Err(ApiError::new(Code::MissingAuthorization, "sign in")),
     };
     match checked {
-        Ok(in_session) => crate::sessions::SIGNED_IN.scope(in_session, next.run(request)).await,
+        Ok((in_session, reader)) => {
+            request.extensions_mut().insert(reader);
+            crate::sessions::SIGNED_IN.scope(in_session, next.run(request)).await
+        }
         Err(e) if e.code == Code::Forbidden => e.into_response(),
         Err(_) => axum::response::Redirect::to("/login").into_response(),
     }

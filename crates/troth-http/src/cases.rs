@@ -188,6 +188,7 @@ pub fn sort_for_agents(cases: &mut [CaseView]) {
 )]
 pub async fn get<S: Store>(
     State(state): State<AppState<S>>,
+    reader: Option<axum::Extension<crate::auth::Reader>>,
     Path(id): Path<String>,
     Params(params): Params,
 ) -> Result<Json<CaseDetail>, ApiError> {
@@ -248,6 +249,9 @@ pub async fn get<S: Store>(
         .into_iter()
         .find(|c| c.id == id)
         .ok_or_else(not_found)?;
+    if let Some(customer) = &case.customer {
+        crate::audit::record(&state, reader.as_deref(), customer, "case").await?;
+    }
     Ok(Json(CaseDetail {
         at: at.to_string(),
         case,

@@ -14,7 +14,7 @@ use crate::extract::Segment;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateKey {
     pub name: Option<String>,
-    /// Any of ingest, read, admin (admin includes the others).
+    /// Any of ingest, read, agent, admin (agent includes read; admin includes the others).
     pub scopes: Vec<String>,
 }
 
@@ -82,7 +82,7 @@ pub async fn create_key<S: Store>(
             ApiError::field(
                 Code::InvalidKeyRequest,
                 format!("scopes[{i}]"),
-                format!("{scope:?} is not a scope; use ingest, read or admin"),
+                format!("{scope:?} is not a scope; use ingest, read, agent or admin"),
             )
         })?;
         scopes.push(parsed);
@@ -91,7 +91,7 @@ pub async fn create_key<S: Store>(
         return Err(ApiError::field(
             Code::InvalidKeyRequest,
             "scopes",
-            "list at least one scope: ingest, read or admin",
+            "list at least one scope: ingest, read, agent or admin",
         ));
     }
     let (key, secret) = state

@@ -2,6 +2,7 @@
 //! problem+json errors, OpenAPI and metrics. It talks to storage through
 //! [`troth_store::Store`] and to the domain through `troth_core`.
 
+pub mod audit;
 pub mod auth;
 pub mod browsers;
 pub mod carriers;
@@ -179,6 +180,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
     let admin = Router::new()
         .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))
         .route("/api/v1/keys/{uid}", delete(keys::delete_key::<S>))
+        .route("/api/v1/audit/reads", get(audit::reads::<S>))
         .route(
             "/api/v1/drivers/{id}/devices",
             post(positions::create_device::<S>).get(positions::list_devices::<S>),

@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
         crate::read::list_events,
         crate::read::get_customer,
         crate::story::story,
+        crate::audit::reads,
         crate::journeys::promises,
         crate::journeys::health,
         crate::journeys::functions,

@@ -33,9 +33,16 @@ pub const MAX_LIMIT: usize = 1_000;
 )]
 pub async fn list_events<S: Store>(
     State(state): State<AppState<S>>,
+    reader: Option<axum::Extension<crate::auth::Reader>>,
     Params(params): Params,
 ) -> Result<Response, ApiError> {
     let query = parse_query(&params)?;
+    // A customer's events are their data: the read is recorded under troth's id.
+    if let Some(key) = &query.customer
+        && let Some(profile) = state.store.customer(key.clone()).await?
+    {
+        crate::audit::record(&state, reader.as_deref(), &profile.id, "events").await?;
+    }
     let page = state.store.events(query).await?;
     let mut body = String::with_capacity(page.events.iter().map(|e| e.raw.len() + 64).sum::<usize>() + 32);
     body.push_str("{\"events\":[");
@@ -96,10 +103,14 @@ fn parse_query(params: &[(String, String)]) -> Result<EventQuery, ApiError> {
 )]
 pub async fn get_customer<S: Store>(
     State(state): State<AppState<S>>,
+    reader: Option<axum::Extension<crate::auth::Reader>>,
     Segment(id): Segment,
 ) -> Result<Response, ApiError> {
     match state.store.customer(id.clone()).await? {
-        Some(profile) => Ok(axum::Json(CustomerView::from(profile)).into_response()),
+        Some(profile) => {
+            crate::audit::record(&state, reader.as_deref(), &profile.id, "profile").await?;
+            Ok(axum::Json(CustomerView::from(profile)).into_response())
+        }
         None => Err(ApiError::new(Code::NotFound, format!("no customer is known as {id:?}"))),
     }
 }

@@ -121,6 +121,7 @@ struct Channel {
 )]
 pub async fn story<S: Store>(
     State(state): State<AppState<S>>,
+    reader: Option<axum::Extension<crate::auth::Reader>>,
     Path(id): Path<String>,
     Params(params): Params,
 ) -> Result<Json<Story>, ApiError> {
@@ -144,7 +145,10 @@ pub async fn story<S: Store>(
         }
     }
     match read(&state, &id, &options, Timestamp::now()).await? {
-        Some(story) => Ok(Json(story)),
+        Some(story) => {
+            crate::audit::record(&state, reader.as_deref(), &story.customer.id, "story").await?;
+            Ok(Json(story))
+        }
         None => Err(ApiError::new(Code::NotFound, format!("no customer {id:?}"))),
     }
 }

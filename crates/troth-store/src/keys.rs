@@ -9,6 +9,9 @@ use sha2::{Digest, Sha256};
 pub enum Scope {
     Ingest,
     Read,
+    /// A contact-centre agent's own key: reads what `read` reads, and every read
+    /// of a customer's data is recorded under it; no admin.
+    Agent,
     Admin,
 }
 
@@ -17,6 +20,7 @@ impl Scope {
         match self {
             Scope::Ingest => "ingest",
             Scope::Read => "read",
+            Scope::Agent => "agent",
             Scope::Admin => "admin",
         }
     }
@@ -25,6 +29,7 @@ impl Scope {
         match s {
             "ingest" => Some(Scope::Ingest),
             "read" => Some(Scope::Read),
+            "agent" => Some(Scope::Agent),
             "admin" => Some(Scope::Admin),
             _ => None,
         }
@@ -42,7 +47,9 @@ pub struct ApiKey {
 
 impl ApiKey {
     pub fn allows(&self, scope: Scope) -> bool {
-        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+        self.scopes.contains(&Scope::Admin)
+            || self.scopes.contains(&scope)
+            || (scope == Scope::Read && self.scopes.contains(&Scope::Agent))
     }
 }
 

@@ -233,6 +233,28 @@ pub struct CustomerProfile {
     pub merged_from: Vec<String>,
 }
 
+/// One read of a customer's data: who, when, which customer (troth's id), and
+/// what was read (`story`, `profile`, `events`, `page`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomerRead {
+    /// RFC 3339.
+    pub at: String,
+    /// The reader: an API key's uid, `master`, or `open` when the API needs no key.
+    pub reader: String,
+    /// The key's name, when it has one.
+    pub reader_name: Option<String>,
+    pub customer: String,
+    pub what: String,
+}
+
+/// Which recorded reads to list.
+#[derive(Debug, Clone, Default)]
+pub struct ReadQuery {
+    pub customer: Option<String>,
+    pub reader: Option<String>,
+    pub limit: usize,
+}
+
 /// A customer found by a search.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CustomerMatch {
@@ -595,6 +617,12 @@ pub trait Store: Send + Sync + 'static {
     /// The recorded Segment messages that were refused, newest first.
     fn segment_rejections(&self, limit: usize)
     -> impl Future<Output = Result<Vec<SegmentRejected>, StoreError>> + Send;
+
+    /// Records who read which customer's data; resolves once it is on disk.
+    fn record_reads(&self, reads: Vec<CustomerRead>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Recorded reads of one customer, by one reader, or all; newest first.
+    fn customer_reads(&self, query: ReadQuery) -> impl Future<Output = Result<Vec<CustomerRead>, StoreError>> + Send;
 
     /// How far the log and its projections have come, answered from memory.
     fn progress(&self) -> Progress;

@@ -19,11 +19,17 @@ use crate::{ApiError, AppState};
 
 type PageResult = Result<Option<String>, ApiError>;
 
-pub async fn customer<S: Store>(state: &AppState<S>, key: &str, noise: bool) -> PageResult {
+pub async fn customer<S: Store>(
+    state: &AppState<S>,
+    reader: Option<&crate::auth::Reader>,
+    key: &str,
+    noise: bool,
+) -> PageResult {
     let options = StoryOptions { noise, channel: None };
     let Some(story) = crate::story::read(state, key, &options, Timestamp::now()).await? else {
         return Ok(None);
     };
+    crate::audit::record(state, reader, &story.customer.id, "page").await?;
     let zone = &state.tracking.config.timezone;
     // Named as people know them: their name, else an email, else the sender's own id.
     let known_as = |kind: &str| {

@@ -96,11 +96,12 @@ async fn cases<S: Store>(State(state): State<AppState<S>>, Params(params): Param
 
 async fn customer<S: Store>(
     State(state): State<AppState<S>>,
+    reader: Option<axum::Extension<crate::auth::Reader>>,
     Segment(id): Segment,
     Params(params): Params,
 ) -> Response {
     let noise = params.iter().any(|(name, value)| name == "noise" && value == "true");
-    render(customer::customer(&state, &id, noise).await)
+    render(customer::customer(&state, reader.as_deref(), &id, noise).await)
 }
 
 /// Customers found by what an agent typed; straight to the customer when only one is.

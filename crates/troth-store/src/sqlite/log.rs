@@ -61,6 +61,11 @@ pub enum Job {
         rejections: Vec<SegmentRejection>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Reads of customers' data (see `audit.rs`).
+    RecordReads {
+        reads: Vec<crate::CustomerRead>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 impl Job {
@@ -89,6 +94,7 @@ impl Job {
             Job::CreateDevice { reply, .. } => drop(reply.send(Err(e()))),
             Job::DeleteDevice { reply, .. } => drop(reply.send(Err(e()))),
             Job::SegmentRejections { reply, .. } => drop(reply.send(Err(e()))),
+            Job::RecordReads { reply, .. } => drop(reply.send(Err(e()))),
         }
     }
 }
@@ -325,7 +331,11 @@ impl LogWriter {
                 }
                 Job::SegmentRejections { rejections, .. } => {
                     super::segment::insert(&tx, rejections, received)?;
-                    Done::SegmentRejections
+                    Done::Recorded
+                }
+                Job::RecordReads { reads, .. } => {
+                    super::audit::insert(&tx, reads)?;
+                    Done::Recorded
                 }
             });
         }
@@ -396,7 +406,7 @@ impl LogWriter {
                     }
                     let _ = reply.send(Ok(found));
                 }
-                (Job::SegmentRejections { reply, .. }, Done::SegmentRejections) => {
+                (Job::SegmentRejections { reply, .. } | Job::RecordReads { reply, .. }, Done::Recorded) => {
                     let _ = reply.send(Ok(()));
                 }
                 (job, _) => job.fail(
@@ -428,7 +438,8 @@ enum Done {
     KeyDeleted(Option<String>),
     Device(Device),
     DeviceDeleted(Option<String>),
-    SegmentRejections,
+    /// Records kept beside the log (refused Segment messages, reads of customers).
+    Recorded,
 }
 
 /// Inserts events in order; an id already in the log is a duplicate and changes nothing.

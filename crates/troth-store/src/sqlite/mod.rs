@@ -6,6 +6,7 @@
 //! its own file: the log writer (`log.rs`, the durable path) and the projections
 //! (`projections.rs`), which follow the log from their checkpoint.
 
+mod audit;
 mod health;
 mod identities;
 mod log;
@@ -124,6 +125,7 @@ impl SqliteStore {
         log_conn.execute_batch(schema::KEYS)?;
         log_conn.execute_batch(schema::DEVICES)?;
         log_conn.execute_batch(segment::SCHEMA)?;
+        log_conn.execute_batch(audit::SCHEMA)?;
         let keys = Arc::new(RwLock::new(load_keys(&log_conn)?));
         let devices = Arc::new(RwLock::new(load_devices(&log_conn)?));
         let head: i64 = log_conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
@@ -778,6 +780,17 @@ impl Store for SqliteStore {
 
     async fn segment_rejections(&self, limit: usize) -> Result<Vec<crate::SegmentRejected>, StoreError> {
         self.read(move |conn| segment::list(conn, limit)).await
+    }
+
+    async fn record_reads(&self, reads: Vec<crate::CustomerRead>) -> Result<(), StoreError> {
+        if reads.is_empty() {
+            return Ok(());
+        }
+        self.submit_log(|reply| log::Job::RecordReads { reads, reply }).await
+    }
+
+    async fn customer_reads(&self, query: crate::ReadQuery) -> Result<Vec<crate::CustomerRead>, StoreError> {
+        self.read(move |conn| audit::list(conn, &query)).await
     }
 
     fn progress(&self) -> crate::Progress {
