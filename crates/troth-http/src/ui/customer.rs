@@ -108,13 +108,18 @@ fn summary(body: &mut String, story: &Story, zone: &Zone) {
             "card warn",
             format!("{} {}", esc(&case.id), esc(&clock_words(&case.resolution_clock))),
         ),
-        None => ("card", "none open".to_owned()),
+        None => ("card", String::new()),
     };
     let _ = write!(
         body,
-        r#"<div class="{class}"><div class="n">{}</div><div class="l">open {} · {detail}</div></div>"#,
+        r#"<div class="{class}"><div class="n">{}</div><div class="l">open {}{}</div></div>"#,
         c.open_cases,
-        if c.open_cases == 1 { "case" } else { "cases" }
+        if c.open_cases == 1 { "case" } else { "cases" },
+        if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" · {detail}")
+        }
     );
     let troubled = c.promises_at_risk + c.promises_broken;
     let _ = write!(

@@ -60,7 +60,7 @@ fn frame(title: &str, head: &str, body: &str) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 {head}<title>{title} · troth</title><link rel="stylesheet" href="/assets/troth.css"></head>
-<body><header><a class="brand" href="/">troth</a><a href="/">Overview</a><a href="/ui/journey">Journey</a><a href="/ui/carriers">Carriers</a><a href="/docs">API</a>{sign_out}</header>
+<body><header><a class="brand" href="/">troth</a><a href="/">Overview</a><a href="/ui/journey">Journey</a><a href="/ui/carriers">Carriers</a><a href="/ui/customers">Customers</a><a href="/docs">API</a>{sign_out}</header>
 <main><h1>{title}</h1>
 {body}
 </main></body></html>"#,

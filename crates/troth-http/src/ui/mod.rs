@@ -111,7 +111,8 @@ async fn find_customer<S: Store>(State(state): State<AppState<S>>, Params(params
         .find(|(name, _)| name == "q")
         .map(|(_, value)| value.trim().to_owned())
         .unwrap_or_default();
-    let found = match state.store.search_customers(query.clone(), 50).await {
+    const SHOWN: usize = 50;
+    let found = match state.store.search_customers(query.clone(), SHOWN).await {
         Ok(found) => found,
         Err(e) => return render(Err(e.into())),
     };
@@ -135,6 +136,11 @@ async fn find_customer<S: Store>(State(state): State<AppState<S>>, Params(params
             ));
         }
         body.push_str("</table>");
+        if found.len() == SHOWN {
+            body.push_str(&format!(
+                r#"<p class="muted">The first {SHOWN} matches; type more of the name, or an email, to narrow them.</p>"#
+            ));
+        }
     }
     Html(html::page("Find a customer", None, &body)).into_response()
 }
