@@ -297,7 +297,7 @@ async fn shipments<S: Store>(
         }
         let stage = shipment.stage();
         let window = shipment.window();
-        let link = store.tracking_link(created.shipment.clone()).await?;
+        let link = store.issued_link(created.shipment.clone()).await?;
         shipments.push(StoryShipment {
             stage: stage.as_ref().map(|s| s.stage.as_str().to_owned()),
             stage_label: stage.as_ref().map(|s| s.stage.label().to_owned()),

@@ -598,6 +598,10 @@ pub trait Store: Send + Sync + 'static {
     /// `None` for a shipment no event has named.
     fn tracking_link(&self, shipment: String) -> impl Future<Output = Result<Option<TrackingLink>, StoreError>> + Send;
 
+    /// The shipment's tracking link if it has one, read as projected (every shipment
+    /// gets one as `shipment.created` is projected); issues none.
+    fn issued_link(&self, shipment: String) -> impl Future<Output = Result<Option<TrackingLink>, StoreError>> + Send;
+
     /// The shipment a tracking token opens, whether or not its link has expired
     /// (the caller compares `expires_at` with its clock); `None` for an unknown token.
     fn tracked(&self, token: String) -> impl Future<Output = Result<Option<TrackedShipment>, StoreError>> + Send;

@@ -82,6 +82,8 @@ pub enum BenchCommand {
     Tracking(crate::bench_tracking::TrackingArgs),
     /// Arrival predictions on simulated routes, against a naive baseline.
     Eta(crate::bench::EtaArgs),
+    /// The agent's 360 read of random customers, against a plain indexed query of their rows.
+    Customer(crate::bench_customer::CustomerArgs),
 }
 
 pub fn init_logging() {
@@ -124,6 +126,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Eta(args)) => {
             crate::bench::eta(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Customer(args)) => {
+            crate::bench_customer::customer(args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -2,6 +2,7 @@
 //! command line and dispatches.
 
 pub mod bench;
+pub mod bench_customer;
 pub mod bench_tracking;
 pub mod cli;
 pub mod client;

@@ -745,6 +745,10 @@ impl Store for SqliteStore {
         self.read(move |conn| shipments::link(conn, &shipment)).await
     }
 
+    async fn issued_link(&self, shipment: String) -> Result<Option<TrackingLink>, StoreError> {
+        self.read(move |conn| shipments::link(conn, &shipment)).await
+    }
+
     async fn tracked(&self, token: String) -> Result<Option<TrackedShipment>, StoreError> {
         self.read(move |conn| shipments::tracked(conn, &token)).await
     }
