@@ -38,11 +38,26 @@ pub fn major_units(minor: i64, currency: &str) -> String {
 /// An amount as people read it: `€356.00`, `£20.00`, `$5.00`, `¥1999`; other
 /// currencies after the number (`1.999 KWD`); without a currency, the number alone.
 pub fn display(minor: i64, currency: &str) -> String {
-    let number = major_units(minor, currency);
-    let (sign, magnitude) = match number.strip_prefix('-') {
+    let plain = major_units(minor, currency);
+    let (sign, digits) = match plain.strip_prefix('-') {
         Some(rest) => ("-", rest),
-        None => ("", number.as_str()),
+        None => ("", plain.as_str()),
     };
+    // Thousands grouped as the rest of the pages group counts: €1,264.96.
+    let (whole, fraction) = digits.split_once('.').map_or((digits, None), |(w, f)| (w, Some(f)));
+    let mut grouped = String::with_capacity(digits.len() + whole.len() / 3);
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    if let Some(fraction) = fraction {
+        grouped.push('.');
+        grouped.push_str(fraction);
+    }
+    let magnitude = grouped.as_str();
+    let number = format!("{sign}{magnitude}");
     match currency {
         "EUR" => format!("{sign}€{magnitude}"),
         "GBP" => format!("{sign}£{magnitude}"),
@@ -56,6 +71,16 @@ pub fn display(minor: i64, currency: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_are_written_with_their_symbol_and_grouped_thousands() {
+        assert_eq!(display(126_496, "EUR"), "€1,264.96");
+        assert_eq!(display(35_600, "EUR"), "€356.00");
+        assert_eq!(display(-123_456_789, "GBP"), "-£1,234,567.89");
+        assert_eq!(display(1_999, "JPY"), "¥1,999");
+        assert_eq!(display(1_999, "KWD"), "1.999 KWD");
+        assert_eq!(display(250, ""), "2.50");
+    }
 
     #[test]
     fn amounts_have_their_currencys_decimals() {
