@@ -13,7 +13,7 @@ use troth_store::{EventQuery, Store};
 
 use crate::AppState;
 use crate::error::{ApiError, Code};
-use crate::extract::{Params, invalid_param, limit_param, time_param, unknown_param};
+use crate::extract::{Params, bool_param, invalid_param, limit_param, time_param, unknown_param};
 
 /// Cases listed at most, unless `limit` says fewer.
 const DEFAULT_LIMIT: usize = 500;
@@ -100,16 +100,7 @@ pub async fn list<S: Store>(
                     ));
                 }
             },
-            "breached" => match value.as_str() {
-                "true" => filter.breached = Some(true),
-                "false" => filter.breached = Some(false),
-                _ => {
-                    return Err(invalid_param(
-                        name,
-                        format!("breached must be true or false, not {value:?}"),
-                    ));
-                }
-            },
+            "breached" => filter.breached = Some(bool_param(name, value)?),
             "from" => filter.from_us = Some(time_param(name, value)?),
             "to" => filter.to_us = Some(time_param(name, value)?),
             "at" => filter.at = Some(Timestamp(time_param(name, value)?)),

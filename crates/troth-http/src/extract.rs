@@ -33,6 +33,18 @@ pub fn time_param(name: &str, value: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| invalid_param(name, format!("{name} must be an RFC 3339 date-time, not {value:?}")))
 }
 
+/// `true` or `false`.
+pub fn bool_param(name: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid_param(
+            name,
+            format!("{name} must be true or false, not {value:?}"),
+        )),
+    }
+}
+
 /// A page size, 1–[`crate::read::MAX_LIMIT`].
 pub fn limit_param(name: &str, value: &str) -> Result<usize, ApiError> {
     let max = crate::read::MAX_LIMIT;

@@ -15,7 +15,7 @@ use troth_store::{EventQuery, IdentityView, PromiseQuery, PromiseView, Store};
 
 use crate::AppState;
 use crate::error::{ApiError, Code};
-use crate::extract::{Params, invalid_param, unknown_param};
+use crate::extract::{Params, bool_param, unknown_param};
 
 /// The newest events a story reads; older ones are left out (`timeline_truncated`).
 pub const STORY_EVENTS: usize = 1_000;
@@ -128,18 +128,7 @@ pub async fn story<S: Store>(
     let mut options = StoryOptions::default();
     for (name, value) in &params {
         match name.as_str() {
-            "noise" => {
-                options.noise = match value.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => {
-                        return Err(invalid_param(
-                            name,
-                            format!("noise must be true or false, not {value:?}"),
-                        ));
-                    }
-                }
-            }
+            "noise" => options.noise = bool_param(name, value)?,
             "channel" => options.channel = Some(value.clone()),
             other => return Err(unknown_param(other, "noise, channel")),
         }

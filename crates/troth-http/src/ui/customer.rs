@@ -13,6 +13,7 @@ use troth_core::story::Tone;
 use troth_store::Store;
 
 use super::html::{esc, page, url_segment};
+use super::pages::clock;
 use crate::story::{Story, StoryOptions};
 use crate::tracking::Zone;
 use crate::{ApiError, AppState};
@@ -65,10 +66,6 @@ fn tone_class(tone: Tone) -> &'static str {
         Tone::Bad => "bad",
         Tone::Neutral => "",
     }
-}
-
-fn clock(zone: &Zone, time: &str) -> String {
-    Timestamp::parse_rfc3339(time).map_or_else(|| time.to_owned(), |t| zone.clock(t))
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
