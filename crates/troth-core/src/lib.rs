@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod chasm;
 pub mod culprit;
 pub mod envelope;
+pub mod erasure;
 pub mod eta;
 pub mod field;
 pub mod flow;

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbox;
 pub mod positions;
+pub mod privacy;
 pub mod quarantine;
 pub mod read;
 pub mod segment;
@@ -181,6 +182,9 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))
         .route("/api/v1/keys/{uid}", delete(keys::delete_key::<S>))
         .route("/api/v1/audit/reads", get(audit::reads::<S>))
+        .route("/api/v1/customers/{id}", delete(privacy::erase::<S>))
+        .route("/api/v1/customers/{id}/export", get(privacy::export::<S>))
+        .route("/api/v1/erasures/{id}", get(privacy::erasure::<S>))
         .route(
             "/api/v1/drivers/{id}/devices",
             post(positions::create_device::<S>).get(positions::list_devices::<S>),

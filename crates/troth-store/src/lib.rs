@@ -233,6 +233,55 @@ pub struct CustomerProfile {
     pub merged_from: Vec<String>,
 }
 
+/// A customer's data as one archive (`GET /api/v1/customers/{id}/export`): every
+/// event they are in as it was sent (oldest first), every projection row about
+/// them by table, every message troth sent or will send them, and every read of
+/// their data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomerExport {
+    pub customer: CustomerProfile,
+    pub events: Vec<serde_json::Value>,
+    pub projections: serde_json::Map<String, serde_json::Value>,
+    pub messages: Vec<serde_json::Value>,
+    pub reads: Vec<serde_json::Value>,
+}
+
+/// Where an erasure stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureState {
+    Running,
+    Done,
+    Failed,
+}
+
+/// An erasure of a customer's personal data (docs/privacy.md), recorded without
+/// it: troth's id of the customer, who asked, when, and what was changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Erasure {
+    /// `era_…`.
+    pub id: String,
+    /// troth's id of the customer (`cus_…`), which names no one once erased.
+    pub customer: String,
+    pub state: ErasureState,
+    /// RFC 3339.
+    pub requested_at: String,
+    /// The key that asked: its uid, or `master`.
+    pub requested_by: String,
+    pub completed_at: Option<String>,
+    /// Events rewritten in the log.
+    pub events: u64,
+    /// Identities replaced by pseudonyms.
+    pub identities: u64,
+    /// Outbox messages emptied (and not sent, when they were waiting).
+    pub messages: u64,
+    /// Uploaded photos deleted.
+    pub uploads: u64,
+    /// Refused Segment messages that named the customer, deleted.
+    pub rejections: u64,
+    pub error: Option<String>,
+}
+
 /// One read of a customer's data: who, when, which customer (troth's id), and
 /// what was read (`story`, `profile`, `events`, `page`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -627,6 +676,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Recorded reads of one customer, by one reader, or all; newest first.
     fn customer_reads(&self, query: ReadQuery) -> impl Future<Output = Result<Vec<CustomerRead>, StoreError>> + Send;
+
+    /// A customer's data as one archive; `None` for an unknown customer.
+    fn export_customer(&self, key: String) -> impl Future<Output = Result<Option<CustomerExport>, StoreError>> + Send;
+
+    /// Starts erasing a customer's personal data and answers at once with the
+    /// erasure, which goes on in the background; `None` for an unknown customer.
+    /// `uploads` is where their photos are kept.
+    fn erase_customer(
+        &self,
+        key: String,
+        by: String,
+        uploads: Option<std::path::PathBuf>,
+    ) -> impl Future<Output = Result<Option<Erasure>, StoreError>> + Send;
+
+    /// An erasure by its id (`era_…`).
+    fn erasure(&self, id: String) -> impl Future<Output = Result<Option<Erasure>, StoreError>> + Send;
 
     /// How far the log and its projections have come, answered from memory.
     fn progress(&self) -> Progress;

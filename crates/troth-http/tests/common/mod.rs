@@ -59,6 +59,11 @@ impl TestApi {
         }
     }
 
+    /// The store's data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// How long reads given `min_position` wait, from now on.
     pub fn read_wait(&mut self, wait: std::time::Duration) {
         self.state.read_wait = wait;

@@ -66,6 +66,11 @@ pub enum Job {
         reads: Vec<crate::CustomerRead>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// A step of an erasure (see `erasure.rs`), run alone, outside any group.
+    Erasure {
+        step: super::erasure::LogStep,
+        reply: oneshot::Sender<Result<super::erasure::LogDone, StoreError>>,
+    },
 }
 
 impl Job {
@@ -95,6 +100,7 @@ impl Job {
             Job::DeleteDevice { reply, .. } => drop(reply.send(Err(e()))),
             Job::SegmentRejections { reply, .. } => drop(reply.send(Err(e()))),
             Job::RecordReads { reply, .. } => drop(reply.send(Err(e()))),
+            Job::Erasure { reply, .. } => drop(reply.send(Err(e()))),
         }
     }
 }
@@ -241,11 +247,21 @@ impl LogWriter {
 
     pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         let mut group = Vec::new();
-        while let Some(first) = jobs.blocking_recv() {
+        let mut alone = None;
+        while let Some(first) = alone.take().map_or_else(|| jobs.blocking_recv(), Some) {
+            if let Job::Erasure { step, reply } = first {
+                let _ = reply.send(super::erasure::on_log(&self.conn, step, self.received_now()));
+                continue;
+            }
             let mut weight = first.weight();
             group.push(first);
             while weight < MAX_GROUP_EVENTS {
                 match jobs.try_recv() {
+                    // Its own transactions (and a VACUUM) cannot join the group's.
+                    Ok(job @ Job::Erasure { .. }) => {
+                        alone = Some(job);
+                        break;
+                    }
                     Ok(job) => {
                         weight += job.weight();
                         group.push(job);
@@ -337,6 +353,7 @@ impl LogWriter {
                     super::audit::insert(&tx, reads)?;
                     Done::Recorded
                 }
+                Job::Erasure { .. } => return Err(StoreError::Invalid("an erasure step cannot join a group".into())),
             });
         }
         tx.commit()?;

@@ -7,6 +7,8 @@
 //! (`projections.rs`), which follow the log from their checkpoint.
 
 mod audit;
+mod erasure;
+mod export;
 mod health;
 mod identities;
 mod log;
@@ -126,6 +128,8 @@ impl SqliteStore {
         log_conn.execute_batch(schema::DEVICES)?;
         log_conn.execute_batch(segment::SCHEMA)?;
         log_conn.execute_batch(audit::SCHEMA)?;
+        log_conn.execute_batch(erasure::SCHEMA)?;
+        let unfinished = erasure::unfinished(&log_conn)?;
         let keys = Arc::new(RwLock::new(load_keys(&log_conn)?));
         let devices = Arc::new(RwLock::new(load_devices(&log_conn)?));
         let head: i64 = log_conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
@@ -199,7 +203,7 @@ impl SqliteStore {
             .name("troth-projections".into())
             .spawn(move || projections.run(jobs_rx))
             .map_err(io)?;
-        Ok(SqliteStore {
+        let store = SqliteStore {
             inner: Arc::new(Inner {
                 db_path,
                 projections_path,
@@ -220,7 +224,65 @@ impl SqliteStore {
                 fault,
                 _lock: lock,
             }),
-        })
+        };
+        // Erasures troth stopped in the middle of are finished now.
+        for (id, customer, uploads) in unfinished {
+            store.continue_erasure(id, customer, uploads);
+        }
+        Ok(store)
+    }
+
+    /// Runs an erasure's steps (see `erasure.rs`) on a thread of its own, each on
+    /// the thread that owns the file it writes, and records how it ended.
+    fn continue_erasure(&self, id: i64, customer: String, uploads: Option<PathBuf>) {
+        let store = self.clone();
+        let run = move || {
+            let outcome = store.erase_steps(id, &customer, uploads.as_deref());
+            if let Err(e) = &outcome {
+                tracing::error!(erasure = id, error = %e, "an erasure failed");
+            }
+            let outcome = outcome.map_err(|e| e.to_string());
+            let _ = store.log_step(erasure::LogStep::Finish { erasure: id, outcome });
+        };
+        if let Err(e) = std::thread::Builder::new().name("troth-erasure".into()).spawn(run) {
+            tracing::error!(erasure = id, error = %e, "an erasure could not start; it runs at the next start");
+        }
+    }
+
+    /// The steps; answers the number of photos deleted.
+    fn erase_steps(&self, id: i64, customer: &str, uploads: Option<&Path>) -> Result<u64, StoreError> {
+        let plan = self
+            .projections_step(projections::ErasureStep::Plan {
+                erasure: id,
+                customer: customer.to_owned(),
+            })?
+            .ok_or_else(|| StoreError::Invalid(format!("{customer} is no longer known")))?;
+        let erasure::LogDone::Rewritten(plan) = self.log_step(erasure::LogStep::Rewrite { erasure: id, plan })? else {
+            return Err(StoreError::WriterGone);
+        };
+        // Every projection again, from the rewritten log.
+        self.replay(true, &mut |_| {})?;
+        self.projections_step(projections::ErasureStep::Vacuum)?;
+        self.log_step(erasure::LogStep::Vacuum)?;
+        Ok(uploads.map_or(0, |dir| erasure::delete_uploads(dir, &plan.uploads)))
+    }
+
+    fn log_step(&self, step: erasure::LogStep) -> Result<erasure::LogDone, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .log
+            .blocking_send(log::Job::Erasure { step, reply })
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    fn projections_step(&self, step: projections::ErasureStep) -> Result<Option<Box<erasure::Plan>>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .jobs
+            .blocking_send(Job::Erasure { step, reply })
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.blocking_recv().map_err(|_| StoreError::WriterGone)?
     }
 
     pub fn db_path(&self) -> &Path {
@@ -795,6 +857,40 @@ impl Store for SqliteStore {
 
     async fn customer_reads(&self, query: crate::ReadQuery) -> Result<Vec<crate::CustomerRead>, StoreError> {
         self.read(move |conn| audit::list(conn, &query)).await
+    }
+
+    async fn export_customer(&self, key: String) -> Result<Option<crate::CustomerExport>, StoreError> {
+        self.read(move |conn| export::export(conn, &key)).await
+    }
+
+    async fn erase_customer(
+        &self,
+        key: String,
+        by: String,
+        uploads: Option<PathBuf>,
+    ) -> Result<Option<crate::Erasure>, StoreError> {
+        let Some(customer) = self.read(move |conn| read::find_customer(conn, &key)).await? else {
+            return Ok(None);
+        };
+        let customer = customer.to_string();
+        let step = erasure::LogStep::Begin {
+            customer: customer.clone(),
+            by,
+            uploads_dir: uploads.clone(),
+        };
+        let erasure::LogDone::Begun(begun) = self.submit_log(|reply| log::Job::Erasure { step, reply }).await? else {
+            return Err(StoreError::WriterGone);
+        };
+        let id = erasure::parse_id(&begun.id).ok_or(StoreError::WriterGone)?;
+        self.continue_erasure(id, customer, uploads);
+        Ok(Some(begun))
+    }
+
+    async fn erasure(&self, id: String) -> Result<Option<crate::Erasure>, StoreError> {
+        let Some(id) = erasure::parse_id(&id) else {
+            return Ok(None);
+        };
+        self.read(move |conn| erasure::get(conn, id)).await
     }
 
     fn progress(&self) -> crate::Progress {

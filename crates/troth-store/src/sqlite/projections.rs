@@ -98,6 +98,16 @@ pub enum Job {
         progress: std::sync::mpsc::Sender<u64>,
         reply: oneshot::Sender<Result<ReplayReport, StoreError>>,
     },
+    /// A step of an erasure (see `erasure.rs`): catch up and plan it, or vacuum.
+    Erasure {
+        step: ErasureStep,
+        reply: oneshot::Sender<Result<Option<Box<super::erasure::Plan>>, StoreError>>,
+    },
+}
+
+pub enum ErasureStep {
+    Plan { erasure: i64, customer: String },
+    Vacuum,
 }
 
 pub enum OutboxOp {
@@ -149,6 +159,7 @@ impl Job {
             (Job::Tick { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Reload { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Replay { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
+            (Job::Erasure { reply, .. }, done) => drop(reply.send(Err(failed(mismatch(done))))),
             (Job::Wake, _) => {}
         }
     }
@@ -492,6 +503,10 @@ impl Projections {
                     self.handle_shared(&mut rest);
                     let _ = reply.send(self.replay(journey.as_deref(), write, &progress));
                 }
+                Job::Erasure { step, reply } => {
+                    self.handle_shared(&mut rest);
+                    let _ = reply.send(self.erasure(step));
+                }
                 job => rest.push(job),
             }
         }
@@ -645,7 +660,7 @@ impl Projections {
                     }
                     None => 0,
                 }),
-                Job::Wake | Job::Reload { .. } | Job::Replay { .. } => Done::Flushed,
+                Job::Wake | Job::Reload { .. } | Job::Replay { .. } | Job::Erasure { .. } => Done::Flushed,
             });
         }
         commit(tx, &self.shared, &mut self.last_flush, aggregates, derived, enqueued)?;
@@ -675,8 +690,35 @@ impl Projections {
         write: bool,
         progress: &std::sync::mpsc::Sender<u64>,
     ) -> Result<ReplayReport, StoreError> {
-        // Every event in the log, and every event that derives, is projected first,
-        // so the live projections and the rebuild stand on the same log.
+        self.settle();
+        self.flush()?;
+        let report = super::replay::run(&self.conn, journey, write, &mut |n| {
+            let _ = progress.send(n);
+        });
+        if write {
+            self.reset_identities();
+        }
+        report
+    }
+
+    fn erasure(&mut self, step: ErasureStep) -> Result<Option<Box<super::erasure::Plan>>, StoreError> {
+        match step {
+            ErasureStep::Plan { erasure, customer } => {
+                // Planned on the log as projected: the customer's every event is known.
+                self.settle();
+                self.flush()?;
+                Ok(super::erasure::plan(&self.conn, erasure, &customer)?.map(Box::new))
+            }
+            ErasureStep::Vacuum => {
+                super::erasure::vacuum(&self.conn, "main")?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Projects every event in the log, and every event that derives, so what runs
+    /// next (a rebuild, an erasure's plan) stands on the whole log.
+    fn settle(&mut self) {
         loop {
             self.catch_up_with_log();
             let in_flight = self
@@ -693,14 +735,6 @@ impl Projections {
                 .head
                 .wait_blocking(|h| h > head, Duration::from_millis(20));
         }
-        self.flush()?;
-        let report = super::replay::run(&self.conn, journey, write, &mut |n| {
-            let _ = progress.send(n);
-        });
-        if write {
-            self.reset_identities();
-        }
-        report
     }
 }
 

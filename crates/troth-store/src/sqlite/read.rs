@@ -244,7 +244,7 @@ pub fn find_customer(conn: &Connection, key: &str) -> Result<Option<CustomerId>,
 }
 
 /// The survivor a key names and every customer merged into it.
-fn customer_set(conn: &Connection, key: &str) -> Result<Option<Vec<CustomerId>>, StoreError> {
+pub(super) fn customer_set(conn: &Connection, key: &str) -> Result<Option<Vec<CustomerId>>, StoreError> {
     let Some(survivor) = find_customer(conn, key)? else {
         return Ok(None);
     };
