@@ -75,6 +75,23 @@ impl ServiceLevels {
         self.teams.get(team).unwrap_or(&self.calendar)
     }
 
+    /// When a case of `category` opened by `team` at `opened` is due for `target`,
+    /// counted in the business hours of the team's calendar.
+    pub fn due(
+        &self,
+        target: crate::journey::ServiceTarget,
+        team: &str,
+        category: &str,
+        opened: Timestamp,
+    ) -> Timestamp {
+        let business_us = match target {
+            crate::journey::ServiceTarget::FirstResponse => self.first_response_us(category),
+            crate::journey::ServiceTarget::Resolution => self.resolution_us(category),
+        };
+        // Capped like every computed instant: a due time must be one an event may carry.
+        self.calendar(team).add(opened, business_us).min(Timestamp::LATEST)
+    }
+
     fn first_response_us(&self, category: &str) -> i64 {
         self.categories
             .get(category)

@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use crate::catalogue::{data_fields, is_catalogue_type, is_extension_type};
 use crate::envelope::Channel;
+use crate::timestamp::Timestamp;
 
 /// A checked journey map.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,9 @@ pub struct JourneyMap {
     pub stages: Vec<Stage>,
     pub functions: Vec<Function>,
     pub touchpoints: Vec<Touchpoint>,
+    /// Cases' service levels, by which `due_by` promises fall due; not part of the
+    /// map's file but of troth's settings (`[service]`, docs/service.md).
+    pub service: crate::case::ServiceLevels,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +137,44 @@ pub enum Due {
     Field(String),
     /// This long after the making event.
     AfterSeconds(u64),
+    /// A case's service level (of `case.opened`): this target, in the business
+    /// hours of the team's calendar, for the case's category.
+    ServiceLevel(ServiceTarget),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceTarget {
+    FirstResponse,
+    Resolution,
+}
+
+/// How a map's case promise falls due — the built-in `case_sla` kind, else the
+/// first promise every `case.opened` makes — with the service levels it may need:
+/// what a customer is told a case will be answered by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseDue {
+    due: Due,
+    service: crate::case::ServiceLevels,
+}
+
+impl CaseDue {
+    /// A fixed time after opening.
+    pub fn after_seconds(seconds: u64) -> CaseDue {
+        CaseDue {
+            due: Due::AfterSeconds(seconds),
+            service: Default::default(),
+        }
+    }
+
+    /// When a case of `team` and `category` opened at `opened` is due; unknown
+    /// names count by the default calendar and targets.
+    pub fn at(&self, team: &str, category: &str, opened: Timestamp) -> Option<Timestamp> {
+        match &self.due {
+            Due::AfterSeconds(s) => Some(opened.plus_capped(i64::try_from(*s).ok()?.saturating_mul(1_000_000))),
+            Due::ServiceLevel(target) => Some(self.service.due(*target, team, category, opened)),
+            Due::Field(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +219,7 @@ pub const PROMISE_KINDS: &[&str] = &[
     "callback",
     "refund",
     "case_sla",
+    "case_first_response",
 ];
 
 /// The four moments of truth, the stages of a map that names none.
@@ -213,6 +256,23 @@ pub fn parse_journey(text: &str) -> Result<JourneyMap, Vec<JourneyError>> {
 }
 
 impl JourneyMap {
+    /// How this map's case promise falls due, when it has one (see [`CaseDue`]).
+    pub fn case_due(&self) -> Option<CaseDue> {
+        let made: Vec<&Promise> = self
+            .promises()
+            .map(|(_, p)| p)
+            .filter(|p| p.made_by == "case.opened" && p.made_when.is_empty() && !matches!(p.due, Due::Field(_)))
+            .collect();
+        let promise = made
+            .iter()
+            .find(|p| p.kind.as_deref() == Some("case_sla"))
+            .or(made.first())?;
+        Some(CaseDue {
+            due: promise.due.clone(),
+            service: self.service.clone(),
+        })
+    }
+
     pub fn touchpoint(&self, key: &str) -> Option<&Touchpoint> {
         self.touchpoints.iter().find(|t| t.key == key)
     }
@@ -300,6 +360,8 @@ struct RawPromise {
     made_by: Option<Spanned<String>>,
     due_field: Option<Spanned<String>>,
     due_after_seconds: Option<u64>,
+    /// `first_response` or `resolution`: a case's service level (`[service]`).
+    due_by: Option<Spanned<String>>,
     start_field: Option<Spanned<String>>,
     kept_by: Option<Vec<Spanned<String>>>,
     broken_by: Option<Vec<Spanned<String>>>,
@@ -452,8 +514,17 @@ fn kind_defaults(kind: &str) -> Option<KindDefaults> {
         },
         "case_sla" => KindDefaults {
             made_by: "case.opened",
+            due: Some(Due::ServiceLevel(ServiceTarget::Resolution)),
             kept_by: &["case.resolved"],
             kept_target: 0.8,
+            ..PLAIN
+        },
+        // What counts as a response is what `case::Case::first_response_at` counts.
+        "case_first_response" => KindDefaults {
+            made_by: "case.opened",
+            due: Some(Due::ServiceLevel(ServiceTarget::FirstResponse)),
+            kept_by: &["case.held", "callback.promised", "callback.made", "case.resolved"],
+            kept_target: 0.9,
             ..PLAIN
         },
         _ => return None,
@@ -701,6 +772,7 @@ impl Checker<'_> {
             stages,
             functions,
             touchpoints,
+            service: Default::default(),
         }
     }
 
@@ -735,19 +807,42 @@ impl Checker<'_> {
                 return None;
             }
         };
-        let due = match (
-            &p.due_field,
-            p.due_after_seconds,
-            defaults.as_ref().and_then(|d| d.due.clone()),
-        ) {
-            (Some(_), Some(_), _) => {
+        let due_by = match p.due_by.as_ref().map(|d| d.get_ref().as_str()) {
+            None => None,
+            Some(_) if made_by != "case.opened" => {
                 self.error(
                     &p.key,
-                    format!("{field}.due_field"),
-                    "set either due_field or due_after_seconds, not both",
+                    format!("{field}.due_by"),
+                    format!("is a case's service level: the promise must be made by case.opened, not {made_by}"),
                 );
                 return None;
             }
+            Some("first_response") => Some(Due::ServiceLevel(ServiceTarget::FirstResponse)),
+            Some("resolution") => Some(Due::ServiceLevel(ServiceTarget::Resolution)),
+            Some(other) => {
+                self.error(
+                    &p.key,
+                    format!("{field}.due_by"),
+                    format!("must be first_response or resolution, not {other:?}"),
+                );
+                return None;
+            }
+        };
+        let set = [p.due_field.is_some(), p.due_after_seconds.is_some(), due_by.is_some()];
+        if set.iter().filter(|s| **s).count() > 1 {
+            self.error(
+                &p.key,
+                format!("{field}.due_field"),
+                "set one of due_field, due_after_seconds and due_by",
+            );
+            return None;
+        }
+        let due = match (
+            &p.due_field,
+            p.due_after_seconds,
+            due_by.or_else(|| defaults.as_ref().and_then(|d| d.due.clone())),
+        ) {
+            (Some(_), Some(_), _) => return None,
             (Some(f), None, _) => {
                 self.timestamp_field(&made_by, f, format!("{field}.due_field"));
                 Due::Field(f.get_ref().clone())
@@ -758,7 +853,7 @@ impl Checker<'_> {
                 self.error(
                     &p.key,
                     format!("{field}.due_field"),
-                    "the promise needs a due time: due_field or due_after_seconds",
+                    "the promise needs a due time: due_field, due_after_seconds or due_by",
                 );
                 return None;
             }
@@ -1255,7 +1350,7 @@ do = [{{ type = "alert_owner", function = "sales" }}]
 "#
             ),
             &[
-                r#"14: touchpoints[0].promises[0].kind: unknown promise kind "delivery_windows"; the kinds are delivery_window, delivery_date, ready_by, stock, callback, refund, case_sla"#,
+                r#"14: touchpoints[0].promises[0].kind: unknown promise kind "delivery_windows"; the kinds are delivery_window, delivery_date, ready_by, stock, callback, refund, case_sla, case_first_response"#,
                 r#"19: touchpoints[0].promises[1].due_field: shipment.window_set's "driver" is not a date-time"#,
                 r#"23: touchpoints[0].promises[2].kept_by: list the event types that keep the promise"#,
                 r#"25: touchpoints[0].promises[2].due_field: callback.promised has no data field "when"; its date-time fields are [due]"#,

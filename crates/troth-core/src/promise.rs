@@ -17,6 +17,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::ValidEvent;
+use crate::catalogue::EventData;
 use crate::journey::{Conditions, Due, JourneyMap};
 use crate::timestamp::Timestamp;
 
@@ -289,11 +290,16 @@ pub struct PromiseBook {
     by_key: HashMap<String, usize>,
     /// Every event type that makes, keeps or breaks some promise.
     concerned: HashSet<String>,
+    /// For promises due by a case's service level.
+    service: crate::case::ServiceLevels,
 }
 
 impl PromiseBook {
     pub fn new(map: &JourneyMap) -> PromiseBook {
-        let mut book = PromiseBook::default();
+        let mut book = PromiseBook {
+            service: map.service.clone(),
+            ..PromiseBook::default()
+        };
         for (touchpoint, p) in map.promises() {
             let index = book.rules.len();
             book.by_maker.entry(p.made_by.clone()).or_default().push(index);
@@ -409,7 +415,7 @@ impl PromiseBook {
             let Some(subject) = rule.subject(event, &data, customer) else {
                 continue;
             };
-            let Some(made) = make(rule, event, &subject) else {
+            let Some(made) = make(rule, event, &subject, &self.service) else {
                 continue;
             };
             for old in known
@@ -471,12 +477,16 @@ pub fn next_check(promise: &Tracked) -> Option<Timestamp> {
     }
 }
 
-fn make(rule: &Rule, event: &ValidEvent, subject: &str) -> Option<Tracked> {
+fn make(rule: &Rule, event: &ValidEvent, subject: &str, service: &crate::case::ServiceLevels) -> Option<Tracked> {
     let due = match &rule.due {
         Due::AfterSeconds(seconds) => event
             .time
             .plus_capped(i64::try_from(*seconds).unwrap_or(i64::MAX).saturating_mul(1_000_000)),
         Due::Field(field) => timestamp_field(event, field)?,
+        Due::ServiceLevel(target) => match &event.data {
+            EventData::CaseOpened(case) => service.due(*target, &case.team, &case.category, event.time),
+            _ => return None,
+        },
     };
     let start = rule.start_field.as_deref().and_then(|f| timestamp_field(event, f));
     Some(Tracked {
@@ -892,7 +902,9 @@ mod tests {
     }
 
     #[test]
-    fn promises_due_after_a_delay() {
+    fn case_promises_fall_due_by_the_service_level_in_business_hours() {
+        // Monday 10:00, the default levels (Mon–Fri 09:00–17:00 UTC): a first response
+        // within 4 business hours (14:00), resolution within 16 (Wednesday 10:00).
         check(
             vec![
                 event(
@@ -904,7 +916,50 @@ mod tests {
                 ),
                 Step::Clock("23:59"),
             ],
-            &["made case_resolved:k1 due 10:00"],
+            &[
+                "made case_first_response:k1 due 14:00",
+                "made case_resolved:k1 due 10:00",
+                "broken case_first_response:k1 at 14:00 (DuePassed)",
+            ],
+        );
+        // Friday 17:50 in a Mon–Fri 09:00–18:00 week, 4 hours to respond: Monday 12:50;
+        // refunds resolve within 8 business hours: Monday 16:50.
+        let mut map = parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+        map.service = crate::case::ServiceLevels {
+            calendar: crate::calendar::Calendar::new("UTC", "Mon-Fri 09:00-18:00", &[]).unwrap(),
+            categories: [(
+                "refund".to_owned(),
+                crate::case::Targets {
+                    first_response_us: None,
+                    resolution_us: Some(8 * 3_600_000_000),
+                },
+            )]
+            .into(),
+            ..Default::default()
+        };
+        let opened = validate_value(
+            json!({"id": "k2", "type": "case.opened", "time": "2026-11-27T17:50:00Z", "subject": "case:k2",
+                   "data": {"case": "k2", "category": "refund", "team": "billing"}}),
+            None,
+        )
+        .unwrap();
+        let dues: Vec<(String, String)> = PromiseBook::new(&map)
+            .on_event(&opened, &[], None)
+            .iter()
+            .filter_map(|c| match c {
+                Change::Made(t) => Some((t.key.clone(), t.due.to_string())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            dues,
+            [
+                (
+                    "case_first_response".to_owned(),
+                    "2026-11-30T12:50:00.000000Z".to_owned()
+                ),
+                ("case_resolved".to_owned(), "2026-11-30T16:50:00.000000Z".to_owned()),
+            ]
         );
         let map = parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
         let book = PromiseBook::new(&map);

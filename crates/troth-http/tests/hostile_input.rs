@@ -152,13 +152,14 @@ async fn a_panic_while_projecting_one_event_costs_that_projection_alone() {
     assert!(listed[1]["reason"].as_str().unwrap().contains("injected"));
     assert_eq!(listed[0]["event_id"], "boom-again");
 
-    // The log keeps them; every other event is projected (the case made its promise).
+    // The log keeps them; every other event is projected (the case made its two
+    // promises: a first response and a resolution).
     let ids = stored_ids(&api).await;
     for id in ["a", "boom", "b", "k3", "m0", "m19", "boom-again"] {
         assert!(ids.contains(&id.to_owned()), "{id} missing from {ids:?}");
     }
     let (_, promises) = api.call("GET", "/api/v1/journeys/retail/promises", Value::Null).await;
-    assert_eq!(promises["promises"].as_array().unwrap().len(), 1, "{promises}");
+    assert_eq!(promises["promises"].as_array().unwrap().len(), 2, "{promises}");
     let (_, ready) = api.call("GET", "/readyz", Value::Null).await;
     assert_eq!(ready["projectors"][0]["lag_events"], 0, "{ready}");
 
@@ -188,7 +189,7 @@ async fn a_promise_whose_change_panics_leaves_the_clock_running() {
         }
     })));
     let later = troth_core::Timestamp::parse("2026-12-31T00:00:00Z").unwrap();
-    assert_eq!(api.store.tick(later).await.unwrap(), 1, "k8's promise broke");
+    assert_eq!(api.store.tick(later).await.unwrap(), 2, "k8's two promises broke");
     assert_eq!(api.store.tick(later).await.unwrap(), 0, "k9's is off the clock");
     let (_, quarantine) = api.call("GET", "/api/v1/quarantine", Value::Null).await;
     assert_eq!(quarantine["events"][0]["stage"], "clock", "{quarantine}");
@@ -199,7 +200,7 @@ async fn a_promise_whose_change_panics_leaves_the_clock_running() {
     let (_, promises) = api
         .call("GET", "/api/v1/journeys/retail/promises?state=broken", Value::Null)
         .await;
-    assert_eq!(promises["promises"].as_array().unwrap().len(), 1, "{promises}");
+    assert_eq!(promises["promises"].as_array().unwrap().len(), 2, "{promises}");
     assert_eq!(api.ingest(json!([page_view("after")])).await[0]["status"], "accepted");
 }
 

@@ -581,7 +581,7 @@ async fn a_lost_parcel_says_what_happens_now_who_will_contact_the_customer_and_b
         .events(vec![event("lost", "shipment.lost", lost_at, "shipment:s-1", json!({}))])
         .await;
     let token = server.token("s-1").await;
-    // The case the journey map's play opened, and its answer due in 48 hours.
+    // The case the journey map's play opened, and its answer due by its service level.
     let view = server.view(&token).await;
     let case = view["lost_case"]["reference"].as_str().unwrap().to_owned();
     assert!(case.starts_with("play-"), "the case the play opened: {view}");
@@ -592,7 +592,16 @@ async fn a_lost_parcel_says_what_happens_now_who_will_contact_the_customer_and_b
         "the log holds the case: {}",
         opened.body
     );
-    let answer_by = Timestamp(lost_at.0 + 48 * HOUR);
+    let data = &opened.json()["events"][0]["data"];
+    let answer_by = common::retail_map()
+        .case_due()
+        .unwrap()
+        .at(
+            data["team"].as_str().unwrap(),
+            data["category"].as_str().unwrap(),
+            lost_at,
+        )
+        .unwrap();
     let url = server.url(&format!("/t/{token}"));
     for size in SIZES {
         let seen = look(&browser, &url, size).await;

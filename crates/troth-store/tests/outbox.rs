@@ -309,11 +309,11 @@ async fn detractors_open_cases_as_events_once() {
         .await
         .unwrap()
         .events;
-    assert_eq!(made.len(), 1);
+    // Its first response and its resolution.
+    assert_eq!(made.len(), 2);
     assert!(
-        made[0].raw.contains("case_resolved:troth.case.play-"),
-        "{}",
-        made[0].raw
+        made.iter().any(|m| m.raw.contains("case_resolved:troth.case.play-")),
+        "{made:?}"
     );
     assert!(all(&store).await.is_empty(), "a case is not an outbound message");
     let report = store.replay(false, &mut |_| {}).unwrap();

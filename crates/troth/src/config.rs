@@ -270,11 +270,19 @@ impl Config {
                 .context("in [segment.events]")?,
             tracking,
         }
-        .with_message_zone())
+        .with_message_zone()
+        .with_service_in_journey())
     }
 }
 
 impl Config {
+    /// The promise engine falls cases' service-level promises due by the same
+    /// levels the cases API reads.
+    fn with_service_in_journey(mut self) -> Config {
+        self.journey.service = self.service.clone();
+        self
+    }
+
     /// Messages read times in the customer's zone, else the retailer's, as the
     /// tracking page does.
     fn with_message_zone(mut self) -> Config {
@@ -285,6 +293,14 @@ impl Config {
 
 /// The `[service]` section as service levels; errors name the setting
 /// (`service.teams.billing.hours: …`). Calendars are in `retailer_zone` unless they say.
+/// Teams working the default hours in the retailer's zone, with the default targets.
+pub fn default_service(retailer_zone: &str) -> ServiceLevels {
+    ServiceLevels {
+        calendar: Calendar::new(retailer_zone, troth_core::calendar::DEFAULT_HOURS, &[]).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
 fn service_levels(file: FileService, retailer_zone: Option<&str>) -> anyhow::Result<ServiceLevels> {
     let defaults = ServiceLevels::default();
     let zone = file.timezone.as_deref().or(retailer_zone).unwrap_or("UTC");

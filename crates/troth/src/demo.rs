@@ -68,7 +68,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "the demo runs without keys, so it listens only on loopback (127.0.0.1)"
     );
     let runtime = crate::cli::runtime()?;
-    let journey = crate::config::load_journey(None)?;
+    let mut journey = crate::config::load_journey(None)?;
     let journey_key = journey.key.clone();
     // The retailer's zone is the world's city's: staff pages read in it.
     let zone = troth_http::tracking::Zone::named(&world.city.timezone).with_context(|| {
@@ -77,6 +77,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             world.city.timezone
         )
     })?;
+    // Cases' promises fall due in the city's working hours, as the pages count them.
+    journey.service = crate::config::default_service(zone.name());
     // The address first: a taken port fails before anything is written.
     let listener = runtime.block_on(crate::serve::bind(listen))?;
     let data_dir = fresh_dir(args.data_dir)?;

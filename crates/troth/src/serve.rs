@@ -128,15 +128,7 @@ pub async fn run(
         tracking.upload_dir = store.db_path().parent().map(|dir| dir.join("uploads"));
     }
     // Without settings, teams work the default hours in the retailer's zone.
-    let service = service.unwrap_or_else(|| troth_core::case::ServiceLevels {
-        calendar: troth_core::calendar::Calendar::new(
-            tracking.timezone.name(),
-            troth_core::calendar::DEFAULT_HOURS,
-            &[],
-        )
-        .unwrap_or_default(),
-        ..Default::default()
-    });
+    let service = service.unwrap_or_else(|| crate::config::default_service(tracking.timezone.name()));
     let mut state = AppState::new(store.clone(), master_key)
         .with_tracking(tracking)
         .with_segment_events(segment_events);
@@ -253,13 +245,17 @@ async fn watch_journey(path: PathBuf, store: SqliteStore, followed: FollowedJour
             continue;
         }
         seen = now;
-        let map = match crate::config::load_journey(Some(&path)) {
+        let mut map = match crate::config::load_journey(Some(&path)) {
             Ok(map) => map,
             Err(e) => {
                 tracing::warn!(file = %path.display(), "the changed journey map was not loaded; the previous one stays: {e:#}");
                 continue;
             }
         };
+        // The service levels are troth's settings, not the file's: they stay.
+        if let Some(current) = followed.get() {
+            map.service = current.service.clone();
+        }
         if followed.get().is_some_and(|current| *current == map) {
             continue;
         }

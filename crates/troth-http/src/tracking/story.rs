@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 use troth_core::Timestamp;
+use troth_core::journey::CaseDue;
 use troth_core::shipment::{Shipment, Stage};
 
 use super::zone::Zone;
@@ -97,8 +98,8 @@ pub struct Known<'a> {
     pub attempt_reason: Option<&'a str>,
     /// The case a play opened for the loss, when there is one.
     pub lost_case: Option<&'a Case>,
-    /// How long the journey map gives a case, µs (the promise made by `case.opened`).
-    pub case_sla_us: Option<i64>,
+    /// When the journey map's case promise falls due (the promise made by `case.opened`).
+    pub case_due: Option<&'a CaseDue>,
     pub zone: &'a Zone,
     pub now: Timestamp,
 }
@@ -235,10 +236,11 @@ pub fn tell(k: &Known<'_>) -> Story {
                     ));
                 }
                 None => {
-                    story.lines.push(match k.case_sla_us {
-                        Some(sla) => format!(
+                    // The case is not opened yet: its team and category are not known.
+                    story.lines.push(match k.case_due.and_then(|d| d.at("", "", k.now)) {
+                        Some(by) => format!(
                             "Tell us below and our support team will contact you by {} to send a replacement or refund you.",
-                            when(Timestamp(k.now.0.saturating_add(sla)))
+                            when(by)
                         ),
                         None => "Tell us below and our support team will contact you to send a replacement or refund you."
                             .into(),
@@ -430,7 +432,7 @@ mod tests {
             eta: None,
             attempt_reason: None,
             lost_case: None,
-            case_sla_us: None,
+            case_due: None,
             zone,
             now: at(now),
         }
@@ -571,7 +573,8 @@ mod tests {
         assert_eq!(story.problem, Some("lost"));
         // Without a case, the customer is asked to tell us, with the SLA's time.
         let mut k = known(&s, &zone, 10);
-        k.case_sla_us = Some(48 * 60 * MIN);
+        let due = CaseDue::after_seconds(48 * 3600);
+        k.case_due = Some(&due);
         let story = tell(&k);
         assert!(
             story.lines[1].contains(&zone.when(at(10 + 2880), at(10))),

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use troth_core::catalogue::EventData;
 use troth_core::field::{FromJson, Path};
-use troth_core::journey::{Due, JourneyMap};
+use troth_core::journey::{CaseDue, JourneyMap};
 use troth_core::play::PlayBook;
 use troth_core::shipment::Shipment;
 use troth_core::{CustomerRef, Timestamp, ValidEvent};
@@ -171,7 +171,7 @@ pub struct Extra {
     pub attempt_reason: Option<String>,
     pub lost_case: Option<Case>,
     pub cases: Vec<Case>,
-    pub case_sla_us: Option<i64>,
+    pub case_due: Option<CaseDue>,
     pub zone: Zone,
 }
 
@@ -192,7 +192,7 @@ impl TrackView {
             eta,
             attempt_reason: extra.attempt_reason.as_deref(),
             lost_case: extra.lost_case.as_ref(),
-            case_sla_us: extra.case_sla_us,
+            case_due: extra.case_due.as_ref(),
             zone,
             now,
         });
@@ -303,7 +303,7 @@ async fn extra<S: Store>(
     let subject = format!("shipment:{}", tracked.link.shipment);
     let mut extra = Extra {
         zone: customer_zone(store, tracked, &tracking.config.timezone).await?,
-        case_sla_us: journey.and_then(case_sla_us),
+        case_due: journey.and_then(JourneyMap::case_due),
         ..Extra::default()
     };
     if shipment.on_the_road() {
@@ -333,7 +333,7 @@ async fn extra<S: Store>(
         }
         Some(troth_core::shipment::Stage::Lost) => {
             extra.lost_case = match journey {
-                Some(map) => lost_case(store, map, &subject, extra.case_sla_us).await?,
+                Some(map) => lost_case(store, map, &subject, extra.case_due.as_ref()).await?,
                 None => None,
             };
         }
@@ -344,10 +344,10 @@ async fn extra<S: Store>(
         .into_iter()
         .filter_map(|e| match e.data {
             EventData::CaseOpened(c) => Some(Case {
+                answer_by: extra.case_due.as_ref().and_then(|d| d.at(&c.team, &c.category, e.time)),
                 reference: c.case,
                 team: c.team,
                 opened: e.time,
-                answer_by: extra.case_sla_us.map(|sla| Timestamp(e.time.0.saturating_add(sla))),
             }),
             _ => None,
         })
@@ -380,17 +380,6 @@ async fn logged<S: Store>(
         .collect())
 }
 
-/// How long the journey map gives a case: its promise made by `case.opened`
-/// (the built-in `case_sla` kind), when it is due a fixed time after.
-pub fn case_sla_us(map: &JourneyMap) -> Option<i64> {
-    map.promises()
-        .filter(|(_, p)| p.made_by == "case.opened" && p.made_when.is_empty())
-        .find_map(|(_, p)| match p.due {
-            Due::AfterSeconds(s) => i64::try_from(s).ok()?.checked_mul(1_000_000),
-            Due::Field(_) => None,
-        })
-}
-
 /// The case a play opened for this shipment's loss: the map's plays are asked
 /// which case the `shipment.lost` event called for, and the log whether it was
 /// opened (a loss reported long after the fact triggers no play).
@@ -398,7 +387,7 @@ async fn lost_case<S: Store>(
     store: &S,
     map: &JourneyMap,
     subject: &str,
-    sla: Option<i64>,
+    due: Option<&CaseDue>,
 ) -> Result<Option<Case>, ApiError> {
     let book = PlayBook::new(map);
     for lost in logged(store, subject, "shipment.lost", 5).await? {
@@ -412,10 +401,10 @@ async fn lost_case<S: Store>(
             let opened = logged(store, &format!("case:{reference}"), "case.opened", 1).await?;
             if let Some(EventData::CaseOpened(c)) = opened.into_iter().next().map(|e| e.data) {
                 return Ok(Some(Case {
+                    answer_by: due.and_then(|d| d.at(&c.team, &c.category, lost.time)),
                     reference: c.case,
                     team: c.team,
                     opened: lost.time,
-                    answer_by: sla.map(|sla| Timestamp(lost.time.0.saturating_add(sla))),
                 }));
             }
         }

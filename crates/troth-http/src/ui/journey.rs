@@ -12,7 +12,7 @@ use std::fmt::Write;
 use serde_json::Value;
 use troth_core::Timestamp;
 use troth_core::health::Tally;
-use troth_core::journey::{Due, JourneyMap, Touchpoint};
+use troth_core::journey::{Due, JourneyMap, ServiceTarget, Touchpoint};
 use troth_core::trend::{self, DayRange, Good, Verdict};
 use troth_core::weakest::{EntityTallies, Judgement, Strictness};
 use troth_store::{EventQuery, PromiseQuery, PromiseView, Store};
@@ -994,6 +994,8 @@ fn promise_definitions(t: &Touchpoint) -> String {
             Due::Field(field) => format!("data.{field}"),
             Due::AfterSeconds(s) if s % 3600 == 0 => format!("{} h after", s / 3600),
             Due::AfterSeconds(s) => format!("{s} s after"),
+            Due::ServiceLevel(ServiceTarget::FirstResponse) => "first-response service level".to_owned(),
+            Due::ServiceLevel(ServiceTarget::Resolution) => "resolution service level".to_owned(),
         };
         let _ = write!(
             out,
