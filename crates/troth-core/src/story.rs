@@ -391,6 +391,8 @@ pub struct Summary {
     pub preferred_channel: Option<String>,
     /// The latest NPS answer, if any.
     pub latest_nps: Option<u8>,
+    /// The currency most of their spend is in, if they ordered.
+    pub currency: Option<String>,
 }
 
 /// Sums up events (each with the channel it came through), in log order.
@@ -441,6 +443,7 @@ pub fn summarise<'a>(events: impl IntoIterator<Item = (&'a ValidEvent, Option<&'
     }
     let mut spend: Vec<(String, i64)> = spend.into_iter().collect();
     spend.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    summary.currency = spend.first().map(|(currency, _)| currency.clone());
     summary.value.spend = spend
         .into_iter()
         .map(|(currency, minor)| money::display(minor, &currency))
@@ -592,6 +595,7 @@ mod tests {
         assert_eq!(summary.value.orders, 3);
         assert_eq!(summary.value.spend, vec!["€366.00".to_owned(), "$5.00".to_owned()]);
         assert_eq!(summary.preferred_channel.as_deref(), Some("web"));
+        assert_eq!(summary.currency.as_deref(), Some("EUR"));
         assert_eq!(summary.latest_nps, Some(3));
         assert_eq!(summary.feedback.len(), 1);
         assert_eq!(summary.feedback[0].tone, Tone::Bad);

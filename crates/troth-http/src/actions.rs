@@ -375,7 +375,7 @@ async fn check_case<S: Store>(
     let cases: Vec<CaseView> =
         crate::cases::case_views(&state.store, &state.service, None, Some(customer.to_owned()), now).await?;
     let Some(found) = cases.iter().find(|c| c.id == case) else {
-        return Err(invalid("case", format!("{customer} has no case {case:?}")));
+        return Err(invalid("case", format!("is not one of {customer}'s cases: {case:?}")));
     };
     if event_type == "case.resolved" && found.state != "open" {
         return Err(ApiError::field(

@@ -424,3 +424,266 @@ async fn the_openapi_document_describes_the_actions() {
         std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     }
 }
+
+/// The customer's page, as a browser signed in with `session` sends its forms.
+mod page {
+    use super::*;
+
+    pub const HOST: &str = "troth.example";
+
+    pub struct Answer {
+        pub status: StatusCode,
+        pub location: Option<String>,
+        pub cookie: Option<String>,
+        pub body: String,
+    }
+
+    pub async fn send(api: &TestApi, request: Request<Body>) -> Answer {
+        use tower::ServiceExt;
+        let response = api.router.clone().oneshot(request).await.unwrap();
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned())
+        };
+        let (location, cookie) = (header(header::LOCATION), header(header::SET_COOKIE));
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        Answer {
+            status,
+            location,
+            cookie,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// A form post from troth's own page (`Origin` this host), in `session`.
+    pub fn form(path: &str, fields: &[(&str, &str)], session: Option<&str>) -> Request<Body> {
+        let mut request = Request::post(path)
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, format!("http://{HOST}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(session) = session {
+            request = request.header(header::COOKIE, session);
+        }
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        request.body(Body::from(body)).unwrap()
+    }
+
+    pub fn get(path: &str, session: &str) -> Request<Body> {
+        Request::get(path)
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, session)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    /// Signs in with `secret`: the session's cookie.
+    pub async fn sign_in(api: &TestApi, secret: &str) -> String {
+        let signed = send(api, form("/login", &[("key", secret)], None)).await;
+        assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+        signed.cookie.unwrap().split(';').next().unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn an_agent_acts_from_the_customers_page_and_sees_it_done() {
+    let api = TestApi::new(Some(retail_map()));
+    customers(&api).await;
+    let (ana, uid) = key(&api, "ana", &["agent"]).await;
+    let session = page::sign_in(&api, &ana).await;
+    let shown = page::send(&api, page::get("/ui/customers/email:ann@example.org", &session)).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(
+        shown
+            .body
+            .contains(r#"<form class="resolve" method="post" action="/ui/customers/cus_1/actions">"#),
+        "{}",
+        shown.body
+    );
+    for form in [r#"id="note""#, r#"id="callback""#, r#"id="goodwill""#] {
+        assert!(shown.body.contains(form), "{form}");
+    }
+
+    let actions = "/ui/customers/cus_1/actions";
+    let due = Timestamp(Timestamp::now().micros() + 3 * 3_600_000_000);
+    let due_local = troth_http::tracking::Zone::utc().local_input(due);
+    let posted: [(&str, Vec<(&str, &str)>, String); 4] = [
+        (
+            "note",
+            vec![("text", "Prefers a call after five"), ("case", "k-1")],
+            format!("Note by agent {uid}: Prefers a call after five"),
+        ),
+        (
+            "callback",
+            vec![("due", &due_local), ("case", "k-1")],
+            // "Callback promised for 14:00 by …", the day named when it is not today's.
+            format!("{} by {uid}", &due_local[11..]),
+        ),
+        (
+            "goodwill",
+            vec![
+                ("kind", "voucher"),
+                ("amount", "20"),
+                ("currency", "eur"),
+                ("points", "9"),
+                ("reason", "late delivery"),
+                ("case", ""),
+            ],
+            format!("Goodwill by agent {uid}: voucher €20.00 — late delivery"),
+        ),
+        (
+            "resolve",
+            vec![("case", "k-1"), ("resolution", "redelivery_booked")],
+            format!("Case resolved: redelivery booked by {uid}"),
+        ),
+    ];
+    for (action, fields, sentence) in posted {
+        let mut fields = fields;
+        fields.extend([("action", action), ("key", action)]);
+        let sent = page::send(&api, page::form(actions, &fields, Some(&session))).await;
+        assert_eq!(sent.status, StatusCode::SEE_OTHER, "{action}: {}", sent.body);
+        let back = sent.location.unwrap();
+        assert_eq!(back, format!("/ui/customers/cus_1?done={action}"));
+        let shown = page::send(&api, page::get(&back, &session)).await;
+        assert!(
+            shown.body.contains(&sentence),
+            "{action}: no {sentence:?} in {}",
+            shown.body
+        );
+        assert!(shown.body.contains(r#"<p class="done" role="status">"#), "{action}");
+    }
+    let shown = page::send(&api, page::get("/ui/customers/cus_1", &session)).await;
+    assert!(shown.body.contains("resolved: redelivery booked"), "{}", shown.body);
+    assert!(
+        !shown.body.contains(r#"<form class="resolve""#),
+        "no open case left to resolve"
+    );
+
+    // The same form sent twice (a double click) stores one note.
+    let twice = [("action", "note"), ("text", "Asked twice"), ("key", "dbl-1")];
+    for _ in 0..2 {
+        let sent = page::send(&api, page::form(actions, &twice, Some(&session))).await;
+        assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    }
+    let (_, notes) = api
+        .call(
+            "GET",
+            &format!("/api/v1/events?customer={ANN}&type=note.added"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(notes["events"].as_array().unwrap().len(), 2, "{notes}");
+}
+
+#[tokio::test]
+async fn a_refused_form_says_why_in_words_and_keeps_what_was_typed() {
+    let api = TestApi::new(None);
+    customers(&api).await;
+    let (ana, _) = key(&api, "ana", &["agent"]).await;
+    let session = page::sign_in(&api, &ana).await;
+    let actions = "/ui/customers/cus_1/actions";
+    for (fields, status, words) in [
+        (
+            vec![
+                ("action", "goodwill"),
+                ("kind", "voucher"),
+                ("currency", "EUR"),
+                ("reason", "parcel came late"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "The amount is required when kind is voucher.",
+        ),
+        (
+            vec![
+                ("action", "goodwill"),
+                ("kind", "refund"),
+                ("amount", "twenty"),
+                ("currency", "EUR"),
+                ("reason", "parcel came late"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "The amount must be an amount such as 20.00.",
+        ),
+        (
+            vec![("action", "callback"), ("due", "2026-01-01T09:00")],
+            StatusCode::BAD_REQUEST,
+            "The callback&#39;s time must be in the future.",
+        ),
+        (
+            vec![("action", "resolve"), ("case", "k-2"), ("resolution", "explained")],
+            StatusCode::BAD_REQUEST,
+            "The case is not one of cus_1&#39;s cases: &quot;k-2&quot;.",
+        ),
+    ] {
+        let sent = page::send(&api, page::form(actions, &fields, Some(&session))).await;
+        assert_eq!(sent.status, status, "{fields:?}: {}", sent.body);
+        assert!(
+            sent.body
+                .contains(&format!(r#"<p class="error" role="alert">{words}</p>"#)),
+            "{fields:?}: {}",
+            sent.body
+        );
+        assert!(sent.body.contains("<h2 id=\"act\">"), "the page, with its forms");
+        assert!(!sent.body.contains("\"code\""), "not a JSON problem: {}", sent.body);
+    }
+    // What was typed comes back in its form.
+    let sent = page::send(
+        &api,
+        page::form(
+            actions,
+            &[
+                ("action", "goodwill"),
+                ("kind", "refund"),
+                ("reason", "parcel came late"),
+            ],
+            Some(&session),
+        ),
+    )
+    .await;
+    assert!(sent.body.contains(r#"value="parcel came late""#), "{}", sent.body);
+    assert!(
+        sent.body.contains(r#"<option value="refund" selected>"#),
+        "{}",
+        sent.body
+    );
+    let (_, all) = api
+        .call("GET", &format!("/api/v1/events?customer={ANN}"), Value::Null)
+        .await;
+    assert_eq!(all["events"].as_array().unwrap().len(), 2, "nothing stored: {all}");
+}
+
+#[tokio::test]
+async fn a_reader_sees_no_forms_and_cannot_post_them() {
+    let api = TestApi::new(None);
+    customers(&api).await;
+    let (reader, _) = key(&api, "auditor", &["read"]).await;
+    let session = page::sign_in(&api, &reader).await;
+    let shown = page::send(&api, page::get("/ui/customers/cus_1", &session)).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(!shown.body.contains(r#"<form class="resolve""#));
+    assert!(!shown.body.contains(r#"id="act""#));
+    assert!(shown.body.contains("sign in with an agent key to act"));
+    let note = [("action", "note"), ("text", "hello")];
+    let refused = page::send(&api, page::form("/ui/customers/cus_1/actions", &note, Some(&session))).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.body.contains("<h1>Not allowed</h1>"), "{}", refused.body);
+
+    // Another site's form cannot act with an agent's session.
+    let (ana, _) = key(&api, "ana", &["agent"]).await;
+    let session = page::sign_in(&api, &ana).await;
+    let mut forged = page::form("/ui/customers/cus_1/actions", &note, Some(&session));
+    forged
+        .headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    assert_eq!(page::send(&api, forged).await.status, StatusCode::FORBIDDEN);
+    let (_, notes) = api
+        .call(
+            "GET",
+            &format!("/api/v1/events?customer={ANN}&type=note.added"),
+            Value::Null,
+        )
+        .await;
+    assert!(notes["events"].as_array().unwrap().is_empty(), "{notes}");
+}
