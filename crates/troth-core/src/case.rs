@@ -40,14 +40,14 @@ const HOUR_US: i64 = 3_600_000_000;
 /// action through the API may use any other short code ([`check_resolution_code`]):
 /// contact centres have codes of their own, and `case.resolved` takes them as sent.
 pub const RESOLUTION_CODES: &[(&str, &str)] = &[
-    ("explained", "Explained, nothing to put right"),
+    ("explained", "Explained"),
     ("redelivery_booked", "Redelivery booked"),
     ("replacement_sent", "Replacement sent"),
     ("refund_promised", "Refund promised"),
-    ("goodwill_given", "Goodwill gesture given"),
+    ("goodwill_given", "Goodwill given"),
     ("payment_retried", "Payment retried"),
     ("item_reserved", "Item reserved"),
-    ("duplicate", "Duplicate of another case"),
+    ("duplicate", "Duplicate case"),
 ];
 
 /// The longest resolution code an agent may give.
