@@ -57,13 +57,13 @@ pub enum ActionBody {
         /// The customer's case it is about.
         case: Option<String>,
     },
-    /// A callback promised (`callback.promised`): a promise like any other, kept by
-    /// `callback.made` on the same case.
+    /// A callback promised on one of the customer's cases (`callback.promised`): a
+    /// promise like any other, kept by `callback.made` on the same case.
     Callback {
         /// When the customer will be called back, in the future (RFC 3339).
         #[schema(format = DateTime)]
         due: String,
-        case: Option<String>,
+        case: String,
     },
     /// The customer's open case resolved (`case.resolved`).
     Resolve {
@@ -353,6 +353,13 @@ fn read(body: &Value, now: Timestamp) -> Result<Action, ApiError> {
             }
         }
         "callback" => {
+            // The promise is followed on its subject, which `callback.made` names too.
+            if case.is_none() {
+                return Err(invalid(
+                    "case",
+                    "is required: a callback is promised on a case, and callback.made on that case keeps it",
+                ));
+            }
             if let Some(due) = Timestamp::parse_rfc3339(text("due"))
                 && due <= now
             {

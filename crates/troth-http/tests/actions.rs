@@ -263,10 +263,16 @@ async fn a_wrong_action_is_refused_naming_the_field() {
             "due",
         ),
         (
-            json!({"action": "callback", "due": "tomorrow"}),
+            json!({"action": "callback", "due": "tomorrow", "case": "k-1"}),
             400,
             "invalid_action",
             "due",
+        ),
+        (
+            json!({"action": "callback", "due": in_hours(2)}),
+            400,
+            "invalid_action",
+            "case",
         ),
         (
             json!({"action": "resolve", "case": "k-1", "resolution": "Fixed it!"}),
@@ -356,7 +362,7 @@ async fn a_retry_with_the_same_idempotency_key_stores_one_event() {
     assert_eq!((status, &again), (StatusCode::OK, &first));
 
     // The key stored a note: it cannot store a callback too.
-    let callback = json!({"action": "callback", "due": in_hours(2)});
+    let callback = json!({"action": "callback", "due": in_hours(2), "case": "k-1"});
     let (status, problem) = act(&api, &ana, ANN, callback, Some("note-7f3a")).await;
     assert_eq!(status, StatusCode::CONFLICT, "{problem}");
     assert_eq!(problem["code"], "idempotency_key_reused");
@@ -607,7 +613,7 @@ async fn a_refused_form_says_why_in_words_and_keeps_what_was_typed() {
             "The amount must be an amount such as 20.00.",
         ),
         (
-            vec![("action", "callback"), ("due", "2026-01-01T09:00")],
+            vec![("action", "callback"), ("due", "2026-01-01T09:00"), ("case", "k-1")],
             StatusCode::BAD_REQUEST,
             "The callback&#39;s time must be in the future.",
         ),

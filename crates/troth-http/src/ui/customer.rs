@@ -386,10 +386,15 @@ fn resolve_form(case: &CaseView, acting: &Acting<'_>) -> Result<String, ApiError
     ))
 }
 
-/// A select of the customer's cases, open ones first; `chosen`, else the first open one.
-fn case_select(cases: &[CaseView], chosen: Option<&str>) -> String {
+/// A select of the customer's cases, open ones first; `chosen`, else the first open
+/// one. `optional`: "no case" may be chosen.
+fn case_select(cases: &[CaseView], chosen: Option<&str>, optional: bool) -> String {
     let chosen = chosen.or_else(|| cases.iter().find(|c| c.state == "open").map(|c| c.id.as_str()));
-    let mut out = String::from(r#"<label>About<select name="case"><option value="">no case</option>"#);
+    let mut out = String::from(if optional {
+        r#"<label>About<select name="case"><option value="">no case</option>"#
+    } else {
+        r#"<label>About<select name="case" required>"#
+    });
     for case in cases {
         let _ = write!(
             out,
@@ -452,24 +457,33 @@ fn act(body: &mut String, story: &Story, zone: &Zone, acting: &Acting<'_>, now: 
         body,
         r#"<h2 id="act">Act</h2><div class="acts">
 <form class="act" id="note" method="post" action="{action}"><h3>Add a note</h3>{note_hidden}<label>Note<textarea name="text" rows="3" maxlength="{max_note}" required>{text}</textarea></label>{note_case}<button type="submit">Add note</button></form>
-<form class="act" id="callback" method="post" action="{action}"><h3>Promise a callback</h3>{callback_hidden}<label>When ({zone_name})<input type="datetime-local" name="due" value="{due}" min="{min}" required></label>{callback_case}<button type="submit">Promise callback</button></form>
+{callback}
 <form class="act" id="goodwill" method="post" action="{action}"><h3>Goodwill gesture</h3>{goodwill_hidden}<label>Gesture<select name="kind">{kinds}</select></label><div class="row"><label>Amount<input name="amount" inputmode="decimal" placeholder="20.00" value="{amount}"></label><label>Currency<input name="currency" maxlength="3" placeholder="EUR" value="{currency}"></label></div><label>Points (for loyalty points)<input name="points" inputmode="numeric" value="{points}"></label><label>Reason<input name="reason" maxlength="{max_reason}" required value="{reason}"></label>{goodwill_case}<button type="submit">Give</button></form>
 </div>"#,
         action = esc(&acting.action),
         note_hidden = hidden("note")?,
         max_note = crate::actions::MAX_NOTE_CHARS,
         text = value("note", "text"),
-        note_case = case_select(&story.cases, chosen_case("note")),
-        callback_hidden = hidden("callback")?,
-        zone_name = esc(zone.name()),
-        min = zone.local_input(now),
-        callback_case = case_select(&story.cases, chosen_case("callback")),
+        note_case = case_select(&story.cases, chosen_case("note"), true),
+        callback = if story.cases.is_empty() {
+            // Its promise is followed on a case, which `callback.made` names too.
+            r#"<div class="act" id="callback"><h3>Promise a callback</h3><p class="muted">A callback is promised on a case, and this customer has none.</p></div>"#.to_owned()
+        } else {
+            format!(
+                r#"<form class="act" id="callback" method="post" action="{action}"><h3>Promise a callback</h3>{hidden}<label>When ({zone_name})<input type="datetime-local" name="due" value="{due}" min="{min}" required></label>{case}<button type="submit">Promise callback</button></form>"#,
+                action = esc(&acting.action),
+                hidden = hidden("callback")?,
+                zone_name = esc(zone.name()),
+                min = zone.local_input(now),
+                case = case_select(&story.cases, chosen_case("callback"), false),
+            )
+        },
         goodwill_hidden = hidden("goodwill")?,
         amount = value("goodwill", "amount"),
         points = value("goodwill", "points"),
         max_reason = crate::actions::MAX_REASON_CHARS,
         reason = value("goodwill", "reason"),
-        goodwill_case = case_select(&story.cases, chosen_case("goodwill")),
+        goodwill_case = case_select(&story.cases, chosen_case("goodwill"), true),
     );
     Ok(())
 }
