@@ -627,7 +627,7 @@ async fn a_refused_form_says_why_in_words_and_keeps_what_was_typed() {
         assert_eq!(sent.status, status, "{fields:?}: {}", sent.body);
         assert!(
             sent.body
-                .contains(&format!(r#"<p class="error" role="alert">{words}</p>"#)),
+                .contains(&format!(r##"<p class="error" role="alert">{words} <a href="#"##)),
             "{fields:?}: {}",
             sent.body
         );

@@ -97,7 +97,19 @@ pub async fn customer<S: Store>(
     let mut body = String::new();
     body.push_str(&search_form(""));
     if let Some(refused) = shown.refused {
-        let _ = write!(body, r#"<p class="error" role="alert">{}</p>"#, esc(&refused.message));
+        // On a phone the form can be screens below: a link leads back to it.
+        let form = match refused.action.as_str() {
+            "resolve" => Some("cases"),
+            "note" | "callback" | "goodwill" => Some(refused.action.as_str()),
+            _ => None,
+        };
+        let _ = write!(
+            body,
+            r#"<p class="error" role="alert">{}{}</p>"#,
+            esc(&refused.message),
+            form.map(|f| format!(r##" <a href="#{f}">Back to the form</a>"##))
+                .unwrap_or_default()
+        );
     } else if let Some(done) = shown.done.and_then(done_words) {
         let _ = write!(body, r#"<p class="done" role="status">{}</p>"#, esc(done));
     }
@@ -426,8 +438,8 @@ fn act(body: &mut String, story: &Story, zone: &Zone, acting: &Acting<'_>, now: 
     };
     let chosen_case = |action: &str| acting.refused.and_then(|r| r.value(action, "case"));
     const HOUR_US: i64 = 3_600_000_000;
-    // By default, a callback in two hours, on the hour.
-    let suggested = Timestamp((now.micros() + 2 * HOUR_US) / HOUR_US * HOUR_US);
+    // By default, a callback on the hour at least two hours from now.
+    let suggested = Timestamp((now.micros() + 3 * HOUR_US - 1) / HOUR_US * HOUR_US);
     let due = match acting.refused.and_then(|r| r.value("callback", "due")) {
         Some(typed) => esc(typed),
         None => zone.local_input(suggested),
