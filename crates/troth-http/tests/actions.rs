@@ -515,7 +515,9 @@ async fn an_agent_acts_from_the_customers_page_and_sees_it_done() {
     let actions = "/ui/customers/cus_1/actions";
     let due = Timestamp(Timestamp::now().micros() + 3 * 3_600_000_000);
     let due_local = troth_http::tracking::Zone::utc().local_input(due);
-    let posted: [(&str, Vec<(&str, &str)>, String); 4] = [
+    // Each form: its action, its fields, and the sentence the timeline then says.
+    type Posted<'a> = (&'a str, Vec<(&'a str, &'a str)>, String);
+    let posted: [Posted<'_>; 4] = [
         (
             "note",
             vec![("text", "Prefers a call after five"), ("case", "k-1")],
