@@ -695,3 +695,22 @@ async fn a_reader_sees_no_forms_and_cannot_post_them() {
         .await;
     assert!(notes["events"].as_array().unwrap().is_empty(), "{notes}");
 }
+
+/// The story's cases and the tracking page's cases are different shapes: the
+/// document names them apart, so neither answer is checked against the other's.
+#[tokio::test]
+async fn the_staffs_and_the_customers_cases_have_schemas_of_their_own() {
+    let api = TestApi::new(None);
+    let (_, doc) = api.call("GET", "/openapi.json", Value::Null).await;
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["CaseView"]["properties"]["resolution_clock"].is_object(),
+        "{}",
+        schemas["CaseView"]
+    );
+    assert!(
+        schemas["TrackedCase"]["properties"]["reference"].is_object(),
+        "{}",
+        schemas["TrackedCase"]
+    );
+}
