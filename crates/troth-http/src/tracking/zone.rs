@@ -154,7 +154,9 @@ impl Zone {
     /// The instant a local date and time (`2026-12-01T14:00`, as a `datetime-local`
     /// input sends it) names here; a time a clock change skips reads as the hour after.
     pub fn local_datetime(&self, text: &str) -> Option<Timestamp> {
-        let civil: jiff::civil::DateTime = text.trim().parse().ok()?;
+        // A date alone would parse as its midnight: a time must be given.
+        let (date, time) = text.trim().split_once(['T', 't', ' '])?;
+        let civil: jiff::civil::DateTime = format!("{date}T{time}").parse().ok()?;
         let zoned = civil.to_zoned_datetime(self.tz.clone()).ok()?;
         Some(Timestamp(zoned.timestamp().as_microsecond()))
     }
