@@ -36,6 +36,41 @@ pub const REPEAT_WINDOW_US: i64 = 7 * 86_400_000_000;
 
 const HOUR_US: i64 = 3_600_000_000;
 
+/// The resolution codes the agent's page offers, each with its label. An agent's
+/// action through the API may use any other short code ([`check_resolution_code`]):
+/// contact centres have codes of their own, and `case.resolved` takes them as sent.
+pub const RESOLUTION_CODES: &[(&str, &str)] = &[
+    ("explained", "Explained"),
+    ("redelivery_booked", "Redelivery booked"),
+    ("replacement_sent", "Replacement sent"),
+    ("refund_promised", "Refund promised"),
+    ("goodwill_given", "Goodwill given"),
+    ("payment_retried", "Payment retried"),
+    ("item_reserved", "Item reserved"),
+    ("duplicate", "Duplicate case"),
+];
+
+/// The longest resolution code an agent may give.
+pub const MAX_RESOLUTION_CODE_CHARS: usize = 40;
+
+/// A resolution code is a short slug (`redelivery_booked`): a lowercase letter, then
+/// lowercase letters, digits and `_`, so that it groups and reads back as words.
+pub fn check_resolution_code(code: &str) -> Result<(), String> {
+    let slug = code.starts_with(|c: char| c.is_ascii_lowercase())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !slug {
+        return Err(format!(
+            "must be a code of lowercase letters, digits and _ starting with a letter, such as redelivery_booked, not {code:?}"
+        ));
+    }
+    if code.len() > MAX_RESOLUTION_CODE_CHARS {
+        return Err(format!("must be at most {MAX_RESOLUTION_CODE_CHARS} characters"));
+    }
+    Ok(())
+}
+
 /// Service levels: per category, the business time to a first response and to
 /// resolution, counted in the calendar of the case's team.
 #[derive(Debug, Clone, PartialEq)]
@@ -663,5 +698,23 @@ mod tests {
             (cases[0].category.as_str(), cases[0].team.as_str()),
             ("delivery", "support")
         );
+    }
+
+    #[test]
+    fn resolution_codes_are_short_slugs() {
+        for (code, _) in super::RESOLUTION_CODES {
+            assert_eq!(super::check_resolution_code(code), Ok(()), "{code}");
+        }
+        assert_eq!(super::check_resolution_code("store_credit_2"), Ok(()));
+        for bad in [
+            "",
+            "Refunded",
+            "2nd_try",
+            "refund promised",
+            "refund-promised",
+            &"a".repeat(41),
+        ] {
+            assert!(super::check_resolution_code(bad).is_err(), "{bad}");
+        }
     }
 }

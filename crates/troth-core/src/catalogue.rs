@@ -40,6 +40,11 @@ string_enum!(Delivery { Home = "home", Pickup = "pickup", SafePlace = "safe_plac
 string_enum!(ProofKind { Photo = "photo", Signature = "signature", SafePlace = "safe_place", Handed = "handed" });
 string_enum!(MessageKind { Marketing = "marketing", Service = "service" });
 string_enum!(BreakCause { DuePassed = "due_passed", Event = "event", KeptLate = "kept_late" });
+string_enum!(
+    /// What an agent gave a customer to make up for something: money back, a voucher
+    /// to spend, or loyalty points.
+    GoodwillKind { Refund = "refund", Voucher = "voucher", Points = "points" }
+);
 
 impl SurveyAnswered {
     /// The CES answer on the CES 2.0 agreement scale (1 worst … 7 best), whichever
@@ -112,6 +117,43 @@ fn window_order(start: (&str, Timestamp), end: (&str, Timestamp), path: &Path<'_
         return Err(path.key(end.0).error(format!("must be after {}", start.0)));
     }
     Ok(())
+}
+
+/// A gesture carries what its kind gives and nothing else: an amount with its
+/// currency for a refund or a voucher, points for points; none of them zero.
+fn goodwill_fields(g: &GoodwillGiven, path: &Path<'_>) -> Result<(), FieldError> {
+    let kind = g.kind.as_str();
+    let absent = |name: &str, given: bool, only_for: &str| {
+        if given {
+            Err(path.key(name).error(format!("is only for kind {only_for}, not {kind}")))
+        } else {
+            Ok(())
+        }
+    };
+    let required = |name: &str| path.key(name).error(format!("is required when kind is {kind}"));
+    let positive = |name: &str| path.key(name).error("must be more than 0");
+    match g.kind {
+        GoodwillKind::Refund | GoodwillKind::Voucher => {
+            match g.amount {
+                None => return Err(required("amount")),
+                Some(Amount(0)) => return Err(positive("amount")),
+                Some(_) => {}
+            }
+            if g.currency.is_none() {
+                return Err(required("currency"));
+            }
+            absent("points", g.points.is_some(), "points")
+        }
+        GoodwillKind::Points => {
+            match g.points {
+                None => return Err(required("points")),
+                Some(0) => return Err(positive("points")),
+                Some(_) => {}
+            }
+            absent("amount", g.amount.is_some(), "refund or voucher")?;
+            absent("currency", g.currency.is_some(), "refund or voucher")
+        }
+    }
 }
 
 /// Declares the catalogue: for each event type its name, its variant of
@@ -254,6 +296,14 @@ catalogue! {
     "case.reopened" => CaseReopened {};
     "callback.promised" => CallbackPromised { due: Timestamp, agent: Option<String> };
     "callback.made" => CallbackMade {};
+    // What an agent wrote down, and a gesture made to make up for something; about a
+    // case when their subject is `case:{id}`. `agent`: who wrote or gave it.
+    "note.added" => NoteAdded { text: String, agent: Option<String> };
+    "goodwill.given" => GoodwillGiven {
+        kind: GoodwillKind, amount: Option<Amount>, currency: Option<Currency>, points: Option<u64>,
+        reason: String, agent: Option<String>,
+    }
+        check(g, path) { goodwill_fields(g, path)?; };
     // feedback
     "survey.answered" => SurveyAnswered {
         survey: String, touchpoint: Option<String>, nps: Option<Nps>, csat: Option<Csat>, ces: Option<Ces>,
@@ -323,5 +373,69 @@ mod tests {
         assert!(answer(serde_json::json!({"survey": "service", "ces": 6})).is_ok());
         let unknown = answer(serde_json::json!({"survey": "service", "ces": 6, "ces_scale": "stars"})).unwrap_err();
         assert_eq!(unknown.error.field, "data.ces_scale");
+    }
+
+    #[test]
+    fn a_goodwill_gesture_carries_what_its_kind_gives() {
+        let given = |data: serde_json::Value| {
+            crate::validate_value(
+                serde_json::json!({"id": "g", "type": "goodwill.given", "time": "2026-11-23T09:00:00Z", "data": data}),
+                None,
+            )
+            .map(|_| ())
+            .map_err(|r| (r.error.field, r.error.message))
+        };
+        let late = "late delivery";
+        assert_eq!(
+            given(serde_json::json!({"kind": "voucher", "amount": 2000, "currency": "EUR", "reason": late})),
+            Ok(())
+        );
+        assert_eq!(
+            given(serde_json::json!({"kind": "points", "points": 500, "reason": late})),
+            Ok(())
+        );
+        for (data, field, message) in [
+            (
+                serde_json::json!({"kind": "voucher", "reason": late}),
+                "data.amount",
+                "is required when kind is voucher",
+            ),
+            (
+                serde_json::json!({"kind": "refund", "amount": 2000, "reason": late}),
+                "data.currency",
+                "is required when kind is refund",
+            ),
+            (
+                serde_json::json!({"kind": "refund", "amount": 0, "currency": "EUR", "reason": late}),
+                "data.amount",
+                "must be more than 0",
+            ),
+            (
+                serde_json::json!({"kind": "points", "reason": late}),
+                "data.points",
+                "is required when kind is points",
+            ),
+            (
+                serde_json::json!({"kind": "points", "points": 5, "amount": 100, "reason": late}),
+                "data.amount",
+                "is only for kind refund or voucher, not points",
+            ),
+            (
+                serde_json::json!({"kind": "voucher", "amount": 100, "currency": "EUR", "points": 5, "reason": late}),
+                "data.points",
+                "is only for kind points, not voucher",
+            ),
+            (
+                serde_json::json!({"kind": "cash", "amount": 100, "reason": late}),
+                "data.kind",
+                "must be one of refund|voucher|points, not \"cash\"",
+            ),
+        ] {
+            assert_eq!(
+                given(data.clone()),
+                Err((field.to_owned(), message.to_owned())),
+                "{data}"
+            );
+        }
     }
 }

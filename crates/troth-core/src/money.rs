@@ -68,9 +68,47 @@ pub fn display(minor: i64, currency: &str) -> String {
     }
 }
 
+/// An amount typed in major units (`20`, `20.5`, `1,264.96`) in minor units of
+/// `currency`; `None` unless it is such a number, with no more decimals than the
+/// currency has, and within range.
+pub fn parse_major(text: &str, currency: &str) -> Option<i64> {
+    let text = text.trim().replace(',', "");
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let digits = minor_unit_digits(currency) as usize;
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) || fraction.len() > digits {
+        return None;
+    }
+    let scale = 10i64.pow(digits as u32);
+    let fraction = format!("{fraction:0<digits$}");
+    let fraction: i64 = if digits == 0 { 0 } else { fraction.parse().ok()? };
+    whole.parse::<i64>().ok()?.checked_mul(scale)?.checked_add(fraction)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_typed_in_major_units() {
+        for (text, currency, minor) in [
+            ("20", "EUR", Some(2000)),
+            ("20.5", "EUR", Some(2050)),
+            (" 1,264.96 ", "EUR", Some(126_496)),
+            ("0.05", "USD", Some(5)),
+            ("1999", "JPY", Some(1999)),
+            ("1.999", "KWD", Some(1999)),
+            ("1.999", "EUR", None),
+            ("1.5", "JPY", None),
+            ("-5", "EUR", None),
+            ("", "EUR", None),
+            (".5", "EUR", None),
+            ("5e3", "EUR", None),
+            ("99999999999999999999", "EUR", None),
+        ] {
+            assert_eq!(parse_major(text, currency), minor, "{text:?} {currency}");
+        }
+    }
 
     #[test]
     fn amounts_are_written_with_their_symbol_and_grouped_thousands() {

@@ -247,16 +247,45 @@ pub fn describe(event: &ValidEvent, zone: &TimeZone) -> Line {
         ),
         E::CaseHeld(h) => line(format!("Put on hold for {}", duration(u64::from(h.seconds))), Neutral),
         E::CaseResolved(r) => line(
-            format!(
-                "Case resolved: {}{}",
-                words(&r.resolution),
-                r.agent.as_deref().map(|a| format!(" by {a}")).unwrap_or_default()
-            ),
+            format!("Case resolved: {}{}", words(&r.resolution), by(r.agent.as_deref())),
             Good,
         ),
         E::CaseReopened(_) => line("Case reopened", Bad),
-        E::CallbackPromised(c) => line(format!("Callback promised by {}", clock(c.due, zone, on)), Neutral),
+        E::CallbackPromised(c) => line(
+            format!(
+                "Callback promised for {}{}",
+                clock(c.due, zone, on),
+                by(c.agent.as_deref())
+            ),
+            Neutral,
+        ),
         E::CallbackMade(_) => line("Called back", Good),
+        E::NoteAdded(n) => line(
+            match &n.agent {
+                Some(agent) => format!("Note by agent {agent}: {}", n.text),
+                None => format!("Note: {}", n.text),
+            },
+            Neutral,
+        ),
+        E::GoodwillGiven(g) => {
+            let what = match (g.amount, g.points) {
+                (Some(amount), _) => format!(
+                    "{} {}",
+                    g.kind.as_str(),
+                    money::display(amount.0, g.currency.as_ref().map_or("", |c| c.0.as_str()))
+                ),
+                (None, Some(points)) => format!("{points} points"),
+                (None, None) => g.kind.as_str().to_owned(),
+            };
+            line(
+                format!(
+                    "Goodwill{}: {what} — {}",
+                    g.agent.as_deref().map(|a| format!(" by agent {a}")).unwrap_or_default(),
+                    g.reason
+                ),
+                Good,
+            )
+        }
         E::SurveyAnswered(s) => {
             let mut parts = Vec::new();
             if let Some(nps) = s.nps {
@@ -314,6 +343,11 @@ pub fn describe(event: &ValidEvent, zone: &TimeZone) -> Line {
     }
 }
 
+/// " by ana" when an agent is named.
+fn by(agent: Option<&str>) -> String {
+    agent.map(|a| format!(" by {a}")).unwrap_or_default()
+}
+
 fn duration(seconds: u64) -> String {
     match seconds {
         0..=59 => format!("{seconds} s"),
@@ -357,6 +391,8 @@ pub struct Summary {
     pub preferred_channel: Option<String>,
     /// The latest NPS answer, if any.
     pub latest_nps: Option<u8>,
+    /// The currency most of their spend is in, if they ordered.
+    pub currency: Option<String>,
 }
 
 /// Sums up events (each with the channel it came through), in log order.
@@ -407,6 +443,7 @@ pub fn summarise<'a>(events: impl IntoIterator<Item = (&'a ValidEvent, Option<&'
     }
     let mut spend: Vec<(String, i64)> = spend.into_iter().collect();
     spend.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    summary.currency = spend.first().map(|(currency, _)| currency.clone());
     summary.value.spend = spend
         .into_iter()
         .map(|(currency, minor)| money::display(minor, &currency))
@@ -468,8 +505,48 @@ mod tests {
         );
         assert_eq!(
             describe(&tomorrow, &paris()).text,
-            "Callback promised by Tue 1 Dec 10:00"
+            "Callback promised for Tue 1 Dec 10:00"
         );
+    }
+
+    #[test]
+    fn what_an_agent_did_reads_with_their_name() {
+        let at = "2026-12-01T09:00:00Z";
+        let said = |kind: &str, data: serde_json::Value| describe(&event(kind, at, Some("case:k-1"), data), &paris());
+        let callback = said(
+            "callback.promised",
+            json!({"due": "2026-12-01T13:00:00Z", "agent": "ana"}),
+        );
+        assert_eq!(callback.text, "Callback promised for 14:00 by ana");
+        let note = said(
+            "note.added",
+            json!({"text": "Wants the parcel left with a neighbour", "agent": "ana"}),
+        );
+        assert_eq!(
+            (note.text.as_str(), note.tone),
+            (
+                "Note by agent ana: Wants the parcel left with a neighbour",
+                Tone::Neutral
+            )
+        );
+        let voucher = said(
+            "goodwill.given",
+            json!({"kind": "voucher", "amount": 2000, "currency": "EUR", "reason": "late delivery"}),
+        );
+        assert_eq!(
+            (voucher.text.as_str(), voucher.tone),
+            ("Goodwill: voucher €20.00 — late delivery", Tone::Good)
+        );
+        let points = said(
+            "goodwill.given",
+            json!({"kind": "points", "points": 500, "reason": "late delivery", "agent": "ana"}),
+        );
+        assert_eq!(points.text, "Goodwill by agent ana: 500 points — late delivery");
+        let resolved = said(
+            "case.resolved",
+            json!({"resolution": "redelivery_booked", "agent": "ana"}),
+        );
+        assert_eq!(resolved.text, "Case resolved: redelivery booked by ana");
     }
 
     #[test]
@@ -518,6 +595,7 @@ mod tests {
         assert_eq!(summary.value.orders, 3);
         assert_eq!(summary.value.spend, vec!["€366.00".to_owned(), "$5.00".to_owned()]);
         assert_eq!(summary.preferred_channel.as_deref(), Some("web"));
+        assert_eq!(summary.currency.as_deref(), Some("EUR"));
         assert_eq!(summary.latest_nps, Some(3));
         assert_eq!(summary.feedback.len(), 1);
         assert_eq!(summary.feedback[0].tone, Tone::Bad);

@@ -112,7 +112,15 @@ pub async fn require_page<S: Store>(
             request.extensions_mut().insert(reader);
             crate::sessions::SIGNED_IN.scope(in_session, next.run(request)).await
         }
-        Err(e) if e.code == Code::Forbidden => e.into_response(),
+        // Pages say it in words: a person reads it, not a client.
+        Err(e) if e.code == Code::Forbidden => {
+            let body = format!("<p>{}</p>", crate::ui::esc(&e.detail));
+            (
+                axum::http::StatusCode::FORBIDDEN,
+                axum::response::Html(crate::ui::html::page("Not allowed", None, &body)),
+            )
+                .into_response()
+        }
         Err(_) => axum::response::Redirect::to("/login").into_response(),
     }
 }

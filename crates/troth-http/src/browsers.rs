@@ -6,9 +6,10 @@
 //!   host name, so a DNS name rebound to 127.0.0.1 cannot read customers;
 //! - **API writes** must say they are JSON (or NDJSON): a cross-site form can send
 //!   only form or plain-text bodies, and a foreign `Origin` is refused outright;
-//! - **page forms** (the tracking page's, sign-in, sign-out) are accepted only with
-//!   an `Origin` (or, failing that, a `Referer`) of this same host: a missing one
-//!   is refused too;
+//! - **page forms** (the tracking page's, sign-in, sign-out, an agent's actions on a
+//!   customer's page) are accepted only with an `Origin` (or, failing that, a
+//!   `Referer`) of this same host: a missing one is refused too. The session cookie
+//!   is `SameSite=Strict` besides;
 //! - **Segment's routes** (`/v1/track`, `/v1/batch`…) may be called from any site,
 //!   as analytics.js runs on the shop's own pages: their answers allow any origin
 //!   (CORS). They take no cookie and no session, only a write key sent with the call;
@@ -139,9 +140,10 @@ fn with_headers(mut response: Response, path: &str, tile_origin: Option<&str>) -
     response
 }
 
-/// The browser forms troth serves: the tracking page's, sign-in and sign-out.
+/// The browser forms troth serves: the tracking page's, sign-in and sign-out, and
+/// the staff pages' (an agent's actions on a customer's page).
 fn is_page_form(path: &str) -> bool {
-    path.starts_with("/t/") || path == "/login" || path == "/logout"
+    path.starts_with("/t/") || path.starts_with("/ui/") || path == "/login" || path == "/logout"
 }
 
 fn has_body(headers: &HeaderMap) -> bool {

@@ -2,6 +2,7 @@
 //! problem+json errors, OpenAPI and metrics. It talks to storage through
 //! [`troth_store::Store`] and to the domain through `troth_core`.
 
+pub mod actions;
 pub mod audit;
 pub mod auth;
 pub mod browsers;
@@ -178,6 +179,9 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
         .route("/api/v1/cases/{id}", get(cases::get::<S>))
         .route("/api/v1/service/fcr", get(cases::fcr::<S>))
         .route_layer(scoped(Scope::Read));
+    let agent = Router::new()
+        .route("/api/v1/customers/{id}/actions", post(actions::act::<S>))
+        .route_layer(scoped(Scope::Agent));
     let admin = Router::new()
         .route("/api/v1/keys", post(keys::create_key::<S>).get(keys::list_keys::<S>))
         .route("/api/v1/keys/{uid}", delete(keys::delete_key::<S>))
@@ -205,6 +209,7 @@ pub fn app<S: Store + Clone>(state: AppState<S>) -> Router {
     Router::new()
         .merge(ingest)
         .merge(read)
+        .merge(agent)
         .merge(admin)
         .merge(master)
         .merge(ui::routes(state.clone()))

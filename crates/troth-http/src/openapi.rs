@@ -13,6 +13,7 @@ use utoipa::{Modify, OpenApi};
         crate::read::list_events,
         crate::read::get_customer,
         crate::story::story,
+        crate::actions::act,
         crate::audit::reads,
         crate::privacy::export,
         crate::privacy::erase,
@@ -59,7 +60,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "events", description = "Ingest and read the event log"),
         (name = "segment", description = "Segment's HTTP Tracking API, for Segment's and RudderStack's SDKs as they are: the write key is an API key with the ingest scope (docs/segment.md)"),
-        (name = "customers", description = "Customer profiles"),
+        (name = "customers", description = "Customer profiles, their whole story, and what agents do for them"),
         (name = "journeys", description = "Journey maps: promises, health, weakest links, the expectation chasm, the map against the data"),
         (name = "carriers", description = "Carrier scorecards: windows kept, first attempts, lost parcels, lateness, tracking views"),
         (name = "inventory", description = "Inventory truthfulness: phantom stock per store and SKU, receipts the counts contradict, who owns the fix"),

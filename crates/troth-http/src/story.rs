@@ -41,6 +41,9 @@ pub struct Story {
     /// The next best action and its reason; `null` until troth suggests one.
     #[schema(value_type = Option<Object>)]
     pub next_best_action: Option<serde_json::Value>,
+    /// The currency most of their spend is in: the page's goodwill form starts with it.
+    #[serde(skip)]
+    pub currency: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -251,6 +254,7 @@ pub async fn read<S: Store>(
         timeline,
         timeline_truncated: truncated,
         next_best_action: None,
+        currency: summary.currency,
     }))
 }
 

@@ -542,7 +542,7 @@ async fn append<S: Store>(
     Ok(())
 }
 
-fn random_hex<const N: usize>() -> Result<String, ApiError> {
+pub(crate) fn random_hex<const N: usize>() -> Result<String, ApiError> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| {
         tracing::error!(error = %e, "no randomness");

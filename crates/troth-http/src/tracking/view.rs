@@ -89,7 +89,10 @@ pub struct AttemptView {
     pub reason: Option<String>,
 }
 
+/// A case as its customer sees it. Named `TrackedCase` in the OpenAPI document, as
+/// the staff's `CaseView` (troth_core::case) has that name there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = TrackedCase)]
 pub struct CaseView {
     /// The case's reference, as the customer quotes it.
     pub reference: String,

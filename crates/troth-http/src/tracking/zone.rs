@@ -151,6 +151,23 @@ impl Zone {
         self.at(t).map(|z| z.date().to_string()).unwrap_or_default()
     }
 
+    /// The instant a local date and time (`2026-12-01T14:00`, as a `datetime-local`
+    /// input sends it) names here; a time a clock change skips reads as the hour after.
+    pub fn local_datetime(&self, text: &str) -> Option<Timestamp> {
+        // A date alone would parse as its midnight: a time must be given.
+        let (date, time) = text.trim().split_once(['T', 't', ' '])?;
+        let civil: jiff::civil::DateTime = format!("{date}T{time}").parse().ok()?;
+        let zoned = civil.to_zoned_datetime(self.tz.clone()).ok()?;
+        Some(Timestamp(zoned.timestamp().as_microsecond()))
+    }
+
+    /// `t` as a `datetime-local` input's value here, to the minute: `2026-12-01T14:00`.
+    pub fn local_input(&self, t: Timestamp) -> String {
+        self.at(t)
+            .map(|z| z.strftime("%Y-%m-%dT%H:%M").to_string())
+            .unwrap_or_default()
+    }
+
     /// The instant a local day (`YYYY-MM-DD`) reaches `hour` o'clock here. An hour
     /// a clock change skips is read as the hour after it, as clocks do.
     pub fn local(&self, date: &str, hour: i8) -> Option<Timestamp> {
@@ -185,6 +202,22 @@ mod tests {
         assert_eq!(Zone::choose(Some("Nowhere/Town"), &shop).name(), "Europe/Berlin");
         assert_eq!(Zone::choose(Some("Europe/London"), &shop).name(), "Europe/London");
         assert_eq!(Zone::choose(None, &shop).name(), "Europe/Berlin");
+    }
+
+    #[test]
+    fn a_local_date_and_time_as_forms_send_it() {
+        let paris = Zone::named("Europe/Paris").unwrap();
+        let t = paris.local_datetime("2026-12-01T14:00").unwrap();
+        assert_eq!(t.to_string(), "2026-12-01T13:00:00.000000Z");
+        assert_eq!(paris.local_input(t), "2026-12-01T14:00");
+        // Summer time: two hours ahead of UTC.
+        assert_eq!(
+            paris.local_datetime("2026-07-01T14:30").unwrap().to_string(),
+            "2026-07-01T12:30:00.000000Z"
+        );
+        for bad in ["", "tomorrow", "2026-12-01", "2026-13-01T14:00"] {
+            assert!(paris.local_datetime(bad).is_none(), "{bad}");
+        }
     }
 
     /// British Summer Time ends on Sunday 25 October 2026 at 01:00 UTC: the same

@@ -4,6 +4,11 @@
 //! use), then cases, promises, shipments with the customer's own tracking page,
 //! what they said, and the timeline in words with routine events folded away.
 //! `/ui/customers?q=` finds a customer by email, phone, order, shipment or name.
+//!
+//! An agent acts from the same page: a resolve form on each open case, and forms to
+//! add a note, promise a callback and make a goodwill gesture. They post to
+//! `/ui/customers/{id}/actions` ([`crate::actions`], as the API does) and come back
+//! here, which then shows what was done; a refusal is said in words above them.
 
 use std::fmt::Write;
 
@@ -20,15 +25,56 @@ use crate::{ApiError, AppState};
 
 type PageResult = Result<Option<String>, ApiError>;
 
+/// What the page shows besides the story.
+#[derive(Debug, Default)]
+pub struct Shown<'a> {
+    /// Routine events in the timeline too.
+    pub noise: bool,
+    /// The action just done (`note`, `callback`, `resolve`, `goodwill`).
+    pub done: Option<&'a str>,
+    /// An action refused: said in words, its form filled as it was sent.
+    pub refused: Option<&'a Refused>,
+}
+
+/// An action the page's form sent and troth refused.
+#[derive(Debug)]
+pub struct Refused {
+    pub action: String,
+    pub message: String,
+    /// The form's fields as sent.
+    pub values: Vec<(String, String)>,
+}
+
+impl Refused {
+    /// What the refused form had in `field`, when `action`'s form is the one refused.
+    fn value(&self, action: &str, field: &str) -> Option<&str> {
+        (self.action == action)
+            .then(|| self.values.iter().find(|(name, _)| name == field))
+            .flatten()
+            .map(|(_, value)| value.as_str())
+    }
+}
+
 pub async fn customer<S: Store>(
     state: &AppState<S>,
     reader: Option<&crate::auth::Reader>,
     key: &str,
-    noise: bool,
+    shown: &Shown<'_>,
 ) -> PageResult {
+    let noise = shown.noise;
     let options = StoryOptions { noise, channel: None };
-    let Some(story) = crate::story::read(state, key, &options, Timestamp::now()).await? else {
+    let now = Timestamp::now();
+    let Some(story) = crate::story::read(state, key, &options, now).await? else {
         return Ok(None);
+    };
+    // Forms only for those who may act; each form carries its own Idempotency-Key,
+    // so a double click stores one event.
+    let acting = match reader {
+        Some(reader) if may_act(state, reader) => Some(Acting {
+            action: format!("/ui/customers/{}/actions", url_segment(&story.customer.id)),
+            refused: shown.refused,
+        }),
+        _ => None,
     };
     crate::audit::record(state, reader, &story.customer.id, "page").await?;
     let zone = &state.tracking.config.timezone;
@@ -50,8 +96,31 @@ pub async fn customer<S: Store>(
         .unwrap_or_else(|| story.customer.id.clone());
     let mut body = String::new();
     body.push_str(&search_form(""));
+    if let Some(refused) = shown.refused {
+        // On a phone the form can be screens below: a link leads back to it.
+        let form = match refused.action.as_str() {
+            "resolve" => Some("cases"),
+            "note" | "callback" | "goodwill" => Some(refused.action.as_str()),
+            _ => None,
+        };
+        let _ = write!(
+            body,
+            r#"<p class="error" role="alert">{}{}</p>"#,
+            esc(&refused.message),
+            form.map(|f| format!(r##" <a href="#{f}">Back to the form</a>"##))
+                .unwrap_or_default()
+        );
+    } else if let Some(done) = shown.done.and_then(done_words) {
+        let _ = write!(body, r#"<p class="done" role="status">{}</p>"#, esc(done));
+    }
     summary(&mut body, &story, zone);
-    cases(&mut body, &story.cases, zone);
+    cases(&mut body, &story.cases, zone, acting.as_ref())?;
+    match &acting {
+        Some(acting) => act(&mut body, &story, zone, acting, now)?,
+        None => body.push_str(
+            r#"<p class="muted">Signed in with a key that may only read: sign in with an agent key to act for this customer.</p>"#,
+        ),
+    }
     promises(&mut body, &story, zone);
     shipments(&mut body, &story, zone);
     feedback(&mut body, &story, zone);
@@ -196,12 +265,12 @@ fn clock_cell(zone: &Zone, label: &str, sla: &SlaClock) -> String {
     )
 }
 
-fn cases(body: &mut String, cases: &[CaseView], zone: &Zone) {
+fn cases(body: &mut String, cases: &[CaseView], zone: &Zone, acting: Option<&Acting<'_>>) -> Result<(), ApiError> {
     if cases.is_empty() {
-        return;
+        return Ok(());
     }
     body.push_str(
-        r#"<h2>Cases</h2><table class="stack"><tr><th>case</th><th>about</th><th>with</th><th>first response</th><th>resolution</th><th>effort</th></tr>"#,
+        r#"<h2>Cases</h2><table class="stack" id="cases"><tr><th>case</th><th>about</th><th>with</th><th>first response</th><th>resolution</th><th>effort</th><th>outcome</th></tr>"#,
     );
     for case in cases {
         let effort = &case.effort;
@@ -231,9 +300,15 @@ fn cases(body: &mut String, cases: &[CaseView], zone: &Zone) {
             Some(false) => r#"<br><span class="bad">not resolved on the first contact</span>"#,
             None => "",
         };
+        let outcome = match (&case.resolution, acting) {
+            (Some(resolution), _) => format!(r#"<span class="good">resolved: {}</span>"#, esc(&words(resolution))),
+            (None, Some(acting)) => resolve_form(case, acting)?,
+            (None, None) => r#"<span class="muted">open</span>"#.to_owned(),
+        };
         let _ = write!(
             body,
-            r#"<tr><td data-label="case"><strong>{}</strong><br><span class="muted">opened {}</span></td><td data-label="about">{}{}</td><td data-label="with">{}{}</td>{}{}<td data-label="effort">{}{verdict}</td></tr>"#,
+            r#"<tr data-case="{}"><td data-label="case"><strong>{}</strong><br><span class="muted">opened {}</span></td><td data-label="about">{}{}</td><td data-label="with">{}{}</td>{}{}<td data-label="effort">{}{verdict}</td><td data-label="outcome">{outcome}</td></tr>"#,
+            esc(&case.id),
             esc(&case.id),
             esc(&clock(zone, &case.opened_at)),
             esc(&case.category.replace('_', " ")),
@@ -256,6 +331,173 @@ fn cases(body: &mut String, cases: &[CaseView], zone: &Zone) {
         );
     }
     body.push_str("</table>");
+    Ok(())
+}
+
+/// Where the page's forms post, and the form refused last, if one was.
+struct Acting<'a> {
+    action: String,
+    refused: Option<&'a Refused>,
+}
+
+/// Whether `reader` may act for customers: the master key, an open server, or a key
+/// with the agent scope (admin includes it), as `POST …/actions` requires.
+pub fn may_act<S: Store>(state: &AppState<S>, reader: &crate::auth::Reader) -> bool {
+    match reader.id.as_str() {
+        "master" | "open" => true,
+        uid => state
+            .store
+            .api_key(uid)
+            .is_some_and(|key| key.allows(troth_store::Scope::Agent)),
+    }
+}
+
+fn done_words(action: &str) -> Option<&'static str> {
+    Some(match action {
+        "note" => "Note added.",
+        "callback" => "Callback promised: it is followed as a promise.",
+        "resolve" => "Case resolved.",
+        "goodwill" => "Goodwill gesture recorded.",
+        _ => return None,
+    })
+}
+
+fn words(code: &str) -> String {
+    code.replace('_', " ")
+}
+
+/// The hidden fields every action form carries: which action, and a fresh
+/// Idempotency-Key.
+fn hidden(action: &str) -> Result<String, ApiError> {
+    Ok(format!(
+        r#"<input type="hidden" name="action" value="{action}"><input type="hidden" name="key" value="{}">"#,
+        crate::tracking::random_hex::<12>()?
+    ))
+}
+
+fn resolve_form(case: &CaseView, acting: &Acting<'_>) -> Result<String, ApiError> {
+    let chosen = acting
+        .refused
+        .filter(|r| r.value("resolve", "case") == Some(case.id.as_str()))
+        .and_then(|r| r.value("resolve", "resolution"));
+    let mut options = String::from(r#"<option value="">resolution…</option>"#);
+    for (code, label) in troth_core::case::RESOLUTION_CODES {
+        let _ = write!(
+            options,
+            r#"<option value="{code}"{}>{}</option>"#,
+            if chosen == Some(code) { " selected" } else { "" },
+            esc(label)
+        );
+    }
+    Ok(format!(
+        r#"<form class="resolve" method="post" action="{}">{}<input type="hidden" name="case" value="{}"><select name="resolution" required aria-label="Resolution of case {}">{options}</select><button type="submit">Resolve</button></form>"#,
+        esc(&acting.action),
+        hidden("resolve")?,
+        esc(&case.id),
+        esc(&case.id),
+    ))
+}
+
+/// A select of the customer's cases, open ones first; `chosen`, else the first open
+/// one. `optional`: "no case" may be chosen.
+fn case_select(cases: &[CaseView], chosen: Option<&str>, optional: bool) -> String {
+    let chosen = chosen.or_else(|| cases.iter().find(|c| c.state == "open").map(|c| c.id.as_str()));
+    let mut out = String::from(if optional {
+        r#"<label>About<select name="case"><option value="">no case</option>"#
+    } else {
+        r#"<label>About<select name="case" required>"#
+    });
+    for case in cases {
+        let _ = write!(
+            out,
+            r#"<option value="{}"{}>case {} · {}{}</option>"#,
+            esc(&case.id),
+            if chosen == Some(case.id.as_str()) {
+                " selected"
+            } else {
+                ""
+            },
+            esc(&case.id),
+            esc(&words(&case.category)),
+            if case.state == "open" { " (open)" } else { "" }
+        );
+    }
+    out.push_str("</select></label>");
+    out
+}
+
+/// The forms of what an agent does beyond resolving: a note, a callback, a goodwill
+/// gesture. A refused form comes back as it was sent.
+fn act(body: &mut String, story: &Story, zone: &Zone, acting: &Acting<'_>, now: Timestamp) -> Result<(), ApiError> {
+    let value = |action: &str, field: &str| {
+        acting
+            .refused
+            .and_then(|r| r.value(action, field))
+            .map(esc)
+            .unwrap_or_default()
+    };
+    let chosen_case = |action: &str| acting.refused.and_then(|r| r.value(action, "case"));
+    const HOUR_US: i64 = 3_600_000_000;
+    // By default, a callback on the hour at least two hours from now.
+    let suggested = Timestamp((now.micros() + 3 * HOUR_US - 1) / HOUR_US * HOUR_US);
+    let due = match acting.refused.and_then(|r| r.value("callback", "due")) {
+        Some(typed) => esc(typed),
+        None => zone.local_input(suggested),
+    };
+    let currency = match acting.refused.and_then(|r| r.value("goodwill", "currency")) {
+        Some(typed) => esc(typed),
+        None => esc(story.currency.as_deref().unwrap_or("")),
+    };
+    let kind = acting
+        .refused
+        .and_then(|r| r.value("goodwill", "kind"))
+        .unwrap_or("voucher");
+    let kinds: String = [
+        ("voucher", "Voucher"),
+        ("refund", "Refund"),
+        ("points", "Loyalty points"),
+    ]
+    .iter()
+    .map(|(k, label)| {
+        format!(
+            r#"<option value="{k}"{}>{label}</option>"#,
+            if *k == kind { " selected" } else { "" }
+        )
+    })
+    .collect();
+    let _ = write!(
+        body,
+        r#"<h2 id="act">Act</h2><div class="acts">
+<form class="act" id="note" method="post" action="{action}"><h3>Add a note</h3>{note_hidden}<label>Note<textarea name="text" rows="3" maxlength="{max_note}" required>{text}</textarea></label>{note_case}<button type="submit">Add note</button></form>
+{callback}
+<form class="act" id="goodwill" method="post" action="{action}"><h3>Goodwill gesture</h3>{goodwill_hidden}<label>Gesture<select name="kind">{kinds}</select></label><div class="row"><label>Amount<input name="amount" inputmode="decimal" placeholder="20.00" value="{amount}"></label><label>Currency<input name="currency" maxlength="3" placeholder="EUR" value="{currency}"></label></div><label>Points (for loyalty points)<input name="points" inputmode="numeric" value="{points}"></label><label>Reason<input name="reason" maxlength="{max_reason}" required value="{reason}"></label>{goodwill_case}<button type="submit">Give</button></form>
+</div>"#,
+        action = esc(&acting.action),
+        note_hidden = hidden("note")?,
+        max_note = crate::actions::MAX_NOTE_CHARS,
+        text = value("note", "text"),
+        note_case = case_select(&story.cases, chosen_case("note"), true),
+        callback = if story.cases.is_empty() {
+            // Its promise is followed on a case, which `callback.made` names too.
+            r#"<div class="act" id="callback"><h3>Promise a callback</h3><p class="muted">A callback is promised on a case, and this customer has none.</p></div>"#.to_owned()
+        } else {
+            format!(
+                r#"<form class="act" id="callback" method="post" action="{action}"><h3>Promise a callback</h3>{hidden}<label>When ({zone_name})<input type="datetime-local" name="due" value="{due}" min="{min}" required></label>{case}<button type="submit">Promise callback</button></form>"#,
+                action = esc(&acting.action),
+                hidden = hidden("callback")?,
+                zone_name = esc(zone.name()),
+                min = zone.local_input(now),
+                case = case_select(&story.cases, chosen_case("callback"), false),
+            )
+        },
+        goodwill_hidden = hidden("goodwill")?,
+        amount = value("goodwill", "amount"),
+        points = value("goodwill", "points"),
+        max_reason = crate::actions::MAX_REASON_CHARS,
+        reason = value("goodwill", "reason"),
+        goodwill_case = case_select(&story.cases, chosen_case("goodwill"), true),
+    );
+    Ok(())
 }
 
 fn promises(body: &mut String, story: &Story, zone: &Zone) {

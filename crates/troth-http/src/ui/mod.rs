@@ -8,7 +8,8 @@
 //! - `/ui/customers?q=` — find a customer by email, phone, order, shipment or name;
 //! - `/ui/customers/{id}` — the agent's one screen for a customer: open cases and
 //!   their clocks, promises, orders, shipments with their tracking page, what they
-//!   said, and the timeline in words;
+//!   said, and the timeline in words; its forms post to `/ui/customers/{id}/actions`
+//!   (a note, a callback, a case resolved, a goodwill gesture), for agent keys;
 //! - `/ui/shipments/{id}` — one shipment: its real stages, window, driver and trail;
 //! - `/ui/journeys/{key}` — the journey: its weakest links, the heat map of stages ×
 //!   touchpoints coloured by the weakest-link judgement with week-over-week changes,
@@ -63,11 +64,19 @@ pub fn routes<S: Store + Clone>(state: AppState<S>) -> Router<AppState<S>> {
         .route("/ui/deliveries", get(deliveries::<S>))
         .route("/ui/cases", get(cases::<S>))
         .route_layer(axum::middleware::from_fn_with_state(
-            (state, Scope::Read),
+            (state.clone(), Scope::Read),
+            crate::auth::require_page::<S>,
+        ));
+    // What an agent does from a customer's page needs what the API's actions need.
+    let acting = Router::new()
+        .route("/ui/customers/{id}/actions", axum::routing::post(customer_action::<S>))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (state, Scope::Agent),
             crate::auth::require_page::<S>,
         ));
     Router::new()
         .merge(pages)
+        .merge(acting)
         .route("/docs", get(|| async { Html(pages::api_docs()) }))
         .route("/login", get(login_form).post(login::<S>))
         .route("/logout", axum::routing::post(logout::<S>))
@@ -101,7 +110,171 @@ async fn customer<S: Store>(
     Params(params): Params,
 ) -> Response {
     let noise = params.iter().any(|(name, value)| name == "noise" && value == "true");
-    render(customer::customer(&state, reader.as_deref(), &id, noise).await)
+    let done = params.iter().find(|(name, _)| name == "done").map(|(_, v)| v.as_str());
+    let shown = customer::Shown {
+        noise,
+        done,
+        refused: None,
+    };
+    render(customer::customer(&state, reader.as_deref(), &id, &shown).await)
+}
+
+/// A form of the customer's page: the action through [`crate::actions::perform`],
+/// then back to the page once it shows it (303); a refusal shows the page again with
+/// the reason in words and the form as it was sent.
+async fn customer_action<S: Store>(
+    State(state): State<AppState<S>>,
+    reader: Option<axum::Extension<crate::auth::Reader>>,
+    Segment(id): Segment,
+    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Some(axum::Extension(reader)) = reader else {
+        return render(Err(crate::ApiError::new(crate::Code::Internal, "no reader")));
+    };
+    let values = form.map(|Form(values)| values).unwrap_or_default();
+    let field = |name: &str| {
+        values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .unwrap_or("")
+    };
+    let action = field("action").to_owned();
+    let now = troth_core::Timestamp::now();
+    let done = match action_body(&state, &values, now) {
+        Ok(body) => {
+            let key = Some(field("key")).filter(|k| !k.is_empty());
+            crate::actions::perform(&state, &reader, &id, &body, key, now).await
+        }
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(done) => {
+            // The page it goes back to shows what was just done.
+            let _ = state.store.wait_projected(done.answer.position, state.read_wait).await;
+            Redirect::to(&format!(
+                "/ui/customers/{}?done={}",
+                html::url_segment(&id),
+                html::url_segment(&action)
+            ))
+            .into_response()
+        }
+        Err(e) if e.code == crate::Code::NotFound => render(Ok(None)),
+        Err(e) => {
+            let status = e.code.describe().1;
+            let refused = customer::Refused {
+                message: refusal_words(&action, &e),
+                action,
+                values,
+            };
+            let shown = customer::Shown {
+                refused: Some(&refused),
+                ..Default::default()
+            };
+            match customer::customer(&state, Some(&reader), &id, &shown).await {
+                Ok(Some(page)) => (status, Html(page)).into_response(),
+                other => render(other),
+            }
+        }
+    }
+}
+
+/// The action's body as the API takes it, from the form: the callback's time read
+/// in the retailer's zone, an amount typed in major units, the fields of the
+/// gesture's kind only.
+fn action_body<S>(
+    state: &AppState<S>,
+    values: &[(String, String)],
+    now: troth_core::Timestamp,
+) -> Result<serde_json::Value, crate::ApiError> {
+    use serde_json::{Value, json};
+    let field = |name: &str| {
+        values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let invalid = |name: &str, message: &str| crate::ApiError::field(crate::Code::InvalidAction, name, message);
+    let action = field("action").unwrap_or("");
+    let mut body = json!({"action": action});
+    if let Some(case) = field("case") {
+        body["case"] = json!(case);
+    }
+    let mut copy = |name: &str| {
+        if let Some(value) = field(name) {
+            body[name] = json!(value);
+        }
+    };
+    match action {
+        "note" => copy("text"),
+        "resolve" => copy("resolution"),
+        "callback" => {
+            if let Some(typed) = field("due") {
+                let zone = &state.tracking.config.timezone;
+                let due = zone
+                    .local_datetime(typed)
+                    .ok_or_else(|| invalid("due", "must be a date and a time"))?;
+                if due <= now {
+                    return Err(invalid("due", "must be in the future"));
+                }
+                body["due"] = json!(due.to_string());
+            }
+        }
+        "goodwill" => {
+            copy("kind");
+            copy("reason");
+            match field("kind") {
+                Some("points") => {
+                    if let Some(points) = field("points") {
+                        let points: u64 = points
+                            .parse()
+                            .map_err(|_| invalid("points", "must be a whole number of points"))?;
+                        body["points"] = json!(points);
+                    }
+                }
+                _ => {
+                    let currency = field("currency").map(str::to_ascii_uppercase);
+                    if let Some(currency) = &currency {
+                        body["currency"] = json!(currency);
+                    }
+                    if let Some(amount) = field("amount") {
+                        let minor = troth_core::money::parse_major(amount, currency.as_deref().unwrap_or(""))
+                            .ok_or_else(|| invalid("amount", "must be an amount such as 20.00"))?;
+                        body["amount"] = Value::from(minor);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(body)
+}
+
+/// A refusal as the agent reads it: the form's field by its label, then why
+/// ("The amount is required when kind is voucher.").
+fn refusal_words(action: &str, e: &crate::ApiError) -> String {
+    let detail = e.detail.trim_end_matches('.');
+    let label = match (action, e.field.as_deref()) {
+        ("note", Some("text")) => "The note",
+        (_, Some("due")) => "The callback's time",
+        (_, Some("case")) => "The case",
+        (_, Some("resolution")) => "The resolution",
+        (_, Some("kind")) => "The gesture",
+        (_, Some("amount")) => "The amount",
+        (_, Some("currency")) => "The currency",
+        (_, Some("points")) => "The points",
+        (_, Some("reason")) => "The reason",
+        _ => "",
+    };
+    if !label.is_empty() && (detail.starts_with("is ") || detail.starts_with("must ")) {
+        return format!("{label} {detail}.");
+    }
+    let mut chars = detail.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => "The action was refused.".to_owned(),
+    }
 }
 
 /// Customers found by what an agent typed; straight to the customer when only one is.

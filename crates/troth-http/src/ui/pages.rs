@@ -291,7 +291,7 @@ const AREAS: &[(&str, &str, &str)] = &[
     (
         "customers",
         "Customers",
-        "A customer by any of their identities, with what they did.",
+        "A customer by any of their identities, with what they did; and what an agent does for them (a note, a callback, a case resolved, a goodwill gesture).",
     ),
     (
         "journeys",
