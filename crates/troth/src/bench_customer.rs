@@ -88,20 +88,6 @@ pub fn customer(args: CustomerArgs) -> anyhow::Result<()> {
     let app = troth_http::AppState::new(store.clone(), None);
     let options = troth_http::story::StoryOptions::default();
     let now = troth_core::Timestamp::now();
-    let mut story_ms = Vec::with_capacity(picks.len());
-    runtime.block_on(async {
-        for cid in &picks {
-            let key = format!("cus_{cid}");
-            let started = Instant::now();
-            let story = troth_http::story::read(&app, &key, &options, now)
-                .await
-                .map_err(|e| anyhow::anyhow!("reading {key}'s story: {}", e.detail))?;
-            story_ms.push(started.elapsed().as_secs_f64() * 1e3);
-            anyhow::ensure!(story.is_some(), "{key} has no story");
-        }
-        anyhow::Ok(())
-    })?;
-
     // The reference: the customer's newest events by the customer index, as the story reads them.
     let conn =
         rusqlite::Connection::open_with_flags(dir.join("projections.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
@@ -110,21 +96,40 @@ pub fn customer(args: CustomerArgs) -> anyhow::Result<()> {
         "ATTACH DATABASE ?1 AS log",
         [log.to_str().context("the scratch path is not UTF-8")?],
     )?;
+    let mut plain = conn.prepare(
+        "SELECT e.seq, e.received_us, e.body FROM event_customers c JOIN events e ON e.seq = c.seq
+          WHERE c.cid = ?1 ORDER BY c.seq DESC LIMIT 1000",
+    )?;
+    let mut plain_read = |cid: u64| -> anyhow::Result<f64> {
+        let started = Instant::now();
+        let rows: Vec<(i64, i64, String)> = plain
+            .query_map([cid as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        std::hint::black_box(rows);
+        Ok(started.elapsed().as_secs_f64() * 1e3)
+    };
+    let mut story_ms = Vec::with_capacity(picks.len());
     let mut plain_ms = Vec::with_capacity(picks.len());
-    {
-        let mut stmt = conn.prepare(
-            "SELECT e.seq, e.received_us, e.body FROM event_customers c JOIN events e ON e.seq = c.seq
-              WHERE c.cid = ?1 ORDER BY c.seq DESC LIMIT 1000",
-        )?;
-        for cid in &picks {
+    runtime.block_on(async {
+        for (i, cid) in picks.iter().enumerate() {
+            // Each customer is read both ways, first one way then the other in turn,
+            // so that neither read always finds the other's pages in the cache.
+            if i % 2 == 1 {
+                plain_ms.push(plain_read(*cid)?);
+            }
+            let key = format!("cus_{cid}");
             let started = Instant::now();
-            let rows: Vec<(i64, i64, String)> = stmt
-                .query_map([*cid as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<_, _>>()?;
-            std::hint::black_box(rows);
-            plain_ms.push(started.elapsed().as_secs_f64() * 1e3);
+            let story = troth_http::story::read(&app, &key, &options, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading {key}'s story: {}", e.detail))?;
+            story_ms.push(started.elapsed().as_secs_f64() * 1e3);
+            anyhow::ensure!(story.is_some(), "{key} has no story");
+            if i % 2 == 0 {
+                plain_ms.push(plain_read(*cid)?);
+            }
         }
-    }
+        anyhow::Ok(())
+    })?;
     let report = Report {
         customers,
         events,

@@ -132,13 +132,18 @@ impl ReadAhead {
 fn read(conn: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<LogItem>> {
     let mut scan =
         conn.prepare_cached("SELECT seq, received_us, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-    let mut rows = scan.query(params![after, limit as i64])?;
-    let mut items = Vec::with_capacity(limit);
-    while let Some(row) = rows.next()? {
-        let body: String = row.get(2)?;
-        let event = troth_core::validate_event(&body)
-            .map_err(|rejection| format!("{}: {}", rejection.error.field, rejection.error.message));
-        items.push((row.get(0)?, Timestamp(row.get(1)?), event));
-    }
-    Ok(items)
+    // Read, then validate: the read transaction ends with the rows, so the log's
+    // WAL is not held open while events are validated (the log writer starts it
+    // over only when no reader is in it).
+    let rows: Vec<(i64, i64, String)> = scan
+        .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, received, body)| {
+            let event = troth_core::validate_event(&body)
+                .map_err(|rejection| format!("{}: {}", rejection.error.field, rejection.error.message));
+            (seq, Timestamp(received), event)
+        })
+        .collect())
 }
