@@ -44,14 +44,10 @@ pub struct ErasureView {
 
 impl From<Erasure> for ErasureView {
     fn from(e: Erasure) -> ErasureView {
-        let state = serde_json::to_value(e.state)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
         ErasureView {
             id: e.id,
             customer: e.customer,
-            state,
+            state: e.state.as_str().to_owned(),
             requested_at: e.requested_at,
             requested_by: e.requested_by,
             completed_at: e.completed_at,

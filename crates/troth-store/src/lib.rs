@@ -255,6 +255,16 @@ pub enum ErasureState {
     Failed,
 }
 
+impl ErasureState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErasureState::Running => "running",
+            ErasureState::Done => "done",
+            ErasureState::Failed => "failed",
+        }
+    }
+}
+
 /// An erasure of a customer's personal data (docs/privacy.md), recorded without
 /// it: troth's id of the customer, who asked, when, and what was changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
