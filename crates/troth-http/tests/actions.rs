@@ -437,32 +437,7 @@ mod page {
 
     pub const HOST: &str = "troth.example";
 
-    pub struct Answer {
-        pub status: StatusCode,
-        pub location: Option<String>,
-        pub cookie: Option<String>,
-        pub body: String,
-    }
-
-    pub async fn send(api: &TestApi, request: Request<Body>) -> Answer {
-        use tower::ServiceExt;
-        let response = api.router.clone().oneshot(request).await.unwrap();
-        let header = |name| {
-            response
-                .headers()
-                .get(name)
-                .map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned())
-        };
-        let (location, cookie) = (header(header::LOCATION), header(header::SET_COOKIE));
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-        Answer {
-            status,
-            location,
-            cookie,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
-    }
+    pub use crate::common::answer as send;
 
     /// A form post from troth's own page (`Origin` this host), in `session`.
     pub fn form(path: &str, fields: &[(&str, &str)], session: Option<&str>) -> Request<Body> {

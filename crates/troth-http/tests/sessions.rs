@@ -7,35 +7,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::{MASTER, TestApi};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 const HOST: &str = "troth.example";
-
-struct Answer {
-    status: StatusCode,
-    location: Option<String>,
-    cookie: Option<String>,
-    body: String,
-}
-
-async fn send(api: &TestApi, request: Request<Body>) -> Answer {
-    let response = api.router.clone().oneshot(request).await.unwrap();
-    let header = |name| {
-        response
-            .headers()
-            .get(name)
-            .map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned())
-    };
-    let (location, cookie) = (header(header::LOCATION), header(header::SET_COOKIE));
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    Answer {
-        status,
-        location,
-        cookie,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
-}
 
 fn form(path: &str, body: &str, cookie: Option<&str>, https: bool) -> Request<Body> {
     let mut request = Request::post(path)
@@ -68,15 +41,15 @@ fn session_of(set_cookie: &str) -> String {
 async fn a_session_starts_with_a_valid_key_and_ends_at_sign_out() {
     let api = TestApi::new(None);
     // A wrong key: no session, the form again with why.
-    let wrong = send(&api, form("/login", "key=guess", None, false)).await;
+    let wrong = common::answer(&api, form("/login", "key=guess", None, false)).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.cookie.is_none());
     assert!(wrong.body.contains("That key is not valid."), "{}", wrong.body);
     // Without a session, pages send to the sign-in.
-    let before = send(&api, page("/ui/carriers", "troth_session=made-up")).await;
+    let before = common::answer(&api, page("/ui/carriers", "troth_session=made-up")).await;
     assert_eq!(before.location.as_deref(), Some("/login"));
 
-    let signed = send(&api, form("/login", &format!("key={MASTER}"), None, true)).await;
+    let signed = common::answer(&api, form("/login", &format!("key={MASTER}"), None, true)).await;
     assert_eq!(signed.status, StatusCode::SEE_OTHER);
     let set_cookie = signed.cookie.unwrap();
     assert!(
@@ -87,14 +60,14 @@ async fn a_session_starts_with_a_valid_key_and_ends_at_sign_out() {
         assert!(set_cookie.contains(attribute), "{attribute} in {set_cookie}");
     }
     let session = session_of(&set_cookie);
-    let inside = send(&api, page("/ui/carriers", &session)).await;
+    let inside = common::answer(&api, page("/ui/carriers", &session)).await;
     assert_eq!(inside.status, StatusCode::OK);
     assert!(
         inside.body.contains(r#"action="/logout""#),
         "the page offers to sign out"
     );
 
-    let out = send(&api, form("/logout", "", Some(&session), false)).await;
+    let out = common::answer(&api, form("/logout", "", Some(&session), false)).await;
     assert_eq!(out.location.as_deref(), Some("/login"));
     assert!(out.cookie.unwrap().contains("Max-Age=0"));
     assert_eq!(out_of_http(&api, &session).await, "/login", "signed out");
@@ -102,7 +75,7 @@ async fn a_session_starts_with_a_valid_key_and_ends_at_sign_out() {
 
 /// The page the session leads to, or "" when it sends to the sign-in.
 async fn out_of_http(api: &TestApi, session: &str) -> String {
-    let answer = send(api, page("/ui/carriers", session)).await;
+    let answer = common::answer(api, page("/ui/carriers", session)).await;
     answer.location.unwrap_or_default()
 }
 
@@ -110,15 +83,18 @@ async fn out_of_http(api: &TestApi, session: &str) -> String {
 async fn a_keys_sessions_end_when_it_is_revoked_and_an_ingest_key_cannot_sign_in() {
     let api = TestApi::new(None);
     let (_, ingest) = new_key(&api, json!(["ingest"])).await;
-    let refused = send(&api, form("/login", &format!("key={ingest}"), None, false)).await;
+    let refused = common::answer(&api, form("/login", &format!("key={ingest}"), None, false)).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert!(refused.body.contains("may not read"), "{}", refused.body);
 
     let (uid, reader) = new_key(&api, json!(["read"])).await;
-    let signed = send(&api, form("/login", &format!("key={reader}"), None, false)).await;
+    let signed = common::answer(&api, form("/login", &format!("key={reader}"), None, false)).await;
     let session = session_of(&signed.cookie.unwrap());
     assert!(!signed.location.unwrap().is_empty());
-    assert_eq!(send(&api, page("/ui/carriers", &session)).await.status, StatusCode::OK);
+    assert_eq!(
+        common::answer(&api, page("/ui/carriers", &session)).await.status,
+        StatusCode::OK
+    );
     let (status, _) = api.call("DELETE", &format!("/api/v1/keys/{uid}"), Value::Null).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(out_of_http(&api, &session).await, "/login", "revoked with its key");
@@ -151,17 +127,19 @@ async fn an_ingest_key_cannot_read_tracking_data() {
             .unwrap()
     };
     assert_eq!(
-        send(&api, post(&ingest, "/api/v1/events", created)).await.status,
+        common::answer(&api, post(&ingest, "/api/v1/events", created))
+            .await
+            .status,
         StatusCode::OK
     );
     let link = "/api/v1/shipments/s-1/tracking-link";
-    let refused = send(&api, post(&ingest, link, json!({}))).await;
+    let refused = common::answer(&api, post(&ingest, link, json!({}))).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    let issued = send(&api, post(&reader, link, json!({}))).await;
+    let issued = common::answer(&api, post(&reader, link, json!({}))).await;
     assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
     let read_events = Request::get("/api/v1/events?subject=shipment:s-1")
         .header(header::AUTHORIZATION, format!("Bearer {ingest}"))
         .body(Body::empty())
         .unwrap();
-    assert_eq!(send(&api, read_events).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(common::answer(&api, read_events).await.status, StatusCode::FORBIDDEN);
 }

@@ -153,3 +153,31 @@ impl TestApi {
         answer["results"].as_array().unwrap().clone()
     }
 }
+
+/// A response as a browser sees it: status, redirect, cookie set, body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub cookie: Option<String>,
+    pub body: String,
+}
+
+/// Sends a request through the router and keeps what a browser would look at.
+pub async fn answer(api: &TestApi, request: Request<Body>) -> Answer {
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned())
+    };
+    let (location, cookie) = (header(header::LOCATION), header(header::SET_COOKIE));
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    Answer {
+        status,
+        location,
+        cookie,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
