@@ -28,6 +28,8 @@ pub struct ValidEvent {
     pub subject: Option<String>,
     /// The journey touchpoint, when the sender named it.
     pub touchpoint: Option<String>,
+    /// The channel it happened on, when the sender named it.
+    pub channel: Option<Channel>,
     pub customer: CustomerRef,
     pub data: EventData,
     /// The event's JSON text as it will be stored and served back.
@@ -115,7 +117,7 @@ fn read_envelope(object: &Map<String, Value>) -> Result<ValidEvent, FieldError> 
     let event_type: String = field(object, &root, "type")?;
     let time: Timestamp = field(object, &root, "time")?;
     let _source: Option<String> = field(object, &root, "source")?;
-    let _channel: Option<Channel> = field(object, &root, "channel")?;
+    let channel: Option<Channel> = field(object, &root, "channel")?;
     let touchpoint: Option<String> = field(object, &root, "touchpoint")?;
     let subject: Option<Subject> = field(object, &root, "subject")?;
     let customer: Option<CustomerRef> = field(object, &root, "customer")?;
@@ -169,6 +171,7 @@ fn read_envelope(object: &Map<String, Value>) -> Result<ValidEvent, FieldError> 
         time,
         subject: subject.map(|s| s.0),
         touchpoint,
+        channel,
         customer,
         data,
         raw: String::new(),

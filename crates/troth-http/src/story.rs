@@ -5,13 +5,14 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::{Deserialize, Serialize};
-use troth_core::case::CaseView;
-use troth_core::catalogue::EventData;
-use troth_core::shipment::Shipment;
+use serde::Serialize;
+use std::collections::HashMap;
+
+use troth_core::case::{CaseView, Cases, views};
+use troth_core::catalogue::{EventData, ShipmentCreated};
 use troth_core::story::{Feedback, Line, Value, describe, summarise};
 use troth_core::{Timestamp, ValidEvent};
-use troth_store::{EventQuery, IdentityView, PromiseQuery, PromiseView, Store};
+use troth_store::{IdentityView, PromiseView, ShipmentRecord, Store, StoryRecords};
 
 use crate::AppState;
 use crate::error::{ApiError, Code};
@@ -96,12 +97,6 @@ pub struct TimelineEntry {
     pub line: Line,
 }
 
-/// The part of an event the timeline needs beyond the validated event.
-#[derive(Deserialize)]
-struct Channel {
-    channel: Option<String>,
-}
-
 /// A customer's whole story
 ///
 /// Who they are and what they are worth, their cases with the service-level clocks,
@@ -158,72 +153,45 @@ pub async fn read<S: Store>(
     options: &StoryOptions,
     now: Timestamp,
 ) -> Result<Option<Story>, ApiError> {
-    let Some(profile) = state.store.customer(key.to_owned()).await? else {
+    let Some(records) = state.store.story(key.to_owned(), STORY_EVENTS, STORY_SHIPMENTS).await? else {
         return Ok(None);
     };
-    let page = state
-        .store
-        .events(EventQuery {
-            customer: Some(profile.id.clone()),
-            newest_first: true,
-            limit: STORY_EVENTS,
-            ..Default::default()
-        })
-        .await?;
-    let truncated = page.events.len() == STORY_EVENTS;
-    // Oldest first, as they happened.
-    let events: Vec<(i64, ValidEvent, Option<String>)> = page
-        .events
-        .iter()
-        .rev()
-        .filter_map(|stored| {
-            let event = troth_core::validate_event(&stored.raw).ok()?;
-            let channel = serde_json::from_str::<Channel>(&stored.raw)
-                .ok()
-                .and_then(|c| c.channel);
-            Some((stored.seq, event, channel))
-        })
-        .collect();
+    let StoryRecords {
+        profile,
+        events,
+        truncated,
+        case_events,
+        mut promises,
+        shipments,
+    } = records;
     let zone = state.tracking.config.timezone.tz();
-    let summary = summarise(events.iter().map(|(_, e, c)| (e, c.as_deref())), zone);
+    let summary = summarise(events.iter().map(|(_, e)| (e, e.channel.map(|c| c.as_str()))), zone);
 
-    let mut cases = crate::cases::case_views(&state.store, &state.service, None, Some(profile.id.clone()), now).await?;
+    let mut cases = Cases::default();
+    for event in &case_events {
+        cases.apply(event, Some(&profile.id));
+    }
+    let mut cases = views(&cases.into_vec(), &state.service, now);
     crate::cases::sort_for_agents(&mut cases);
-    // Their orders' and shipments' promises too: a carrier's window names no customer.
-    let mut subjects: Vec<String> = events
-        .iter()
-        .filter_map(|(_, e, _)| e.subject.clone())
-        .filter(|s| s.starts_with("order:") || s.starts_with("shipment:"))
-        .collect();
-    subjects.sort();
-    subjects.dedup();
-    let mut promises = state
-        .store
-        .promises(PromiseQuery {
-            customer: Some(profile.id.clone()),
-            subjects,
-            limit: 500,
-            ..Default::default()
-        })
-        .await?
-        .promises;
     promises.reverse();
-    let shipments = shipments(&state.store, &events).await?;
+    let shipments = shipment_views(&events, shipments);
 
     // By when it happened: troth's own records (promise changes) reach the log after
     // the events that caused them, carrying their cause's time.
-    let mut by_time: Vec<&(i64, ValidEvent, Option<String>)> = events.iter().collect();
-    by_time.sort_by_key(|e| std::cmp::Reverse((e.1.time, e.0)));
+    let mut by_time: Vec<&(i64, ValidEvent)> = events.iter().collect();
+    by_time.sort_by_key(|(seq, e)| std::cmp::Reverse((e.time, *seq)));
     let timeline = by_time
         .into_iter()
-        .filter(|(_, _, channel)| options.channel.is_none() || channel == &options.channel)
-        .filter_map(|(seq, event, channel)| {
+        .filter(|(_, event)| {
+            options.channel.is_none() || event.channel.map(|c| c.as_str()) == options.channel.as_deref()
+        })
+        .filter_map(|(seq, event)| {
             let line = describe(event, zone);
             (options.noise || !line.noise).then(|| TimelineEntry {
                 time: event.time.to_string(),
                 position: *seq,
                 event_type: event.event_type.clone(),
-                channel: channel.clone(),
+                channel: event.channel.map(|c| c.as_str().to_owned()),
                 subject: event.subject.clone(),
                 line,
             })
@@ -259,49 +227,32 @@ pub async fn read<S: Store>(
 }
 
 /// The customer's shipments (those `shipment.created` named for them), newest first,
-/// each with its stage from all of its own events and the customer's tracking link.
-async fn shipments<S: Store>(
-    store: &S,
-    events: &[(i64, ValidEvent, Option<String>)],
-) -> Result<Vec<StoryShipment>, ApiError> {
-    let created: Vec<_> = events
+/// each with its stage as projected and the customer's tracking link.
+fn shipment_views(events: &[(i64, ValidEvent)], records: Vec<ShipmentRecord>) -> Vec<StoryShipment> {
+    let created: HashMap<&str, &ShipmentCreated> = events
         .iter()
-        .rev()
-        .filter_map(|(_, e, _)| match &e.data {
-            EventData::ShipmentCreated(s) => Some(s.clone()),
+        .filter_map(|(_, e)| match &e.data {
+            EventData::ShipmentCreated(s) => Some((s.shipment.as_str(), s)),
             _ => None,
         })
-        .take(STORY_SHIPMENTS)
         .collect();
-    let mut shipments = Vec::with_capacity(created.len());
-    for created in created {
-        let page = store
-            .events(EventQuery {
-                subject: Some(format!("shipment:{}", created.shipment)),
-                limit: crate::read::MAX_LIMIT,
-                ..Default::default()
+    records
+        .into_iter()
+        .filter_map(|record| {
+            let created = created.get(record.id.as_str())?;
+            let stage = record.shipment.stage();
+            let window = record.shipment.window();
+            Some(StoryShipment {
+                stage: stage.as_ref().map(|s| s.stage.as_str().to_owned()),
+                stage_label: stage.as_ref().map(|s| s.stage.label().to_owned()),
+                stage_at: stage.as_ref().map(|s| s.at.to_string()),
+                window_start: window.map(|(start, _)| start.to_string()),
+                window_end: window.map(|(_, end)| end.to_string()),
+                tracking_url: record.link.map(|l| format!("/t/{}", l.token)),
+                order: created.order.clone(),
+                carrier: created.carrier.clone(),
+                id: record.id,
             })
-            .await?;
-        let mut shipment = Shipment::default();
-        for stored in &page.events {
-            if let Ok(event) = troth_core::validate_event(&stored.raw) {
-                shipment.apply(&event);
-            }
-        }
-        let stage = shipment.stage();
-        let window = shipment.window();
-        let link = store.issued_link(created.shipment.clone()).await?;
-        shipments.push(StoryShipment {
-            stage: stage.as_ref().map(|s| s.stage.as_str().to_owned()),
-            stage_label: stage.as_ref().map(|s| s.stage.label().to_owned()),
-            stage_at: stage.as_ref().map(|s| s.at.to_string()),
-            window_start: window.map(|(start, _)| start.to_string()),
-            window_end: window.map(|(_, end)| end.to_string()),
-            tracking_url: link.map(|l| format!("/t/{}", l.token)),
-            id: created.shipment,
-            order: created.order,
-            carrier: created.carrier,
-        });
-    }
-    Ok(shipments)
+        })
+        .collect()
 }

@@ -192,3 +192,62 @@ async fn an_agent_finds_the_customer_by_phone_order_shipment_or_name() {
         .await;
     assert!(noisy.contains("Viewed /tyres"));
 }
+
+#[tokio::test]
+async fn a_customer_with_more_events_than_a_story_reads_keeps_every_case_and_their_first_day() {
+    let api = TestApi::new(Some(retail_map()));
+    api.ingest(story_events()).await;
+    let story_of_ann = || async {
+        let (status, story) = api
+            .call("GET", "/api/v1/customers/email:ann@example.org/story", Value::Null)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{story}");
+        story
+    };
+    let before = story_of_ann().await;
+    assert_eq!(before["timeline_truncated"], false);
+
+    // More page views than the story reads, all after the case was opened.
+    let views: Vec<usize> = (0..troth_http::story::STORY_EVENTS).collect();
+    for chunk in views.chunks(250) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|i| {
+                json!({"id": format!("v{i}"), "type": "page.viewed", "time": "2026-11-24T10:00:00Z",
+                       "channel": "web", "customer": {"email": "ann@example.org"}, "data": {"page": format!("/p{i}")}})
+            })
+            .collect();
+        for item in api.ingest(Value::Array(batch)).await {
+            assert_eq!(item["status"], "accepted", "{item}");
+        }
+    }
+    let after = story_of_ann().await;
+    assert_eq!(after["timeline_truncated"], true);
+    // The case and its promises were made by events the story no longer reads.
+    let ids = |story: &Value, part: &str| -> Vec<String> {
+        story[part]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| format!("{} {}", c["id"], c["state"]))
+            .collect()
+    };
+    assert_eq!(ids(&after, "cases"), ids(&before, "cases"));
+    assert_eq!(after["customer"]["open_cases"], 1);
+    let made_by_ann: Vec<String> = before["promises"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["subject"] == "case:k-1")
+        .map(|p| p["id"].to_string())
+        .collect();
+    assert!(!made_by_ann.is_empty(), "{}", before["promises"]);
+    for id in &made_by_ann {
+        assert!(
+            ids(&after, "promises").iter().any(|p| p.starts_with(id.as_str())),
+            "{id}"
+        );
+    }
+    assert_eq!(after["customer"]["first_seen"], before["customer"]["first_seen"]);
+    assert_eq!(after["customer"]["last_seen"], "2026-11-24T10:00:00.000000Z");
+}

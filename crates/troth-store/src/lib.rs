@@ -233,6 +233,33 @@ pub struct CustomerProfile {
     pub merged_from: Vec<String>,
 }
 
+/// What a customer's story (`GET /api/v1/customers/{id}/story`) is told from: read
+/// in one go, at one point of the log.
+#[derive(Debug, Clone)]
+pub struct StoryRecords {
+    pub profile: CustomerProfile,
+    /// Their newest events, oldest first, each with its position.
+    pub events: Vec<(i64, ValidEvent)>,
+    /// They have more events than were read: the oldest are not in `events`.
+    pub truncated: bool,
+    /// Every event of their cases (see `troth_core::case::EVENT_TYPES`), in log
+    /// order, also those older than `events` reaches.
+    pub case_events: Vec<ValidEvent>,
+    /// Promises made by their events, and those about the orders and shipments in
+    /// `events` (a carrier's window names no customer), by due time.
+    pub promises: Vec<PromiseView>,
+    /// The shipments created for them in `events`, newest first.
+    pub shipments: Vec<ShipmentRecord>,
+}
+
+/// A shipment as projected, with the tracking link the customer was sent.
+#[derive(Debug, Clone)]
+pub struct ShipmentRecord {
+    pub id: String,
+    pub shipment: troth_core::shipment::Shipment,
+    pub link: Option<TrackingLink>,
+}
+
 /// A customer's data as one archive (`GET /api/v1/customers/{id}/export`): every
 /// event they are in as it was sent (oldest first), every projection row about
 /// them by table, every message troth sent or will send them, and every read of
@@ -583,6 +610,15 @@ pub trait Store: Send + Sync + 'static {
     /// Looks a customer up by the sender's id, by an identity key (`email:…`), or by
     /// troth's own id (`cus_…`). A merged customer answers with the survivor.
     fn customer(&self, key: String) -> impl Future<Output = Result<Option<CustomerProfile>, StoreError>> + Send;
+
+    /// What the story of the customer `key` names is told from: their newest
+    /// `events` events and at most `shipments` shipments. `None` for an unknown key.
+    fn story(
+        &self,
+        key: String,
+        events: usize,
+        shipments: usize,
+    ) -> impl Future<Output = Result<Option<StoryRecords>, StoreError>> + Send;
 
     /// Customers a search box's text may mean (email, phone, id, order, shipment, name).
     fn search_customers(

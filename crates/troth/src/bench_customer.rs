@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use serde::Serialize;
+use troth_store::Store;
 use troth_store::sqlite::SqliteStore;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -24,6 +25,11 @@ pub struct CustomerArgs {
     /// End with one line of JSON for scripts.
     #[arg(long)]
     pub json: bool,
+    /// Keep the simulated store in this directory, and read it again on the next
+    /// run instead of simulating and importing anew (`--customers` and `--days` are
+    /// then those it was made with).
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,36 +44,22 @@ struct Report {
 
 pub fn customer(args: CustomerArgs) -> anyhow::Result<()> {
     let work = tempfile::tempdir().context("creating a scratch directory")?;
-    let mut world = troth_sim::World::from_toml(crate::simulate::DEFAULT_WORLD)?;
-    world.customers = args.customers;
-    world.days = args.days;
-    println!(
-        "bench customer: {} customers over {} days, {} stories read",
-        args.customers, args.days, args.reads
-    );
-    let file = work.path().join("events.ndjson");
-    {
-        let mut out = BufWriter::new(std::fs::File::create(&file)?);
-        troth_sim::simulate(&world, &mut |line| {
-            out.write_all(line.as_bytes())?;
-            out.write_all(b"\n")
-        })?;
-        out.flush()?;
-    }
-    let dir = work.path().join("store");
+    let dir = args.store.clone().unwrap_or_else(|| work.path().join("store"));
     let journey = crate::config::load_journey(None)?;
+    let reuse = dir.join("troth.db").exists();
     let store = SqliteStore::open_with_journey(&dir, Some(&journey))?;
-    let started = Instant::now();
-    let summary = crate::import::into_store(
-        &store,
-        BufReader::with_capacity(1 << 20, std::fs::File::open(&file)?),
-        &mut |_| {},
-    )?;
-    store.settle_blocking(&mut |_, _| {})?;
-    let _ = std::fs::remove_file(&file);
-    let events = summary.accepted + summary.duplicate;
-    println!("loaded {events} events in {:.1} s", started.elapsed().as_secs_f64());
-
+    let events = if reuse {
+        store.settle_blocking(&mut |_, _| {})?;
+        let events = store.progress().log.max(0) as u64;
+        println!(
+            "bench customer: the store in {} ({events} events), {} stories read",
+            dir.display(),
+            args.reads
+        );
+        events
+    } else {
+        load(&store, &args, work.path())?
+    };
     let customers = {
         let conn = rusqlite::Connection::open(dir.join("projections.db"))?;
         let n: i64 = conn.query_row("SELECT max(cid) FROM customers", [], |r| r.get(0))?;
@@ -150,6 +142,37 @@ pub fn customer(args: CustomerArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
+}
+
+/// Simulates the retailer's customers and imports their events into `store`.
+fn load(store: &SqliteStore, args: &CustomerArgs, scratch: &std::path::Path) -> anyhow::Result<u64> {
+    let mut world = troth_sim::World::from_toml(crate::simulate::DEFAULT_WORLD)?;
+    world.customers = args.customers;
+    world.days = args.days;
+    println!(
+        "bench customer: {} customers over {} days, {} stories read",
+        args.customers, args.days, args.reads
+    );
+    let file = scratch.join("events.ndjson");
+    {
+        let mut out = BufWriter::new(std::fs::File::create(&file)?);
+        troth_sim::simulate(&world, &mut |line| {
+            out.write_all(line.as_bytes())?;
+            out.write_all(b"\n")
+        })?;
+        out.flush()?;
+    }
+    let started = Instant::now();
+    let summary = crate::import::into_store(
+        store,
+        BufReader::with_capacity(1 << 20, std::fs::File::open(&file)?),
+        &mut |_| {},
+    )?;
+    store.settle_blocking(&mut |_, _| {})?;
+    let _ = std::fs::remove_file(&file);
+    let events = summary.accepted + summary.duplicate;
+    println!("loaded {events} events in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(events)
 }
 
 fn percentile(values: &mut [f64], q: f64) -> f64 {

@@ -23,6 +23,7 @@ mod schema;
 mod scorecards;
 mod segment;
 mod shipments;
+mod story;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -653,6 +654,15 @@ impl Store for SqliteStore {
 
     async fn customer(&self, key: String) -> Result<Option<CustomerProfile>, StoreError> {
         self.read(move |conn| read::customer(conn, &key)).await
+    }
+
+    async fn story(
+        &self,
+        key: String,
+        events: usize,
+        shipments: usize,
+    ) -> Result<Option<crate::StoryRecords>, StoreError> {
+        self.read(move |conn| story::story(conn, &key, events, shipments)).await
     }
 
     async fn search_customers(&self, text: String, limit: usize) -> Result<Vec<crate::CustomerMatch>, StoreError> {

@@ -253,7 +253,7 @@ pub(super) fn customer_set(conn: &Connection, key: &str) -> Result<Option<Vec<Cu
     Ok(Some(set))
 }
 
-fn merged_into(conn: &Connection, survivor: CustomerId) -> Result<Vec<CustomerId>, StoreError> {
+pub(super) fn merged_into(conn: &Connection, survivor: CustomerId) -> Result<Vec<CustomerId>, StoreError> {
     let mut stmt = conn.prepare_cached("SELECT cid FROM customers WHERE merged_into = ?1 ORDER BY cid")?;
     let merged = stmt
         .query_map([survivor.0], |r| r.get(0).map(CustomerId))?
@@ -266,6 +266,59 @@ pub fn customer(conn: &Connection, key: &str) -> Result<Option<CustomerProfile>,
         return Ok(None);
     };
     let merged = merged_into(conn, survivor)?;
+    let counts = event_counts(conn, survivor, &merged)?;
+    Ok(Some(profile(conn, survivor, merged, counts)?))
+}
+
+/// How many events of each type a customer is in, and the first and last one's time (µs).
+#[derive(Debug, Default)]
+pub(super) struct EventCounts {
+    pub by_type: BTreeMap<String, u64>,
+    pub first_us: Option<i64>,
+    pub last_us: Option<i64>,
+}
+
+impl EventCounts {
+    pub fn add(&mut self, event_type: &str, n: u64, first_us: i64, last_us: i64) {
+        *self.by_type.entry(event_type.to_owned()).or_default() += n;
+        self.first_us = Some(self.first_us.map_or(first_us, |f| f.min(first_us)));
+        self.last_us = Some(self.last_us.map_or(last_us, |l| l.max(last_us)));
+    }
+}
+
+/// Counts every event of the customer and of those merged into them.
+pub(super) fn event_counts(
+    conn: &Connection,
+    survivor: CustomerId,
+    merged: &[CustomerId],
+) -> Result<EventCounts, StoreError> {
+    let mut all = vec![survivor.0];
+    all.extend(merged.iter().map(|c| c.0));
+    let marks = vec!["?"; all.len()].join(",");
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT e.type, count(*), min(e.time_us), max(e.time_us) FROM event_customers c JOIN events e ON e.seq = c.seq
+          WHERE c.cid IN ({marks}) GROUP BY e.type"
+    ))?;
+    let mut counts = EventCounts::default();
+    let mut rows = stmt.query(rusqlite::params_from_iter(all))?;
+    while let Some(row) = rows.next()? {
+        counts.add(
+            &row.get::<_, String>(0)?,
+            row.get::<_, i64>(1)? as u64,
+            row.get(2)?,
+            row.get(3)?,
+        );
+    }
+    Ok(counts)
+}
+
+/// The surviving customer's identities and traits, with their events counted.
+pub(super) fn profile(
+    conn: &Connection,
+    survivor: CustomerId,
+    merged: Vec<CustomerId>,
+    counts: EventCounts,
+) -> Result<CustomerProfile, StoreError> {
     let identities = conn
         .prepare_cached("SELECT key FROM identities WHERE cid = ?1 ORDER BY key")?
         .query_map([survivor.0], |r| r.get::<_, String>(0))?
@@ -291,33 +344,17 @@ pub fn customer(conn: &Connection, key: &str) -> Result<Option<CustomerProfile>,
         .optional()?
         .flatten();
     let traits = traits.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-
-    let mut all = vec![survivor.0];
-    all.extend(merged.iter().map(|c| c.0));
-    let marks = vec!["?"; all.len()].join(",");
-    let mut counts = conn.prepare_cached(&format!(
-        "SELECT e.type, count(*), min(e.time_us), max(e.time_us) FROM event_customers c JOIN events e ON e.seq = c.seq
-          WHERE c.cid IN ({marks}) GROUP BY e.type"
-    ))?;
-    let mut event_counts = BTreeMap::new();
-    let (mut first, mut last) = (i64::MAX, i64::MIN);
-    let mut rows = counts.query(rusqlite::params_from_iter(all))?;
-    while let Some(row) = rows.next()? {
-        event_counts.insert(row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64);
-        first = first.min(row.get(2)?);
-        last = last.max(row.get(3)?);
-    }
-    let seen = |t: i64| (!event_counts.is_empty()).then(|| Timestamp(t).to_string());
-    Ok(Some(CustomerProfile {
+    let seen = |t: Option<i64>| t.map(|t| Timestamp(t).to_string());
+    Ok(CustomerProfile {
         id: survivor.to_string(),
         identities,
         traits,
-        first_seen: seen(first),
-        last_seen: seen(last),
-        events: event_counts.values().sum(),
-        event_counts,
+        first_seen: seen(counts.first_us),
+        last_seen: seen(counts.last_us),
+        events: counts.by_type.values().sum(),
+        event_counts: counts.by_type,
         merged_from: merged.iter().map(|c| c.to_string()).collect(),
-    }))
+    })
 }
 
 pub fn overview(conn: &Connection, pending: &Mutex<Aggregates>) -> Result<Overview, StoreError> {
@@ -466,7 +503,7 @@ pub fn on_the_road(conn: &Connection) -> Result<Vec<RoadShipment>, StoreError> {
     Ok(out)
 }
 
-fn promise_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, PromiseView)> {
+pub(super) fn promise_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, PromiseView)> {
     let time = |us: Option<i64>| us.map(|us| Timestamp(us).to_string());
     let customer: Option<String> = r.get(9)?;
     Ok((

@@ -240,17 +240,23 @@ pub fn issue_link(conn: &Connection, staged: &mut Staged, shipment: &str, now: T
 
 /// The link of a shipment, with its expiry as the projection says.
 pub fn link(conn: &Connection, shipment: &str) -> Result<Option<TrackingLink>, StoreError> {
-    let token: Option<String> = conn
-        .prepare_cached("SELECT token FROM main.tracking_links WHERE shipment = ?1")?
-        .query_row([shipment], |r| r.get(0))
-        .optional()?;
-    let Some(token) = token else { return Ok(None) };
+    let Some(token) = token(conn, shipment)? else {
+        return Ok(None);
+    };
     let expires_at = get(conn, shipment)?.and_then(|(s, _)| s.link_expires_at());
     Ok(Some(TrackingLink {
         token,
         shipment: shipment.to_owned(),
         expires_at,
     }))
+}
+
+/// The token of the shipment's link, if one was issued.
+pub fn token(conn: &Connection, shipment: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT token FROM main.tracking_links WHERE shipment = ?1")?
+        .query_row([shipment], |r| r.get(0))
+        .optional()?)
 }
 
 /// What a token opens. Looked up by the token's hash, so the lookup's timing

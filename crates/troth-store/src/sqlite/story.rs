@@ -1,0 +1,174 @@
+//! What a customer's story is told from, read on one connection in one read
+//! transaction: their newest events (validated once, and reused for the profile's
+//! counts, their cases and the promises they made), then their promises and their
+//! shipments by primary key. One trip off the async threads instead of one per part.
+
+use std::collections::BTreeSet;
+
+use rusqlite::Connection;
+use rusqlite::types::Value as SqlValue;
+use troth_core::ValidEvent;
+use troth_core::catalogue::EventData;
+use troth_core::identity::CustomerId;
+
+use super::read::{self, EventCounts};
+use super::shipments;
+use crate::{PromiseView, ShipmentRecord, StoreError, StoryRecords, TrackingLink};
+
+/// Promises a story lists at most.
+const PROMISES: usize = 500;
+
+pub fn story(
+    conn: &Connection,
+    key: &str,
+    limit: usize,
+    shipment_limit: usize,
+) -> Result<Option<StoryRecords>, StoreError> {
+    // Every part from the same point of the log, though the projections move on meanwhile.
+    let tx = conn.unchecked_transaction()?;
+    let Some(survivor) = read::find_customer(&tx, key)? else {
+        return Ok(None);
+    };
+    let merged = read::merged_into(&tx, survivor)?;
+    let mut cids = vec![survivor];
+    cids.extend(merged.iter().copied());
+
+    let (events, truncated) = newest_events(&tx, &cids, limit)?;
+    let (counts, case_events) = if truncated {
+        let counts = read::event_counts(&tx, survivor, &merged)?;
+        let cases = read::case_events(&tx, None, Some(&survivor.to_string()))?
+            .into_iter()
+            .filter_map(|c| troth_core::validate_event(&c.raw).ok())
+            .collect();
+        (counts, cases)
+    } else {
+        // Every event they are in was read: count and pick from those.
+        let mut counts = EventCounts::default();
+        for (_, event) in &events {
+            counts.add(&event.event_type, 1, event.time.micros(), event.time.micros());
+        }
+        let cases = events
+            .iter()
+            .filter(|(_, e)| troth_core::case::EVENT_TYPES.contains(&e.event_type.as_str()))
+            .map(|(_, e)| e.clone())
+            .collect();
+        (counts, cases)
+    };
+    let promises = promises(&tx, &cids, &events, truncated)?;
+    let shipments = events
+        .iter()
+        .rev()
+        .filter_map(|(_, e)| match &e.data {
+            EventData::ShipmentCreated(created) => Some(created.shipment.as_str()),
+            _ => None,
+        })
+        .take(shipment_limit)
+        .map(|id| shipment(&tx, id))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let profile = read::profile(&tx, survivor, merged, counts)?;
+    Ok(Some(StoryRecords {
+        profile,
+        events,
+        truncated,
+        case_events,
+        promises,
+        shipments,
+    }))
+}
+
+/// The customers' newest `limit` events, oldest first, and whether there are older ones.
+fn newest_events(
+    conn: &Connection,
+    cids: &[CustomerId],
+    limit: usize,
+) -> Result<(Vec<(i64, ValidEvent)>, bool), StoreError> {
+    let marks = vec!["?"; cids.len()].join(",");
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT e.seq, e.body FROM event_customers c JOIN events e ON e.seq = c.seq
+          WHERE c.cid IN ({marks}) ORDER BY c.seq DESC LIMIT ?"
+    ))?;
+    let mut args: Vec<SqlValue> = cids.iter().map(|c| SqlValue::Integer(c.0)).collect();
+    args.push(SqlValue::Integer(limit as i64 + 1));
+    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    let mut events = Vec::new();
+    let mut truncated = false;
+    while let Some(row) = rows.next()? {
+        if events.len() == limit {
+            truncated = true;
+            break;
+        }
+        let seq: i64 = row.get(0)?;
+        // The log holds only valid events; one written by an older version that
+        // this one would refuse is left out rather than failing the whole story.
+        if let Ok(event) = troth_core::validate_event(row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?) {
+            events.push((seq, event));
+        }
+    }
+    events.reverse();
+    Ok((events, truncated))
+}
+
+/// Promises their events made, and those about the orders and shipments they name.
+fn promises(
+    conn: &Connection,
+    cids: &[CustomerId],
+    events: &[(i64, ValidEvent)],
+    truncated: bool,
+) -> Result<Vec<PromiseView>, StoreError> {
+    let subjects: BTreeSet<&str> = events
+        .iter()
+        .filter_map(|(_, e)| e.subject.as_deref())
+        .filter(|s| s.starts_with("order:") || s.starts_with("shipment:"))
+        .collect();
+    let mut args: Vec<SqlValue> = Vec::new();
+    let made = if truncated {
+        // Some of the promises they were made are older than the events read.
+        args.extend(cids.iter().map(|c| SqlValue::Integer(c.0)));
+        format!(
+            "SELECT json_extract(e.body, '$.data.promise') FROM event_customers c JOIN events e ON e.seq = c.seq
+              WHERE c.cid IN ({}) AND +e.type = 'promise.made'",
+            vec!["?"; cids.len()].join(",")
+        )
+    } else {
+        let ids: BTreeSet<&str> = events
+            .iter()
+            .filter_map(|(_, e)| match &e.data {
+                EventData::PromiseMade(made) => Some(made.promise.as_str()),
+                _ => None,
+            })
+            .collect();
+        args.extend(ids.iter().map(|id| SqlValue::Text((*id).to_owned())));
+        vec!["?"; ids.len()].join(",")
+    };
+    let about = vec!["?"; subjects.len()].join(",");
+    args.extend(subjects.iter().map(|s| SqlValue::Text((*s).to_owned())));
+    args.push(SqlValue::Integer(PROMISES as i64));
+    let sql = format!(
+        "SELECT p.id, p.key, p.touchpoint, p.subject, p.state, p.made_at_us, p.start_us, p.due_us, p.settled_us, p.customer_ref
+           FROM promises p WHERE p.id IN ({made}) OR p.subject IN ({about}) ORDER BY p.due_us, p.id LIMIT ?"
+    );
+    // The statement's text varies with the counts: not worth a cache slot each.
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), read::promise_row)?;
+    Ok(rows.map(|r| r.map(|(_, p)| p)).collect::<Result<_, _>>()?)
+}
+
+/// The shipment as projected and its tracking link, if troth knows it.
+fn shipment(conn: &Connection, id: &str) -> Result<Option<ShipmentRecord>, StoreError> {
+    let Some((shipment, _)) = shipments::get(conn, id)? else {
+        return Ok(None);
+    };
+    let link = shipments::token(conn, id)?.map(|token| TrackingLink {
+        token,
+        shipment: id.to_owned(),
+        expires_at: shipment.link_expires_at(),
+    });
+    Ok(Some(ShipmentRecord {
+        id: id.to_owned(),
+        shipment,
+        link,
+    }))
+}
