@@ -31,6 +31,16 @@ pub const EVENT_TYPES: [&str; 7] = [
     "callback.made",
 ];
 
+/// Events that record what an agent did or decided for a customer (docs/service.md,
+/// "Agent actions"): a note, a goodwill gesture. They are the organisation's records,
+/// not moments the customer lives: the customer lives the contact they came from
+/// (the case's events, exposure of the contact centre's touchpoint) and what follows
+/// (`refund.issued`, `loyalty.earned`, a message), which count already. Counting a
+/// note as exposure would add a visit the customer never made (an agent writing up a
+/// call the next day), so these count at no touchpoint, and the map against the data
+/// knows them as troth's own records, not as moments the map misses (`flow.rs`).
+pub const AGENT_RECORDS: [&str; 2] = ["note.added", "goodwill.given"];
+
 /// A repeat contact counts against a resolution within this time after it: 7 days.
 pub const REPEAT_WINDOW_US: i64 = 7 * 86_400_000_000;
 
