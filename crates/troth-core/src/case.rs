@@ -10,14 +10,16 @@
 //! First-contact resolution (docs/service.md): a resolved case counts as resolved
 //! on the first contact when it was never transferred, never reopened, and the same
 //! customer opened no other case about the same order or in the same category
-//! within [`REPEAT_WINDOW_US`] of its resolution.
+//! within [`REPEAT_WINDOW_US`] of its resolution. It is grouped by team, agent,
+//! category, or the touchpoint the case is about ([`CaseTouchpoints`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
 use crate::calendar::Calendar;
 use crate::catalogue::EventData;
+use crate::journey::JourneyMap;
 use crate::{Timestamp, ValidEvent};
 
 /// The event types that tell a case's story.
@@ -31,8 +33,21 @@ pub const EVENT_TYPES: [&str; 7] = [
     "callback.made",
 ];
 
+/// Events that record what an agent did or decided for a customer (docs/service.md,
+/// "Agent actions"): a note, a goodwill gesture. They are the organisation's records,
+/// not moments the customer lives: the customer lives the contact they came from
+/// (the case's events, exposure of the contact centre's touchpoint) and what follows
+/// (`refund.issued`, `loyalty.earned`, a message), which count already. Counting a
+/// note as exposure would add a visit the customer never made (an agent writing up a
+/// call the next day), so these count at no touchpoint, and the map against the data
+/// knows them as troth's own records, not as moments the map misses (`flow.rs`).
+pub const AGENT_RECORDS: [&str; 2] = ["note.added", "goodwill.given"];
+
 /// A repeat contact counts against a resolution within this time after it: 7 days.
 pub const REPEAT_WINDOW_US: i64 = 7 * 86_400_000_000;
+
+/// The touchpoint of a case the journey map gives no touchpoint for.
+pub const UNATTRIBUTED: &str = "unattributed";
 
 const HOUR_US: i64 = 3_600_000_000;
 
@@ -155,6 +170,8 @@ pub struct Case {
     /// The agent who has it now, or resolved it.
     pub agent: Option<String>,
     pub order: Option<String>,
+    /// The touchpoint `case.opened` named in its envelope, if any (plays name theirs).
+    pub touchpoint: Option<String>,
     pub opened_at: Timestamp,
     /// The first thing done for the customer after opening: a hold on the call, a
     /// callback promised or made, or the resolution. A transfer passes the case on
@@ -200,6 +217,7 @@ impl Cases {
                 team: opened.team.clone(),
                 agent: opened.agent.clone(),
                 order: opened.order.clone(),
+                touchpoint: event.touchpoint.clone(),
                 opened_at: event.time,
                 first_response_at: None,
                 resolved_at: None,
@@ -423,14 +441,103 @@ fn repeat_contacts(case: &Case, same_customer: Option<&Vec<&Case>>) -> u32 {
         .count() as u32
 }
 
+/// Which touchpoint of a journey map each case is about: the moment of the journey
+/// that brought the customer to the contact centre, which is what a contact-centre
+/// lead asks of first-contact resolution per touchpoint ("are delivery complaints
+/// settled in one call?"). Grouping by the touchpoint where `case.opened` counts as
+/// exposure would put every case at the contact centre's own touchpoint.
+///
+/// A case's touchpoint is, the first that applies:
+/// 1. the touchpoint its `case.opened` names (the envelope's `touchpoint`), if the map
+///    has it: the sender knows best, and troth's plays name the touchpoint whose play
+///    opened the case (a lost parcel's case: `delivery`);
+/// 2. the touchpoint whose `case_categories` lists the case's category: the contact
+///    centre's own reason for the contact, which the map ties to a touchpoint;
+/// 3. for a case about an order, where the order stood when the case was opened: the
+///    touchpoint of the latest event about the order or one of its shipments, at or
+///    before the opening, that counts as exposure somewhere (of its touchpoints, the
+///    first in the map). The contact centre's own events ([`EVENT_TYPES`],
+///    [`AGENT_RECORDS`]) are left aside: an earlier case about the order is not where
+///    the order stood;
+/// 4. the contact itself: the first touchpoint that counts `case.opened` as exposure
+///    (the retail map's `complaint`);
+/// 5. else [`UNATTRIBUTED`].
+#[derive(Debug, Clone, Default)]
+pub struct CaseTouchpoints {
+    touchpoints: HashSet<String>,
+    by_category: HashMap<String, String>,
+    by_exposure: HashMap<String, String>,
+    contact: Option<String>,
+}
+
+impl CaseTouchpoints {
+    pub fn new(map: &JourneyMap) -> CaseTouchpoints {
+        let mut index = CaseTouchpoints::default();
+        for t in &map.touchpoints {
+            index.touchpoints.insert(t.key.clone());
+            for category in &t.case_categories {
+                index
+                    .by_category
+                    .entry(category.clone())
+                    .or_insert_with(|| t.key.clone());
+            }
+            for event_type in &t.exposure {
+                let contact_centre =
+                    EVENT_TYPES.contains(&event_type.as_str()) || AGENT_RECORDS.contains(&event_type.as_str());
+                if !contact_centre {
+                    index
+                        .by_exposure
+                        .entry(event_type.clone())
+                        .or_insert_with(|| t.key.clone());
+                }
+            }
+            if index.contact.is_none() && t.exposure.iter().any(|e| e == "case.opened") {
+                index.contact = Some(t.key.clone());
+            }
+        }
+        index
+    }
+
+    /// The touchpoint `case` is about. `order_events`: the time and type of each event
+    /// about the case's order (its own, `order:{id}`, and its shipments'), in log
+    /// order; those after the case was opened do not count. Ignored without an order.
+    pub fn of<'e>(&self, case: &Case, order_events: impl IntoIterator<Item = (Timestamp, &'e str)>) -> String {
+        if let Some(named) = case.touchpoint.as_ref().filter(|t| self.touchpoints.contains(*t)) {
+            return named.clone();
+        }
+        if let Some(touchpoint) = self.by_category.get(&case.category) {
+            return touchpoint.clone();
+        }
+        if case.order.is_some() {
+            let mut latest: Option<(Timestamp, &String)> = None;
+            for (time, event_type) in order_events {
+                let Some(touchpoint) = self.by_exposure.get(event_type) else {
+                    continue;
+                };
+                // Of events at the same instant, the later in the log.
+                if time <= case.opened_at && latest.is_none_or(|(at, _)| time >= at) {
+                    latest = Some((time, touchpoint));
+                }
+            }
+            if let Some((_, touchpoint)) = latest {
+                return touchpoint.clone();
+            }
+        }
+        self.contact.clone().unwrap_or_else(|| UNATTRIBUTED.to_owned())
+    }
+}
+
 /// How first-contact resolution is grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FcrBy {
+pub enum FcrBy<'a> {
     /// The team that had the case when it was resolved.
     Team,
     /// The agent who resolved it (`unassigned` when none was named).
     Agent,
     Category,
+    /// The touchpoint the case is about, by case id (from [`CaseTouchpoints::of`]);
+    /// a case missing from it counts as [`UNATTRIBUTED`].
+    Touchpoint(&'a HashMap<String, String>),
 }
 
 /// First-contact resolution of one group.
@@ -453,13 +560,14 @@ pub struct FcrRow {
 }
 
 /// First-contact resolution per group, worst rate first (groups without a resolved case last).
-pub fn first_contact_resolution(views: &[CaseView], by: FcrBy) -> Vec<FcrRow> {
+pub fn first_contact_resolution(views: &[CaseView], by: FcrBy<'_>) -> Vec<FcrRow> {
     let mut rows: BTreeMap<String, FcrRow> = BTreeMap::new();
     for view in views {
         let key = match by {
             FcrBy::Team => view.team.clone(),
             FcrBy::Agent => view.agent.clone().unwrap_or_else(|| "unassigned".into()),
             FcrBy::Category => view.category.clone(),
+            FcrBy::Touchpoint(of) => of.get(&view.id).cloned().unwrap_or_else(|| UNATTRIBUTED.into()),
         };
         let row = rows.entry(key.clone()).or_insert_with(|| FcrRow {
             key,
@@ -669,6 +777,190 @@ mod tests {
         assert_eq!(by_team[0].rate, Some(0.0));
         let support = by_team.iter().find(|r| r.key == "support").unwrap();
         assert_eq!((support.cases, support.resolved, support.first_contact), (4, 3, 2));
+    }
+
+    fn retail() -> JourneyMap {
+        crate::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap()
+    }
+
+    /// A `case.opened` naming `touchpoint` in its envelope.
+    fn opened_naming(id: &str, time: &str, category: &str, touchpoint: &str) -> ValidEvent {
+        let value = json!({"id": format!("{id}-open"), "type": "case.opened", "time": time,
+                           "subject": format!("case:{id}"), "touchpoint": touchpoint,
+                           "data": {"case": id, "category": category, "team": "support"}});
+        crate::validate_value(value, None).unwrap()
+    }
+
+    #[test]
+    fn a_case_belongs_to_the_touchpoint_it_is_about_by_hand() {
+        let t = |day: u32, hm: &str| format!("2026-11-{day:02}T{hm}:00Z");
+        let at = |day: u32, hm: &str| Timestamp::parse(&t(day, hm)).unwrap();
+        let resolved = |id: &str, case: &str, at: String| {
+            event(
+                id,
+                "case.resolved",
+                &at,
+                &format!("case:{case}"),
+                json!({"resolution": "explained"}),
+            )
+        };
+        let cases = fold(&[
+            // k-1 names its touchpoint: that wins over its category's (delivery).
+            (
+                opened_naming("k-1", &t(3, "07:00"), "late_delivery", "tracking_page"),
+                "cus_1",
+            ),
+            (resolved("r1", "k-1", t(3, "07:10")), "cus_1"),
+            // k-2 names a touchpoint the map does not have: its category's, delivery.
+            (opened_naming("k-2", &t(3, "08:00"), "lost_parcel", "nowhere"), "cus_2"),
+            (
+                event(
+                    "x2",
+                    "case.transferred",
+                    &t(3, "08:05"),
+                    "case:k-2",
+                    json!({"from_team": "support", "to_team": "delivery"}),
+                ),
+                "cus_2",
+            ),
+            (resolved("r2", "k-2", t(3, "08:30")), "cus_2"),
+            // k-3: a question (no category touchpoint) about o-3, where the order stood.
+            (
+                opened("k-3", &t(3, "07:00"), "question", "support", Some("o-3")),
+                "cus_3",
+            ),
+            (resolved("r3", "k-3", t(3, "07:20")), "cus_3"),
+            // k-4: a question about an order nothing else is known of: the contact itself.
+            (
+                opened("k-4", &t(3, "09:00"), "question", "support", Some("o-4")),
+                "cus_4",
+            ),
+            (resolved("r4", "k-4", t(3, "09:20")), "cus_4"),
+            // k-5: a question about no order, still open.
+            (opened("k-5", &t(3, "10:00"), "question", "support", None), "cus_5"),
+        ]);
+        // o-3's events in log order: placed, its shipment created, an earlier case about
+        // it (the contact centre's own: left aside), a position (no touchpoint's), then
+        // out for delivery after k-3 was opened (too late to count).
+        let o3 = [
+            (at(2, "09:00"), "order.placed"),
+            (at(2, "10:00"), "shipment.created"),
+            (at(2, "11:00"), "case.opened"),
+            (at(2, "12:00"), "courier.position"),
+            (at(3, "08:00"), "shipment.out_for_delivery"),
+        ];
+        let index = CaseTouchpoints::new(&retail());
+        let of: HashMap<String, String> = cases
+            .iter()
+            .map(|case| {
+                let events = if case.order.as_deref() == Some("o-3") {
+                    &o3[..]
+                } else {
+                    &[]
+                };
+                (case.id.clone(), index.of(case, events.iter().copied()))
+            })
+            .collect();
+        let expect = [
+            ("k-1", "tracking_page"),
+            ("k-2", "delivery"),
+            ("k-3", "delivery_window"),
+            ("k-4", "complaint"),
+            ("k-5", "complaint"),
+        ];
+        for (case, touchpoint) in expect {
+            assert_eq!(of[case], touchpoint, "{case}");
+        }
+        // Out for delivery before the opening: the delivery.
+        let k3 = cases.iter().find(|c| c.id == "k-3").unwrap();
+        let earlier = [
+            (at(2, "10:00"), "shipment.created"),
+            (at(3, "06:30"), "shipment.out_for_delivery"),
+        ];
+        assert_eq!(index.of(k3, earlier), "delivery");
+        // Two at the same instant: the later in the log.
+        let tied = [
+            (at(2, "10:00"), "shipment.created"),
+            (at(2, "10:00"), "tracking.viewed"),
+        ];
+        assert_eq!(index.of(k3, tied), "tracking_page");
+
+        let now = Timestamp::parse(&t(20, "12:00")).unwrap();
+        let views = views(&cases, &ServiceLevels::default(), now);
+        let rows: Vec<(String, u64, u64, u64, Option<f64>)> = first_contact_resolution(&views, FcrBy::Touchpoint(&of))
+            .into_iter()
+            .map(|r| (r.key, r.cases, r.resolved, r.first_contact, r.rate))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                // k-2 was transferred.
+                ("delivery".to_owned(), 1, 1, 0, Some(0.0)),
+                // k-4 resolved at once; k-5 open.
+                ("complaint".to_owned(), 2, 1, 1, Some(1.0)),
+                ("delivery_window".to_owned(), 1, 1, 1, Some(1.0)),
+                ("tracking_page".to_owned(), 1, 1, 1, Some(1.0)),
+            ]
+        );
+        // A case missing from the attribution is unattributed.
+        let rows = first_contact_resolution(&views, FcrBy::Touchpoint(&HashMap::new()));
+        assert_eq!((rows[0].key.as_str(), rows[0].cases), (UNATTRIBUTED, 5));
+    }
+
+    #[test]
+    fn a_map_where_no_touchpoint_is_the_contact_leaves_a_case_unattributed() {
+        let map = crate::journey::parse_journey(
+            r#"key = "m"
+name = "M"
+[[functions]]
+key = "ops"
+name = "Ops"
+[[touchpoints]]
+key = "deliver"
+name = "Deliver"
+stage = "smot"
+owners = ["ops"]
+exposure = ["shipment.delivered", "case.opened"]
+case_categories = ["damaged"]
+"#,
+        )
+        .unwrap();
+        let cases = fold(&[
+            (
+                opened("k-1", "2026-11-03T09:00:00Z", "damaged", "support", None),
+                "cus_1",
+            ),
+            (
+                opened("k-2", "2026-11-03T09:00:00Z", "question", "support", Some("o-2")),
+                "cus_1",
+            ),
+        ]);
+        let index = CaseTouchpoints::new(&map);
+        assert_eq!(index.of(&cases[0], []), "deliver", "by its category");
+        assert_eq!(
+            index.of(&cases[1], []),
+            "deliver",
+            "the touchpoint counting case.opened"
+        );
+        let map = crate::journey::parse_journey(
+            r#"key = "m"
+name = "M"
+[[functions]]
+key = "ops"
+name = "Ops"
+[[touchpoints]]
+key = "deliver"
+name = "Deliver"
+stage = "smot"
+owners = ["ops"]
+exposure = ["shipment.delivered"]
+"#,
+        )
+        .unwrap();
+        let index = CaseTouchpoints::new(&map);
+        assert_eq!(index.of(&cases[1], []), UNATTRIBUTED);
+        let delivered = Timestamp::parse("2026-11-02T09:00:00Z").unwrap();
+        assert_eq!(index.of(&cases[1], [(delivered, "shipment.delivered")]), "deliver");
     }
 
     #[test]

@@ -98,9 +98,16 @@ pub struct UnmappedType {
     pub catalogue: bool,
 }
 
-/// Event types troth writes itself: they follow from touchpoints, never stand for one.
-fn derived_by_troth(event_type: &str) -> bool {
-    event_type.starts_with("promise.") || event_type == "customer.merged"
+/// Event types troth writes itself: they follow from touchpoints, never stand for
+/// one. Its derived events (promise changes, merges), and the records of what agents
+/// did from its pages (notes, goodwill gestures: [`crate::case::AGENT_RECORDS`]),
+/// which the customer lives through the case they belong to, not as a moment of
+/// their own. A map may still list them as exposure; unlisted, they are not a moment
+/// the map misses.
+fn recorded_by_troth(event_type: &str) -> bool {
+    event_type.starts_with("promise.")
+        || event_type == "customer.merged"
+        || crate::case::AGENT_RECORDS.contains(&event_type)
 }
 
 /// Compares `map` with what happened: `visits` in any order; `exposures`, the
@@ -256,7 +263,7 @@ pub fn map_against_data(
         .iter()
         .filter(|(t, n)| {
             let counted = exposed_by.contains(t.as_str()) || (surveyed && t == "survey.answered");
-            *n > 0 && !counted && !derived_by_troth(t)
+            *n > 0 && !counted && !recorded_by_troth(t)
         })
         .map(|(t, n)| UnmappedType {
             event_type: t.clone(),
@@ -373,6 +380,8 @@ exposure = ["return.requested"]
             ("checkout.started".to_owned(), 5),
             ("courier.position".to_owned(), 900),
             ("promise.made".to_owned(), 40),
+            ("note.added".to_owned(), 12),
+            ("goodwill.given".to_owned(), 3),
             ("x.loyalty.scanned".to_owned(), 7),
             ("survey.answered".to_owned(), 2),
         ];
@@ -412,8 +421,9 @@ exposure = ["return.requested"]
             ]
         );
         assert_eq!(report.silent, ["returns"]);
-        // Positions and troth's own promise records are not customer moments; with
-        // no survey on the map, survey answers belong nowhere either.
+        // Positions are not customer moments, and are listed; troth's own records
+        // (promises, agents' notes and goodwill gestures) are not listed; with no
+        // survey on the map, survey answers belong nowhere either.
         let unmapped: Vec<(&str, u64, bool)> = report
             .unmapped
             .iter()

@@ -70,6 +70,9 @@ pub struct Touchpoint {
     /// Touchpoints a customer may go on to (the paths and alternatives).
     pub next: Vec<String>,
     pub surveys: Vec<String>,
+    /// Case categories about this touchpoint: a case in one of them counts here in
+    /// first-contact resolution per touchpoint ([`crate::case::CaseTouchpoints`]).
+    pub case_categories: Vec<String>,
     /// The kinds of entity accountable here (`carrier`, `team`, `store`, …; see
     /// [`crate::culprit::KINDS`]); empty: every kind the events name.
     pub accountable: Vec<String>,
@@ -335,6 +338,8 @@ struct RawTouchpoint {
     next: Vec<Spanned<String>>,
     #[serde(default)]
     surveys: Vec<String>,
+    #[serde(default)]
+    case_categories: Vec<Spanned<String>>,
     #[serde(default)]
     accountable: Vec<Spanned<String>>,
     #[serde(default)]
@@ -667,6 +672,8 @@ impl Checker<'_> {
 
         let mut seen_touchpoints = HashSet::new();
         let mut seen_promises = HashSet::new();
+        // Each case category leads to one touchpoint.
+        let mut category_at: HashMap<String, String> = HashMap::new();
         let mut touchpoints = Vec::new();
         for (i, t) in raw.touchpoints.iter().enumerate() {
             let at = format!("touchpoints[{i}]");
@@ -708,6 +715,23 @@ impl Checker<'_> {
             }
             for (j, event_type) in t.exposure.iter().enumerate() {
                 self.event_type(event_type, format!("{at}.exposure[{j}]"));
+            }
+            for (j, category) in t.case_categories.iter().enumerate() {
+                let field = format!("{at}.case_categories[{j}]");
+                if category.get_ref().is_empty() {
+                    self.error(category, field, "a case category must not be empty");
+                } else if let Some(other) = category_at.get(category.get_ref()) {
+                    self.error(
+                        category,
+                        field,
+                        format!(
+                            "case category {:?} is already listed at touchpoint {other:?}: a category leads to one touchpoint",
+                            category.get_ref()
+                        ),
+                    );
+                } else {
+                    category_at.insert(category.get_ref().clone(), t.key.get_ref().clone());
+                }
             }
             for (j, kind) in t.accountable.iter().enumerate() {
                 if !crate::culprit::KINDS.contains(&kind.get_ref().as_str()) {
@@ -758,6 +782,7 @@ impl Checker<'_> {
                 exposure: t.exposure.iter().map(|e| e.get_ref().clone()).collect(),
                 next: t.next.iter().map(|n| n.get_ref().clone()).collect(),
                 surveys: t.surveys.clone(),
+                case_categories: t.case_categories.iter().map(|c| c.get_ref().clone()).collect(),
                 accountable: t.accountable.iter().map(|k| k.get_ref().clone()).collect(),
                 promises,
                 plays,
@@ -1305,6 +1330,29 @@ owners = ["logistics"]
                 r#"16: touchpoints[1].key: duplicate touchpoint key "window""#,
             ],
         );
+    }
+
+    #[test]
+    fn a_case_category_leads_to_one_touchpoint() {
+        let t = |key: &str, categories: &str| {
+            format!(
+                "[[touchpoints]]\nkey = \"{key}\"\nname = \"{key}\"\nstage = \"smot\"\nowners = [\"logistics\"]\ncase_categories = [{categories}]\n"
+            )
+        };
+        let text = format!(
+            "{HEAD}{}{}",
+            t("delivery", r#""lost_parcel", "damaged""#),
+            t("returns", r#""return", "damaged", """#)
+        );
+        check(
+            &text,
+            &[
+                r#"17: touchpoints[1].case_categories[1]: case category "damaged" is already listed at touchpoint "delivery": a category leads to one touchpoint"#,
+                "17: touchpoints[1].case_categories[2]: a case category must not be empty",
+            ],
+        );
+        let map = parse_journey(&format!("{HEAD}{}", t("delivery", r#""lost_parcel""#))).unwrap();
+        assert_eq!(map.touchpoints[0].case_categories, ["lost_parcel"]);
     }
 
     #[test]

@@ -164,7 +164,9 @@ pub fn promise_key(promise_id: &str) -> &str {
 
 /// The `case.opened` event an `open_case` action records: a deterministic id (so a
 /// duplicate of the triggering event cannot open a second case), the triggering
-/// event's time and customer, and its order when the event is about one.
+/// event's time and customer, its order when the event is about one, and the play's
+/// touchpoint, which the case is about (first-contact resolution per touchpoint,
+/// [`crate::case::CaseTouchpoints`]).
 pub fn case_event(planned: &Planned, event: &ValidEvent, customer: Option<&Value>) -> Option<Value> {
     let PlannedAction::OpenCase { team, category } = &planned.action else {
         return None;
@@ -181,6 +183,7 @@ pub fn case_event(planned: &Planned, event: &ValidEvent, customer: Option<&Value
         "time": event.time.to_string(),
         "source": "troth",
         "subject": format!("case:{case}"),
+        "touchpoint": planned.touchpoint,
         "data": data,
     });
     if let Some(customer) = customer {
@@ -365,6 +368,7 @@ do = [{ type = "alert_owner" }, { type = "alert_owner", function = "it" }, { typ
             (opened.team.as_str(), opened.category.as_str(), opened.order.as_deref()),
             ("delivery", "lost", Some("o-9"))
         );
+        assert_eq!(case.touchpoint.as_deref(), Some("delivery"), "the play's touchpoint");
         assert!(case.id.starts_with("troth.case.play-") && case.id.len() <= 40);
         assert!(case_event(&planned[0], &lost, None).is_none());
     }

@@ -1,13 +1,17 @@
 //! Cases and first-contact resolution: `GET /api/v1/cases`, `GET /api/v1/cases/{id}`
 //! and `GET /api/v1/service/fcr`, computed by `troth_core::case` from the log's case
-//! events with the service levels `troth serve` was configured with
-//! (docs/service.md).
+//! events with the service levels `troth serve` was configured with (per touchpoint,
+//! with the journey map and the events about the cases' orders) (docs/service.md).
+
+use std::collections::{HashMap, HashSet};
 
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
 use troth_core::Timestamp;
-use troth_core::case::{CaseView, Cases, FcrBy, FcrRow, ServiceLevels, first_contact_resolution, views};
+use troth_core::case::{
+    Case, CaseTouchpoints, CaseView, Cases, FcrBy, FcrRow, ServiceLevels, first_contact_resolution, views,
+};
 use troth_core::catalogue::EventData;
 use troth_store::{EventQuery, Store};
 
@@ -41,12 +45,15 @@ pub struct CaseDetail {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Fcr {
-    /// `team`, `agent` or `category`.
+    /// `team`, `agent`, `category` or `touchpoint`.
     pub by: String,
     pub from: Option<String>,
     pub to: Option<String>,
     /// How a case counts as resolved on the first contact.
     pub definition: &'static str,
+    /// With `by=touchpoint`: which touchpoint a case counts at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub touchpoint_definition: Option<&'static str>,
     /// Worst rate first.
     pub rows: Vec<FcrRow>,
 }
@@ -54,6 +61,12 @@ pub struct Fcr {
 pub const FCR_DEFINITION: &str = "A resolved case counts as resolved on the first contact when it was never \
 transferred, never reopened, and the same customer opened no other case about the same order or in the same \
 category within 7 days of its resolution. The rate is over the cases resolved.";
+
+/// How `by=touchpoint` attributes a case (`troth_core::case::CaseTouchpoints`).
+pub const TOUCHPOINT_DEFINITION: &str = "A case counts at the touchpoint it is about: the one its case.opened \
+names, else the one whose case_categories lists its category, else, for a case about an order, the touchpoint of \
+the latest event about the order or its shipments before the case was opened, else the touchpoint where \
+case.opened counts as exposure (the contact itself), else unattributed.";
 
 /// Cases and their service-level clocks
 ///
@@ -252,13 +265,18 @@ pub async fn get<S: Store>(
 
 /// First-contact resolution
 ///
-/// Per team, agent or category (`by`, default `team`), of the cases opened between
-/// `from` and `to`: cases, resolved, resolved on the first contact, the rate, and
-/// the effort (transfers, holds, reopens, repeat contacts). Worst rate first.
+/// Per team, agent, category or touchpoint (`by`, default `team`), of the cases
+/// opened between `from` and `to`: cases, resolved, resolved on the first contact,
+/// the rate, and the effort (transfers, holds, reopens, repeat contacts). Worst rate
+/// first. A case's team is the one that had it when it was resolved, its agent the
+/// one who resolved it (`unassigned` when none was named), its touchpoint the one it
+/// is about, by the journey map the server follows: the touchpoint its `case.opened`
+/// names, else the one whose `case_categories` lists its category, else where its
+/// order stood when it was opened, else the contact itself (docs/service.md).
 #[utoipa::path(
     get, path = "/api/v1/service/fcr", tag = "cases",
     params(
-        ("by" = Option<String>, Query, description = "team (default), agent or category"),
+        ("by" = Option<String>, Query, description = "team (default), agent, category or touchpoint (needs a journey map)"),
         ("from" = Option<String>, Query, description = "Cases opened at or after (RFC 3339)"),
         ("to" = Option<String>, Query, description = "Cases opened before (RFC 3339)"),
     ),
@@ -269,26 +287,20 @@ pub async fn get<S: Store>(
     security(("bearer" = []))
 )]
 pub async fn fcr<S: Store>(State(state): State<AppState<S>>, Params(params): Params) -> Result<Json<Fcr>, ApiError> {
-    let mut by = FcrBy::Team;
     let mut by_name = "team".to_owned();
     let mut filter = Filter::default();
     let (mut from_text, mut to_text) = (None, None);
     for (name, value) in &params {
         match name.as_str() {
-            "by" => {
-                by = match value.as_str() {
-                    "team" => FcrBy::Team,
-                    "agent" => FcrBy::Agent,
-                    "category" => FcrBy::Category,
-                    _ => {
-                        return Err(invalid_param(
-                            name,
-                            format!("by must be team, agent or category, not {value:?}"),
-                        ));
-                    }
-                };
-                by_name = value.clone();
-            }
+            "by" => match value.as_str() {
+                "team" | "agent" | "category" | "touchpoint" => by_name = value.clone(),
+                _ => {
+                    return Err(invalid_param(
+                        name,
+                        format!("by must be team, agent, category or touchpoint, not {value:?}"),
+                    ));
+                }
+            },
             "from" => {
                 filter.from_us = Some(time_param(name, value)?);
                 from_text = Some(value.clone());
@@ -300,15 +312,87 @@ pub async fn fcr<S: Store>(State(state): State<AppState<S>>, Params(params): Par
             other => return Err(unknown_param(other, "by, from, to")),
         }
     }
-    let all = case_views(&state.store, &state.service, filter.from_us, None, Timestamp::now()).await?;
-    let in_period: Vec<CaseView> = all.into_iter().filter(|c| filter.opened_in(c)).collect();
+    let map = match by_name.as_str() {
+        "touchpoint" => Some(state.journey.get().ok_or_else(|| {
+            invalid_param(
+                "by",
+                "by=touchpoint needs the journey map the touchpoints come from, and this server follows none"
+                    .to_owned(),
+            )
+        })?),
+        _ => None,
+    };
+    let cases = fold_cases(&state.store, filter.from_us, None).await?;
+    let in_period: Vec<CaseView> = views(&cases, &state.service, Timestamp::now())
+        .into_iter()
+        .filter(|c| filter.opened_in(c))
+        .collect();
+    let touchpoints = match &map {
+        Some(map) => {
+            let wanted: HashSet<&str> = in_period.iter().map(|v| v.id.as_str()).collect();
+            let cases: Vec<&Case> = cases.iter().filter(|c| wanted.contains(c.id.as_str())).collect();
+            case_touchpoints(&state.store, &CaseTouchpoints::new(map), &cases).await?
+        }
+        None => HashMap::new(),
+    };
+    let by = match by_name.as_str() {
+        "agent" => FcrBy::Agent,
+        "category" => FcrBy::Category,
+        "touchpoint" => FcrBy::Touchpoint(&touchpoints),
+        _ => FcrBy::Team,
+    };
     Ok(Json(Fcr {
+        definition: FCR_DEFINITION,
+        touchpoint_definition: map.is_some().then_some(TOUCHPOINT_DEFINITION),
         by: by_name,
         from: from_text,
         to: to_text,
-        definition: FCR_DEFINITION,
         rows: first_contact_resolution(&in_period, by),
     }))
+}
+
+/// The touchpoint each case is about, by case id, with what the store knows of
+/// the orders they are about.
+async fn case_touchpoints<S: Store>(
+    store: &S,
+    index: &CaseTouchpoints,
+    cases: &[&Case],
+) -> Result<HashMap<String, String>, ApiError> {
+    let mut orders: Vec<String> = cases.iter().filter_map(|c| c.order.clone()).collect();
+    orders.sort_unstable();
+    orders.dedup();
+    let mut by_order: HashMap<String, Vec<(Timestamp, String)>> = HashMap::new();
+    for event in store.order_events(orders).await? {
+        by_order
+            .entry(event.order)
+            .or_default()
+            .push((Timestamp(event.time_us), event.event_type));
+    }
+    Ok(cases
+        .iter()
+        .map(|case| {
+            let events = case.order.as_ref().and_then(|o| by_order.get(o)).into_iter().flatten();
+            let touchpoint = index.of(case, events.map(|(time, kind)| (*time, kind.as_str())));
+            (case.id.clone(), touchpoint)
+        })
+        .collect())
+}
+
+/// Every case opened at or after `from_us` (of one customer, with `customer`), as
+/// its events up to now tell it.
+async fn fold_cases<S: Store>(
+    store: &S,
+    from_us: Option<i64>,
+    customer: Option<String>,
+) -> Result<Vec<Case>, ApiError> {
+    let stored = store.case_events(from_us, customer).await?;
+    let mut cases = Cases::default();
+    for stored in &stored {
+        if let Ok(event) = troth_core::validate_event(&stored.raw) {
+            cases.apply(&event, stored.customer.as_deref());
+        }
+    }
+    Ok(cases.into_vec())
 }
 
 /// Every case opened at or after `from_us` (of one customer, with `customer`), as
@@ -320,12 +404,5 @@ pub async fn case_views<S: Store>(
     customer: Option<String>,
     at: Timestamp,
 ) -> Result<Vec<CaseView>, ApiError> {
-    let stored = store.case_events(from_us, customer).await?;
-    let mut cases = Cases::default();
-    for stored in &stored {
-        if let Ok(event) = troth_core::validate_event(&stored.raw) {
-            cases.apply(&event, stored.customer.as_deref());
-        }
-    }
-    Ok(views(&cases.into_vec(), levels, at))
+    Ok(views(&fold_cases(store, from_us, customer).await?, levels, at))
 }

@@ -558,6 +558,24 @@ async fn an_agent_acts_from_the_customers_page_and_sees_it_done() {
         )
         .await;
     assert_eq!(notes["events"].as_array().unwrap().len(), 2, "{notes}");
+
+    // The journey page's map against the data does not take the agent's notes and
+    // gestures for customer moments the map misses: they are troth's records.
+    let journey = page::send(&api, page::get("/ui/journeys/retail", &session)).await;
+    assert_eq!(journey.status, StatusCode::OK);
+    let unmapped = journey
+        .body
+        .split(r#"<ul id="flow-unmapped">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</ul>").next())
+        .unwrap_or_else(|| panic!("no unmapped list: {}", journey.body));
+    assert!(
+        unmapped.contains("<code>customer.identified</code>"),
+        "an identity is no touchpoint's: {unmapped}"
+    );
+    for record in ["note.added", "goodwill.given"] {
+        assert!(!unmapped.contains(record), "{record} in {unmapped}");
+    }
 }
 
 #[tokio::test]

@@ -668,6 +668,13 @@ async fn the_map_against_the_data_shows_paths_drop_off_silence_and_unmapped_type
              "subject": "driver:d-1", "data": {"lat": 48.8, "lon": 2.3}},
             {"id": "x1", "type": "x.loyalty.scanned", "time": "2026-11-20T10:08:00Z",
              "customer": {"email": "ann@example.com"}, "data": {}},
+            // An agent's note and goodwill gesture are troth's records of the agent's
+            // work, lived by the customer through their case: no moment the map misses.
+            {"id": "n1", "type": "note.added", "time": "2026-11-20T10:09:00Z", "source": "agent:key_1",
+             "customer": {"email": "ann@example.com"}, "data": {"text": "Called back", "agent": "key_1"}},
+            {"id": "g1", "type": "goodwill.given", "time": "2026-11-20T10:10:00Z", "source": "agent:key_1",
+             "customer": {"email": "ann@example.com"},
+             "data": {"kind": "voucher", "amount": 2000, "currency": "EUR", "reason": "late", "agent": "key_1"}},
         ]),
     )
     .await;

@@ -178,3 +178,151 @@ async fn first_contact_resolution_per_team_and_agent_matches_the_hand_count() {
     let (status, _) = api.call("GET", "/api/v1/service/fcr?by=week", Value::Null).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn first_contact_resolution_per_touchpoint_matches_the_hand_count() {
+    let api = TestApi::new(Some(common::retail_map()));
+    let (ann, bob, cy, dee) = (
+        "ann@example.org",
+        "bob@example.org",
+        "cy@example.org",
+        "dee@example.org",
+    );
+    let about = |id: &str, kind: &str, time: &str, subject: &str, data: Value| {
+        json!({"id": id, "type": kind, "time": time, "subject": subject,
+               "customer": {"email": ann}, "data": data})
+    };
+    let transferred = |case: &str, time: &str, email: &str| {
+        event(
+            &format!("{case}-transferred"),
+            "case.transferred",
+            time,
+            case,
+            email,
+            json!({"from_team": "support", "to_team": "billing"}),
+        )
+    };
+    let mut named = opened("k-3", "2026-11-03T09:00:00Z", cy, "late_delivery", "support", None);
+    named["touchpoint"] = json!("tracking_page");
+    api.ingest(json!([
+        // Ann's order was delivered; then she asks a question about it (a category no
+        // touchpoint lists): where the order stood, the delivery. Resolved at once.
+        about(
+            "o1-placed",
+            "order.placed",
+            "2026-11-02T09:00:00Z",
+            "order:o-1",
+            json!({"order": "o-1", "items": [{"sku": "tyre", "qty": 1, "price": 9000}],
+                     "total": 9000, "currency": "EUR", "delivery": "home"})
+        ),
+        about(
+            "s1-created",
+            "shipment.created",
+            "2026-11-02T12:00:00Z",
+            "shipment:s-1",
+            json!({"shipment": "s-1", "order": "o-1", "carrier": "fast", "service": "std"})
+        ),
+        about(
+            "s1-delivered",
+            "shipment.delivered",
+            "2026-11-03T10:00:00Z",
+            "shipment:s-1",
+            json!({"proof": {"kind": "handed"}})
+        ),
+        opened("k-1", "2026-11-03T11:00:00Z", ann, "question", "support", Some("o-1")),
+        resolved("k-1", "2026-11-03T11:10:00Z", ann, "agent-a"),
+        // Bob's payment case (the map lists `payment` at pay), transferred: not a first contact.
+        opened("k-2", "2026-11-03T09:00:00Z", bob, "payment", "support", None),
+        transferred("k-2", "2026-11-03T09:05:00Z", bob),
+        resolved("k-2", "2026-11-03T09:30:00Z", bob, "agent-b"),
+        // Cy's case names its touchpoint, which wins over its category's (delivery).
+        named,
+        resolved("k-3", "2026-11-03T09:10:00Z", cy, "agent-a"),
+        // Dee asks twice in three days about nothing the map places: the contact itself.
+        opened("k-4", "2026-11-03T09:00:00Z", dee, "question", "support", None),
+        resolved("k-4", "2026-11-03T09:10:00Z", dee, "agent-b"),
+        opened("k-5", "2026-11-05T09:00:00Z", dee, "question", "support", None),
+        resolved("k-5", "2026-11-05T09:10:00Z", dee, "agent-b"),
+    ]))
+    .await;
+
+    let (status, fcr) = api
+        .call(
+            "GET",
+            "/api/v1/service/fcr?by=touchpoint&from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fcr}");
+    assert_eq!(fcr["by"], "touchpoint");
+    assert!(
+        fcr["touchpoint_definition"]
+            .as_str()
+            .unwrap()
+            .contains("case_categories"),
+        "{fcr}"
+    );
+    let rows: Vec<(&str, u64, u64, u64, f64)> = fcr["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap(),
+                r["cases"].as_u64().unwrap(),
+                r["resolved"].as_u64().unwrap(),
+                r["first_contact"].as_u64().unwrap(),
+                r["rate"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            // k-2, transferred.
+            ("pay", 1, 1, 0, 0.0),
+            // k-4 (Dee asked again within 7 days: k-5) and k-5.
+            ("complaint", 2, 2, 1, 0.5),
+            // k-1.
+            ("delivery", 1, 1, 1, 1.0),
+            // k-3.
+            ("tracking_page", 1, 1, 1, 1.0),
+        ]
+    );
+    let complaint = &fcr["rows"][1];
+    assert_eq!(complaint["repeat_contacts"], 1);
+
+    // The other groupings are as they were, without a touchpoint definition.
+    let (_, by_team) = api.call("GET", "/api/v1/service/fcr", Value::Null).await;
+    assert_eq!(by_team["by"], "team");
+    assert!(by_team.get("touchpoint_definition").is_none(), "{by_team}");
+
+    // Touchpoints come from the journey map: without one, by=touchpoint says so.
+    let without = TestApi::new(None);
+    let (status, problem) = without
+        .call("GET", "/api/v1/service/fcr?by=touchpoint", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    assert_eq!(problem["field"], "by");
+    assert!(problem["detail"].as_str().unwrap().contains("journey map"), "{problem}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_offers_touchpoint_as_a_grouping() {
+    let api = TestApi::new(None);
+    let (_, doc) = api.call("GET", "/openapi.json", Value::Null).await;
+    let operation = &doc["paths"]["/api/v1/service/fcr"]["get"];
+    let by = operation["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "by")
+        .unwrap_or_else(|| panic!("{operation}"));
+    assert!(by["description"].as_str().unwrap().contains("touchpoint"), "{by}");
+    assert!(
+        operation["description"].as_str().unwrap().contains("case_categories"),
+        "{operation}"
+    );
+    let fcr = &doc["components"]["schemas"]["Fcr"];
+    assert!(fcr["properties"]["touchpoint_definition"].is_object(), "{fcr}");
+}

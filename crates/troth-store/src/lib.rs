@@ -151,6 +151,15 @@ pub struct CaseEvent {
     pub customer: Option<String>,
 }
 
+/// An event about an order, as far as telling where the order stood needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderEvent {
+    /// The order's id, without `order:`.
+    pub order: String,
+    pub time_us: i64,
+    pub event_type: String,
+}
+
 /// One stored event: its text as sent, with what the server added.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
@@ -534,6 +543,13 @@ pub trait Store: Send + Sync + 'static {
         from_us: Option<i64>,
         customer: Option<String>,
     ) -> impl Future<Output = Result<Vec<CaseEvent>, StoreError>> + Send;
+
+    /// The events about each of `orders` (order ids, as `case.opened` names them):
+    /// those whose subject is `order:{id}` or one of its shipments (`shipment:{id}`,
+    /// linked by `shipment.created`), each with its time and type, in log order per
+    /// order. Where an order stood when a case was opened about it
+    /// (`troth_core::case::CaseTouchpoints`).
+    fn order_events(&self, orders: Vec<String>) -> impl Future<Output = Result<Vec<OrderEvent>, StoreError>> + Send;
 
     fn promises(&self, query: PromiseQuery) -> impl Future<Output = Result<PromisePage, StoreError>> + Send;
 

@@ -385,3 +385,74 @@ async fn a_store_from_before_the_split_keeps_its_log_messages_and_links() {
     assert_eq!(ann.events, 2);
     assert!(store.replay(false, &mut |_| {}).unwrap().matches());
 }
+
+#[tokio::test]
+async fn an_orders_events_include_its_shipments_in_log_order() {
+    let (_dir, store) = open();
+    let at = |id: &str, kind: &str, time: &str, subject: &str, data: Value| {
+        validate_value(
+            json!({"id": id, "type": kind, "time": time, "subject": subject, "data": data}),
+            None,
+        )
+        .unwrap()
+    };
+    store
+        .append(vec![
+            at(
+                "p",
+                "order.placed",
+                "2026-11-02T09:00:00Z",
+                "order:o-1",
+                json!({"order": "o-1", "items": [{"sku": "tyre", "qty": 1, "price": 100}], "total": 100,
+                       "currency": "EUR", "delivery": "home"}),
+            ),
+            // A view of the shipment before troth knows whose it is still counts once linked.
+            at(
+                "v",
+                "tracking.viewed",
+                "2026-11-02T09:30:00Z",
+                "shipment:s-1",
+                json!({"shipment": "s-1"}),
+            ),
+            at(
+                "c",
+                "shipment.created",
+                "2026-11-02T10:00:00Z",
+                "shipment:s-1",
+                json!({"shipment": "s-1", "order": "o-1", "carrier": "c", "service": "std"}),
+            ),
+            at(
+                "x",
+                "order.placed",
+                "2026-11-02T11:00:00Z",
+                "order:o-2",
+                json!({"order": "o-2", "items": [{"sku": "tyre", "qty": 1, "price": 100}], "total": 100,
+                       "currency": "EUR", "delivery": "home"}),
+            ),
+            at(
+                "d",
+                "shipment.delivered",
+                "2026-11-03T10:00:00Z",
+                "shipment:s-1",
+                json!({"proof": {"kind": "handed"}}),
+            ),
+        ])
+        .await
+        .unwrap();
+    store.settle().await.unwrap();
+    let events = store.order_events(vec!["o-1".into(), "o-9".into()]).await.unwrap();
+    let got: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.order.as_str(), e.event_type.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("o-1", "order.placed"),
+            ("o-1", "tracking.viewed"),
+            ("o-1", "shipment.created"),
+            ("o-1", "shipment.delivered")
+        ]
+    );
+    assert_eq!(events[3].time_us, 1_793_700_000_000_000, "2026-11-03T10:00:00Z");
+}

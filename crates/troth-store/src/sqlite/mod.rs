@@ -571,6 +571,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn order_events(&self, orders: Vec<String>) -> Result<Vec<crate::OrderEvent>, StoreError> {
+        self.read(move |conn| read::order_events(conn, &orders)).await
+    }
+
     async fn promises(&self, query: PromiseQuery) -> Result<PromisePage, StoreError> {
         self.read(move |conn| read::promises(conn, &query)).await
     }

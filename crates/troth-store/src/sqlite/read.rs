@@ -93,6 +93,30 @@ pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreE
     Ok(EventPage { events, next_after })
 }
 
+/// The time and type of the events about each order: those whose subject is the
+/// order or one of its shipments (linked by `shipment.created`), in log order.
+pub fn order_events(conn: &Connection, orders: &[String]) -> Result<Vec<crate::OrderEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.time_us, e.type FROM events e
+          WHERE e.subject IN (SELECT ?1 UNION ALL SELECT linked FROM subject_links WHERE subject = ?1)
+          ORDER BY e.seq",
+    )?;
+    let mut out = Vec::new();
+    for order in orders {
+        let rows = stmt.query_map([format!("order:{order}")], |r| {
+            Ok(crate::OrderEvent {
+                order: order.clone(),
+                time_us: r.get(0)?,
+                event_type: r.get(1)?,
+            })
+        })?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    Ok(out)
+}
+
 /// The events of cases at or after `from_us`, in log order, each with the surviving
 /// customer it belongs to; with `customer`, only theirs (none for an unknown key).
 pub fn case_events(
