@@ -88,6 +88,8 @@ pub fn customer(args: CustomerArgs) -> anyhow::Result<()> {
         "ATTACH DATABASE ?1 AS log",
         [log.to_str().context("the scratch path is not UTF-8")?],
     )?;
+    // Set as the store's own read connections are, so the two differ only in what they read.
+    conn.execute_batch(troth_store::sqlite::READER_PRAGMAS)?;
     let mut plain = conn.prepare(
         "SELECT e.seq, e.received_us, e.body FROM event_customers c JOIN events e ON e.seq = c.seq
           WHERE c.cid = ?1 ORDER BY c.seq DESC LIMIT 1000",

@@ -52,7 +52,7 @@ pub use projections::Fault;
 use projections::{Aggregates, ComposerSlot, FaultSlot, Job, OutboxDone, OutboxOp};
 
 /// The schema's DDL, for tools (the ingest benchmark) that need the same tables.
-pub use schema::PRAGMAS;
+pub use schema::{PRAGMAS, READER_PRAGMAS};
 
 pub fn events_schema() -> &'static str {
     schema::EVENTS
@@ -966,7 +966,11 @@ fn open_projections(path: &Path, log_path: &Path, read_only: bool) -> Result<Con
         source: std::io::Error::other("the path is not valid UTF-8"),
     })?;
     conn.execute("ATTACH DATABASE ?1 AS log", [log])?;
-    conn.execute_batch("PRAGMA log.cache_size = -65536;")?;
+    conn.execute_batch(if read_only {
+        schema::READER_PRAGMAS
+    } else {
+        "PRAGMA log.cache_size = -65536;"
+    })?;
     Ok(conn)
 }
 

@@ -193,6 +193,17 @@ PRAGMA temp_store = MEMORY;
 PRAGMA cache_size = -262144;
 ";
 
+/// Settings the read connections get, for both files (`main` and the attached
+/// `log`): the files are mapped into memory (their first 2 GiB, SQLite's limit; not
+/// their WALs), so a read of a page the OS has cached is a memory access rather
+/// than a system call and a copy; and each connection keeps 64 MiB of pages.
+pub const READER_PRAGMAS: &str = "
+PRAGMA main.mmap_size = 2147418112;
+PRAGMA log.mmap_size = 2147418112;
+PRAGMA main.cache_size = -65536;
+PRAGMA log.cache_size = -65536;
+";
+
 /// Settings the projections' connections get. A power cut may undo their last
 /// commits (never corrupt them): they and their checkpoint go back together, and
 /// the events past it are projected again from the log. The WAL is copied into the

@@ -123,15 +123,17 @@ fn promises(
         .filter_map(|(_, e)| e.subject.as_deref())
         .filter(|s| s.starts_with("order:") || s.starts_with("shipment:"))
         .collect();
+    // Each part only when it has something to match: SQLite scans every promise for an empty `IN ()`.
+    let mut parts = Vec::new();
     let mut args: Vec<SqlValue> = Vec::new();
-    let made = if truncated {
+    if truncated {
         // Some of the promises they were made are older than the events read.
-        args.extend(cids.iter().map(|c| SqlValue::Integer(c.0)));
-        format!(
-            "SELECT json_extract(e.body, '$.data.promise') FROM event_customers c JOIN events e ON e.seq = c.seq
-              WHERE c.cid IN ({}) AND +e.type = 'promise.made'",
+        parts.push(format!(
+            "p.id IN (SELECT json_extract(e.body, '$.data.promise') FROM event_customers c JOIN events e ON e.seq = c.seq
+                       WHERE c.cid IN ({}) AND +e.type = 'promise.made')",
             vec!["?"; cids.len()].join(",")
-        )
+        ));
+        args.extend(cids.iter().map(|c| SqlValue::Integer(c.0)));
     } else {
         let ids: BTreeSet<&str> = events
             .iter()
@@ -140,18 +142,25 @@ fn promises(
                 _ => None,
             })
             .collect();
-        args.extend(ids.iter().map(|id| SqlValue::Text((*id).to_owned())));
-        vec!["?"; ids.len()].join(",")
-    };
-    let about = vec!["?"; subjects.len()].join(",");
-    args.extend(subjects.iter().map(|s| SqlValue::Text((*s).to_owned())));
+        if !ids.is_empty() {
+            parts.push(format!("p.id IN ({})", vec!["?"; ids.len()].join(",")));
+            args.extend(ids.iter().map(|id| SqlValue::Text((*id).to_owned())));
+        }
+    }
+    if !subjects.is_empty() {
+        parts.push(format!("p.subject IN ({})", vec!["?"; subjects.len()].join(",")));
+        args.extend(subjects.iter().map(|s| SqlValue::Text((*s).to_owned())));
+    }
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
     args.push(SqlValue::Integer(PROMISES as i64));
     let sql = format!(
         "SELECT p.id, p.key, p.touchpoint, p.subject, p.state, p.made_at_us, p.start_us, p.due_us, p.settled_us, p.customer_ref
-           FROM promises p WHERE p.id IN ({made}) OR p.subject IN ({about}) ORDER BY p.due_us, p.id LIMIT ?"
+           FROM promises p WHERE {} ORDER BY p.due_us, p.id LIMIT ?",
+        parts.join(" OR ")
     );
-    // The statement's text varies with the counts: not worth a cache slot each.
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), read::promise_row)?;
     Ok(rows.map(|r| r.map(|(_, p)| p)).collect::<Result<_, _>>()?)
 }
