@@ -566,8 +566,8 @@ pub fn promises(conn: &Connection, query: &PromiseQuery) -> Result<PromisePage, 
             SqlValue::Text(id.clone()),
         ]);
     }
-    sql.push_str(" ORDER BY p.due_us, p.id LIMIT ?");
-    args.push(SqlValue::Integer(query.limit as i64));
+    // A bound limit on a sorted statement makes SQLite plan it again at every run.
+    sql.push_str(&format!(" ORDER BY p.due_us, p.id LIMIT {}", query.limit));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), promise_row)?;
     let rows: Vec<(i64, PromiseView)> = rows.collect::<Result<_, _>>()?;
