@@ -75,7 +75,16 @@ fn words(key: &str) -> String {
 
 /// The event in words; times in `zone`.
 pub fn describe(event: &ValidEvent, zone: &TimeZone) -> Line {
+    describe_naming(event, zone, &|_| None)
+}
+
+/// As [`describe`], with the agents an event names said by `agent_name` where it
+/// knows them: an agent acting through troth is recorded by their key's id, and
+/// read by its name ("by ana").
+pub fn describe_naming(event: &ValidEvent, zone: &TimeZone, agent_name: &dyn Fn(&str) -> Option<String>) -> Line {
     use EventData as E;
+    let agent = |a: &str| agent_name(a).unwrap_or_else(|| a.to_owned());
+    let by = |a: Option<&str>| a.map(|a| format!(" by {}", agent(a))).unwrap_or_default();
     use Tone::{Bad, Good, Neutral};
     let on = event.time;
     let subject_id = || {
@@ -241,7 +250,10 @@ pub fn describe(event: &ValidEvent, zone: &TimeZone) -> Line {
                 "Passed from {} to {}{}",
                 t.from_team,
                 t.to_team,
-                t.to_agent.as_deref().map(|a| format!(" ({a})")).unwrap_or_default()
+                t.to_agent
+                    .as_deref()
+                    .map(|a| format!(" ({})", agent(a)))
+                    .unwrap_or_default()
             ),
             Bad,
         ),
@@ -262,7 +274,7 @@ pub fn describe(event: &ValidEvent, zone: &TimeZone) -> Line {
         E::CallbackMade(_) => line("Called back", Good),
         E::NoteAdded(n) => line(
             match &n.agent {
-                Some(agent) => format!("Note by agent {agent}: {}", n.text),
+                Some(a) => format!("Note by agent {}: {}", agent(a), n.text),
                 None => format!("Note: {}", n.text),
             },
             Neutral,
@@ -280,7 +292,10 @@ pub fn describe(event: &ValidEvent, zone: &TimeZone) -> Line {
             line(
                 format!(
                     "Goodwill{}: {what} — {}",
-                    g.agent.as_deref().map(|a| format!(" by agent {a}")).unwrap_or_default(),
+                    g.agent
+                        .as_deref()
+                        .map(|a| format!(" by agent {}", agent(a)))
+                        .unwrap_or_default(),
                     g.reason
                 ),
                 Good,
@@ -341,11 +356,6 @@ pub fn describe(event: &ValidEvent, zone: &TimeZone) -> Line {
         E::PromiseCancelled(_) => line("Promise replaced", Neutral),
         E::Extension(_) => noise(words(event.event_type.trim_start_matches("x."))),
     }
-}
-
-/// " by ana" when an agent is named.
-fn by(agent: Option<&str>) -> String {
-    agent.map(|a| format!(" by {a}")).unwrap_or_default()
 }
 
 fn duration(seconds: u64) -> String {
@@ -506,6 +516,26 @@ mod tests {
         assert_eq!(
             describe(&tomorrow, &paris()).text,
             "Callback promised for Tue 1 Dec 10:00"
+        );
+    }
+
+    #[test]
+    fn an_agent_recorded_by_their_keys_id_reads_by_its_name() {
+        let note = event(
+            "note.added",
+            "2026-12-01T09:00:00Z",
+            Some("case:k-1"),
+            json!({"text": "Called the depot", "agent": "key_7"}),
+        );
+        let names = |uid: &str| (uid == "key_7").then(|| "ana".to_owned());
+        assert_eq!(
+            describe_naming(&note, &paris(), &names).text,
+            "Note by agent ana: Called the depot"
+        );
+        // An agent the names do not know reads as recorded.
+        assert_eq!(
+            describe_naming(&note, &paris(), &|_| None).text,
+            "Note by agent key_7: Called the depot"
         );
     }
 

@@ -222,11 +222,11 @@ async fn the_story_follows_what_the_agent_did() {
         .map(|e| e["text"].as_str().unwrap())
         .collect();
     assert!(
-        said.contains(&format!("Case resolved: redelivery booked by {uid}").as_str()),
+        said.contains(&format!("Case resolved: redelivery booked by ana").as_str()),
         "{said:?}"
     );
     assert!(
-        said.contains(&format!("Goodwill by agent {uid}: refund €15.00 — late delivery").as_str()),
+        said.contains(&format!("Goodwill by agent ana: refund €15.00 — late delivery").as_str()),
         "{said:?}"
     );
 }
@@ -496,13 +496,13 @@ async fn an_agent_acts_from_the_customers_page_and_sees_it_done() {
         (
             "note",
             vec![("text", "Prefers a call after five"), ("case", "k-1")],
-            format!("Note by agent {uid}: Prefers a call after five"),
+            format!("Note by agent ana: Prefers a call after five"),
         ),
         (
             "callback",
             vec![("due", &due_local), ("case", "k-1")],
             // "Callback promised for 14:00 by …", the day named when it is not today's.
-            format!("{} by {uid}", &due_local[11..]),
+            format!("{} by ana", &due_local[11..]),
         ),
         (
             "goodwill",
@@ -514,12 +514,12 @@ async fn an_agent_acts_from_the_customers_page_and_sees_it_done() {
                 ("reason", "late delivery"),
                 ("case", ""),
             ],
-            format!("Goodwill by agent {uid}: voucher €20.00 — late delivery"),
+            format!("Goodwill by agent ana: voucher €20.00 — late delivery"),
         ),
         (
             "resolve",
             vec![("case", "k-1"), ("resolution", "redelivery_booked")],
-            format!("Case resolved: redelivery booked by {uid}"),
+            format!("Case resolved: redelivery booked by ana"),
         ),
     ];
     for (action, fields, sentence) in posted {
