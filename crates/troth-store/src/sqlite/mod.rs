@@ -135,6 +135,7 @@ impl SqliteStore {
         let head: i64 = log_conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
 
         let conn = open_projections(&projections_path, &db_path, false)?;
+        let new_tables = schema::missing(&conn, &["order_stages", "promise_changes"])?;
         conn.execute_batch(&schema::projections("main"))?;
         conn.execute_batch(&schema::type_counts("main"))?;
         conn.execute_batch(&health::schema("main"))?;
@@ -146,6 +147,14 @@ impl SqliteStore {
         conn.execute_batch(schema::DERIVED_OUTBOX)?;
         if split_now {
             schema::carry_over_from_single_file(&conn)?;
+        }
+        // Tables a store from before them lacks are filled as far as it projected.
+        let checkpoint = projections::checkpoint(&conn)?;
+        if new_tables.contains(&"order_stages") {
+            shipments::fill_order_stages(&conn, checkpoint)?;
+        }
+        if new_tables.contains(&"promise_changes") {
+            promises::fill_changes(&conn, checkpoint)?;
         }
 
         let positions = Arc::new(Positions {
