@@ -1,13 +1,14 @@
 //! The log's WAL stays small: no projection transaction holds a snapshot of the log
-//! (SQLite starts a WAL over only when no reader is in it). What the projections
-//! keep instead of reading the log — an order's stages, the promise changes they
-//! hold — is filled for a store from before them.
+//! (SQLite starts a WAL over only when no reader is in it), and the log writer
+//! starts it over once it passes its limit. What the projections keep instead of
+//! reading the log — an order's stages, the promise changes they hold — is filled
+//! for a store from before them.
 
 use std::sync::{Arc, Barrier};
 
 use serde_json::{Value, json};
 use troth_core::journey::parse_journey;
-use troth_core::{ValidEvent, validate_value};
+use troth_core::{ValidEvent, validate_event, validate_value};
 use troth_store::Store;
 use troth_store::sqlite::SqliteStore;
 
@@ -128,6 +129,44 @@ async fn a_projection_batch_holds_no_snapshot_of_the_log() {
     assert_eq!(stages(&store, "s1").await, ["placed", "picked"]);
     let report = store.replay(false, &mut |_| {}).unwrap();
     assert!(report.matches(), "{report:?}");
+}
+
+/// A small retailer's events imported in many commits, with a small WAL limit: the
+/// log's WAL never grows much past it. Without the log writer starting it over,
+/// SQLite would only do so once it holds 1,000 pages (4 MiB).
+#[tokio::test]
+async fn the_logs_wal_stays_near_its_limit_through_an_import() {
+    const LIMIT: u64 = 256 << 10;
+    let mut world = troth_sim::World::from_toml(include_str!("../../../worlds/retail.toml")).unwrap();
+    world.customers = 600;
+    world.days = 5;
+    let mut events = Vec::new();
+    troth_sim::simulate(&world, &mut |line| {
+        events.push(validate_event(line).unwrap());
+        Ok(())
+    })
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.set_wal_limit(LIMIT);
+    let mut written = 0;
+    for chunk in events.chunks(200) {
+        store.append(chunk.to_vec()).await.unwrap();
+        written += chunk.iter().map(|e| e.raw.len()).sum::<usize>();
+    }
+    store.settle().await.unwrap();
+    let wal = store.wal_stats();
+    let size = std::fs::metadata(dir.path().join("troth.db-wal")).unwrap().len();
+    assert!(
+        written > 8 * LIMIT as usize,
+        "the import writes much more than the limit: {written} bytes of events"
+    );
+    assert!(wal.restarts_tried > 0, "{wal:?}");
+    // One commit of 200 events writes well under a MiB to the WAL.
+    let bound = LIMIT + (1 << 20);
+    assert!(wal.largest_bytes <= bound, "the WAL reached {wal:?}");
+    assert!(size <= bound, "the WAL is {size} bytes after the import");
 }
 
 /// A store whose projections were kept before `order_stages` and `promise_changes`

@@ -42,7 +42,7 @@ use crate::{
     Overview, PromisePage, PromiseQuery, PromiseView, ReplayReport, RetryPolicy, RoadShipment, Store, StoreError,
     TrackedShipment, TrackingLink,
 };
-pub use log::{MAX_GROUP_EVENTS, MAX_LAG_EVENTS};
+pub use log::{MAX_GROUP_EVENTS, MAX_LAG_EVENTS, WAL_LIMIT_BYTES, WalStats};
 
 /// A source of the current time, for [`SqliteStore::set_clock`].
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -165,6 +165,8 @@ impl SqliteStore {
             head: log::Mark::new(head),
             projected: log::Mark::new(0),
             projections_stopped: Default::default(),
+            wal_limit: std::sync::atomic::AtomicU64::new(log::WAL_LIMIT_BYTES),
+            wal: Default::default(),
         });
         let pending = Arc::new(Mutex::new(Aggregates::default()));
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
@@ -359,6 +361,20 @@ impl SqliteStore {
             .positions
             .max_lag
             .store(events.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How large the log's WAL may grow before the log writer starts it over
+    /// ([`WAL_LIMIT_BYTES`] unless set; tests set a small one). See `log.rs`.
+    pub fn set_wal_limit(&self, bytes: u64) {
+        self.inner
+            .positions
+            .wal_limit
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What keeping the log's WAL small has done since the store opened.
+    pub fn wal_stats(&self) -> WalStats {
+        *self.inner.positions.wal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn max_lag(&self) -> i64 {
@@ -973,7 +989,7 @@ fn open_connection(path: &Path, read_only: bool, pragmas: &str) -> Result<Connec
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(log::BUSY_TIMEOUT)?;
     if !read_only {
         conn.execute_batch(pragmas)?;
     }
