@@ -131,6 +131,27 @@ pub struct Fact {
     pub safe_place: Option<SafePlace>,
 }
 
+impl Fact {
+    /// The fact an order's stage event (`order.placed`, `order.picked`,
+    /// `order.packed`) tells: its stage and time, nothing else. The same as the
+    /// event applied to a shipment, so what a projection keeps of an order's stages
+    /// can be applied to the shipments created after them.
+    pub fn order_stage(event: String, at: Timestamp, stage: Stage) -> Fact {
+        Fact {
+            event,
+            at: at.micros(),
+            stage: Some(stage),
+            window: None,
+            driver: None,
+            stops_before: None,
+            destination: None,
+            proof: None,
+            instructions: None,
+            safe_place: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proof {
     pub kind: String,
@@ -180,7 +201,12 @@ impl Shipment {
             self.order = Some(created.order.clone());
             return changed;
         }
-        let Some(fact) = fact_of(event) else { return false };
+        fact_of(event).is_some_and(|fact| self.record(fact))
+    }
+
+    /// Records a fact told by an event, kept apart from the event (an order's stages,
+    /// told before the shipment existed). Returns whether it was new.
+    pub fn record(&mut self, fact: Fact) -> bool {
         if self.facts.iter().any(|f| f.event == fact.event) {
             return false;
         }
@@ -580,5 +606,22 @@ mod tests {
         assert!(!s.apply(&placed(0)));
         assert!(s.stage().is_some_and(|s| s.stage == Stage::Placed));
         assert_eq!(s.link_expires_at(), None);
+    }
+
+    #[test]
+    fn an_order_stage_kept_apart_is_the_fact_its_event_tells() {
+        for event in [
+            placed(0),
+            simple("p", "order.picked", 60),
+            simple("k", "order.packed", 70),
+        ] {
+            let mut applied = Shipment::default();
+            applied.apply(&event);
+            let stage = Stage::of_event_type(&event.event_type).unwrap();
+            let mut recorded = Shipment::default();
+            assert!(recorded.record(Fact::order_stage(event.id.clone(), event.time, stage)));
+            assert_eq!(recorded, applied);
+            assert!(!recorded.apply(&event), "the event adds nothing to its own fact");
+        }
     }
 }

@@ -10,6 +10,17 @@
 //!
 //! API keys and drivers' devices live in this file too: they are not derived from
 //! the log, and their in-memory mirrors change only after their commit.
+//!
+//! The WAL is kept small. SQLite copies committed pages from the WAL into the file
+//! as the WAL grows (its automatic checkpoint), but it starts writing the WAL from
+//! its beginning again only when every page in it is copied and no reader still
+//! reads from it; otherwise it appends, and under a steady load of readers the WAL
+//! grows without end. Once the WAL has grown past [`WAL_LIMIT_BYTES`], this thread
+//! checkpoints with `RESTART`, waiting a little ([`WAL_WAIT`]) for the readers in
+//! the WAL to finish, so the next commit writes from the beginning again, and the
+//! file is cut back to the limit (`journal_size_limit`). The readers keep their
+//! snapshots short for this: no projection transaction reads the log, and the
+//! read-ahead reads it in small pieces.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -25,6 +36,18 @@ use crate::{AppendStatus, SegmentRejection, StoreError};
 
 /// How many events one commit takes at most; more wait for the next.
 pub const MAX_GROUP_EVENTS: usize = 32_768;
+
+/// How large the log's WAL may grow before the log writer starts it over, in bytes
+/// (unless set otherwise, see [`Positions::wal_limit`]); the file is cut back to it.
+pub const WAL_LIMIT_BYTES: u64 = 64 << 20;
+
+/// How long the log writer waits at most for readers to leave the WAL when starting
+/// it over; appends wait meanwhile. Readers that take longer are waited for again
+/// once the WAL has grown by another limit.
+pub const WAL_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a connection waits for a lock before it gives up, outside the above.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How far the projections may fall behind the log before new appends wait for
 /// them (back-pressure, in [`super::SqliteStore`]'s append, never in this thread,
@@ -207,6 +230,21 @@ pub struct Positions {
     pub max_lag: std::sync::atomic::AtomicI64,
     /// Set when the projections thread has stopped; appends then stop waiting for it.
     pub projections_stopped: std::sync::atomic::AtomicBool,
+    /// How large the log's WAL may grow, in bytes ([`WAL_LIMIT_BYTES`] unless set).
+    pub wal_limit: std::sync::atomic::AtomicU64,
+    /// What keeping the WAL small has done since the store opened.
+    pub wal: Mutex<WalStats>,
+}
+
+/// What the log writer did to keep the WAL small.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Times the WAL was found past its limit and the log writer tried to start it over.
+    pub restarts_tried: u64,
+    /// Times readers stayed in the WAL longer than [`WAL_WAIT`], so it went on growing.
+    pub restarts_busy: u64,
+    /// The largest size the WAL file was found at after a commit, in bytes.
+    pub largest_bytes: u64,
 }
 
 /// The time a write is stored at (`received`): the system clock unless set.
@@ -224,6 +262,16 @@ pub struct LogWriter {
     clock: ClockSlot,
     /// Wakes the projections thread after a commit that appended events.
     wake: Box<dyn Fn() + Send>,
+    wal: WalBound,
+}
+
+/// The log writer's side of keeping the WAL small (see the module documentation).
+struct WalBound {
+    path: std::path::PathBuf,
+    /// The limit `journal_size_limit` was last set to.
+    limit: u64,
+    /// The WAL's size past which the next start over is tried.
+    try_past: u64,
 }
 
 impl LogWriter {
@@ -235,6 +283,8 @@ impl LogWriter {
         clock: ClockSlot,
         wake: Box<dyn Fn() + Send>,
     ) -> LogWriter {
+        let mut path = std::path::PathBuf::from(conn.path().unwrap_or_default());
+        path.as_mut_os_string().push("-wal");
         LogWriter {
             conn,
             positions,
@@ -242,6 +292,11 @@ impl LogWriter {
             devices,
             clock,
             wake,
+            wal: WalBound {
+                path,
+                limit: 0,
+                try_past: 0,
+            },
         }
     }
 
@@ -270,7 +325,59 @@ impl LogWriter {
                 }
             }
             self.commit_group(&mut group);
+            self.bound_wal();
         }
+    }
+
+    /// Starts the WAL over once it has grown past its limit (see the module
+    /// documentation). When readers stay in it longer than [`WAL_WAIT`], it is tried
+    /// again once the WAL has grown by another limit, so a reader that holds on costs
+    /// appends one short wait per limit written, not one per commit.
+    fn bound_wal(&mut self) {
+        let limit = self.positions.wal_limit.load(std::sync::atomic::Ordering::Relaxed);
+        if limit != self.wal.limit {
+            let set = self
+                .conn
+                .query_row(&format!("PRAGMA journal_size_limit = {limit}"), [], |_| Ok(()));
+            if let Err(e) = set {
+                tracing::warn!(error = %e, "the log's WAL size limit could not be set");
+            }
+            self.wal.limit = limit;
+            self.wal.try_past = limit;
+        }
+        let size = std::fs::metadata(&self.wal.path).map_or(0, |m| m.len());
+        let mut stats = self.positions.wal.lock().unwrap_or_else(|p| p.into_inner());
+        stats.largest_bytes = stats.largest_bytes.max(size);
+        if size <= self.wal.try_past {
+            return;
+        }
+        stats.restarts_tried += 1;
+        drop(stats);
+        let restarted = self.restart_wal();
+        let mut stats = self.positions.wal.lock().unwrap_or_else(|p| p.into_inner());
+        match restarted {
+            Ok(true) => self.wal.try_past = limit,
+            Ok(false) => {
+                stats.restarts_busy += 1;
+                self.wal.try_past = size.saturating_add(limit);
+                tracing::debug!(size, "the log's WAL stays in use by readers; it grows for now");
+            }
+            Err(e) => {
+                self.wal.try_past = size.saturating_add(limit);
+                tracing::warn!(error = %e, "the log's WAL could not be checkpointed");
+            }
+        }
+    }
+
+    /// Copies every page of the WAL into the log and waits, briefly, for the readers
+    /// still in it; true when the next commit writes the WAL from its beginning.
+    fn restart_wal(&self) -> rusqlite::Result<bool> {
+        self.conn.busy_timeout(WAL_WAIT)?;
+        let busy = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(busy? == 0)
     }
 
     fn received_now(&self) -> Timestamp {

@@ -43,7 +43,7 @@ use crate::{
     Overview, PromisePage, PromiseQuery, PromiseView, ReplayReport, RetryPolicy, RoadShipment, Store, StoreError,
     TrackedShipment, TrackingLink,
 };
-pub use log::{MAX_GROUP_EVENTS, MAX_LAG_EVENTS};
+pub use log::{MAX_GROUP_EVENTS, MAX_LAG_EVENTS, WAL_LIMIT_BYTES, WalStats};
 
 /// A source of the current time, for [`SqliteStore::set_clock`].
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -136,6 +136,7 @@ impl SqliteStore {
         let head: i64 = log_conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
 
         let conn = open_projections(&projections_path, &db_path, false)?;
+        let new_tables = schema::missing(&conn, &["order_stages", "promise_changes"])?;
         conn.execute_batch(&schema::projections("main"))?;
         conn.execute_batch(&schema::type_counts("main"))?;
         conn.execute_batch(&health::schema("main"))?;
@@ -148,6 +149,14 @@ impl SqliteStore {
         if split_now {
             schema::carry_over_from_single_file(&conn)?;
         }
+        // Tables a store from before them lacks are filled as far as it projected.
+        let checkpoint = projections::checkpoint(&conn)?;
+        if new_tables.contains(&"order_stages") {
+            shipments::fill_order_stages(&conn, checkpoint)?;
+        }
+        if new_tables.contains(&"promise_changes") {
+            promises::fill_changes(&conn, checkpoint)?;
+        }
 
         let positions = Arc::new(Positions {
             handoff: Default::default(),
@@ -157,6 +166,8 @@ impl SqliteStore {
             head: log::Mark::new(head),
             projected: log::Mark::new(0),
             projections_stopped: Default::default(),
+            wal_limit: std::sync::atomic::AtomicU64::new(log::WAL_LIMIT_BYTES),
+            wal: Default::default(),
         });
         let pending = Arc::new(Mutex::new(Aggregates::default()));
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
@@ -351,6 +362,20 @@ impl SqliteStore {
             .positions
             .max_lag
             .store(events.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How large the log's WAL may grow before the log writer starts it over
+    /// ([`WAL_LIMIT_BYTES`] unless set; tests set a small one). See `log.rs`.
+    pub fn set_wal_limit(&self, bytes: u64) {
+        self.inner
+            .positions
+            .wal_limit
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What keeping the log's WAL small has done since the store opened.
+    pub fn wal_stats(&self) -> WalStats {
+        *self.inner.positions.wal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn max_lag(&self) -> i64 {
@@ -982,7 +1007,7 @@ fn open_connection(path: &Path, read_only: bool, pragmas: &str) -> Result<Connec
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(log::BUSY_TIMEOUT)?;
     if !read_only {
         conn.execute_batch(pragmas)?;
     }

@@ -378,13 +378,15 @@ impl Projections {
 
     /// Moves the checkpoint past an event whose projection fails, recording it.
     fn skip(&mut self, seq: i64, reason: &str) -> Result<(), StoreError> {
-        let tx = self.conn.unchecked_transaction()?;
-        let row: Option<(String, String, String)> = tx
+        // Read before the transaction, which then holds no snapshot of the log.
+        let row: Option<(String, String, String)> = self
+            .conn
             .query_row("SELECT id, type, body FROM events WHERE seq = ?1", [seq], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()?;
         let (id, kind, body) = row.unwrap_or_else(|| (format!("seq {seq}"), String::new(), String::new()));
+        let tx = self.conn.unchecked_transaction()?;
         record_quarantine(&tx, self.received_now(), "projection", &id, &kind, reason, &body)?;
         set_checkpoint(&tx, seq)?;
         tx.commit()?;
@@ -444,13 +446,7 @@ impl Projections {
         };
         let tx = self.conn.unchecked_transaction()?;
         let mut aggregates = Aggregates::default();
-        let mut applier = Applier::new(
-            &tx,
-            &mut self.identities,
-            self.journey.as_ref(),
-            &context,
-            self.checkpoint,
-        );
+        let mut applier = Applier::new(&tx, &mut self.identities, self.journey.as_ref(), &context);
         let mut through = self.checkpoint;
         // Just appended, the events are at hand; after a pause or a restart, in the
         // log, read ahead on another thread.
@@ -651,8 +647,7 @@ impl Projections {
                 }
                 Job::Tick { now, only, .. } => Done::Ticked(match &self.journey {
                     Some(journey) => {
-                        let mut applier =
-                            Applier::new(&tx, &mut self.identities, Some(journey), &context, self.checkpoint);
+                        let mut applier = Applier::new(&tx, &mut self.identities, Some(journey), &context);
                         let changed = applier.tick(&journey.book, *now, only.as_deref())?;
                         derived.append(&mut applier.derived);
                         enqueued += applier.finish(&mut aggregates)?;
@@ -860,14 +855,10 @@ struct Applier<'a> {
     plays: Option<&'a PlayBook>,
     composer: Option<&'a dyn Compose>,
     fault: Option<&'a (dyn Fn(&ValidEvent) + Send + Sync)>,
-    /// The position of the event being projected: everything up to it is applied.
-    seq: i64,
     /// When the event being projected was stored.
     received: Timestamp,
     /// Events troth derived, to append to the log before the transaction commits.
     derived: Vec<ValidEvent>,
-    /// The ids of the promise changes among them, applied to the promises already.
-    decided: std::collections::HashSet<String>,
     /// Outbox rows enqueued as pending.
     enqueued: usize,
     counts: HashMap<String, i64>,
@@ -888,7 +879,6 @@ impl<'a> Applier<'a> {
         identities: &'a mut Identities,
         journey: Option<&'a JourneyRules>,
         context: &Context<'a>,
-        checkpoint: i64,
     ) -> Self {
         Applier {
             conn,
@@ -898,10 +888,8 @@ impl<'a> Applier<'a> {
             plays: journey.map(|j| &j.plays),
             composer: context.composer,
             fault: context.fault,
-            seq: checkpoint,
             received: Timestamp(0),
             derived: Vec::new(),
-            decided: Default::default(),
             enqueued: 0,
             counts: HashMap::new(),
             days: HealthDays::default(),
@@ -915,7 +903,6 @@ impl<'a> Applier<'a> {
     /// Projects one event of the log, stored at `seq` when `received`.
     fn scan(&mut self, seq: i64, received: Timestamp, event: &ValidEvent) -> Result<(), StoreError> {
         let conn = self.conn;
-        self.seq = seq;
         self.received = received;
         if let Some(fault) = self.fault {
             fault(event);
@@ -1093,30 +1080,21 @@ impl<'a> Applier<'a> {
                 fault(&event);
             }
             promises::apply(self.conn, "main", &event)?;
-            self.decided.insert(event.id.clone());
             self.derived.push(event);
         }
         Ok(())
     }
 
-    /// Whether a decision with this id is already in the promises: decided earlier and
-    /// not yet met in the log, or met in the log at or before the current position. One
-    /// in the log further on was appended by a run that stopped before it committed.
+    /// Whether a decision with this id is already in the promises: decided earlier
+    /// (in this batch, or before and perhaps not yet in the log), or met in the log
+    /// at or before the current position. The promise projection keeps the id of
+    /// every change it holds, in the transaction that applies it, so the answer is
+    /// its own and reads nothing of the log: a projection batch holds no snapshot of
+    /// the log, which would keep its WAL from starting over. A change the log holds
+    /// further on, appended by a run whose commit was lost, is not in the promises:
+    /// it is decided again (the log takes the id once).
     fn already_decided(&self, id: &str) -> Result<bool, StoreError> {
-        let pending = self.decided.contains(id)
-            || self
-                .conn
-                .prepare_cached("SELECT EXISTS (SELECT 1 FROM derived_outbox WHERE id = ?1)")?
-                .query_row([id], |r| r.get(0))?;
-        if pending {
-            return Ok(true);
-        }
-        let at: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT seq FROM events WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?;
-        Ok(at.is_some_and(|at| at <= self.seq))
+        Ok(promises::holds_change(self.conn, id)?)
     }
 
     /// Adds the time since `mark` (on a timed event) to `stage`, for every event it

@@ -4,6 +4,8 @@
 //!
 //! Only recorded events change this projection — the engine's decisions reach it
 //! through the log — so replay rebuilds it from the log without re-deciding anything.
+//! It keeps the id of every change it holds (`promise_changes`): the engine asks it
+//! whether a decision is already made, and the answer never needs the log.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use troth_core::catalogue::EventData;
@@ -13,6 +15,17 @@ use troth_core::{Timestamp, ValidEvent};
 /// Applies an event to the projection, if it concerns it.
 pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> rusqlite::Result<()> {
     let s = schema;
+    if matches!(
+        event.data,
+        EventData::PromiseMade(_)
+            | EventData::PromiseAtRisk(_)
+            | EventData::PromiseKept(_)
+            | EventData::PromiseBroken(_)
+            | EventData::PromiseCancelled(_)
+    ) {
+        conn.prepare_cached(&format!("INSERT OR IGNORE INTO {s}.promise_changes (id) VALUES (?1)"))?
+            .execute([&event.id])?;
+    }
     match &event.data {
         EventData::ShipmentCreated(created) => {
             let (shipment, order) = (
@@ -67,6 +80,37 @@ pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> rusqlite::R
     }
     Ok(())
 }
+
+/// Whether the projection holds the change with this id.
+pub fn holds_change(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM main.promise_changes WHERE id = ?1)")?
+        .query_row([id], |r| r.get(0))
+}
+
+/// Fills `promise_changes` for a store whose promises were projected before it was
+/// kept: every change in the log up to the checkpoint, and those decided and not yet
+/// in the log (`derived_outbox`). Read from the log once, when the store opens.
+pub fn fill_changes(conn: &Connection, checkpoint: i64) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute(
+        &format!(
+            "INSERT OR IGNORE INTO main.promise_changes (id)
+             SELECT id FROM log.events WHERE type IN {CHANGE_TYPES} AND seq <= ?1"
+        ),
+        [checkpoint],
+    )?;
+    tx.execute(
+        &format!(
+            "INSERT OR IGNORE INTO main.promise_changes (id)
+             SELECT id FROM main.derived_outbox WHERE json_extract(body, '$.type') IN {CHANGE_TYPES}"
+        ),
+        [],
+    )?;
+    tx.commit()
+}
+
+/// The event types that change a promise.
+const CHANGE_TYPES: &str = "('promise.made', 'promise.at_risk', 'promise.kept', 'promise.broken', 'promise.cancelled')";
 
 fn set_state(conn: &Connection, s: &str, id: &str, state: State, settled: Option<Timestamp>) -> rusqlite::Result<()> {
     let Some(mut tracked) = by_id(conn, s, id)? else {

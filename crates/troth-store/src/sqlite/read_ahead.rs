@@ -8,7 +8,9 @@
 //! cores catching up takes the time of applying alone.
 //!
 //! It reads with its own read-only connection, so it never waits for a writer,
-//! and it holds at most two batches.
+//! and it holds at most two batches. It reads a batch in pieces of [`PIECE_EVENTS`],
+//! each its own read transaction, so it never holds a snapshot of the log for long
+//! (the log writer starts the WAL over only when no reader is in it).
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -129,21 +131,31 @@ impl ReadAhead {
     }
 }
 
+/// How many events one read transaction of the log takes at most.
+const PIECE_EVENTS: usize = 4_096;
+
 fn read(conn: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<LogItem>> {
     let mut scan =
         conn.prepare_cached("SELECT seq, received_us, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-    // Read, then validate: the read transaction ends with the rows, so the log's
-    // WAL is not held open while events are validated (the log writer starts it
-    // over only when no reader is in it).
-    let rows: Vec<(i64, i64, String)> = scan
-        .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, received, body)| {
+    let mut items = Vec::with_capacity(limit);
+    let mut from = after;
+    while items.len() < limit {
+        // Read, then validate: the read transaction ends with the rows, so the
+        // log's WAL is not held open while events are validated.
+        let piece = PIECE_EVENTS.min(limit - items.len());
+        let rows: Vec<(i64, i64, String)> = scan
+            .query_map(params![from, piece as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let last = rows.len() < piece;
+        from = rows.last().map_or(from, |(seq, ..)| *seq);
+        items.extend(rows.into_iter().map(|(seq, received, body)| {
             let event = troth_core::validate_event(&body)
                 .map_err(|rejection| format!("{}: {}", rejection.error.field, rejection.error.message));
             (seq, Timestamp(received), event)
-        })
-        .collect())
+        }));
+        if last {
+            break;
+        }
+    }
+    Ok(items)
 }

@@ -22,6 +22,7 @@ const COMPARED: &[(&str, &str)] = &[
         "promises",
         "SELECT id, key, touchpoint, subject, customer_ref, made_at_us, start_us, due_us, at_risk_from_us, state, due_passed, settled_us, next_check_us FROM {s}.promises",
     ),
+    ("promise_changes", "SELECT id FROM {s}.promise_changes"),
     ("subject_links", "SELECT subject, linked FROM {s}.subject_links"),
     (
         "consents",
@@ -36,6 +37,10 @@ const COMPARED: &[(&str, &str)] = &[
     (
         "shipments",
         "SELECT id, order_id, customer_ref, stage, final_us, state FROM {s}.shipments",
+    ),
+    (
+        "order_stages",
+        "SELECT order_id, event, type, time_us FROM {s}.order_stages",
     ),
     ("shipment_scores", "SELECT shipment, facts FROM {s}.shipment_scores"),
 ];

@@ -29,6 +29,10 @@ pub fn type_counts(schema: &str) -> String {
 /// The projections compared and rebuilt by replay, created under a schema name so
 /// replay can rebuild them beside the live ones. `event_customers` is the identity
 /// projection's answer for each event: the customer it was resolved to.
+/// `promise_changes` holds the id of every `promise.*` event the promises hold, so
+/// the engine can tell a decision it already made without reading the log;
+/// `order_stages` an order's stages (placed, picked, packed), for the shipments
+/// created after them.
 pub fn projections(schema: &str) -> String {
     format!(
         "
@@ -65,6 +69,9 @@ CREATE TABLE IF NOT EXISTS {schema}.promises (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {schema}.promises_by_subject ON promises(subject);
 CREATE INDEX IF NOT EXISTS {schema}.promises_due ON promises(next_check_us) WHERE next_check_us IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {schema}.promise_changes (
+    id  TEXT PRIMARY KEY
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {schema}.consents (
     cid      INTEGER NOT NULL,
     channel  TEXT NOT NULL,
@@ -87,8 +94,28 @@ CREATE TABLE IF NOT EXISTS {schema}.shipments (
     state         TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {schema}.shipments_by_order ON shipments(order_id) WHERE order_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {schema}.order_stages (
+    order_id  TEXT NOT NULL,
+    event     TEXT NOT NULL,
+    type      TEXT NOT NULL,
+    time_us   INTEGER NOT NULL,
+    PRIMARY KEY (order_id, event)
+) WITHOUT ROWID;
 "
     )
+}
+
+/// Which of `tables` the projections' file does not have yet.
+pub fn missing<'t>(conn: &rusqlite::Connection, tables: &[&'t str]) -> rusqlite::Result<Vec<&'t str>> {
+    let mut exists =
+        conn.prepare("SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?1)")?;
+    let mut missing = Vec::new();
+    for table in tables {
+        if !exists.query_row([table], |r| r.get::<_, bool>(0))? {
+            missing.push(*table);
+        }
+    }
+    Ok(missing)
 }
 
 /// Messages and webhooks that plays asked for (docs/notifications.md). Not a

@@ -1,6 +1,11 @@
 //! The shipment projection (`shipments`: each shipment's facts as
 //! [`troth_core::shipment::Shipment`] keeps them) and the tracking links.
 //!
+//! An order's stages (placed, picked, packed) are stages of every shipment that
+//! carries it, and usually happen before the shipment exists: the projection keeps
+//! them per order (`order_stages`) and gives them to each shipment as it is created,
+//! so projecting a shipment never reads the log.
+//!
 //! The projection is rebuilt by replay like the others. Tracking links are not:
 //! their tokens are random, so rebuilding them would change every link customers
 //! hold. Like API keys they live in a table of their own (`tracking_links`) that
@@ -11,7 +16,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use troth_core::catalogue::EventData;
-use troth_core::shipment::{Shipment, Stage};
+use troth_core::shipment::{Fact, Shipment, Stage};
 use troth_core::{Timestamp, ValidEvent};
 
 use crate::{StoreError, TrackedShipment, TrackingLink};
@@ -141,6 +146,10 @@ pub fn apply(conn: &Connection, s: &str, staged: &mut Staged, event: &ValidEvent
         let Some(order) = event.subject.as_deref().and_then(|s| s.strip_prefix("order:")) else {
             return Ok(());
         };
+        conn.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO {s}.order_stages (order_id, event, type, time_us) VALUES (?1, ?2, ?3, ?4)"
+        ))?
+        .execute(params![order, event.id, event.event_type, event.time.micros()])?;
         let mut ids: Vec<String> = conn
             .prepare_cached(&format!("SELECT id FROM {s}.shipments WHERE order_id = ?1"))?
             .query_map([order], |r| r.get(0))?
@@ -157,12 +166,12 @@ pub fn apply(conn: &Connection, s: &str, staged: &mut Staged, event: &ValidEvent
     }
     if let EventData::ShipmentCreated(created) = &event.data {
         let id = created.shipment.as_str();
-        // The order's stages usually come before its shipment exists: read them from the log.
-        let earlier = order_events(conn, &created.order)?;
+        // The order's stages usually come before its shipment exists.
+        let earlier = order_stages(conn, s, &created.order)?;
         staged.update(conn, s, id, event, |shipment| {
             let mut changed = shipment.apply(event);
-            for e in &earlier {
-                changed |= shipment.apply(e);
+            for fact in earlier {
+                changed |= shipment.record(fact);
             }
             changed
         })?;
@@ -182,17 +191,37 @@ pub fn apply(conn: &Connection, s: &str, staged: &mut Staged, event: &ValidEvent
     Ok(())
 }
 
-fn order_events(conn: &Connection, order: &str) -> Result<Vec<ValidEvent>, StoreError> {
+/// The stages of `order` projected so far, as the facts their events told.
+fn order_stages(conn: &Connection, s: &str, order: &str) -> Result<Vec<Fact>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT body FROM events WHERE subject = ?1 AND type IN {ORDER_STAGES} ORDER BY seq"
+        "SELECT event, type, time_us FROM {s}.order_stages WHERE order_id = ?1"
     ))?;
-    let bodies: Vec<String> = stmt
-        .query_map([format!("order:{order}")], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(bodies
-        .iter()
-        .filter_map(|b| troth_core::validate_event(b).ok())
-        .collect())
+    let rows = stmt.query_map([order], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    let mut facts = Vec::new();
+    for row in rows {
+        let (event, event_type, time) = row?;
+        if let Some(stage) = Stage::of_event_type(&event_type) {
+            facts.push(Fact::order_stage(event, Timestamp(time), stage));
+        }
+    }
+    Ok(facts)
+}
+
+/// Fills `order_stages` for a store whose shipments were projected before it was
+/// kept: the order stages in the log up to the checkpoint, read once, when the store
+/// opens.
+pub fn fill_order_stages(conn: &Connection, checkpoint: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        &format!(
+            "INSERT OR IGNORE INTO main.order_stages (order_id, event, type, time_us)
+             SELECT substr(subject, 7), id, type, time_us FROM log.events
+              WHERE type IN {ORDER_STAGES} AND substr(subject, 1, 6) = 'order:' AND seq <= ?1"
+        ),
+        [checkpoint],
+    )?;
+    Ok(())
 }
 
 fn decode(state: &str) -> Result<Shipment, StoreError> {
