@@ -137,10 +137,15 @@ impl Fact {
     /// event applied to a shipment, so what a projection keeps of an order's stages
     /// can be applied to the shipments created after them.
     pub fn order_stage(event: String, at: Timestamp, stage: Stage) -> Fact {
+        Fact::bare(event, at, Some(stage))
+    }
+
+    /// A fact of an event's id, time and stage, and nothing else yet.
+    fn bare(event: String, at: Timestamp, stage: Option<Stage>) -> Fact {
         Fact {
             event,
             at: at.micros(),
-            stage: Some(stage),
+            stage,
             window: None,
             driver: None,
             stops_before: None,
@@ -331,18 +336,7 @@ impl Shipment {
 
 /// The fact an event tells, if it concerns a shipment's tracking.
 fn fact_of(event: &ValidEvent) -> Option<Fact> {
-    let mut fact = Fact {
-        event: event.id.clone(),
-        at: event.time.micros(),
-        stage: Stage::of_event_type(&event.event_type),
-        window: None,
-        driver: None,
-        stops_before: None,
-        destination: None,
-        proof: None,
-        instructions: None,
-        safe_place: None,
-    };
+    let mut fact = Fact::bare(event.id.clone(), event.time, Stage::of_event_type(&event.event_type));
     match &event.data {
         EventData::WindowSet(w) => {
             fact.window = Some((w.window_start.micros(), w.window_end.micros()));
