@@ -25,7 +25,8 @@ pub fn story(
     shipment_limit: usize,
 ) -> Result<Option<StoryRecords>, StoreError> {
     // Every part from the same point of the log, though the projections move on meanwhile.
-    let tx = conn.unchecked_transaction()?;
+    let snapshot = Snapshot::begin(conn)?;
+    let tx = snapshot.conn;
     let Some(survivor) = read::find_customer(&tx, key)? else {
         return Ok(None);
     };
@@ -79,6 +80,34 @@ pub fn story(
     }))
 }
 
+/// A read transaction begun and ended by cached statements: `Connection::transaction`
+/// parses BEGIN and COMMIT again each time, a few per cent of a story.
+struct Snapshot<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> Snapshot<'c> {
+    fn begin(conn: &'c Connection) -> Result<Snapshot<'c>, StoreError> {
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        Ok(Snapshot { conn })
+    }
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        // It only read, so ending it either way is the same; the pooled connection
+        // must not stay inside it.
+        if self
+            .conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut end| end.execute([]))
+            .is_err()
+        {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
 /// The customers' newest `limit` events, oldest first, and whether there are older ones.
 fn newest_events(
     conn: &Connection,
@@ -86,13 +115,14 @@ fn newest_events(
     limit: usize,
 ) -> Result<(Vec<(i64, ValidEvent)>, bool), StoreError> {
     let marks = vec!["?"; cids.len()].join(",");
+    // The limit is written into the text, as in `promises` below: bound, it would
+    // make SQLite plan the statement again at every run.
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT e.seq, e.body FROM event_customers c JOIN events e ON e.seq = c.seq
-          WHERE c.cid IN ({marks}) ORDER BY c.seq DESC LIMIT ?"
+          WHERE c.cid IN ({marks}) ORDER BY c.seq DESC LIMIT {}",
+        limit + 1
     ))?;
-    let mut args: Vec<SqlValue> = cids.iter().map(|c| SqlValue::Integer(c.0)).collect();
-    args.push(SqlValue::Integer(limit as i64 + 1));
-    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(cids.iter().map(|c| c.0)))?;
     let mut events = Vec::new();
     let mut truncated = false;
     while let Some(row) = rows.next()? {
@@ -142,15 +172,9 @@ fn promises(
                 _ => None,
             })
             .collect();
-        if !ids.is_empty() {
-            parts.push(format!("p.id IN ({})", vec!["?"; ids.len()].join(",")));
-            args.extend(ids.iter().map(|id| SqlValue::Text((*id).to_owned())));
-        }
+        in_list(&mut parts, &mut args, "p.id", &ids);
     }
-    if !subjects.is_empty() {
-        parts.push(format!("p.subject IN ({})", vec!["?"; subjects.len()].join(",")));
-        args.extend(subjects.iter().map(|s| SqlValue::Text((*s).to_owned())));
-    }
+    in_list(&mut parts, &mut args, "p.subject", &subjects);
     if parts.is_empty() {
         return Ok(Vec::new());
     }
@@ -164,6 +188,17 @@ fn promises(
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), read::promise_row)?;
     Ok(rows.map(|r| r.map(|(_, p)| p)).collect::<Result<_, _>>()?)
+}
+
+/// Adds `column IN (…)` for `keys`, unless there are none. The list is padded with
+/// its last key to a power of two, so that a few statement texts serve every count
+/// of keys and stay prepared (each distinct text is prepared anew).
+fn in_list(parts: &mut Vec<String>, args: &mut Vec<SqlValue>, column: &str, keys: &BTreeSet<&str>) {
+    let Some(last) = keys.last() else { return };
+    let slots = keys.len().next_power_of_two();
+    parts.push(format!("{column} IN ({})", vec!["?"; slots].join(",")));
+    args.extend(keys.iter().map(|k| SqlValue::Text((*k).to_owned())));
+    args.extend((keys.len()..slots).map(|_| SqlValue::Text((*last).to_owned())));
 }
 
 /// The shipment as projected and its tracking link, if troth knows it.
