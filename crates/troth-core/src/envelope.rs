@@ -44,8 +44,78 @@ pub fn validate_event(raw: &str) -> Result<ValidEvent, Rejection> {
             raw.len()
         )));
     }
+    if let Some(valid) = read_plain(raw) {
+        return Ok(valid);
+    }
     let value: Value = serde_json::from_str(raw).map_err(|e| Rejection::whole(format!("is not valid JSON: {e}")))?;
     validate_value(value, Some(raw))
+}
+
+/// The envelope of an event as most are written: its fields borrowed from the text,
+/// without building a JSON tree of the whole event first (which costs more than
+/// every check together). Anything else (escapes in the envelope, an unknown or
+/// repeated field, a wrong type) fails here and is read by the general path.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainEnvelope<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    time: &'a str,
+    #[serde(default)]
+    source: Option<&'a str>,
+    #[serde(default)]
+    channel: Option<&'a str>,
+    #[serde(default)]
+    touchpoint: Option<&'a str>,
+    #[serde(default)]
+    subject: Option<&'a str>,
+    #[serde(default)]
+    customer: Option<Value>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+/// Validates an event written plainly, by the same rules as [`validate_value`];
+/// `None` when it is not plain or not valid, for the general path to read again
+/// and, if it must, reject with the field named.
+fn read_plain(raw: &str) -> Option<ValidEvent> {
+    let plain: PlainEnvelope<'_> = serde_json::from_str(raw).ok()?;
+    let text = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
+    if plain.id.is_empty() || plain.id.chars().count() > MAX_ID_CHARS || plain.event_type.is_empty() {
+        return None;
+    }
+    if [plain.source, plain.touchpoint, plain.subject]
+        .iter()
+        .any(|s| s.is_some_and(str::is_empty))
+    {
+        return None;
+    }
+    let channel = match plain.channel {
+        Some(c) => Some(Channel::parse(c)?),
+        None => None,
+    };
+    if plain.subject.is_some_and(|s| !Subject::is_valid(s)) {
+        return None;
+    }
+    let customer = match plain.customer.as_ref().filter(|c| !c.is_null()) {
+        Some(c) => Some(CustomerRef::from_json(c, &Path::Root("customer")).ok()?),
+        None => None,
+    };
+    let fields = Envelope {
+        id: plain.id.to_owned(),
+        event_type: plain.event_type.to_owned(),
+        time: Timestamp::parse(plain.time).ok()?,
+        channel,
+        touchpoint: text(plain.touchpoint),
+        subject: plain.subject.map(|s| Subject(s.to_owned())),
+        customer,
+    };
+    let event = complete(fields, plain.data.as_ref()).ok()?;
+    Some(ValidEvent {
+        raw: raw.to_owned(),
+        ..event
+    })
 }
 
 /// Validates one event already parsed; `raw` is its text when the caller has it.
@@ -130,12 +200,47 @@ fn read_envelope(object: &Map<String, Value>) -> Result<ValidEvent, FieldError> 
             ),
         ));
     }
-    if let Some(data) = object.get("data")
+    let fields = Envelope {
+        id,
+        event_type,
+        time,
+        channel,
+        touchpoint,
+        subject,
+        customer,
+    };
+    complete(fields, object.get("data"))
+}
+
+/// The envelope's fields, each valid on its own.
+struct Envelope {
+    id: String,
+    event_type: String,
+    time: Timestamp,
+    channel: Option<Channel>,
+    touchpoint: Option<String>,
+    subject: Option<Subject>,
+    customer: Option<CustomerRef>,
+}
+
+/// Reads the event's data by its type and checks what spans the envelope and the
+/// data; the event's text is left for the caller to fill in.
+fn complete(envelope: Envelope, data: Option<&Value>) -> Result<ValidEvent, FieldError> {
+    let Envelope {
+        id,
+        event_type,
+        time,
+        channel,
+        touchpoint,
+        subject,
+        customer,
+    } = envelope;
+    if let Some(data) = data
         && !(data.is_object() || data.is_null())
     {
-        return Err(expected(&root.key("data"), "an object", data));
+        return Err(expected(&Path::Root("").key("data"), "an object", data));
     }
-    let data = match EventData::parse(&event_type, object.get("data")) {
+    let data = match EventData::parse(&event_type, data) {
         Some(parsed) => parsed?,
         None => {
             return Err(FieldError::new(
@@ -202,18 +307,23 @@ impl Subject {
     }
 }
 
+impl Subject {
+    fn is_valid(s: &str) -> bool {
+        s.split_once(':').is_some_and(|(kind, id)| {
+            !kind.is_empty() && !id.is_empty() && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        })
+    }
+}
+
 impl FromJson for Subject {
     fn from_json(value: &Value, path: &Path<'_>) -> Result<Self, FieldError> {
         let s = String::from_json(value, path)?;
-        match s.split_once(':') {
-            Some((kind, id))
-                if !kind.is_empty() && !id.is_empty() && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
-            {
-                Ok(Subject(s))
-            }
-            _ => Err(path.error(format!(
+        if Subject::is_valid(&s) {
+            Ok(Subject(s))
+        } else {
+            Err(path.error(format!(
                 "must be kind:id with a lowercase kind, such as order:o-17, not {s:?}"
-            ))),
+            )))
         }
     }
 }
@@ -272,6 +382,82 @@ mod tests {
 
     fn base(event_type: &str, data: Value) -> Value {
         serde_json::json!({"id": "e1", "type": event_type, "time": "2026-11-23T09:00:00Z", "data": data})
+    }
+
+    /// Both readings of `raw`, to compare: straight from the text, and as a tree.
+    fn both_ways(raw: &str) -> (Option<String>, Option<String>) {
+        let tree = validate_value(serde_json::from_str(raw).unwrap(), Some(raw));
+        (
+            read_plain(raw).map(|e| format!("{e:?}")),
+            tree.ok().map(|e| format!("{e:?}")),
+        )
+    }
+
+    #[test]
+    fn plain_events_read_straight_from_the_text_as_the_general_path_reads_them() {
+        for raw in [
+            r#"{"id":"e1","type":"page.viewed","time":"2026-11-23T09:00:00Z","source":"web","channel":"web","customer":{"email":"Ann@Example.ORG"},"data":{"page":"/"}}"#,
+            r#"{"id":"e2","type":"order.placed","time":"2026-11-23T09:00:00.5+01:00","subject":"order:o-1","touchpoint":"checkout","customer":{"id":"c-1","phone":"+44 20 7946 0000","external":{"shop":"42"}},"data":{"order":"o-1","items":[{"sku":"a","qty":2,"price":1250}],"total":2500,"currency":"EUR","delivery":"home"}}"#,
+            r#"{"id":"e3","type":"customer.identified","time":"2026-11-23T09:00:00Z","customer":{"id":"c-1"},"data":{"emails":["b@example.org"],"traits":{"name":"Bo"}}}"#,
+            r#"{"id":"e4","type":"x.coupon.scanned","time":"2026-11-23T09:00:00Z","channel":null,"customer":null,"data":{"anything":[1,2]}}"#,
+            r#"{"id":"e5","type":"page.viewed","time":"2026-11-23T09:00:00Z","customer":{"email":"ÅSA@EXAMPLE.ORG"},"data":{"page":"/ä"}}"#,
+        ] {
+            let (plain, tree) = both_ways(raw);
+            assert!(plain.is_some(), "read by the general path only: {raw}");
+            assert_eq!(plain, tree, "{raw}");
+        }
+    }
+
+    #[test]
+    fn events_not_written_plainly_go_to_the_general_path() {
+        for (raw, ok) in [
+            // An escape in the envelope, the server's own fields, a repeated field.
+            (
+                r#"{"id":"e\"1","type":"page.viewed","time":"2026-11-23T09:00:00Z","data":{"page":"/"}}"#,
+                true,
+            ),
+            (
+                r#"{"id":"e1","seq":4,"type":"page.viewed","time":"2026-11-23T09:00:00Z","data":{"page":"/"}}"#,
+                true,
+            ),
+            (
+                r#"{"id":"e1","id":"e2","type":"page.viewed","time":"2026-11-23T09:00:00Z","data":{"page":"/"}}"#,
+                true,
+            ),
+            // Invalid: for the general path to say why.
+            (
+                r#"{"id":"e1","source":"","type":"page.viewed","time":"2026-11-23T09:00:00Z","data":{"page":"/"}}"#,
+                false,
+            ),
+            (
+                r#"{"id":"e1","type":"page.viewed","time":"2026-11-23T09:00:00Z","subject":"Order:1","data":{"page":"/"}}"#,
+                false,
+            ),
+            (
+                r#"{"id":"e1","type":"page.viewed","time":"2026-11-23T09:00:00Z","channel":"fax","data":{"page":"/"}}"#,
+                false,
+            ),
+            (
+                r#"{"id":"e1","type":"page.viewed","time":"2026-11-23T09:00:00Z","customer":{},"data":{"page":"/"}}"#,
+                false,
+            ),
+            (
+                r#"{"id":"e1","type":"page.viewed","time":"2026-11-23T09:00:00Z","data":{"page":7}}"#,
+                false,
+            ),
+        ] {
+            assert!(read_plain(raw).is_none(), "{raw}");
+            assert_eq!(validate_event(raw).is_ok(), ok, "{raw}");
+        }
+        let e = validate_event(
+            r#"{"id":"e1","seq":4,"type":"page.viewed","time":"2026-11-23T09:00:00Z","data":{"page":"/"}}"#,
+        )
+        .unwrap();
+        assert!(
+            !e.raw.contains("seq"),
+            "the server's fields are left out of the text kept: {}",
+            e.raw
+        );
     }
 
     #[test]

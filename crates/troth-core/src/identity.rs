@@ -23,12 +23,23 @@ pub struct Identity(String);
 impl Identity {
     pub fn new(kind: IdentityKind, value: &str) -> Result<Identity, String> {
         let value = value.trim();
-        let key = match kind {
-            IdentityKind::Id => format!("id:{}", non_empty(value)?),
-            IdentityKind::Email => format!("email:{}", normalise_email(value)?),
-            IdentityKind::Phone => format!("phone:{}", normalise_phone(value)?),
+        // Built by hand rather than with format!: every event names its customer.
+        let mut key = String::with_capacity(value.len() + 6);
+        match kind {
+            IdentityKind::Id => {
+                key.push_str("id:");
+                key.push_str(non_empty(value)?);
+            }
+            IdentityKind::Email => {
+                key.push_str("email:");
+                normalise_email(value, &mut key)?;
+            }
+            IdentityKind::Phone => {
+                key.push_str("phone:");
+                key.push_str(&normalise_phone(value)?);
+            }
             IdentityKind::External => return Err("external identities need a system".into()),
-        };
+        }
         Ok(Identity(key))
     }
 
@@ -95,10 +106,18 @@ fn non_empty(value: &str) -> Result<&str, String> {
     }
 }
 
-fn normalise_email(value: &str) -> Result<String, String> {
+/// Appends the address in lower case to `out`.
+fn normalise_email(value: &str, out: &mut String) -> Result<(), String> {
     match value.split_once('@') {
         Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !value.contains(char::is_whitespace) => {
-            Ok(value.to_lowercase())
+            if value.is_ascii() {
+                let start = out.len();
+                out.push_str(value);
+                out[start..].make_ascii_lowercase();
+            } else {
+                out.push_str(&value.to_lowercase());
+            }
+            Ok(())
         }
         _ => Err("must contain @".into()),
     }

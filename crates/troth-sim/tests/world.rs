@@ -95,6 +95,9 @@ fn every_event_is_valid_unique_and_in_order() {
     let mut late_seen = 0;
     for line in lines(&world) {
         let event = troth_core::validate_event(&line).unwrap_or_else(|r| panic!("{r:?} in {line}"));
+        // Read straight from the text or as a JSON tree, an event is the same event.
+        let tree = troth_core::validate_value(serde_json::from_str(&line).unwrap(), Some(&line)).unwrap();
+        assert_eq!(format!("{event:?}"), format!("{tree:?}"), "read two ways: {line}");
         assert!(ids.insert(event.id.clone()), "duplicate id {}", event.id);
         types.insert(event.event_type.clone());
         // Events come in the order they reach troth: their time, plus the lag of a slow carrier.
