@@ -27,17 +27,17 @@ pub fn story(
     // Every part from the same point of the log, though the projections move on meanwhile.
     let snapshot = Snapshot::begin(conn)?;
     let tx = snapshot.conn;
-    let Some(survivor) = read::find_customer(&tx, key)? else {
+    let Some(survivor) = read::find_customer(tx, key)? else {
         return Ok(None);
     };
-    let merged = read::merged_into(&tx, survivor)?;
+    let merged = read::merged_into(tx, survivor)?;
     let mut cids = vec![survivor];
     cids.extend(merged.iter().copied());
 
-    let (events, truncated) = newest_events(&tx, &cids, limit)?;
+    let (events, truncated) = newest_events(tx, &cids, limit)?;
     let (counts, case_events) = if truncated {
-        let counts = read::event_counts(&tx, survivor, &merged)?;
-        let cases = read::case_events(&tx, None, Some(&survivor.to_string()))?
+        let counts = read::event_counts(tx, survivor, &merged)?;
+        let cases = read::case_events(tx, None, Some(&survivor.to_string()))?
             .into_iter()
             .filter_map(|c| troth_core::validate_event(&c.raw).ok())
             .collect();
@@ -55,7 +55,7 @@ pub fn story(
             .collect();
         (counts, cases)
     };
-    let promises = promises(&tx, &cids, &events, truncated)?;
+    let promises = promises(tx, &cids, &events, truncated)?;
     let shipments = events
         .iter()
         .rev()
@@ -64,12 +64,12 @@ pub fn story(
             _ => None,
         })
         .take(shipment_limit)
-        .map(|id| shipment(&tx, id))
+        .map(|id| shipment(tx, id))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .flatten()
         .collect();
-    let profile = read::profile(&tx, survivor, merged, counts)?;
+    let profile = read::profile(tx, survivor, merged, counts)?;
     Ok(Some(StoryRecords {
         profile,
         events,
