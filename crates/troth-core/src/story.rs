@@ -73,17 +73,48 @@ fn words(key: &str) -> String {
     key.replace(['_', '.'], " ")
 }
 
-/// The event in words; times in `zone`.
-pub fn describe(event: &ValidEvent, zone: &TimeZone) -> Line {
-    describe_naming(event, zone, &|_| None)
+/// `key` in words, starting with a capital: `delivery_window` → "Delivery window".
+fn sentence(key: &str) -> String {
+    let words = words(key);
+    let mut chars = words.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
-/// As [`describe`], with the agents an event names said by `agent_name` where it
-/// knows them: an agent acting through troth is recorded by their key's id, and
-/// read by its name ("by ana").
-pub fn describe_naming(event: &ValidEvent, zone: &TimeZone, agent_name: &dyn Fn(&str) -> Option<String>) -> Line {
+/// What the log records by id that a reader knows by name. Either may know
+/// nothing: the id is then said as recorded, or the line stays general.
+#[derive(Clone, Copy)]
+pub struct Names<'a> {
+    /// An agent acting through troth is recorded by their key's id, and read by its name ("by ana").
+    pub agent: &'a dyn Fn(&str) -> Option<String>,
+    /// A promise's changes name it by id; it reads by its key ("Delivery window broken").
+    pub promise: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Names<'_> {
+    /// Knows no names.
+    pub const NONE: Names<'static> = Names {
+        agent: &|_| None,
+        promise: &|_| None,
+    };
+}
+
+/// The event in words; times in `zone`.
+pub fn describe(event: &ValidEvent, zone: &TimeZone) -> Line {
+    describe_naming(event, zone, Names::NONE)
+}
+
+/// As [`describe`], with the agents and promises an event names said by `names`
+/// where it knows them.
+pub fn describe_naming(event: &ValidEvent, zone: &TimeZone, names: Names<'_>) -> Line {
     use EventData as E;
-    let agent = |a: &str| agent_name(a).unwrap_or_else(|| a.to_owned());
+    let agent = |a: &str| (names.agent)(a).unwrap_or_else(|| a.to_owned());
+    // "Delivery window broken" when the promise is known, else `general`.
+    let promise = |id: &str, what: &str, general: &str| {
+        (names.promise)(id).map_or_else(|| general.to_owned(), |key| format!("{} {what}", sentence(&key)))
+    };
     let by = |a: Option<&str>| a.map(|a| format!(" by {}", agent(a))).unwrap_or_default();
     use Tone::{Bad, Good, Neutral};
     let on = event.time;
@@ -350,10 +381,10 @@ pub fn describe_naming(event: &ValidEvent, zone: &TimeZone, agent_name: &dyn Fn(
             format!("Promised: {} by {}", words(&p.key), clock(p.due, zone, on)),
             Neutral,
         ),
-        E::PromiseAtRisk(_) => line("A promise is at risk", Bad),
-        E::PromiseKept(_) => line("Promise kept", Good),
-        E::PromiseBroken(_) => line("Promise broken", Bad),
-        E::PromiseCancelled(_) => line("Promise replaced", Neutral),
+        E::PromiseAtRisk(p) => line(promise(&p.promise, "at risk", "A promise is at risk"), Bad),
+        E::PromiseKept(p) => line(promise(&p.promise, "kept", "Promise kept"), Good),
+        E::PromiseBroken(p) => line(promise(&p.promise, "broken", "Promise broken"), Bad),
+        E::PromiseCancelled(p) => line(promise(&p.promise, "replaced", "Promise replaced"), Neutral),
         E::Extension(_) => noise(words(event.event_type.trim_start_matches("x."))),
     }
 }
@@ -527,16 +558,47 @@ mod tests {
             Some("case:k-1"),
             json!({"text": "Called the depot", "agent": "key_7"}),
         );
-        let names = |uid: &str| (uid == "key_7").then(|| "ana".to_owned());
+        let agent = |uid: &str| (uid == "key_7").then(|| "ana".to_owned());
+        let names = Names {
+            agent: &agent,
+            ..Names::NONE
+        };
         assert_eq!(
-            describe_naming(&note, &paris(), &names).text,
+            describe_naming(&note, &paris(), names).text,
             "Note by agent ana: Called the depot"
         );
         // An agent the names do not know reads as recorded.
         assert_eq!(
-            describe_naming(&note, &paris(), &|_| None).text,
+            describe_naming(&note, &paris(), Names::NONE).text,
             "Note by agent key_7: Called the depot"
         );
+    }
+
+    #[test]
+    fn a_promise_changing_reads_by_what_was_promised() {
+        let broken = event(
+            "promise.broken",
+            "2026-12-01T15:00:00Z",
+            Some("order:o-1"),
+            json!({"promise": "p-9", "cause": "due_passed"}),
+        );
+        let promise = |id: &str| (id == "p-9").then(|| "delivery_window".to_owned());
+        let names = Names {
+            promise: &promise,
+            ..Names::NONE
+        };
+        let said = describe_naming(&broken, &paris(), names);
+        assert_eq!(said.text, "Delivery window broken");
+        assert_eq!(said.tone, Tone::Bad);
+        let kept = event(
+            "promise.kept",
+            "2026-12-01T14:40:00Z",
+            Some("order:o-1"),
+            json!({"promise": "p-9", "by_event": "e-5"}),
+        );
+        assert_eq!(describe_naming(&kept, &paris(), names).text, "Delivery window kept");
+        // A promise the story does not hold reads in general.
+        assert_eq!(describe(&broken, &paris()).text, "Promise broken");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use troth_core::case::{CaseView, Cases, views};
 use troth_core::catalogue::{EventData, ShipmentCreated};
-use troth_core::story::{Feedback, Line, Value, describe_naming, summarise};
+use troth_core::story::{Feedback, Line, Names, Value, describe_naming, summarise};
 use troth_core::{Timestamp, ValidEvent};
 use troth_store::{IdentityView, PromiseView, ShipmentRecord, Store, StoryRecords};
 
@@ -178,6 +178,13 @@ pub async fn read<S: Store>(
 
     // Agents acting through troth are recorded by their key's id; they read by its name.
     let agent_name = |uid: &str| state.store.api_key(uid).and_then(|key| key.name);
+    // Their promises' changes read by what was promised.
+    let promise_keys: HashMap<&str, &str> = promises.iter().map(|p| (p.id.as_str(), p.key.as_str())).collect();
+    let promise_key = |id: &str| promise_keys.get(id).map(|key| (*key).to_owned());
+    let names = Names {
+        agent: &agent_name,
+        promise: &promise_key,
+    };
     // By when it happened: troth's own records (promise changes) reach the log after
     // the events that caused them, carrying their cause's time.
     let mut by_time: Vec<&(i64, ValidEvent)> = events.iter().collect();
@@ -188,7 +195,7 @@ pub async fn read<S: Store>(
             options.channel.is_none() || event.channel.map(|c| c.as_str()) == options.channel.as_deref()
         })
         .filter_map(|(seq, event)| {
-            let line = describe_naming(event, zone, &agent_name);
+            let line = describe_naming(event, zone, names);
             (options.noise || !line.noise).then(|| TimelineEntry {
                 time: event.time.to_string(),
                 position: *seq,
