@@ -840,9 +840,20 @@ enum Done {
     Issued(bool),
 }
 
+/// The event's customer as sent (derived events carry it on), read without building
+/// the rest of the event, which is skipped.
 fn event_customer(event: &ValidEvent) -> Option<serde_json::Value> {
-    let value: serde_json::Value = serde_json::from_str(&event.raw).ok()?;
-    value.get("customer").cloned()
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    struct Customer {
+        // Present, even as null, is `Some`: as the field was read from the whole event.
+        #[serde(default, deserialize_with = "present")]
+        customer: Option<serde_json::Value>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+        serde_json::Value::deserialize(d).map(Some)
+    }
+    serde_json::from_str::<Customer>(&event.raw).ok()?.customer
 }
 
 /// What one projection transaction applies events and clock changes with: the
