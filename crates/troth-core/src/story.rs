@@ -73,23 +73,13 @@ fn words(key: &str) -> String {
     key.replace(['_', '.'], " ")
 }
 
-/// `key` in words, starting with a capital: `delivery_window` → "Delivery window".
-fn sentence(key: &str) -> String {
-    let words = words(key);
-    let mut chars = words.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
-}
-
 /// What the log records by id that a reader knows by name. Either may know
 /// nothing: the id is then said as recorded, or the line stays general.
 #[derive(Clone, Copy)]
 pub struct Names<'a> {
     /// An agent acting through troth is recorded by their key's id, and read by its name ("by ana").
     pub agent: &'a dyn Fn(&str) -> Option<String>,
-    /// A promise's changes name it by id; it reads by its key ("Delivery window broken").
+    /// A promise's changes name it by id; it reads by its key ("Broken: delivery window").
     pub promise: &'a dyn Fn(&str) -> Option<String>,
 }
 
@@ -111,9 +101,10 @@ pub fn describe(event: &ValidEvent, zone: &TimeZone) -> Line {
 pub fn describe_naming(event: &ValidEvent, zone: &TimeZone, names: Names<'_>) -> Line {
     use EventData as E;
     let agent = |a: &str| (names.agent)(a).unwrap_or_else(|| a.to_owned());
-    // "Delivery window broken" when the promise is known, else `general`.
+    // "Broken: delivery window" when the promise is known (as "Promised: delivery
+    // window by 13:00" made it), else `general`.
     let promise = |id: &str, what: &str, general: &str| {
-        (names.promise)(id).map_or_else(|| general.to_owned(), |key| format!("{} {what}", sentence(&key)))
+        (names.promise)(id).map_or_else(|| general.to_owned(), |key| format!("{what}: {}", words(&key)))
     };
     let by = |a: Option<&str>| a.map(|a| format!(" by {}", agent(a))).unwrap_or_default();
     use Tone::{Bad, Good, Neutral};
@@ -381,10 +372,10 @@ pub fn describe_naming(event: &ValidEvent, zone: &TimeZone, names: Names<'_>) ->
             format!("Promised: {} by {}", words(&p.key), clock(p.due, zone, on)),
             Neutral,
         ),
-        E::PromiseAtRisk(p) => line(promise(&p.promise, "at risk", "A promise is at risk"), Bad),
-        E::PromiseKept(p) => line(promise(&p.promise, "kept", "Promise kept"), Good),
-        E::PromiseBroken(p) => line(promise(&p.promise, "broken", "Promise broken"), Bad),
-        E::PromiseCancelled(p) => line(promise(&p.promise, "replaced", "Promise replaced"), Neutral),
+        E::PromiseAtRisk(p) => line(promise(&p.promise, "At risk", "A promise is at risk"), Bad),
+        E::PromiseKept(p) => line(promise(&p.promise, "Kept", "Promise kept"), Good),
+        E::PromiseBroken(p) => line(promise(&p.promise, "Broken", "Promise broken"), Bad),
+        E::PromiseCancelled(p) => line(promise(&p.promise, "Replaced", "Promise replaced"), Neutral),
         E::Extension(_) => noise(words(event.event_type.trim_start_matches("x."))),
     }
 }
@@ -588,7 +579,7 @@ mod tests {
             ..Names::NONE
         };
         let said = describe_naming(&broken, &paris(), names);
-        assert_eq!(said.text, "Delivery window broken");
+        assert_eq!(said.text, "Broken: delivery window");
         assert_eq!(said.tone, Tone::Bad);
         let kept = event(
             "promise.kept",
@@ -596,7 +587,7 @@ mod tests {
             Some("order:o-1"),
             json!({"promise": "p-9", "by_event": "e-5"}),
         );
-        assert_eq!(describe_naming(&kept, &paris(), names).text, "Delivery window kept");
+        assert_eq!(describe_naming(&kept, &paris(), names).text, "Kept: delivery window");
         // A promise the story does not hold reads in general.
         assert_eq!(describe(&broken, &paris()).text, "Promise broken");
     }
