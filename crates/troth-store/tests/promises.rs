@@ -395,3 +395,66 @@ async fn cases_reopened_within_a_week_count_as_repeat_contacts() {
     );
     assert!(store.replay(false, &mut |_| {}).unwrap().matches());
 }
+
+/// A store from before promises were kept in the order of their subject has them
+/// rewritten so when it opens, and they go on being followed as before.
+#[tokio::test]
+async fn promises_of_a_store_from_before_are_rewritten_in_subject_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .append(vec![
+            window("w1", "s1", "11:37", "12:37"),
+            window("w2", "s2", "14:00", "15:00"),
+        ])
+        .await
+        .unwrap();
+    store.settle().await.unwrap();
+    drop(store);
+    let retail = include_str!("../../../journeys/retail.toml");
+    drop(reopen(dir.path(), retail).await);
+    let layout = || {
+        rusqlite::Connection::open(dir.path().join("projections.db"))
+            .unwrap()
+            .query_row("SELECT sql FROM sqlite_master WHERE name = 'promises'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .unwrap()
+    };
+    assert!(layout().contains("PRIMARY KEY (subject, id)"), "{}", layout());
+    // As a store from before kept them: by id, with an index of subjects.
+    rusqlite::Connection::open(dir.path().join("projections.db"))
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE promises RENAME TO promises_now;
+             DROP INDEX promises_by_id; DROP INDEX promises_due;
+             CREATE TABLE promises (
+                 id TEXT PRIMARY KEY, key TEXT NOT NULL, touchpoint TEXT NOT NULL, subject TEXT NOT NULL,
+                 customer_ref TEXT, made_at_us INTEGER NOT NULL, start_us INTEGER, due_us INTEGER NOT NULL,
+                 at_risk_from_us INTEGER, state TEXT NOT NULL, due_passed INTEGER NOT NULL DEFAULT 0,
+                 settled_us INTEGER, next_check_us INTEGER) WITHOUT ROWID;
+             CREATE INDEX promises_by_subject ON promises(subject);
+             CREATE INDEX promises_due ON promises(next_check_us) WHERE next_check_us IS NOT NULL;
+             INSERT INTO promises SELECT * FROM promises_now;
+             DROP TABLE promises_now;",
+        )
+        .unwrap();
+    assert!(!layout().contains("PRIMARY KEY (subject, id)"));
+
+    let store = reopen(dir.path(), retail).await;
+    assert!(layout().contains("PRIMARY KEY (subject, id)"), "{}", layout());
+    store.append(vec![delivered("d2", "s2", "14:30")]).await.unwrap();
+    store.settle().await.unwrap();
+    assert_eq!(store.tick(at("12:38")).await.unwrap(), 1, "s1's window is broken");
+    assert_eq!(
+        promise_log(&store).await,
+        [
+            "promise.made delivery_window:w1",
+            "promise.made delivery_window:w2",
+            "promise.kept delivery_window:w2",
+            "promise.broken delivery_window:w1 due_passed",
+        ]
+    );
+    let report = store.replay(false, &mut |_| {}).unwrap();
+    assert!(report.matches(), "replay reproduces the promises: {report:?}");
+}
