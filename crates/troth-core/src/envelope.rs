@@ -200,16 +200,18 @@ fn read_envelope(object: &Map<String, Value>) -> Result<ValidEvent, FieldError> 
             ),
         ));
     }
-    let fields = Envelope {
-        id,
-        event_type,
-        time,
-        channel,
-        touchpoint,
-        subject,
-        customer,
-    };
-    complete(fields, object.get("data"))
+    complete(
+        Envelope {
+            id,
+            event_type,
+            time,
+            channel,
+            touchpoint,
+            subject,
+            customer,
+        },
+        object.get("data"),
+    )
 }
 
 /// The envelope's fields, each valid on its own.
@@ -226,15 +228,8 @@ struct Envelope {
 /// Reads the event's data by its type and checks what spans the envelope and the
 /// data; the event's text is left for the caller to fill in.
 fn complete(envelope: Envelope, data: Option<&Value>) -> Result<ValidEvent, FieldError> {
-    let Envelope {
-        id,
-        event_type,
-        time,
-        channel,
-        touchpoint,
-        subject,
-        customer,
-    } = envelope;
+    let event_type = envelope.event_type;
+    let subject = envelope.subject;
     if let Some(data) = data
         && !(data.is_object() || data.is_null())
     {
@@ -255,7 +250,7 @@ fn complete(envelope: Envelope, data: Option<&Value>) -> Result<ValidEvent, Fiel
             "must name the driver (driver:ID) for courier.position",
         ));
     }
-    let mut customer = customer.unwrap_or_default();
+    let mut customer = envelope.customer.unwrap_or_default();
     if let EventData::CustomerIdentified(identified) = &data {
         add_listed(
             &mut customer,
@@ -271,12 +266,12 @@ fn complete(envelope: Envelope, data: Option<&Value>) -> Result<ValidEvent, Fiel
         )?;
     }
     Ok(ValidEvent {
-        id,
+        id: envelope.id,
         event_type,
-        time,
+        time: envelope.time,
         subject: subject.map(|s| s.0),
-        touchpoint,
-        channel,
+        touchpoint: envelope.touchpoint,
+        channel: envelope.channel,
         customer,
         data,
         raw: String::new(),
