@@ -83,10 +83,9 @@ async fn promise_log(store: &SqliteStore) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn the_clock_and_events_settle_promises_and_the_log_tells_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+/// A store in `dir` where s1's window is 11:37–12:37 and s2's 14:00–15:00.
+async fn two_windows(dir: &std::path::Path) -> SqliteStore {
+    let store = open(dir);
     store
         .append(vec![
             window("w1", "s1", "11:37", "12:37"),
@@ -95,6 +94,13 @@ async fn the_clock_and_events_settle_promises_and_the_log_tells_it() {
         .await
         .unwrap();
     store.settle().await.unwrap();
+    store
+}
+
+#[tokio::test]
+async fn the_clock_and_events_settle_promises_and_the_log_tells_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = two_windows(dir.path()).await;
     assert_eq!(store.tick(at("12:00")).await.unwrap(), 0, "nothing is due yet");
     assert_eq!(store.tick(at("12:25")).await.unwrap(), 1, "s1's window is at risk");
     assert_eq!(
@@ -401,15 +407,7 @@ async fn cases_reopened_within_a_week_count_as_repeat_contacts() {
 #[tokio::test]
 async fn promises_of_a_store_from_before_are_rewritten_in_subject_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    store
-        .append(vec![
-            window("w1", "s1", "11:37", "12:37"),
-            window("w2", "s2", "14:00", "15:00"),
-        ])
-        .await
-        .unwrap();
-    store.settle().await.unwrap();
+    let store = two_windows(dir.path()).await;
     drop(store);
     let retail = include_str!("../../../journeys/retail.toml");
     drop(reopen(dir.path(), retail).await);
