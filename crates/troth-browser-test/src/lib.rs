@@ -161,18 +161,14 @@ impl Browser {
     pub async fn set_window_size(&self, width: u32, height: u32) -> (u32, u32) {
         let mut window = (width, height);
         let mut viewport = (0, 0);
-        for _ in 0..3 {
+        for _ in 0..5 {
             self.session_command(
                 "POST",
                 "/window/rect",
                 Some(json!({"width": window.0, "height": window.1})),
             )
             .await;
-            let inner = self
-                .execute("return [window.innerWidth, window.innerHeight];", Vec::new())
-                .await;
-            let side = |i: usize| inner[i].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
-            viewport = (side(0), side(1));
+            viewport = self.settled_viewport().await;
             if viewport == (width, height) || viewport.0 == 0 {
                 break;
             }
@@ -182,6 +178,26 @@ impl Browser {
             );
         }
         viewport
+    }
+
+    /// The viewport's size once it has stopped changing: a busy machine's Chromium
+    /// may answer with the size from before the window was resized, and correcting
+    /// the window by that would overshoot.
+    async fn settled_viewport(&self) -> (u32, u32) {
+        let mut last = None;
+        for _ in 0..20 {
+            let inner = self
+                .execute("return [window.innerWidth, window.innerHeight];", Vec::new())
+                .await;
+            let side = |i: usize| inner[i].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+            let now = (side(0), side(1));
+            if last == Some(now) {
+                return now;
+            }
+            last = Some(now);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        last.unwrap_or((0, 0))
     }
 
     /// Loads a URL and waits for the page to load.
