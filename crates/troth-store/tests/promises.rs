@@ -83,9 +83,10 @@ async fn promise_log(store: &SqliteStore) -> Vec<String> {
         .collect()
 }
 
-/// A store in `dir` where s1's window is 11:37–12:37 and s2's 14:00–15:00.
-async fn two_windows(dir: &std::path::Path) -> SqliteStore {
-    let store = open(dir);
+#[tokio::test]
+async fn the_clock_and_events_settle_promises_and_the_log_tells_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
     store
         .append(vec![
             window("w1", "s1", "11:37", "12:37"),
@@ -94,13 +95,6 @@ async fn two_windows(dir: &std::path::Path) -> SqliteStore {
         .await
         .unwrap();
     store.settle().await.unwrap();
-    store
-}
-
-#[tokio::test]
-async fn the_clock_and_events_settle_promises_and_the_log_tells_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = two_windows(dir.path()).await;
     assert_eq!(store.tick(at("12:00")).await.unwrap(), 0, "nothing is due yet");
     assert_eq!(store.tick(at("12:25")).await.unwrap(), 1, "s1's window is at risk");
     assert_eq!(
@@ -407,7 +401,15 @@ async fn cases_reopened_within_a_week_count_as_repeat_contacts() {
 #[tokio::test]
 async fn promises_of_a_store_from_before_are_rewritten_in_subject_order() {
     let dir = tempfile::tempdir().unwrap();
-    let store = two_windows(dir.path()).await;
+    let store = open(dir.path());
+    store
+        .append(vec![
+            window("w1", "s1", "11:37", "12:37"),
+            window("w2", "s2", "14:00", "15:00"),
+        ])
+        .await
+        .unwrap();
+    store.settle().await.unwrap();
     drop(store);
     let retail = include_str!("../../../journeys/retail.toml");
     drop(reopen(dir.path(), retail).await);
