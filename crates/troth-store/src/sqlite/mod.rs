@@ -137,9 +137,6 @@ impl SqliteStore {
 
         let conn = open_projections(&projections_path, &db_path, false)?;
         let new_tables = schema::missing(&conn, &["order_stages", "promise_changes"])?;
-        if promises::cluster_by_subject(&conn)? {
-            tracing::info!("promises rewritten in the order of their subject");
-        }
         conn.execute_batch(&schema::projections("main"))?;
         conn.execute_batch(&schema::type_counts("main"))?;
         conn.execute_batch(&health::schema("main"))?;

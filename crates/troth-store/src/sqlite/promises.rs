@@ -184,39 +184,6 @@ pub fn known(conn: &Connection, subject: &str) -> rusqlite::Result<Vec<Tracked>>
     rows.collect()
 }
 
-/// Rewrites the promises of a store from before they were kept in the order of
-/// their subject (see `schema::promises_table`), in one transaction; `false` when
-/// there was nothing to do.
-pub fn cluster_by_subject(conn: &Connection) -> rusqlite::Result<bool> {
-    let sql: Option<String> = conn
-        .query_row(
-            "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = 'promises'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if sql.is_none_or(|sql| sql.contains("PRIMARY KEY (subject, id)")) {
-        return Ok(false);
-    }
-    let tx = conn.unchecked_transaction()?;
-    tx.execute_batch(
-        "ALTER TABLE main.promises RENAME TO promises_in_id_order;
-         DROP INDEX IF EXISTS main.promises_by_subject;
-         DROP INDEX IF EXISTS main.promises_due;",
-    )?;
-    tx.execute_batch(&super::schema::promises_table("main"))?;
-    tx.execute_batch(&format!(
-        "INSERT INTO main.promises ({COLUMNS_ALL}) SELECT {COLUMNS_ALL} FROM main.promises_in_id_order;
-         DROP TABLE main.promises_in_id_order;"
-    ))?;
-    tx.commit()?;
-    Ok(true)
-}
-
-/// Every column of `promises`, in order.
-const COLUMNS_ALL: &str = "id, key, touchpoint, subject, customer_ref, made_at_us, start_us, due_us, \
-                           at_risk_from_us, state, due_passed, settled_us, next_check_us";
-
 /// Promises whose next check has come by `now`.
 pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> rusqlite::Result<Vec<Tracked>> {
     let mut stmt = conn.prepare_cached(&format!(

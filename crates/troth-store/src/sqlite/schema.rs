@@ -26,35 +26,6 @@ pub fn type_counts(schema: &str) -> String {
     )
 }
 
-/// The promises, kept in the order of their subject: the engine looks up the open
-/// promises of an event's subject for every event, and a story those of a
-/// customer's orders and shipments, each a range of rows on a page or two rather
-/// than a row on a page of its own. Changes find a promise by its id.
-pub fn promises_table(schema: &str) -> String {
-    format!(
-        "
-CREATE TABLE IF NOT EXISTS {schema}.promises (
-    id               TEXT NOT NULL,
-    key              TEXT NOT NULL,
-    touchpoint       TEXT NOT NULL,
-    subject          TEXT NOT NULL,
-    customer_ref     TEXT,
-    made_at_us       INTEGER NOT NULL,
-    start_us         INTEGER,
-    due_us           INTEGER NOT NULL,
-    at_risk_from_us  INTEGER,
-    state            TEXT NOT NULL,
-    due_passed       INTEGER NOT NULL DEFAULT 0,
-    settled_us       INTEGER,
-    next_check_us    INTEGER,
-    PRIMARY KEY (subject, id)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS {schema}.promises_by_id ON promises(id);
-CREATE INDEX IF NOT EXISTS {schema}.promises_due ON promises(next_check_us) WHERE next_check_us IS NOT NULL;
-"
-    )
-}
-
 /// The projections compared and rebuilt by replay, created under a schema name so
 /// replay can rebuild them beside the live ones. `event_customers` is the identity
 /// projection's answer for each event: the customer it was resolved to.
@@ -81,7 +52,24 @@ CREATE TABLE IF NOT EXISTS {schema}.identities (
     cid  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {schema}.identities_by_customer ON identities(cid);
-{promises}CREATE TABLE IF NOT EXISTS {schema}.promise_changes (
+CREATE TABLE IF NOT EXISTS {schema}.promises (
+    id               TEXT PRIMARY KEY,
+    key              TEXT NOT NULL,
+    touchpoint       TEXT NOT NULL,
+    subject          TEXT NOT NULL,
+    customer_ref     TEXT,
+    made_at_us       INTEGER NOT NULL,
+    start_us         INTEGER,
+    due_us           INTEGER NOT NULL,
+    at_risk_from_us  INTEGER,
+    state            TEXT NOT NULL,
+    due_passed       INTEGER NOT NULL DEFAULT 0,
+    settled_us       INTEGER,
+    next_check_us    INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {schema}.promises_by_subject ON promises(subject);
+CREATE INDEX IF NOT EXISTS {schema}.promises_due ON promises(next_check_us) WHERE next_check_us IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {schema}.promise_changes (
     id  TEXT PRIMARY KEY
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {schema}.consents (
@@ -113,8 +101,7 @@ CREATE TABLE IF NOT EXISTS {schema}.order_stages (
     time_us   INTEGER NOT NULL,
     PRIMARY KEY (order_id, event)
 ) WITHOUT ROWID;
-",
-        promises = promises_table(schema)
+"
     )
 }
 
