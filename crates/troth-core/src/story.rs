@@ -73,6 +73,16 @@ fn words(key: &str) -> String {
     key.replace(['_', '.'], " ")
 }
 
+/// What a promise's key says was promised: `ready_by` → "ready", which reads
+/// "Promised: ready by 14:00" rather than "ready by by 14:00".
+fn promised(key: &str) -> String {
+    let said = words(key);
+    match said.strip_suffix(" by") {
+        Some(what) if !what.is_empty() => what.to_owned(),
+        _ => said,
+    }
+}
+
 /// What the log records by id that a reader knows by name. Either may know
 /// nothing: the id is then said as recorded, or the line stays general.
 #[derive(Clone, Copy)]
@@ -104,7 +114,7 @@ pub fn describe_naming(event: &ValidEvent, zone: &TimeZone, names: Names<'_>) ->
     // "Broken: delivery window" when the promise is known (as "Promised: delivery
     // window by 13:00" made it), else `general`.
     let promise = |id: &str, what: &str, general: &str| {
-        (names.promise)(id).map_or_else(|| general.to_owned(), |key| format!("{what}: {}", words(&key)))
+        (names.promise)(id).map_or_else(|| general.to_owned(), |key| format!("{what}: {}", promised(&key)))
     };
     let by = |a: Option<&str>| a.map(|a| format!(" by {}", agent(a))).unwrap_or_default();
     use Tone::{Bad, Good, Neutral};
@@ -369,7 +379,7 @@ pub fn describe_naming(event: &ValidEvent, zone: &TimeZone, names: Names<'_>) ->
         E::OfferAccepted(o) => line(format!("Accepted the offer: {}", words(&o.action)), Good),
         E::OfferDeclined(o) => line(format!("Declined the offer: {}", words(&o.action)), Neutral),
         E::PromiseMade(p) => line(
-            format!("Promised: {} by {}", words(&p.key), clock(p.due, zone, on)),
+            format!("Promised: {} by {}", promised(&p.key), clock(p.due, zone, on)),
             Neutral,
         ),
         E::PromiseAtRisk(p) => line(promise(&p.promise, "At risk", "A promise is at risk"), Bad),
@@ -590,6 +600,26 @@ mod tests {
         assert_eq!(describe_naming(&kept, &paris(), names).text, "Kept: delivery window");
         // A promise the story does not hold reads in general.
         assert_eq!(describe(&broken, &paris()).text, "Promise broken");
+        // A key that ends in "by" is not said twice.
+        let made = event(
+            "promise.made",
+            "2026-12-01T09:00:00Z",
+            Some("order:o-2"),
+            json!({"promise": "p-10", "key": "ready_by", "touchpoint": "collect", "due": "2026-12-01T16:00:00Z", "made_by_event": "e-8"}),
+        );
+        assert_eq!(describe(&made, &paris()).text, "Promised: ready by 17:00");
+        let ready = |_: &str| Some("ready_by".to_owned());
+        let kept = event(
+            "promise.kept",
+            "2026-12-01T15:00:00Z",
+            Some("order:o-2"),
+            json!({"promise": "p-10", "by_event": "e-9"}),
+        );
+        let names = Names {
+            promise: &ready,
+            ..Names::NONE
+        };
+        assert_eq!(describe_naming(&kept, &paris(), names).text, "Kept: ready");
     }
 
     #[test]
