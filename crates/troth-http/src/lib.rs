@@ -276,7 +276,7 @@ async fn readyz<S: Store>(State(state): State<AppState<S>>) -> Response {
 async fn metrics_text<S: Store>(State(state): State<AppState<S>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.store.progress()),
+        state.metrics.render(&state.store.progress(), state.store.log_wal()),
     )
         .into_response()
 }

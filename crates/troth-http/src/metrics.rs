@@ -37,12 +37,30 @@ impl Metrics {
     }
 
     /// The counters, and the log's and projectors' positions from `progress`.
-    pub fn render(&self, progress: &troth_store::Progress) -> String {
+    pub fn render(&self, progress: &troth_store::Progress, wal: Option<troth_store::WalStats>) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP troth_log_position The position of the newest event in the log.\n# TYPE troth_log_position gauge\n",
         );
         let _ = writeln!(out, "troth_log_position {}", progress.log);
+        if let Some(wal) = wal {
+            out.push_str(
+                "# HELP troth_log_wal_restarts_total Times the log's WAL passed its limit and the log writer started it over \
+                 (done), or found readers still in it and let it grow (busy).\n# TYPE troth_log_wal_restarts_total counter\n",
+            );
+            let done = wal.restarts_tried.saturating_sub(wal.restarts_busy);
+            let _ = writeln!(out, "troth_log_wal_restarts_total{{outcome=\"done\"}} {done}");
+            let _ = writeln!(
+                out,
+                "troth_log_wal_restarts_total{{outcome=\"busy\"}} {}",
+                wal.restarts_busy
+            );
+            out.push_str(
+                "# HELP troth_log_wal_largest_bytes The largest the log's WAL file was after a commit since the store opened, in bytes.\n\
+                 # TYPE troth_log_wal_largest_bytes gauge\n",
+            );
+            let _ = writeln!(out, "troth_log_wal_largest_bytes {}", wal.largest_bytes);
+        }
         type Gauge = fn(&troth_store::ProjectorProgress) -> String;
         let per_projector: [(&str, &str, Gauge); 3] = [
             ("position", "Every event up to this position is projected.", |p| {

@@ -91,4 +91,15 @@ async fn readiness_and_metrics_show_each_projectors_position() {
         metrics.contains("troth_projector_lag_events{projector=\"projections\"} 0\n"),
         "{metrics}"
     );
+    // The log's WAL: written to by the commit, and far from its limit.
+    assert!(
+        metrics.contains("troth_log_wal_restarts_total{outcome=\"done\"} 0\n"),
+        "{metrics}"
+    );
+    let largest: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("troth_log_wal_largest_bytes "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no WAL size in {metrics}"));
+    assert!(largest > 0, "{metrics}");
 }

@@ -53,6 +53,19 @@ pub enum AppendStatus {
 /// the order events were stored. Every accepted event's answer carries its own.
 pub type Position = i64;
 
+/// What the log writer did to keep the log's write-ahead log small since the store
+/// opened (for a backend that has one; see `sqlite/log.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Times the WAL was found past its limit and the log writer tried to start it over.
+    pub restarts_tried: u64,
+    /// Times readers stayed in the WAL longer than the writer waits for them, so it
+    /// went on growing.
+    pub restarts_busy: u64,
+    /// The largest size the WAL file was found at after a commit, in bytes.
+    pub largest_bytes: u64,
+}
+
 /// How far the log and each projection that follows it have come.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Progress {
@@ -757,6 +770,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// How far the log and its projections have come, answered from memory.
     fn progress(&self) -> Progress;
+
+    /// What keeping the log's write-ahead log small has done, for a backend with one.
+    fn log_wal(&self) -> Option<WalStats> {
+        None
+    }
 
     /// Resolves once every projection has passed `position`, or with the progress
     /// reached when `timeout` runs out first.

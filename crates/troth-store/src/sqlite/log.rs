@@ -236,16 +236,7 @@ pub struct Positions {
     pub wal: Mutex<WalStats>,
 }
 
-/// What the log writer did to keep the WAL small.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WalStats {
-    /// Times the WAL was found past its limit and the log writer tried to start it over.
-    pub restarts_tried: u64,
-    /// Times readers stayed in the WAL longer than [`WAL_WAIT`], so it went on growing.
-    pub restarts_busy: u64,
-    /// The largest size the WAL file was found at after a commit, in bytes.
-    pub largest_bytes: u64,
-}
+pub use crate::WalStats;
 
 /// The time a write is stored at (`received`): the system clock unless set.
 pub type ClockSlot = Arc<RwLock<Option<super::Clock>>>;

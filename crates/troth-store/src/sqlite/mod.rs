@@ -932,6 +932,10 @@ impl Store for SqliteStore {
         self.read(move |conn| erasure::get(conn, id)).await
     }
 
+    fn log_wal(&self) -> Option<crate::WalStats> {
+        Some(self.wal_stats())
+    }
+
     fn progress(&self) -> crate::Progress {
         let positions = &self.inner.positions;
         // The projected position first: read the other way, it could pass the head.
