@@ -909,22 +909,15 @@ mod tests {
 
     #[test]
     fn a_map_where_no_touchpoint_is_the_contact_leaves_a_case_unattributed() {
-        let map = crate::journey::parse_journey(
-            r#"key = "m"
-name = "M"
-[[functions]]
-key = "ops"
-name = "Ops"
-[[touchpoints]]
-key = "deliver"
-name = "Deliver"
-stage = "smot"
-owners = ["ops"]
-exposure = ["shipment.delivered", "case.opened"]
-case_categories = ["damaged"]
-"#,
-        )
-        .unwrap();
+        // One touchpoint, "deliver", owned by ops; `rest` ends its definition.
+        let map_with = |rest: &str| {
+            crate::journey::parse_journey(&format!(
+                "key = \"m\"\nname = \"M\"\n[[functions]]\nkey = \"ops\"\nname = \"Ops\"\n\
+                 [[touchpoints]]\nkey = \"deliver\"\nname = \"Deliver\"\nstage = \"smot\"\nowners = [\"ops\"]\n{rest}"
+            ))
+            .unwrap()
+        };
+        let map = map_with("exposure = [\"shipment.delivered\", \"case.opened\"]\ncase_categories = [\"damaged\"]\n");
         let cases = fold(&[
             (
                 opened("k-1", "2026-11-03T09:00:00Z", "damaged", "support", None),
@@ -942,21 +935,7 @@ case_categories = ["damaged"]
             "deliver",
             "the touchpoint counting case.opened"
         );
-        let map = crate::journey::parse_journey(
-            r#"key = "m"
-name = "M"
-[[functions]]
-key = "ops"
-name = "Ops"
-[[touchpoints]]
-key = "deliver"
-name = "Deliver"
-stage = "smot"
-owners = ["ops"]
-exposure = ["shipment.delivered"]
-"#,
-        )
-        .unwrap();
+        let map = map_with("exposure = [\"shipment.delivered\"]\n");
         let index = CaseTouchpoints::new(&map);
         assert_eq!(index.of(&cases[1], []), UNATTRIBUTED);
         let delivered = Timestamp::parse("2026-11-02T09:00:00Z").unwrap();

@@ -396,16 +396,14 @@ async fn an_orders_events_include_its_shipments_in_log_order() {
         )
         .unwrap()
     };
+    let placed = |id: &str, order: &str, time: &str| {
+        let data = json!({"order": order, "items": [{"sku": "tyre", "qty": 1, "price": 100}], "total": 100,
+                          "currency": "EUR", "delivery": "home"});
+        at(id, "order.placed", time, &format!("order:{order}"), data)
+    };
     store
         .append(vec![
-            at(
-                "p",
-                "order.placed",
-                "2026-11-02T09:00:00Z",
-                "order:o-1",
-                json!({"order": "o-1", "items": [{"sku": "tyre", "qty": 1, "price": 100}], "total": 100,
-                       "currency": "EUR", "delivery": "home"}),
-            ),
+            placed("p", "o-1", "2026-11-02T09:00:00Z"),
             // A view of the shipment before troth knows whose it is still counts once linked.
             at(
                 "v",
@@ -421,14 +419,7 @@ async fn an_orders_events_include_its_shipments_in_log_order() {
                 "shipment:s-1",
                 json!({"shipment": "s-1", "order": "o-1", "carrier": "c", "service": "std"}),
             ),
-            at(
-                "x",
-                "order.placed",
-                "2026-11-02T11:00:00Z",
-                "order:o-2",
-                json!({"order": "o-2", "items": [{"sku": "tyre", "qty": 1, "price": 100}], "total": 100,
-                       "currency": "EUR", "delivery": "home"}),
-            ),
+            placed("x", "o-2", "2026-11-02T11:00:00Z"),
             at(
                 "d",
                 "shipment.delivered",
