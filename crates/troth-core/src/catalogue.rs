@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::field::{FieldError, FromJson, Path, bounded_int, json_struct, string_enum};
+use crate::field::{FieldError, FromJson, FromText, Path, bounded_int, json_struct, string_enum};
 use crate::timestamp::Timestamp;
 use crate::values::{Channel, PositionFlag};
 pub use crate::values::{Heading, Lat, Lon, NonNegative, Percent};
@@ -82,6 +82,8 @@ impl FromJson for Currency {
     }
 }
 
+impl FromText for Currency {}
+
 /// An amount of money in minor units (cents), never negative.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Amount(pub i64);
@@ -95,6 +97,8 @@ impl FromJson for Amount {
         Ok(Amount(n))
     }
 }
+
+impl FromText for Amount {}
 
 json_struct!(
     /// A line of an order.
@@ -198,6 +202,24 @@ macro_rules! catalogue {
                     _ => return None,
                 };
                 Some(parsed)
+            }
+
+            /// Reads the `data` of an event of type `event_type` straight from its
+            /// text (see [`FromText`]); `None` when that fails for any reason, for
+            /// [`EventData::parse`] to read it again and say why.
+            pub fn read_text(event_type: &str, data: Option<&serde_json::value::RawValue>) -> Option<EventData> {
+                let text = match data {
+                    Some(raw) if raw.get() != "null" => raw.get(),
+                    _ => "{}",
+                };
+                match event_type {
+                    $( $text => serde_json::from_str::<crate::field::Text<$variant>>(text).ok().map(|t| EventData::$variant(t.0)), )*
+                    t if is_extension_type(t) => match serde_json::from_str::<Value>(text).ok()? {
+                        object @ Value::Object(_) => Some(EventData::Extension(object)),
+                        _ => None,
+                    },
+                    _ => None,
+                }
             }
         }
     };

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::timestamp::{TimeError, Timestamp};
@@ -69,6 +70,73 @@ pub trait FromJson: Sized {
     /// What a missing or `null` field means: an error, unless the type is optional.
     fn missing(path: &Path<'_>) -> Result<Self, FieldError> {
         Err(path.error("is required"))
+    }
+}
+
+/// A value read straight from JSON text, without a tree of the whole document
+/// first: the fast way for events written plainly. It accepts exactly what
+/// [`FromJson`] accepts or fails; on failure the caller reads the event again as a
+/// tree, by [`FromJson`], which names the field and says why. So a leaf (a string,
+/// a number) is checked by its own [`FromJson`], and only objects, arrays and
+/// optional fields are walked here.
+pub trait FromText: FromJson {
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        let path = Path::Root("");
+        let read = if value.is_null() {
+            Self::missing(&path)
+        } else {
+            Self::from_json(&value, &path)
+        };
+        read.map_err(serde::de::Error::custom)
+    }
+
+    /// The value of a field the object does not have, when that is allowed.
+    fn absent() -> Option<Self> {
+        None
+    }
+}
+
+/// A [`FromText`] value as serde reads it.
+pub struct Text<T>(pub T);
+
+impl<'de, T: FromText> serde::Deserialize<'de> for Text<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::read(d).map(Text)
+    }
+}
+
+impl FromText for bool {}
+impl FromText for i64 {}
+impl FromText for u32 {}
+impl FromText for u64 {}
+impl FromText for f64 {}
+impl FromText for Timestamp {}
+impl FromText for Map<String, Value> {}
+
+impl FromText for String {
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        if s.is_empty() {
+            return Err(serde::de::Error::custom("must not be empty"));
+        }
+        Ok(s)
+    }
+}
+
+impl<T: FromText> FromText for Option<T> {
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <Option<Text<T>> as serde::Deserialize>::deserialize(d).map(|t| t.map(|t| t.0))
+    }
+
+    fn absent() -> Option<Self> {
+        Some(None)
+    }
+}
+
+impl<T: FromText> FromText for Vec<T> {
+    fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <Vec<Text<T>> as serde::Deserialize>::deserialize(d).map(|items| items.into_iter().map(|t| t.0).collect())
     }
 }
 
@@ -205,6 +273,8 @@ macro_rules! bounded_int {
                 }
             }
         }
+
+        impl $crate::field::FromText for $name {}
     };
 }
 pub(crate) use bounded_int;
@@ -238,6 +308,8 @@ macro_rules! string_enum {
                 }
             }
         }
+
+        impl $crate::field::FromText for $name {}
     };
 }
 pub(crate) use string_enum;
@@ -254,13 +326,64 @@ macro_rules! json_struct {
             pub const FIELD_TYPES: &'static [(&'static str, &'static str)] = &[$((stringify!($field), stringify!($ty))),*];
         }
 
+        impl $name {
+            /// The rules that span fields.
+            #[allow(unused_variables)]
+            fn check_fields(&self, path: &$crate::field::Path<'_>) -> Result<(), $crate::field::FieldError> {
+                $({ let $this = self; let $p = path; $check })?
+                Ok(())
+            }
+        }
+
         impl $crate::field::FromJson for $name {
             #[allow(unused_variables)]
             fn from_json(value: &serde_json::Value, path: &$crate::field::Path<'_>) -> Result<Self, $crate::field::FieldError> {
                 let object = value.as_object().ok_or_else(|| $crate::field::expected(path, "an object", value))?;
                 let this = $name { $($field: $crate::field::field(object, path, stringify!($field))?),* };
-                $({ let $this = &this; let $p = path; $check })?
+                this.check_fields(path)?;
                 Ok(this)
+            }
+        }
+
+        impl $crate::field::FromText for $name {
+            fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Fields;
+                impl<'de> serde::de::Visitor<'de> for Fields {
+                    type Value = $name;
+
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("an object")
+                    }
+
+                    #[allow(unused_mut)]
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<$name, A::Error> {
+                        use serde::de::Error;
+                        $(let mut $field: Option<$ty> = None;)*
+                        // A key with an escape, or one given twice, is left to the tree.
+                        while let Some(key) = map.next_key::<&'de str>()? {
+                            match key {
+                                $(stringify!($field) => {
+                                    if $field.is_some() {
+                                        return Err(A::Error::custom("a field is given twice"));
+                                    }
+                                    $field = Some(map.next_value::<$crate::field::Text<$ty>>()?.0);
+                                })*
+                                _ => {
+                                    map.next_value::<serde::de::IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        let this = $name {
+                            $($field: match $field.or_else(<$ty as $crate::field::FromText>::absent) {
+                                Some(value) => value,
+                                None => return Err(A::Error::custom("a field is missing")),
+                            }),*
+                        };
+                        this.check_fields(&$crate::field::Path::Root("")).map_err(A::Error::custom)?;
+                        Ok(this)
+                    }
+                }
+                d.deserialize_map(Fields)
             }
         }
     };

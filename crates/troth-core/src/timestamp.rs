@@ -121,10 +121,26 @@ impl fmt::Display for Timestamp {
         let (year, month, day) = civil_date(days);
         let secs = in_day / 1_000_000;
         if (0..=9999).contains(&year) {
-            write!(f, "{year:04}")?;
-        } else {
-            write!(f, "{year:+05}")?;
+            // Written digit by digit: `write!` with padding costs ten times as much,
+            // and a customer's story writes a time for every event in it.
+            let mut text = *b"0000-00-00T00:00:00.000000Z";
+            let mut put = |at: usize, width: usize, mut n: u64| {
+                for i in (at..at + width).rev() {
+                    text[i] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                }
+            };
+            put(0, 4, year as u64);
+            put(5, 2, u64::from(month));
+            put(8, 2, u64::from(day));
+            put(11, 2, (secs / 3600) as u64);
+            put(14, 2, (secs / 60 % 60) as u64);
+            put(17, 2, (secs % 60) as u64);
+            put(20, 6, (in_day % 1_000_000) as u64);
+            // Only ASCII digits and separators were written.
+            return f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?);
         }
+        write!(f, "{year:+05}")?;
         write!(
             f,
             "-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::field::{FieldError, FromJson, Path, string_enum};
+use crate::field::{FieldError, FromJson, FromText, Path, string_enum};
 
 string_enum!(
     /// The channel an event happened on.
@@ -41,6 +41,12 @@ pub struct Heading(pub f64);
 /// A percentage, 0–100 (a battery level).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Percent(pub f64);
+
+impl FromText for Lat {}
+impl FromText for Lon {}
+impl FromText for NonNegative {}
+impl FromText for Heading {}
+impl FromText for Percent {}
 
 fn float_in(value: &Value, path: &Path<'_>, ok: impl Fn(f64) -> bool, range: &str) -> Result<f64, FieldError> {
     let x = f64::from_json(value, path)?;

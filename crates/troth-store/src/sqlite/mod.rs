@@ -136,7 +136,7 @@ impl SqliteStore {
         let head: i64 = log_conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
 
         let conn = open_projections(&projections_path, &db_path, false)?;
-        let new_tables = schema::missing(&conn, &["order_stages", "promise_changes"])?;
+        let new_tables = schema::missing(&conn, &["order_stages", "promise_changes", "customer_events"])?;
         conn.execute_batch(&schema::projections("main"))?;
         conn.execute_batch(&schema::type_counts("main"))?;
         conn.execute_batch(&health::schema("main"))?;
@@ -156,6 +156,17 @@ impl SqliteStore {
         }
         if new_tables.contains(&"promise_changes") {
             promises::fill_changes(&conn, checkpoint)?;
+        }
+        if new_tables.contains(&"customer_events") {
+            let started = std::time::Instant::now();
+            let events = story::fill_customer_events(&conn)?;
+            if events > 0 {
+                tracing::info!(
+                    events,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "copied each event into its customer's order, for their stories (once, for a store made before)"
+                );
+            }
         }
 
         let positions = Arc::new(Positions {
@@ -538,7 +549,7 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Runs a read on a pooled connection off the async threads.
+    /// Runs a read on a pooled connection, where a task may block.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -550,7 +561,7 @@ impl SqliteStore {
             .acquire_owned()
             .await
             .map_err(|_| StoreError::Invalid("the store is closing".into()))?;
-        tokio::task::spawn_blocking(move || {
+        let run = move || {
             let _slot = slot;
             let conn = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match conn {
@@ -563,9 +574,18 @@ impl SqliteStore {
                 pool.push(conn);
             }
             result
-        })
-        .await
-        .map_err(|e| StoreError::Invalid(format!("read task failed: {e}")))?
+        };
+        // A read is short: on a runtime with several workers it runs on this one, which
+        // hands its other tasks to another meanwhile. Sent to the blocking pool, it
+        // would wait for a thread there to wake, and the answer for this one to wake
+        // again: half of a customer's story on a busy machine. A runtime with one
+        // thread cannot lend it, and tests run on those.
+        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            return tokio::task::block_in_place(run);
+        }
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| StoreError::Invalid(format!("read task failed: {e}")))?
     }
 }
 

@@ -934,6 +934,8 @@ impl<'a> Applier<'a> {
         if let Some(cid) = customer {
             conn.prepare_cached("INSERT OR REPLACE INTO event_customers (seq, cid) VALUES (?1, ?2)")?
                 .execute([seq, cid])?;
+            conn.prepare_cached("INSERT OR REPLACE INTO customer_events (cid, seq, body) VALUES (?1, ?2, ?3)")?
+                .execute(rusqlite::params![cid, seq, event.raw])?;
         }
         self.count(&event.event_type);
         self.lap(0, &mut mark);

@@ -29,6 +29,9 @@ pub fn type_counts(schema: &str) -> String {
 /// The projections compared and rebuilt by replay, created under a schema name so
 /// replay can rebuild them beside the live ones. `event_customers` is the identity
 /// projection's answer for each event: the customer it was resolved to.
+/// `customer_events` holds the same events again, each with its text, in the order
+/// of their customer: a customer's story reads a few neighbouring pages of it
+/// instead of one page of the log per event (see docs/ARCHITECTURE.md).
 /// `promise_changes` holds the id of every `promise.*` event the promises hold, so
 /// the engine can tell a decision it already made without reading the log;
 /// `order_stages` an order's stages (placed, picked, packed), for the shipments
@@ -41,6 +44,12 @@ CREATE TABLE IF NOT EXISTS {schema}.event_customers (
     cid  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {schema}.event_customers_by_customer ON event_customers(cid, seq);
+CREATE TABLE IF NOT EXISTS {schema}.customer_events (
+    cid   INTEGER NOT NULL,
+    seq   INTEGER NOT NULL,
+    body  TEXT NOT NULL,
+    PRIMARY KEY (cid, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {schema}.customers (
     cid          INTEGER PRIMARY KEY,
     merged_into  INTEGER,
