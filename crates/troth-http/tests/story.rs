@@ -80,6 +80,12 @@ async fn the_story_tells_an_agent_everything_in_words() {
         "{}",
         story["promises"]
     );
+    // Each promise once, the latest due first.
+    let promises = story["promises"].as_array().unwrap();
+    let ids: std::collections::BTreeSet<&str> = promises.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), promises.len(), "a promise listed twice: {promises:?}");
+    let dues: Vec<&str> = promises.iter().map(|p| p["due"].as_str().unwrap()).collect();
+    assert!(dues.windows(2).all(|w| w[0] >= w[1]), "{dues:?}");
     assert_eq!(story["feedback"][0]["kind"], "survey");
     assert_eq!(story["feedback"][0]["tone"], "bad");
 

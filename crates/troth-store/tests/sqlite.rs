@@ -493,3 +493,30 @@ async fn the_events_in_customer_order_follow_the_log_and_replay_checks_them() {
     assert_eq!(told(&store, "ann").await, ["e0", "e2", "e4"]);
     assert!(store.replay(false, &mut |_| {}).unwrap().matches());
 }
+
+/// A promise their order made is theirs twice over — made by one of their events and
+/// about one of their orders — and is told once.
+#[tokio::test]
+async fn a_promise_found_two_ways_is_in_the_story_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let journey = troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap();
+    let store = SqliteStore::open_with_journey(dir.path(), Some(&journey)).unwrap();
+    let placed = validate_value(
+        json!({"id": "o1", "type": "order.placed", "time": "2026-11-23T09:00:00Z", "subject": "order:o-1",
+               "customer": {"id": "ann"},
+               "data": {"order": "o-1", "items": [{"sku": "a", "qty": 1, "price": 100}], "total": 100,
+                        "currency": "EUR", "delivery": "home", "promised_to": "2026-11-25T18:00:00Z"}}),
+        None,
+    )
+    .unwrap();
+    store.append(vec![placed]).await.unwrap();
+    store.settle().await.unwrap();
+    let story = store.story("ann".to_owned(), 100, 10).await.unwrap().unwrap();
+    assert!(
+        story.events.iter().any(|(_, e)| e.event_type == "promise.made"),
+        "the promise's making is one of their events: {:?}",
+        story.events
+    );
+    assert_eq!(story.promises.len(), 1, "{:?}", story.promises);
+    assert_eq!(story.promises[0].subject, "order:o-1");
+}
