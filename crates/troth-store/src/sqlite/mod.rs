@@ -581,7 +581,14 @@ impl SqliteStore {
         // again: half of a customer's story on a busy machine. A runtime with one
         // thread cannot lend it, and tests run on those.
         if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            return tokio::task::block_in_place(run);
+            // A read that panics fails alone, as it did on the pool, not the task that asked.
+            return tokio::task::block_in_place(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)))
+                .unwrap_or_else(|payload| {
+                    Err(StoreError::Invalid(format!(
+                        "read task failed: {}",
+                        panic_message(payload.as_ref())
+                    )))
+                });
         }
         tokio::task::spawn_blocking(run)
             .await
@@ -1113,4 +1120,35 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("a panic without a message");
     format!("panicked: {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read that panics answers an error to its caller, on a runtime where it runs
+    /// in place as on one where it goes to the blocking pool, and the store reads on.
+    #[test]
+    fn a_read_that_panics_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for runtime in [
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap(),
+            tokio::runtime::Builder::new_current_thread().build().unwrap(),
+        ] {
+            runtime.block_on(async {
+                let failed = store.read(|_| -> Result<(), StoreError> { panic!("a bug") }).await;
+                let error = failed.unwrap_err().to_string();
+                assert!(error.contains("a bug"), "{error}");
+                let one: i64 = store
+                    .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get(0))?))
+                    .await
+                    .unwrap();
+                assert_eq!(one, 1);
+            });
+        }
+    }
 }
