@@ -12,14 +12,16 @@ use anyhow::Context;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use troth_core::{ValidEvent, validate_event};
-use troth_store::sqlite::SqliteStore;
+use troth_store::sqlite::{AppendPending, SqliteStore};
 use troth_store::{AppendStatus, Store};
 
 use crate::cli::ImportArgs;
 use crate::client::{Client, Target};
 
 /// Events validated ahead of the writer, per batch handed to it.
-const BATCH_EVENTS: usize = troth_store::sqlite::MAX_GROUP_EVENTS;
+const BATCH_EVENTS: usize = 8_192;
+/// Batches handed to the log writer and not yet answered.
+const IN_FLIGHT_BATCHES: usize = 2;
 /// Lines per request when sending to a server.
 const LINES_PER_REQUEST: usize = 5_000;
 /// How many rejected lines the summary lists.
@@ -233,19 +235,34 @@ pub fn into_store(
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
         let reader = scope.spawn(move || validate_lines(input, tx));
-        for batch in rx {
-            for (line, field, message) in batch.rejects {
-                summary.reject(line, field, message);
-            }
-            summary.lines = batch.lines;
-            for status in store.append_blocking(batch.events)? {
+        // Two batches in the log writer's hands: it starts on the next as soon as
+        // it has committed one, rather than after this thread has heard back.
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut answered = |summary: &mut Summary, (pending, lines): (AppendPending, u64)| -> anyhow::Result<()> {
+            for status in pending.wait()? {
                 match status {
                     AppendStatus::Accepted { .. } => summary.accepted += 1,
                     AppendStatus::Duplicate => summary.duplicate += 1,
                 }
             }
+            summary.lines = lines;
             summary.elapsed = started.elapsed();
-            on_progress(&summary);
+            on_progress(summary);
+            Ok(())
+        };
+        for batch in rx {
+            for (line, field, message) in batch.rejects {
+                summary.reject(line, field, message);
+            }
+            in_flight.push_back((store.send_append_blocking(batch.events)?, batch.lines));
+            if in_flight.len() >= IN_FLIGHT_BATCHES
+                && let Some(oldest) = in_flight.pop_front()
+            {
+                answered(&mut summary, oldest)?;
+            }
+        }
+        while let Some(oldest) = in_flight.pop_front() {
+            answered(&mut summary, oldest)?;
         }
         reader
             .join()

@@ -100,6 +100,17 @@ struct Inner {
     _lock: File,
 }
 
+/// An append handed to the log writer, not yet answered
+/// ([`SqliteStore::send_append_blocking`]).
+pub struct AppendPending(oneshot::Receiver<Result<Vec<AppendStatus>, StoreError>>);
+
+impl AppendPending {
+    /// Blocks until the events are in the log (or refused), and says which were new.
+    pub fn wait(self) -> Result<Vec<AppendStatus>, StoreError> {
+        self.0.blocking_recv().map_err(|_| StoreError::WriterGone)?
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store in `dir` and starts its threads (the log writer and the projections).
     /// No promises are followed: see [`SqliteStore::open_with_journey`].
@@ -315,6 +326,13 @@ impl SqliteStore {
     /// Appends from a thread that is not async (bulk import). Like every append, it
     /// waits first while the projections are too far behind (back-pressure).
     pub fn append_blocking(&self, events: Vec<ValidEvent>) -> Result<Vec<AppendStatus>, StoreError> {
+        self.send_append_blocking(events)?.wait()
+    }
+
+    /// Hands events to the log writer and returns at once (after the back-pressure
+    /// wait): the caller can send the next batch while this one is written, so the
+    /// writer never waits for it. [`AppendPending::wait`] gives the answer.
+    pub fn send_append_blocking(&self, events: Vec<ValidEvent>) -> Result<AppendPending, StoreError> {
         let positions = &self.inner.positions;
         let max_lag = self.max_lag();
         while positions.head.get() - positions.projected.get() > max_lag && !self.projections_stopped() {
@@ -332,7 +350,7 @@ impl SqliteStore {
                 reply,
             })
             .map_err(|_| StoreError::WriterGone)?;
-        rx.blocking_recv().map_err(|_| StoreError::WriterGone)?
+        Ok(AppendPending(rx))
     }
 
     /// The time each projection has taken since the store opened, by name, in the
