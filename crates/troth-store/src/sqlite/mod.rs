@@ -7,6 +7,7 @@
 //! (`projections.rs`), which follow the log from their checkpoint.
 
 mod audit;
+mod checkpoint;
 mod erasure;
 mod export;
 mod health;
@@ -97,6 +98,8 @@ struct Inner {
     composer: ComposerSlot,
     clock: ClockSlot,
     fault: FaultSlot,
+    /// Dropped with the store, which stops the checkpoint thread.
+    _checkpoints: std::sync::mpsc::Sender<()>,
     _lock: File,
 }
 
@@ -135,6 +138,8 @@ impl SqliteStore {
         let projections_path = dir.join("projections.db");
         let split_now = !projections_path.exists();
         let log_conn = open_connection(&db_path, false, schema::PRAGMAS)?;
+        // Copied by the checkpoint thread, not inside an append's commit.
+        log_conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
         log_conn.execute_batch(schema::EVENTS)?;
         log_conn.execute_batch(schema::KEYS)?;
         log_conn.execute_batch(schema::DEVICES)?;
@@ -229,6 +234,15 @@ impl SqliteStore {
                 }
             }),
         );
+        let (checkpoints, stop_checkpoints) = std::sync::mpsc::channel();
+        checkpoint::start(
+            vec![
+                checkpoint::Copied::open("troth.db", &db_path)?,
+                checkpoint::Copied::open("projections.db", &projections_path)?,
+            ],
+            stop_checkpoints,
+        )
+        .map_err(io)?;
         std::thread::Builder::new()
             .name("troth-log".into())
             .spawn(move || writer.run(log_rx))
@@ -256,6 +270,7 @@ impl SqliteStore {
                 composer,
                 clock,
                 fault,
+                _checkpoints: checkpoints,
                 _lock: lock,
             }),
         };

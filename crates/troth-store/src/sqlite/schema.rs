@@ -243,10 +243,10 @@ PRAGMA log.cache_size = -65536;
 /// Settings the projections' connections get. A power cut may undo their last
 /// commits (never corrupt them): they and their checkpoint go back together, and
 /// the events past it are projected again from the log. The WAL is copied into the
-/// file every 16,384 pages (64 MiB) rather than SQLite's 1,000: a projection batch
-/// rewrites the same index pages, and checkpointing them less often made catching
-/// up a fifth faster. A batch bigger than that (a long catch-up, a table filled at
-/// open) grows the WAL past it; once copied, the file is cut back to 64 MiB
+/// file by a thread of its own (`checkpoint.rs`), not by the commit that fills it:
+/// that copy stalled a batch, and the projections' lag, for a few hundred
+/// milliseconds each time. A batch bigger than usual (a long catch-up, a table
+/// filled at open) grows the WAL; once copied, the file is cut back to 64 MiB
 /// (`journal_size_limit`) rather than keeping its largest size on disk for good.
 pub const PROJECTION_PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
@@ -254,7 +254,7 @@ PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = OFF;
 PRAGMA temp_store = MEMORY;
 PRAGMA cache_size = -262144;
-PRAGMA wal_autocheckpoint = 16384;
+PRAGMA wal_autocheckpoint = 0;
 PRAGMA journal_size_limit = 67108864;
 ";
 
@@ -319,7 +319,10 @@ mod tests {
         let wal = dir.path().join("projections.db-wal");
         let grown = std::fs::metadata(&wal).unwrap().len();
         assert!(grown > 80 << 20, "the WAL held the batch: {grown} bytes");
-        // The next commit starts the copied WAL over, and cuts it back.
+        // Copied into the file (as the checkpoint thread does), the next commit
+        // starts the WAL over and cuts it back.
+        let copier = rusqlite::Connection::open(&path).unwrap();
+        assert!(crate::sqlite::checkpoint::copy(&copier).unwrap() > 20_000);
         conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
         let after = std::fs::metadata(&wal).unwrap().len();
         assert!(after <= 64 << 20, "the WAL is cut back to its limit: {after} bytes");
