@@ -15,8 +15,9 @@
 //! as the WAL grows (its automatic checkpoint), but it starts writing the WAL from
 //! its beginning again only when every page in it is copied and no reader still
 //! reads from it; otherwise it appends, and under a steady load of readers the WAL
-//! grows without end. The copy runs on a thread of its own (`checkpoint.rs`), not
-//! inside a commit of this one. Once the WAL has grown past [`WAL_LIMIT_BYTES`], this thread
+//! grows without end. SQLite's copy runs once per limit rather than every 1,000
+//! pages (the index of ids is rewritten by every commit, and each copy writes its
+//! pages again). Once the WAL has grown past [`WAL_LIMIT_BYTES`], this thread
 //! checkpoints with `RESTART`, waiting a little ([`WAL_WAIT`]) for the readers in
 //! the WAL to finish, so the next commit writes from the beginning again, and the
 //! file is cut back to the limit (`journal_size_limit`). The readers keep their
@@ -330,9 +331,17 @@ impl LogWriter {
     fn bound_wal(&mut self) {
         let limit = self.positions.wal_limit.load(std::sync::atomic::Ordering::Relaxed);
         if limit != self.wal.limit {
+            // SQLite's own copy into the file (every 1,000 pages by default) comes
+            // once per limit: the id index's pages, rewritten by every commit, are
+            // copied once per limit rather than once per 4 MiB of WAL.
+            let pages = (limit / 4096).max(1_000);
             let set = self
                 .conn
-                .query_row(&format!("PRAGMA journal_size_limit = {limit}"), [], |_| Ok(()));
+                .query_row(&format!("PRAGMA journal_size_limit = {limit}"), [], |_| Ok(()))
+                .and_then(|()| {
+                    self.conn
+                        .query_row(&format!("PRAGMA wal_autocheckpoint = {pages}"), [], |_| Ok(()))
+                });
             if let Err(e) = set {
                 tracing::warn!(error = %e, "the log's WAL size limit could not be set");
             }

@@ -138,8 +138,6 @@ impl SqliteStore {
         let projections_path = dir.join("projections.db");
         let split_now = !projections_path.exists();
         let log_conn = open_connection(&db_path, false, schema::PRAGMAS)?;
-        // Copied by the checkpoint thread, not inside an append's commit.
-        log_conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
         log_conn.execute_batch(schema::EVENTS)?;
         log_conn.execute_batch(schema::KEYS)?;
         log_conn.execute_batch(schema::DEVICES)?;
@@ -236,10 +234,7 @@ impl SqliteStore {
         );
         let (checkpoints, stop_checkpoints) = std::sync::mpsc::channel();
         checkpoint::start(
-            vec![
-                checkpoint::Copied::open("troth.db", &db_path)?,
-                checkpoint::Copied::open("projections.db", &projections_path)?,
-            ],
+            vec![checkpoint::Copied::open("projections.db", &projections_path)?],
             stop_checkpoints,
         )
         .map_err(io)?;
