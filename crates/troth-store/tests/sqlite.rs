@@ -520,3 +520,27 @@ async fn a_promise_found_two_ways_is_in_the_story_once() {
     assert_eq!(story.promises.len(), 1, "{:?}", story.promises);
     assert_eq!(story.promises[0].subject, "order:o-1");
 }
+
+#[tokio::test]
+async fn the_projections_are_copied_from_their_wal_into_their_file_while_the_store_runs() {
+    let (dir, store) = open();
+    let file = dir.path().join("projections.db");
+    let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
+    let before = size();
+    let events: Vec<ValidEvent> = (0..3_000)
+        .map(|i| event(&format!("e{i}"), json!({"email": format!("c{i}@example.com")})))
+        .collect();
+    store.append(events).await.unwrap();
+    store.settle().await.unwrap();
+    // The projections' commits never copy their WAL themselves; the checkpoint
+    // thread does, every 100 ms. Until it has, the file keeps its size.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < before + (256 << 10) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        size() >= before + (256 << 10),
+        "the projections' file grew from {before} to {} bytes",
+        size()
+    );
+}
