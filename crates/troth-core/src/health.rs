@@ -3,8 +3,6 @@
 //! of a range. Pure: the same events give the same numbers, so a replay of the log
 //! gives identical health.
 
-use std::collections::HashMap;
-
 use crate::ValidEvent;
 use crate::catalogue::EventData;
 use crate::journey::JourneyMap;
@@ -165,10 +163,10 @@ pub fn day_of(event: &ValidEvent) -> i64 {
 /// Which touchpoints each event type and survey concerns.
 #[derive(Debug, Clone, Default)]
 pub struct HealthIndex {
-    by_exposure: HashMap<String, Vec<String>>,
-    by_survey: HashMap<String, Vec<String>>,
+    by_exposure: crate::FastMap<String, Vec<String>>,
+    by_survey: crate::FastMap<String, Vec<String>>,
     /// The kinds of entity each touchpoint holds accountable, where its map limits them.
-    accountable: HashMap<String, Vec<String>>,
+    accountable: crate::FastMap<String, Vec<String>>,
 }
 
 impl HealthIndex {

@@ -32,6 +32,14 @@ pub mod trend;
 pub mod values;
 pub mod weakest;
 
+/// A hash map for what the projections look up on every event (event types,
+/// touchpoints, a batch's tallies): foldhash rather than the standard library's
+/// SipHash, which was a twentieth of the projections' time. It is seeded at
+/// random per process, which is what maps keyed by events need.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The set that goes with [`FastMap`].
+pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
+
 pub use envelope::{Channel, CustomerRef, MAX_EVENT_BYTES, ValidEvent, validate_event, validate_value};
 pub use field::FieldError;
 pub use timestamp::Timestamp;

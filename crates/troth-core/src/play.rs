@@ -54,7 +54,7 @@ pub enum PlannedAction {
 /// The plays of a journey map, indexed by the event type that can trigger them.
 #[derive(Debug, Clone, Default)]
 pub struct PlayBook {
-    by_type: HashMap<String, Vec<Trigger>>,
+    by_type: crate::FastMap<String, Vec<Trigger>>,
 }
 
 #[derive(Debug, Clone)]

@@ -14,8 +14,6 @@
 //!   event then arrive showing it was kept in time (data that reached troth late),
 //!   the promise is corrected to kept: troth reports what happened, not what it knew.
 
-use std::collections::{HashMap, HashSet};
-
 use crate::ValidEvent;
 use crate::catalogue::EventData;
 use crate::journey::{Conditions, Due, JourneyMap};
@@ -286,10 +284,10 @@ impl<'a> Data<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct PromiseBook {
     rules: Vec<Rule>,
-    by_maker: HashMap<String, Vec<usize>>,
-    by_key: HashMap<String, usize>,
+    by_maker: crate::FastMap<String, Vec<usize>>,
+    by_key: crate::FastMap<String, usize>,
     /// Every event type that makes, keeps or breaks some promise.
-    concerned: HashSet<String>,
+    concerned: crate::FastSet<String>,
     /// For promises due by a case's service level.
     service: crate::case::ServiceLevels,
 }

@@ -58,6 +58,7 @@ pub fn start(files: Vec<Copied>, stop: mpsc::Receiver<()>) -> std::io::Result<()
 }
 
 fn run(files: Vec<Copied>, stop: mpsc::Receiver<()>) {
+    super::priority::follow_behind_the_log("checkpoint");
     // A failure is said once, not ten times a second, and again after a success.
     let mut failing = vec![false; files.len()];
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(COPY_EVERY) {

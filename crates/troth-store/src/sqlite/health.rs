@@ -15,9 +15,8 @@
 //! each customer's first exposure per touchpoint and day (its position), from
 //! which the paths customers really take are read (`troth_core::flow`).
 
-use std::collections::HashMap;
-
 use rusqlite::{Connection, OptionalExtension, params};
+use troth_core::FastMap as HashMap;
 use troth_core::ValidEvent;
 use troth_core::health::{HealthIndex, Tally, day_of};
 use troth_core::reach::Reach;

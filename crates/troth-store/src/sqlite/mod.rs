@@ -15,6 +15,7 @@ mod identities;
 mod log;
 mod notices;
 mod outbox;
+mod priority;
 mod projections;
 mod promises;
 mod read;

@@ -49,6 +49,7 @@ impl ReadAhead {
         std::thread::Builder::new()
             .name("troth-read-ahead".into())
             .spawn(move || {
+                super::priority::follow_behind_the_log("read-ahead");
                 // Ends when the projections drop their end of the channel.
                 for request in incoming {
                     let read = read(&conn, request.after, request.limit).map_err(|e| e.to_string());

@@ -4,7 +4,7 @@
 //! most about once a second (see `projections::Aggregates`). Append, catch-up, a recount
 //! under changed rules and replay all count through [`ScoreDays`].
 
-use std::collections::HashMap;
+use troth_core::FastMap as HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use troth_core::ValidEvent;

@@ -11,7 +11,7 @@
 //! hold. Like API keys they live in a table of their own (`tracking_links`) that
 //! replay neither reads nor writes.
 
-use std::collections::HashMap;
+use troth_core::FastMap as HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
