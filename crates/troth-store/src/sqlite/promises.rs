@@ -52,9 +52,15 @@ pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> rusqlite::R
                 state: State::Made,
             };
             conn.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO {s}.promises (id, key, touchpoint, subject, customer_ref, made_at_us, start_us, due_us,
+                // An upsert rather than `OR REPLACE`, which keeps a statement journal.
+                "INSERT INTO {s}.promises (id, key, touchpoint, subject, customer_ref, made_at_us, start_us, due_us,
                     at_risk_from_us, state, due_passed, settled_us, next_check_us)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'made', 0, NULL, ?10)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'made', 0, NULL, ?10)
+                 ON CONFLICT (id) DO UPDATE SET key = excluded.key, touchpoint = excluded.touchpoint,
+                    subject = excluded.subject, customer_ref = excluded.customer_ref, made_at_us = excluded.made_at_us,
+                    start_us = excluded.start_us, due_us = excluded.due_us, at_risk_from_us = excluded.at_risk_from_us,
+                    state = excluded.state, due_passed = excluded.due_passed, settled_us = excluded.settled_us,
+                    next_check_us = excluded.next_check_us"
             ))?
             .execute(params![
                 tracked.id,
