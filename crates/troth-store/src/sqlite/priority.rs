@@ -41,6 +41,50 @@ mod tests {
         link.file_name().unwrap().to_str().unwrap().to_owned()
     }
 
+    /// The nice value of each thread of this process with this name (`comm` holds
+    /// at most 15 bytes of it).
+    fn nice_of_threads(name: &str) -> Vec<i32> {
+        let name = &name[..name.len().min(15)];
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| {
+                let tid = task.ok()?.file_name().into_string().ok()?;
+                let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+                (comm.trim_end() == name).then(|| nice_of(&tid))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_store_s_projections_give_way_to_its_log_writer() {
+        let base = nice_of(&own_tid());
+        let dir = tempfile::tempdir().unwrap();
+        let _store = crate::sqlite::SqliteStore::open(dir.path()).unwrap();
+        // Each thread lowers its own priority as it starts: wait, bounded, for that.
+        let followers = ["troth-projections", "troth-checkpoint", "troth-read-ahead"];
+        let given_way = || {
+            followers.iter().all(|name| {
+                let nices = nice_of_threads(name);
+                !nices.is_empty() && nices.iter().all(|n| *n == FOLLOWER_NICE.max(base))
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !given_way() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let seen: Vec<_> = followers.iter().map(|name| (name, nice_of_threads(name))).collect();
+        assert!(
+            given_way(),
+            "each should run at nice {}: {seen:?}",
+            FOLLOWER_NICE.max(base)
+        );
+        let writers = nice_of_threads("troth-log");
+        assert!(
+            !writers.is_empty() && writers.iter().all(|n| *n == base),
+            "the log writer keeps its priority: {writers:?}"
+        );
+    }
+
     #[test]
     fn only_the_calling_thread_gives_way() {
         let main = own_tid();
