@@ -16,29 +16,13 @@
 //! copy every 100 ms beside the import's appends cost the durable append about a
 //! tenth of its rate, and did not shorten the HTTP answers' p99.
 
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::StoreError;
-
 /// How often the WAL is copied into the file.
 pub const COPY_EVERY: Duration = Duration::from_millis(100);
-
-/// One file whose WAL this thread copies.
-pub struct Copied {
-    name: &'static str,
-    conn: Connection,
-}
-
-impl Copied {
-    pub fn open(name: &'static str, path: &Path) -> Result<Copied, StoreError> {
-        let conn = super::open_connection(path, false, "")?;
-        Ok(Copied { name, conn })
-    }
-}
 
 /// Copies what the WAL holds into the file without waiting for anyone; answers the
 /// pages copied.
@@ -49,28 +33,27 @@ pub fn copy(conn: &Connection) -> rusqlite::Result<i64> {
     Ok(copied)
 }
 
-/// Starts the thread; it stops when `stop`'s sender is dropped (with the store).
-pub fn start(files: Vec<Copied>, stop: mpsc::Receiver<()>) -> std::io::Result<()> {
+/// Starts the thread that copies the WAL of `conn`'s file; it stops when `stop`'s
+/// sender is dropped (with the store).
+pub fn start(conn: Connection, stop: mpsc::Receiver<()>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("troth-checkpoint".into())
-        .spawn(move || run(files, stop))
+        .spawn(move || run(conn, stop))
         .map(|_| ())
 }
 
-fn run(files: Vec<Copied>, stop: mpsc::Receiver<()>) {
+fn run(conn: Connection, stop: mpsc::Receiver<()>) {
     super::priority::follow_behind_the_log("checkpoint");
     // A failure is said once, not ten times a second, and again after a success.
-    let mut failing = vec![false; files.len()];
+    let mut failing = false;
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(COPY_EVERY) {
-        for (file, failing) in files.iter().zip(failing.iter_mut()) {
-            match copy(&file.conn) {
-                Ok(_) => *failing = false,
-                Err(e) if !*failing => {
-                    tracing::warn!(file = file.name, error = %e, "copying the WAL into the file failed; trying again");
-                    *failing = true;
-                }
-                Err(_) => {}
+        match copy(&conn) {
+            Ok(_) => failing = false,
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "copying the projections' WAL into their file failed; trying again");
+                failing = true;
             }
+            Err(_) => {}
         }
     }
 }

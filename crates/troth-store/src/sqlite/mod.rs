@@ -234,11 +234,7 @@ impl SqliteStore {
             }),
         );
         let (checkpoints, stop_checkpoints) = std::sync::mpsc::channel();
-        checkpoint::start(
-            vec![checkpoint::Copied::open("projections.db", &projections_path)?],
-            stop_checkpoints,
-        )
-        .map_err(io)?;
+        checkpoint::start(open_connection(&projections_path, false, "")?, stop_checkpoints).map_err(io)?;
         std::thread::Builder::new()
             .name("troth-log".into())
             .spawn(move || writer.run(log_rx))

@@ -472,12 +472,11 @@ impl Projections {
                 through = seq;
             }
         }
-        applier.write_customer_events()?;
         let derived = std::mem::take(&mut applier.derived);
-        for (total, nanos) in self.shared.times.iter().zip(applier.times) {
+        let (enqueued, times) = applier.finish(&mut aggregates)?;
+        for (total, nanos) in self.shared.times.iter().zip(times) {
             total.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
         }
-        let enqueued = applier.finish(&mut aggregates)?;
         set_checkpoint(&tx, through)?;
         commit(tx, &self.shared, &mut self.last_flush, aggregates, derived, enqueued)?;
         self.moved_to(through);
@@ -653,7 +652,7 @@ impl Projections {
                         let mut applier = Applier::new(&tx, &mut self.identities, Some(journey), &context);
                         let changed = applier.tick(&journey.book, *now, only.as_deref())?;
                         derived.append(&mut applier.derived);
-                        enqueued += applier.finish(&mut aggregates)?;
+                        enqueued += applier.finish(&mut aggregates)?.0;
                         changed
                     }
                     None => 0,
@@ -1164,8 +1163,9 @@ impl<'a> Applier<'a> {
     }
 
     /// Writes the staged projection rows and hands the counts to the group's
-    /// aggregates; returns the outbox rows enqueued.
-    fn finish(mut self, into: &mut Aggregates) -> Result<usize, StoreError> {
+    /// aggregates; returns the outbox rows enqueued and the time spent in each of
+    /// [`PROJECTIONS`] (the copies for the stories counted as identities).
+    fn finish(mut self, into: &mut Aggregates) -> Result<(usize, [u64; PROJECTIONS.len()]), StoreError> {
         self.write_customer_events()?;
         self.shipments.write(self.conn, "main")?;
         self.facts.write(self.conn, "main")?;
@@ -1174,7 +1174,7 @@ impl<'a> Applier<'a> {
             days: self.days,
             scores: self.scores,
         });
-        Ok(self.enqueued)
+        Ok((self.enqueued, self.times))
     }
 }
 
