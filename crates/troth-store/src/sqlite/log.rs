@@ -187,31 +187,32 @@ pub struct Handoff {
 const HANDOFF_EVENTS: usize = 65_536;
 
 impl Handoff {
-    fn push(&self, seq: i64, received: Timestamp, event: ValidEvent) {
+    /// Adds a commit's accepted events, under one lock for all of them (the
+    /// projections take from the same queue).
+    fn push(&self, events: impl IntoIterator<Item = (i64, Timestamp, ValidEvent)>) {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        if queue.len() < HANDOFF_EVENTS {
-            queue.push_back((seq, received, event));
-        }
+        let room = HANDOFF_EVENTS.saturating_sub(queue.len());
+        queue.extend(events.into_iter().take(room));
     }
 
-    /// Up to `limit` events from `after + 1` on, in order and without a gap; when
-    /// the next event is not held, none, and the position of the first held one
-    /// (the events before it are read from the log).
-    pub fn take(&self, after: i64, limit: usize) -> (Vec<(i64, Timestamp, ValidEvent)>, Option<i64>) {
+    /// Moves up to `limit` events from `after + 1` on into `taken`, in order and
+    /// without a gap; when the next event is not held, none, and answers the
+    /// position of the first held one (the events before it are read from the log).
+    /// `taken` is the caller's to keep: a buffer reused batch after batch does not
+    /// grow, and fault in fresh memory, for each one.
+    pub fn take(&self, after: i64, limit: usize, taken: &mut Vec<(i64, Timestamp, ValidEvent)>) -> Option<i64> {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         while queue.front().is_some_and(|(seq, ..)| *seq <= after) {
             queue.pop_front();
         }
-        let mut taken = Vec::new();
-        let mut next = after + 1;
-        while taken.len() < limit && queue.front().is_some_and(|(seq, ..)| *seq == next) {
-            if let Some(item) = queue.pop_front() {
-                taken.push(item);
-                next += 1;
-            }
-        }
-        let first_held = queue.front().map(|(seq, ..)| *seq);
-        (taken, first_held)
+        let run = queue
+            .iter()
+            .take(limit)
+            .zip(after + 1..)
+            .take_while(|((seq, ..), next)| seq == next)
+            .count();
+        taken.extend(queue.drain(..run));
+        queue.front().map(|(seq, ..)| *seq)
     }
 }
 
@@ -495,11 +496,17 @@ impl LogWriter {
                     Done::Appended(statuses),
                 ) => {
                     derived_done += i64::from(derived);
-                    for (event, status) in events.into_iter().zip(&statuses) {
-                        if let AppendStatus::Accepted { seq } = status {
-                            self.positions.handoff.push(*seq, received, event);
-                        }
-                    }
+                    self.positions
+                        .handoff
+                        .push(
+                            events
+                                .into_iter()
+                                .zip(&statuses)
+                                .filter_map(|(event, status)| match status {
+                                    AppendStatus::Accepted { seq } => Some((*seq, received, event)),
+                                    _ => None,
+                                }),
+                        );
                     replies.push((reply, statuses));
                 }
                 (Job::CreateKey { reply, .. }, Done::Created(hash, key, secret)) => {
@@ -594,4 +601,57 @@ pub fn insert(conn: &Connection, events: &[ValidEvent], received: Timestamp) -> 
         });
     }
     Ok(statuses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(seq: i64) -> (i64, Timestamp, ValidEvent) {
+        let event = troth_core::validate_event(&format!(
+            r#"{{"id":"e{seq}","type":"page.viewed","time":"2026-11-23T09:00:00Z","customer":{{"id":"ann"}},"data":{{"page":"/"}}}}"#
+        ))
+        .unwrap();
+        (seq, Timestamp::from_micros(0).unwrap(), event)
+    }
+
+    fn positions(taken: &[(i64, Timestamp, ValidEvent)]) -> Vec<i64> {
+        taken.iter().map(|(seq, ..)| *seq).collect()
+    }
+
+    /// The projections take a gap-free run from just after their checkpoint, at most
+    /// their batch, into a buffer they keep; what is past a gap stays for later.
+    #[test]
+    fn the_handoff_gives_the_run_that_follows_the_checkpoint() {
+        let handoff = Handoff::default();
+        handoff.push([1, 2, 3, 4, 6, 7].map(held));
+        let mut taken = Vec::new();
+
+        // Events at or before the checkpoint are dropped; the limit holds.
+        assert_eq!(handoff.take(1, 2, &mut taken), Some(4));
+        assert_eq!(positions(&taken), [2, 3]);
+
+        // The run ends at the gap; the first held event after it is named.
+        taken.clear();
+        assert_eq!(handoff.take(3, 100, &mut taken), Some(6));
+        assert_eq!(positions(&taken), [4]);
+
+        // Position 5 is not held: nothing is taken until the log supplies it.
+        taken.clear();
+        assert_eq!(handoff.take(4, 100, &mut taken), Some(6));
+        assert!(taken.is_empty());
+        assert_eq!(handoff.take(5, 100, &mut taken), None);
+        assert_eq!(positions(&taken), [6, 7]);
+    }
+
+    /// A full handoff keeps what it holds and adds nothing more.
+    #[test]
+    fn a_full_handoff_adds_nothing() {
+        let handoff = Handoff::default();
+        handoff.push((1..=HANDOFF_EVENTS as i64 + 3).map(held));
+        let mut taken = Vec::new();
+        assert_eq!(handoff.take(0, usize::MAX, &mut taken), None);
+        assert_eq!(taken.len(), HANDOFF_EVENTS);
+        assert_eq!(taken.last().map(|(seq, ..)| *seq), Some(HANDOFF_EVENTS as i64));
+    }
 }

@@ -185,6 +185,9 @@ pub struct Projections {
     shared: Shared,
     /// Events the handoff did not hold, read from the log on another thread.
     read_ahead: ReadAhead,
+    /// The events taken from the handoff for the batch at hand; empty between
+    /// batches, its room kept (at most the handoff's size).
+    held: Vec<(i64, Timestamp, ValidEvent)>,
 }
 
 /// What the projections thread shares with the store's handles and the log writer.
@@ -252,6 +255,7 @@ impl Projections {
             last_flush: Instant::now(),
             shared,
             read_ahead,
+            held: Vec::new(),
         })
     }
 
@@ -452,7 +456,13 @@ impl Projections {
         let mut through = self.checkpoint;
         // Just appended, the events are at hand; after a pause or a restart, in the
         // log, read ahead on another thread.
-        let (held, first_held) = self.shared.positions.handoff.take(self.checkpoint, limit as usize);
+        let mut held = std::mem::take(&mut self.held);
+        held.clear();
+        let first_held = self
+            .shared
+            .positions
+            .handoff
+            .take(self.checkpoint, limit as usize, &mut held);
         if held.is_empty() {
             let before = first_held.unwrap_or(i64::MAX);
             let head = self.shared.positions.head.get();
@@ -467,11 +477,12 @@ impl Projections {
                 through = seq;
             }
         } else {
-            for (seq, received, event) in held {
+            for (seq, received, event) in held.drain(..) {
                 applier.scan(seq, received, event)?;
                 through = seq;
             }
         }
+        self.held = held;
         let derived = std::mem::take(&mut applier.derived);
         let (enqueued, times) = applier.finish(&mut aggregates)?;
         for (total, nanos) in self.shared.times.iter().zip(times) {
