@@ -457,7 +457,6 @@ impl Projections {
         // Just appended, the events are at hand; after a pause or a restart, in the
         // log, read ahead on another thread.
         let mut held = std::mem::take(&mut self.held);
-        held.clear();
         let first_held = self
             .shared
             .positions
