@@ -179,8 +179,15 @@ async fn the_demo_serves_the_urls_it_prints_and_stops_on_ctrl_c() {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
             assert!(count >= 2 && stops.contains("stops before yours"), "{stops:?}");
-            let driver = browser.find("#driver").await;
-            let class = driver.attribute("class").await.unwrap_or_default();
+            // Read in one script: the live page redraws the marker as positions arrive,
+            // so an element found by one command may be gone by the next.
+            let class = browser
+                .execute(
+                    "var d = document.getElementById('driver'); return d ? (d.getAttribute('class') || '') : null;",
+                    Vec::new(),
+                )
+                .await;
+            let class = class.as_str().expect("the driver is on the map");
             assert!(!class.contains("stale"), "the driver is drawn as current: {class:?}");
             // The simulated city gives addresses their coordinates: the customer's home is on the map.
             let home = browser
