@@ -128,32 +128,14 @@ async fn any_interleaving_of_appends_and_projection_ends_as_one_replay() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_wait_while_slowed_projections_are_too_far_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
-    store.set_max_lag(200);
-    // Projecting each event takes a quarter of a millisecond: far slower than appending.
-    store.set_fault(Some(Arc::new(|_: &ValidEvent| {
-        std::thread::sleep(Duration::from_micros(250))
-    })));
-    let most = Arc::new(AtomicI64::new(0));
-    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (store, most, sampling) = (store.clone(), most.clone(), sampling.clone());
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                let progress = store.progress();
-                most.fetch_max(progress.log - progress.projected(), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        })
-    };
+/// Appends 2,000 page views, 20 at a time, one append after another; their ids
+/// start with `prefix`.
+async fn append_page_views(store: &SqliteStore, prefix: &str) {
     for batch in 0..100 {
         let events: Vec<ValidEvent> = (0..20)
             .map(|i| {
                 validate_event(&format!(
-                    r#"{{"id": "v{batch}-{i}", "type": "page.viewed", "time": "2026-11-23T09:00:00Z",
+                    r#"{{"id": "{prefix}{batch}-{i}", "type": "page.viewed", "time": "2026-11-23T09:00:00Z",
                         "customer": {{"id": "c{i}"}}, "data": {{"page": "/"}}}}"#
                 ))
                 .unwrap()
@@ -161,9 +143,52 @@ async fn appends_wait_while_slowed_projections_are_too_far_behind() {
             .collect();
         store.append(events).await.unwrap();
     }
-    sampling.store(false, Ordering::Relaxed);
-    sampler.await.unwrap();
-    let most = most.load(Ordering::Relaxed);
+}
+
+/// The most a measure of the store's progress reaches, sampled every millisecond
+/// until stopped.
+struct Sampler {
+    most: Arc<AtomicI64>,
+    sampling: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    fn start(store: &SqliteStore, measure: fn(&troth_store::Progress) -> i64) -> Sampler {
+        let most = Arc::new(AtomicI64::new(0));
+        let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let task = {
+            let (store, most, sampling) = (store.clone(), most.clone(), sampling.clone());
+            tokio::spawn(async move {
+                while sampling.load(Ordering::Relaxed) {
+                    most.fetch_max(measure(&store.progress()), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+        Sampler { most, sampling, task }
+    }
+
+    async fn stop(self) -> i64 {
+        self.sampling.store(false, Ordering::Relaxed);
+        self.task.await.unwrap();
+        self.most.load(Ordering::Relaxed)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_wait_while_slowed_projections_are_too_far_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.set_max_lag(200);
+    store.set_max_lag_age(Duration::MAX);
+    // Projecting each event takes a quarter of a millisecond: far slower than appending.
+    store.set_fault(Some(Arc::new(|_: &ValidEvent| {
+        std::thread::sleep(Duration::from_micros(250))
+    })));
+    let sampler = Sampler::start(&store, |progress| progress.log - progress.projected());
+    append_page_views(&store, "v").await;
+    let most = sampler.stop().await;
     // The limit, plus the one append that found room just below it.
     assert!(most <= 220, "the projections fell {most} events behind");
     assert!(
@@ -173,4 +198,34 @@ async fn appends_wait_while_slowed_projections_are_too_far_behind() {
     store.set_fault(None);
     store.settle().await.unwrap();
     assert_eq!(store.progress().projected(), 2_000);
+}
+
+/// The limit in time: the projections lag far less than their work would make
+/// them without it, and appends slow to their pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_wait_while_the_oldest_event_not_projected_is_too_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.set_max_lag(i64::MAX);
+    store.set_max_lag_age(Duration::from_millis(20));
+    // Projecting each event takes half a millisecond: 2,000 events take a second,
+    // appending them a fraction of that.
+    store.set_fault(Some(Arc::new(|_: &ValidEvent| {
+        std::thread::sleep(Duration::from_micros(500))
+    })));
+    // The age of the oldest event waiting, in microseconds.
+    let sampler = Sampler::start(&store, |progress| (progress.projectors[0].lag_seconds * 1e6) as i64);
+    append_page_views(&store, "a").await;
+    // Sampled until the projections are done: without the limit, the oldest event
+    // waiting grows old after the appends end, as the projections work through them.
+    store.settle().await.unwrap();
+    assert_eq!(store.progress().projected(), 2_000);
+    let oldest = sampler.stop().await as f64 / 1e6;
+    // Past the limit by the time to project what came in within it (a few appends
+    // of 20 events, 10 ms each); without the limit, most of a second.
+    assert!(oldest <= 0.4, "the oldest event not projected grew {oldest:.3} s old");
+    assert!(
+        oldest >= 0.02,
+        "the projections never fell 20 ms behind ({oldest:.3} s): the test proves nothing"
+    );
 }

@@ -45,7 +45,7 @@ use crate::{
     Overview, PromisePage, PromiseQuery, PromiseView, ReplayReport, RetryPolicy, RoadShipment, Store, StoreError,
     TrackedShipment, TrackingLink,
 };
-pub use log::{MAX_GROUP_EVENTS, MAX_LAG_EVENTS, WAL_LIMIT_BYTES, WalStats};
+pub use log::{MAX_GROUP_EVENTS, MAX_LAG_AGE, MAX_LAG_EVENTS, WAL_LIMIT_BYTES, WalStats};
 
 /// A source of the current time, for [`SqliteStore::set_clock`].
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -186,9 +186,15 @@ impl SqliteStore {
 
         let positions = Arc::new(Positions {
             handoff: Default::default(),
-            behind_since: Mutex::new(None),
+            // What a store opened behind its log lacks counts as old as the opening.
+            commits: Mutex::new({
+                let mut commits = log::CommitTimes::default();
+                commits.committed(head, std::time::Instant::now());
+                commits
+            }),
             derived_in_flight: Default::default(),
             max_lag: std::sync::atomic::AtomicI64::new(MAX_LAG_EVENTS),
+            max_lag_age_us: std::sync::atomic::AtomicU64::new(MAX_LAG_AGE.as_micros() as u64),
             head: log::Mark::new(head),
             projected: log::Mark::new(0),
             projections_stopped: Default::default(),
@@ -341,12 +347,11 @@ impl SqliteStore {
     /// writer never waits for it. [`AppendPending::wait`] gives the answer.
     pub fn send_append_blocking(&self, events: Vec<ValidEvent>) -> Result<AppendPending, StoreError> {
         let positions = &self.inner.positions;
-        let max_lag = self.max_lag();
-        while positions.head.get() - positions.projected.get() > max_lag && !self.projections_stopped() {
-            let head = positions.head.get();
+        while self.too_far_behind() {
+            let from = positions.projected.get();
             positions
                 .projected
-                .wait_blocking(|p| head - p <= max_lag, std::time::Duration::from_millis(200));
+                .wait_blocking(|p| p > from, std::time::Duration::from_millis(200));
         }
         let (reply, rx) = oneshot::channel();
         self.inner
@@ -400,6 +405,17 @@ impl SqliteStore {
             .store(events.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// How old the oldest event the projections lack may grow before appends wait
+    /// for them ([`MAX_LAG_AGE`] unless set): under a load the projections cannot
+    /// follow, appends slow to their pace rather than reads growing stale.
+    pub fn set_max_lag_age(&self, age: std::time::Duration) {
+        let micros = u64::try_from(age.as_micros()).unwrap_or(u64::MAX);
+        self.inner
+            .positions
+            .max_lag_age_us
+            .store(micros, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// How large the log's WAL may grow before the log writer starts it over
     /// ([`WAL_LIMIT_BYTES`] unless set; tests set a small one). See `log.rs`.
     pub fn set_wal_limit(&self, bytes: u64) {
@@ -418,14 +434,40 @@ impl SqliteStore {
         self.inner.positions.max_lag.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Waits while the projections are more than the lag limit behind the log.
-    async fn wait_for_room(&self) {
+    /// Whether appends wait: the projections are further behind the log than the
+    /// limit in events, or the oldest event they lack is older than the limit in time
+    /// (and they have not stopped). Either clears only as the projections move.
+    fn too_far_behind(&self) -> bool {
         let positions = &self.inner.positions;
-        let max_lag = self.max_lag();
-        let mut projected = positions.projected.subscribe();
-        while positions.head.get() - positions.projected.get() > max_lag && !self.projections_stopped() {
-            let room = projected.wait_for(|&p| positions.head.get() - p <= max_lag);
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), room).await;
+        let projected = positions.projected.get();
+        let lag = positions.head.get() - projected;
+        if lag <= 0 || self.projections_stopped() {
+            return false;
+        }
+        if lag > self.max_lag() {
+            return true;
+        }
+        let max_age =
+            std::time::Duration::from_micros(positions.max_lag_age_us.load(std::sync::atomic::Ordering::Relaxed));
+        let oldest = positions
+            .commits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .oldest_after(projected);
+        oldest.is_some_and(|committed| committed.elapsed() > max_age)
+    }
+
+    /// Waits while the projections are too far behind the log (see [`Self::too_far_behind`]).
+    async fn wait_for_room(&self) {
+        let mut projected = self.inner.positions.projected.subscribe();
+        loop {
+            // Seen before the check, so a move during it wakes the wait at once.
+            projected.mark_unchanged();
+            if !self.too_far_behind() {
+                return;
+            }
+            // Checked again when the projections move, and now and then in case they stop.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), projected.changed()).await;
         }
     }
 
@@ -994,9 +1036,13 @@ impl Store for SqliteStore {
         let projected = positions.projected.get();
         let head = positions.head.get();
         let lag_events = (head - projected).max(0);
-        let behind_since = *positions.behind_since.lock().unwrap_or_else(|p| p.into_inner());
-        let lag_seconds = match behind_since {
-            Some(since) if lag_events > 0 => since.elapsed().as_secs_f64(),
+        let oldest = positions
+            .commits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .oldest_after(projected);
+        let lag_seconds = match oldest {
+            Some(committed) if lag_events > 0 => committed.elapsed().as_secs_f64(),
             _ => 0.0,
         };
         crate::Progress {

@@ -403,11 +403,12 @@ impl Projections {
     fn moved_to(&mut self, checkpoint: i64) {
         self.checkpoint = checkpoint;
         self.shared.positions.projected.advance(checkpoint);
-        let positions = &self.shared.positions;
-        let mut behind = positions.behind_since.lock().unwrap_or_else(|p| p.into_inner());
-        if checkpoint >= positions.head.get() {
-            *behind = None;
-        }
+        self.shared
+            .positions
+            .commits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .projected(checkpoint);
     }
 
     /// [`Projections::batch`] with a panic caught and turned into its message. The
