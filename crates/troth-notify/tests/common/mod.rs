@@ -341,6 +341,19 @@ impl Silent {
         });
         Silent { addr, connections }
     }
+
+    /// Whether a client has connected, waiting up to `timeout` for one: a sender
+    /// marks a message as being sent before it connects.
+    pub fn wait_for_connection(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.connections.lock().unwrap().is_empty() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        true
+    }
 }
 
 #[derive(Debug, Clone)]
