@@ -26,9 +26,10 @@ use crate::client::{Client, Target};
 const BATCH_EVENTS: usize = troth_store::sqlite::MAX_GROUP_EVENTS;
 /// The first batch's size; each next one is twice the last, up to [`BATCH_EVENTS`].
 /// The log writer waits idle for the first batch: validating 32,768 events first
-/// left it idle for a fifth of a 100,000-event import. Small batches get it going
-/// at once and, since it writes more slowly than events are validated, the batches
-/// reach their full size within a few commits.
+/// takes 80–160 ms (2.5–5 µs an event), against about 0.8 s for all of a
+/// 100,000-event import. Small batches get it going at once and, since it writes
+/// more slowly than events are validated, the batches reach their full size within
+/// a few commits.
 const FIRST_BATCH_EVENTS: usize = 1_024;
 /// Batches handed to the log writer and not yet answered.
 const IN_FLIGHT_BATCHES: usize = 2;

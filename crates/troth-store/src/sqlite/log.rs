@@ -292,6 +292,15 @@ pub struct Positions {
     pub wal: Mutex<WalStats>,
 }
 
+impl Positions {
+    /// How long ago the oldest event after `projected` was committed; `None` when
+    /// the projections hold every commit.
+    pub fn lag_age(&self, projected: i64) -> Option<Duration> {
+        let commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        commits.oldest_after(projected).map(|committed| committed.elapsed())
+    }
+}
+
 pub use crate::WalStats;
 
 /// The time a write is stored at (`received`): the system clock unless set.

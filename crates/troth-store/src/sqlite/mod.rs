@@ -449,12 +449,7 @@ impl SqliteStore {
         }
         let max_age =
             std::time::Duration::from_micros(positions.max_lag_age_us.load(std::sync::atomic::Ordering::Relaxed));
-        let oldest = positions
-            .commits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .oldest_after(projected);
-        oldest.is_some_and(|committed| committed.elapsed() > max_age)
+        positions.lag_age(projected).is_some_and(|age| age > max_age)
     }
 
     /// Waits while the projections are too far behind the log (see [`Self::too_far_behind`]).
@@ -1036,13 +1031,8 @@ impl Store for SqliteStore {
         let projected = positions.projected.get();
         let head = positions.head.get();
         let lag_events = (head - projected).max(0);
-        let oldest = positions
-            .commits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .oldest_after(projected);
-        let lag_seconds = match oldest {
-            Some(committed) if lag_events > 0 => committed.elapsed().as_secs_f64(),
+        let lag_seconds = match positions.lag_age(projected) {
+            Some(age) if lag_events > 0 => age.as_secs_f64(),
             _ => 0.0,
         };
         crate::Progress {
