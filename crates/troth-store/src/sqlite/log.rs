@@ -199,6 +199,13 @@ impl Handoff {
     /// projections take from the same queue).
     fn push(&self, events: impl IntoIterator<Item = (i64, Timestamp, ValidEvent)>) {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        // Its whole room at once (untouched memory costs nothing until used): grown
+        // by doubling, copying and faulting in each larger buffer was a fifth of the
+        // log writer's time in an import.
+        if queue.capacity() < HANDOFF_EVENTS {
+            let missing = HANDOFF_EVENTS - queue.len();
+            queue.reserve_exact(missing);
+        }
         let room = HANDOFF_EVENTS.saturating_sub(queue.len());
         queue.extend(events.into_iter().take(room));
     }

@@ -188,6 +188,8 @@ pub struct Projections {
     /// The events taken from the handoff for the batch at hand; empty between
     /// batches, its room kept (at most the handoff's size).
     held: Vec<(i64, Timestamp, ValidEvent)>,
+    /// The customers' copies of the batch's events, likewise kept between batches.
+    copies: Vec<(i64, i64, String)>,
 }
 
 /// What the projections thread shares with the store's handles and the log writer.
@@ -256,6 +258,7 @@ impl Projections {
             shared,
             read_ahead,
             held: Vec::new(),
+            copies: Vec::new(),
         })
     }
 
@@ -453,11 +456,22 @@ impl Projections {
         };
         let tx = self.conn.unchecked_transaction()?;
         let mut aggregates = Aggregates::default();
-        let mut applier = Applier::new(&tx, &mut self.identities, self.journey.as_ref(), &context);
+        let mut applier = Applier::new(
+            &tx,
+            &mut self.identities,
+            self.journey.as_ref(),
+            &context,
+            &mut self.copies,
+        );
         let mut through = self.checkpoint;
         // Just appended, the events are at hand; after a pause or a restart, in the
         // log, read ahead on another thread.
         let mut held = std::mem::take(&mut self.held);
+        // Room for a whole batch at once: grown by doubling, each larger buffer was
+        // copied and faulted in afresh (4 % of the projections' time in an import).
+        if held.capacity() < limit as usize {
+            held.reserve_exact(limit as usize);
+        }
         let first_held = self
             .shared
             .positions
@@ -660,7 +674,8 @@ impl Projections {
                 }
                 Job::Tick { now, only, .. } => Done::Ticked(match &self.journey {
                     Some(journey) => {
-                        let mut applier = Applier::new(&tx, &mut self.identities, Some(journey), &context);
+                        let mut copies = Vec::new();
+                        let mut applier = Applier::new(&tx, &mut self.identities, Some(journey), &context, &mut copies);
                         let changed = applier.tick(&journey.book, *now, only.as_deref())?;
                         derived.append(&mut applier.derived);
                         enqueued += applier.finish(&mut aggregates)?.0;
@@ -895,8 +910,9 @@ struct Applier<'a> {
     facts: StagedFacts,
     /// Each event's copy for its customer's story, `(cid, seq, text)`, written by
     /// `finish` in customer order: the table is kept in that order, and a batch
-    /// written in it touches each customer's pages once, not once per event.
-    customer_events: Vec<(i64, i64, String)>,
+    /// written in it touches each customer's pages once, not once per event. The
+    /// caller's buffer, empty again after `finish`.
+    customer_events: &'a mut Vec<(i64, i64, String)>,
     /// Nanoseconds spent in each of [`PROJECTIONS`].
     times: [u64; PROJECTIONS.len()],
 }
@@ -907,7 +923,10 @@ impl<'a> Applier<'a> {
         identities: &'a mut Identities,
         journey: Option<&'a JourneyRules>,
         context: &Context<'a>,
+        customer_events: &'a mut Vec<(i64, i64, String)>,
     ) -> Self {
+        // Left full by a batch that failed part-way, whose transaction rolled back.
+        customer_events.clear();
         Applier {
             conn,
             identities,
@@ -924,7 +943,7 @@ impl<'a> Applier<'a> {
             scores: ScoreDays::default(),
             shipments: shipments::Staged::default(),
             facts: StagedFacts::default(),
-            customer_events: Vec::new(),
+            customer_events,
             times: [0; PROJECTIONS.len()],
         }
     }
