@@ -16,6 +16,8 @@
 //! - http: single events from many concurrent clients to troth's ingest route
 //!   and to a bare axum handler that parses the same JSON and does nothing, with
 //!   the projections' lag sampled during troth's run.
+//!
+//! `--runs N` repeats all of it and reports the medians.
 
 use std::io::{BufReader, BufWriter, Write};
 use std::net::SocketAddr;
@@ -46,6 +48,10 @@ pub struct IngestArgs {
     /// Skip the HTTP run.
     #[arg(long)]
     pub no_http: bool,
+    /// Measure this many times, one run after the other, each against its own
+    /// references; with more than one, the medians are reported (and in the JSON).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
     /// End with one line of JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -60,7 +66,7 @@ pub struct EtaArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct BulkFigures {
     /// End to end: every event in the log and projected.
     pub troth_eps: f64,
@@ -72,7 +78,7 @@ pub struct BulkFigures {
 }
 
 /// `troth import` against SQLite's shell loading the same file.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ShellFigures {
     /// Lines per second the shell loaded.
     pub eps: f64,
@@ -88,7 +94,7 @@ pub struct Rate {
     pub ratio: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct HttpFigures {
     pub rps: f64,
     pub p50_ms: f64,
@@ -111,13 +117,28 @@ struct Report {
     lag_p99_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     shell: Option<ShellFigures>,
+    /// How many runs the figures are the medians of.
+    runs: usize,
+}
+
+/// What one run measured.
+struct RunFigures {
+    bulk: BulkFigures,
+    shell: Option<ShellFigures>,
+    http: Option<HttpFigures>,
 }
 
 pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let work = tempfile::tempdir().context("creating a scratch directory")?;
     println!(
-        "bench ingest: {} events bulk, {} HTTP requests from {} clients",
-        args.events, args.requests, args.clients
+        "bench ingest: {} events bulk, {} HTTP requests from {} clients{}",
+        args.events,
+        args.requests,
+        args.clients,
+        match args.runs {
+            1 => String::new(),
+            n => format!(", {n} runs"),
+        }
     );
     let file = work.path().join("events.ndjson");
     let world = {
@@ -129,18 +150,78 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         out.flush()?;
         world
     };
-    let bulk = bulk(work.path(), &file, world.last)?;
-    let shell_eps = shell_load(work.path(), &file)?;
+    let mut live = None;
+    if !args.no_http {
+        let mut lines: Vec<Bytes> = Vec::with_capacity(args.requests + 2_000);
+        let world = simulated(args.requests as u64 + 2_000, 43, &mut |line| {
+            lines.push(Bytes::from(line.to_owned()));
+            Ok(())
+        })?;
+        live = Some((lines, world.start));
+    }
+    // On a shared machine one run's figures, and even its ratios, move by tens of
+    // percent: each run pairs troth with references measured just beside it, and
+    // the medians of several runs are the figures to quote.
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        if args.runs > 1 {
+            println!("run {run} of {}", args.runs);
+        }
+        let scratch = tempfile::tempdir_in(work.path())?;
+        let figures = measure(scratch.path(), &file, world.last, live.as_ref(), &args)?;
+        print_run(&figures);
+        runs.push(figures);
+    }
+    let report = medians(&runs);
+    if runs.len() > 1 {
+        println!("medians of {} runs:", runs.len());
+        print_run(&RunFigures {
+            bulk: report.bulk.clone(),
+            shell: report.shell.clone(),
+            http: report.http.clone(),
+        });
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    Ok(())
+}
+
+/// One run: the bulk import against its raw reference, against SQLite's shell,
+/// and the HTTP run against the bare handler, each in a fresh store under `work`.
+fn measure(
+    work: &std::path::Path,
+    file: &std::path::Path,
+    now: Timestamp,
+    live: Option<&(Vec<Bytes>, Timestamp)>,
+    args: &IngestArgs,
+) -> anyhow::Result<RunFigures> {
+    let bulk = bulk(work, file, now)?;
+    let shell_eps = shell_load(work, file)?;
     // The bulk run leaves a gigabyte of dirty pages; writing them back would slow the
     // HTTP run's fsyncs (troth's, not the bare handler's). Deleted files need no writeback.
-    for done in ["bulk", "shell.db", "shell.db-wal", "shell.db-shm", "events.ndjson"] {
-        let path = work.path().join(done);
+    for done in ["bulk", "shell.db", "shell.db-wal", "shell.db-shm"] {
+        let path = work.join(done);
         let _ = if path.is_dir() {
             std::fs::remove_dir_all(&path)
         } else {
             std::fs::remove_file(&path)
         };
     }
+    let shell = shell_eps.map(|eps| ShellFigures {
+        eps,
+        append_ratio: bulk.append_eps / eps,
+        end_to_end_ratio: bulk.troth_eps / eps,
+    });
+    let http = match live {
+        Some((lines, start)) => Some(crate::cli::runtime()?.block_on(http(work, lines, args, *start))?),
+        None => None,
+    };
+    Ok(RunFigures { bulk, shell, http })
+}
+
+fn print_run(run: &RunFigures) {
+    let bulk = &run.bulk;
     println!(
         "bulk   append {:>10.0} events/s   end to end {:>10.0} events/s   raw sqlite {:>10.0} rows/s   ratios {:.2} / {:.2}",
         bulk.append_eps,
@@ -149,57 +230,71 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         bulk.append_eps / bulk.sqlite_eps,
         bulk.ratio
     );
-    let shell = match shell_eps {
-        Some(eps) => {
-            let figures = ShellFigures {
-                eps,
-                append_ratio: bulk.append_eps / eps,
-                end_to_end_ratio: bulk.troth_eps / eps,
-            };
-            println!(
-                "import sqlite3 shell {:>10.0} lines/s (.import + json_extract)   troth import ratios {:.2} (append) / {:.2} (end to end)",
-                figures.eps, figures.append_ratio, figures.end_to_end_ratio
-            );
-            Some(figures)
-        }
-        None => {
-            println!("import sqlite3 shell not found on PATH; the comparison with it is skipped");
-            None
-        }
-    };
-    let http = if args.no_http {
-        None
-    } else {
-        let mut lines: Vec<Bytes> = Vec::with_capacity(args.requests + 2_000);
-        let world = simulated(args.requests as u64 + 2_000, 43, &mut |line| {
-            lines.push(Bytes::from(line.to_owned()));
-            Ok(())
-        })?;
-        let figures = crate::cli::runtime()?.block_on(http(work.path(), &lines, &args, world.start))?;
+    match &run.shell {
+        Some(figures) => println!(
+            "import sqlite3 shell {:>10.0} lines/s (.import + json_extract)   troth import ratios {:.2} (append) / {:.2} (end to end)",
+            figures.eps, figures.append_ratio, figures.end_to_end_ratio
+        ),
+        None => println!("import sqlite3 shell not found on PATH; the comparison with it is skipped"),
+    }
+    if let Some(figures) = &run.http {
         println!(
             "http   troth {:>10.0} req/s (p50 {:.2} ms, p99 {:.2} ms)   bare axum {:>10.0} req/s   ratio {:.2}   projection lag p99 {:.1} ms",
             figures.rps, figures.p50_ms, figures.p99_ms, figures.bare_rps, figures.ratio, figures.lag_p99_ms
         );
-        Some(figures)
-    };
-    if args.json {
-        let report = Report {
-            append: Rate {
-                eps: bulk.append_eps,
-                ratio: bulk.append_eps / bulk.sqlite_eps,
-            },
-            end_to_end: Rate {
-                eps: bulk.troth_eps,
-                ratio: bulk.ratio,
-            },
-            lag_p99_ms: http.as_ref().map(|h| h.lag_p99_ms),
-            shell,
-            bulk,
-            http,
-        };
-        println!("{}", serde_json::to_string(&report)?);
     }
-    Ok(())
+}
+
+/// Each figure's median over the runs, taken figure by figure (a ratio's median,
+/// not the ratio of two medians: each ratio pairs figures measured side by side).
+fn medians(runs: &[RunFigures]) -> Report {
+    let median = |values: Vec<f64>| -> f64 {
+        let mut values = values;
+        values.sort_by(f64::total_cmp);
+        match values.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => values[n / 2],
+            n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        }
+    };
+    let of = |figure: fn(&RunFigures) -> f64| median(runs.iter().map(figure).collect());
+    let bulk = BulkFigures {
+        troth_eps: of(|r| r.bulk.troth_eps),
+        sqlite_eps: of(|r| r.bulk.sqlite_eps),
+        ratio: of(|r| r.bulk.ratio),
+        append_eps: of(|r| r.bulk.append_eps),
+    };
+    let append_ratio = of(|r| r.bulk.append_eps / r.bulk.sqlite_eps);
+    let shells: Vec<&ShellFigures> = runs.iter().filter_map(|r| r.shell.as_ref()).collect();
+    let shell = (!shells.is_empty()).then(|| ShellFigures {
+        eps: median(shells.iter().map(|s| s.eps).collect()),
+        append_ratio: median(shells.iter().map(|s| s.append_ratio).collect()),
+        end_to_end_ratio: median(shells.iter().map(|s| s.end_to_end_ratio).collect()),
+    });
+    let https: Vec<&HttpFigures> = runs.iter().filter_map(|r| r.http.as_ref()).collect();
+    let http = (!https.is_empty()).then(|| HttpFigures {
+        rps: median(https.iter().map(|h| h.rps).collect()),
+        p50_ms: median(https.iter().map(|h| h.p50_ms).collect()),
+        p99_ms: median(https.iter().map(|h| h.p99_ms).collect()),
+        bare_rps: median(https.iter().map(|h| h.bare_rps).collect()),
+        ratio: median(https.iter().map(|h| h.ratio).collect()),
+        lag_p99_ms: median(https.iter().map(|h| h.lag_p99_ms).collect()),
+    });
+    Report {
+        append: Rate {
+            eps: bulk.append_eps,
+            ratio: append_ratio,
+        },
+        end_to_end: Rate {
+            eps: bulk.troth_eps,
+            ratio: bulk.ratio,
+        },
+        lag_p99_ms: http.as_ref().map(|h| h.lag_p99_ms),
+        shell,
+        bulk,
+        http,
+        runs: runs.len(),
+    }
 }
 
 pub fn eta(args: EtaArgs) -> anyhow::Result<()> {

@@ -103,3 +103,46 @@ fn serve_refuses_to_listen_openly_beyond_loopback() {
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(error.contains("without a master key"), "{error}");
 }
+
+/// Several runs, each paired with its own references, end in their medians: the
+/// JSON carries how many runs it sums up, and a median lies among the runs' values.
+#[test]
+fn bench_ingest_reports_the_medians_of_several_runs() {
+    let output = run(&[
+        "bench",
+        "ingest",
+        "--events",
+        "400",
+        "--requests",
+        "200",
+        "--clients",
+        "4",
+        "--runs",
+        "3",
+        "--json",
+    ]);
+    let text = stdout(&output);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for run in 1..=3 {
+        assert!(text.contains(&format!("run {run} of 3")), "{text}");
+    }
+    assert!(text.contains("medians of 3 runs:"), "{text}");
+    let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(report["runs"], 3, "{report}");
+    // Each run's append ratio, from its "bulk" line: the median is the middle one.
+    let mut ratios: Vec<f64> = text
+        .lines()
+        .filter(|line| line.starts_with("bulk"))
+        .take(3)
+        .map(|line| line.split_whitespace().rev().nth(2).unwrap().parse().unwrap())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = report["append"]["ratio"].as_f64().unwrap();
+    assert!((median - ratios[1]).abs() < 0.006, "median {median} of {ratios:?}");
+    assert!(report["http"]["p99_ms"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report["lag_p99_ms"].is_number(), "{report}");
+}
