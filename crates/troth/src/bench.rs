@@ -66,7 +66,7 @@ pub struct EtaArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct BulkFigures {
     /// End to end: every event in the log and projected.
     pub troth_eps: f64,
@@ -78,7 +78,7 @@ pub struct BulkFigures {
 }
 
 /// `troth import` against SQLite's shell loading the same file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct ShellFigures {
     /// Lines per second the shell loaded.
     pub eps: f64,
@@ -94,7 +94,7 @@ pub struct Rate {
     pub ratio: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct HttpFigures {
     pub rps: f64,
     pub p50_ms: f64,
@@ -168,18 +168,15 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             println!("run {run} of {}", args.runs);
         }
         let scratch = tempfile::tempdir_in(work.path())?;
-        let figures = measure(scratch.path(), &file, world.last, live.as_ref(), &args)?;
-        print_run(&figures);
-        runs.push(figures);
+        runs.push(measure(scratch.path(), &file, world.last, live.as_ref(), &args)?);
     }
     let report = medians(&runs);
     if runs.len() > 1 {
         println!("medians of {} runs:", runs.len());
-        print_run(&RunFigures {
-            bulk: report.bulk.clone(),
-            shell: report.shell.clone(),
-            http: report.http.clone(),
-        });
+        print_bulk(&report.bulk, report.shell.as_ref());
+        if let Some(http) = &report.http {
+            print_http(http);
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -213,15 +210,18 @@ fn measure(
         append_ratio: bulk.append_eps / eps,
         end_to_end_ratio: bulk.troth_eps / eps,
     });
+    print_bulk(&bulk, shell.as_ref());
     let http = match live {
         Some((lines, start)) => Some(crate::cli::runtime()?.block_on(http(work, lines, args, *start))?),
         None => None,
     };
+    if let Some(http) = &http {
+        print_http(http);
+    }
     Ok(RunFigures { bulk, shell, http })
 }
 
-fn print_run(run: &RunFigures) {
-    let bulk = &run.bulk;
+fn print_bulk(bulk: &BulkFigures, shell: Option<&ShellFigures>) {
     println!(
         "bulk   append {:>10.0} events/s   end to end {:>10.0} events/s   raw sqlite {:>10.0} rows/s   ratios {:.2} / {:.2}",
         bulk.append_eps,
@@ -230,19 +230,20 @@ fn print_run(run: &RunFigures) {
         bulk.append_eps / bulk.sqlite_eps,
         bulk.ratio
     );
-    match &run.shell {
+    match shell {
         Some(figures) => println!(
             "import sqlite3 shell {:>10.0} lines/s (.import + json_extract)   troth import ratios {:.2} (append) / {:.2} (end to end)",
             figures.eps, figures.append_ratio, figures.end_to_end_ratio
         ),
         None => println!("import sqlite3 shell not found on PATH; the comparison with it is skipped"),
     }
-    if let Some(figures) = &run.http {
-        println!(
-            "http   troth {:>10.0} req/s (p50 {:.2} ms, p99 {:.2} ms)   bare axum {:>10.0} req/s   ratio {:.2}   projection lag p99 {:.1} ms",
-            figures.rps, figures.p50_ms, figures.p99_ms, figures.bare_rps, figures.ratio, figures.lag_p99_ms
-        );
-    }
+}
+
+fn print_http(figures: &HttpFigures) {
+    println!(
+        "http   troth {:>10.0} req/s (p50 {:.2} ms, p99 {:.2} ms)   bare axum {:>10.0} req/s   ratio {:.2}   projection lag p99 {:.1} ms",
+        figures.rps, figures.p50_ms, figures.p99_ms, figures.bare_rps, figures.ratio, figures.lag_p99_ms
+    );
 }
 
 /// Each figure's median over the runs, taken figure by figure (a ratio's median,
