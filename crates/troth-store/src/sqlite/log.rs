@@ -227,6 +227,12 @@ impl Handoff {
             .take_while(|((seq, ..), next)| seq == next)
             .count();
         taken.extend(queue.drain(..run));
+        if queue.is_empty() {
+            // Starts the ring over at its first slot: while the projections keep
+            // up, the queue then only ever touches the memory of its first few
+            // slots, not its whole room in turn.
+            queue.clear();
+        }
         queue.front().map(|(seq, ..)| *seq)
     }
 }
