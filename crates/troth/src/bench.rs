@@ -251,8 +251,7 @@ fn print_http(figures: &HttpFigures) {
 /// Each figure's median over the runs, taken figure by figure (a ratio's median,
 /// not the ratio of two medians: each ratio pairs figures measured side by side).
 fn medians(runs: &[RunFigures]) -> Report {
-    let median = |values: Vec<f64>| -> f64 {
-        let mut values = values;
+    let median = |mut values: Vec<f64>| -> f64 {
         values.sort_by(f64::total_cmp);
         match values.len() {
             0 => f64::NAN,
