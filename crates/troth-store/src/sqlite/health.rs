@@ -314,3 +314,69 @@ fn add_entity_tallies(
         rows,
     )
 }
+
+/// The journey-health projector: counted into the transaction's aggregates (see
+/// `projections::Aggregates`). Without a journey map, no health is kept.
+pub struct Projection {
+    rules: Option<std::sync::Arc<super::projections::JourneyRules>>,
+}
+
+impl Projection {
+    pub fn open(
+        conn: &Connection,
+        schema_name: &str,
+        rules: Option<std::sync::Arc<super::projections::JourneyRules>>,
+    ) -> Result<Projection, crate::StoreError> {
+        conn.execute_batch(&schema(schema_name))?;
+        Ok(Projection { rules })
+    }
+}
+
+impl super::projector::Projector for Projection {
+    fn name(&self) -> &'static str {
+        "health"
+    }
+
+    fn tables(&self) -> &'static [super::projector::Table] {
+        use super::projector::Table;
+        &[
+            Table {
+                name: "touchpoint_days",
+                rows: "SELECT * FROM {s}.touchpoint_days",
+            },
+            Table {
+                name: "touchpoint_reach",
+                rows: "SELECT * FROM {s}.touchpoint_reach",
+            },
+            Table {
+                name: "touchpoint_entity_days",
+                rows: "SELECT * FROM {s}.touchpoint_entity_days",
+            },
+            Table {
+                name: "subject_entities",
+                rows: "SELECT * FROM {s}.subject_entities",
+            },
+            Table {
+                name: "case_contacts",
+                rows: "SELECT * FROM {s}.case_contacts",
+            },
+            Table {
+                name: "touchpoint_visits",
+                rows: "SELECT * FROM {s}.touchpoint_visits",
+            },
+        ]
+    }
+
+    fn apply(
+        &mut self,
+        cx: &mut super::projector::Cx<'_>,
+        at: &mut super::projector::Logged,
+    ) -> Result<(), crate::StoreError> {
+        if let Some(rules) = &self.rules {
+            cx.aggregates
+                .days
+                .add_event(cx.conn, cx.schema, &rules.health, &at.event, at.seq, at.customer)?;
+        }
+        Ok(())
+    }
+}

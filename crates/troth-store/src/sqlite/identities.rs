@@ -267,3 +267,78 @@ pub fn merge_event(merge: &Merge, caused_by_seq: i64, time: &str) -> String {
     })
     .to_string()
 }
+
+/// The identity projector: each event's customer (`event_customers`), for every
+/// projector after it, and the customers and their identities. Live, a merge it
+/// makes is appended to the log as a `customer.merged` event.
+pub struct Projection {
+    identities: Identities,
+    record_customer: String,
+}
+
+impl Projection {
+    pub fn open(conn: &Connection, schema: &'static str) -> Result<Projection, crate::StoreError> {
+        conn.execute_batch(&super::schema::identities(schema))?;
+        Ok(Projection {
+            identities: Identities::new(conn, schema)?,
+            // An upsert, not `OR REPLACE`: a replace may write several rows, so SQLite
+            // keeps a statement journal of every page it touches.
+            record_customer: format!(
+                "INSERT INTO {schema}.event_customers (seq, cid) VALUES (?1, ?2)
+                 ON CONFLICT (seq) DO UPDATE SET cid = excluded.cid"
+            ),
+        })
+    }
+}
+
+impl super::projector::Projector for Projection {
+    fn name(&self) -> &'static str {
+        "identities"
+    }
+
+    fn tables(&self) -> &'static [super::projector::Table] {
+        use super::projector::Table;
+        &[
+            Table {
+                name: "event_customers",
+                rows: "SELECT seq, cid FROM {s}.event_customers",
+            },
+            Table {
+                name: "customers",
+                rows: "SELECT cid, merged_into, traits FROM {s}.customers",
+            },
+            Table {
+                name: "identities",
+                rows: "SELECT key, cid FROM {s}.identities",
+            },
+        ]
+    }
+
+    fn apply(
+        &mut self,
+        cx: &mut super::projector::Cx<'_>,
+        at: &mut super::projector::Logged,
+    ) -> Result<(), crate::StoreError> {
+        let plan = self.identities.plan(cx.conn, &at.event)?;
+        at.customer = plan.customer.map(|c| c.0);
+        if let Some(cid) = at.customer {
+            cx.conn.prepare_cached(&self.record_customer)?.execute([at.seq, cid])?;
+        }
+        let merges = self.identities.apply(cx.conn, plan, &at.event)?;
+        // A rebuild finds again the merges the log already holds as `customer.merged`.
+        if let Some(live) = &mut cx.live {
+            for merge in merges {
+                let body = merge_event(&merge, at.seq, &at.event.time.to_string());
+                let merged = troth_core::validate_event(&body)
+                    .map_err(|r| crate::StoreError::Invalid(format!("a merge does not validate: {}", r.error)))?;
+                live.derived.push(merged);
+            }
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self, conn: &Connection) -> Result<(), crate::StoreError> {
+        self.identities = Identities::new(conn, self.identities.schema)?;
+        Ok(())
+    }
+}

@@ -8,6 +8,7 @@
 
 mod audit;
 mod checkpoint;
+mod engine;
 mod erasure;
 mod export;
 mod health;
@@ -17,6 +18,7 @@ mod notices;
 mod outbox;
 mod priority;
 mod projections;
+mod projector;
 mod promises;
 mod read;
 mod read_ahead;
@@ -152,10 +154,9 @@ impl SqliteStore {
 
         let conn = open_projections(&projections_path, &db_path, false)?;
         let new_tables = schema::missing(&conn, &["order_stages", "promise_changes", "customer_events"])?;
-        conn.execute_batch(&schema::projections("main"))?;
-        conn.execute_batch(&schema::type_counts("main"))?;
-        conn.execute_batch(&health::schema("main"))?;
-        conn.execute_batch(&scorecards::schema("main"))?;
+        let rules = journey.map(|map| Arc::new(projections::JourneyRules::new(map)));
+        // The projectors create their tables.
+        let projectors = projector::registry(&conn, "main", rules.as_ref())?;
         conn.execute_batch(schema::META)?;
         conn.execute_batch(schema::OUTBOX)?;
         conn.execute_batch(schema::TRACKING_LINKS)?;
@@ -211,7 +212,8 @@ impl SqliteStore {
         let (jobs_tx, jobs_rx) = mpsc::channel(1024);
         let projections = projections::Projections::new(
             conn,
-            journey.map(projections::JourneyRules::new),
+            projectors,
+            rules,
             projections::Shared {
                 pending: pending.clone(),
                 outbox_signal: outbox_signal.clone(),
@@ -368,14 +370,7 @@ impl SqliteStore {
     /// The time each projection has taken since the store opened, by name, in the
     /// order they are applied to each event (one thread applies them all).
     pub fn projection_times(&self) -> Vec<(&'static str, std::time::Duration)> {
-        projections::PROJECTIONS
-            .iter()
-            .zip(self.inner.times.iter())
-            .map(|(name, nanos)| {
-                let nanos = nanos.load(std::sync::atomic::Ordering::Relaxed);
-                (*name, std::time::Duration::from_nanos(nanos))
-            })
-            .collect()
+        self.inner.times.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Batches of derived events on their way to the log (see `projections::commit`).

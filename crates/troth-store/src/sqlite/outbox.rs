@@ -364,3 +364,98 @@ pub fn retry(conn: &Connection, id: &str, now: Timestamp) -> Result<Option<Outbo
 pub fn recover(conn: &Connection) -> rusqlite::Result<usize> {
     conn.execute("UPDATE outbox SET state = 'pending' WHERE state = 'sending'", [])
 }
+
+/// The consent projector: the latest answer per customer, channel and purpose.
+pub struct Consents;
+
+impl Consents {
+    pub fn open(conn: &Connection, schema: &str) -> Result<Consents, StoreError> {
+        conn.execute_batch(&super::schema::consents(schema))?;
+        Ok(Consents)
+    }
+}
+
+impl super::projector::Projector for Consents {
+    fn name(&self) -> &'static str {
+        "consents"
+    }
+
+    fn tables(&self) -> &'static [super::projector::Table] {
+        &[super::projector::Table {
+            name: "consents",
+            rows: "SELECT cid, channel, purpose, granted, time_us FROM {s}.consents",
+        }]
+    }
+
+    fn apply(
+        &mut self,
+        cx: &mut super::projector::Cx<'_>,
+        at: &mut super::projector::Logged,
+    ) -> Result<(), StoreError> {
+        Ok(apply_consent(cx.conn, cx.schema, &at.event, at.customer)?)
+    }
+}
+
+/// The plays of the journey map, live only: the messages and alerts they ask for
+/// are enqueued in the outbox, the cases they open appended to the log as
+/// `case.opened` events. The outbox is not a projection: a rebuild enqueues and
+/// sends nothing again.
+pub struct Plays {
+    rules: Option<std::sync::Arc<super::projections::JourneyRules>>,
+}
+
+impl Plays {
+    pub fn new(rules: Option<std::sync::Arc<super::projections::JourneyRules>>) -> Plays {
+        Plays { rules }
+    }
+}
+
+impl super::projector::Projector for Plays {
+    fn name(&self) -> &'static str {
+        "plays"
+    }
+
+    fn tables(&self) -> &'static [super::projector::Table] {
+        &[]
+    }
+
+    fn apply(
+        &mut self,
+        cx: &mut super::projector::Cx<'_>,
+        at: &mut super::projector::Logged,
+    ) -> Result<(), StoreError> {
+        let (Some(rules), Some(_)) = (&self.rules, &cx.live) else {
+            return Ok(());
+        };
+        let (plays, event) = (&rules.plays, &at.event);
+        if !plays.concerns(&event.event_type) {
+            return Ok(());
+        }
+        let planned = plays.on_event(event, at.received);
+        if !planned.is_empty() {
+            // Messages read the shipment as the table holds it.
+            cx.shipments.write(cx.conn, cx.schema)?;
+        }
+        let Some(live) = &mut cx.live else {
+            return Ok(());
+        };
+        for planned in planned {
+            if let PlannedAction::OpenCase { .. } = planned.action {
+                // A case opened by a play opens no further cases: plays cannot loop.
+                if event.id.starts_with("troth.case.") {
+                    continue;
+                }
+                let customer = super::projector::event_customer(event);
+                let Some(case) = troth_core::play::case_event(&planned, event, customer.as_ref()) else {
+                    continue;
+                };
+                let case = troth_core::validate_value(case, None)
+                    .map_err(|r| StoreError::Invalid(format!("a play's case does not validate: {}", r.error)))?;
+                live.derived.push(case);
+            } else if enqueue(cx.conn, &planned, event, at.customer, at.received, live.composer)? {
+                live.enqueued += 1;
+            }
+        }
+        Ok(())
+    }
+}

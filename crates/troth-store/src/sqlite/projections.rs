@@ -1,11 +1,13 @@
 //! The projections thread: it follows the log from its checkpoint and keeps every
-//! projection (`projections.db`): identities, promises and the promise engine,
+//! projection (`projections.db`) through the projectors of the registry
+//! (`projector.rs`): identities, counts by type, promises and the promise engine,
 //! shipments and their links, journey health, carrier scorecards, consents, plays
-//! and the outbox, and the counts by type.
+//! and the outbox, the customers' copies.
 //!
 //! It wakes when the log writer commits, takes the events past its checkpoint (a
-//! batch of up to [`BATCH_EVENTS`]), applies them in one transaction and moves the
-//! checkpoint in that same transaction, so a batch applied twice changes nothing.
+//! batch of up to [`BATCH_EVENTS`]), takes each through every projector in one
+//! transaction and moves the checkpoint in that same transaction, so a batch applied
+//! twice changes nothing.
 //!
 //! Events troth derives — the engine's promise changes, cases that plays open,
 //! identity merges — get ids derived from their cause and are kept in
@@ -31,33 +33,23 @@ use tokio::sync::{mpsc, oneshot};
 use troth_core::{Timestamp, ValidEvent};
 
 use super::health::HealthDays;
-use super::identities::{Identities, merge_event};
 use super::log::{self, Positions};
+use super::projector::{Cx, Live, Logged, Projector};
 use super::read_ahead::ReadAhead;
 use super::scorecards::{self, ScoreDays, StagedFacts};
 use super::{outbox, promises, shipments};
 use crate::{Compose, OutboxEntry, OutboxState, ReplayReport, RetryPolicy, StoreError};
 use troth_core::health::HealthIndex;
 use troth_core::journey::JourneyMap;
-use troth_core::play::{PlannedAction, PlayBook};
-use troth_core::promise::{Change, PromiseBook, Tracked};
+use troth_core::play::PlayBook;
+use troth_core::promise::PromiseBook;
 
 /// How many events one projection transaction takes at most.
 pub const BATCH_EVENTS: i64 = 65_536;
 
-/// The projections applied to each event, in order, as their time is reported.
-pub const PROJECTIONS: [&str; 7] = [
-    "identities",
-    "promises",
-    "shipments",
-    "health",
-    "scorecards",
-    "consents",
-    "plays",
-];
-
-/// Time spent in each of [`PROJECTIONS`], in nanoseconds, since the store opened.
-pub type ProjectionTimes = Arc<[std::sync::atomic::AtomicU64; PROJECTIONS.len()]>;
+/// Time spent in each projector since the store opened, by name, in the order of
+/// the registry.
+pub type ProjectionTimes = Arc<Mutex<Vec<(&'static str, Duration)>>>;
 
 /// One event in this many is timed through its projections: enough samples for
 /// each projection's share, and the clock read rarely (at one in eight it was 3 %
@@ -176,9 +168,10 @@ pub type FaultSlot = Arc<RwLock<Option<Fault>>>;
 
 pub struct Projections {
     conn: Connection,
-    identities: Identities,
-    /// The journey map's promises and health; without a map neither is kept.
-    journey: Option<JourneyRules>,
+    /// Every projector, in the order each event goes through them (`projector.rs`).
+    projectors: Vec<Box<dyn Projector>>,
+    /// The journey map's promises, health and plays; without a map none is kept.
+    journey: Option<Arc<JourneyRules>>,
     /// Every event up to here is projected (`meta.projected_through`).
     checkpoint: i64,
     last_flush: Instant,
@@ -188,8 +181,6 @@ pub struct Projections {
     /// The events taken from the handoff for the batch at hand; empty between
     /// batches, its room kept (at most the handoff's size).
     held: Vec<(i64, Timestamp, ValidEvent)>,
-    /// The customers' copies of the batch's events, likewise kept between batches.
-    copies: Vec<(i64, i64, String)>,
 }
 
 /// What the projections thread shares with the store's handles and the log writer.
@@ -235,30 +226,36 @@ pub fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 impl Projections {
+    /// Takes the projectors of [`super::projector::registry`], made with `journey`.
     pub fn new(
         conn: Connection,
-        journey: Option<JourneyRules>,
+        mut projectors: Vec<Box<dyn Projector>>,
+        journey: Option<Arc<JourneyRules>>,
         shared: Shared,
         read_ahead: ReadAhead,
     ) -> Result<Projections, StoreError> {
+        // Their memory is read from the tables as they are now, filled and carried over.
+        for projector in &mut projectors {
+            projector.reset(&conn)?;
+        }
+        *shared.times.lock().unwrap_or_else(|p| p.into_inner()) =
+            projectors.iter().map(|p| (p.name(), Duration::ZERO)).collect();
         let checkpoint = checkpoint(&conn)?;
         catch_up(&conn, journey.as_ref().map(|j| &j.health), checkpoint)?;
         let recovered = outbox::recover(&conn)?;
         if recovered > 0 {
             tracing::info!(recovered, "outbox rows claimed before the last stop are pending again");
         }
-        let identities = Identities::new(&conn, "main")?;
         shared.positions.projected.advance(checkpoint);
         Ok(Projections {
             conn,
-            identities,
+            projectors,
             journey,
             checkpoint,
             last_flush: Instant::now(),
             shared,
             read_ahead,
             held: Vec::new(),
-            copies: Vec::new(),
         })
     }
 
@@ -421,21 +418,22 @@ impl Projections {
         match catch_unwind(AssertUnwindSafe(|| self.batch(limit))) {
             Ok(Ok(())) => Ok(Ok(())),
             Ok(Err(e)) => {
-                self.reset_identities();
+                self.reset_projectors();
                 Ok(Err(e))
             }
             Err(payload) => {
-                self.reset_identities();
+                self.reset_projectors();
                 Err(super::panic_message(payload.as_ref()))
             }
         }
     }
 
-    /// After a rollback: the identity projection's memory may hold rows that were not committed.
-    fn reset_identities(&mut self) {
-        match Identities::new(&self.conn, "main") {
-            Ok(identities) => self.identities = identities,
-            Err(e) => tracing::error!(error = %e, "the identity projection could not be reloaded"),
+    /// After a rollback: the projectors' memory may hold rows that were not committed.
+    fn reset_projectors(&mut self) {
+        for projector in &mut self.projectors {
+            if let Err(e) = projector.reset(&self.conn) {
+                tracing::error!(projector = projector.name(), error = %e, "a projector's memory could not be reloaded");
+            }
         }
     }
 
@@ -450,19 +448,18 @@ impl Projections {
     fn batch(&mut self, limit: i64) -> Result<(), StoreError> {
         let composer = self.shared.composer.read().unwrap_or_else(|p| p.into_inner()).clone();
         let fault = self.shared.fault.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let context = Context {
-            composer: composer.as_deref(),
-            fault: fault.as_deref(),
-        };
         let tx = self.conn.unchecked_transaction()?;
-        let mut aggregates = Aggregates::default();
-        let mut applier = Applier::new(
+        let mut cx = Cx::new(
             &tx,
-            &mut self.identities,
-            self.journey.as_ref(),
-            &context,
-            &mut self.copies,
+            "main",
+            Some(Live {
+                composer: composer.as_deref(),
+                fault: fault.as_deref(),
+                derived: Vec::new(),
+                enqueued: 0,
+            }),
         );
+        let mut times = vec![0; self.projectors.len()];
         let mut through = self.checkpoint;
         // Just appended, the events are at hand; after a pause or a restart, in the
         // log, read ahead on another thread.
@@ -482,7 +479,7 @@ impl Projections {
             let head = self.shared.positions.head.get();
             for (seq, received, event) in self.read_ahead.take(self.checkpoint, before, limit as usize, head)? {
                 match event {
-                    Ok(event) => applier.scan(seq, received, event)?,
+                    Ok(event) => scan(&mut cx, &mut self.projectors, &mut times, seq, received, event)?,
                     // It validated when it was appended; rules since changed. The log keeps it.
                     Err(error) => {
                         tracing::warn!(seq, %error, "a stored event no longer validates; it is not projected")
@@ -492,16 +489,24 @@ impl Projections {
             }
         } else {
             for (seq, received, event) in held.drain(..) {
-                applier.scan(seq, received, event)?;
+                scan(&mut cx, &mut self.projectors, &mut times, seq, received, event)?;
                 through = seq;
             }
         }
         self.held = held;
-        let derived = std::mem::take(&mut applier.derived);
-        let (enqueued, times) = applier.finish(&mut aggregates)?;
-        for (total, nanos) in self.shared.times.iter().zip(times) {
-            total.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+        for (projector, nanos) in self.projectors.iter_mut().zip(&mut times) {
+            let started = Instant::now();
+            projector.finish(&mut cx)?;
+            *nanos += started.elapsed().as_nanos() as u64;
         }
+        {
+            let mut total = self.shared.times.lock().unwrap_or_else(|p| p.into_inner());
+            for ((_, spent), nanos) in total.iter_mut().zip(times) {
+                *spent += Duration::from_nanos(nanos);
+            }
+        }
+        let (aggregates, live) = (cx.aggregates, cx.live);
+        let Live { derived, enqueued, .. } = live.expect("the live projections react");
         set_checkpoint(&tx, through)?;
         commit(tx, &self.shared, &mut self.last_flush, aggregates, derived, enqueued)?;
         self.moved_to(through);
@@ -547,14 +552,14 @@ impl Projections {
                 }
             }
             Ok(Err(e)) => {
-                self.reset_identities();
+                self.reset_projectors();
                 tracing::error!(error = %e, "a projection job failed; its jobs are run again one by one");
                 for job in group.drain(..) {
                     self.isolate_job(job);
                 }
             }
             Err(payload) => {
-                self.reset_identities();
+                self.reset_projectors();
                 let reason = super::panic_message(payload.as_ref());
                 tracing::error!(%reason, "a projection job failed inside troth; its jobs are run again one by one");
                 for job in group.drain(..) {
@@ -576,7 +581,7 @@ impl Projections {
             Err(payload) => Err(format!("internal error: {}", super::panic_message(payload.as_ref()))),
         };
         if done.is_err() {
-            self.reset_identities();
+            self.reset_projectors();
         }
         let [job] = one;
         job.reply(done);
@@ -606,7 +611,7 @@ impl Projections {
                 Ok(Err(e)) => return Err(e),
                 Err(payload) => super::panic_message(payload.as_ref()),
             };
-            self.reset_identities();
+            self.reset_projectors();
             tracing::error!(promise = %promise.id, reason = %outcome, "promise taken off the clock: its change failed inside troth; it is in the quarantine");
             let body = serde_json::json!({"promise": promise.id, "key": promise.key, "subject": promise.subject, "due": promise.due.to_string()});
             let recorded = promises::set_aside(&self.conn, &promise.id).and_then(|()| {
@@ -637,10 +642,6 @@ impl Projections {
         let mut derived = Vec::new();
         let composer = self.shared.composer.read().unwrap_or_else(|p| p.into_inner()).clone();
         let fault = self.shared.fault.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let context = Context {
-            composer: composer.as_deref(),
-            fault: fault.as_deref(),
-        };
         for job in group {
             done.push(match job {
                 Job::IssueLink { shipment, .. } => Done::Issued(shipments::issue_link(
@@ -674,11 +675,22 @@ impl Projections {
                 }
                 Job::Tick { now, only, .. } => Done::Ticked(match &self.journey {
                     Some(journey) => {
-                        let mut copies = Vec::new();
-                        let mut applier = Applier::new(&tx, &mut self.identities, Some(journey), &context, &mut copies);
-                        let changed = applier.tick(&journey.book, *now, only.as_deref())?;
-                        derived.append(&mut applier.derived);
-                        enqueued += applier.finish(&mut aggregates)?.0;
+                        let mut cx = Cx::new(
+                            &tx,
+                            "main",
+                            Some(Live {
+                                composer: composer.as_deref(),
+                                fault: fault.as_deref(),
+                                derived: Vec::new(),
+                                enqueued: 0,
+                            }),
+                        );
+                        let changed = super::engine::tick(&mut cx, &journey.book, *now, only.as_deref())?;
+                        if let Some(live) = cx.live {
+                            derived.extend(live.derived);
+                            enqueued += live.enqueued;
+                        }
+                        aggregates.merge(cx.aggregates);
                         changed
                     }
                     None => 0,
@@ -697,6 +709,8 @@ impl Projections {
     fn reload(&mut self, rules: JourneyRules) -> Result<(), StoreError> {
         self.flush()?;
         recount_health_if_rules_changed(&self.conn, &rules.health, self.checkpoint)?;
+        let rules = Arc::new(rules);
+        self.projectors = super::projector::registry(&self.conn, "main", Some(&rules))?;
         self.journey = Some(rules);
         Ok(())
     }
@@ -719,7 +733,7 @@ impl Projections {
             let _ = progress.send(n);
         });
         if write {
-            self.reset_identities();
+            self.reset_projectors();
         }
         report
     }
@@ -850,10 +864,81 @@ fn record_quarantine(
     Ok(())
 }
 
-/// What every batch and tick of one transaction shares.
-pub struct Context<'a> {
-    pub composer: Option<&'a dyn Compose>,
-    pub fault: Option<&'a (dyn Fn(&ValidEvent) + Send + Sync)>,
+/// Takes one event of the log through every projector, stored at `seq` when
+/// `received`. The event is the batch's to give: the last projector keeps its text.
+fn scan(
+    cx: &mut Cx<'_>,
+    projectors: &mut [Box<dyn Projector>],
+    times: &mut [u64],
+    seq: i64,
+    received: Timestamp,
+    event: ValidEvent,
+) -> Result<(), StoreError> {
+    if let Some(Live { fault: Some(fault), .. }) = &cx.live {
+        fault(&event);
+    }
+    // A derived event is in the log now: nothing is left to send. One of this
+    // store's promise changes was applied to the promises when it was decided.
+    let applied_when_decided = event.id.starts_with("troth.")
+        && cx
+            .conn
+            .prepare_cached("DELETE FROM derived_outbox WHERE id = ?1")?
+            .execute([&event.id])?
+            > 0
+        && event.event_type.starts_with("promise.");
+    let mut at = Logged {
+        seq,
+        received,
+        event,
+        customer: None,
+        applied_when_decided,
+    };
+    // One event in [`TIME_EVERY`] is timed, for the time each projector takes:
+    // reading the clock around every projector for every event costs a tenth of the work.
+    let mut mark = (seq % TIME_EVERY == 0).then(Instant::now);
+    for (projector, spent) in projectors.iter_mut().zip(times) {
+        projector.apply(cx, &mut at)?;
+        if let Some(at) = &mut mark {
+            let now = Instant::now();
+            *spent += now.duration_since(*at).as_nanos() as u64 * TIME_EVERY as u64;
+            *at = now;
+        }
+    }
+    Ok(())
+}
+
+/// The count of events by type (`event_type_counts`), an aggregate.
+pub struct Counts;
+
+impl Counts {
+    pub fn open(conn: &Connection, schema: &str) -> Result<Counts, StoreError> {
+        conn.execute_batch(&super::schema::type_counts(schema))?;
+        Ok(Counts)
+    }
+}
+
+impl Projector for Counts {
+    fn name(&self) -> &'static str {
+        "counts"
+    }
+
+    fn tables(&self) -> &'static [super::projector::Table] {
+        &[super::projector::Table {
+            name: "event_type_counts",
+            rows: "SELECT type, n FROM {s}.event_type_counts",
+        }]
+    }
+
+    fn apply(&mut self, cx: &mut Cx<'_>, at: &mut Logged) -> Result<(), StoreError> {
+        let counts = &mut cx.aggregates.counts;
+        match counts.get_mut(&at.event.event_type) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(at.event.event_type.clone(), 1);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn mismatch(done: Result<Done, String>) -> String {
@@ -866,346 +951,6 @@ enum Done {
     Ticked(u64),
     Outbox(OutboxDone),
     Issued(bool),
-}
-
-/// The event's customer as sent (derived events carry it on), read without building
-/// the rest of the event, which is skipped.
-fn event_customer(event: &ValidEvent) -> Option<serde_json::Value> {
-    use serde::Deserialize;
-    #[derive(Deserialize)]
-    struct Customer {
-        // Present, even as null, is `Some`: as the field was read from the whole event.
-        #[serde(default, deserialize_with = "present")]
-        customer: Option<serde_json::Value>,
-    }
-    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
-        serde_json::Value::deserialize(d).map(Some)
-    }
-    serde_json::from_str::<Customer>(&event.raw).ok()?.customer
-}
-
-/// What one projection transaction applies events and clock changes with: the
-/// projections' state for the transaction, written or handed on by `finish`.
-struct Applier<'a> {
-    conn: &'a Connection,
-    identities: &'a mut Identities,
-    book: Option<&'a PromiseBook>,
-    health: Option<&'a HealthIndex>,
-    plays: Option<&'a PlayBook>,
-    composer: Option<&'a dyn Compose>,
-    fault: Option<&'a (dyn Fn(&ValidEvent) + Send + Sync)>,
-    /// When the event being projected was stored.
-    received: Timestamp,
-    /// Events troth derived, to append to the log before the transaction commits.
-    derived: Vec<ValidEvent>,
-    /// Outbox rows enqueued as pending.
-    enqueued: usize,
-    counts: troth_core::FastMap<String, i64>,
-    /// Health counted per (touchpoint, day), handed to the group's aggregates.
-    days: HealthDays,
-    /// Carrier scorecards counted per (carrier, driver, day), likewise.
-    scores: ScoreDays,
-    /// Shipment and scorecard rows changed by this batch, written by `finish`.
-    shipments: shipments::Staged,
-    facts: StagedFacts,
-    /// Each event's copy for its customer's story, `(cid, seq, text)`, written by
-    /// `finish` in customer order: the table is kept in that order, and a batch
-    /// written in it touches each customer's pages once, not once per event. The
-    /// caller's buffer, empty again after `finish`.
-    customer_events: &'a mut Vec<(i64, i64, String)>,
-    /// Nanoseconds spent in each of [`PROJECTIONS`].
-    times: [u64; PROJECTIONS.len()],
-}
-
-impl<'a> Applier<'a> {
-    fn new(
-        conn: &'a Connection,
-        identities: &'a mut Identities,
-        journey: Option<&'a JourneyRules>,
-        context: &Context<'a>,
-        customer_events: &'a mut Vec<(i64, i64, String)>,
-    ) -> Self {
-        // Left full by a batch that failed part-way, whose transaction rolled back.
-        customer_events.clear();
-        Applier {
-            conn,
-            identities,
-            book: journey.map(|j| &j.book),
-            health: journey.map(|j| &j.health),
-            plays: journey.map(|j| &j.plays),
-            composer: context.composer,
-            fault: context.fault,
-            received: Timestamp(0),
-            derived: Vec::new(),
-            enqueued: 0,
-            counts: Default::default(),
-            days: HealthDays::default(),
-            scores: ScoreDays::default(),
-            shipments: shipments::Staged::default(),
-            facts: StagedFacts::default(),
-            customer_events,
-            times: [0; PROJECTIONS.len()],
-        }
-    }
-
-    /// Projects one event of the log, stored at `seq` when `received`. The event
-    /// is the batch's to give: its text moves into its customer's copy.
-    fn scan(&mut self, seq: i64, received: Timestamp, mut owned: ValidEvent) -> Result<(), StoreError> {
-        let event = &owned;
-        let conn = self.conn;
-        self.received = received;
-        if let Some(fault) = self.fault {
-            fault(event);
-        }
-        // A derived event is in the log now: nothing is left to send. One of this
-        // store's promise changes was applied to the promises when it was decided.
-        let decided_here = event.id.starts_with("troth.")
-            && conn
-                .prepare_cached("DELETE FROM derived_outbox WHERE id = ?1")?
-                .execute([&event.id])?
-                > 0
-            && event.event_type.starts_with("promise.");
-        // One event in [`TIME_EVERY`] is timed, for the time each projection takes: reading the
-        // clock around every stage of every event costs a tenth of the work.
-        let mut mark = (seq % TIME_EVERY == 0).then(Instant::now);
-        let plan = self.identities.plan(conn, event)?;
-        let customer = plan.customer.map(|c| c.0);
-        if let Some(cid) = customer {
-            // An upsert, not `OR REPLACE`: a replace may write several rows, so SQLite
-            // keeps a statement journal of every page it touches (7 % of the
-            // projections' time for these two statements).
-            conn.prepare_cached(
-                "INSERT INTO event_customers (seq, cid) VALUES (?1, ?2) ON CONFLICT (seq) DO UPDATE SET cid = excluded.cid",
-            )?
-                .execute([seq, cid])?;
-        }
-        self.count(&event.event_type);
-        self.lap(0, &mut mark);
-        if !decided_here {
-            promises::apply(conn, "main", event)?;
-        }
-        self.lap(1, &mut mark);
-        shipments::apply(conn, "main", &mut self.shipments, event)?;
-        if let troth_core::catalogue::EventData::ShipmentCreated(created) = &event.data {
-            // Every shipment gets its link as it is created, so notifications can carry it.
-            shipments::issue_link(conn, &mut self.shipments, &created.shipment, received)?;
-        }
-        self.lap(2, &mut mark);
-        if let Some(health) = self.health {
-            self.days.add_event(conn, "main", health, event, seq, customer)?;
-        }
-        self.lap(3, &mut mark);
-        self.scores.add_event(conn, "main", &mut self.facts, event, seq)?;
-        self.lap(4, &mut mark);
-        for merge in self.identities.apply(conn, plan, event)? {
-            let body = merge_event(&merge, seq, &event.time.to_string());
-            let merged = troth_core::validate_event(&body)
-                .map_err(|r| StoreError::Invalid(format!("a merge does not validate: {}", r.error)))?;
-            self.derived.push(merged);
-        }
-        self.lap(0, &mut mark);
-        outbox::apply_consent(conn, "main", event, customer)?;
-        self.lap(5, &mut mark);
-        if let Some(plays) = self.plays
-            && plays.concerns(&event.event_type)
-        {
-            self.run_plays(plays, event, customer)?;
-        }
-        self.lap(6, &mut mark);
-        // The engine decides on what happened, not on its own records.
-        if !event.event_type.starts_with("promise.") {
-            self.promise_engine(event, customer)?;
-        }
-        self.lap(1, &mut mark);
-        if let Some(cid) = customer {
-            self.customer_events.push((cid, seq, std::mem::take(&mut owned.raw)));
-        }
-        Ok(())
-    }
-
-    /// Records what the plays ask of a projected event: outbox rows, and cases as
-    /// `case.opened` events appended to the log.
-    fn run_plays(&mut self, plays: &PlayBook, event: &ValidEvent, customer: Option<i64>) -> Result<(), StoreError> {
-        let planned = plays.on_event(event, self.received);
-        if !planned.is_empty() {
-            // Messages read the shipment as the table holds it.
-            self.shipments.write(self.conn, "main")?;
-        }
-        for planned in planned {
-            if let PlannedAction::OpenCase { .. } = planned.action {
-                // A case opened by a play opens no further cases: plays cannot loop.
-                if event.id.starts_with("troth.case.") {
-                    continue;
-                }
-                let Some(case) = troth_core::play::case_event(&planned, event, event_customer(event).as_ref()) else {
-                    continue;
-                };
-                let case = troth_core::validate_value(case, None)
-                    .map_err(|r| StoreError::Invalid(format!("a play's case does not validate: {}", r.error)))?;
-                self.derived.push(case);
-            } else if outbox::enqueue(self.conn, &planned, event, customer, self.received, self.composer)? {
-                self.enqueued += 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// Lets the promise engine react to a projected event.
-    fn promise_engine(&mut self, event: &ValidEvent, customer: Option<i64>) -> Result<(), StoreError> {
-        let Some(book) = self.book.filter(|b| b.concerns(&event.event_type)) else {
-            return Ok(());
-        };
-        // The customer the event was resolved to, for promises matched on customer.
-        let customer = customer
-            .filter(|_| book.needs_customer(&event.event_type))
-            .map(|c| troth_core::identity::CustomerId(c).to_string());
-        let mut known = Vec::new();
-        for subject in book.subjects(event, customer.as_deref()) {
-            for promise in promises::known(self.conn, &subject)? {
-                if !known.iter().any(|k: &Tracked| k.id == promise.id) {
-                    known.push(promise);
-                }
-            }
-        }
-        let changes = book.on_event(event, &known, customer.as_deref());
-        if !changes.is_empty() {
-            let customer = event_customer(event);
-            self.record(&changes, &known, customer.as_ref())?;
-        }
-        Ok(())
-    }
-
-    /// Runs the promise clock to `now`: promises at risk or past due change.
-    fn tick(&mut self, book: &PromiseBook, now: Timestamp, only: Option<&str>) -> Result<u64, StoreError> {
-        self.received = now;
-        let mut changed = 0;
-        loop {
-            let due = match only {
-                Some(id) => promises::due_one(self.conn, id, now)?,
-                None => promises::due(self.conn, now, 1_000)?,
-            };
-            if due.is_empty() {
-                break;
-            }
-            for promise in &due {
-                let Some(change) = book.on_clock(promise, now) else {
-                    continue;
-                };
-                // The clock never makes a promise; later changes carry the stored customer.
-                self.record(std::slice::from_ref(&change), std::slice::from_ref(promise), None)?;
-                changed += 1;
-            }
-            if due.len() < 1_000 || only.is_some() {
-                break;
-            }
-        }
-        Ok(changed)
-    }
-
-    /// Records the engine's decisions: each is applied to the promises now, marked,
-    /// and appended to the log. `customer` is the making event's customer, used for
-    /// `Made`; later changes carry the one stored with the promise.
-    fn record(
-        &mut self,
-        changes: &[Change],
-        known: &[Tracked],
-        customer: Option<&serde_json::Value>,
-    ) -> Result<(), StoreError> {
-        for change in changes {
-            let promise = match change {
-                Change::Made(made) => made,
-                other => match known.iter().find(|p| p.id == other.promise_id()) {
-                    Some(promise) => promise,
-                    None => continue,
-                },
-            };
-            let stored;
-            let customer = match change {
-                Change::Made(_) => customer,
-                _ => {
-                    stored = promises::stored_customer_ref(self.conn, &promise.id)?
-                        .and_then(|c| serde_json::from_str(&c).ok());
-                    stored.as_ref()
-                }
-            };
-            let recorded = change.record(promise, customer);
-            let event = troth_core::validate_value(recorded, None)
-                .map_err(|r| StoreError::Invalid(format!("a promise change does not validate: {}", r.error)))?;
-            if self.already_decided(&event.id)? {
-                continue;
-            }
-            if let Some(fault) = self.fault {
-                fault(&event);
-            }
-            promises::apply(self.conn, "main", &event)?;
-            self.derived.push(event);
-        }
-        Ok(())
-    }
-
-    /// Whether a decision with this id is already in the promises: decided earlier
-    /// (in this batch, or before and perhaps not yet in the log), or met in the log
-    /// at or before the current position. The promise projection keeps the id of
-    /// every change it holds, in the transaction that applies it, so the answer is
-    /// its own and reads nothing of the log: a projection batch holds no snapshot of
-    /// the log, which would keep its WAL from starting over. A change the log holds
-    /// further on, appended by a run whose commit was lost, is not in the promises:
-    /// it is decided again (the log takes the id once).
-    fn already_decided(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(promises::holds_change(self.conn, id)?)
-    }
-
-    /// Adds the time since `mark` (on a timed event) to `stage`, for every event it
-    /// stands for, and moves the mark to now.
-    fn lap(&mut self, stage: usize, mark: &mut Option<Instant>) {
-        if let Some(at) = mark {
-            let now = Instant::now();
-            self.times[stage] += now.duration_since(*at).as_nanos() as u64 * TIME_EVERY as u64;
-            *at = now;
-        }
-    }
-
-    /// Writes the staged copies of events in customer order (timed as identities).
-    fn write_customer_events(&mut self) -> Result<(), StoreError> {
-        if self.customer_events.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        self.customer_events.sort_unstable_by_key(|(cid, seq, _)| (*cid, *seq));
-        let mut copy = self.conn.prepare_cached(
-            "INSERT INTO customer_events (cid, seq, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (cid, seq) DO UPDATE SET body = excluded.body",
-        )?;
-        for (cid, seq, body) in self.customer_events.drain(..) {
-            copy.execute(rusqlite::params![cid, seq, body])?;
-        }
-        self.times[0] += started.elapsed().as_nanos() as u64;
-        Ok(())
-    }
-
-    fn count(&mut self, event_type: &str) {
-        match self.counts.get_mut(event_type) {
-            Some(n) => *n += 1,
-            None => {
-                self.counts.insert(event_type.to_owned(), 1);
-            }
-        }
-    }
-
-    /// Writes the staged projection rows and hands the counts to the group's
-    /// aggregates; returns the outbox rows enqueued and the time spent in each of
-    /// [`PROJECTIONS`] (the copies for the stories counted as identities).
-    fn finish(mut self, into: &mut Aggregates) -> Result<(usize, [u64; PROJECTIONS.len()]), StoreError> {
-        self.write_customer_events()?;
-        self.shipments.write(self.conn, "main")?;
-        self.facts.write(self.conn, "main")?;
-        into.merge(Aggregates {
-            counts: self.counts,
-            days: self.days,
-            scores: self.scores,
-        });
-        Ok((self.enqueued, self.times))
-    }
 }
 
 /// Aggregate projections (event counts by type, journey health by touchpoint and
@@ -1236,20 +981,28 @@ impl Aggregates {
 
     /// Adds these to the tables and moves the watermark to the newest event.
     fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
-        let mut count = conn.prepare_cached(
-            "INSERT INTO event_type_counts (type, n) VALUES (?1, ?2) ON CONFLICT (type) DO UPDATE SET n = n + excluded.n",
-        )?;
-        for (event_type, n) in &self.counts {
-            count.execute(params![event_type, n])?;
-        }
-        self.days.write(conn, "main")?;
-        self.scores.write(conn, "main")?;
+        self.write_to(conn, "main")?;
         conn.prepare_cached(
             "INSERT INTO meta (key, value)
              VALUES ('aggregated_through', coalesce((SELECT value FROM meta WHERE key = 'projected_through'), 0))
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )?
         .execute([])?;
+        Ok(())
+    }
+}
+
+impl Aggregates {
+    /// Adds these to the tables under `schema` (`main`, or a rebuild's `replay`).
+    pub fn write_to(&self, conn: &Connection, schema: &str) -> rusqlite::Result<()> {
+        let mut count = conn.prepare_cached(&format!(
+            "INSERT INTO {schema}.event_type_counts (type, n) VALUES (?1, ?2) ON CONFLICT (type) DO UPDATE SET n = n + excluded.n"
+        ))?;
+        for (event_type, n) in &self.counts {
+            count.execute(params![event_type, n])?;
+        }
+        self.days.write(conn, schema)?;
+        self.scores.write(conn, schema)?;
         Ok(())
     }
 }

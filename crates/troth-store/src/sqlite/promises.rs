@@ -223,3 +223,60 @@ pub fn stored_customer_ref(conn: &Connection, id: &str) -> rusqlite::Result<Opti
         .optional()
         .map(Option::flatten)
 }
+
+/// The promise projector. Live, with a journey map, the promise engine follows each
+/// event it applies (see `engine.rs`).
+pub struct Projection {
+    rules: Option<std::sync::Arc<super::projections::JourneyRules>>,
+}
+
+impl Projection {
+    pub fn open(
+        conn: &Connection,
+        schema: &str,
+        rules: Option<std::sync::Arc<super::projections::JourneyRules>>,
+    ) -> Result<Projection, crate::StoreError> {
+        conn.execute_batch(&super::schema::promises(schema))?;
+        Ok(Projection { rules })
+    }
+}
+
+impl super::projector::Projector for Projection {
+    fn name(&self) -> &'static str {
+        "promises"
+    }
+
+    fn tables(&self) -> &'static [super::projector::Table] {
+        use super::projector::Table;
+        &[
+            Table {
+                name: "promises",
+                rows: "SELECT id, key, touchpoint, subject, customer_ref, made_at_us, start_us, due_us, at_risk_from_us, state, due_passed, settled_us, next_check_us FROM {s}.promises",
+            },
+            Table {
+                name: "promise_changes",
+                rows: "SELECT id FROM {s}.promise_changes",
+            },
+            Table {
+                name: "subject_links",
+                rows: "SELECT subject, linked FROM {s}.subject_links",
+            },
+        ]
+    }
+
+    fn apply(
+        &mut self,
+        cx: &mut super::projector::Cx<'_>,
+        at: &mut super::projector::Logged,
+    ) -> Result<(), crate::StoreError> {
+        if !at.applied_when_decided {
+            apply(cx.conn, cx.schema, &at.event)?;
+        }
+        if cx.live.is_some()
+            && let Some(rules) = &self.rules
+        {
+            super::engine::on_event(cx, &rules.book, &at.event, at.customer)?;
+        }
+        Ok(())
+    }
+}

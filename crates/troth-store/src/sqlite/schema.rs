@@ -26,17 +26,12 @@ pub fn type_counts(schema: &str) -> String {
     )
 }
 
-/// The projections compared and rebuilt by replay, created under a schema name so
-/// replay can rebuild them beside the live ones. `event_customers` is the identity
-/// projection's answer for each event: the customer it was resolved to.
-/// `customer_events` holds the same events again, each with its text, in the order
-/// of their customer: a customer's story reads a few neighbouring pages of it
-/// instead of one page of the log per event (see docs/ARCHITECTURE.md).
-/// `promise_changes` holds the id of every `promise.*` event the promises hold, so
-/// the engine can tell a decision it already made without reading the log;
-/// `order_stages` an order's stages (placed, picked, packed), for the shipments
-/// created after them.
-pub fn projections(schema: &str) -> String {
+// The projectors' tables (see `projector.rs`), each created under a schema name so
+// replay can rebuild them beside the live ones.
+
+/// The identity projector's: `event_customers` is its answer for each event, the
+/// customer it was resolved to.
+pub fn identities(schema: &str) -> String {
     format!(
         "
 CREATE TABLE IF NOT EXISTS {schema}.event_customers (
@@ -44,12 +39,6 @@ CREATE TABLE IF NOT EXISTS {schema}.event_customers (
     cid  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {schema}.event_customers_by_customer ON event_customers(cid, seq);
-CREATE TABLE IF NOT EXISTS {schema}.customer_events (
-    cid   INTEGER NOT NULL,
-    seq   INTEGER NOT NULL,
-    body  TEXT NOT NULL,
-    PRIMARY KEY (cid, seq)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS {schema}.customers (
     cid          INTEGER PRIMARY KEY,
     merged_into  INTEGER,
@@ -61,6 +50,33 @@ CREATE TABLE IF NOT EXISTS {schema}.identities (
     cid  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {schema}.identities_by_customer ON identities(cid);
+"
+    )
+}
+
+/// The customers' copies of their events: `customer_events` holds the events again,
+/// each with its text, in the order of their customer, so a customer's story reads
+/// a few neighbouring pages of it instead of one page of the log per event (see
+/// docs/ARCHITECTURE.md).
+pub fn customer_events(schema: &str) -> String {
+    format!(
+        "
+CREATE TABLE IF NOT EXISTS {schema}.customer_events (
+    cid   INTEGER NOT NULL,
+    seq   INTEGER NOT NULL,
+    body  TEXT NOT NULL,
+    PRIMARY KEY (cid, seq)
+) WITHOUT ROWID;
+"
+    )
+}
+
+/// The promise projector's: `promise_changes` holds the id of every `promise.*`
+/// event the promises hold, so the engine can tell a decision it already made
+/// without reading the log.
+pub fn promises(schema: &str) -> String {
+    format!(
+        "
 CREATE TABLE IF NOT EXISTS {schema}.promises (
     id               TEXT PRIMARY KEY,
     key              TEXT NOT NULL,
@@ -81,6 +97,19 @@ CREATE INDEX IF NOT EXISTS {schema}.promises_due ON promises(next_check_us) WHER
 CREATE TABLE IF NOT EXISTS {schema}.promise_changes (
     id  TEXT PRIMARY KEY
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {schema}.subject_links (
+    subject  TEXT NOT NULL,
+    linked   TEXT NOT NULL,
+    PRIMARY KEY (subject, linked)
+) WITHOUT ROWID;
+"
+    )
+}
+
+/// The consent projector's.
+pub fn consents(schema: &str) -> String {
+    format!(
+        "
 CREATE TABLE IF NOT EXISTS {schema}.consents (
     cid      INTEGER NOT NULL,
     channel  TEXT NOT NULL,
@@ -89,11 +118,15 @@ CREATE TABLE IF NOT EXISTS {schema}.consents (
     time_us  INTEGER NOT NULL,
     PRIMARY KEY (cid, channel, purpose)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS {schema}.subject_links (
-    subject  TEXT NOT NULL,
-    linked   TEXT NOT NULL,
-    PRIMARY KEY (subject, linked)
-) WITHOUT ROWID;
+"
+    )
+}
+
+/// The shipment projector's: `order_stages` holds an order's stages (placed,
+/// picked, packed), for the shipments created after them.
+pub fn shipments(schema: &str) -> String {
+    format!(
+        "
 CREATE TABLE IF NOT EXISTS {schema}.shipments (
     id            TEXT PRIMARY KEY,
     order_id      TEXT,

@@ -235,3 +235,76 @@ pub fn read(
     out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     Ok(out)
 }
+
+/// The carrier-scorecard projector: facts staged per shipment, tallies counted into
+/// the transaction's aggregates.
+pub struct Projection {
+    facts: StagedFacts,
+}
+
+impl Projection {
+    pub fn open(conn: &Connection, schema_name: &str) -> Result<Projection, StoreError> {
+        conn.execute_batch(&schema(schema_name))?;
+        Ok(Projection {
+            facts: StagedFacts::default(),
+        })
+    }
+}
+
+impl super::projector::Projector for Projection {
+    fn name(&self) -> &'static str {
+        "scorecards"
+    }
+
+    fn tables(&self) -> &'static [super::projector::Table] {
+        use super::projector::Table;
+        &[
+            Table {
+                name: "shipment_scores",
+                rows: "SELECT shipment, facts FROM {s}.shipment_scores",
+            },
+            Table {
+                name: "carrier_days",
+                rows: "SELECT * FROM {s}.carrier_days",
+            },
+        ]
+    }
+
+    fn apply(
+        &mut self,
+        cx: &mut super::projector::Cx<'_>,
+        at: &mut super::projector::Logged,
+    ) -> Result<(), StoreError> {
+        cx.aggregates
+            .scores
+            .add_event(cx.conn, cx.schema, &mut self.facts, &at.event, at.seq)
+    }
+
+    fn finish(&mut self, cx: &mut super::projector::Cx<'_>) -> Result<(), StoreError> {
+        self.facts.write(cx.conn, cx.schema)
+    }
+
+    fn reset(&mut self, _conn: &Connection) -> Result<(), StoreError> {
+        self.facts = StagedFacts::default();
+        Ok(())
+    }
+
+    fn differences(&self, conn: &Connection) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let scores = "SELECT shipment, facts FROM {s}.shipment_scores";
+        Ok(vec![
+            (
+                "shipment_scores",
+                super::projector::differing_rows(
+                    conn,
+                    &scores.replace("{s}", "main"),
+                    &scores.replace("{s}", "replay"),
+                )?,
+            ),
+            // Rows whose tallies all netted out to zero count as absent.
+            (
+                "carrier_days",
+                super::projector::differing_rows(conn, &compared_days("main"), &compared_days("replay"))?,
+            ),
+        ])
+    }
+}

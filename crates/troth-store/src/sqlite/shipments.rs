@@ -332,6 +332,57 @@ fn new_token() -> Result<String, getrandom::Error> {
     Ok(out)
 }
 
+/// The shipment projector. Its rows are staged in the transaction's
+/// [`super::projector::Cx::shipments`], which plays also read. Live, every shipment
+/// gets its tracking link as it is created, so notifications can carry it (links
+/// are not rebuilt: their tokens must survive a replay).
+pub struct Projection;
+
+impl Projection {
+    pub fn open(conn: &Connection, schema: &str) -> Result<Projection, StoreError> {
+        conn.execute_batch(&super::schema::shipments(schema))?;
+        Ok(Projection)
+    }
+}
+
+impl super::projector::Projector for Projection {
+    fn name(&self) -> &'static str {
+        "shipments"
+    }
+
+    fn tables(&self) -> &'static [super::projector::Table] {
+        use super::projector::Table;
+        &[
+            Table {
+                name: "shipments",
+                rows: "SELECT id, order_id, customer_ref, stage, final_us, state FROM {s}.shipments",
+            },
+            Table {
+                name: "order_stages",
+                rows: "SELECT order_id, event, type, time_us FROM {s}.order_stages",
+            },
+        ]
+    }
+
+    fn apply(
+        &mut self,
+        cx: &mut super::projector::Cx<'_>,
+        at: &mut super::projector::Logged,
+    ) -> Result<(), StoreError> {
+        apply(cx.conn, cx.schema, &mut cx.shipments, &at.event)?;
+        if cx.live.is_some()
+            && let troth_core::catalogue::EventData::ShipmentCreated(created) = &at.event.data
+        {
+            issue_link(cx.conn, &mut cx.shipments, &created.shipment, at.received)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, cx: &mut super::projector::Cx<'_>) -> Result<(), StoreError> {
+        cx.shipments.write(cx.conn, cx.schema)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
