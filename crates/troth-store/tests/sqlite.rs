@@ -243,6 +243,54 @@ async fn replay_reproduces_the_stored_projections() {
     assert!(store.replay(false, &mut |_| {}).unwrap().matches());
 }
 
+/// `troth replay --projector NAME`: one projector is rebuilt, repaired, and the
+/// others are left as they are, tampered or not.
+#[tokio::test]
+async fn replay_of_one_projector_rebuilds_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let events: Vec<ValidEvent> = (0..120)
+            .map(|i| event(&format!("e{i}"), json!({"id": format!("c{}", i % 15)})))
+            .collect();
+        store.append(events).await.unwrap();
+        store.settle().await.unwrap();
+    }
+    let conn = rusqlite::Connection::open(dir.path().join("projections.db")).unwrap();
+    conn.execute("DELETE FROM customer_events WHERE seq = 7", []).unwrap();
+    conn.execute(
+        "UPDATE identities SET cid = cid + 1 WHERE key = (SELECT min(key) FROM identities)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(dir.path()).unwrap();
+
+    let unknown = store.replay_projector(Some("story"), true, &mut |_| {}).unwrap_err();
+    let message = unknown.to_string();
+    assert!(message.contains(r#"no projector is named "story""#), "{message}");
+    assert!(message.contains("identities, counts, promises"), "{message}");
+
+    let report = store.replay_projector(Some("stories"), true, &mut |_| {}).unwrap();
+    assert_eq!(report.events, 120);
+    assert_eq!(
+        report.customers, 15,
+        "the stored customers, the identities not being rebuilt"
+    );
+    assert_eq!(
+        report.differences.keys().collect::<Vec<_>>(),
+        ["customer_events"],
+        "only the stories' table is compared"
+    );
+    assert_eq!(report.differences["customer_events"], 1);
+    assert!(report.written);
+
+    // The copies are repaired; the tampered identities are as they were.
+    let report = store.replay(false, &mut |_| {}).unwrap();
+    assert_eq!(report.differences["customer_events"], 0, "{report:?}");
+    assert_eq!(report.differences["identities"], 2, "{report:?}");
+}
+
 async fn merges(store: &SqliteStore) -> u64 {
     let page = store
         .events(EventQuery {

@@ -72,6 +72,10 @@ pub struct ReplayArgs {
     /// The journey map whose health to rebuild [default: the built-in retail map].
     #[arg(long, env = "TROTH_JOURNEY")]
     pub journey: Option<PathBuf>,
+    /// Rebuild only this projector, by name (health, say); the others stay as they
+    /// are. An unknown name is answered with the names there are.
+    #[arg(long, value_name = "NAME")]
+    pub projector: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,7 +153,9 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let journey = crate::config::load_journey(args.journey.as_deref())?;
     let store = troth_store::sqlite::SqliteStore::open_with_journey(&args.data_dir, Some(&journey))?;
     let progress = crate::import::counter_bar("replaying");
-    let report = store.replay(!args.check, &mut |n| progress.set_position(n))?;
+    let report = store.replay_projector(args.projector.as_deref(), !args.check, &mut |n| {
+        progress.set_position(n)
+    })?;
     progress.finish_and_clear();
     println!(
         "replayed {} events: {} customers, {} identities",

@@ -521,6 +521,20 @@ impl SqliteStore {
     /// events replayed so far. The projections thread does it, so nothing projects
     /// meanwhile; appends go on.
     pub fn replay(&self, write: bool, progress: &mut dyn FnMut(u64)) -> Result<ReplayReport, StoreError> {
+        self.replay_projector(None, write, progress)
+    }
+
+    /// [`SqliteStore::replay`] of one projector, by name (every one with `None`).
+    /// The others' tables stay as they are; the events' customers are the stored
+    /// ones, unless the identities are the projector rebuilt. An unknown name is
+    /// refused with the names there are.
+    pub fn replay_projector(
+        &self,
+        only: Option<&str>,
+        write: bool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<ReplayReport, StoreError> {
+        let only = only.map(str::to_owned);
         let journey = self
             .inner
             .journey
@@ -535,6 +549,7 @@ impl SqliteStore {
         let waiting = std::thread::spawn(move || {
             jobs.blocking_send(Job::Replay {
                 journey,
+                only,
                 write,
                 progress: progress_tx,
                 reply,

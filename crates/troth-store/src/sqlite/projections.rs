@@ -87,6 +87,8 @@ pub enum Job {
     /// Catch up with the log, then rebuild every projection beside the live ones and compare.
     Replay {
         journey: Option<Box<JourneyMap>>,
+        /// One projector, by name; every one when `None`.
+        only: Option<String>,
         write: bool,
         progress: std::sync::mpsc::Sender<u64>,
         reply: oneshot::Sender<Result<ReplayReport, StoreError>>,
@@ -524,12 +526,13 @@ impl Projections {
                 }
                 Job::Replay {
                     journey,
+                    only,
                     write,
                     progress,
                     reply,
                 } => {
                     self.handle_shared(&mut rest);
-                    let _ = reply.send(self.replay(journey.as_deref(), write, &progress));
+                    let _ = reply.send(self.replay(journey.as_deref(), only.as_deref(), write, &progress));
                 }
                 Job::Erasure { step, reply } => {
                     self.handle_shared(&mut rest);
@@ -724,12 +727,13 @@ impl Projections {
     fn replay(
         &mut self,
         journey: Option<&JourneyMap>,
+        only: Option<&str>,
         write: bool,
         progress: &std::sync::mpsc::Sender<u64>,
     ) -> Result<ReplayReport, StoreError> {
         self.settle();
         self.flush()?;
-        let report = super::replay::run(&self.conn, journey, write, &mut |n| {
+        let report = super::replay::run(&self.conn, journey, only, write, &mut |n| {
             let _ = progress.send(n);
         });
         if write {
