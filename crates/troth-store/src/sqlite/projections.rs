@@ -244,6 +244,12 @@ impl Projections {
             projectors.iter().map(|p| (p.name(), Duration::ZERO)).collect();
         let checkpoint = checkpoint(&conn)?;
         catch_up(&conn, journey.as_ref().map(|j| &j.health), checkpoint)?;
+        if rebuild_changed_projectors(&conn, &projectors, journey.as_ref())? {
+            // The rebuilt tables replaced what their memory was read from.
+            for projector in &mut projectors {
+                projector.reset(&conn)?;
+            }
+        }
         let recovered = outbox::recover(&conn)?;
         if recovered > 0 {
             tracing::info!(recovered, "outbox rows claimed before the last stop are pending again");
@@ -733,7 +739,8 @@ impl Projections {
     ) -> Result<ReplayReport, StoreError> {
         self.settle();
         self.flush()?;
-        let report = super::replay::run(&self.conn, journey, only, write, &mut |n| {
+        let rules = journey.map(|map| Arc::new(JourneyRules::new(map)));
+        let report = super::replay::run(&self.conn, rules.as_ref(), only, write, &mut |n| {
             let _ = progress.send(n);
         });
         if write {
@@ -866,6 +873,47 @@ fn record_quarantine(
         params![at.micros(), stage, id, kind, reason, body],
     )?;
     Ok(())
+}
+
+/// Rebuilds from the log, up to the checkpoint, each projector whose tables were
+/// written by another version of it (see [`Projector::version`]), and records the
+/// versions; true when one was rebuilt. A store from before versions were kept is
+/// taken to be at the current ones.
+fn rebuild_changed_projectors(
+    conn: &Connection,
+    projectors: &[Box<dyn Projector>],
+    rules: Option<&Arc<JourneyRules>>,
+) -> Result<bool, StoreError> {
+    let mut rebuilt = false;
+    for projector in projectors {
+        let key = format!("version:{}", projector.name());
+        let stored: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| r.get(0))
+            .optional()?;
+        let version = i64::from(projector.version());
+        if let Some(stored) = stored
+            && stored != version
+        {
+            let started = Instant::now();
+            let report = super::replay::run(conn, rules, Some(projector.name()), true, &mut |_| {})?;
+            tracing::info!(
+                projector = projector.name(),
+                from = stored,
+                to = version,
+                events = report.events,
+                seconds = started.elapsed().as_secs_f64(),
+                "rebuilt from the log: its tables were written by another version"
+            );
+            rebuilt = true;
+        }
+        if stored != Some(version) {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, version],
+            )?;
+        }
+    }
+    Ok(rebuilt)
 }
 
 /// Takes one event of the log through every projector, stored at `seq` when

@@ -86,6 +86,13 @@ impl<'a> Cx<'a> {
 pub trait Projector: Send {
     fn name(&self) -> &'static str;
 
+    /// Bumped when what it writes for the same events changes: a store whose tables
+    /// were written by another version has them rebuilt from the log as it opens,
+    /// before it says it is ready.
+    fn version(&self) -> u32 {
+        1
+    }
+
     /// The tables it owns, compared and swapped by replay.
     fn tables(&self) -> &'static [Table];
 

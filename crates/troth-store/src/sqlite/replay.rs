@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rusqlite::Connection;
-use troth_core::journey::JourneyMap;
 use troth_core::{Timestamp, validate_event};
 
 use super::projections::JourneyRules;
@@ -19,14 +18,13 @@ const STAGE_EVENTS: u64 = super::scorecards::STAGE_EVENTS;
 
 pub fn run(
     conn: &Connection,
-    journey: Option<&JourneyMap>,
+    rules: Option<&Arc<JourneyRules>>,
     only: Option<&str>,
     write: bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ReplayReport, StoreError> {
     conn.execute_batch("ATTACH DATABASE '' AS replay")?;
-    let rules = journey.map(|map| Arc::new(JourneyRules::new(map)));
-    let result = rebuild_and_compare(conn, rules.as_ref(), only, write, progress);
+    let result = rebuild_and_compare(conn, rules, only, write, progress);
     let _ = conn.execute_batch("DETACH DATABASE replay");
     result
 }
