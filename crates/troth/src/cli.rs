@@ -172,14 +172,18 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         };
         println!("  {projection:<width$}  {verdict}");
     }
+    let them = match &args.projector {
+        Some(name) => format!("the {name} projector's tables"),
+        None => "the stored projections".to_owned(),
+    };
     if report.matches() {
-        println!("the stored projections match the log");
+        println!("{them} match the log");
         Ok(ExitCode::SUCCESS)
     } else if report.written {
-        println!("the stored projections did not match the log; they have been rebuilt from it");
+        println!("{them} did not match the log; they have been rebuilt from it");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("the stored projections do not match the log; run without --check to rebuild them");
+        println!("{them} do not match the log; run without --check to rebuild them");
         Ok(ExitCode::from(1))
     }
 }

@@ -59,6 +59,21 @@ fn import_reports_rejects_by_line_and_is_idempotent() {
         "{}",
         stdout(&replay)
     );
+
+    // One projector, by name: only its tables are compared.
+    let one = run(&["replay", "--check", "--projector", "counts", "--data-dir", store]);
+    let text = stdout(&one);
+    assert!(one.status.success(), "{text}");
+    assert!(text.contains("event_type_counts  matches"), "{text}");
+    assert!(!text.contains("identities "), "{text}");
+    assert!(text.contains("the counts projector's tables match the log"), "{text}");
+    let unknown = run(&["replay", "--projector", "count", "--data-dir", store]);
+    let error = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(1), "{error}");
+    assert!(
+        error.contains(r#"no projector is named "count"; the projectors are identities, counts"#),
+        "{error}"
+    );
 }
 
 #[test]
