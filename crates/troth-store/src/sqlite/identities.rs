@@ -2,8 +2,6 @@
 //! into whom. The same code runs when events are appended and when replay
 //! rebuilds the projection, so the two cannot drift apart.
 
-use std::collections::HashMap;
-
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use troth_core::ValidEvent;
@@ -39,7 +37,7 @@ pub struct Identities {
     schema: &'static str,
     next_cid: i64,
     /// Identity key → owning customer, for identities known to be stored.
-    known: HashMap<String, CustomerId>,
+    known: troth_core::FastMap<String, CustomerId>,
     sql: Sql,
 }
 
@@ -70,7 +68,7 @@ impl Identities {
         Ok(Identities {
             schema,
             next_cid: max.unwrap_or(0) + 1,
-            known: HashMap::new(),
+            known: Default::default(),
             sql,
         })
     }
