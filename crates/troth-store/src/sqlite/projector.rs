@@ -163,6 +163,17 @@ pub fn registry(
     ])
 }
 
+/// The event's customer as sent, as JSON text: what a promise or a shipment keeps
+/// to carry onto the events derived from it.
+pub fn customer_ref(event: &ValidEvent) -> Option<String> {
+    // Most events of a shipment name no customer: their text tells without parsing
+    // (unless a key in it is written with escapes).
+    if !event.raw.contains("\"customer\"") && !event.raw.contains("\\u") {
+        return None;
+    }
+    event_customer(event).map(|customer| customer.to_string())
+}
+
 /// The event's customer as sent (derived events carry it on), read without building
 /// the rest of the event, which is skipped.
 pub fn event_customer(event: &ValidEvent) -> Option<serde_json::Value> {
@@ -225,6 +236,27 @@ mod tests {
             assert!(tables.iter().any(|t| t == table), "{table} is owned but not created");
             assert!(!NOT_PROJECTIONS.contains(&table));
         }
+    }
+
+    /// The customer an event names, as the promises and shipments keep it.
+    #[test]
+    fn customer_ref_is_the_customer_as_sent_however_it_is_written() {
+        let event = |customer: &str| {
+            let text = format!(
+                r#"{{"id":"e1","type":"page.viewed","time":"2026-11-23T09:00:00Z"{customer},"data":{{"page":"/"}}}}"#
+            );
+            troth_core::validate_event(&text).unwrap()
+        };
+        assert_eq!(
+            customer_ref(&event(r#","customer":{"id":"c1","email":"a@x.org"}"#)).as_deref(),
+            Some(r#"{"email":"a@x.org","id":"c1"}"#)
+        );
+        assert_eq!(customer_ref(&event("")), None);
+        assert_eq!(
+            customer_ref(&event(r#","\u0063ustomer":{"id":"c2"}"#)).as_deref(),
+            Some(r#"{"id":"c2"}"#),
+            "a key written with escapes is read too"
+        );
     }
 
     /// A rebuild compares each projector's tables with the live ones: a row the live

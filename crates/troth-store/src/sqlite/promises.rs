@@ -39,7 +39,8 @@ pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> rusqlite::R
             link.execute(params![order, shipment])?;
         }
         EventData::PromiseMade(made) => {
-            let customer_ref = customer_ref(event);
+            // The making event's customer, to carry onto the promise's later events.
+            let customer_ref = super::projector::customer_ref(event);
             let tracked = Tracked {
                 id: made.promise.clone(),
                 key: made.key.clone(),
@@ -135,12 +136,6 @@ fn set_state(conn: &Connection, s: &str, id: &str, state: State, settled: Option
         next_check(&tracked).map(Timestamp::micros)
     ])?;
     Ok(())
-}
-
-/// The customer ref of the event that made a promise, to carry onto its later events.
-fn customer_ref(event: &ValidEvent) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(&event.raw).ok()?;
-    value.get("customer").map(|c| c.to_string())
 }
 
 const COLUMNS: &str = "id, key, touchpoint, subject, made_at_us, start_us, due_us, at_risk_from_us, state, due_passed";

@@ -91,7 +91,7 @@ impl Staged {
         }
         // The first event that names a customer names the shipment's customer.
         if row.customer.is_none()
-            && let Some(customer) = customer_ref(event)
+            && let Some(customer) = super::projector::customer_ref(event)
         {
             row.customer = Some(customer);
             row.dirty = true;
@@ -226,16 +226,6 @@ pub fn fill_order_stages(conn: &Connection, checkpoint: i64) -> rusqlite::Result
 
 fn decode(state: &str) -> Result<Shipment, StoreError> {
     serde_json::from_str(state).map_err(|e| StoreError::Invalid(format!("a stored shipment does not decode: {e}")))
-}
-
-/// The event's `customer` as stored JSON, if it names one. Read from the raw text
-/// only for events that do (most shipment events do not).
-fn customer_ref(event: &ValidEvent) -> Option<String> {
-    if !event.raw.contains("\"customer\"") {
-        return None;
-    }
-    let value: serde_json::Value = serde_json::from_str(&event.raw).ok()?;
-    value.get("customer").map(|c| c.to_string())
 }
 
 /// A shipment's projection and its customer ref, if the shipment is known.
