@@ -256,8 +256,12 @@ async fn replay_of_one_projector_rebuilds_it_alone() {
         store.append(events).await.unwrap();
         store.settle().await.unwrap();
     }
+    let stories = rusqlite::Connection::open(dir.path().join("stories.db")).unwrap();
+    stories
+        .execute("DELETE FROM customer_events WHERE seq = 7", [])
+        .unwrap();
+    drop(stories);
     let conn = rusqlite::Connection::open(dir.path().join("projections.db")).unwrap();
-    conn.execute("DELETE FROM customer_events WHERE seq = 7", []).unwrap();
     conn.execute(
         "UPDATE identities SET cid = cid + 1 WHERE key = (SELECT min(key) FROM identities)",
         [],
@@ -316,8 +320,11 @@ async fn a_projector_of_another_version_is_rebuilt_at_open() {
     assert!(versions.contains(&("version:stories".into(), 1)), "{versions:?}");
     assert!(versions.contains(&("version:identities".into(), 1)), "{versions:?}");
     // The stories' copies as an older version left them; the identities tampered at their own version.
-    conn.execute("DELETE FROM customer_events WHERE seq IN (3, 4)", [])
+    let stories = rusqlite::Connection::open(dir.path().join("stories.db")).unwrap();
+    stories
+        .execute("DELETE FROM customer_events WHERE seq IN (3, 4)", [])
         .unwrap();
+    drop(stories);
     conn.execute("UPDATE meta SET value = 0 WHERE key = 'version:stories'", [])
         .unwrap();
     conn.execute(
@@ -566,9 +573,9 @@ async fn the_events_in_customer_order_follow_the_log_and_replay_checks_them() {
     assert_eq!(told(&store, "bob").await, ["e1", "e3"]);
 
     // One copy altered and one lost, as a fault on disk or a bug would leave them.
-    let projections = rusqlite::Connection::open(dir.path().join("projections.db")).unwrap();
-    projections.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
-    projections
+    let stories = rusqlite::Connection::open(dir.path().join("stories.db")).unwrap();
+    stories.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    stories
         .execute_batch(
             "UPDATE customer_events SET body = replace(body, '\"/\"', '\"/elsewhere\"') WHERE seq = 1;
              DELETE FROM customer_events WHERE seq = 2;",
@@ -581,13 +588,57 @@ async fn the_events_in_customer_order_follow_the_log_and_replay_checks_them() {
     assert!(store.replay(false, &mut |_| {}).unwrap().matches());
     assert_eq!(told(&store, "bob").await, ["e1", "e3"]);
 
-    // A store from before the copy.
+    // A store from before `stories.db`, which kept the copies in `projections.db`:
+    // they move over when it opens.
     drop(store);
-    projections.execute_batch("DROP TABLE customer_events").unwrap();
-    drop(projections);
+    let projections = rusqlite::Connection::open(dir.path().join("projections.db")).unwrap();
+    projections.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    projections
+        .execute(
+            "ATTACH DATABASE ?1 AS s",
+            [dir.path().join("stories.db").to_str().unwrap()],
+        )
+        .unwrap();
+    projections
+        .execute_batch(
+            "CREATE TABLE main.customer_events (cid INTEGER NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,
+                                               PRIMARY KEY (cid, seq)) WITHOUT ROWID;
+             INSERT INTO main.customer_events SELECT cid, seq, body FROM s.customer_events WHERE seq <> 5;
+             DETACH DATABASE s;",
+        )
+        .unwrap();
+    drop(stories);
+    remove_stories(dir.path());
     let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(
+        told(&store, "ann").await,
+        ["e0", "e2"],
+        "what the projections' file held, moved"
+    );
+    let moved: bool = projections
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'customer_events')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!moved, "no longer in projections.db");
+    assert!(store.replay(true, &mut |_| {}).unwrap().written);
+
+    // A store from before any copy: they are made from the log as it opens.
+    drop(store);
+    remove_stories(dir.path());
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.settle().await.unwrap();
     assert_eq!(told(&store, "ann").await, ["e0", "e2", "e4"]);
+    assert_eq!(told(&store, "bob").await, ["e1", "e3"]);
     assert!(store.replay(false, &mut |_| {}).unwrap().matches());
+}
+
+fn remove_stories(dir: &std::path::Path) {
+    for file in ["stories.db", "stories.db-wal", "stories.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(file));
+    }
 }
 
 /// A promise their order made is theirs twice over — made by one of their events and

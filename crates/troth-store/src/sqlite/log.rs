@@ -285,8 +285,13 @@ pub struct Positions {
     pub handoff: Handoff,
     /// The newest committed event in the log.
     pub head: Mark,
-    /// Every event up to here is projected (the projections' checkpoint).
+    /// Every event up to here is projected by every projector: the least of
+    /// `projections` and `stories`, moved by [`Positions::passed`].
     pub projected: Mark,
+    /// The projections thread's checkpoint.
+    pub projections: Mark,
+    /// The customers' copies' checkpoint (`stories.rs`).
+    pub stories: Mark,
     /// When the commits the projections have not passed yet were made: the lag in
     /// seconds is the age of the oldest of them.
     pub commits: Mutex<CommitTimes>,
@@ -306,6 +311,13 @@ pub struct Positions {
 }
 
 impl Positions {
+    /// Moves `projected` to the least of the projectors' checkpoints, after one moved.
+    pub fn passed(&self) {
+        let least = self.projections.get().min(self.stories.get());
+        self.projected.advance(least);
+        self.commits.lock().unwrap_or_else(|p| p.into_inner()).projected(least);
+    }
+
     /// How long ago the oldest event after `projected` was committed; `None` when
     /// the projections hold every commit.
     pub fn lag_age(&self, projected: i64) -> Option<Duration> {

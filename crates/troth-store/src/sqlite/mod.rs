@@ -27,6 +27,7 @@ mod schema;
 mod scorecards;
 mod segment;
 mod shipments;
+mod stories;
 mod story;
 
 use std::collections::HashMap;
@@ -152,8 +153,11 @@ impl SqliteStore {
         let devices = Arc::new(RwLock::new(load_devices(&log_conn)?));
         let head: i64 = log_conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
 
+        // The customers' copies' file first: the projections' connections attach it.
+        let stories_conn = open_connection(&dir.join(stories::FILE), false, stories::PRAGMAS)?;
+        stories_conn.execute_batch(stories::SCHEMA)?;
         let conn = open_projections(&projections_path, &db_path, false)?;
-        let new_tables = schema::missing(&conn, &["order_stages", "promise_changes", "customer_events"])?;
+        let new_tables = schema::missing(&conn, &["order_stages", "promise_changes"])?;
         let rules = journey.map(|map| Arc::new(projections::JourneyRules::new(map)));
         // The projectors create their tables.
         let projectors = projector::registry(&conn, "main", rules.as_ref())?;
@@ -173,17 +177,11 @@ impl SqliteStore {
         if new_tables.contains(&"promise_changes") {
             promises::fill_changes(&conn, checkpoint)?;
         }
-        if new_tables.contains(&"customer_events") {
-            let started = std::time::Instant::now();
-            let events = story::fill_customer_events(&conn)?;
-            if events > 0 {
-                tracing::info!(
-                    events,
-                    seconds = started.elapsed().as_secs_f64(),
-                    "copied each event into its customer's order, for their stories (once, for a store made before)"
-                );
-            }
-        }
+        // A store without copies (from before them) gets them as the stories' thread catches up.
+        stories::move_from_projections(&conn, checkpoint)?;
+        let stories_checkpoint = stories::checkpoint(&stories_conn, "main")?;
+        attach(&stories_conn, &projections_path, "projections")?;
+        attach(&stories_conn, &db_path, "log")?;
 
         let positions = Arc::new(Positions {
             handoff: Default::default(),
@@ -198,6 +196,8 @@ impl SqliteStore {
             max_lag_age_us: std::sync::atomic::AtomicU64::new(MAX_LAG_AGE.as_micros() as u64),
             head: log::Mark::new(head),
             projected: log::Mark::new(0),
+            projections: log::Mark::new(0),
+            stories: log::Mark::new(stories_checkpoint),
             projections_stopped: Default::default(),
             wal_limit: std::sync::atomic::AtomicU64::new(log::WAL_LIMIT_BYTES),
             wal: Default::default(),
@@ -210,6 +210,8 @@ impl SqliteStore {
         let times = projections::ProjectionTimes::default();
         let (log_tx, log_rx) = mpsc::channel(1024);
         let (jobs_tx, jobs_rx) = mpsc::channel(1024);
+        // Two batches of copies may wait for the stories' thread; a third holds the projections back.
+        let (stories_tx, stories_rx) = std::sync::mpsc::sync_channel(2);
         let projections = projections::Projections::new(
             conn,
             projectors,
@@ -223,6 +225,7 @@ impl SqliteStore {
                 positions: positions.clone(),
                 log: log_tx.clone(),
                 times: times.clone(),
+                stories: stories_tx,
             },
             read_ahead::ReadAhead::start(&db_path)?,
         )?;
@@ -250,6 +253,11 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("troth-projections".into())
             .spawn(move || projections.run(jobs_rx))
+            .map_err(io)?;
+        let stories = stories::Stories::new(stories_conn, positions.clone())?;
+        std::thread::Builder::new()
+            .name("troth-stories".into())
+            .spawn(move || stories.run(stories_rx, checkpoint))
             .map_err(io)?;
         let store = SqliteStore {
             inner: Arc::new(Inner {
@@ -1037,23 +1045,29 @@ impl Store for SqliteStore {
 
     fn progress(&self) -> crate::Progress {
         let positions = &self.inner.positions;
-        // The projected position first: read the other way, it could pass the head.
-        let projected = positions.projected.get();
+        // The projected positions first: read the other way, they could pass the head.
+        let at = [
+            (PROJECTIONS, positions.projections.get()),
+            ("stories", positions.stories.get()),
+        ];
         let head = positions.head.get();
-        let lag_events = (head - projected).max(0);
-        let lag_seconds = match positions.lag_age(projected) {
-            Some(age) if lag_events > 0 => age.as_secs_f64(),
-            _ => 0.0,
-        };
-        crate::Progress {
-            log: head,
-            projectors: vec![crate::ProjectorProgress {
-                name: PROJECTIONS,
-                position: projected,
-                lag_events,
-                lag_seconds,
-            }],
-        }
+        let projectors = at
+            .into_iter()
+            .map(|(name, position)| {
+                let lag_events = (head - position).max(0);
+                let lag_seconds = match positions.lag_age(position) {
+                    Some(age) if lag_events > 0 => age.as_secs_f64(),
+                    _ => 0.0,
+                };
+                crate::ProjectorProgress {
+                    name,
+                    position,
+                    lag_events,
+                    lag_seconds,
+                }
+            })
+            .collect();
+        crate::Progress { log: head, projectors }
     }
 
     async fn wait_projected(&self, position: i64, timeout: std::time::Duration) -> Result<(), crate::Progress> {
@@ -1086,19 +1100,28 @@ fn mismatched() -> StoreError {
 
 /// A connection to the projections with the log attached as `log`: queries name
 /// projection tables and `events` alike (the log's tables resolve by name).
+/// A connection to `projections.db`, with the log attached as `log` and the
+/// customers' copies (`stories.db`, beside it) as `stories`.
 fn open_projections(path: &Path, log_path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let conn = open_connection(path, read_only, schema::PROJECTION_PRAGMAS)?;
-    let log = log_path.to_str().ok_or_else(|| StoreError::Io {
-        path: log_path.display().to_string(),
-        source: std::io::Error::other("the path is not valid UTF-8"),
-    })?;
-    conn.execute("ATTACH DATABASE ?1 AS log", [log])?;
+    attach(&conn, log_path, "log")?;
+    attach(&conn, &path.with_file_name(stories::FILE), "stories")?;
     conn.execute_batch(if read_only {
         schema::READER_PRAGMAS
     } else {
-        "PRAGMA log.cache_size = -65536;"
+        "PRAGMA log.cache_size = -65536; PRAGMA stories.cache_size = -16384;"
     })?;
     Ok(conn)
+}
+
+/// Attaches the file at `path` as `schema`.
+fn attach(conn: &Connection, path: &Path, schema: &str) -> Result<(), StoreError> {
+    let name = path.to_str().ok_or_else(|| StoreError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other("the path is not valid UTF-8"),
+    })?;
+    conn.execute(&format!("ATTACH DATABASE ?1 AS {schema}"), [name])?;
+    Ok(())
 }
 
 /// A connection to one file; a writing one gets `pragmas` (the log's or the projections').

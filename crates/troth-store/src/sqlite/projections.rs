@@ -198,6 +198,8 @@ pub struct Shared {
     /// Where derived events are appended.
     pub log: mpsc::Sender<log::Job>,
     pub times: ProjectionTimes,
+    /// Where the customers' copies go once committed (`stories.rs`).
+    pub stories: std::sync::mpsc::SyncSender<super::stories::Batch>,
 }
 
 /// What the projections need of a journey map.
@@ -254,7 +256,8 @@ impl Projections {
         if recovered > 0 {
             tracing::info!(recovered, "outbox rows claimed before the last stop are pending again");
         }
-        shared.positions.projected.advance(checkpoint);
+        shared.positions.projections.advance(checkpoint);
+        shared.positions.passed();
         Ok(Projections {
             conn,
             projectors,
@@ -404,19 +407,23 @@ impl Projections {
         record_quarantine(&tx, self.received_now(), "projection", &id, &kind, reason, &body)?;
         set_checkpoint(&tx, seq)?;
         tx.commit()?;
-        self.moved_to(seq);
+        self.moved_to(seq, Vec::new());
         Ok(())
     }
 
-    fn moved_to(&mut self, checkpoint: i64) {
+    /// After a commit that moved the checkpoint: hands the customers' copies it
+    /// made to their thread (waiting while it has two batches to write).
+    fn moved_to(&mut self, checkpoint: i64, copies: Vec<(i64, i64, String)>) {
         self.checkpoint = checkpoint;
-        self.shared.positions.projected.advance(checkpoint);
-        self.shared
-            .positions
-            .commits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .projected(checkpoint);
+        self.shared.positions.projections.advance(checkpoint);
+        self.shared.positions.passed();
+        let batch = super::stories::Batch {
+            through: checkpoint,
+            copies,
+        };
+        if self.shared.stories.send(batch).is_err() {
+            tracing::error!("the customers' copies' thread has stopped; stories will lack the events from here");
+        }
     }
 
     /// [`Projections::batch`] with a panic caught and turned into its message. The
@@ -465,6 +472,7 @@ impl Projections {
                 fault: fault.as_deref(),
                 derived: Vec::new(),
                 enqueued: 0,
+                copies: Vec::new(),
             }),
         );
         let mut times = vec![0; self.projectors.len()];
@@ -514,10 +522,15 @@ impl Projections {
             }
         }
         let (aggregates, live) = (cx.aggregates, cx.live);
-        let Live { derived, enqueued, .. } = live.expect("the live projections react");
+        let Live {
+            derived,
+            enqueued,
+            copies,
+            ..
+        } = live.expect("the live projections react");
         set_checkpoint(&tx, through)?;
         commit(tx, &self.shared, &mut self.last_flush, aggregates, derived, enqueued)?;
-        self.moved_to(through);
+        self.moved_to(through, copies);
         Ok(())
     }
 
@@ -692,6 +705,7 @@ impl Projections {
                                 fault: fault.as_deref(),
                                 derived: Vec::new(),
                                 enqueued: 0,
+                                copies: Vec::new(),
                             }),
                         );
                         let changed = super::engine::tick(&mut cx, &journey.book, *now, only.as_deref())?;
@@ -759,6 +773,8 @@ impl Projections {
             }
             ErasureStep::Vacuum => {
                 super::erasure::vacuum(&self.conn, "main")?;
+                // The customers' copies held the erased text too.
+                super::erasure::vacuum(&self.conn, "stories")?;
                 Ok(None)
             }
         }
@@ -775,6 +791,18 @@ impl Projections {
                 .derived_in_flight
                 .load(std::sync::atomic::Ordering::SeqCst);
             if in_flight == 0 && !self.behind() {
+                // And the customers' copies have what was handed to them.
+                let checkpoint = self.checkpoint;
+                let positions = &self.shared.positions;
+                while positions
+                    .stories
+                    .wait_blocking(|s| s >= checkpoint, Duration::from_millis(100))
+                    < checkpoint
+                {
+                    if positions.projections_stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                }
                 break;
             }
             let head = self.shared.positions.head.get();

@@ -69,6 +69,9 @@ pub struct Live<'a> {
     pub derived: Vec<ValidEvent>,
     /// Outbox rows enqueued as pending.
     pub enqueued: usize,
+    /// The customers' copies of the batch's events, `(cid, seq, text)`, handed to
+    /// their own thread once the transaction commits (`stories.rs`).
+    pub copies: Vec<(i64, i64, String)>,
 }
 
 impl<'a> Cx<'a> {
@@ -159,7 +162,7 @@ pub fn registry(
         Box::new(super::scorecards::Projection::open(conn, schema)?),
         Box::new(super::outbox::Consents::open(conn, schema)?),
         Box::new(super::outbox::Plays::new(rules.cloned())),
-        Box::new(super::story::Copies::open(conn, schema)?),
+        Box::new(super::story::Copies),
     ])
 }
 
@@ -206,15 +209,26 @@ mod tests {
         "meta",
     ];
 
-    /// Every table of the projections' file is a projector's, so replay compares and
-    /// rebuilds it, or is named here as not derived from the log.
+    /// Every table of the projections' files (`projections.db`, and `stories.db`
+    /// but for its checkpoint) is a projector's, so replay compares and rebuilds it,
+    /// or is named here as not derived from the log.
     #[test]
     fn every_table_of_the_projections_is_a_projectors_or_not_derived() {
         let dir = tempfile::tempdir().unwrap();
         drop(super::super::SqliteStore::open(dir.path()).unwrap());
         let conn = Connection::open(dir.path().join("projections.db")).unwrap();
+        conn.execute(
+            "ATTACH DATABASE ?1 AS stories",
+            [dir.path().join(super::super::stories::FILE).to_str().unwrap()],
+        )
+        .unwrap();
         let mut stmt = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .prepare(
+                "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+                 UNION ALL
+                 SELECT name FROM stories.sqlite_master WHERE type = 'table' AND name NOT IN ('sqlite_stat1', 'meta')
+                 ORDER BY name",
+            )
             .unwrap();
         let tables: Vec<String> = stmt
             .query_map([], |r| r.get(0))
@@ -265,8 +279,9 @@ mod tests {
     fn differences_count_rows_either_side_has_alone() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
-            "ATTACH DATABASE '' AS replay; ATTACH DATABASE '' AS log;
-             CREATE TABLE log.events (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+            "ATTACH DATABASE '' AS replay; ATTACH DATABASE '' AS log; ATTACH DATABASE '' AS stories;
+             CREATE TABLE log.events (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
+             CREATE TABLE stories.customer_events (cid INTEGER, seq INTEGER, body TEXT, PRIMARY KEY (cid, seq));",
         )
         .unwrap();
         let projectors = registry(&conn, "main", None).unwrap();

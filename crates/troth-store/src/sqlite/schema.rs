@@ -54,23 +54,6 @@ CREATE INDEX IF NOT EXISTS {schema}.identities_by_customer ON identities(cid);
     )
 }
 
-/// The customers' copies of their events: `customer_events` holds the events again,
-/// each with its text, in the order of their customer, so a customer's story reads
-/// a few neighbouring pages of it instead of one page of the log per event (see
-/// docs/ARCHITECTURE.md).
-pub fn customer_events(schema: &str) -> String {
-    format!(
-        "
-CREATE TABLE IF NOT EXISTS {schema}.customer_events (
-    cid   INTEGER NOT NULL,
-    seq   INTEGER NOT NULL,
-    body  TEXT NOT NULL,
-    PRIMARY KEY (cid, seq)
-) WITHOUT ROWID;
-"
-    )
-}
-
 /// The promise projector's: `promise_changes` holds the id of every `promise.*`
 /// event the promises hold, so the engine can tell a decision it already made
 /// without reading the log.
@@ -272,15 +255,17 @@ PRAGMA temp_store = MEMORY;
 PRAGMA cache_size = -65536;
 ";
 
-/// Settings the read connections get, for both files (`main` and the attached
-/// `log`): the files are mapped into memory (their first 2 GiB, SQLite's limit; not
+/// Settings the read connections get, for the three files (`main` and the
+/// attached `log` and `stories`): the files are mapped into memory (their first 2 GiB, SQLite's limit; not
 /// their WALs), so a read of a page the OS has cached is a memory access rather
 /// than a system call and a copy; and each connection keeps 64 MiB of pages.
 pub const READER_PRAGMAS: &str = "
 PRAGMA main.mmap_size = 2147418112;
 PRAGMA log.mmap_size = 2147418112;
+PRAGMA stories.mmap_size = 2147418112;
 PRAGMA main.cache_size = -65536;
 PRAGMA log.cache_size = -65536;
+PRAGMA stories.cache_size = -65536;
 ";
 
 /// Settings the projections' connections get. A power cut may undo their last

@@ -6,8 +6,8 @@
 //! The events come from `customer_events`, a copy of each event's text kept in the
 //! order of its customer: a story of 90 events reads a dozen neighbouring pages
 //! there, where the log (in the order events arrived) would take a page per event.
-//! Its projector, [`Copies`], writes it after the identities resolved each event's
-//! customer, and replay checks it against the log.
+//! It is `stories.db`'s, written by a thread of its own (`stories.rs`) with what
+//! the projector [`Copies`] hands over, and replay checks it against the log.
 
 use std::collections::BTreeSet;
 
@@ -86,12 +86,12 @@ pub fn story(
     }))
 }
 
-/// Fills `customer_events` from `event_customers` and the log (attached as `log`):
-/// for a store from before the table, and after a replay rewrote `event_customers`.
+/// Fills `customer_events` (`stories.db`, attached as `stories`) from
+/// `event_customers` and the log (attached as `log`), after a replay rewrote them.
 /// Events in it already are left as they are.
 pub fn fill_customer_events(conn: &Connection) -> rusqlite::Result<usize> {
     conn.execute(
-        "INSERT OR IGNORE INTO main.customer_events (cid, seq, body)
+        "INSERT OR IGNORE INTO stories.customer_events (cid, seq, body)
          SELECT c.cid, c.seq, e.body FROM main.event_customers c JOIN log.events e ON e.seq = c.seq ORDER BY c.cid, c.seq",
         [],
     )
@@ -242,23 +242,12 @@ fn shipment(conn: &Connection, id: &str) -> Result<Option<ShipmentRecord>, Store
     }))
 }
 
-/// The customers' copies of their events (`customer_events`), in customer order.
-/// Live only: a rebuild checks the copies against the log and the rebuilt
+/// The customers' copies of their events (`customer_events`, in `stories.db`,
+/// attached to the projections' connections as `stories`). Live, each event's text
+/// is handed to the stories' thread (`stories.rs`), which writes it after the
+/// projections commit. A rebuild checks the copies against the log and the rebuilt
 /// `event_customers` instead of copying every event's text again.
-#[derive(Default)]
-pub struct Copies {
-    /// The batch's copies, `(cid, seq, text)`, written by `finish` in customer order:
-    /// a batch written in that order touches each customer's pages once, not once per
-    /// event. Its room is kept between batches.
-    staged: Vec<(i64, i64, String)>,
-}
-
-impl Copies {
-    pub fn open(conn: &Connection, schema: &str) -> Result<Copies, StoreError> {
-        conn.execute_batch(&super::schema::customer_events(schema))?;
-        Ok(Copies::default())
-    }
-}
+pub struct Copies;
 
 impl super::projector::Projector for Copies {
     fn name(&self) -> &'static str {
@@ -268,7 +257,7 @@ impl super::projector::Projector for Copies {
     fn tables(&self) -> &'static [super::projector::Table] {
         &[super::projector::Table {
             name: "customer_events",
-            rows: "SELECT cid, seq, body FROM {s}.customer_events",
+            rows: "SELECT cid, seq, body FROM stories.customer_events",
         }]
     }
 
@@ -277,31 +266,10 @@ impl super::projector::Projector for Copies {
         cx: &mut super::projector::Cx<'_>,
         at: &mut super::projector::Logged,
     ) -> Result<(), StoreError> {
-        if let (Some(cid), Some(_)) = (at.customer, &cx.live) {
+        if let (Some(cid), Some(live)) = (at.customer, &mut cx.live) {
             // The last projector: the event's text moves into the copy.
-            self.staged.push((cid, at.seq, std::mem::take(&mut at.event.raw)));
+            live.copies.push((cid, at.seq, std::mem::take(&mut at.event.raw)));
         }
-        Ok(())
-    }
-
-    fn finish(&mut self, cx: &mut super::projector::Cx<'_>) -> Result<(), StoreError> {
-        if self.staged.is_empty() {
-            return Ok(());
-        }
-        self.staged.sort_unstable_by_key(|(cid, seq, _)| (*cid, *seq));
-        let mut copy = cx.conn.prepare_cached(&format!(
-            "INSERT INTO {}.customer_events (cid, seq, body) VALUES (?1, ?2, ?3)
-             ON CONFLICT (cid, seq) DO UPDATE SET body = excluded.body",
-            cx.schema
-        ))?;
-        for (cid, seq, body) in self.staged.drain(..) {
-            copy.execute(rusqlite::params![cid, seq, body])?;
-        }
-        Ok(())
-    }
-
-    fn reset(&mut self, _conn: &Connection) -> Result<(), StoreError> {
-        self.staged.clear();
         Ok(())
     }
 
@@ -310,11 +278,11 @@ impl super::projector::Projector for Copies {
         // by row against both rather than rebuilt: a copy of every event's text would
         // be as large as the log.
         let differing = conn.query_row(
-            "SELECT (SELECT count(*) FROM main.customer_events ce
+            "SELECT (SELECT count(*) FROM stories.customer_events ce
                       WHERE NOT EXISTS (SELECT 1 FROM replay.event_customers c JOIN events e ON e.seq = c.seq
                                          WHERE c.seq = ce.seq AND c.cid = ce.cid AND e.body = ce.body))
                   + (SELECT count(*) FROM replay.event_customers c
-                      WHERE NOT EXISTS (SELECT 1 FROM main.customer_events ce WHERE ce.cid = c.cid AND ce.seq = c.seq))",
+                      WHERE NOT EXISTS (SELECT 1 FROM stories.customer_events ce WHERE ce.cid = c.cid AND ce.seq = c.seq))",
             [],
             |r| r.get(0),
         )?;
@@ -322,8 +290,10 @@ impl super::projector::Projector for Copies {
     }
 
     fn swap(&self, conn: &Connection) -> Result<(), StoreError> {
-        // After the identities' swap: `main.event_customers` is the rebuilt one.
-        conn.execute_batch("DELETE FROM main.customer_events")?;
+        // After the identities' swap: `main.event_customers` is the rebuilt one. The
+        // stories' thread is idle: a replay settles it first, and the projections,
+        // which feed it, are busy here.
+        conn.execute_batch("DELETE FROM stories.customer_events")?;
         fill_customer_events(conn)?;
         Ok(())
     }
