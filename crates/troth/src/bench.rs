@@ -392,7 +392,9 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
         let times = store.projection_times();
         let total: f64 = times.iter().map(|(_, t)| t.as_secs_f64()).sum();
         let events = (summary.accepted + summary.duplicate) as f64;
-        println!("projectors (one thread, each event through all in turn):");
+        println!(
+            "projectors (the projections' thread takes each event through all in turn; stories writes on its own):"
+        );
         for (name, time) in &times {
             println!(
                 "  {name:<11} {:>10.0} events/s   {:>3.0} % of projection time",

@@ -1,10 +1,12 @@
 //! The embedded backend: SQLite files in the data directory.
 //!
 //! Layout of the data directory: `troth.db` (the log, + its WAL), `projections.db`
-//! (everything derived from it, + its WAL) and `troth.lock`, held by the process
-//! that has the store open so a second one fails clearly. Two threads write, each
-//! its own file: the log writer (`log.rs`, the durable path) and the projections
-//! (`projections.rs`), which follow the log from their checkpoint.
+//! (everything derived from it, + its WAL), `stories.db` (the customers' copies of
+//! their events, + its WAL) and `troth.lock`, held by the process that has the
+//! store open so a second one fails clearly. Three threads write, each its own
+//! file: the log writer (`log.rs`, the durable path), the projections
+//! (`projections.rs`), which follow the log from their checkpoint, and the
+//! customers' copies (`stories.rs`), which follow the projections.
 
 mod audit;
 mod checkpoint;
@@ -254,7 +256,7 @@ impl SqliteStore {
             .name("troth-projections".into())
             .spawn(move || projections.run(jobs_rx))
             .map_err(io)?;
-        let stories = stories::Stories::new(stories_conn, positions.clone())?;
+        let stories = stories::Stories::new(stories_conn, positions.clone(), times.clone())?;
         std::thread::Builder::new()
             .name("troth-stories".into())
             .spawn(move || stories.run(stories_rx, checkpoint))
@@ -1048,7 +1050,7 @@ impl Store for SqliteStore {
         // The projected positions first: read the other way, they could pass the head.
         let at = [
             (PROJECTIONS, positions.projections.get()),
-            ("stories", positions.stories.get()),
+            (story::Copies::NAME, positions.stories.get()),
         ];
         let head = positions.head.get();
         let projectors = at

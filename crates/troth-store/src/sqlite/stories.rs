@@ -15,11 +15,12 @@
 
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::log::Positions;
+use super::projections::ProjectionTimes;
 use crate::StoreError;
 
 /// The file, beside the log and the projections.
@@ -74,15 +75,19 @@ pub struct Stories {
     conn: Connection,
     checkpoint: i64,
     positions: Arc<Positions>,
+    /// The projectors' times, where the time spent writing here is added to the
+    /// `stories` projector's.
+    times: ProjectionTimes,
 }
 
 impl Stories {
-    pub fn new(conn: Connection, positions: Arc<Positions>) -> Result<Stories, StoreError> {
+    pub fn new(conn: Connection, positions: Arc<Positions>, times: ProjectionTimes) -> Result<Stories, StoreError> {
         let checkpoint = checkpoint(&conn, "main")?;
         Ok(Stories {
             conn,
             checkpoint,
             positions,
+            times,
         })
     }
 
@@ -127,6 +132,7 @@ impl Stories {
         if batch.through <= self.checkpoint {
             return Ok(());
         }
+        let started = Instant::now();
         // In customer order, a batch touches each customer's pages once.
         batch.copies.sort_unstable_by_key(|(cid, seq, _)| (*cid, *seq));
         let tx = self.conn.unchecked_transaction()?;
@@ -150,6 +156,10 @@ impl Stories {
         self.checkpoint = batch.through;
         self.positions.stories.advance(batch.through);
         self.positions.passed();
+        let mut times = self.times.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, spent)) = times.iter_mut().find(|(name, _)| *name == super::story::Copies::NAME) {
+            *spent += started.elapsed();
+        }
         Ok(())
     }
 }

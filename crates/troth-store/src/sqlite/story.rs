@@ -249,9 +249,13 @@ fn shipment(conn: &Connection, id: &str) -> Result<Option<ShipmentRecord>, Store
 /// `event_customers` instead of copying every event's text again.
 pub struct Copies;
 
+impl Copies {
+    pub const NAME: &'static str = "stories";
+}
+
 impl super::projector::Projector for Copies {
     fn name(&self) -> &'static str {
-        "stories"
+        Copies::NAME
     }
 
     fn tables(&self) -> &'static [super::projector::Table] {
