@@ -94,6 +94,9 @@ impl Stories {
     /// Catches up to `projected` (where the projections stood when they started),
     /// then writes what they hand over until they stop.
     pub fn run(mut self, batches: Receiver<Batch>, projected: i64) {
+        // However the thread ends, a panic included, appends stop waiting for
+        // projections that no longer move.
+        let _stopped = Stopped(self.positions.clone());
         super::priority::follow_behind_the_log("stories");
         while self.checkpoint < projected {
             if let Err(e) = self.catch_up(projected) {
@@ -107,10 +110,6 @@ impl Stories {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-        // Appends stop waiting for projections that no longer move.
-        self.positions
-            .projections_stopped
-            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Copies the next events up to `projected` from `event_customers` and the log.
@@ -161,6 +160,16 @@ impl Stories {
             *spent += started.elapsed();
         }
         Ok(())
+    }
+}
+
+struct Stopped(Arc<Positions>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.0
+            .projections_stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
