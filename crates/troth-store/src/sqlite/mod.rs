@@ -1108,6 +1108,9 @@ fn open_projections(path: &Path, log_path: &Path, read_only: bool) -> Result<Con
     let conn = open_connection(path, read_only, schema::PROJECTION_PRAGMAS)?;
     attach(&conn, log_path, "log")?;
     attach(&conn, &path.with_file_name(stories::FILE), "stories")?;
+    if read_only {
+        conn.execute_batch(schema::READER_STORIES_PRAGMAS)?;
+    }
     conn.execute_batch(if read_only {
         schema::READER_PRAGMAS
     } else {

@@ -255,16 +255,20 @@ PRAGMA temp_store = MEMORY;
 PRAGMA cache_size = -65536;
 ";
 
-/// Settings the read connections get, for the three files (`main` and the
-/// attached `log` and `stories`): the files are mapped into memory (their first 2 GiB, SQLite's limit; not
+/// Settings the read connections get, for both files (`main` and the attached
+/// `log`; the customers' copies, attached as `stories`, get the same): the files are mapped into memory (their first 2 GiB, SQLite's limit; not
 /// their WALs), so a read of a page the OS has cached is a memory access rather
 /// than a system call and a copy; and each connection keeps 64 MiB of pages.
 pub const READER_PRAGMAS: &str = "
 PRAGMA main.mmap_size = 2147418112;
 PRAGMA log.mmap_size = 2147418112;
-PRAGMA stories.mmap_size = 2147418112;
 PRAGMA main.cache_size = -65536;
 PRAGMA log.cache_size = -65536;
+";
+
+/// [`READER_PRAGMAS`] for the customers' copies, attached as `stories`.
+pub const READER_STORIES_PRAGMAS: &str = "
+PRAGMA stories.mmap_size = 2147418112;
 PRAGMA stories.cache_size = -65536;
 ";
 
