@@ -464,17 +464,7 @@ impl Projections {
         let composer = self.shared.composer.read().unwrap_or_else(|p| p.into_inner()).clone();
         let fault = self.shared.fault.read().unwrap_or_else(|p| p.into_inner()).clone();
         let tx = self.conn.unchecked_transaction()?;
-        let mut cx = Cx::new(
-            &tx,
-            "main",
-            Some(Live {
-                composer: composer.as_deref(),
-                fault: fault.as_deref(),
-                derived: Vec::new(),
-                enqueued: 0,
-                copies: Vec::new(),
-            }),
-        );
+        let mut cx = Cx::new(&tx, "main", Some(Live::new(composer.as_deref(), fault.as_deref())));
         let mut times = vec![0; self.projectors.len()];
         let mut through = self.checkpoint;
         // Just appended, the events are at hand; after a pause or a restart, in the
@@ -697,17 +687,7 @@ impl Projections {
                 }
                 Job::Tick { now, only, .. } => Done::Ticked(match &self.journey {
                     Some(journey) => {
-                        let mut cx = Cx::new(
-                            &tx,
-                            "main",
-                            Some(Live {
-                                composer: composer.as_deref(),
-                                fault: fault.as_deref(),
-                                derived: Vec::new(),
-                                enqueued: 0,
-                                copies: Vec::new(),
-                            }),
-                        );
+                        let mut cx = Cx::new(&tx, "main", Some(Live::new(composer.as_deref(), fault.as_deref())));
                         let changed = super::engine::tick(&mut cx, &journey.book, *now, only.as_deref())?;
                         if let Some(live) = cx.live {
                             derived.extend(live.derived);

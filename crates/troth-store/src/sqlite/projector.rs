@@ -74,6 +74,18 @@ pub struct Live<'a> {
     pub copies: Vec<(i64, i64, String)>,
 }
 
+impl<'a> Live<'a> {
+    pub fn new(composer: Option<&'a dyn Compose>, fault: Option<&'a (dyn Fn(&ValidEvent) + Send + Sync)>) -> Live<'a> {
+        Live {
+            composer,
+            fault,
+            derived: Vec::new(),
+            enqueued: 0,
+            copies: Vec::new(),
+        }
+    }
+}
+
 impl<'a> Cx<'a> {
     pub fn new(conn: &'a Connection, schema: &'static str, live: Option<Live<'a>>) -> Cx<'a> {
         Cx {
