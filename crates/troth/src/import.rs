@@ -2,7 +2,7 @@
 //! store's writer on another), or streamed to a running server.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use troth_core::{ValidEvent, validate_event};
 use troth_store::sqlite::{AppendPending, SqliteStore};
 use troth_store::{AppendStatus, Store};
@@ -50,6 +50,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// How long until the projections had caught up too (an import into a store).
     pub projected: Option<Duration>,
+    /// How long until each projector had caught up, in the order the store lists them.
+    pub projectors: Vec<(&'static str, Duration)>,
 }
 
 impl Summary {
@@ -80,8 +82,14 @@ impl Summary {
             troth_core::number::thousands(self.events_per_second().round() as i64)
         );
         if let (Some(projected), Some(rate)) = (self.projected, self.end_to_end_per_second()) {
+            let each = self
+                .projectors
+                .iter()
+                .map(|(name, after)| format!("{name} {:.1} s", after.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(", ");
             println!(
-                "  projections caught up after {:.1} s ({} events/s end to end)",
+                "  projectors caught up after {:.1} s ({} events/s end to end): {each}",
                 projected.as_secs_f64(),
                 troth_core::number::thousands(rate.round() as i64)
             );
@@ -140,9 +148,17 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             let journey = crate::config::load_journey(args.journey.as_deref())?;
             let store = SqliteStore::open_with_journey(&dir, Some(&journey))
                 .with_context(|| format!("opening the store in {}", dir.display()))?;
-            let mut summary = into_store(&store, input, &mut |s| progress(&bar, s, &read, total_bytes))?;
+            // The log's bar on top, a bar per projector under it: they follow the log
+            // while it is written and finish after it.
+            let bars = MultiProgress::new();
+            let bar = bars.add(bar.clone());
+            let mut projectors = ProjectorBars::new(&bars, &store);
+            let mut summary = into_store(&store, input, &mut |s| {
+                progress(&bar, s, &read, total_bytes);
+                projectors.update(&store.progress(), s.elapsed);
+            })?;
             bar.finish_and_clear();
-            catch_up(&store, &mut summary)?;
+            catch_up(&store, &mut summary, projectors)?;
             summary
         }
     };
@@ -205,29 +221,73 @@ struct Batch {
 }
 
 /// Waits until the store's projections have every event imported, with a bar.
-fn catch_up(store: &SqliteStore, summary: &mut Summary) -> anyhow::Result<()> {
+fn catch_up(store: &SqliteStore, summary: &mut Summary, mut bars: ProjectorBars) -> anyhow::Result<()> {
     let started = Instant::now() - summary.elapsed;
-    let progress = store.progress();
-    let bar = ProgressBar::new(progress.log.max(1) as u64);
-    if std::io::stderr().is_terminal() {
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {percent:>3}% projections {human_pos}/{human_len} events ({per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-    } else {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
     store
-        .settle_blocking(&mut |projected, head| {
-            bar.set_length(head.max(1) as u64);
-            bar.set_position(projected.max(0) as u64);
-        })
+        .settle_blocking(&mut |_, _| bars.update(&store.progress(), started.elapsed()))
         .context("the projections stopped before they caught up")?;
-    bar.finish_and_clear();
-    summary.projected = Some(started.elapsed());
+    let caught_up = started.elapsed();
+    bars.update(&store.progress(), caught_up);
+    summary.projected = Some(caught_up);
+    summary.projectors = bars.finish(caught_up);
     Ok(())
+}
+
+/// A bar per projector: how far it has followed the log.
+struct ProjectorBars {
+    bars: Vec<(&'static str, ProgressBar)>,
+    /// When each projector was last seen at the head of the log (`None` while behind).
+    caught_up: Vec<Option<Duration>>,
+}
+
+impl ProjectorBars {
+    fn new(multi: &MultiProgress, store: &SqliteStore) -> Self {
+        let style =
+            ProgressStyle::with_template("{bar:30} {percent:>3}% {prefix:<11} {human_pos}/{human_len} events {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let progress = store.progress();
+        let bars: Vec<_> = progress
+            .projectors
+            .iter()
+            .map(|projector| {
+                let bar = multi.add(ProgressBar::new(progress.log.max(1) as u64));
+                bar.set_style(style.clone());
+                bar.set_prefix(projector.name);
+                (projector.name, bar)
+            })
+            .collect();
+        let caught_up = vec![None; bars.len()];
+        ProjectorBars { bars, caught_up }
+    }
+
+    fn update(&mut self, progress: &troth_store::Progress, elapsed: Duration) {
+        for ((name, bar), caught_up) in self.bars.iter().zip(&mut self.caught_up) {
+            let Some(at) = progress.projectors.iter().find(|p| p.name == *name) else {
+                continue;
+            };
+            bar.set_length(progress.log.max(1) as u64);
+            bar.set_position(at.position.max(0) as u64);
+            if at.lag_events > 0 {
+                *caught_up = None;
+                bar.set_message(format!("({:.1} s behind)", at.lag_seconds));
+            } else {
+                caught_up.get_or_insert(elapsed);
+                bar.set_message("");
+            }
+        }
+    }
+
+    /// Clears the bars; when each projector caught up (the end, for one never seen at the head).
+    fn finish(self, end: Duration) -> Vec<(&'static str, Duration)> {
+        self.bars
+            .into_iter()
+            .zip(self.caught_up)
+            .map(|((name, bar), caught_up)| {
+                bar.finish_and_clear();
+                (name, caught_up.unwrap_or(end))
+            })
+            .collect()
+    }
 }
 
 /// Imports NDJSON into an open store (the log; the projections follow). `on_progress`

@@ -44,6 +44,14 @@ fn import_reports_rejects_by_line_and_is_idempotent() {
         "{text}"
     );
     assert!(text.contains("line 203: event: is not valid JSON"), "{text}");
+    // Both rates, and when each projector caught up.
+    assert!(text.contains("events/s into the log"), "{text}");
+    let caught_up = text
+        .lines()
+        .find(|line| line.contains("projectors caught up after"))
+        .unwrap_or_else(|| panic!("no line on the projectors: {text}"));
+    assert!(caught_up.contains("events/s end to end): projections "), "{caught_up}");
+    assert!(caught_up.contains(", stories "), "{caught_up}");
 
     let again = run(&["import", "--data-dir", store, file]);
     assert!(
