@@ -172,6 +172,11 @@ impl Mark {
         self.watch.subscribe()
     }
 
+    /// How many async waiters hold a subscription now.
+    pub fn waiters(&self) -> usize {
+        self.watch.receiver_count()
+    }
+
     /// Blocks until `ready(position)` holds or `timeout` passes; returns the position.
     pub fn wait_blocking(&self, ready: impl Fn(i64) -> bool, timeout: Duration) -> i64 {
         let now = self.now.lock().unwrap_or_else(|p| p.into_inner());

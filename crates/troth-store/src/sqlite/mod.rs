@@ -459,6 +459,11 @@ impl SqliteStore {
 
     /// Waits while the projections are too far behind the log (see [`Self::too_far_behind`]).
     async fn wait_for_room(&self) {
+        // Most appends find room: only a wait subscribes (a subscriber keeps the
+        // projections from lingering, see `projections.rs`).
+        if !self.too_far_behind() {
+            return;
+        }
         let mut projected = self.inner.positions.projected.subscribe();
         loop {
             // Seen before the check, so a move during it wakes the wait at once.
