@@ -75,6 +75,9 @@ pub struct BulkFigures {
     /// The durable append alone.
     #[serde(skip)]
     pub append_eps: f64,
+    /// Each thread's CPU per event, in microseconds, most first.
+    #[serde(skip)]
+    pub cpu_us: Vec<(String, f64)>,
 }
 
 /// `troth import` against SQLite's shell loading the same file.
@@ -104,6 +107,13 @@ pub struct HttpFigures {
     /// The projections' lag behind the log during troth's run, sampled every 10 ms.
     #[serde(skip)]
     pub lag_p99_ms: f64,
+    /// Each thread's CPU per request during troth's run, in microseconds (the
+    /// clients' share is in the Tokio workers').
+    #[serde(skip)]
+    pub cpu_us: Vec<(String, f64)>,
+    /// The CPU per request of the bare handler's run, clients included, in microseconds.
+    #[serde(skip)]
+    pub bare_cpu_us: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -239,6 +249,9 @@ fn print_bulk(bulk: &BulkFigures, shell: Option<&ShellFigures>) {
         ),
         None => println!("import sqlite3 shell not found on PATH; the comparison with it is skipped"),
     }
+    if !bulk.cpu_us.is_empty() {
+        println!("{}", crate::thread_cpu::line(&bulk.cpu_us, "event (bulk)"));
+    }
 }
 
 fn print_http(figures: &HttpFigures) {
@@ -246,6 +259,13 @@ fn print_http(figures: &HttpFigures) {
         "http   troth {:>10.0} req/s (p50 {:.2} ms, p99 {:.2} ms)   bare axum {:>10.0} req/s   ratio {:.2}   projection lag p99 {:.1} ms",
         figures.rps, figures.p50_ms, figures.p99_ms, figures.bare_rps, figures.ratio, figures.lag_p99_ms
     );
+    if !figures.cpu_us.is_empty() {
+        println!(
+            "{}; the bare handler's run {:.1} in all",
+            crate::thread_cpu::line(&figures.cpu_us, "request (HTTP; the clients' in tokio-rt-worker)"),
+            figures.bare_cpu_us
+        );
+    }
 }
 
 /// Each figure's median over the runs, taken figure by figure (a ratio's median,
@@ -260,11 +280,25 @@ fn medians(runs: &[RunFigures]) -> Report {
         }
     };
     let of = |figure: fn(&RunFigures) -> f64| median(runs.iter().map(figure).collect());
+    // Each thread's median over the runs it appeared in, most first.
+    let cpu = |each: Vec<&Vec<(String, f64)>>| -> Vec<(String, f64)> {
+        let mut by_name: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+        for (name, us) in each.into_iter().flatten() {
+            by_name.entry(name).or_default().push(*us);
+        }
+        let mut medians: Vec<(String, f64)> = by_name
+            .into_iter()
+            .map(|(name, values)| (name.to_owned(), median(values)))
+            .collect();
+        medians.sort_by(|a, b| b.1.total_cmp(&a.1));
+        medians
+    };
     let bulk = BulkFigures {
         troth_eps: of(|r| r.bulk.troth_eps),
         sqlite_eps: of(|r| r.bulk.sqlite_eps),
         ratio: of(|r| r.bulk.ratio),
         append_eps: of(|r| r.bulk.append_eps),
+        cpu_us: cpu(runs.iter().map(|r| &r.bulk.cpu_us).collect()),
     };
     let append_ratio = of(|r| r.bulk.append_eps / r.bulk.sqlite_eps);
     let shells: Vec<&ShellFigures> = runs.iter().filter_map(|r| r.shell.as_ref()).collect();
@@ -281,6 +315,8 @@ fn medians(runs: &[RunFigures]) -> Report {
         bare_rps: median(https.iter().map(|h| h.bare_rps).collect()),
         ratio: median(https.iter().map(|h| h.ratio).collect()),
         lag_p99_ms: median(https.iter().map(|h| h.lag_p99_ms).collect()),
+        cpu_us: cpu(https.iter().map(|h| &h.cpu_us).collect()),
+        bare_cpu_us: median(https.iter().map(|h| h.bare_cpu_us).collect()),
     });
     Report {
         append: Rate {
@@ -378,8 +414,9 @@ fn pin_clock(store: &SqliteStore, at: Timestamp) {
 /// day's events are news that plays answer, the rest is history.
 fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyhow::Result<BulkFigures> {
     let dir = work.join("bulk");
+    let cpu = crate::thread_cpu::ThreadCpu::start();
     let started = Instant::now();
-    let (summary, end_to_end) = {
+    let (summary, end_to_end, cpu) = {
         let store = SqliteStore::open_with_journey(&dir, Some(&crate::config::load_journey(None)?))?;
         pin_clock(&store, now);
         let summary = crate::import::into_store(
@@ -389,6 +426,7 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
         )?;
         store.settle_blocking(&mut |_, _| {})?;
         let elapsed = started.elapsed();
+        let cpu = cpu.stop();
         let times = store.projection_times();
         let total: f64 = times.iter().map(|(_, t)| t.as_secs_f64()).sum();
         let events = (summary.accepted + summary.duplicate) as f64;
@@ -402,7 +440,7 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
                 100.0 * time.as_secs_f64() / total.max(1e-9)
             );
         }
-        (summary, elapsed)
+        (summary, elapsed, cpu)
     };
     anyhow::ensure!(
         summary.rejected == 0,
@@ -451,6 +489,7 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
         sqlite_eps,
         ratio: troth_eps / sqlite_eps,
         append_eps,
+        cpu_us: crate::thread_cpu::per_unit(&cpu, (summary.accepted + summary.duplicate) as f64),
     })
 }
 
@@ -585,7 +624,9 @@ async fn http(
     // Warm both up alike, then measure the bare handler first and troth second.
     load(bare_addr, warm, args.clients).await?;
     load(troth_addr, warm, args.clients).await?;
+    let bare_cpu = crate::thread_cpu::ThreadCpu::start();
     let bare = load(bare_addr, measured, args.clients).await?;
+    let bare_cpu = crate::thread_cpu::per_unit(&bare_cpu.stop(), measured.len() as f64);
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
         let sampling = sampling.clone();
@@ -599,7 +640,9 @@ async fn http(
             lags
         })
     };
+    let cpu = crate::thread_cpu::ThreadCpu::start();
     let troth = load(troth_addr, measured, args.clients).await?;
+    let cpu = cpu.stop();
     sampling.store(false, Ordering::Relaxed);
     let mut lags = sampler.await?;
     lags.sort_by(f64::total_cmp);
@@ -616,6 +659,8 @@ async fn http(
         bare_rps: bare.rps,
         ratio: troth.rps / bare.rps,
         lag_p99_ms,
+        cpu_us: crate::thread_cpu::per_unit(&cpu, measured.len() as f64),
+        bare_cpu_us: bare_cpu.iter().map(|(_, us)| us).sum(),
     })
 }
 

@@ -12,3 +12,4 @@ pub mod eta_accuracy;
 pub mod import;
 pub mod serve;
 pub mod simulate;
+pub mod thread_cpu;

@@ -154,6 +154,21 @@ fn bench_ingest_reports_the_medians_of_several_runs() {
         assert!(text.contains(&format!("run {run} of 3")), "{text}");
     }
     assert!(text.contains("medians of 3 runs:"), "{text}");
+    // Where the CPU went, thread by thread, per event and per request.
+    #[cfg(target_os = "linux")]
+    {
+        let cpu: Vec<&str> = text.lines().filter(|line| line.starts_with("cpu")).collect();
+        assert_eq!(cpu.len(), 8, "two lines per run and two for the medians: {text}");
+        assert!(cpu.iter().all(|line| line.contains("troth-log ")), "{text}");
+        assert!(
+            cpu[0].contains("µs per event") && cpu[0].contains("troth-projections "),
+            "{text}"
+        );
+        assert!(
+            cpu[1].contains("µs per request") && cpu[1].contains("bare handler's run"),
+            "{text}"
+        );
+    }
     let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(report["runs"], 3, "{report}");
     // Each run's append ratio, from its "bulk" line: the median is the middle one.
