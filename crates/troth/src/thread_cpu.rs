@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// How often the threads are read: a thread that ends between two readings loses
-/// at most this much of its time from the figures (an import's validating thread
-/// ends before its store's threads are read for the last time). A reading of
-/// twenty threads takes about 0.1 ms.
+/// How often the threads are read. A thread that ends after its last reading
+/// (an import's validating thread ends before its store's threads are read for
+/// the last time) is given what the process's total says no reading saw: on a
+/// saturated machine the sampler itself may wait tens of milliseconds for a core.
 const EVERY: Duration = Duration::from_millis(10);
 
 /// The sampler's own name, left out of the figures.
@@ -31,13 +31,22 @@ const KNOWN: &[&str] = &[
 /// CPU time per thread since [`ThreadCpu::start`].
 pub struct ThreadCpu {
     stop: Arc<AtomicBool>,
-    sampler: Option<std::thread::JoinHandle<BTreeMap<u32, (String, u64)>>>,
+    sampler: Option<std::thread::JoinHandle<Readings>>,
     before: BTreeMap<u32, (String, u64)>,
+    process_before: Option<u64>,
+}
+
+/// What the sampler saw: each thread's latest reading, and which threads the last
+/// reading found.
+struct Readings {
+    latest: BTreeMap<u32, (String, u64)>,
+    alive: Vec<u32>,
 }
 
 impl ThreadCpu {
     pub fn start() -> ThreadCpu {
         let before = read();
+        let process_before = process_cpu_ns();
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = {
             let stop = stop.clone();
@@ -47,34 +56,41 @@ impl ThreadCpu {
                     let mut latest = BTreeMap::new();
                     loop {
                         let done = stop.load(Ordering::Relaxed);
-                        latest.extend(read());
+                        let now = read();
+                        let alive = now.keys().copied().collect();
+                        latest.extend(now);
                         if done {
-                            return latest;
+                            return Readings { latest, alive };
                         }
                         std::thread::sleep(EVERY);
                     }
                 })
                 .ok()
         };
-        ThreadCpu { stop, sampler, before }
+        ThreadCpu {
+            stop,
+            sampler,
+            before,
+            process_before,
+        }
     }
 
     /// Stops reading; the CPU time each thread name spent since the start, most first.
     pub fn stop(mut self) -> Vec<(String, Duration)> {
         self.stop.store(true, Ordering::Relaxed);
-        let latest = self
-            .sampler
-            .take()
-            .and_then(|sampler| sampler.join().ok())
-            .unwrap_or_default();
-        let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
-        for (tid, (name, ns)) in latest {
-            if name == SAMPLER {
-                continue;
-            }
-            let before = self.before.get(&tid).map_or(0, |(_, ns)| *ns);
-            *by_name.entry(name).or_default() += ns.saturating_sub(before);
-        }
+        let Readings { latest, alive } =
+            self.sampler
+                .take()
+                .and_then(|sampler| sampler.join().ok())
+                .unwrap_or(Readings {
+                    latest: BTreeMap::new(),
+                    alive: Vec::new(),
+                });
+        let process = self
+            .process_before
+            .zip(process_cpu_ns())
+            .map(|(before, after)| after.saturating_sub(before));
+        let by_name = attribute(&self.before, latest, &alive, process);
         let mut spent: Vec<(String, Duration)> = by_name
             .into_iter()
             .filter(|(_, ns)| *ns > 0)
@@ -83,6 +99,56 @@ impl ThreadCpu {
         spent.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         spent
     }
+}
+
+/// Each thread name's CPU time between `before` and `latest` (each thread's last
+/// reading; `alive`, those the final reading found), the sampler's left out. A
+/// thread that ended after its last reading took time no reading saw; the
+/// process's total over the same span (`process`, which keeps ended threads' time)
+/// tells how much. With one such thread (an import's validating thread) it is that
+/// one's; with several, it is reported as theirs together.
+fn attribute(
+    before: &BTreeMap<u32, (String, u64)>,
+    latest: BTreeMap<u32, (String, u64)>,
+    alive: &[u32],
+    process: Option<u64>,
+) -> BTreeMap<String, u64> {
+    let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
+    let mut read_in_all = 0;
+    let mut ended = Vec::new();
+    for (tid, (name, ns)) in latest {
+        let spent = ns.saturating_sub(before.get(&tid).map_or(0, |(_, ns)| *ns));
+        read_in_all += spent;
+        if !alive.contains(&tid) {
+            ended.push(name.clone());
+        }
+        if name != SAMPLER {
+            *by_name.entry(name).or_default() += spent;
+        }
+    }
+    ended.sort();
+    ended.dedup();
+    if let Some(unread) = process.map(|p| p.saturating_sub(read_in_all)).filter(|n| *n > 0) {
+        match ended.as_slice() {
+            [one] => *by_name.entry(one.clone()).or_default() += unread,
+            [] => {}
+            _ => *by_name.entry("threads that ended".into()).or_default() += unread,
+        }
+    }
+    by_name
+}
+
+/// The CPU time of the whole process so far, ended threads included, in
+/// nanoseconds (`utime` and `stime` of `/proc/self/stat`, in ticks of 10 ms, the
+/// `USER_HZ` of every architecture Linux runs on).
+fn process_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The name in parentheses may hold spaces; the fields after it do not. After it
+    // come the state (field 3) and the rest: utime is field 14, stime field 15.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 10_000_000)
 }
 
 /// Each thread's name and CPU time so far (nanoseconds on a core), by thread id.
@@ -180,6 +246,42 @@ mod tests {
         let idle = of("troth-idle").unwrap_or_default();
         assert!(busy > idle * 4, "{spent:?}");
         assert!(of(SAMPLER).is_none(), "{spent:?}");
+    }
+
+    #[test]
+    fn a_thread_that_ended_unread_is_given_the_time_no_reading_saw() {
+        let thread = |name: &str, ns: u64| (name.to_owned(), ns);
+        let before = BTreeMap::from([(1, thread("troth-log", 100))]);
+        let latest = BTreeMap::from([
+            (1, thread("troth-log", 400)),
+            (2, thread("troth-validate", 200)),
+            (3, thread(SAMPLER, 10)),
+        ]);
+        // The validating thread was last read at 200 and has ended; the process
+        // spent 700 in all: 300 + 200 + 10 read, 190 unread.
+        let spent = attribute(&before, latest.clone(), &[1, 3], Some(700));
+        assert_eq!(spent.get("troth-log"), Some(&300));
+        assert_eq!(spent.get("troth-validate"), Some(&390));
+        assert!(!spent.contains_key(SAMPLER));
+        // Nothing ended: the remainder (ticks' rounding) goes nowhere.
+        let spent = attribute(&before, latest.clone(), &[1, 2, 3], Some(700));
+        assert_eq!(spent.get("troth-validate"), Some(&200));
+        // Two ended: theirs together.
+        let mut two = latest;
+        two.insert(4, thread("troth-read-ahead", 50));
+        let spent = attribute(&before, two, &[1, 3], Some(800));
+        assert_eq!(spent.get("threads that ended"), Some(&240));
+    }
+
+    #[test]
+    fn the_process_cpu_time_grows_with_work() {
+        let before = process_cpu_ns().expect("readable on Linux");
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(process_cpu_ns().unwrap() > before);
     }
 
     #[test]
