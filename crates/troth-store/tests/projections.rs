@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use troth_core::{Timestamp, ValidEvent, validate_event};
 use troth_store::sqlite::SqliteStore;
-use troth_store::{OutboxQuery, PromiseQuery, Store};
+use troth_store::{EventQuery, OutboxQuery, PromiseQuery, Store};
 
 fn retail() -> troth_core::journey::JourneyMap {
     troth_core::journey::parse_journey(include_str!("../../../journeys/retail.toml")).unwrap()
@@ -246,4 +246,96 @@ async fn oldest_waiting(max_age: Duration) -> f64 {
     store.settle().await.unwrap();
     assert_eq!(store.progress().projected(), 4_000);
     sampler.stop().await as f64 / 1e6
+}
+
+/// A listing by subject or by type reads the event index, a projection, and the
+/// log past it: the events the projections have not reached yet are listed too,
+/// in order, and pages follow one another across the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_by_subject_and_type_include_events_not_yet_projected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let events = |from: usize| -> Vec<ValidEvent> {
+        (from..from + 20)
+            .map(|i| {
+                let subject = if i % 2 == 0 { r#""subject": "order:o-1","# } else { "" };
+                validate_event(&format!(
+                    r#"{{"id": "v{i}", "type": "page.viewed", "time": "2026-11-23T09:00:00Z", {subject}
+                        "customer": {{"id": "c{i}"}}, "data": {{"page": "/"}}}}"#
+                ))
+                .unwrap()
+            })
+            .collect()
+    };
+    store.append(events(0)).await.unwrap();
+    store.settle().await.unwrap();
+    // The projections stop at the next event until released.
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hold = held.clone();
+    store.set_fault(Some(Arc::new(move |_: &ValidEvent| {
+        while hold.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })));
+    store.append(events(20)).await.unwrap();
+    assert_eq!(store.progress().projected(), 20, "the projections are held");
+
+    let list = |query: EventQuery| {
+        let store = store.clone();
+        async move {
+            let mut seqs = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store
+                    .events(EventQuery {
+                        after_seq: after,
+                        limit: 7,
+                        ..query.clone()
+                    })
+                    .await
+                    .unwrap();
+                seqs.extend(page.events.iter().map(|e| e.seq));
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => return seqs,
+                }
+            }
+        }
+    };
+    let by_subject = list(EventQuery {
+        subject: Some("order:o-1".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_subject, (1..=40).step_by(2).collect::<Vec<i64>>());
+    let by_type = list(EventQuery {
+        event_type: Some("page.viewed".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_type, (1..=40).collect::<Vec<i64>>());
+    let newest = store
+        .events(EventQuery {
+            subject: Some("order:o-1".into()),
+            event_type: Some("page.viewed".into()),
+            newest_first: true,
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(newest.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [39, 37, 35]);
+
+    held.store(false, Ordering::SeqCst);
+    store.set_fault(None);
+    store.settle().await.unwrap();
+    assert_eq!(
+        list(EventQuery {
+            subject: Some("order:o-1".into()),
+            ..Default::default()
+        })
+        .await,
+        by_subject,
+        "the same once projected"
+    );
 }

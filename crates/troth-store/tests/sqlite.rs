@@ -346,6 +346,81 @@ async fn a_projector_of_another_version_is_rebuilt_at_open() {
     assert_eq!(stories, 1, "the version it was rebuilt by is recorded");
 }
 
+/// A store from before the event index: its log had indexes by subject and by type,
+/// and its projections no event index. As it opens, the log's indexes go and the
+/// event index is built from the log, so listings by subject and by type still
+/// find every event.
+#[tokio::test]
+async fn a_store_from_before_the_event_index_gets_it_built_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let listed = |store: SqliteStore, query: EventQuery| async move {
+        let page = store.events(query).await.unwrap();
+        page.events.iter().map(|e| e.seq).collect::<Vec<_>>()
+    };
+    let by_subject = EventQuery {
+        subject: Some("order:o-1".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let by_type = EventQuery {
+        event_type: Some("page.viewed".into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let (subject_before, type_before) = {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let events: Vec<ValidEvent> = (0..40)
+            .map(|i| {
+                let mut event = json!({"id": format!("e{i}"), "type": "page.viewed", "time": "2026-11-23T09:00:00Z",
+                                       "customer": {"id": format!("c{}", i % 3)}, "data": {"page": "/"}});
+                if i % 4 == 0 {
+                    event["subject"] = json!("order:o-1");
+                }
+                validate_value(event, None).unwrap()
+            })
+            .collect();
+        store.append(events).await.unwrap();
+        store.settle().await.unwrap();
+        (
+            listed(store.clone(), by_subject.clone()).await,
+            listed(store, by_type.clone()).await,
+        )
+    };
+    assert_eq!(subject_before.len(), 10);
+    assert_eq!(type_before.len(), 40);
+    // Back to the earlier shape: the log's indexes, no event index.
+    let log = rusqlite::Connection::open(dir.path().join("troth.db")).unwrap();
+    log.execute_batch(
+        "CREATE INDEX events_by_subject ON events(subject, seq) WHERE subject IS NOT NULL;
+         CREATE INDEX events_by_type ON events(type, seq);",
+    )
+    .unwrap();
+    drop(log);
+    let projections = rusqlite::Connection::open(dir.path().join("projections.db")).unwrap();
+    projections
+        .execute_batch(
+            "DROP TABLE subject_events; DROP TABLE type_events; DELETE FROM meta WHERE key = 'version:event_index';",
+        )
+        .unwrap();
+    drop(projections);
+
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(listed(store.clone(), by_subject).await, subject_before);
+    assert_eq!(listed(store.clone(), by_type).await, type_before);
+    let report = store.replay(false, &mut |_| {}).unwrap();
+    assert_eq!(report.differences["subject_events"], 0, "{report:?}");
+    drop(store);
+    let log = rusqlite::Connection::open(dir.path().join("troth.db")).unwrap();
+    let indexes: i64 = log
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 0, "only the log's own keys are left");
+}
+
 async fn merges(store: &SqliteStore) -> u64 {
     let page = store
         .events(EventQuery {

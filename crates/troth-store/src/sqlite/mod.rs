@@ -12,6 +12,7 @@ mod audit;
 mod checkpoint;
 mod engine;
 mod erasure;
+mod event_index;
 mod export;
 mod health;
 mod identities;

@@ -917,33 +917,34 @@ fn record_quarantine(
 }
 
 /// Rebuilds from the log, up to the checkpoint, each projector whose tables were
-/// written by another version of it (see [`Projector::version`]), and records the
-/// versions; true when one was rebuilt. A store from before versions were kept is
-/// taken to be at the current ones.
+/// written by another version of it (see [`Projector::version`]), or that is new
+/// to a store whose projections have events, and records the versions; true when
+/// one was rebuilt. A store from before versions were kept is taken to be at the
+/// current ones, unless a projector's tables are all empty.
 fn rebuild_changed_projectors(
     conn: &Connection,
     projectors: &[Box<dyn Projector>],
     rules: Option<&Arc<JourneyRules>>,
 ) -> Result<bool, StoreError> {
     let mut rebuilt = false;
+    let projected = checkpoint(conn)? > 0;
     for projector in projectors {
         let key = format!("version:{}", projector.name());
         let stored: Option<i64> = conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| r.get(0))
             .optional()?;
         let version = i64::from(projector.version());
-        if let Some(stored) = stored
-            && stored != version
-        {
+        let new = stored.is_none() && projected && has_no_rows(conn, projector.as_ref())?;
+        if new || stored.is_some_and(|stored| stored != version) {
             let started = Instant::now();
             let report = super::replay::run(conn, rules, Some(projector.name()), true, &mut |_| {})?;
             tracing::info!(
                 projector = projector.name(),
-                from = stored,
+                from = stored.unwrap_or(0),
                 to = version,
                 events = report.events,
                 seconds = started.elapsed().as_secs_f64(),
-                "rebuilt from the log: its tables were written by another version"
+                "rebuilt from the log: its tables were new, or written by another version"
             );
             rebuilt = true;
         }
@@ -955,6 +956,19 @@ fn rebuild_changed_projectors(
         }
     }
     Ok(rebuilt)
+}
+
+/// Whether none of the projector's live tables holds a row.
+fn has_no_rows(conn: &Connection, projector: &dyn Projector) -> rusqlite::Result<bool> {
+    for table in projector.tables() {
+        let any: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM main.{})", table.name), [], |r| {
+            r.get(0)
+        })?;
+        if any {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Takes one event of the log through every projector, stored at `seq` when

@@ -166,6 +166,7 @@ pub fn registry(
     rules: Option<&Arc<JourneyRules>>,
 ) -> Result<Vec<Box<dyn Projector>>, StoreError> {
     Ok(vec![
+        Box::new(super::event_index::Projection::open(conn, schema)?),
         Box::new(super::identities::Projection::open(conn, schema)?),
         Box::new(super::projections::Counts::open(conn, schema)?),
         Box::new(super::promises::Projection::open(conn, schema, rules.cloned())?),

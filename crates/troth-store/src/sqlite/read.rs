@@ -17,40 +17,89 @@ use std::sync::Mutex;
 
 /// The listing's SQL and arguments; `None` when it names a customer nobody is.
 fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, Vec<SqlValue>)>, StoreError> {
-    let mut args: Vec<SqlValue> = Vec::new();
-    // With a customer, their events are found through the identity projection's
-    // answer for each event, by its index (customer, position).
-    let mut sql = match &query.customer {
-        Some(key) => {
+    // The narrowest index leads: a customer's events (the identity projection's
+    // answer for each event, by customer and position), else a subject's, else a
+    // type's (the event index), else the log in order.
+    let lead = match (&query.customer, &query.subject, &query.event_type) {
+        (Some(key), ..) => {
             let Some(cids) = customer_set(conn, key)? else {
                 return Ok(None);
             };
-            let marks = vec!["?"; cids.len()].join(",");
-            args.extend(cids.into_iter().map(|c| SqlValue::Integer(c.0)));
-            format!(
+            let mut args: Vec<SqlValue> = cids.into_iter().map(|c| SqlValue::Integer(c.0)).collect();
+            let sql = format!(
                 "SELECT e.seq, e.received_us, e.body FROM event_customers c JOIN events e ON e.seq = c.seq
-                  WHERE c.cid IN ({marks}) AND c.seq > ?"
-            )
+                  WHERE c.cid IN ({})",
+                vec!["?"; args.len()].join(",")
+            );
+            let (filters, more) = listing_filters(query, "c.seq", Taken::Customer);
+            args.extend(more);
+            return Ok(Some(ordered(sql + &filters, args, "c.seq", query)));
         }
-        None => String::from("SELECT e.seq, e.received_us, e.body FROM events e WHERE e.seq > ?"),
+        (None, Some(subject), _) => (
+            "subject_events s",
+            "s.subject",
+            "s.seq",
+            "e.subject",
+            subject,
+            Taken::Subject,
+        ),
+        (None, None, Some(event_type)) => ("type_events t", "t.type", "t.seq", "e.type", event_type, Taken::Type),
+        (None, None, None) => {
+            let (filters, args) = listing_filters(query, "e.seq", Taken::Nothing);
+            let sql = format!("SELECT e.seq, e.received_us, e.body FROM events e WHERE 1{filters}");
+            return Ok(Some(ordered(sql, args, "e.seq", query)));
+        }
     };
-    args.push(SqlValue::Integer(query.after_seq.unwrap_or(0)));
+    // By the event index, which holds the events the projections have passed, and
+    // then the log's few newer events: a listing is as fresh as the log. Both read
+    // in one statement, so from one moment of each file; each arm comes in order,
+    // and SQLite merges them rather than sorting.
+    let (table, key, pos, column, value, taken) = lead;
+    let (indexed_filters, mut args) = listing_filters(query, pos, taken);
+    let (newer_filters, newer_args) = listing_filters(query, "e.seq", taken);
+    let mut all = vec![SqlValue::Text(value.clone())];
+    all.append(&mut args);
+    all.push(SqlValue::Text(value.clone()));
+    all.extend(newer_args);
+    let sql = format!(
+        "SELECT {pos}, e.received_us, e.body FROM {table} JOIN events e ON e.seq = {pos}
+          WHERE {key} = ?{indexed_filters}
+         UNION ALL
+         SELECT e.seq, e.received_us, e.body FROM events e
+          WHERE e.seq > coalesce((SELECT value FROM main.meta WHERE key = 'projected_through'), 0)
+            AND {column} = ?{newer_filters}"
+    );
+    Ok(Some(ordered(sql, all, "1", query)))
+}
+
+/// Which of the listing's filters its leading index takes.
+#[derive(Clone, Copy, PartialEq)]
+enum Taken {
+    Nothing,
+    Customer,
+    Subject,
+    Type,
+}
+
+/// The listing's conditions past its leading index, `pos` being the position the
+/// lead is ordered by, each as ` AND …` with its arguments.
+fn listing_filters(query: &EventQuery, pos: &str, taken: Taken) -> (String, Vec<SqlValue>) {
+    let mut sql = format!(" AND {pos} > ?");
+    let mut args = vec![SqlValue::Integer(query.after_seq.unwrap_or(0))];
     if let Some(before) = query.before_seq {
-        sql.push_str(" AND e.seq < ?");
+        sql.push_str(&format!(" AND {pos} < ?"));
         args.push(SqlValue::Integer(before));
     }
-    if let Some(subject) = &query.subject {
+    if let Some(subject) = &query.subject
+        && taken != Taken::Subject
+    {
         sql.push_str(" AND e.subject = ?");
         args.push(SqlValue::Text(subject.clone()));
     }
-    if let Some(event_type) = &query.event_type {
-        // With a subject or customer, their index is the narrow one: `+type` keeps
-        // SQLite from walking every event of a common type (all positions) instead.
-        sql.push_str(if query.subject.is_some() || query.customer.is_some() {
-            " AND +e.type = ?"
-        } else {
-            " AND e.type = ?"
-        });
+    if let Some(event_type) = &query.event_type
+        && taken != Taken::Type
+    {
+        sql.push_str(" AND e.type = ?");
         args.push(SqlValue::Text(event_type.clone()));
     }
     if let Some(from) = query.from_us {
@@ -61,13 +110,17 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
         sql.push_str(" AND e.time_us < ?");
         args.push(SqlValue::Integer(to));
     }
-    sql.push_str(if query.newest_first {
-        " ORDER BY e.seq DESC LIMIT ?"
-    } else {
-        " ORDER BY e.seq LIMIT ?"
-    });
+    (sql, args)
+}
+
+/// The listing in order (newest first if asked), one page long.
+fn ordered(mut sql: String, mut args: Vec<SqlValue>, by: &str, query: &EventQuery) -> (String, Vec<SqlValue>) {
+    sql.push_str(&format!(
+        " ORDER BY {by}{} LIMIT ?",
+        if query.newest_first { " DESC" } else { "" }
+    ));
     args.push(SqlValue::Integer(query.limit as i64));
-    Ok(Some((sql, args)))
+    (sql, args)
 }
 
 pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreError> {
@@ -97,9 +150,9 @@ pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreE
 /// order or one of its shipments (linked by `shipment.created`), in log order.
 pub fn order_events(conn: &Connection, orders: &[String]) -> Result<Vec<crate::OrderEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT e.time_us, e.type FROM events e
-          WHERE e.subject IN (SELECT ?1 UNION ALL SELECT linked FROM subject_links WHERE subject = ?1)
-          ORDER BY e.seq",
+        "SELECT e.time_us, e.type FROM subject_events s JOIN events e ON e.seq = s.seq
+          WHERE s.subject IN (SELECT ?1 UNION ALL SELECT linked FROM subject_links WHERE subject = ?1)
+          ORDER BY s.seq",
     )?;
     let mut out = Vec::new();
     for order in orders {
@@ -140,13 +193,14 @@ pub fn case_events(
             format!(
                 "SELECT e.seq, e.body, coalesce(cu.merged_into, cu.cid)
                    FROM event_customers c JOIN events e ON e.seq = c.seq LEFT JOIN customers cu ON cu.cid = c.cid
-                  WHERE +e.type IN ({types}) AND e.time_us >= ?1 AND c.cid IN ({marks}) ORDER BY e.seq"
+                  WHERE e.type IN ({types}) AND e.time_us >= ?1 AND c.cid IN ({marks}) ORDER BY e.seq"
             )
         }
         None => format!(
             "SELECT e.seq, e.body, coalesce(cu.merged_into, cu.cid)
-               FROM events e LEFT JOIN event_customers c ON c.seq = e.seq LEFT JOIN customers cu ON cu.cid = c.cid
-              WHERE e.type IN ({types}) AND e.time_us >= ?1 ORDER BY e.seq"
+               FROM type_events t JOIN events e ON e.seq = t.seq
+               LEFT JOIN event_customers c ON c.seq = e.seq LEFT JOIN customers cu ON cu.cid = c.cid
+              WHERE t.type IN ({types}) AND e.time_us >= ?1 ORDER BY t.seq"
         ),
     };
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -194,9 +248,9 @@ pub fn search_customers(conn: &Connection, text: &str, limit: usize) -> Result<V
         }
     }
     let mut by_subject = conn.prepare_cached(
-        "SELECT DISTINCT coalesce(cu.merged_into, cu.cid) FROM events e
-           JOIN event_customers c ON c.seq = e.seq JOIN customers cu ON cu.cid = c.cid
-          WHERE e.subject IN (?1, ?2) LIMIT ?3",
+        "SELECT DISTINCT coalesce(cu.merged_into, cu.cid) FROM subject_events s
+           JOIN event_customers c ON c.seq = s.seq JOIN customers cu ON cu.cid = c.cid
+          WHERE s.subject IN (?1, ?2) LIMIT ?3",
     )?;
     let subjects = by_subject.query_map(
         rusqlite::params![format!("order:{text}"), format!("shipment:{text}"), limit as i64],
@@ -487,8 +541,8 @@ pub fn unresolved_breaches(conn: &Connection, keys: &[String], limit: usize) -> 
         "SELECT p.id, p.key, p.touchpoint, p.subject, p.state, p.made_at_us, p.start_us, p.due_us, p.settled_us, p.customer_ref
            FROM promises p
           WHERE p.key IN ({}) AND p.state IN ('broken', 'at_risk')
-            AND NOT EXISTS (SELECT 1 FROM events e WHERE e.subject = p.subject AND +e.type = 'case.resolved'
-                                                     AND e.time_us >= p.made_at_us)
+            AND NOT EXISTS (SELECT 1 FROM subject_events s JOIN events e ON e.seq = s.seq
+                             WHERE s.subject = p.subject AND e.type = 'case.resolved' AND e.time_us >= p.made_at_us)
           ORDER BY p.due_us, p.id LIMIT ?",
         vec!["?"; keys.len()].join(",")
     );
@@ -712,10 +766,10 @@ pub fn survey_answers(
     to_us: Option<i64>,
 ) -> Result<Vec<troth_core::chasm::Answer>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT coalesce(c.merged_into, ec.cid), e.body FROM events e
+        "SELECT coalesce(c.merged_into, ec.cid), e.body FROM type_events t JOIN events e ON e.seq = t.seq
          JOIN event_customers ec ON ec.seq = e.seq
          LEFT JOIN customers c ON c.cid = ec.cid
-         WHERE e.type IN ('survey.answered', 'review.posted') AND e.time_us >= ?1 AND e.time_us < ?2",
+         WHERE t.type IN ('survey.answered', 'review.posted') AND e.time_us >= ?1 AND e.time_us < ?2",
     )?;
     let mut rows = stmt.query([from_us.unwrap_or(i64::MIN), to_us.unwrap_or(i64::MAX)])?;
     let mut answers = Vec::new();
@@ -774,6 +828,8 @@ mod tests {
     fn plan(query: &EventQuery) -> String {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(super::super::schema::EVENTS).unwrap();
+        conn.execute_batch(&super::super::schema::event_index("main")).unwrap();
+        conn.execute_batch(super::super::schema::META).unwrap();
         let (sql, args) = events_sql(&conn, query).unwrap().unwrap();
         let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = explain
@@ -783,7 +839,7 @@ mod tests {
     }
 
     #[test]
-    fn a_subjects_events_of_one_type_are_read_by_subject() {
+    fn a_listing_by_subject_or_type_walks_the_event_index_in_order() {
         let query = EventQuery {
             subject: Some("driver:d-1".into()),
             event_type: Some("courier.position".into()),
@@ -792,12 +848,27 @@ mod tests {
             ..EventQuery::default()
         };
         // By type, the newest positions of every driver would be walked to find this one's.
-        assert!(plan(&query).contains("events_by_subject"), "{}", plan(&query));
-        let by_type = EventQuery {
+        let by_subject = plan(&query);
+        assert!(
+            by_subject.contains("SEARCH s USING PRIMARY KEY (subject=? AND seq>?)"),
+            "{by_subject}"
+        );
+        let by_type = plan(&EventQuery {
             event_type: Some("courier.position".into()),
+            after_seq: Some(10),
             limit: 20,
             ..EventQuery::default()
-        };
-        assert!(plan(&by_type).contains("events_by_type"), "{}", plan(&by_type));
+        });
+        assert!(
+            by_type.contains("SEARCH t USING PRIMARY KEY (type=? AND seq>?)"),
+            "{by_type}"
+        );
+        // Each read in the index's order, a page at a time, and the log's newer
+        // events from the checkpoint on: merged, nothing sorted.
+        for plan in [by_subject, by_type] {
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+            assert!(plan.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"), "{plan}");
+            assert!(plan.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid>?)"), "{plan}");
+        }
     }
 }

@@ -3,8 +3,12 @@
 //! (`projections.db`: everything derived from the log, with its checkpoint, and the
 //! outbox and tracking links written with them).
 
-/// The log: one row per event, never updated. (A store from before the split has
-/// a `customer_id` column here, no longer written: `event_customers` holds it.)
+/// The log: one row per event, never updated. Its only indexes are those the
+/// append needs: the position, and the id that makes an append idempotent. Events
+/// by subject and by type are looked up through the event index, a projection
+/// ([`event_index`]); a log from before it had them as indexes here, dropped as
+/// it opens. (A store from before the split has a `customer_id` column here, no
+/// longer written: `event_customers` holds it.)
 pub const EVENTS: &str = "
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY,
@@ -15,9 +19,27 @@ CREATE TABLE IF NOT EXISTS events (
     subject      TEXT,
     body         TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_subject ON events(subject, seq) WHERE subject IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_by_type ON events(type, seq);
+DROP INDEX IF EXISTS events_by_subject;
+DROP INDEX IF EXISTS events_by_type;
 ";
+
+/// The event index's: the log's positions by subject and by type.
+pub fn event_index(schema: &str) -> String {
+    format!(
+        "
+CREATE TABLE IF NOT EXISTS {schema}.subject_events (
+    subject  TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    PRIMARY KEY (subject, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS {schema}.type_events (
+    type  TEXT NOT NULL,
+    seq   INTEGER NOT NULL,
+    PRIMARY KEY (type, seq)
+) WITHOUT ROWID;
+"
+    )
+}
 
 /// Events stored per type, kept with each append so overviews need no scan.
 pub fn type_counts(schema: &str) -> String {
