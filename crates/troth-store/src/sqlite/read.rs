@@ -35,15 +35,22 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
             args.extend(more);
             return Ok(Some(ordered(sql + &filters, args, "c.seq", query)));
         }
-        (None, Some(subject), _) => (
-            "subject_events s",
-            "s.subject",
-            "s.seq",
-            "e.subject",
-            subject,
-            Taken::Subject,
-        ),
-        (None, None, Some(event_type)) => ("type_events t", "t.type", "t.seq", "e.type", event_type, Taken::Type),
+        (None, Some(subject), _) => IndexLead {
+            table: "subject_events s",
+            key: "s.subject",
+            pos: "s.seq",
+            column: "e.subject",
+            value: subject,
+            taken: Taken::Subject,
+        },
+        (None, None, Some(event_type)) => IndexLead {
+            table: "type_events t",
+            key: "t.type",
+            pos: "t.seq",
+            column: "e.type",
+            value: event_type,
+            taken: Taken::Type,
+        },
         (None, None, None) => {
             let (filters, args) = listing_filters(query, "e.seq", Taken::Nothing);
             let sql = format!("SELECT e.seq, e.received_us, e.body FROM events e WHERE 1{filters}");
@@ -54,7 +61,14 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
     // then the log's few newer events: a listing is as fresh as the log. Both read
     // in one statement, so from one moment of each file; each arm comes in order,
     // and SQLite merges them rather than sorting.
-    let (table, key, pos, column, value, taken) = lead;
+    let IndexLead {
+        table,
+        key,
+        pos,
+        column,
+        value,
+        taken,
+    } = lead;
     let (indexed_filters, mut args) = listing_filters(query, pos, taken);
     let (newer_filters, newer_args) = listing_filters(query, "e.seq", taken);
     let mut all = vec![SqlValue::Text(value.clone())];
@@ -70,6 +84,17 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
             AND {column} = ?{newer_filters}"
     );
     Ok(Some(ordered(sql, all, "1", query)))
+}
+
+/// A listing led by the event index: its table (with alias), the key and position
+/// columns there, the same key's column in the log, the value sought.
+struct IndexLead<'q> {
+    table: &'static str,
+    key: &'static str,
+    pos: &'static str,
+    column: &'static str,
+    value: &'q String,
+    taken: Taken,
 }
 
 /// Which of the listing's filters its leading index takes.
