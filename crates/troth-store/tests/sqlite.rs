@@ -346,12 +346,58 @@ async fn a_projector_of_another_version_is_rebuilt_at_open() {
     assert_eq!(stories, 1, "the version it was rebuilt by is recorded");
 }
 
-/// A store from before the event index: its log had indexes by subject and by type,
-/// and its projections no event index. As it opens, the log's indexes go and the
+/// A store from before the event index: the log had indexes by subject and by
+/// type, and no event index was kept. As it opens, the log's indexes go and the
 /// event index is built from the log, so listings by subject and by type still
 /// find every event.
 #[tokio::test]
 async fn a_store_from_before_the_event_index_gets_it_built_from_the_log() {
+    reopened_in_an_earlier_shape(|dir| {
+        let log = rusqlite::Connection::open(dir.join("troth.db")).unwrap();
+        log.execute_batch(
+            "CREATE INDEX events_by_subject ON events(subject, seq) WHERE subject IS NOT NULL;
+             CREATE INDEX events_by_type ON events(type, seq);",
+        )
+        .unwrap();
+        let stories = rusqlite::Connection::open(dir.join("stories.db")).unwrap();
+        stories
+            .execute_batch("DROP TABLE subject_events; DROP TABLE type_events;")
+            .unwrap();
+        let projections = rusqlite::Connection::open(dir.join("projections.db")).unwrap();
+        projections
+            .execute_batch("DELETE FROM meta WHERE key = 'version:event_index';")
+            .unwrap();
+    })
+    .await;
+}
+
+/// A store whose event index was a projection inside `projections.db`: as it
+/// opens, that one is dropped and the index is built in `stories.db` from the log.
+#[tokio::test]
+async fn a_store_with_the_event_index_among_the_projections_gets_it_moved() {
+    reopened_in_an_earlier_shape(|dir| {
+        let stories = rusqlite::Connection::open(dir.join("stories.db")).unwrap();
+        stories
+            .execute_batch("DROP TABLE subject_events; DROP TABLE type_events;")
+            .unwrap();
+        let projections = rusqlite::Connection::open(dir.join("projections.db")).unwrap();
+        projections
+            .execute_batch(
+                "CREATE TABLE subject_events (subject TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (subject, seq)) WITHOUT ROWID;
+                 CREATE TABLE type_events (type TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (type, seq)) WITHOUT ROWID;
+                 INSERT INTO type_events VALUES ('page.viewed', 1);
+                 UPDATE meta SET value = 1 WHERE key = 'version:event_index';",
+            )
+            .unwrap();
+    })
+    .await;
+}
+
+/// Writes 40 events, lists them by subject and by type, puts the store's files
+/// back to an earlier shape with `back`, opens it again: the same listings, a
+/// replay that finds the event index equal to the log, and the log with no index
+/// but its own keys, nor the projections' file with the index.
+async fn reopened_in_an_earlier_shape(back: impl FnOnce(&std::path::Path)) {
     let dir = tempfile::tempdir().unwrap();
     let listed = |store: SqliteStore, query: EventQuery| async move {
         let page = store.events(query).await.unwrap();
@@ -388,27 +434,14 @@ async fn a_store_from_before_the_event_index_gets_it_built_from_the_log() {
     };
     assert_eq!(subject_before.len(), 10);
     assert_eq!(type_before.len(), 40);
-    // Back to the earlier shape: the log's indexes, no event index.
-    let log = rusqlite::Connection::open(dir.path().join("troth.db")).unwrap();
-    log.execute_batch(
-        "CREATE INDEX events_by_subject ON events(subject, seq) WHERE subject IS NOT NULL;
-         CREATE INDEX events_by_type ON events(type, seq);",
-    )
-    .unwrap();
-    drop(log);
-    let projections = rusqlite::Connection::open(dir.path().join("projections.db")).unwrap();
-    projections
-        .execute_batch(
-            "DROP TABLE subject_events; DROP TABLE type_events; DELETE FROM meta WHERE key = 'version:event_index';",
-        )
-        .unwrap();
-    drop(projections);
+    back(dir.path());
 
     let store = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(listed(store.clone(), by_subject).await, subject_before);
     assert_eq!(listed(store.clone(), by_type).await, type_before);
     let report = store.replay(false, &mut |_| {}).unwrap();
     assert_eq!(report.differences["subject_events"], 0, "{report:?}");
+    assert_eq!(report.differences["type_events"], 0, "{report:?}");
     drop(store);
     let log = rusqlite::Connection::open(dir.path().join("troth.db")).unwrap();
     let indexes: i64 = log
@@ -419,6 +452,15 @@ async fn a_store_from_before_the_event_index_gets_it_built_from_the_log() {
         )
         .unwrap();
     assert_eq!(indexes, 0, "only the log's own keys are left");
+    let projections = rusqlite::Connection::open(dir.path().join("projections.db")).unwrap();
+    let index_tables: i64 = projections
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('subject_events', 'type_events')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index_tables, 0, "the event index is in stories.db alone");
 }
 
 async fn merges(store: &SqliteStore) -> u64 {

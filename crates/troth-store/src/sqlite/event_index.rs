@@ -4,75 +4,95 @@
 //!
 //! The log itself keeps only what its append needs (the position and the unique
 //! id): every other index there is written by every commit on the durable path, a
-//! page per event on small commits, before anyone is answered. Here the index
-//! follows the log like any projection, in the projections' batches.
+//! page per event on small commits, before anyone is answered. The index follows
+//! the log instead, in `stories.db` (attached as `stories`): the projections hand
+//! each batch's entries to the thread that writes the customers' copies
+//! (`stories.rs`), which writes both with one checkpoint, on the other core.
+//! A listing reads the index as far as that checkpoint and the log past it.
 
 use rusqlite::Connection;
 
 use super::projector::{Cx, Logged, Projector, Table};
 use crate::StoreError;
 
-pub struct Projection {
-    by_subject: String,
-    by_type: String,
-    /// The batch's entries, written at its end in key order: an insert then
-    /// finds its page where the last one left off, not at a random place.
-    subjects: Vec<(String, i64)>,
-    types: Vec<(String, i64)>,
-}
+pub const NAME: &str = "event_index";
 
-impl Projection {
-    pub fn open(conn: &Connection, schema: &'static str) -> Result<Projection, StoreError> {
-        conn.execute_batch(&super::schema::event_index(schema))?;
-        Ok(Projection {
-            by_subject: format!("INSERT OR IGNORE INTO {schema}.subject_events (subject, seq) VALUES (?1, ?2)"),
-            by_type: format!("INSERT OR IGNORE INTO {schema}.type_events (type, seq) VALUES (?1, ?2)"),
-            subjects: Vec::new(),
-            types: Vec::new(),
-        })
-    }
-}
+/// The entries of the log's events as far as the stories' checkpoint, in the
+/// index's shape: what the index holds once caught up.
+const FROM_LOG: [(&str, &str); 2] = [
+    (
+        "subject_events",
+        "SELECT subject, seq FROM log.events
+          WHERE subject IS NOT NULL
+            AND seq <= coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)",
+    ),
+    (
+        "type_events",
+        "SELECT type, seq FROM log.events
+          WHERE seq <= coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)",
+    ),
+];
+
+pub struct Projection;
 
 impl Projector for Projection {
     fn name(&self) -> &'static str {
-        "event_index"
+        NAME
+    }
+
+    /// 2: moved from `projections.db` to `stories.db`.
+    fn version(&self) -> u32 {
+        2
     }
 
     fn tables(&self) -> &'static [Table] {
         &[
             Table {
                 name: "subject_events",
-                rows: "SELECT subject, seq FROM {s}.subject_events",
+                rows: "SELECT subject, seq FROM stories.subject_events",
             },
             Table {
                 name: "type_events",
-                rows: "SELECT type, seq FROM {s}.type_events",
+                rows: "SELECT type, seq FROM stories.type_events",
             },
         ]
     }
 
-    fn apply(&mut self, _cx: &mut Cx<'_>, at: &mut Logged) -> Result<(), StoreError> {
-        if let Some(subject) = &at.event.subject {
-            self.subjects.push((subject.clone(), at.seq));
-        }
-        self.types.push((at.event.event_type.clone(), at.seq));
-        Ok(())
-    }
-
-    fn finish(&mut self, cx: &mut Cx<'_>) -> Result<(), StoreError> {
-        for (staged, sql) in [(&mut self.subjects, &self.by_subject), (&mut self.types, &self.by_type)] {
-            staged.sort_unstable();
-            let mut insert = cx.conn.prepare_cached(sql)?;
-            for (key, seq) in staged.drain(..) {
-                insert.execute(rusqlite::params![key, seq])?;
-            }
+    fn apply(&mut self, cx: &mut Cx<'_>, at: &mut Logged) -> Result<(), StoreError> {
+        if let Some(live) = &mut cx.live {
+            live.handed
+                .index(at.seq, at.event.subject.as_deref(), &at.event.event_type);
         }
         Ok(())
     }
 
-    fn reset(&mut self, _conn: &Connection) -> Result<(), StoreError> {
-        self.subjects.clear();
-        self.types.clear();
+    fn differences(&self, conn: &Connection) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        // Checked against the log rather than rebuilt beside it: each entry is a
+        // column of one event there.
+        let mut differences = Vec::new();
+        for (table, from_log) in self.tables().iter().zip(FROM_LOG) {
+            differences.push((
+                table.name,
+                super::projector::differing_rows(conn, table.rows, from_log.1)?,
+            ));
+        }
+        Ok(differences)
+    }
+
+    fn swap(&self, conn: &Connection) -> Result<(), StoreError> {
+        // The stories' thread is idle, as for the customers' copies (see `story::Copies`).
+        for (table, from_log) in FROM_LOG {
+            conn.execute_batch(&format!(
+                "DELETE FROM stories.{table}; INSERT INTO stories.{table} {from_log} ORDER BY 1, 2;"
+            ))?;
+        }
         Ok(())
     }
+}
+
+/// Drops the index a store kept in `projections.db` before it moved to `stories.db`
+/// (which the projector's new version then fills from the log).
+pub fn drop_from_projections(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("DROP TABLE IF EXISTS main.subject_events; DROP TABLE IF EXISTS main.type_events;")?;
+    Ok(())
 }

@@ -2,11 +2,11 @@
 //!
 //! Layout of the data directory: `troth.db` (the log, + its WAL), `projections.db`
 //! (everything derived from it, + its WAL), `stories.db` (the customers' copies of
-//! their events, + its WAL) and `troth.lock`, held by the process that has the
+//! their events and the event index, + its WAL) and `troth.lock`, held by the process that has the
 //! store open so a second one fails clearly. Three threads write, each its own
 //! file: the log writer (`log.rs`, the durable path), the projections
 //! (`projections.rs`), which follow the log from their checkpoint, and the
-//! customers' copies (`stories.rs`), which follow the projections.
+//! customers' copies with the event index (`stories.rs`), which follow the projections.
 
 mod audit;
 mod checkpoint;
@@ -107,7 +107,27 @@ struct Inner {
     fault: FaultSlot,
     /// Dropped with the store, which stops the checkpoint thread.
     _checkpoints: std::sync::mpsc::Sender<()>,
+    /// The threads that write the files, joined when the store is dropped, after
+    /// the channels above have closed and before the lock below is let go: a store
+    /// opened again once this one is dropped is the only one writing.
+    _threads: Threads,
     _lock: File,
+}
+
+/// The store's writing threads. Each ends once the channels that feed it close
+/// (the projections having caught up with the log first).
+struct Threads(Vec<std::thread::JoinHandle<()>>);
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        let current = std::thread::current().id();
+        for thread in self.0.drain(..) {
+            // Dropped by one of them (a closure it runs holding the store), it cannot wait for itself.
+            if thread.thread().id() != current {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 /// An append handed to the log writer, not yet answered
@@ -160,6 +180,7 @@ impl SqliteStore {
         let stories_conn = open_connection(&dir.join(stories::FILE), false, stories::PRAGMAS)?;
         stories_conn.execute_batch(stories::SCHEMA)?;
         let conn = open_projections(&projections_path, &db_path, false)?;
+        event_index::drop_from_projections(&conn)?;
         let new_tables = schema::missing(&conn, &["order_stages", "promise_changes"])?;
         let rules = journey.map(|map| Arc::new(projections::JourneyRules::new(map)));
         // The projectors create their tables.
@@ -249,19 +270,26 @@ impl SqliteStore {
         );
         let (checkpoints, stop_checkpoints) = std::sync::mpsc::channel();
         checkpoint::start(open_connection(&projections_path, false, "")?, stop_checkpoints).map_err(io)?;
-        std::thread::Builder::new()
-            .name("troth-log".into())
-            .spawn(move || writer.run(log_rx))
-            .map_err(io)?;
-        std::thread::Builder::new()
-            .name("troth-projections".into())
-            .spawn(move || projections.run(jobs_rx))
-            .map_err(io)?;
+        let mut threads = Threads(Vec::new());
+        threads.0.push(
+            std::thread::Builder::new()
+                .name("troth-log".into())
+                .spawn(move || writer.run(log_rx))
+                .map_err(io)?,
+        );
+        threads.0.push(
+            std::thread::Builder::new()
+                .name("troth-projections".into())
+                .spawn(move || projections.run(jobs_rx))
+                .map_err(io)?,
+        );
         let stories = stories::Stories::new(stories_conn, positions.clone(), times.clone())?;
-        std::thread::Builder::new()
-            .name("troth-stories".into())
-            .spawn(move || stories.run(stories_rx, checkpoint))
-            .map_err(io)?;
+        threads.0.push(
+            std::thread::Builder::new()
+                .name("troth-stories".into())
+                .spawn(move || stories.run(stories_rx, checkpoint))
+                .map_err(io)?,
+        );
         let store = SqliteStore {
             inner: Arc::new(Inner {
                 db_path,
@@ -282,6 +310,7 @@ impl SqliteStore {
                 clock,
                 fault,
                 _checkpoints: checkpoints,
+                _threads: threads,
                 _lock: lock,
             }),
         };
@@ -1057,6 +1086,7 @@ impl Store for SqliteStore {
         let at = [
             (PROJECTIONS, positions.projections.get()),
             (story::Copies::NAME, positions.stories.get()),
+            (event_index::NAME, positions.stories.get()),
         ];
         let head = positions.head.get();
         let projectors = at

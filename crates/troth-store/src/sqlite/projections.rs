@@ -440,19 +440,24 @@ impl Projections {
         record_quarantine(&tx, self.received_now(), "projection", &id, &kind, reason, &body)?;
         set_checkpoint(&tx, seq)?;
         tx.commit()?;
-        self.moved_to(seq, Vec::new());
+        // Set aside, it is still in the log, and so in the event index.
+        let mut rows = super::stories::Rows::default();
+        if let Ok(event) = troth_core::validate_event(&body) {
+            rows.index(seq, event.subject.as_deref(), &event.event_type);
+        }
+        self.moved_to(seq, rows);
         Ok(())
     }
 
-    /// After a commit that moved the checkpoint: hands the customers' copies it
-    /// made to their thread (waiting while it has two batches to write).
-    fn moved_to(&mut self, checkpoint: i64, copies: Vec<(i64, i64, String)>) {
+    /// After a commit that moved the checkpoint: hands the customers' copies and the
+    /// event index's entries to their thread (waiting while it has two batches to write).
+    fn moved_to(&mut self, checkpoint: i64, rows: super::stories::Rows) {
         self.checkpoint = checkpoint;
         self.shared.positions.projections.advance(checkpoint);
         self.shared.positions.passed();
         let batch = super::stories::Batch {
             through: checkpoint,
-            copies,
+            rows,
         };
         if self.shared.stories.send(batch).is_err() {
             tracing::error!("the customers' copies' thread has stopped; stories will lack the events from here");
@@ -548,12 +553,12 @@ impl Projections {
         let Live {
             derived,
             enqueued,
-            copies,
+            handed,
             ..
         } = live.expect("the live projections react");
         set_checkpoint(&tx, through)?;
         commit(tx, &self.shared, &mut self.last_flush, aggregates, derived, enqueued)?;
-        self.moved_to(through, copies);
+        self.moved_to(through, handed);
         Ok(())
     }
 
@@ -961,9 +966,8 @@ fn rebuild_changed_projectors(
 /// Whether none of the projector's live tables holds a row.
 fn has_no_rows(conn: &Connection, projector: &dyn Projector) -> rusqlite::Result<bool> {
     for table in projector.tables() {
-        let any: bool = conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM main.{})", table.name), [], |r| {
-            r.get(0)
-        })?;
+        let rows = table.rows.replace("{s}", "main");
+        let any: bool = conn.query_row(&format!("SELECT EXISTS ({rows})"), [], |r| r.get(0))?;
         if any {
             return Ok(false);
         }

@@ -69,9 +69,9 @@ pub struct Live<'a> {
     pub derived: Vec<ValidEvent>,
     /// Outbox rows enqueued as pending.
     pub enqueued: usize,
-    /// The customers' copies of the batch's events, `(cid, seq, text)`, handed to
-    /// their own thread once the transaction commits (`stories.rs`).
-    pub copies: Vec<(i64, i64, String)>,
+    /// The customers' copies of the batch's events and their entries in the event
+    /// index, handed to their own thread once the transaction commits (`stories.rs`).
+    pub handed: super::stories::Rows,
 }
 
 impl<'a> Live<'a> {
@@ -81,7 +81,7 @@ impl<'a> Live<'a> {
             fault,
             derived: Vec::new(),
             enqueued: 0,
-            copies: Vec::new(),
+            handed: Default::default(),
         }
     }
 }
@@ -166,7 +166,7 @@ pub fn registry(
     rules: Option<&Arc<JourneyRules>>,
 ) -> Result<Vec<Box<dyn Projector>>, StoreError> {
     Ok(vec![
-        Box::new(super::event_index::Projection::open(conn, schema)?),
+        Box::new(super::event_index::Projection),
         Box::new(super::identities::Projection::open(conn, schema)?),
         Box::new(super::projections::Counts::open(conn, schema)?),
         Box::new(super::promises::Projection::open(conn, schema, rules.cloned())?),
@@ -293,8 +293,11 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "ATTACH DATABASE '' AS replay; ATTACH DATABASE '' AS log; ATTACH DATABASE '' AS stories;
-             CREATE TABLE log.events (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
-             CREATE TABLE stories.customer_events (cid INTEGER, seq INTEGER, body TEXT, PRIMARY KEY (cid, seq));",
+             CREATE TABLE log.events (seq INTEGER PRIMARY KEY, subject TEXT, type TEXT NOT NULL, body TEXT NOT NULL);
+             CREATE TABLE stories.customer_events (cid INTEGER, seq INTEGER, body TEXT, PRIMARY KEY (cid, seq));
+             CREATE TABLE stories.subject_events (subject TEXT, seq INTEGER, PRIMARY KEY (subject, seq));
+             CREATE TABLE stories.type_events (type TEXT, seq INTEGER, PRIMARY KEY (type, seq));
+             CREATE TABLE stories.meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
         )
         .unwrap();
         let projectors = registry(&conn, "main", None).unwrap();

@@ -36,7 +36,7 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
             return Ok(Some(ordered(sql + &filters, args, "c.seq", query)));
         }
         (None, Some(subject), _) => IndexLead {
-            table: "subject_events s",
+            table: "stories.subject_events s",
             key: "s.subject",
             pos: "s.seq",
             column: "e.subject",
@@ -44,7 +44,7 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
             taken: Taken::Subject,
         },
         (None, None, Some(event_type)) => IndexLead {
-            table: "type_events t",
+            table: "stories.type_events t",
             key: "t.type",
             pos: "t.seq",
             column: "e.type",
@@ -57,7 +57,7 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
             return Ok(Some(ordered(sql, args, "e.seq", query)));
         }
     };
-    // By the event index, which holds the events the projections have passed, and
+    // By the event index, which holds the events as far as its checkpoint, and
     // then the log's few newer events: a listing is as fresh as the log. Both read
     // in one statement, so from one moment of each file; each arm comes in order,
     // and SQLite merges them rather than sorting.
@@ -80,7 +80,7 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
           WHERE {key} = ?{indexed_filters}
          UNION ALL
          SELECT e.seq, e.received_us, e.body FROM events e
-          WHERE e.seq > coalesce((SELECT value FROM main.meta WHERE key = 'projected_through'), 0)
+          WHERE e.seq > coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)
             AND {column} = ?{newer_filters}"
     );
     Ok(Some(ordered(sql, all, "1", query)))
@@ -175,7 +175,7 @@ pub fn events(conn: &Connection, query: &EventQuery) -> Result<EventPage, StoreE
 /// order or one of its shipments (linked by `shipment.created`), in log order.
 pub fn order_events(conn: &Connection, orders: &[String]) -> Result<Vec<crate::OrderEvent>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT e.time_us, e.type FROM subject_events s JOIN events e ON e.seq = s.seq
+        "SELECT e.time_us, e.type FROM stories.subject_events s JOIN events e ON e.seq = s.seq
           WHERE s.subject IN (SELECT ?1 UNION ALL SELECT linked FROM subject_links WHERE subject = ?1)
           ORDER BY s.seq",
     )?;
@@ -223,7 +223,7 @@ pub fn case_events(
         }
         None => format!(
             "SELECT e.seq, e.body, coalesce(cu.merged_into, cu.cid)
-               FROM type_events t JOIN events e ON e.seq = t.seq
+               FROM stories.type_events t JOIN events e ON e.seq = t.seq
                LEFT JOIN event_customers c ON c.seq = e.seq LEFT JOIN customers cu ON cu.cid = c.cid
               WHERE t.type IN ({types}) AND e.time_us >= ?1 ORDER BY t.seq"
         ),
@@ -273,7 +273,7 @@ pub fn search_customers(conn: &Connection, text: &str, limit: usize) -> Result<V
         }
     }
     let mut by_subject = conn.prepare_cached(
-        "SELECT DISTINCT coalesce(cu.merged_into, cu.cid) FROM subject_events s
+        "SELECT DISTINCT coalesce(cu.merged_into, cu.cid) FROM stories.subject_events s
            JOIN event_customers c ON c.seq = s.seq JOIN customers cu ON cu.cid = c.cid
           WHERE s.subject IN (?1, ?2) LIMIT ?3",
     )?;
@@ -566,7 +566,7 @@ pub fn unresolved_breaches(conn: &Connection, keys: &[String], limit: usize) -> 
         "SELECT p.id, p.key, p.touchpoint, p.subject, p.state, p.made_at_us, p.start_us, p.due_us, p.settled_us, p.customer_ref
            FROM promises p
           WHERE p.key IN ({}) AND p.state IN ('broken', 'at_risk')
-            AND NOT EXISTS (SELECT 1 FROM subject_events s JOIN events e ON e.seq = s.seq
+            AND NOT EXISTS (SELECT 1 FROM stories.subject_events s JOIN events e ON e.seq = s.seq
                              WHERE s.subject = p.subject AND e.type = 'case.resolved' AND e.time_us >= p.made_at_us)
           ORDER BY p.due_us, p.id LIMIT ?",
         vec!["?"; keys.len()].join(",")
@@ -791,7 +791,7 @@ pub fn survey_answers(
     to_us: Option<i64>,
 ) -> Result<Vec<troth_core::chasm::Answer>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT coalesce(c.merged_into, ec.cid), e.body FROM type_events t JOIN events e ON e.seq = t.seq
+        "SELECT coalesce(c.merged_into, ec.cid), e.body FROM stories.type_events t JOIN events e ON e.seq = t.seq
          JOIN event_customers ec ON ec.seq = e.seq
          LEFT JOIN customers c ON c.cid = ec.cid
          WHERE t.type IN ('survey.answered', 'review.posted') AND e.time_us >= ?1 AND e.time_us < ?2",
@@ -853,8 +853,20 @@ mod tests {
     fn plan(query: &EventQuery) -> String {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(super::super::schema::EVENTS).unwrap();
-        conn.execute_batch(&super::super::schema::event_index("main")).unwrap();
         conn.execute_batch(super::super::schema::META).unwrap();
+        conn.execute_batch("ATTACH DATABASE '' AS stories").unwrap();
+        // The stories' schema names its tables bare: made in a file of its own, as they are.
+        let stories = tempfile::tempdir().unwrap();
+        let path = stories.path().join(super::super::stories::FILE);
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(super::super::stories::SCHEMA)
+            .unwrap();
+        conn.execute_batch(&format!(
+            "DETACH DATABASE stories; ATTACH DATABASE '{}' AS stories",
+            path.display()
+        ))
+        .unwrap();
         let (sql, args) = events_sql(&conn, query).unwrap().unwrap();
         let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = explain

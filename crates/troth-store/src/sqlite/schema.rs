@@ -6,7 +6,7 @@
 /// The log: one row per event, never updated. Its only indexes are those the
 /// append needs: the position, and the id that makes an append idempotent. Events
 /// by subject and by type are looked up through the event index, a projection
-/// ([`event_index`]); a log from before it had them as indexes here, dropped as
+/// (`event_index.rs`); a log from before it had them as indexes here, dropped as
 /// it opens. (A store from before the split has a `customer_id` column here, no
 /// longer written: `event_customers` holds it.)
 pub const EVENTS: &str = "
@@ -22,24 +22,6 @@ CREATE TABLE IF NOT EXISTS events (
 DROP INDEX IF EXISTS events_by_subject;
 DROP INDEX IF EXISTS events_by_type;
 ";
-
-/// The event index's: the log's positions by subject and by type.
-pub fn event_index(schema: &str) -> String {
-    format!(
-        "
-CREATE TABLE IF NOT EXISTS {schema}.subject_events (
-    subject  TEXT NOT NULL,
-    seq      INTEGER NOT NULL,
-    PRIMARY KEY (subject, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS {schema}.type_events (
-    type  TEXT NOT NULL,
-    seq   INTEGER NOT NULL,
-    PRIMARY KEY (type, seq)
-) WITHOUT ROWID;
-"
-    )
-}
 
 /// Events stored per type, kept with each append so overviews need no scan.
 pub fn type_counts(schema: &str) -> String {

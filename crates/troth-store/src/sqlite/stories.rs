@@ -1,17 +1,19 @@
-//! The customers' copies of their events (`customer_events`, in `stories.db`), kept
-//! by a thread of their own, `troth-stories`, which follows the projections: it
-//! needs each event's customer, which the identities resolve there.
+//! What follows the projections on a thread of its own, `troth-stories`, into a file
+//! of its own, `stories.db`: the customers' copies of their events
+//! (`customer_events`, see `story.rs`) and the event index (`subject_events`,
+//! `type_events`, see `event_index.rs`). The copies need each event's customer,
+//! which the identities resolve in the projections; the index needs nothing, and
+//! rides along to share the transaction and the checkpoint.
 //!
-//! The copies are each event's text again, in the order of its customer, so a
-//! customer's story reads a few neighbouring pages (see `story.rs`). Written inside
-//! the projections' transaction they were about a seventh of an import; here they
-//! take the core the projections leave idle. After each commit the projections
-//! hand over their batch's copies and the position they passed (a bounded channel:
-//! a full one holds the projections back, and through them the appends). This
-//! thread writes them in one transaction with its own checkpoint
-//! (`meta.stories_through`), so a batch written twice changes nothing. At start it
-//! catches up from `event_customers` and the log, from its checkpoint to where the
-//! projections stood, before it takes what they hand over.
+//! Written inside the projections' transaction, the copies were about a seventh of
+//! an import and the index about a quarter of the projections' time; here they take
+//! the core the projections leave idle. After each commit the projections hand over
+//! their batch's rows and the position they passed (a bounded channel: a full one
+//! holds the projections back, and through them the appends). This thread writes
+//! them in one transaction with its own checkpoint (`meta.stories_through`), so a
+//! batch written twice changes nothing. At start it catches up from
+//! `event_customers` and the log, from its checkpoint to where the projections
+//! stood, before it takes what they hand over.
 
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -32,6 +34,16 @@ CREATE TABLE IF NOT EXISTS customer_events (
     seq   INTEGER NOT NULL,
     body  TEXT NOT NULL,
     PRIMARY KEY (cid, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subject_events (
+    subject  TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    PRIMARY KEY (subject, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS type_events (
+    type  TEXT NOT NULL,
+    seq   INTEGER NOT NULL,
+    PRIMARY KEY (type, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 ";
@@ -54,10 +66,31 @@ PRAGMA journal_size_limit = 67108864;
 /// How many events a catch-up reads at once.
 const CATCH_UP_EVENTS: i64 = 65_536;
 
-/// Copies the projections committed, `(cid, seq, text)`, and the position they passed.
+/// What the projections committed hands over, and the position they passed.
 pub struct Batch {
     pub through: i64,
+    pub rows: Rows,
+}
+
+/// The rows of a batch of events that this thread writes.
+#[derive(Default)]
+pub struct Rows {
+    /// The customers' copies, `(cid, seq, text)`.
     pub copies: Vec<(i64, i64, String)>,
+    /// The event index: `(subject, seq)` of the events that have a subject…
+    pub subjects: Vec<(String, i64)>,
+    /// …and `(type, seq)` of every event.
+    pub types: Vec<(String, i64)>,
+}
+
+impl Rows {
+    /// The event's entries in the event index.
+    pub fn index(&mut self, seq: i64, subject: Option<&str>, event_type: &str) {
+        if let Some(subject) = subject {
+            self.subjects.push((subject.to_owned(), seq));
+        }
+        self.types.push((event_type.to_owned(), seq));
+    }
 }
 
 /// The stories' checkpoint as stored.
@@ -79,7 +112,7 @@ pub struct Stories {
     checkpoint: i64,
     positions: Arc<Positions>,
     /// The projectors' times, where the time spent writing here is added to the
-    /// `stories` projector's.
+    /// `stories` and `event_index` projectors'.
     times: ProjectionTimes,
 }
 
@@ -115,40 +148,77 @@ impl Stories {
         }
     }
 
-    /// Copies the next events up to `projected` from `event_customers` and the log.
+    /// Takes the next events up to `projected` from `event_customers` and the log.
     fn catch_up(&mut self, projected: i64) -> Result<(), StoreError> {
         let through = (self.checkpoint + CATCH_UP_EVENTS).min(projected);
-        let copies = {
-            let mut read = self.conn.prepare_cached(
+        let mut rows = Rows::default();
+        {
+            let mut copies = self.conn.prepare_cached(
                 "SELECT c.cid, c.seq, e.body FROM projections.event_customers c JOIN log.events e ON e.seq = c.seq
                   WHERE c.seq > ?1 AND c.seq <= ?2",
             )?;
-            read.query_map([self.checkpoint, through], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        self.write(&mut Batch { through, copies })
+            rows.copies = copies
+                .query_map([self.checkpoint, through], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut index = self
+                .conn
+                .prepare_cached("SELECT seq, subject, type FROM log.events WHERE seq > ?1 AND seq <= ?2")?;
+            let mut read = index.query([self.checkpoint, through])?;
+            while let Some(row) = read.next()? {
+                let subject = row.get_ref(1)?.as_str_or_null().map_err(rusqlite::Error::from)?;
+                let event_type = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+                rows.index(row.get(0)?, subject, event_type);
+            }
+        }
+        self.write(&mut Batch { through, rows })
     }
 
-    /// Writes a batch in customer order with the checkpoint it reaches.
+    /// Writes a batch, each table in its key order, with the checkpoint it reaches.
     fn write(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
         if batch.through <= self.checkpoint {
             return Ok(());
         }
         let started = Instant::now();
-        // In customer order, a batch touches each customer's pages once.
-        batch.copies.sort_unstable_by_key(|(cid, seq, _)| (*cid, *seq));
+        let Rows {
+            copies,
+            subjects,
+            types,
+        } = &mut batch.rows;
+        // In key order, a batch touches each customer's (each subject's) pages once,
+        // and each insert finds its page where the last one left off.
+        copies.sort_unstable_by_key(|(cid, seq, _)| (*cid, *seq));
         let tx = self.conn.unchecked_transaction()?;
         {
             let mut copy = tx.prepare_cached(
                 "INSERT INTO main.customer_events (cid, seq, body) VALUES (?1, ?2, ?3)
                  ON CONFLICT (cid, seq) DO UPDATE SET body = excluded.body",
             )?;
-            for (cid, seq, body) in &batch.copies {
+            for (cid, seq, body) in copies.iter() {
                 if *seq > self.checkpoint {
                     copy.execute(params![cid, seq, body])?;
                 }
             }
         }
+        let copied = started.elapsed();
+        for (entries, sql) in [
+            (
+                subjects,
+                "INSERT OR IGNORE INTO main.subject_events (subject, seq) VALUES (?1, ?2)",
+            ),
+            (
+                types,
+                "INSERT OR IGNORE INTO main.type_events (type, seq) VALUES (?1, ?2)",
+            ),
+        ] {
+            entries.sort_unstable();
+            let mut insert = tx.prepare_cached(sql)?;
+            for (key, seq) in entries.iter() {
+                if *seq > self.checkpoint {
+                    insert.execute(params![key, seq])?;
+                }
+            }
+        }
+        let indexed = started.elapsed() - copied;
         tx.prepare_cached(
             "INSERT INTO main.meta (key, value) VALUES ('stories_through', ?1)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -158,9 +228,15 @@ impl Stories {
         self.checkpoint = batch.through;
         self.positions.stories.advance(batch.through);
         self.positions.passed();
+        // The commit is the copies': they are most of what it writes.
+        let copied = started.elapsed() - indexed;
         let mut times = self.times.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, spent)) = times.iter_mut().find(|(name, _)| *name == super::story::Copies::NAME) {
-            *spent += started.elapsed();
+        for (name, spent) in times.iter_mut() {
+            if *name == super::story::Copies::NAME {
+                *spent += copied;
+            } else if *name == super::event_index::NAME {
+                *spent += indexed;
+            }
         }
         Ok(())
     }

@@ -272,7 +272,9 @@ impl super::projector::Projector for Copies {
     ) -> Result<(), StoreError> {
         if let (Some(cid), Some(live)) = (at.customer, &mut cx.live) {
             // The last projector: the event's text moves into the copy.
-            live.copies.push((cid, at.seq, std::mem::take(&mut at.event.raw)));
+            live.handed
+                .copies
+                .push((cid, at.seq, std::mem::take(&mut at.event.raw)));
         }
         Ok(())
     }
