@@ -431,7 +431,7 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
         let total: f64 = times.iter().map(|(_, t)| t.as_secs_f64()).sum();
         let events = (summary.accepted + summary.duplicate) as f64;
         println!(
-            "projectors (the projections' thread takes each event through all in turn; stories writes on its own):"
+            "projectors (the projections' thread takes each event through all in turn; stories and event_index are written on a thread of their own):"
         );
         for (name, time) in &times {
             println!(

@@ -1085,8 +1085,8 @@ impl Store for SqliteStore {
         // The projected positions first: read the other way, they could pass the head.
         let at = [
             (PROJECTIONS, positions.projections.get()),
+            // The event index is written with the copies, under their checkpoint.
             (story::Copies::NAME, positions.stories.get()),
-            (event_index::NAME, positions.stories.get()),
         ];
         let head = positions.head.get();
         let projectors = at
