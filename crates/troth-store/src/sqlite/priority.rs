@@ -1,10 +1,15 @@
-//! The durable path first: the threads that follow the log (the projections and
-//! the copy of their WAL) run at a lower OS priority than the log writer and the
-//! request threads. On a busy machine the scheduler then gives the append its
-//! core, and the projections the time left; they catch up when the load eases,
-//! and back-pressure ([`super::log::MAX_LAG_EVENTS`]) bounds how far they fall
-//! behind. With all threads equal, a bulk import shared two cores three ways and
-//! appended a third slower than with the log writer alone.
+//! The durable path first: the threads that follow the log (the projections, the
+//! customers' copies, the read-ahead and the copy of the projections' WAL) run at a
+//! lower OS priority than the log writer and the request threads. On a busy
+//! machine the scheduler then gives the append its core, and the projections the
+//! time left; they catch up when the load eases, and back-pressure
+//! ([`super::log::MAX_LAG_EVENTS`]) bounds how far they fall behind. With all
+//! threads equal, a bulk import shared two cores three ways and appended a third
+//! slower than with the log writer alone. A bulk import, which waits for them at
+//! its end anyway, puts them at the lowest priority ([`IMPORT_NICE`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The nice value the following threads take (0 is the default, 19 the lowest).
 /// At 5 the scheduler weighs them about a third of a normal thread when both want
@@ -12,16 +17,69 @@
 /// HTTP benchmark rose from about 25 ms to 50–110 ms for no more speed.)
 pub const FOLLOWER_NICE: i32 = 5;
 
-/// Lowers the calling thread's priority to [`FOLLOWER_NICE`]. On Linux a nice
-/// value belongs to the thread (`setpriority` on the caller changes only it);
-/// elsewhere nothing changes. A refusal is logged and otherwise harmless.
-pub fn follow_behind_the_log(thread: &str) {
+/// The nice value they take while a bulk import writes the log: the append then has
+/// the cores while it has input, the followers the time it leaves, and the cores
+/// once it ends (an import waits for them at its end anyway).
+pub const IMPORT_NICE: i32 = 19;
+
+/// The nice value a store asks its following threads to run at; each applies it to
+/// itself as it next goes round its loop.
+#[derive(Debug)]
+pub struct Wanted(AtomicI32);
+
+impl Default for Wanted {
+    fn default() -> Wanted {
+        Wanted(AtomicI32::new(FOLLOWER_NICE))
+    }
+}
+
+impl Wanted {
+    /// Asks the followers for [`IMPORT_NICE`]. One way: a thread without privileges
+    /// may lower its priority but not raise it again.
+    pub fn lowest(&self) {
+        self.0.store(IMPORT_NICE, Ordering::Relaxed);
+    }
+}
+
+/// A following thread's hold on its own priority.
+pub struct Follower {
+    thread: &'static str,
+    wanted: Arc<Wanted>,
+    applied: Option<i32>,
+}
+
+impl Follower {
+    /// Takes the wanted priority for the calling thread, which follows the log.
+    pub fn start(thread: &'static str, wanted: Arc<Wanted>) -> Follower {
+        let mut follower = Follower {
+            thread,
+            wanted,
+            applied: None,
+        };
+        follower.keep();
+        follower
+    }
+
+    /// Takes the wanted priority if it changed: one atomic load otherwise.
+    pub fn keep(&mut self) {
+        let nice = self.wanted.0.load(Ordering::Relaxed);
+        if self.applied != Some(nice) {
+            set_own_nice(self.thread, nice);
+            self.applied = Some(nice);
+        }
+    }
+}
+
+/// Sets the calling thread's nice value. On Linux a nice value belongs to the
+/// thread (`setpriority` on the caller changes only it); elsewhere nothing changes.
+/// A refusal is logged and otherwise harmless.
+fn set_own_nice(thread: &str, nice: i32) {
     #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(None, FOLLOWER_NICE) {
-        tracing::debug!(thread, error = %e, "could not lower the thread's priority; it runs at the default");
+    if let Err(e) = rustix::process::setpriority_process(None, nice) {
+        tracing::debug!(thread, nice, error = %e, "could not change the thread's priority; it keeps the one it has");
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = thread;
+    let _ = (thread, nice);
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -92,7 +150,7 @@ mod tests {
         let main = own_tid();
         let before = nice_of(&main);
         let (follower, nice) = std::thread::spawn(|| {
-            follow_behind_the_log("test");
+            let _follower = Follower::start("test", Default::default());
             let tid = own_tid();
             let nice = nice_of(&tid);
             (tid, nice)

@@ -282,11 +282,12 @@ impl Projections {
     }
 
     pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
-        super::priority::follow_behind_the_log("projections");
+        let mut follower = super::priority::Follower::start("projections", self.shared.positions.followers.clone());
         self.resend_derived();
         let mut group = Vec::new();
         let mut open = true;
         while open {
+            follower.keep();
             while let Ok(job) = jobs.try_recv() {
                 if !matches!(job, Job::Wake) {
                     group.push(job);
