@@ -16,6 +16,7 @@ mod event_index;
 mod export;
 mod health;
 mod identities;
+mod linger;
 mod log;
 mod notices;
 mod outbox;

@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use troth_core::{Timestamp, ValidEvent};
 
 use super::health::HealthDays;
+use super::linger::{self, Linger};
 use super::log::{self, Positions};
 use super::projector::{Cx, Live, Logged, Projector};
 use super::read_ahead::ReadAhead;
@@ -52,11 +53,10 @@ pub const BATCH_EVENTS: i64 = 65_536;
 /// 5.6–6.2 ms with it (fewer projection commits for the log's to share the disk
 /// and the cores with), at no cost in throughput; the projections' lag stays far
 /// under its bar (200 ms at p99).
-const LINGER: Duration = Duration::from_millis(5);
-/// Waiting events that end the linger at once.
-const LINGER_EVENTS: i64 = 1_024;
-/// How often a linger looks for readers waiting.
-const LINGER_SLICE: Duration = Duration::from_millis(1);
+const LINGER: Linger = Linger {
+    longest: Duration::from_millis(5),
+    events: 1_024,
+};
 
 /// Time spent in each projector since the store opened, by name, in the order of
 /// the registry.
@@ -339,24 +339,20 @@ impl Projections {
         }
     }
 
-    /// Under a trickle of appends, waits a moment for more before a batch: each
-    /// transaction writes every page it touched, so one batch of many events costs
-    /// far less than many batches of a few. It waits until [`LINGER_EVENTS`] are
-    /// waiting or the oldest of them is [`LINGER`] old, and not at all while a
-    /// reader waits for a position (`min_position`, `settle`) or appends wait for room.
+    /// Under a trickle of appends, waits a moment for more before a batch
+    /// ([`LINGER`], see `linger.rs`).
     fn linger(&self) {
         let positions = &self.shared.positions;
         let checkpoint = self.checkpoint;
         loop {
             let waiting = positions.head.get() - checkpoint;
             let age = positions.lag_age(checkpoint);
-            let Some(left) = linger_left(waiting, age, positions.projected.waiters()) else {
+            let Some(left) = LINGER.left(waiting, age, positions.projected.waiters()) else {
                 return;
             };
-            // In slices, so a reader that starts waiting meanwhile is not kept long.
             positions
                 .head
-                .wait_blocking(|head| head - checkpoint >= LINGER_EVENTS, left.min(LINGER_SLICE));
+                .wait_blocking(|head| head - checkpoint >= LINGER.events, left.min(linger::SLICE));
         }
     }
 
@@ -1209,34 +1205,4 @@ fn recount_health_if_rules_changed(conn: &Connection, health: &HealthIndex, thro
     )?;
     tx.commit()?;
     Ok(())
-}
-
-/// How much longer the projections may wait for more events, given how many are
-/// waiting, how old the oldest is, and how many readers wait for a position;
-/// `None` to project now.
-fn linger_left(waiting: i64, oldest: Option<Duration>, readers: usize) -> Option<Duration> {
-    if waiting <= 0 || waiting >= LINGER_EVENTS || readers > 0 {
-        return None;
-    }
-    LINGER.checked_sub(oldest?).filter(|left| !left.is_zero())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_few_fresh_events_wait_for_more_unless_someone_waits_for_them() {
-        let ms = Duration::from_millis;
-        // A few events, just committed: wait out the rest of the linger.
-        assert_eq!(linger_left(3, Some(ms(1)), 0), Some(LINGER - ms(1)));
-        // Old enough, many enough, none at all, or a reader waiting: project now.
-        assert_eq!(linger_left(3, Some(LINGER), 0), None);
-        assert_eq!(linger_left(3, Some(ms(60)), 0), None);
-        assert_eq!(linger_left(LINGER_EVENTS, Some(ms(1)), 0), None);
-        assert_eq!(linger_left(0, None, 0), None);
-        assert_eq!(linger_left(3, Some(ms(1)), 1), None);
-        // No commit on record for them: now.
-        assert_eq!(linger_left(3, None, 0), None);
-    }
 }

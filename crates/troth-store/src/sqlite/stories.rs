@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::linger::Linger;
 use super::log::Positions;
 use super::projections::ProjectionTimes;
 use crate::StoreError;
@@ -67,16 +68,13 @@ PRAGMA journal_size_limit = 67108864;
 const CATCH_UP_EVENTS: i64 = 65_536;
 
 /// Under a trickle the projections hand over a batch every few milliseconds; this
-/// thread waits for more until the oldest event it holds was committed this long
-/// ago, or it holds [`LINGER_EVENTS`], so that a commit writes each page it touches
+/// thread waits for more (`linger.rs`) so that a commit writes each page it touches
 /// for many events rather than a few (and SQLite's walk of the page cache at the
-/// end of each commit runs less often). Not at all while a reader waits for a
-/// position.
-const LINGER: Duration = Duration::from_millis(15);
-/// Events held that end the linger at once.
-const LINGER_EVENTS: usize = 2_048;
-/// How often a linger looks for readers waiting.
-const LINGER_SLICE: Duration = Duration::from_millis(1);
+/// end of each commit runs less often).
+const LINGER: Linger = Linger {
+    longest: Duration::from_millis(15),
+    events: 2_048,
+};
 
 /// What the projections committed hands over, and the position they passed.
 pub struct Batch {
@@ -173,10 +171,10 @@ impl Stories {
                     Err(std::sync::mpsc::TryRecvError::Empty) => {
                         let oldest = self.positions.lag_age(self.checkpoint);
                         let readers = self.positions.projected.waiters();
-                        let Some(left) = linger_left(batch.rows.types.len(), oldest, readers) else {
+                        let Some(left) = LINGER.left(batch.rows.types.len() as i64, oldest, readers) else {
                             break;
                         };
-                        match batches.recv_timeout(left.min(LINGER_SLICE)) {
+                        match batches.recv_timeout(left.min(super::linger::SLICE)) {
                             Ok(next) => batch.join(next),
                             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
@@ -285,15 +283,6 @@ impl Stories {
     }
 }
 
-/// How much longer to wait for more before writing `held` events whose oldest was
-/// committed `oldest` ago, with `readers` waiting for a position; `None`: write now.
-fn linger_left(held: usize, oldest: Option<Duration>, readers: usize) -> Option<Duration> {
-    if held == 0 || held >= LINGER_EVENTS || readers > 0 {
-        return None;
-    }
-    LINGER.checked_sub(oldest?).filter(|left| !left.is_zero())
-}
-
 struct Stopped(Arc<Positions>);
 
 impl Drop for Stopped {
@@ -338,21 +327,4 @@ pub fn move_from_projections(conn: &Connection, projected: i64) -> Result<(), St
     }
     conn.execute_batch("DROP TABLE main.customer_events")?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_few_fresh_events_wait_for_more_unless_someone_waits_for_them() {
-        let ms = Duration::from_millis;
-        assert_eq!(linger_left(3, Some(ms(5)), 0), Some(LINGER - ms(5)));
-        // Old enough, many enough, none, a reader waiting, or no commit on record: now.
-        assert_eq!(linger_left(3, Some(LINGER), 0), None);
-        assert_eq!(linger_left(LINGER_EVENTS, Some(ms(1)), 0), None);
-        assert_eq!(linger_left(0, Some(ms(1)), 0), None);
-        assert_eq!(linger_left(3, Some(ms(1)), 1), None);
-        assert_eq!(linger_left(3, None, 0), None);
-    }
 }
