@@ -299,11 +299,9 @@ pub fn into_store(
 ) -> anyhow::Result<Summary> {
     // An import writes the log at full speed and waits for the projections at the
     // end: nothing reads meanwhile, and what the lag holds in memory is bounded
-    // anyway (the projections read what the handoff cannot hold from the log). They
-    // take the time the append leaves, and the cores once it ends.
+    // anyway (the projections read what the handoff cannot hold from the log).
     store.set_max_lag(i64::MAX);
     store.set_max_lag_age(Duration::MAX);
-    store.favour_the_append();
     let started = Instant::now();
     let mut summary = Summary::default();
     std::thread::scope(|scope| -> anyhow::Result<()> {

@@ -40,23 +40,18 @@ pub fn copy(conn: &Connection) -> rusqlite::Result<i64> {
 
 /// Starts the thread that copies the WAL of `conn`'s file; it stops when `stop`'s
 /// sender is dropped (with the store).
-pub fn start(
-    conn: Connection,
-    stop: mpsc::Receiver<()>,
-    priority: std::sync::Arc<super::priority::Wanted>,
-) -> std::io::Result<()> {
+pub fn start(conn: Connection, stop: mpsc::Receiver<()>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("troth-checkpoint".into())
-        .spawn(move || run(conn, stop, priority))
+        .spawn(move || run(conn, stop))
         .map(|_| ())
 }
 
-fn run(conn: Connection, stop: mpsc::Receiver<()>, priority: std::sync::Arc<super::priority::Wanted>) {
-    let mut follower = super::priority::Follower::start("checkpoint", priority);
+fn run(conn: Connection, stop: mpsc::Receiver<()>) {
+    super::priority::follow_behind_the_log("checkpoint");
     // A failure is said once, not ten times a second, and again after a success.
     let mut failing = false;
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(COPY_EVERY) {
-        follower.keep();
         match copy(&conn) {
             Ok(_) => failing = false,
             Err(e) if !failing => {

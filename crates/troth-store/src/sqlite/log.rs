@@ -297,8 +297,6 @@ pub struct Positions {
     pub projections: Mark,
     /// The customers' copies' checkpoint (`stories.rs`).
     pub stories: Mark,
-    /// The priority the threads that follow the log are asked to run at.
-    pub followers: Arc<super::priority::Wanted>,
     /// When the commits the projections have not passed yet were made: the lag in
     /// seconds is the age of the oldest of them.
     pub commits: Mutex<CommitTimes>,

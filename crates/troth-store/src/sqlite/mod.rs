@@ -223,7 +223,6 @@ impl SqliteStore {
             projected: log::Mark::new(0),
             projections: log::Mark::new(0),
             stories: log::Mark::new(stories_checkpoint),
-            followers: Default::default(),
             projections_stopped: Default::default(),
             wal_limit: std::sync::atomic::AtomicU64::new(log::WAL_LIMIT_BYTES),
             wal: Default::default(),
@@ -253,7 +252,7 @@ impl SqliteStore {
                 times: times.clone(),
                 stories: stories_tx,
             },
-            read_ahead::ReadAhead::start(&db_path, positions.followers.clone())?,
+            read_ahead::ReadAhead::start(&db_path)?,
         )?;
         // The wake does not keep the projections thread alive: it ends with the store's handles.
         let wake = jobs_tx.downgrade();
@@ -271,12 +270,7 @@ impl SqliteStore {
             }),
         );
         let (checkpoints, stop_checkpoints) = std::sync::mpsc::channel();
-        checkpoint::start(
-            open_connection(&projections_path, false, "")?,
-            stop_checkpoints,
-            positions.followers.clone(),
-        )
-        .map_err(io)?;
+        checkpoint::start(open_connection(&projections_path, false, "")?, stop_checkpoints).map_err(io)?;
         let mut threads = Threads(Vec::new());
         threads.0.push(
             std::thread::Builder::new()
@@ -445,14 +439,6 @@ impl SqliteStore {
             .positions
             .max_lag
             .store(events.max(1), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// For a bulk import: the threads that follow the log drop to the lowest
-    /// priority for the rest of the store's life, so that the append takes the cores
-    /// while it has input, the projections the time it leaves, and the cores once it
-    /// ends. One way: a thread without privileges cannot raise its priority again.
-    pub fn favour_the_append(&self) {
-        self.inner.positions.followers.lowest();
     }
 
     /// How old the oldest event the projections lack may grow before appends wait

@@ -5,11 +5,10 @@
 //! time left; they catch up when the load eases, and back-pressure
 //! ([`super::log::MAX_LAG_EVENTS`]) bounds how far they fall behind. With all
 //! threads equal, a bulk import shared two cores three ways and appended a third
-//! slower than with the log writer alone. A bulk import, which waits for them at
-//! its end anyway, puts them at the lowest priority ([`IMPORT_NICE`]).
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+//! slower than with the log writer alone. (Nice 19 during an import lifted its
+//! append a little more, but the priority is the whole machine's: on a host busy
+//! with other work the projections of a 234,684-event import then caught up in 15–29 s
+//! instead of 9–10; and a thread without privileges cannot take it back.)
 
 /// The nice value the following threads take (0 is the default, 19 the lowest).
 /// At 5 the scheduler weighs them about a third of a normal thread when both want
@@ -17,69 +16,16 @@ use std::sync::atomic::{AtomicI32, Ordering};
 /// HTTP benchmark rose from about 25 ms to 50–110 ms for no more speed.)
 pub const FOLLOWER_NICE: i32 = 5;
 
-/// The nice value they take while a bulk import writes the log: the append then has
-/// the cores while it has input, the followers the time it leaves, and the cores
-/// once it ends (an import waits for them at its end anyway).
-pub const IMPORT_NICE: i32 = 19;
-
-/// The nice value a store asks its following threads to run at; each applies it to
-/// itself as it next goes round its loop.
-#[derive(Debug)]
-pub struct Wanted(AtomicI32);
-
-impl Default for Wanted {
-    fn default() -> Wanted {
-        Wanted(AtomicI32::new(FOLLOWER_NICE))
-    }
-}
-
-impl Wanted {
-    /// Asks the followers for [`IMPORT_NICE`]. One way: a thread without privileges
-    /// may lower its priority but not raise it again.
-    pub fn lowest(&self) {
-        self.0.store(IMPORT_NICE, Ordering::Relaxed);
-    }
-}
-
-/// A following thread's hold on its own priority.
-pub struct Follower {
-    thread: &'static str,
-    wanted: Arc<Wanted>,
-    applied: Option<i32>,
-}
-
-impl Follower {
-    /// Takes the wanted priority for the calling thread, which follows the log.
-    pub fn start(thread: &'static str, wanted: Arc<Wanted>) -> Follower {
-        let mut follower = Follower {
-            thread,
-            wanted,
-            applied: None,
-        };
-        follower.keep();
-        follower
-    }
-
-    /// Takes the wanted priority if it changed: one atomic load otherwise.
-    pub fn keep(&mut self) {
-        let nice = self.wanted.0.load(Ordering::Relaxed);
-        if self.applied != Some(nice) {
-            set_own_nice(self.thread, nice);
-            self.applied = Some(nice);
-        }
-    }
-}
-
-/// Sets the calling thread's nice value. On Linux a nice value belongs to the
-/// thread (`setpriority` on the caller changes only it); elsewhere nothing changes.
-/// A refusal is logged and otherwise harmless.
-fn set_own_nice(thread: &str, nice: i32) {
+/// Lowers the calling thread's priority to [`FOLLOWER_NICE`]. On Linux a nice
+/// value belongs to the thread (`setpriority` on the caller changes only it);
+/// elsewhere nothing changes. A refusal is logged and otherwise harmless.
+pub fn follow_behind_the_log(thread: &str) {
     #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(None, nice) {
-        tracing::debug!(thread, nice, error = %e, "could not change the thread's priority; it keeps the one it has");
+    if let Err(e) = rustix::process::setpriority_process(None, FOLLOWER_NICE) {
+        tracing::debug!(thread, error = %e, "could not lower the thread's priority; it runs at the default");
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (thread, nice);
+    let _ = thread;
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -150,7 +96,7 @@ mod tests {
         let main = own_tid();
         let before = nice_of(&main);
         let (follower, nice) = std::thread::spawn(|| {
-            let _follower = Follower::start("test", Default::default());
+            follow_behind_the_log("test");
             let tid = own_tid();
             let nice = nice_of(&tid);
             (tid, nice)

@@ -282,12 +282,11 @@ impl Projections {
     }
 
     pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
-        let mut follower = super::priority::Follower::start("projections", self.shared.positions.followers.clone());
+        super::priority::follow_behind_the_log("projections");
         self.resend_derived();
         let mut group = Vec::new();
         let mut open = true;
         while open {
-            follower.keep();
             while let Ok(job) = jobs.try_recv() {
                 if !matches!(job, Job::Wake) {
                     group.push(job);

@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 
 use rusqlite::{Connection, params};
 use troth_core::{Timestamp, ValidEvent};
@@ -41,7 +41,7 @@ pub struct ReadAhead {
 
 impl ReadAhead {
     /// Starts the reading thread with a read-only connection to the log at `log_path`.
-    pub fn start(log_path: &Path, priority: Arc<super::priority::Wanted>) -> Result<ReadAhead, StoreError> {
+    pub fn start(log_path: &Path) -> Result<ReadAhead, StoreError> {
         let conn = super::open_connection(log_path, true, "")?;
         conn.execute_batch("PRAGMA cache_size = -16384;")?;
         let (requests, incoming) = mpsc::channel::<Request>();
@@ -49,10 +49,9 @@ impl ReadAhead {
         std::thread::Builder::new()
             .name("troth-read-ahead".into())
             .spawn(move || {
-                let mut follower = super::priority::Follower::start("read-ahead", priority);
+                super::priority::follow_behind_the_log("read-ahead");
                 // Ends when the projections drop their end of the channel.
                 for request in incoming {
-                    follower.keep();
                     let read = read(&conn, request.after, request.limit).map_err(|e| e.to_string());
                     if reply.send(read).is_err() {
                         return;

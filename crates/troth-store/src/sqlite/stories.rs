@@ -153,7 +153,7 @@ impl Stories {
         // However the thread ends, a panic included, appends stop waiting for
         // projections that no longer move.
         let _stopped = Stopped(self.positions.clone());
-        let mut follower = super::priority::Follower::start("stories", self.positions.followers.clone());
+        super::priority::follow_behind_the_log("stories");
         while self.checkpoint < projected {
             if let Err(e) = self.catch_up(projected) {
                 tracing::error!(error = %e, "the customers' copies could not catch up; trying again in a second");
@@ -161,7 +161,6 @@ impl Stories {
             }
         }
         while let Ok(mut batch) = batches.recv() {
-            follower.keep();
             // What waits, and what comes while it lingers, is written in one
             // transaction: one commit, and each page touched once.
             loop {
