@@ -16,12 +16,12 @@
 //! stood, before it takes what they hand over.
 
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::linger::Linger;
+use super::linger::{self, Linger};
 use super::log::Positions;
 use super::projections::ProjectionTimes;
 use crate::StoreError;
@@ -163,28 +163,35 @@ impl Stories {
         while let Ok(mut batch) = batches.recv() {
             // What waits, and what comes while it lingers, is written in one
             // transaction: one commit, and each page touched once.
-            loop {
-                match batches.try_recv() {
-                    Ok(next) => batch.join(next),
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-                    Err(std::sync::mpsc::TryRecvError::Empty) => {
-                        let oldest = self.positions.lag_age(self.checkpoint);
-                        let readers = self.positions.projected.waiters();
-                        let Some(left) = LINGER.left(batch.rows.types.len() as i64, oldest, readers) else {
-                            break;
-                        };
-                        match batches.recv_timeout(left.min(super::linger::SLICE)) {
-                            Ok(next) => batch.join(next),
-                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                        }
-                    }
-                }
-            }
+            self.gather(&mut batch, &batches);
             while let Err(e) = self.write(&mut batch) {
                 tracing::error!(error = %e, "the customers' copies could not be written; trying again in a second");
                 std::thread::sleep(Duration::from_secs(1));
             }
+        }
+    }
+
+    /// Joins into `batch` what waits in `batches`, and what comes while it lingers
+    /// ([`LINGER`]).
+    fn gather(&self, batch: &mut Batch, batches: &Receiver<Batch>) {
+        loop {
+            let next = match batches.try_recv() {
+                Ok(next) => next,
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => {
+                    let held = batch.rows.types.len() as i64;
+                    let oldest = self.positions.lag_age(self.checkpoint);
+                    let Some(left) = LINGER.left(held, oldest, self.positions.projected.waiters()) else {
+                        return;
+                    };
+                    match batches.recv_timeout(left.min(linger::SLICE)) {
+                        Ok(next) => next,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            };
+            batch.join(next);
         }
     }
 
