@@ -152,13 +152,12 @@ pub fn plan(conn: &Connection, erasure: i64, customer: &str) -> Result<Option<Pl
     };
     let tx = conn.unchecked_transaction()?;
     let through = super::projections::checkpoint(&tx)?;
-    let marks = vec!["?"; customers.len()].join(",");
+    let (theirs, args) = super::read::customers_events(&customers);
     let events: Vec<(i64, String, String, Option<String>)> = tx
         .prepare(&format!(
-            "SELECT e.seq, e.id, e.body, e.subject FROM event_customers c JOIN events e ON e.seq = c.seq
-              WHERE c.cid IN ({marks}) ORDER BY e.seq"
+            "SELECT e.seq, e.id, e.body, e.subject FROM {theirs} c JOIN events e ON e.seq = c.seq ORDER BY e.seq"
         ))?
-        .query_map(rusqlite::params_from_iter(customers.iter().map(|c| c.0)), |r| {
+        .query_map(rusqlite::params_from_iter(args), |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<Result<_, _>>()?;

@@ -41,16 +41,15 @@ pub fn export(conn: &Connection, key: &str) -> Result<Option<CustomerExport>, St
     };
     let customers = super::read::customer_set(conn, key)?.unwrap_or_default();
     let cids: Vec<Value> = customers.iter().map(|c| Value::from(c.0)).collect();
-    let marks = vec!["?"; cids.len()].join(",");
     let mut events = Vec::new();
     let mut subjects = Vec::new();
     let mut ids = Vec::new();
     {
+        let (theirs, args) = super::read::customers_events(&customers);
         let mut stmt = conn.prepare(&format!(
-            "SELECT e.id, e.subject, e.body FROM event_customers c JOIN events e ON e.seq = c.seq
-              WHERE c.cid IN ({marks}) ORDER BY e.seq"
+            "SELECT e.id, e.subject, e.body FROM {theirs} c JOIN events e ON e.seq = c.seq ORDER BY e.seq"
         ))?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(customers.iter().map(|c| c.0)))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
         while let Some(row) = rows.next()? {
             let (id, subject, body): (String, Option<String>, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
             events.push(serde_json::from_str(&body).unwrap_or(Value::String(body)));

@@ -34,7 +34,9 @@ pub fn type_counts(schema: &str) -> String {
 // replay can rebuild them beside the live ones.
 
 /// The identity projector's: `event_customers` is its answer for each event, the
-/// customer it was resolved to.
+/// customer it was resolved to. It is read by position only; a customer's events
+/// are found in their copies (`read::customers_events`), so it keeps no index by
+/// customer (stores from before drop theirs).
 pub fn identities(schema: &str) -> String {
     format!(
         "
@@ -42,7 +44,7 @@ CREATE TABLE IF NOT EXISTS {schema}.event_customers (
     seq  INTEGER PRIMARY KEY,
     cid  INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS {schema}.event_customers_by_customer ON event_customers(cid, seq);
+DROP INDEX IF EXISTS {schema}.event_customers_by_customer;
 CREATE TABLE IF NOT EXISTS {schema}.customers (
     cid          INTEGER PRIMARY KEY,
     merged_into  INTEGER,

@@ -175,13 +175,13 @@ fn promises(
     let mut parts = Vec::new();
     if truncated {
         // Some of the promises they were made are older than the events read.
+        let (theirs, args) = read::customers_events(cids);
         parts.push((
             format!(
-                "id IN (SELECT json_extract(e.body, '$.data.promise') FROM event_customers c JOIN events e ON e.seq = c.seq
-                         WHERE c.cid IN ({}) AND +e.type = 'promise.made')",
-                vec!["?"; cids.len()].join(",")
+                "id IN (SELECT json_extract(e.body, '$.data.promise') FROM {theirs} c JOIN events e ON e.seq = c.seq
+                         WHERE +e.type = 'promise.made')"
             ),
-            cids.iter().map(|c| SqlValue::Integer(c.0)).collect(),
+            args,
         ));
     } else {
         let ids: BTreeSet<&str> = events
