@@ -219,14 +219,23 @@ pub fn case_events(
             );
             (sql, args)
         }
+        // By the event index as far as its checkpoint, then the log's newer events,
+        // as the event listing reads them.
         None => {
             let sql = format!(
-                "SELECT e.seq, e.body, coalesce(cu.merged_into, cu.cid)
+                "SELECT t.seq, e.body, coalesce(cu.merged_into, cu.cid)
                    FROM stories.type_events t JOIN events e ON e.seq = t.seq
                    LEFT JOIN event_customers c ON c.seq = e.seq LEFT JOIN customers cu ON cu.cid = c.cid
-                  WHERE t.type IN ({types}) AND e.time_us >= ? ORDER BY t.seq"
+                  WHERE t.type IN ({types}) AND e.time_us >= ?
+                 UNION ALL
+                 SELECT e.seq, e.body, coalesce(cu.merged_into, cu.cid)
+                   FROM events e
+                   LEFT JOIN event_customers c ON c.seq = e.seq LEFT JOIN customers cu ON cu.cid = c.cid
+                  WHERE e.seq > coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)
+                    AND e.type IN ({types}) AND e.time_us >= ?
+                 ORDER BY 1"
             );
-            (sql, vec![from])
+            (sql, vec![from.clone(), from])
         }
     };
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -994,5 +1003,44 @@ mod tests {
         conn.execute_batch("DELETE FROM stories.customer_events; DELETE FROM stories.meta")
             .unwrap();
         assert_eq!(seqs(&[1]), [1, 3, 5, 6]);
+    }
+
+    #[test]
+    fn cases_events_past_the_event_index_come_from_the_log() {
+        let (conn, _stories) = tables();
+        let event = |seq: i64, event_type: &str, cid: i64| {
+            conn.execute(
+                "INSERT INTO events (seq, id, type, time_us, received_us, body) VALUES (?1, ?2, ?3, 0, 0, '{}')",
+                rusqlite::params![seq, format!("e-{seq}"), event_type],
+            )
+            .unwrap();
+            conn.execute("INSERT INTO event_customers (seq, cid) VALUES (?1, ?2)", [seq, cid])
+                .unwrap();
+        };
+        conn.execute_batch("INSERT INTO customers (cid) VALUES (1), (2)")
+            .unwrap();
+        event(1, "case.opened", 1);
+        event(2, "page.viewed", 1);
+        event(3, "case.opened", 2);
+        event(4, "case.resolved", 1);
+        // The index holds the first two events; the rest wait for the stories' thread.
+        conn.execute_batch(
+            "INSERT INTO stories.type_events (type, seq) VALUES ('case.opened', 1), ('page.viewed', 2);
+             INSERT INTO stories.meta (key, value) VALUES ('stories_through', 2);",
+        )
+        .unwrap();
+        let found: Vec<(i64, Option<String>)> = case_events(&conn, None, None)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.seq, c.customer))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (1, Some("cus_1".into())),
+                (3, Some("cus_2".into())),
+                (4, Some("cus_1".into()))
+            ]
+        );
     }
 }
