@@ -17,35 +17,46 @@ use std::sync::Mutex;
 
 /// The listing's SQL and arguments; `None` when it names a customer nobody is.
 fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, Vec<SqlValue>)>, StoreError> {
-    // The narrowest index leads: a customer's events (the identity projection's
-    // answer for each event, by customer and position), else a subject's, else a
-    // type's (the event index), else the log in order.
+    // The narrowest index leads: a customer's events (their copies, by customer and
+    // position), else a subject's, else a type's (the event index), else the log in
+    // order.
     let lead = match (&query.customer, &query.subject, &query.event_type) {
         (Some(key), ..) => {
             let Some(cids) = customer_set(conn, key)? else {
                 return Ok(None);
             };
-            let (theirs, mut args) = customers_events(&cids);
-            let sql =
-                format!("SELECT e.seq, e.received_us, e.body FROM {theirs} c JOIN events e ON e.seq = c.seq WHERE 1");
-            let (filters, more) = listing_filters(query, "c.seq", Taken::Customer);
-            args.extend(more);
-            return Ok(Some(ordered(sql + &filters, args, "c.seq", query)));
+            // Their copies, then the identities' answer for the newer events: the two
+            // parts of `customers_events`, each joined to the log on its own, so that
+            // a page of a customer's events reads only that page of the log.
+            IndexLead {
+                table: "stories.customer_events c",
+                key: "c.cid",
+                pos: "c.seq",
+                newer: "event_customers n JOIN events e ON e.seq = n.seq",
+                newer_pos: "n.seq",
+                column: "n.cid",
+                values: cids.iter().map(|c| SqlValue::Integer(c.0)).collect(),
+                taken: Taken::Customer,
+            }
         }
         (None, Some(subject), _) => IndexLead {
             table: "stories.subject_events s",
             key: "s.subject",
             pos: "s.seq",
+            newer: "events e",
+            newer_pos: "e.seq",
             column: "e.subject",
-            value: subject,
+            values: vec![SqlValue::Text(subject.clone())],
             taken: Taken::Subject,
         },
         (None, None, Some(event_type)) => IndexLead {
             table: "stories.type_events t",
             key: "t.type",
             pos: "t.seq",
+            newer: "events e",
+            newer_pos: "e.seq",
             column: "e.type",
-            value: event_type,
+            values: vec![SqlValue::Text(event_type.clone())],
             taken: Taken::Type,
         },
         (None, None, None) => {
@@ -62,35 +73,42 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
         table,
         key,
         pos,
+        newer,
+        newer_pos,
         column,
-        value,
+        values,
         taken,
     } = lead;
     let (indexed_filters, mut args) = listing_filters(query, pos, taken);
-    let (newer_filters, newer_args) = listing_filters(query, "e.seq", taken);
-    let mut all = vec![SqlValue::Text(value.clone())];
+    let (newer_filters, newer_args) = listing_filters(query, newer_pos, taken);
+    let marks = vec!["?"; values.len()].join(",");
+    let mut all = values.clone();
     all.append(&mut args);
-    all.push(SqlValue::Text(value.clone()));
+    all.extend(values);
     all.extend(newer_args);
     let sql = format!(
         "SELECT {pos}, e.received_us, e.body FROM {table} JOIN events e ON e.seq = {pos}
-          WHERE {key} = ?{indexed_filters}
+          WHERE {key} IN ({marks}){indexed_filters}
          UNION ALL
-         SELECT e.seq, e.received_us, e.body FROM events e
-          WHERE e.seq > coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)
-            AND {column} = ?{newer_filters}"
+         SELECT {newer_pos}, e.received_us, e.body FROM {newer}
+          WHERE {newer_pos} > coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)
+            AND {column} IN ({marks}){newer_filters}"
     );
     Ok(Some(ordered(sql, all, "1", query)))
 }
 
-/// A listing led by the event index: its table (with alias), the key and position
-/// columns there, the same key's column in the log, the value sought.
-struct IndexLead<'q> {
+/// A listing led by an index in `stories.db`: its table (with alias), the key and
+/// position columns there; for the events past its checkpoint, the tables to read
+/// (the log aliased `e`), their position and the same key's column; the values
+/// sought.
+struct IndexLead {
     table: &'static str,
     key: &'static str,
     pos: &'static str,
+    newer: &'static str,
+    newer_pos: &'static str,
     column: &'static str,
-    value: &'q String,
+    values: Vec<SqlValue>,
     taken: Taken,
 }
 
@@ -944,6 +962,30 @@ mod tests {
             assert!(plan.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid=?)"), "{plan}");
             assert!(plan.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid>?)"), "{plan}");
         }
+    }
+
+    #[test]
+    fn a_listing_by_customer_walks_their_copies_in_order() {
+        let query = EventQuery {
+            customer: Some("cus_1".into()),
+            newest_first: true,
+            limit: 20,
+            ..EventQuery::default()
+        };
+        let (conn, _stories) = tables();
+        conn.execute_batch("INSERT INTO customers (cid) VALUES (1)").unwrap();
+        let (sql, args) = events_sql(&conn, &query).unwrap().unwrap();
+        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let plan = explain
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .join("; ");
+        // A page of their events reads that page of the log, not all of theirs, sorted.
+        assert!(plan.contains("SEARCH c USING PRIMARY KEY (cid=? AND seq>?)"), "{plan}");
+        assert!(plan.contains("SEARCH n USING INTEGER PRIMARY KEY (rowid>?)"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 
     #[test]
