@@ -923,6 +923,11 @@ mod tests {
     fn plan(query: &EventQuery) -> String {
         let (conn, _stories) = tables();
         let (sql, args) = events_sql(&conn, query).unwrap().unwrap();
+        explain(&conn, &sql, args)
+    }
+
+    /// The plan SQLite picks for `sql`, its steps joined by `; `.
+    fn explain(conn: &Connection, sql: &str, args: Vec<SqlValue>) -> String {
         let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = explain
             .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
@@ -975,13 +980,7 @@ mod tests {
         let (conn, _stories) = tables();
         conn.execute_batch("INSERT INTO customers (cid) VALUES (1)").unwrap();
         let (sql, args) = events_sql(&conn, &query).unwrap().unwrap();
-        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let plan = explain
-            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap()
-            .join("; ");
+        let plan = explain(&conn, &sql, args);
         // A page of their events reads that page of the log, not all of theirs, sorted.
         assert!(plan.contains("SEARCH c USING PRIMARY KEY (cid=? AND seq>?)"), "{plan}");
         assert!(plan.contains("SEARCH n USING INTEGER PRIMARY KEY (rowid>?)"), "{plan}");
@@ -1023,15 +1022,7 @@ mod tests {
         // Each part by its key: the copies by customer, the identities' answer from
         // the checkpoint on.
         let (theirs, args) = customers_events(&[CustomerId(1)]);
-        let mut explain = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN SELECT seq FROM {theirs} c"))
-            .unwrap();
-        let plan = explain
-            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap()
-            .join("; ");
+        let plan = explain(&conn, &format!("SELECT seq FROM {theirs} c"), args);
         assert!(
             plan.contains("SEARCH stories.customer_events USING PRIMARY KEY (cid=?)"),
             "{plan}"
