@@ -65,10 +65,11 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
             return Ok(Some(ordered(sql, args, "e.seq", query)));
         }
     };
-    // By the event index, which holds the events as far as its checkpoint, and
-    // then the log's few newer events: a listing is as fresh as the log. Both read
-    // in one statement, so from one moment of each file; each arm comes in order,
-    // and SQLite merges them rather than sorting.
+    // By the index in `stories.db` (the event index, or the customers' copies),
+    // which holds the events as far as its checkpoint, and then the log's few newer
+    // events: a listing is as fresh as the log. Both read in one statement, so from
+    // one moment of each file; each arm comes in order (for one key), and SQLite
+    // merges them rather than sorting.
     let IndexLead {
         table,
         key,
