@@ -102,19 +102,24 @@ fn record(
         let recorded = change.record(promise, customer);
         let event = troth_core::validate_value(recorded, None)
             .map_err(|r| StoreError::Invalid(format!("a promise change does not validate: {}", r.error)))?;
+        // The promise as stored, unless this decision made it anew (a window issued
+        // again): then the projection reads it back.
+        let remade = changes
+            .iter()
+            .any(|c| matches!(c, Change::Made(m) if m.id == promise.id));
+        let held = (!remade || matches!(change, Change::Made(_))).then_some(promise);
         // Decided already: in this batch, or before and perhaps not yet in the log,
         // or met in the log at or before this position. The promise projection keeps
         // the id of every change it holds, so the answer reads nothing of the log (a
         // projection batch holds no snapshot of the log, which would keep its WAL
         // from starting over). A change the log holds further on, appended by a run
         // whose commit was lost, is decided again: the log takes the id once.
-        if promises::holds_change(conn, &event.id)? {
+        if !promises::apply_decided(conn, &event, held)? {
             continue;
         }
         if let Some(fault) = fault {
             fault(&event);
         }
-        promises::apply(conn, "main", &event)?;
         derived.push(event);
     }
     Ok(())

@@ -14,7 +14,6 @@ use troth_core::{Timestamp, ValidEvent};
 
 /// Applies an event to the projection, if it concerns it.
 pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> rusqlite::Result<()> {
-    let s = schema;
     if matches!(
         event.data,
         EventData::PromiseMade(_)
@@ -23,9 +22,36 @@ pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> rusqlite::R
             | EventData::PromiseBroken(_)
             | EventData::PromiseCancelled(_)
     ) {
-        conn.prepare_cached(&format!("INSERT OR IGNORE INTO {s}.promise_changes (id) VALUES (?1)"))?
-            .execute([&event.id])?;
+        hold_change(conn, schema, &event.id)?;
     }
+    change(conn, schema, event, None)
+}
+
+/// Applies a change the engine decided, if the projection does not hold that change
+/// already (by its id); answers whether it was new. `stored` is the promise as the
+/// projection holds it, when the engine read it: it need not be read again.
+pub fn apply_decided(conn: &Connection, event: &ValidEvent, stored: Option<&Tracked>) -> rusqlite::Result<bool> {
+    if !hold_change(conn, "main", &event.id)? {
+        return Ok(false);
+    }
+    change(conn, "main", event, stored)?;
+    Ok(true)
+}
+
+/// Records that the projection holds the change `id`; false when it held it already.
+fn hold_change(conn: &Connection, schema: &str, id: &str) -> rusqlite::Result<bool> {
+    let inserted = conn
+        .prepare_cached(&format!(
+            "INSERT OR IGNORE INTO {schema}.promise_changes (id) VALUES (?1)"
+        ))?
+        .execute([id])?;
+    Ok(inserted == 1)
+}
+
+/// What the event does to the promises and the links between subjects. `stored` is
+/// the promise it changes as the projection holds it, when the caller has it.
+fn change(conn: &Connection, schema: &str, event: &ValidEvent, stored: Option<&Tracked>) -> rusqlite::Result<()> {
+    let s = schema;
     match &event.data {
         EventData::ShipmentCreated(created) => {
             let (shipment, order) = (
@@ -76,22 +102,23 @@ pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> rusqlite::R
                 next_check(&tracked).map(Timestamp::micros),
             ])?;
         }
-        EventData::PromiseAtRisk(p) => set_state(conn, s, &p.promise, State::AtRisk, None)?,
-        EventData::PromiseKept(p) => set_state(conn, s, &p.promise, State::Kept, Some(event.time))?,
+        EventData::PromiseAtRisk(p) => set_state(conn, s, &p.promise, stored, State::AtRisk, None)?,
+        EventData::PromiseKept(p) => set_state(conn, s, &p.promise, stored, State::Kept, Some(event.time))?,
         EventData::PromiseBroken(p) => {
             let due_passed = p.cause == troth_core::catalogue::BreakCause::DuePassed;
-            set_state(conn, s, &p.promise, State::Broken { due_passed }, Some(event.time))?
+            set_state(
+                conn,
+                s,
+                &p.promise,
+                stored,
+                State::Broken { due_passed },
+                Some(event.time),
+            )?
         }
-        EventData::PromiseCancelled(p) => set_state(conn, s, &p.promise, State::Cancelled, Some(event.time))?,
+        EventData::PromiseCancelled(p) => set_state(conn, s, &p.promise, stored, State::Cancelled, Some(event.time))?,
         _ => {}
     }
     Ok(())
-}
-
-/// Whether the projection holds the change with this id.
-pub fn holds_change(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM main.promise_changes WHERE id = ?1)")?
-        .query_row([id], |r| r.get(0))
 }
 
 /// Fills `promise_changes` for a store whose promises were projected before it was
@@ -119,9 +146,20 @@ pub fn fill_changes(conn: &Connection, checkpoint: i64) -> rusqlite::Result<()> 
 /// The event types that change a promise.
 const CHANGE_TYPES: &str = "('promise.made', 'promise.at_risk', 'promise.kept', 'promise.broken', 'promise.cancelled')";
 
-fn set_state(conn: &Connection, s: &str, id: &str, state: State, settled: Option<Timestamp>) -> rusqlite::Result<()> {
-    let Some(mut tracked) = by_id(conn, s, id)? else {
-        return Ok(());
+fn set_state(
+    conn: &Connection,
+    s: &str,
+    id: &str,
+    stored: Option<&Tracked>,
+    state: State,
+    settled: Option<Timestamp>,
+) -> rusqlite::Result<()> {
+    let mut tracked = match stored.filter(|stored| stored.id == id) {
+        Some(stored) => stored.clone(),
+        None => match by_id(conn, s, id)? {
+            Some(tracked) => tracked,
+            None => return Ok(()),
+        },
     };
     tracked.state = state;
     let due_passed = matches!(state, State::Broken { due_passed: true });
