@@ -169,6 +169,36 @@ async fn the_logs_wal_stays_near_its_limit_through_an_import() {
     assert!(size <= bound, "the WAL is {size} bytes after the import");
 }
 
+/// The customers' copies' WAL is copied into `stories.db` by the copier thread, as
+/// the projections' is, every second and long before SQLite's own threshold (their
+/// writer has SQLite's copy turned off: a copy of 64 MiB inside one of its commits
+/// stalled it, the projections behind it and, through back-pressure, the appends).
+#[tokio::test]
+async fn the_customers_copies_wal_is_copied_into_their_file_by_the_copier() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let stories = dir.path().join("stories.db");
+    let before = std::fs::metadata(&stories).unwrap().len();
+    let events: Vec<ValidEvent> = (0..4_000).map(|i| placed(&format!("o{i}"), i % 60)).collect();
+    for chunk in events.chunks(500) {
+        store.append(chunk.to_vec()).await.unwrap();
+    }
+    store.settle().await.unwrap();
+    // The copier runs every second; the file grows once it has copied the copies in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let size = std::fs::metadata(&stories).unwrap().len();
+        if size > before + (500 << 10) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stories.db stayed at {size} bytes ({before} at open): its WAL was not copied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// A store whose projections were kept before `order_stages` and `promise_changes`
 /// existed gets them filled from its log as far as it projected: a shipment created
 /// afterwards for an earlier order has the order's stages, its promise is kept once,

@@ -270,7 +270,17 @@ impl SqliteStore {
             }),
         );
         let (checkpoints, stop_checkpoints) = std::sync::mpsc::channel();
-        checkpoint::start(open_connection(&projections_path, false, "")?, stop_checkpoints).map_err(io)?;
+        let copied = vec![
+            checkpoint::Copied {
+                name: "projections.db",
+                conn: open_connection(&projections_path, false, "")?,
+            },
+            checkpoint::Copied {
+                name: stories::FILE,
+                conn: open_connection(&dir.join(stories::FILE), false, "")?,
+            },
+        ];
+        checkpoint::start(copied, stop_checkpoints).map_err(io)?;
         let mut threads = Threads(Vec::new());
         threads.0.push(
             std::thread::Builder::new()

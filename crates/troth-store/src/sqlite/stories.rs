@@ -50,17 +50,17 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) W
 ";
 
 /// Like the projections' file, a power cut may undo its last commits, and the
-/// checkpoint goes back with them. SQLite copies its WAL into the file itself, in
-/// the commit that takes it past 64 MiB: the commits here hold nobody up, and a
-/// copy (with its fsync) that seldom keeps its writes from competing with the log's
-/// fsyncs for the disk.
+/// checkpoint goes back with them. Its WAL is copied into the file by the thread
+/// that copies the projections' (`checkpoint.rs`), not by SQLite inside a commit
+/// here: that copy of 64 MiB stalled a commit for 250 ms, and with it the
+/// projections and, through back-pressure, the appends.
 pub const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = OFF;
 PRAGMA temp_store = MEMORY;
 PRAGMA cache_size = -65536;
-PRAGMA wal_autocheckpoint = 16384;
+PRAGMA wal_autocheckpoint = 0;
 PRAGMA journal_size_limit = 67108864;
 ";
 
