@@ -30,9 +30,9 @@ pub fn story(
     limit: usize,
     shipment_limit: usize,
 ) -> Result<Option<StoryRecords>, StoreError> {
-    // Every part from the same point of the log, though the projections move on meanwhile.
-    let snapshot = Snapshot::begin(conn)?;
-    let tx = snapshot.conn;
+    // Every part is read from the same point of the log (a read is one snapshot, see
+    // `SqliteStore::read`), though the projections move on meanwhile.
+    let tx = conn;
     let Some(survivor) = read::find_customer(tx, key)? else {
         return Ok(None);
     };
@@ -95,34 +95,6 @@ pub fn fill_customer_events(conn: &Connection) -> rusqlite::Result<usize> {
          SELECT c.cid, c.seq, e.body FROM main.event_customers c JOIN log.events e ON e.seq = c.seq ORDER BY c.cid, c.seq",
         [],
     )
-}
-
-/// A read transaction begun and ended by cached statements: `Connection::transaction`
-/// parses BEGIN and COMMIT again each time, a few per cent of a story.
-struct Snapshot<'c> {
-    conn: &'c Connection,
-}
-
-impl<'c> Snapshot<'c> {
-    fn begin(conn: &'c Connection) -> Result<Snapshot<'c>, StoreError> {
-        conn.prepare_cached("BEGIN")?.execute([])?;
-        Ok(Snapshot { conn })
-    }
-}
-
-impl Drop for Snapshot<'_> {
-    fn drop(&mut self) {
-        // It only read, so ending it either way is the same; the pooled connection
-        // must not stay inside it.
-        if self
-            .conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut end| end.execute([]))
-            .is_err()
-        {
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
-    }
 }
 
 /// The customers' newest `limit` events, oldest first, and whether there are older ones.
