@@ -13,6 +13,7 @@
 use rusqlite::Connection;
 
 use super::projector::{Cx, Logged, Projector, Table};
+use super::stories::stories_through;
 use crate::StoreError;
 
 pub const NAME: &str = "event_index";
@@ -22,14 +23,14 @@ pub const NAME: &str = "event_index";
 const FROM_LOG: [(&str, &str); 2] = [
     (
         "subject_events",
-        "SELECT subject, seq FROM log.events
-          WHERE subject IS NOT NULL
-            AND seq <= coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)",
+        concat!(
+            "SELECT subject, seq FROM log.events WHERE subject IS NOT NULL AND seq <= ",
+            stories_through!()
+        ),
     ),
     (
         "type_events",
-        "SELECT type, seq FROM log.events
-          WHERE seq <= coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)",
+        concat!("SELECT type, seq FROM log.events WHERE seq <= ", stories_through!()),
     ),
 ];
 

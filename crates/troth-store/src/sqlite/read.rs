@@ -9,6 +9,7 @@ use troth_core::identity::{CustomerId, Identity, IdentityKind};
 
 use super::identities::root;
 use super::projections::Aggregates;
+use super::stories;
 use crate::{
     CustomerProfile, EventPage, EventQuery, IdentityView, Overview, PromisePage, PromiseQuery, PromiseView,
     RoadShipment, StoreError, StoredEvent,
@@ -92,8 +93,9 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
           WHERE {key} IN ({marks}){indexed_filters}
          UNION ALL
          SELECT {newer_pos}, e.received_us, e.body FROM {newer}
-          WHERE {newer_pos} > coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)
-            AND {column} IN ({marks}){newer_filters}"
+          WHERE {newer_pos} > {through}
+            AND {column} IN ({marks}){newer_filters}",
+        through = stories::THROUGH,
     );
     Ok(Some(ordered(sql, all, "1", query)))
 }
@@ -250,9 +252,10 @@ pub fn case_events(
                  SELECT e.seq, e.body, coalesce(cu.merged_into, cu.cid)
                    FROM events e
                    LEFT JOIN event_customers c ON c.seq = e.seq LEFT JOIN customers cu ON cu.cid = c.cid
-                  WHERE e.seq > coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)
+                  WHERE e.seq > {through}
                     AND e.type IN ({types}) AND e.time_us >= ?
-                 ORDER BY 1"
+                 ORDER BY 1",
+                through = stories::THROUGH,
             );
             (sql, vec![from.clone(), from])
         }
@@ -391,8 +394,9 @@ pub(super) fn customers_events(cids: &[CustomerId]) -> (String, Vec<SqlValue>) {
         "(SELECT cid, seq FROM stories.customer_events WHERE cid IN ({marks})
           UNION ALL
           SELECT cid, seq FROM event_customers
-           WHERE seq > coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)
-             AND cid IN ({marks}))"
+           WHERE seq > {through}
+             AND cid IN ({marks}))",
+        through = stories::THROUGH,
     );
     let args = cids.iter().chain(cids).map(|c| SqlValue::Integer(c.0)).collect();
     (sql, args)

@@ -113,6 +113,20 @@ impl Rows {
     }
 }
 
+/// The stories' checkpoint in SQL, for a read on a connection that has `stories.db`
+/// attached: the copies and the index hold the log up to it, and a read adds what is
+/// newer from the projections and the log. A macro so that `concat!` can build
+/// constant queries with it; [`THROUGH`] for `format!`.
+macro_rules! stories_through {
+    () => {
+        "coalesce((SELECT value FROM stories.meta WHERE key = 'stories_through'), 0)"
+    };
+}
+pub(super) use stories_through;
+
+/// [`stories_through!`] as a constant.
+pub(super) const THROUGH: &str = stories_through!();
+
 /// The stories' checkpoint as stored.
 pub fn checkpoint(conn: &Connection, schema: &str) -> rusqlite::Result<i64> {
     Ok(conn
