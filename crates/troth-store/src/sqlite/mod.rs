@@ -1297,19 +1297,19 @@ mod tests {
     /// that lands between two of them is not half in the answer.
     #[test]
     fn a_read_sees_one_snapshot() {
+        fn count(conn: &Connection) -> Result<i64, StoreError> {
+            Ok(
+                conn.query_row("SELECT count(*) FROM main.meta WHERE key = 'elsewhere'", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        }
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
         let path = dir.path().join("projections.db");
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let (before, after) = runtime
             .block_on(store.read(move |conn| {
-                let count = |conn: &Connection| -> Result<i64, StoreError> {
-                    Ok(
-                        conn.query_row("SELECT count(*) FROM main.meta WHERE key = 'elsewhere'", [], |r| {
-                            r.get(0)
-                        })?,
-                    )
-                };
                 let before = count(conn)?;
                 let writer = Connection::open(&path)?;
                 writer.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -1318,15 +1318,7 @@ mod tests {
             }))
             .unwrap();
         assert_eq!((before, after), (0, 0), "the second statement saw a later commit");
-        let now: i64 = runtime
-            .block_on(store.read(|conn| {
-                Ok(
-                    conn.query_row("SELECT count(*) FROM main.meta WHERE key = 'elsewhere'", [], |r| {
-                        r.get(0)
-                    })?,
-                )
-            }))
-            .unwrap();
+        let now = runtime.block_on(store.read(count)).unwrap();
         assert_eq!(now, 1, "the next read sees it");
     }
 

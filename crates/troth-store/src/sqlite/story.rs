@@ -32,18 +32,17 @@ pub fn story(
 ) -> Result<Option<StoryRecords>, StoreError> {
     // Every part is read from the same point of the log (a read is one snapshot, see
     // `SqliteStore::read`), though the projections move on meanwhile.
-    let tx = conn;
-    let Some(survivor) = read::find_customer(tx, key)? else {
+    let Some(survivor) = read::find_customer(conn, key)? else {
         return Ok(None);
     };
-    let merged = read::merged_into(tx, survivor)?;
+    let merged = read::merged_into(conn, survivor)?;
     let mut cids = vec![survivor];
     cids.extend(merged.iter().copied());
 
-    let (events, truncated) = newest_events(tx, &cids, limit)?;
+    let (events, truncated) = newest_events(conn, &cids, limit)?;
     let (counts, case_events) = if truncated {
-        let counts = read::event_counts(tx, survivor, &merged)?;
-        let cases = read::case_events(tx, None, Some(&survivor.to_string()))?
+        let counts = read::event_counts(conn, survivor, &merged)?;
+        let cases = read::case_events(conn, None, Some(&survivor.to_string()))?
             .into_iter()
             .filter_map(|c| troth_core::validate_event(&c.raw).ok())
             .collect();
@@ -61,7 +60,7 @@ pub fn story(
             .collect();
         (counts, cases)
     };
-    let promises = promises(tx, &cids, &events, truncated)?;
+    let promises = promises(conn, &cids, &events, truncated)?;
     let shipments = events
         .iter()
         .rev()
@@ -70,12 +69,12 @@ pub fn story(
             _ => None,
         })
         .take(shipment_limit)
-        .map(|id| shipment(tx, id))
+        .map(|id| shipment(conn, id))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .flatten()
         .collect();
-    let profile = read::profile(tx, survivor, merged, counts)?;
+    let profile = read::profile(conn, survivor, merged, counts)?;
     Ok(Some(StoryRecords {
         profile,
         events,
