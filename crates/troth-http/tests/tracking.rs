@@ -930,6 +930,53 @@ async fn the_live_stream_sends_the_view_and_positions_from_the_position_source()
     );
 }
 
+/// A stream reads the store again when an event about its shipment is stored, not
+/// on a timer: the delivery reaches it within the test's wait, well inside the time
+/// after which a quiet stream reads the store again anyway (30 s).
+#[tokio::test]
+async fn the_live_stream_sends_the_new_view_when_its_shipment_changes() {
+    let api = Api::new();
+    api.events(shipped("s-1", "o-1")).await;
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let response = api
+        .router
+        .clone()
+        .oneshot(
+            Request::get(format!("/api/v1/track/{token}/events"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body().into_data_stream();
+    use futures_util::StreamExt;
+    let mut next = async || {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+            .await
+            .expect("the stream went quiet")
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&chunk).into_owned()
+    };
+    let mut seen = String::new();
+    while !seen.contains("event: tracking") {
+        seen.push_str(&next().await);
+    }
+    assert!(!seen.contains("\"stage\":\"delivered\""), "{seen}");
+    api.events(vec![event(
+        "done-1",
+        "shipment.delivered",
+        &at(0),
+        "shipment:s-1",
+        json!({"proof": {"kind": "handed"}}),
+    )])
+    .await;
+    let mut seen = String::new();
+    while !seen.contains("\"stage\":\"delivered\"") {
+        seen.push_str(&next().await);
+    }
+}
+
 // ---- what each state reads (docs/tracking.md#states) ----
 
 fn retail() -> JourneyMap {

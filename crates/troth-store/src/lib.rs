@@ -15,9 +15,11 @@ use troth_core::{Timestamp, ValidEvent};
 pub mod devices;
 pub mod keys;
 pub mod sqlite;
+pub mod subjects;
 
 pub use devices::Device;
 pub use keys::{ApiKey, NewKey, Scope};
+pub use subjects::SubjectWatchers;
 
 /// What storage can fail with. Callers only distinguish these cases.
 #[derive(Debug, thiserror::Error)]
@@ -783,6 +785,12 @@ pub trait Store: Send + Sync + 'static {
         position: Position,
         timeout: std::time::Duration,
     ) -> impl Future<Output = Result<(), Progress>> + Send;
+
+    /// A receiver marked changed each time events about `subject` become readable
+    /// through every projection (its value: the position they are readable to), so a
+    /// live view reads again when what it shows may have changed rather than on a
+    /// timer. Dropping it stops the watch.
+    fn watch_subject(&self, subject: &str) -> tokio::sync::watch::Receiver<Position>;
 
     /// Whether the store can read and write now.
     fn ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -339,3 +339,45 @@ async fn listings_by_subject_and_type_include_events_not_yet_projected() {
         "the same once projected"
     );
 }
+
+/// A subject's watchers hear once its events are readable through every projection,
+/// not before (the projections held), and watchers of other subjects hear nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subjects_watchers_hear_once_its_events_are_projected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let mut watched = store.watch_subject("shipment:s-1");
+    let other = store.watch_subject("shipment:s-2");
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let hold = held.clone();
+    store.set_fault(Some(Arc::new(move |_: &ValidEvent| {
+        while hold.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })));
+    let created = validate_event(
+        r#"{"id": "sc1", "type": "shipment.created", "time": "2026-11-23T09:00:00Z", "subject": "shipment:s-1",
+            "customer": {"id": "ann"}, "data": {"shipment": "s-1", "order": "o-1", "carrier": "c", "service": "standard"}}"#,
+    )
+    .unwrap();
+    let statuses = store.append(vec![created]).await.unwrap();
+    let troth_store::AppendStatus::Accepted { seq } = statuses[0] else {
+        panic!("not accepted: {statuses:?}");
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !watched.has_changed().unwrap(),
+        "told before the projections have the event"
+    );
+
+    held.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(10), watched.changed())
+        .await
+        .expect("no news within 10 s")
+        .unwrap();
+    assert!(*watched.borrow_and_update() >= seq);
+    // What the watcher reads now has the event.
+    assert!(store.issued_link("s-1".into()).await.unwrap().is_some());
+    store.settle().await.unwrap();
+    assert!(!other.has_changed().unwrap(), "another subject's watcher heard");
+}

@@ -49,8 +49,14 @@ pub use zone::Zone;
 /// The largest photo accepted.
 pub const MAX_PHOTO_BYTES: usize = 5 * 1024 * 1024;
 
-/// How often a live stream looks at the store for changes.
+/// How often a live stream works its view out again from what it read of the store
+/// (the estimate, the stops before and the age of a position change without an event).
 const POLL: Duration = Duration::from_secs(2);
+
+/// How often a live stream reads the store again though no event about its shipment
+/// or its order has come: what reaches the view under other subjects (the customer's
+/// time zone, the case a play opened for a lost parcel) shows within this.
+const RESYNC: Duration = Duration::from_secs(30);
 
 /// What the tracking page needs besides the store.
 #[derive(Clone)]
@@ -151,9 +157,7 @@ pub async fn issue_link<S: Store>(State(state): State<AppState<S>>, Segment(id):
     }
 }
 
-/// The view, with the stops before this one counted on the driver's route as it is
-/// now (stops done or rescheduled off it no longer count) rather than as planned when
-/// the van left; the plan's number while the route does not know the stop.
+/// The view as the store has it now.
 async fn live_view<S: Store>(
     store: &S,
     tracking: &Tracking,
@@ -161,13 +165,31 @@ async fn live_view<S: Store>(
     tracked: &TrackedShipment,
     now: Timestamp,
 ) -> Result<TrackView, ApiError> {
-    let mut view = view::view(store, tracking, journey, tracked, now).await?;
-    if tracked.shipment.on_the_road()
-        && let Some(stops) = tracking.arrivals.stops_before(store, &tracked.link.shipment).await
-    {
+    let stored = view::stored(store, tracking, journey, tracked).await?;
+    Ok(finish(store, tracking, tracked, stored, now).await)
+}
+
+/// The view from what was read of the store, with what changes without an event:
+/// the estimated arrival, and the stops before this one counted on the driver's
+/// route as it is now (stops done or rescheduled off it no longer count) rather than
+/// as planned when the van left (the plan's number while the route does not know
+/// the stop).
+async fn finish<S: Store>(
+    store: &S,
+    tracking: &Tracking,
+    tracked: &TrackedShipment,
+    mut extra: view::Extra,
+    now: Timestamp,
+) -> TrackView {
+    let on_the_road = tracked.shipment.on_the_road();
+    if on_the_road {
+        extra.eta = tracking.arrivals.predict(store, &tracked.link.shipment, now).await;
+    }
+    let mut view = TrackView::of(&tracked.link.shipment, &tracked.shipment, &extra, now);
+    if on_the_road && let Some(stops) = tracking.arrivals.stops_before(store, &tracked.link.shipment).await {
         view.stops_before = Some(stops);
     }
-    Ok(view)
+    view
 }
 
 /// The shipment a valid token opens; `None` for a wrong or expired token alike.
@@ -239,11 +261,11 @@ pub async fn track_events<S: Store + Clone>(State(state): State<AppState<S>>, Se
 
 /// Feeds one stream until its client goes away or the link stops working.
 ///
-/// Two tasks share the stream: one reads the store every [`POLL`] and sends the
-/// view when it changes (and a position the log holds, which covers a restart
-/// before the driver's next report); the other forwards the trusted positions of
-/// the driver the shipment is out with from the hub as they arrive. Kept apart, a
-/// slow read of the store never holds up a position.
+/// Two tasks share the stream: one sends the view when it changes (and a position
+/// the log holds, which covers a restart before the driver's next report); the
+/// other forwards the trusted positions of the driver the shipment is out with from
+/// the hub as they arrive. Kept apart, a slow read of the store never holds up a
+/// position.
 async fn follow<S: Store>(
     store: S,
     hub: Arc<PositionHub>,
@@ -255,8 +277,18 @@ async fn follow<S: Store>(
 ) {
     let last_sent: Arc<Mutex<Option<Timestamp>>> = Arc::default();
     let (driver_tx, driver_rx) = tokio::sync::watch::channel(following(&tracked));
-    let forwarder = tokio::spawn(forward_positions(hub, driver_rx, tx.clone(), last_sent.clone()));
-    poll_views(store, tracking, journey, token, tx, driver_tx, last_sent).await;
+    let forwarder = tokio::spawn(forward_positions(hub.clone(), driver_rx, tx.clone(), last_sent.clone()));
+    let stream = Stream {
+        store,
+        hub,
+        tracking,
+        journey,
+        token,
+        tx,
+        driver_tx,
+        last_sent,
+    };
+    stream.send_views(tracked).await;
     forwarder.abort();
 }
 
@@ -294,66 +326,152 @@ async fn send_position(
 /// `position` events, and the age of the last one changes every time it is read.
 type DriverShown = (bool, Option<String>);
 
-async fn poll_views<S: Store>(
+/// What a stream's views are made from, and where they go.
+struct Stream<S> {
     store: S,
+    hub: Arc<PositionHub>,
     tracking: Tracking,
     journey: FollowedJourney,
     token: String,
     tx: tokio::sync::mpsc::Sender<Event>,
     driver_tx: tokio::sync::watch::Sender<Option<(String, Timestamp)>>,
     last_sent: Arc<Mutex<Option<Timestamp>>>,
-) {
-    // The view last sent, without the driver's positions, and what it showed of them.
-    let mut shown: Option<(TrackView, DriverShown)> = None;
-    let mut every = tokio::time::interval(POLL);
-    loop {
-        tokio::select! {
-            _ = tx.closed() => return,
-            _ = every.tick() => {}
+}
+
+/// What a stream last read of the store, and when.
+struct Held {
+    tracked: TrackedShipment,
+    stored: view::Extra,
+    read_at: tokio::time::Instant,
+}
+
+impl<S: Store> Stream<S> {
+    /// Reads the store when events about the shipment or its order become readable
+    /// (and every [`RESYNC`] for what reaches the view under other subjects), and
+    /// works the view out again every [`POLL`] from what it read, for what changes
+    /// without an event: the estimate, the stops before, the age of a position.
+    async fn send_views(self, opened: TrackedShipment) {
+        let shipment = opened.link.shipment.clone();
+        let mut shipment_news = self.store.watch_subject(&format!("shipment:{shipment}"));
+        let mut order_news = None;
+        // The view last sent, without the driver's positions, and what it showed of them.
+        let mut shown: Option<(TrackView, DriverShown)> = None;
+        let mut held: Option<Held> = None;
+        let mut every = tokio::time::interval(POLL);
+        loop {
+            tokio::select! {
+                _ = self.tx.closed() => return,
+                _ = every.tick() => {}
+                Ok(()) = shipment_news.changed() => held = None,
+                Ok(()) = news(&mut order_news) => held = None,
+            }
+            let now = Timestamp::now();
+            if held.as_ref().is_none_or(|h| h.read_at.elapsed() >= RESYNC) {
+                match self.read(now).await {
+                    Ok(Some(read)) => {
+                        if order_news.is_none()
+                            && let Some(order) = &read.tracked.shipment.order
+                        {
+                            order_news = Some(self.store.watch_subject(&format!("order:{order}")));
+                        }
+                        held = Some(read);
+                    }
+                    Ok(None) => return,
+                    Err(_) => continue,
+                }
+            }
+            let Some(Held { tracked, stored, .. }) = &held else {
+                continue;
+            };
+            if !tracked.link.valid_at(now) {
+                return;
+            }
+            let mut stored = stored.clone();
+            stored.position = self.newest_position(tracked, stored.position.take());
+            let mut view = finish(&self.store, &self.tracking, tracked, stored, now).await;
+            let position = view
+                .driver
+                .as_ref()
+                .and_then(|p| Timestamp::parse_rfc3339(&p.at).map(|at| (p.lat, p.lon, at)));
+            // Positions go out as `position` events; the view is sent again when the rest
+            // of it changes, or when the driver appears or goes.
+            let driver = view.driver.take();
+            let last = view.last_position.take();
+            let stale_at = last.as_ref().filter(|p| p.stale).map(|p| p.at.clone());
+            let now_shown = (view, (driver.is_some(), stale_at));
+            if shown.as_ref() != Some(&now_shown) {
+                let mut whole = now_shown.0.clone();
+                whole.driver = driver;
+                whole.last_position = last;
+                let Ok(event) = Event::default().event("tracking").json_data(&whole) else {
+                    continue;
+                };
+                if self.tx.send(event).await.is_err() {
+                    return;
+                }
+                shown = Some(now_shown);
+            }
+            if let Some(position) = position
+                && !send_position(&self.tx, &self.last_sent, position).await
+            {
+                return;
+            }
         }
-        let now = Timestamp::now();
-        let tracked = match open(&store, token.clone(), now).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return,
-            Err(_) => continue,
+    }
+
+    /// The shipment and what else its view needs of the store; `None` once the link
+    /// no longer opens it.
+    async fn read(&self, now: Timestamp) -> Result<Option<Held>, ApiError> {
+        let read_at = tokio::time::Instant::now();
+        let Some(tracked) = open(&self.store, self.token.clone(), now).await? else {
+            return Ok(None);
         };
-        driver_tx.send_if_modified(|current| {
+        self.driver_tx.send_if_modified(|current| {
             let next = following(&tracked);
             let changed = *current != next;
             *current = next;
             changed
         });
-        let map = journey.get();
-        let Ok(mut view) = live_view(&store, &tracking, map.as_deref(), &tracked, now).await else {
-            continue;
+        let map = self.journey.get();
+        let stored = view::stored(&self.store, &self.tracking, map.as_deref(), &tracked).await?;
+        Ok(Some(Held {
+            tracked,
+            stored,
+            read_at,
+        }))
+    }
+
+    /// The newer of the position read from the log and the hub's latest for the
+    /// driver on the way (the hub has every trusted position reported since this
+    /// server started, the log those before too).
+    fn newest_position(&self, tracked: &TrackedShipment, logged: Option<DriverPosition>) -> Option<DriverPosition> {
+        let Some((driver, since)) = following(tracked) else {
+            return logged;
         };
-        let position = view
-            .driver
-            .as_ref()
-            .and_then(|p| Timestamp::parse_rfc3339(&p.at).map(|at| (p.lat, p.lon, at)));
-        // Positions go out as `position` events; the view is sent again when the rest
-        // of it changes, or when the driver appears or goes.
-        let driver = view.driver.take();
-        let last = view.last_position.take();
-        let stale_at = last.as_ref().filter(|p| p.stale).map(|p| p.at.clone());
-        let now_shown = (view, (driver.is_some(), stale_at));
-        if shown.as_ref() != Some(&now_shown) {
-            let mut whole = now_shown.0.clone();
-            whole.driver = driver;
-            whole.last_position = last;
-            let Ok(event) = Event::default().event("tracking").json_data(&whole) else {
-                continue;
-            };
-            if tx.send(event).await.is_err() {
-                return;
-            }
-            shown = Some(now_shown);
+        let live = self
+            .hub
+            .latest(&driver)
+            .filter(|p| p.at >= since)
+            .map(|p| DriverPosition {
+                driver,
+                lat: p.lat,
+                lon: p.lon,
+                at: p.at,
+            });
+        match (logged, live) {
+            (Some(logged), Some(live)) if logged.at >= live.at => Some(logged),
+            (logged, live) => live.or(logged),
         }
-        if let Some(position) = position
-            && !send_position(&tx, &last_sent, position).await
-        {
-            return;
-        }
+    }
+}
+
+/// Resolves when a watched subject has news; never while none is watched.
+async fn news(
+    watch: &mut Option<tokio::sync::watch::Receiver<i64>>,
+) -> Result<(), tokio::sync::watch::error::RecvError> {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -280,27 +280,16 @@ impl TrackView {
     }
 }
 
-/// The whole view: the shipment, its estimated arrival while on the way, its
-/// driver's latest position, and what the log says that the projection does not
-/// keep (why an attempt failed, which windows were estimates, cases), in the
-/// customer's time zone.
-pub async fn view<S: Store>(
+/// What the view needs of the store besides the shipment: its driver's latest
+/// position while on the way, what the log says that the projection does not keep
+/// (why an attempt failed, which windows were estimates, cases), and the customer's
+/// time zone. The estimated arrival is not read here: it changes without an event
+/// (see [`super::finish`]).
+pub async fn stored<S: Store>(
     store: &S,
     tracking: &Tracking,
     journey: Option<&JourneyMap>,
     tracked: &TrackedShipment,
-    now: Timestamp,
-) -> Result<TrackView, ApiError> {
-    let extra = extra(store, tracking, journey, tracked, now).await?;
-    Ok(TrackView::of(&tracked.link.shipment, &tracked.shipment, &extra, now))
-}
-
-async fn extra<S: Store>(
-    store: &S,
-    tracking: &Tracking,
-    journey: Option<&JourneyMap>,
-    tracked: &TrackedShipment,
-    now: Timestamp,
 ) -> Result<Extra, ApiError> {
     let shipment = &tracked.shipment;
     let subject = format!("shipment:{}", tracked.link.shipment);
@@ -310,7 +299,6 @@ async fn extra<S: Store>(
         ..Extra::default()
     };
     if shipment.on_the_road() {
-        extra.eta = tracking.arrivals.predict(store, &tracked.link.shipment, now).await;
         extra.position = latest_position(store, shipment).await?;
     }
     if shipment.facts.iter().any(|f| f.window.is_some()) {

@@ -313,6 +313,9 @@ pub struct Positions {
     pub wal_limit: std::sync::atomic::AtomicU64,
     /// What keeping the WAL small has done since the store opened.
     pub wal: Mutex<WalStats>,
+    /// Who waits for events about a subject; told as the stories' thread, the last
+    /// to write an event's projections, commits them.
+    pub subjects: crate::SubjectWatchers,
 }
 
 impl Positions {

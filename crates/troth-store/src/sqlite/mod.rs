@@ -226,6 +226,7 @@ impl SqliteStore {
             projections_stopped: Default::default(),
             wal_limit: std::sync::atomic::AtomicU64::new(log::WAL_LIMIT_BYTES),
             wal: Default::default(),
+            subjects: Default::default(),
         });
         let pending = Arc::new(Mutex::new(Aggregates::default()));
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
@@ -1146,6 +1147,10 @@ impl Store for SqliteStore {
             Ok(Ok(_)) => Ok(()),
             _ => Err(self.progress()),
         }
+    }
+
+    fn watch_subject(&self, subject: &str) -> tokio::sync::watch::Receiver<i64> {
+        self.inner.positions.subjects.watch(subject)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

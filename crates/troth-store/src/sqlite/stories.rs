@@ -289,6 +289,12 @@ impl Stories {
         self.checkpoint = batch.through;
         self.positions.stories.advance(batch.through);
         self.positions.passed();
+        // Every projection now holds these events (the projections' thread passed
+        // them before handing them here).
+        self.positions.subjects.readable(
+            batch.rows.subjects.iter().map(|(subject, _)| subject.as_str()),
+            batch.through,
+        );
         // The commit is the copies': they are most of what it writes.
         let copied = started.elapsed() - indexed;
         let mut times = self.times.lock().unwrap_or_else(|p| p.into_inner());
