@@ -977,6 +977,51 @@ async fn the_live_stream_sends_the_new_view_when_its_shipment_changes() {
     }
 }
 
+/// The case a play opens for a lost parcel is stored under the case's own subject;
+/// an open stream still shows it without waiting for its next full read.
+#[tokio::test]
+async fn the_live_stream_shows_the_case_opened_for_a_lost_parcel() {
+    let api = Api::with(Zone::utc(), Some(retail()));
+    api.events(shipped("s-1", "o-1")).await;
+    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
+    let response = api
+        .router
+        .clone()
+        .oneshot(
+            Request::get(format!("/api/v1/track/{token}/events"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body().into_data_stream();
+    use futures_util::StreamExt;
+    let mut next = async || {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
+            .await
+            .expect("the stream went quiet")
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&chunk).into_owned()
+    };
+    let mut seen = String::new();
+    while !seen.contains("event: tracking") {
+        seen.push_str(&next().await);
+    }
+    api.events(vec![event(
+        "lost",
+        "shipment.lost",
+        &at(-60_000_000),
+        "shipment:s-1",
+        json!({}),
+    )])
+    .await;
+    let mut seen = String::new();
+    while !seen.contains("\"reference\":\"play-") {
+        seen.push_str(&next().await);
+    }
+}
+
 // ---- what each state reads (docs/tracking.md#states) ----
 
 fn retail() -> JourneyMap {

@@ -345,6 +345,24 @@ struct Held {
     read_at: tokio::time::Instant,
 }
 
+impl Held {
+    /// A parcel lost within [`CASE_AWAITED`] whose case is not read yet: the play
+    /// opens it under the case's own subject, which the stream does not watch, so
+    /// the stream reads at every [`POLL`] meanwhile (a loss reported long after the
+    /// fact opens no case).
+    fn awaits_a_case(&self, now: Timestamp) -> bool {
+        self.stored.lost_case.is_none()
+            && self.stored.case_due.is_some()
+            && self.tracked.shipment.stage().is_some_and(|s| {
+                s.stage == troth_core::shipment::Stage::Lost
+                    && now.micros() - s.at.micros() < CASE_AWAITED.as_micros() as i64
+            })
+    }
+}
+
+/// How long after a loss its stream looks out for the case a play opens for it.
+const CASE_AWAITED: Duration = Duration::from_secs(600);
+
 impl<S: Store> Stream<S> {
     /// Reads the store when events about the shipment or its order become readable
     /// (and every [`RESYNC`] for what reaches the view under other subjects), and
@@ -366,7 +384,10 @@ impl<S: Store> Stream<S> {
                 Ok(()) = news(&mut order_news) => held = None,
             }
             let now = Timestamp::now();
-            if held.as_ref().is_none_or(|h| h.read_at.elapsed() >= RESYNC) {
+            if held
+                .as_ref()
+                .is_none_or(|h| h.read_at.elapsed() >= RESYNC || h.awaits_a_case(now))
+            {
                 match self.read(now).await {
                     Ok(Some(read)) => {
                         if order_news.is_none()
