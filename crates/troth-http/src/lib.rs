@@ -276,7 +276,11 @@ async fn readyz<S: Store>(State(state): State<AppState<S>>) -> Response {
 async fn metrics_text<S: Store>(State(state): State<AppState<S>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.store.progress(), state.store.log_wal()),
+        state.metrics.render(
+            &state.store.progress(),
+            state.store.log_wal(),
+            state.store.append_waits(),
+        ),
     )
         .into_response()
 }

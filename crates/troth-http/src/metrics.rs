@@ -37,12 +37,29 @@ impl Metrics {
     }
 
     /// The counters, and the log's and projectors' positions from `progress`.
-    pub fn render(&self, progress: &troth_store::Progress, wal: Option<troth_store::WalStats>) -> String {
+    pub fn render(
+        &self,
+        progress: &troth_store::Progress,
+        wal: Option<troth_store::WalStats>,
+        waits: Option<troth_store::AppendWaits>,
+    ) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP troth_log_position The position of the newest event in the log.\n# TYPE troth_log_position gauge\n",
         );
         let _ = writeln!(out, "troth_log_position {}", progress.log);
+        if let Some(waits) = waits {
+            out.push_str(
+                "# HELP troth_append_waits_total Appends that waited because the projections were too far behind the log (back-pressure).\n\
+                 # TYPE troth_append_waits_total counter\n",
+            );
+            let _ = writeln!(out, "troth_append_waits_total {}", waits.waits);
+            out.push_str(
+                "# HELP troth_append_wait_seconds_total The time appends waited for the projections, summed.\n\
+                 # TYPE troth_append_wait_seconds_total counter\n",
+            );
+            let _ = writeln!(out, "troth_append_wait_seconds_total {:.6}", waits.seconds);
+        }
         if let Some(wal) = wal {
             out.push_str(
                 "# HELP troth_log_wal_restarts_total Times the log's WAL passed its limit and the log writer started it over \

@@ -91,6 +91,8 @@ async fn readiness_and_metrics_show_each_projectors_position() {
         metrics.contains("troth_projector_lag_events{projector=\"projections\"} 0\n"),
         "{metrics}"
     );
+    // Two events never put the projections behind enough to hold an append.
+    assert!(metrics.contains("troth_append_waits_total 0\n"), "{metrics}");
     // The log's WAL: written to by the commit, and far from its limit.
     assert!(
         metrics.contains("troth_log_wal_restarts_total{outcome=\"done\"} 0\n"),

@@ -68,6 +68,16 @@ pub struct WalStats {
     pub largest_bytes: u64,
 }
 
+/// How often appends waited for the projections (back-pressure) since the store
+/// opened, and for how long in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct AppendWaits {
+    /// Appends that found the projections too far behind and waited.
+    pub waits: u64,
+    /// The time those appends waited, summed, in seconds.
+    pub seconds: f64,
+}
+
 /// How far the log and each projection that follows it have come.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Progress {
@@ -775,6 +785,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// What keeping the log's write-ahead log small has done, for a backend with one.
     fn log_wal(&self) -> Option<WalStats> {
+        None
+    }
+
+    /// How often appends waited for the projections, for a backend that makes them.
+    fn append_waits(&self) -> Option<AppendWaits> {
         None
     }
 

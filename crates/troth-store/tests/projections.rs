@@ -192,6 +192,7 @@ async fn appends_wait_while_slowed_projections_are_too_far_behind() {
         std::thread::sleep(Duration::from_micros(250))
     })));
     let sampler = Sampler::start(&store, |progress| progress.log - progress.projected());
+    assert_eq!(store.append_waits(), Some(troth_store::AppendWaits::default()));
     append_page_views(&store, "v").await;
     let most = sampler.stop().await;
     // The limit, plus the one append that found room just below it.
@@ -200,6 +201,9 @@ async fn appends_wait_while_slowed_projections_are_too_far_behind() {
         most >= 150,
         "the projections never fell behind ({most}): the test proves nothing"
     );
+    // The waits are counted for the operator (`troth_append_waits_total`).
+    let waits = store.append_waits().unwrap();
+    assert!(waits.waits > 0 && waits.seconds > 0.0, "{waits:?}");
     store.set_fault(None);
     store.settle().await.unwrap();
     assert_eq!(store.progress().projected(), 2_000);

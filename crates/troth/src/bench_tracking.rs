@@ -135,7 +135,7 @@ async fn run_troth(args: &TrackingArgs) -> anyhow::Result<LatencyFigures> {
     for chunk in events.chunks(10_000) {
         store.append(chunk.to_vec()).await?;
     }
-    let (addr, stop) = crate::serve::spawn(store, "127.0.0.1:0".parse()?, None, None).await?;
+    let (addr, stop) = crate::serve::spawn(store.clone(), "127.0.0.1:0".parse()?, None, None).await?;
     let mut tokens = Vec::with_capacity(args.subscribers);
     let mut client = Client::connect(&Target::from_addr(addr), None).await?;
     for i in 0..args.subscribers {
@@ -156,6 +156,12 @@ async fn run_troth(args: &TrackingArgs) -> anyhow::Result<LatencyFigures> {
     })
     .await;
     let _ = stop.send(());
+    if let Some(waits) = store.append_waits() {
+        println!(
+            "  troth's appends waited for the projections {} times, {:.2} s in all",
+            waits.waits, waits.seconds
+        );
+    }
     figures
 }
 

@@ -316,6 +316,9 @@ pub struct Positions {
     /// Who waits for events about a subject; told as the stories' thread, the last
     /// to write an event's projections, commits them.
     pub subjects: crate::SubjectWatchers,
+    /// Appends that waited for the projections, and the microseconds they waited.
+    pub append_waits: std::sync::atomic::AtomicU64,
+    pub append_waited_us: std::sync::atomic::AtomicU64,
 }
 
 impl Positions {
@@ -324,6 +327,14 @@ impl Positions {
         let least = self.projections.get().min(self.stories.get());
         self.projected.advance(least);
         self.commits.lock().unwrap_or_else(|p| p.into_inner()).projected(least);
+    }
+
+    /// An append waited for the projections since `started`.
+    pub fn count_wait(&self, started: std::time::Instant) {
+        let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.append_waits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.append_waited_us
+            .fetch_add(waited, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How long ago the oldest event after `projected` was committed; `None` when

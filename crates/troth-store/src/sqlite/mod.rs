@@ -227,6 +227,8 @@ impl SqliteStore {
             wal_limit: std::sync::atomic::AtomicU64::new(log::WAL_LIMIT_BYTES),
             wal: Default::default(),
             subjects: Default::default(),
+            append_waits: Default::default(),
+            append_waited_us: Default::default(),
         });
         let pending = Arc::new(Mutex::new(Aggregates::default()));
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
@@ -401,11 +403,15 @@ impl SqliteStore {
     /// writer never waits for it. [`AppendPending::wait`] gives the answer.
     pub fn send_append_blocking(&self, events: Vec<ValidEvent>) -> Result<AppendPending, StoreError> {
         let positions = &self.inner.positions;
-        while self.too_far_behind() {
-            let from = positions.projected.get();
-            positions
-                .projected
-                .wait_blocking(|p| p > from, std::time::Duration::from_millis(200));
+        if self.too_far_behind() {
+            let started = std::time::Instant::now();
+            while self.too_far_behind() {
+                let from = positions.projected.get();
+                positions
+                    .projected
+                    .wait_blocking(|p| p > from, std::time::Duration::from_millis(200));
+            }
+            positions.count_wait(started);
         }
         let (reply, rx) = oneshot::channel();
         self.inner
@@ -506,11 +512,14 @@ impl SqliteStore {
         if !self.too_far_behind() {
             return;
         }
-        let mut projected = self.inner.positions.projected.subscribe();
+        let positions = &self.inner.positions;
+        let started = std::time::Instant::now();
+        let mut projected = positions.projected.subscribe();
         loop {
             // Seen before the check, so a move during it wakes the wait at once.
             projected.mark_unchanged();
             if !self.too_far_behind() {
+                positions.count_wait(started);
                 return;
             }
             // Checked again when the projections move, and now and then in case they stop.
@@ -1111,6 +1120,14 @@ impl Store for SqliteStore {
 
     fn log_wal(&self) -> Option<crate::WalStats> {
         Some(self.wal_stats())
+    }
+
+    fn append_waits(&self) -> Option<crate::AppendWaits> {
+        let positions = &self.inner.positions;
+        Some(crate::AppendWaits {
+            waits: positions.append_waits.load(std::sync::atomic::Ordering::Relaxed),
+            seconds: positions.append_waited_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6,
+        })
     }
 
     fn progress(&self) -> crate::Progress {
