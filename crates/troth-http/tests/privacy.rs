@@ -10,6 +10,7 @@ use std::path::Path;
 use axum::http::StatusCode;
 use common::{TestApi, retail_map};
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 const ANN: &str = "ann.erase@example.org";
 const BOB: &str = "bob.keep@example.org";
@@ -199,4 +200,50 @@ async fn an_erased_customer_is_in_no_file_yet_counts_health_and_replay_stay() {
         .unwrap()
         .unwrap();
     assert!(report.matches(), "{:?}", report.differences);
+}
+
+/// An erasure takes the customer's tracking links away, and with them the live
+/// streams of their pages, which stop at once rather than at their next full read.
+#[tokio::test]
+async fn an_erasure_ends_the_customers_live_tracking_streams() {
+    let api = TestApi::new(Some(retail_map()));
+    api.ingest(journey_of(ANN, "Annabel Quist", "+44 7700 900111", "a"))
+        .await;
+    let (status, link) = api
+        .call("POST", "/api/v1/shipments/s-a/tracking-link", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let token = link["token"].as_str().unwrap();
+    let response = api
+        .router
+        .clone()
+        .oneshot(
+            axum::http::Request::get(format!("/api/v1/track/{token}/events"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body().into_data_stream();
+    use futures_util::StreamExt;
+    let wait = std::time::Duration::from_secs(10);
+    let mut seen = String::new();
+    while !seen.contains("event: tracking") {
+        let chunk = tokio::time::timeout(wait, body.next()).await.expect("no first view");
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().unwrap()));
+    }
+
+    let (status, started) = api
+        .call("DELETE", &format!("/api/v1/customers/email:{ANN}"), Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let erasure = finished(&api, &format!("/api/v1/erasures/{}", started["id"].as_str().unwrap())).await;
+    assert_eq!(erasure["state"], "done", "{erasure}");
+    while let Some(chunk) = tokio::time::timeout(wait, body.next())
+        .await
+        .expect("the stream is still open 10 s after the erasure")
+    {
+        chunk.unwrap();
+    }
 }

@@ -1,7 +1,7 @@
 //! Who waits for news of a subject. A tracking page's live stream reads the store
 //! again when events about its shipment become readable, instead of reading it on
-//! a timer: a thousand open pages then cost the store nothing while their
-//! shipments are quiet.
+//! a timer: a thousand open pages then cost the store little while their shipments
+//! are quiet.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -52,7 +52,13 @@ impl SubjectWatchers {
         if watched.by_subject.is_empty() {
             return;
         }
+        let mut last = None;
         for subject in subjects {
+            // A batch's subjects come sorted: each is looked up once.
+            if last == Some(subject) {
+                continue;
+            }
+            last = Some(subject);
             if let Some(sender) = watched.by_subject.get(subject) {
                 sender.send_if_modified(|at| {
                     let moved = through > *at;
@@ -60,6 +66,15 @@ impl SubjectWatchers {
                     moved
                 });
             }
+        }
+    }
+
+    /// What was read of any subject may have changed without an event about it (an
+    /// erasure rewrote the log and dropped tracking links): every watcher hears.
+    pub fn all_changed(&self) {
+        let watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+        for sender in watched.by_subject.values() {
+            sender.send_modify(|_| {});
         }
     }
 
@@ -96,6 +111,12 @@ mod tests {
         assert!(!shipment.has_changed().unwrap());
         watchers.readable(["shipment:s1"], 9);
         assert!(shipment.has_changed().unwrap());
+
+        // An erasure is news to everyone, without a position.
+        shipment.borrow_and_update();
+        watchers.all_changed();
+        assert!(shipment.has_changed().unwrap() && other.has_changed().unwrap());
+        assert_eq!(*shipment.borrow_and_update(), 9);
 
         // Subjects nobody watches any more are let go once enough are held; those
         // still watched stay.

@@ -343,25 +343,36 @@ struct Held {
     tracked: TrackedShipment,
     stored: view::Extra,
     read_at: tokio::time::Instant,
+    /// Events about the shipment or its order became readable since.
+    news: bool,
 }
 
 impl Held {
-    /// A parcel lost within [`CASE_AWAITED`] whose case is not read yet: the play
-    /// opens it under the case's own subject, which the stream does not watch, so
-    /// the stream reads at every [`POLL`] meanwhile (a loss reported long after the
-    /// fact opens no case).
-    fn awaits_a_case(&self, now: Timestamp) -> bool {
-        self.stored.lost_case.is_none()
-            && self.stored.case_due.is_some()
-            && self.tracked.shipment.stage().is_some_and(|s| {
+    /// Whether the store is read again now.
+    fn stale(&self, now: Timestamp) -> bool {
+        let age = self.read_at.elapsed();
+        age >= RESYNC || (self.news && age >= NEWS_GAP) || self.watches_too_little(now)
+    }
+
+    /// What the stream would miss between its reads on news, so it reads at every
+    /// [`POLL`] instead: the shipment's order while no `shipment.created` has named
+    /// it (that event may come under the order's subject, which is not watched
+    /// yet), and, for a parcel lost within the plays' horizon, the case a play opens
+    /// for it (under the case's own subject) until it is read.
+    fn watches_too_little(&self, now: Timestamp) -> bool {
+        let shipment = &self.tracked.shipment;
+        let awaits_a_case = self.stored.lost_case.is_none()
+            && shipment.stage().is_some_and(|s| {
                 s.stage == troth_core::shipment::Stage::Lost
-                    && now.micros() - s.at.micros() < CASE_AWAITED.as_micros() as i64
-            })
+                    && now.micros() - s.at.micros() < troth_core::play::PLAY_HORIZON_US
+            });
+        shipment.order.is_none() || awaits_a_case
     }
 }
 
-/// How long after a loss its stream looks out for the case a play opens for it.
-const CASE_AWAITED: Duration = Duration::from_secs(600);
+/// The least time between two reads of a stream on news: a shipment much written
+/// about (each view of its page is an event about it) is read at most this often.
+const NEWS_GAP: Duration = Duration::from_secs(1);
 
 impl<S: Store> Stream<S> {
     /// Reads the store when events about the shipment or its order become readable
@@ -371,29 +382,34 @@ impl<S: Store> Stream<S> {
     async fn send_views(self, opened: TrackedShipment) {
         let shipment = opened.link.shipment.clone();
         let mut shipment_news = self.store.watch_subject(&format!("shipment:{shipment}"));
-        let mut order_news = None;
+        // Both watched before the first read, so nothing readable after it is missed.
+        let order_watch = |order: &str| self.store.watch_subject(&format!("order:{order}"));
+        let mut watched_order = opened.shipment.order.clone();
+        let mut order_news = watched_order.as_deref().map(order_watch);
         // The view last sent, without the driver's positions, and what it showed of them.
         let mut shown: Option<(TrackView, DriverShown)> = None;
         let mut held: Option<Held> = None;
         let mut every = tokio::time::interval(POLL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let news = tokio::select! {
                 _ = self.tx.closed() => return,
-                _ = every.tick() => {}
-                Ok(()) = shipment_news.changed() => held = None,
-                Ok(()) = news(&mut order_news) => held = None,
+                _ = every.tick() => false,
+                Ok(()) = shipment_news.changed() => true,
+                Ok(()) = news(&mut order_news) => true,
+            };
+            if news && let Some(held) = &mut held {
+                held.news = true;
             }
             let now = Timestamp::now();
-            if held
-                .as_ref()
-                .is_none_or(|h| h.read_at.elapsed() >= RESYNC || h.awaits_a_case(now))
-            {
+            if held.as_ref().is_none_or(|h| h.stale(now)) {
                 match self.read(now).await {
-                    Ok(Some(read)) => {
-                        if order_news.is_none()
-                            && let Some(order) = &read.tracked.shipment.order
-                        {
-                            order_news = Some(self.store.watch_subject(&format!("order:{order}")));
+                    Ok(Some(mut read)) => {
+                        if read.tracked.shipment.order != watched_order {
+                            watched_order.clone_from(&read.tracked.shipment.order);
+                            order_news = watched_order.as_deref().map(order_watch);
+                            // What came under the order between the read and the watch.
+                            read.news = true;
                         }
                         held = Some(read);
                     }
@@ -459,6 +475,7 @@ impl<S: Store> Stream<S> {
             tracked,
             stored,
             read_at,
+            news: false,
         }))
     }
 

@@ -360,11 +360,14 @@ impl SqliteStore {
                 customer: customer.to_owned(),
             })?
             .ok_or_else(|| StoreError::Invalid(format!("{customer} is no longer known")))?;
+        // The customer's tracking links are gone: their live pages close now.
+        self.inner.positions.subjects.all_changed();
         let erasure::LogDone::Rewritten(plan) = self.log_step(erasure::LogStep::Rewrite { erasure: id, plan })? else {
             return Err(StoreError::WriterGone);
         };
         // Every projection again, from the rewritten log.
         self.replay(true, &mut |_| {})?;
+        self.inner.positions.subjects.all_changed();
         self.projections_step(projections::ErasureStep::Vacuum)?;
         self.log_step(erasure::LogStep::Vacuum)?;
         Ok(uploads.map_or(0, |dir| erasure::delete_uploads(dir, &plan.uploads)))
