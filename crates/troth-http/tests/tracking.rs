@@ -856,6 +856,44 @@ async fn a_safe_place_photo_is_checked_stripped_and_stored() {
     assert_eq!(served.body, stored);
 }
 
+/// A shipment's live stream (`/api/v1/track/{token}/events`), read as it comes.
+struct Live(axum::body::BodyDataStream);
+
+impl Live {
+    async fn open(api: &Api, ship: &str) -> Live {
+        let token = api.link(ship).await["token"].as_str().unwrap().to_owned();
+        let response = api
+            .router
+            .clone()
+            .oneshot(
+                Request::get(format!("/api/v1/track/{token}/events"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+        Live(response.into_body().into_data_stream())
+    }
+
+    /// What the stream sends until `needle` is among it; fails once it stays quiet
+    /// for 10 s.
+    async fn until(&mut self, needle: &str) -> String {
+        use futures_util::StreamExt;
+        let mut seen = String::new();
+        while !seen.contains(needle) {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), self.0.next())
+                .await
+                .unwrap_or_else(|_| panic!("the stream went quiet before {needle}: {seen}"))
+                .unwrap()
+                .unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        seen
+    }
+}
+
 #[tokio::test]
 async fn the_live_stream_sends_the_view_and_positions_from_the_position_source() {
     let api = Api::new();
@@ -868,33 +906,8 @@ async fn the_live_stream_sends_the_view_and_positions_from_the_position_source()
         json!({"driver": "d-7"}),
     )])
     .await;
-    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
-    let response = api
-        .router
-        .clone()
-        .oneshot(
-            Request::get(format!("/api/v1/track/{token}/events"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
-    let mut body = response.into_body().into_data_stream();
-    use futures_util::StreamExt;
-    let mut seen = String::new();
-    let mut next = async || {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
-            .await
-            .expect("the stream went quiet")
-            .unwrap()
-            .unwrap();
-        String::from_utf8_lossy(&chunk).into_owned()
-    };
-    while !seen.contains("event: tracking") {
-        seen.push_str(&next().await);
-    }
+    let mut live = Live::open(&api, "s-1").await;
+    let seen = live.until("event: tracking").await;
     assert!(seen.contains("\"stage\":\"out_for_delivery\""), "{seen}");
     // Another driver's position is not passed on; this driver's is. Both arrive
     // as drivers' apps send them, through the positions API and its live hub.
@@ -914,10 +927,7 @@ async fn the_live_stream_sends_the_view_and_positions_from_the_position_source()
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{driver}");
     }
-    let mut seen = String::new();
-    while !seen.contains("event: position") {
-        seen.push_str(&next().await);
-    }
+    let seen = live.until("event: position").await;
     let data = seen
         .lines()
         .skip_while(|l| *l != "event: position")
@@ -937,31 +947,8 @@ async fn the_live_stream_sends_the_view_and_positions_from_the_position_source()
 async fn the_live_stream_sends_the_new_view_when_its_shipment_changes() {
     let api = Api::new();
     api.events(shipped("s-1", "o-1")).await;
-    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
-    let response = api
-        .router
-        .clone()
-        .oneshot(
-            Request::get(format!("/api/v1/track/{token}/events"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let mut body = response.into_body().into_data_stream();
-    use futures_util::StreamExt;
-    let mut next = async || {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
-            .await
-            .expect("the stream went quiet")
-            .unwrap()
-            .unwrap();
-        String::from_utf8_lossy(&chunk).into_owned()
-    };
-    let mut seen = String::new();
-    while !seen.contains("event: tracking") {
-        seen.push_str(&next().await);
-    }
+    let mut live = Live::open(&api, "s-1").await;
+    let seen = live.until("event: tracking").await;
     assert!(!seen.contains("\"stage\":\"delivered\""), "{seen}");
     api.events(vec![event(
         "done-1",
@@ -971,10 +958,7 @@ async fn the_live_stream_sends_the_new_view_when_its_shipment_changes() {
         json!({"proof": {"kind": "handed"}}),
     )])
     .await;
-    let mut seen = String::new();
-    while !seen.contains("\"stage\":\"delivered\"") {
-        seen.push_str(&next().await);
-    }
+    live.until("\"stage\":\"delivered\"").await;
 }
 
 /// An order's stages reach its shipment's stream too: they come under the order's
@@ -983,31 +967,8 @@ async fn the_live_stream_sends_the_new_view_when_its_shipment_changes() {
 async fn the_live_stream_sends_the_new_view_when_its_order_changes() {
     let api = Api::new();
     api.events(shipped("s-1", "o-1")).await;
-    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
-    let response = api
-        .router
-        .clone()
-        .oneshot(
-            Request::get(format!("/api/v1/track/{token}/events"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let mut body = response.into_body().into_data_stream();
-    use futures_util::StreamExt;
-    let mut next = async || {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
-            .await
-            .expect("the stream went quiet")
-            .unwrap()
-            .unwrap();
-        String::from_utf8_lossy(&chunk).into_owned()
-    };
-    let mut seen = String::new();
-    while !seen.contains("event: tracking") {
-        seen.push_str(&next().await);
-    }
+    let mut live = Live::open(&api, "s-1").await;
+    let seen = live.until("event: tracking").await;
     assert!(!seen.contains("\"stage\":\"packed\""), "{seen}");
     api.events(vec![event(
         "pk",
@@ -1017,10 +978,7 @@ async fn the_live_stream_sends_the_new_view_when_its_order_changes() {
         json!({}),
     )])
     .await;
-    let mut seen = String::new();
-    while !seen.contains("\"stage\":\"packed\"") {
-        seen.push_str(&next().await);
-    }
+    live.until("\"stage\":\"packed\"").await;
 }
 
 /// The case a play opens for a lost parcel is stored under the case's own subject;
@@ -1040,31 +998,8 @@ async fn the_live_stream_shows_the_case_opened_for_a_lost_parcel() {
     );
     let api = Api::with(Zone::utc(), Some(parse_journey(&unpromised).unwrap()));
     api.events(shipped("s-1", "o-1")).await;
-    let token = api.link("s-1").await["token"].as_str().unwrap().to_owned();
-    let response = api
-        .router
-        .clone()
-        .oneshot(
-            Request::get(format!("/api/v1/track/{token}/events"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let mut body = response.into_body().into_data_stream();
-    use futures_util::StreamExt;
-    let mut next = async || {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), body.next())
-            .await
-            .expect("the stream went quiet")
-            .unwrap()
-            .unwrap();
-        String::from_utf8_lossy(&chunk).into_owned()
-    };
-    let mut seen = String::new();
-    while !seen.contains("event: tracking") {
-        seen.push_str(&next().await);
-    }
+    let mut live = Live::open(&api, "s-1").await;
+    live.until("event: tracking").await;
     api.events(vec![event(
         "lost",
         "shipment.lost",
@@ -1073,10 +1008,7 @@ async fn the_live_stream_shows_the_case_opened_for_a_lost_parcel() {
         json!({}),
     )])
     .await;
-    let mut seen = String::new();
-    while !seen.contains("\"reference\":\"play-") {
-        seen.push_str(&next().await);
-    }
+    live.until("\"reference\":\"play-").await;
 }
 
 // ---- what each state reads (docs/tracking.md#states) ----
