@@ -79,7 +79,7 @@ fn import_reports_rejects_by_line_and_is_idempotent() {
     let error = String::from_utf8_lossy(&unknown.stderr);
     assert_eq!(unknown.status.code(), Some(1), "{error}");
     assert!(
-        error.contains(r#"no projector is named "count"; the projectors are event_index, identities, counts"#),
+        error.contains(r#"no projector is named "count"; the projectors are identities, counts, promises"#),
         "{error}"
     );
 }

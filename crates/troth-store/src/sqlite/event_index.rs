@@ -60,9 +60,13 @@ impl Projector for Projection {
     }
 
     fn apply(&mut self, cx: &mut Cx<'_>, at: &mut Logged) -> Result<(), StoreError> {
+        // The last projector: the event's subject and type move into its entries.
         if let Some(live) = &mut cx.live {
-            live.handed
-                .index(at.seq, at.event.subject.as_deref(), &at.event.event_type);
+            live.handed.index(
+                at.seq,
+                at.event.subject.take(),
+                std::mem::take(&mut at.event.event_type),
+            );
         }
         Ok(())
     }

@@ -439,7 +439,7 @@ impl Projections {
         // Set aside, it is still in the log, and so in the event index.
         let mut rows = super::stories::Rows::default();
         if let Ok(event) = troth_core::validate_event(&body) {
-            rows.index(seq, event.subject.as_deref(), &event.event_type);
+            rows.index(seq, event.subject, event.event_type);
         }
         self.moved_to(seq, rows);
         Ok(())
@@ -514,6 +514,9 @@ impl Projections {
             .positions
             .handoff
             .take(self.checkpoint, limit as usize, &mut held);
+        if let Some(live) = &mut cx.live {
+            live.handed.reserve(held.len());
+        }
         if held.is_empty() {
             let before = first_held.unwrap_or(i64::MAX);
             let head = self.shared.positions.head.get();

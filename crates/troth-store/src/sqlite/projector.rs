@@ -166,7 +166,6 @@ pub fn registry(
     rules: Option<&Arc<JourneyRules>>,
 ) -> Result<Vec<Box<dyn Projector>>, StoreError> {
     Ok(vec![
-        Box::new(super::event_index::Projection),
         Box::new(super::identities::Projection::open(conn, schema)?),
         Box::new(super::projections::Counts::open(conn, schema)?),
         Box::new(super::promises::Projection::open(conn, schema, rules.cloned())?),
@@ -176,6 +175,7 @@ pub fn registry(
         Box::new(super::outbox::Consents::open(conn, schema)?),
         Box::new(super::outbox::Plays::new(rules.cloned())),
         Box::new(super::story::Copies),
+        Box::new(super::event_index::Projection),
     ])
 }
 

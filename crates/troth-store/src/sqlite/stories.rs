@@ -105,11 +105,19 @@ pub struct Rows {
 
 impl Rows {
     /// The event's entries in the event index.
-    pub fn index(&mut self, seq: i64, subject: Option<&str>, event_type: &str) {
+    pub fn index(&mut self, seq: i64, subject: Option<String>, event_type: String) {
         if let Some(subject) = subject {
-            self.subjects.push((subject.to_owned(), seq));
+            self.subjects.push((subject, seq));
         }
-        self.types.push((event_type.to_owned(), seq));
+        self.types.push((event_type, seq));
+    }
+
+    /// Room for the rows of `events` more events, taken at once rather than by
+    /// doubling (each larger buffer copied and faulted in afresh).
+    pub fn reserve(&mut self, events: usize) {
+        self.copies.reserve(events);
+        self.subjects.reserve(events);
+        self.types.reserve(events);
     }
 }
 
@@ -228,7 +236,7 @@ impl Stories {
             while let Some(row) = read.next()? {
                 let subject = row.get_ref(1)?.as_str_or_null().map_err(rusqlite::Error::from)?;
                 let event_type = row.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
-                rows.index(row.get(0)?, subject, event_type);
+                rows.index(row.get(0)?, subject.map(str::to_owned), event_type.to_owned());
             }
         }
         self.write(&mut Batch { through, rows })
