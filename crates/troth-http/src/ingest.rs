@@ -102,20 +102,15 @@ impl Pending {
     }
 }
 
-/// Appends validated events. Route events also feed the tracking page's arrival
-/// estimates, once stored.
+/// Appends validated events. Drivers' positions among them are judged and
+/// followed live, and route events feed the tracking page's arrival estimates, as
+/// through the positions API (see [`crate::positions::append_judged`]).
 pub(crate) async fn append<S: Store>(
     state: &AppState<S>,
     events: Vec<ValidEvent>,
 ) -> Result<Vec<AppendStatus>, ApiError> {
-    let route = crate::tracking::route_events(&events);
-    let statuses = state.store.append(events).await?;
-    state
-        .tracking
-        .arrivals
-        .observe_stored(&state.store, route, &statuses)
-        .await;
-    Ok(statuses)
+    let fixes = events.iter().map(crate::positions::unjudged_fix).collect();
+    Ok(crate::positions::append_judged(state, events, fixes).await?.0)
 }
 
 fn count<S: Store>(state: &AppState<S>, results: &[ItemResult]) {

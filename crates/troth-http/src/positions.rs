@@ -315,54 +315,18 @@ struct Outcome {
 }
 
 /// Judges a driver's fixes in order, appends them, and publishes the trusted ones.
-/// One driver's reports are handled one at a time, so each is judged against the
-/// track as the previous one left it.
 async fn record<S: Store>(
     state: &AppState<S>,
     driver: &str,
     fixes: Vec<Fix>,
     source: &str,
 ) -> Result<Vec<Outcome>, ApiError> {
-    if fixes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let slot = state.positions.driver(driver);
-    let mut track = slot.track.lock().await;
-    if track.is_none() {
-        let (loaded, latest) = load_track(&state.store, &slot.id).await?;
-        if let Some(latest) = latest {
-            state.positions.publish(latest);
-        }
-        *track = Some(loaded);
-    }
-    let mut next = track.clone().unwrap_or_default();
-    let arrived = Timestamp::now();
-    let mut flags = Vec::with_capacity(fixes.len());
-    let mut events = Vec::with_capacity(fixes.len());
-    for fix in &fixes {
-        let flag = state.plausibility.judge(&mut next, fix, arrived);
-        flags.push(flag);
-        events.push(position_event(driver, fix, flag, source)?);
-    }
-    // Followers see a trusted position at once; the log has it when this request is
-    // answered. Waiting for the commit would put the write's queue in every
-    // follower's latency, and a position is news only for seconds.
-    for (fix, flag) in fixes.iter().zip(&flags) {
-        if flag.is_none() {
-            state.positions.publish(LivePosition::new(slot.id.clone(), fix));
-        }
-    }
+    let events = fixes
+        .iter()
+        .map(|fix| position_event(driver, fix, None, source))
+        .collect::<Result<Vec<_>, _>>()?;
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-    // Trusted positions also feed the arrival estimates (flagged ones are no route events).
-    let route = crate::tracking::route_events(&events);
-    let statuses = state.store.append(events).await?;
-    *track = Some(next);
-    drop(track);
-    state
-        .tracking
-        .arrivals
-        .observe_stored(&state.store, route, &statuses)
-        .await;
+    let (statuses, flags) = append_judged(state, events, fixes.into_iter().map(Some).collect()).await?;
     let outcomes = flags
         .into_iter()
         .zip(statuses)
@@ -370,6 +334,116 @@ async fn record<S: Store>(
         .map(|((flag, status), id)| Outcome { id, status, flag })
         .collect();
     Ok(outcomes)
+}
+
+/// The fix a `courier.position` event about `driver:{id}` reports, when it is
+/// the plausibility rules' to judge: one its sender flagged is not trusted as it is.
+pub(crate) fn unjudged_fix(event: &ValidEvent) -> Option<Fix> {
+    let EventData::CourierPosition(p) = &event.data else {
+        return None;
+    };
+    let driver = event.subject.as_deref()?.strip_prefix("driver:")?;
+    (p.flag.is_none() && !driver.is_empty()).then(|| fix_of(p, event.time))
+}
+
+fn fix_of(p: &troth_core::catalogue::CourierPosition, at: Timestamp) -> Fix {
+    Fix {
+        speed_kmh: p.speed_kmh.map(|s| s.0),
+        heading: p.heading.map(|h| h.0),
+        accuracy_m: p.accuracy_m.map(|a| a.0),
+        altitude_m: p.altitude_m,
+        battery: p.battery.map(|b| b.0),
+        ..Fix::at(p.lat.0, p.lon.0, at)
+    }
+}
+
+/// Appends events, the drivers' positions among them judged first. Each event
+/// with a fix in `fixes` (one entry per event; a `courier.position` about
+/// `driver:{id}`) is judged against its driver's track, in order, and stored with
+/// the flag it earns; a trusted one is published to the hub. However a position
+/// comes in (the positions API, OsmAnd, the events API, NDJSON, Segment), it is
+/// judged and followed the same way. Answers each event's status and flag.
+pub(crate) async fn append_judged<S: Store>(
+    state: &AppState<S>,
+    mut events: Vec<ValidEvent>,
+    fixes: Vec<Option<Fix>>,
+) -> Result<(Vec<AppendStatus>, Vec<Option<PositionFlag>>), ApiError> {
+    let mut flags = vec![None; events.len()];
+    // The drivers' slots, each locked in the order of their ids (so two requests
+    // never wait on each other's) and held across the append: one driver's
+    // reports are judged in order, each against the track the last one left.
+    let mut drivers: Vec<String> = events
+        .iter()
+        .zip(&fixes)
+        .filter(|(_, fix)| fix.is_some())
+        .filter_map(|(event, _)| event.subject.as_deref()?.strip_prefix("driver:").map(str::to_owned))
+        .collect();
+    drivers.sort_unstable();
+    drivers.dedup();
+    let slots: Vec<_> = drivers.iter().map(|driver| state.positions.driver(driver)).collect();
+    let mut tracks = Vec::with_capacity(slots.len());
+    for slot in &slots {
+        let mut track = slot.track.lock().await;
+        if track.is_none() {
+            let (loaded, latest) = load_track(&state.store, &slot.id).await?;
+            if let Some(latest) = latest {
+                state.positions.publish(latest);
+            }
+            *track = Some(loaded);
+        }
+        let next = track.clone().unwrap_or_default();
+        tracks.push((track, next));
+    }
+    let arrived = Timestamp::now();
+    for (i, fix) in fixes.iter().enumerate() {
+        let Some(fix) = fix else { continue };
+        let Some(d) = events[i]
+            .subject
+            .as_deref()
+            .and_then(|s| s.strip_prefix("driver:"))
+            .and_then(|driver| drivers.binary_search_by(|d| d.as_str().cmp(driver)).ok())
+        else {
+            continue;
+        };
+        let flag = state.plausibility.judge(&mut tracks[d].1, fix, arrived);
+        flags[i] = flag;
+        match flag {
+            // Followers see a trusted position at once; the log has it when this
+            // request is answered. Waiting for the commit would put the write's
+            // queue in every follower's latency, and a position is news only for
+            // seconds.
+            None => state.positions.publish(LivePosition::new(slots[d].id.clone(), fix)),
+            Some(flag) => events[i] = with_flag(&events[i], flag)?,
+        }
+    }
+    // Trusted positions also feed the arrival estimates (flagged ones are no route events).
+    let route = crate::tracking::route_events(&events);
+    let statuses = state.store.append(events).await?;
+    for (mut track, next) in tracks {
+        *track = Some(next);
+    }
+    state
+        .tracking
+        .arrivals
+        .observe_stored(&state.store, route, &statuses)
+        .await;
+    Ok((statuses, flags))
+}
+
+/// The event as sent, with the flag the plausibility rules gave its position.
+fn with_flag(event: &ValidEvent, flag: PositionFlag) -> Result<ValidEvent, ApiError> {
+    let mut value: Value = serde_json::from_str(&event.raw)
+        .map_err(|e| ApiError::new(Code::Internal, format!("a stored event's text does not parse: {e}")))?;
+    if let Some(data) = value.get_mut("data").and_then(Value::as_object_mut) {
+        data.insert("flag".into(), flag.as_str().into());
+    }
+    validate_value(value, None).map_err(|r| {
+        ApiError::field(
+            Code::InvalidPosition,
+            r.error.field.clone(),
+            format!("the flagged position does not make a valid event: {}", r.error),
+        )
+    })
 }
 
 fn position_event(driver: &str, fix: &Fix, flag: Option<PositionFlag>, source: &str) -> Result<ValidEvent, ApiError> {
@@ -412,12 +486,7 @@ async fn load_track<S: Store>(store: &S, driver: &Arc<str>) -> Result<(Track, Op
         let EventData::CourierPosition(p) = &event.data else {
             continue;
         };
-        let fix = Fix {
-            speed_kmh: p.speed_kmh.map(|s| s.0),
-            heading: p.heading.map(|h| h.0),
-            accuracy_m: p.accuracy_m.map(|a| a.0),
-            ..Fix::at(p.lat.0, p.lon.0, event.time)
-        };
+        let fix = fix_of(p, event.time);
         let in_order = !matches!(p.flag, Some(PositionFlag::OutOfOrder | PositionFlag::Future));
         if in_order {
             track.latest_at = Some(track.latest_at.map_or(fix.at, |t| t.max(fix.at)));

@@ -326,6 +326,83 @@ async fn untrusted_positions_are_flagged_stored_and_not_published() {
     assert_eq!(live.recv().await.unwrap().lat, 52.501);
 }
 
+/// A `courier.position` sent as an event, as a GPS integration without a device may
+/// send it, is judged and followed as one through the positions API: a trusted
+/// one reaches the hub, an implausible one is stored with its flag and is not
+/// published, and one its sender flagged is kept as sent.
+#[tokio::test]
+async fn positions_sent_as_events_are_judged_and_followed_like_the_drivers_own() {
+    let api = Api::new();
+    let mut live = api.hub.subscribe("d-6");
+    // Bounded: a position that never reaches the hub fails the test rather than hanging it.
+    let mut next_live = async move || {
+        tokio::time::timeout(std::time::Duration::from_secs(10), live.recv())
+            .await
+            .expect("the position reached the hub")
+            .unwrap()
+    };
+    let position = |id: &str, lat: f64, at: i64, flag: Option<&str>| {
+        let mut data = json!({"lat": lat, "lon": 13.4});
+        if let Some(flag) = flag {
+            data["flag"] = flag.into();
+        }
+        json!({"id": id, "type": "courier.position", "time": iso(at), "subject": "driver:d-6", "data": data})
+    };
+    let (status, answer) = api
+        .call(
+            "POST",
+            "/api/v1/events",
+            Some(MASTER),
+            json!([
+                position("p1", 52.5, -60, None),
+                // 60 km north ten seconds later.
+                position("p2", 53.04, -50, None),
+                position("p3", 52.501, -40, Some("stale")),
+            ]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "accepted"),
+        "{answer}"
+    );
+    assert_eq!(next_live().await.lat, 52.5);
+    let stored = api.positions("d-6").await;
+    let flags: Vec<&str> = stored
+        .iter()
+        .map(|e| e["data"]["flag"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(flags, ["-", "implausible_jump", "stale"]);
+
+    // The next position through NDJSON is judged against the same track, which
+    // the positions API then goes on from.
+    let ndjson = format!("{}\n", position("p4", 52.502, -30, None));
+    let request = Request::post("/api/v1/events/ndjson")
+        .header(header::AUTHORIZATION, format!("Bearer {MASTER}"))
+        .body(Body::from(ndjson))
+        .unwrap();
+    let (status, text) = api.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(
+        next_live().await.lat,
+        52.502,
+        "the flagged positions were not published"
+    );
+    let (_, through_api) = api
+        .call(
+            "POST",
+            "/api/v1/drivers/d-6/positions",
+            Some(MASTER),
+            json!([{"lat": 52.502, "lon": 13.4, "at": iso(-35)}]),
+        )
+        .await;
+    assert_eq!(through_api["results"][0]["flag"], "out_of_order");
+}
+
 #[tokio::test]
 async fn a_restarted_server_judges_against_the_log() {
     let dir = tempfile::tempdir().unwrap();
