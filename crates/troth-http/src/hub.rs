@@ -75,7 +75,8 @@ pub(crate) struct Driver {
     pub(crate) id: Arc<str>,
     live: Mutex<Live>,
     /// What the plausibility rules know of the driver (`None` until read from the
-    /// log). Held across an append, so one driver's reports are judged in order.
+    /// log). Held while a report is judged, so one driver's reports are judged in
+    /// order; read again from the log when an append of judged fixes fails.
     pub(crate) track: tokio::sync::Mutex<Option<Track>>,
 }
 

@@ -368,16 +368,50 @@ pub(crate) async fn append_judged<S: Store>(
     mut events: Vec<ValidEvent>,
     fixes: Vec<Option<Fix>>,
 ) -> Result<(Vec<AppendStatus>, Vec<Option<PositionFlag>>), ApiError> {
+    let (flags, judged) = judge(state, &mut events, &fixes).await?;
+    // Trusted positions also feed the arrival estimates (flagged ones are no route events).
+    let route = crate::tracking::route_events(&events);
+    let statuses = match state.store.append(events).await {
+        Ok(statuses) => statuses,
+        Err(e) => {
+            // The tracks took in fixes the log does not hold: read them again from the log.
+            for slot in judged {
+                *slot.track.lock().await = None;
+            }
+            return Err(e.into());
+        }
+    };
+    state
+        .tracking
+        .arrivals
+        .observe_stored(&state.store, route, &statuses)
+        .await;
+    Ok((statuses, flags))
+}
+
+/// Judges the fixes among `events` and flags the events of those not trusted;
+/// publishes the trusted ones. Answers each event's flag, and the drivers judged.
+///
+/// Each driver's track is locked while its fixes are judged (the drivers in the
+/// order of their ids, so two requests never wait on each other), not while they
+/// are appended: one driver's reports are judged in order, each against the track
+/// the last one left, and the appends of a busy driver's reports still share the
+/// log's commits.
+async fn judge<S: Store>(
+    state: &AppState<S>,
+    events: &mut [ValidEvent],
+    fixes: &[Option<Fix>],
+) -> Result<(Vec<Option<PositionFlag>>, Vec<Arc<crate::hub::Driver>>), ApiError> {
     let mut flags = vec![None; events.len()];
-    // The drivers' slots, each locked in the order of their ids (so two requests
-    // never wait on each other's) and held across the append: one driver's
-    // reports are judged in order, each against the track the last one left.
     let mut drivers: Vec<String> = events
         .iter()
-        .zip(&fixes)
+        .zip(fixes)
         .filter(|(_, fix)| fix.is_some())
         .filter_map(|(event, _)| event.subject.as_deref()?.strip_prefix("driver:").map(str::to_owned))
         .collect();
+    if drivers.is_empty() {
+        return Ok((flags, Vec::new()));
+    }
     drivers.sort_unstable();
     drivers.dedup();
     let slots: Vec<_> = drivers.iter().map(|driver| state.positions.driver(driver)).collect();
@@ -391,8 +425,7 @@ pub(crate) async fn append_judged<S: Store>(
             }
             *track = Some(loaded);
         }
-        let next = track.clone().unwrap_or_default();
-        tracks.push((track, next));
+        tracks.push(track);
     }
     let arrived = Timestamp::now();
     for (i, fix) in fixes.iter().enumerate() {
@@ -405,7 +438,8 @@ pub(crate) async fn append_judged<S: Store>(
         else {
             continue;
         };
-        let flag = state.plausibility.judge(&mut tracks[d].1, fix, arrived);
+        let track = tracks[d].get_or_insert_default();
+        let flag = state.plausibility.judge(track, fix, arrived);
         flags[i] = flag;
         match flag {
             // Followers see a trusted position at once; the log has it when this
@@ -413,21 +447,20 @@ pub(crate) async fn append_judged<S: Store>(
             // queue in every follower's latency, and a position is news only for
             // seconds.
             None => state.positions.publish(LivePosition::new(slots[d].id.clone(), fix)),
-            Some(flag) => events[i] = with_flag(&events[i], flag)?,
+            Some(flag) => match with_flag(&events[i], flag) {
+                Ok(flagged) => events[i] = flagged,
+                Err(e) => {
+                    // Nothing is appended: the tracks are read again from the log.
+                    for track in &mut tracks {
+                        **track = None;
+                    }
+                    return Err(e);
+                }
+            },
         }
     }
-    // Trusted positions also feed the arrival estimates (flagged ones are no route events).
-    let route = crate::tracking::route_events(&events);
-    let statuses = state.store.append(events).await?;
-    for (mut track, next) in tracks {
-        *track = Some(next);
-    }
-    state
-        .tracking
-        .arrivals
-        .observe_stored(&state.store, route, &statuses)
-        .await;
-    Ok((statuses, flags))
+    drop(tracks);
+    Ok((flags, slots))
 }
 
 /// The event as sent, with the flag the plausibility rules gave its position.
