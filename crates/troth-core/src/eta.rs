@@ -223,6 +223,9 @@ impl Route {
                     }),
                 }
             }
+            // A fix older than the last one (appends of one driver's reports may be
+            // stored out of order) says nothing about where the driver is now.
+            RouteEvent::Position { .. } if self.last_fix.is_some_and(|(t0, ..)| at < t0) => {}
             RouteEvent::Position { lat, lon, speed_kmh } => {
                 let speed = speed_kmh.or_else(|| {
                     let (t0, lat0, lon0, _) = self.last_fix?;
@@ -681,6 +684,23 @@ mod tests {
         visit(&mut r, "s2", 72.0, 75.0);
         assert_eq!(predict(&r, "s2", 76.0), None);
         assert_eq!(r.completions.iter().filter(|c| c.2).count(), 1, "s2 was deferred");
+    }
+
+    /// A position stored after a newer one (two reports of one driver appended out
+    /// of order) does not move the driver back, nor set its speed.
+    #[test]
+    fn a_position_stored_late_does_not_replace_a_newer_one() {
+        let mut r = route(2);
+        let fix = |lat: f64| RouteEvent::Position {
+            lat,
+            lon: 2.35,
+            speed_kmh: None,
+        };
+        r.observe(at(1.0), fix(48.85));
+        r.observe(at(2.0), fix(48.86));
+        r.observe(at(1.5), fix(48.80));
+        assert_eq!(r.last_fix.map(|(t, lat, ..)| (t, lat)), Some((at(2.0), 48.86)));
+        assert!(r.is_moving(at(2.0)), "1.1 km in a minute, from the fixes in time order");
     }
 
     #[test]

@@ -76,8 +76,11 @@ pub(crate) struct Driver {
     live: Mutex<Live>,
     /// What the plausibility rules know of the driver (`None` until read from the
     /// log). Held while a report is judged, so one driver's reports are judged in
-    /// order; read again from the log when an append of judged fixes fails.
+    /// order.
     pub(crate) track: tokio::sync::Mutex<Option<Track>>,
+    /// Set when fixes judged into `track` were not stored (a failed append, a
+    /// dropped request): the track is read again from the log before the next.
+    pub(crate) reload: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -159,6 +162,7 @@ impl PositionHub {
                     id: id.clone(),
                     live: Mutex::default(),
                     track: tokio::sync::Mutex::new(None),
+                    reload: Default::default(),
                 })
             })
             .clone()

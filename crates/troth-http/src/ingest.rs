@@ -109,7 +109,11 @@ pub(crate) async fn append<S: Store>(
     state: &AppState<S>,
     events: Vec<ValidEvent>,
 ) -> Result<Vec<AppendStatus>, ApiError> {
-    let fixes = events.iter().map(crate::positions::unjudged_fix).collect();
+    let now = troth_core::Timestamp::now();
+    let fixes = events
+        .iter()
+        .map(|e| crate::positions::unjudged_fix(e, &state.plausibility, now))
+        .collect();
     Ok(crate::positions::append_judged(state, events, fixes).await?.0)
 }
 

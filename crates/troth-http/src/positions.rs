@@ -8,6 +8,7 @@
 //! they do not trust is stored with its `flag` and is not published to the hub.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -20,7 +21,7 @@ use serde_json::{Value, json};
 use troth_core::catalogue::EventData;
 use troth_core::field::Path;
 use troth_core::position::{
-    DeviceReport, Fix, PositionFlag, Track, parse_api_position, parse_osmand_json, parse_osmand_params,
+    DeviceReport, Fix, Plausibility, PositionFlag, Track, parse_api_position, parse_osmand_json, parse_osmand_params,
 };
 use troth_core::{FieldError, Timestamp, ValidEvent, validate_event, validate_value};
 use troth_store::{AppendStatus, Device, EventQuery, Store};
@@ -336,14 +337,19 @@ async fn record<S: Store>(
     Ok(outcomes)
 }
 
-/// The fix a `courier.position` event about `driver:{id}` reports, when it is
-/// the plausibility rules' to judge: one its sender flagged is not trusted as it is.
-pub(crate) fn unjudged_fix(event: &ValidEvent) -> Option<Fix> {
+/// The fix a `courier.position` event about `driver:{id}` reports, when it is news
+/// of the driver for the plausibility rules to judge, as a report through the
+/// positions API is. Not one its sender flagged (not trusted, as it is), nor one
+/// taken longer ago than a report may be late (`now` less the rules' stale age):
+/// that is history, stored as sent, as `troth import` stores it, whichever way it
+/// is imported.
+pub(crate) fn unjudged_fix(event: &ValidEvent, rules: &Plausibility, now: Timestamp) -> Option<Fix> {
     let EventData::CourierPosition(p) = &event.data else {
         return None;
     };
     let driver = event.subject.as_deref()?.strip_prefix("driver:")?;
-    (p.flag.is_none() && !driver.is_empty()).then(|| fix_of(p, event.time))
+    let news = event.time.micros() >= now.micros().saturating_sub(rules.stale_after_us);
+    (p.flag.is_none() && !driver.is_empty() && news).then(|| fix_of(p, event.time))
 }
 
 fn fix_of(p: &troth_core::catalogue::CourierPosition, at: Timestamp) -> Fix {
@@ -371,16 +377,8 @@ pub(crate) async fn append_judged<S: Store>(
     let (flags, judged) = judge(state, &mut events, &fixes).await?;
     // Trusted positions also feed the arrival estimates (flagged ones are no route events).
     let route = crate::tracking::route_events(&events);
-    let statuses = match state.store.append(events).await {
-        Ok(statuses) => statuses,
-        Err(e) => {
-            // The tracks took in fixes the log does not hold: read them again from the log.
-            for slot in judged {
-                *slot.track.lock().await = None;
-            }
-            return Err(e.into());
-        }
-    };
+    let statuses = state.store.append(events).await?;
+    judged.stored();
     state
         .tracking
         .arrivals
@@ -401,7 +399,7 @@ async fn judge<S: Store>(
     state: &AppState<S>,
     events: &mut [ValidEvent],
     fixes: &[Option<Fix>],
-) -> Result<(Vec<Option<PositionFlag>>, Vec<Arc<crate::hub::Driver>>), ApiError> {
+) -> Result<(Vec<Option<PositionFlag>>, Judged), ApiError> {
     let mut flags = vec![None; events.len()];
     let mut drivers: Vec<String> = events
         .iter()
@@ -410,7 +408,7 @@ async fn judge<S: Store>(
         .filter_map(|(event, _)| event.subject.as_deref()?.strip_prefix("driver:").map(str::to_owned))
         .collect();
     if drivers.is_empty() {
-        return Ok((flags, Vec::new()));
+        return Ok((flags, Judged(Vec::new())));
     }
     drivers.sort_unstable();
     drivers.dedup();
@@ -418,6 +416,9 @@ async fn judge<S: Store>(
     let mut tracks = Vec::with_capacity(slots.len());
     for slot in &slots {
         let mut track = slot.track.lock().await;
+        if slot.reload.swap(false, Ordering::AcqRel) {
+            *track = None;
+        }
         if track.is_none() {
             let (loaded, latest) = load_track(&state.store, &slot.id).await?;
             if let Some(latest) = latest {
@@ -460,7 +461,28 @@ async fn judge<S: Store>(
         }
     }
     drop(tracks);
-    Ok((flags, slots))
+    Ok((flags, Judged(slots)))
+}
+
+/// The drivers whose tracks took in fixes of a batch not yet stored. Unless told
+/// [`Judged::stored`] — the append failed, or the request was dropped while it
+/// waited (a timeout, a client gone) — each driver's track is read again from the
+/// log before it judges the next fix, rather than judging against fixes the log
+/// never got. (Those of other requests judged meanwhile are read back once stored.)
+pub(crate) struct Judged(Vec<Arc<crate::hub::Driver>>);
+
+impl Judged {
+    fn stored(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Judged {
+    fn drop(&mut self) {
+        for slot in &self.0 {
+            slot.reload.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// The event as sent, with the flag the plausibility rules gave its position.
@@ -543,4 +565,36 @@ fn check_driver(driver: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ago(seconds: i64) -> Timestamp {
+        Timestamp(Timestamp::now().micros() - seconds * 1_000_000)
+    }
+
+    /// Fixes judged into a driver's track and then not stored (the request was
+    /// dropped while its append waited) are not judged against: the track is read
+    /// again from the log.
+    #[tokio::test]
+    async fn fixes_judged_but_never_stored_leave_nothing_in_the_track() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = troth_store::sqlite::SqliteStore::open(dir.path()).unwrap();
+        let state = AppState::new(store, None);
+        let near = Fix::at(52.5, 13.4, ago(30));
+        let mut events = vec![position_event("d-1", &near, None, "test").unwrap()];
+        let (flags, judged) = judge(&state, &mut events, &[Some(near)]).await.unwrap();
+        assert_eq!(flags, [None]);
+        drop(judged);
+
+        // 60 km north ten seconds later: a jump from the fix never stored, the first
+        // position of a driver the log knows nothing of.
+        let far = Fix::at(53.04, 13.4, ago(20));
+        let events = vec![position_event("d-1", &far, None, "test").unwrap()];
+        let (statuses, flags) = append_judged(&state, events, vec![Some(far)]).await.unwrap();
+        assert!(matches!(statuses[..], [AppendStatus::Accepted { .. }]));
+        assert_eq!(flags, [None], "judged against the log, not the dropped fix");
+    }
 }

@@ -329,7 +329,8 @@ async fn untrusted_positions_are_flagged_stored_and_not_published() {
 /// A `courier.position` sent as an event, as a GPS integration without a device may
 /// send it, is judged and followed as one through the positions API: a trusted
 /// one reaches the hub, an implausible one is stored with its flag and is not
-/// published, and one its sender flagged is kept as sent.
+/// published, and one its sender flagged is kept as sent. One taken an hour ago is
+/// history (an import through the API, say): stored as sent, judged by nothing.
 #[tokio::test]
 async fn positions_sent_as_events_are_judged_and_followed_like_the_drivers_own() {
     let api = Api::new();
@@ -354,6 +355,7 @@ async fn positions_sent_as_events_are_judged_and_followed_like_the_drivers_own()
             "/api/v1/events",
             Some(MASTER),
             json!([
+                position("p0", 51.0, -3_600, None),
                 position("p1", 52.5, -60, None),
                 // 60 km north ten seconds later.
                 position("p2", 53.04, -50, None),
@@ -376,7 +378,7 @@ async fn positions_sent_as_events_are_judged_and_followed_like_the_drivers_own()
         .iter()
         .map(|e| e["data"]["flag"].as_str().unwrap_or("-"))
         .collect();
-    assert_eq!(flags, ["-", "implausible_jump", "stale"]);
+    assert_eq!(flags, ["-", "-", "implausible_jump", "stale"]);
 
     // The next position through NDJSON is judged against the same track, which
     // the positions API then goes on from.

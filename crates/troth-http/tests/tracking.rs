@@ -156,17 +156,6 @@ impl Api {
         assert!(refused.is_empty(), "{refused:?}");
     }
 
-    /// Appends events straight to the log, as it holds them from earlier: a driver's
-    /// positions judged when they arrived. (The API judges a position on arrival,
-    /// and one sent 25 minutes after it was taken is stale.)
-    async fn recorded(&self, events: Vec<Value>) {
-        let events = events
-            .iter()
-            .map(|e| troth_core::validate_event(&e.to_string()).unwrap())
-            .collect();
-        self.state.store.append(events).await.unwrap();
-    }
-
     async fn link(&self, shipment: &str) -> Value {
         let reply = self
             .post(&format!("/api/v1/shipments/{shipment}/tracking-link"), json!({}))
@@ -1333,15 +1322,17 @@ async fn the_drivers_position_shows_its_age_and_a_stale_one_is_drawn_as_stale() 
         json!({"id": id, "type": "courier.position", "time": at(-ago), "subject": "driver:d-1",
                "data": {"lat": 48.2, "lon": 11.6}})
     };
-    api.events(vec![event(
-        "out",
-        "shipment.out_for_delivery",
-        &at(-HOUR),
-        "shipment:s-1",
-        json!({"driver": "d-1", "lat": 48.3, "lon": 11.7}),
-    )])
+    api.events(vec![
+        event(
+            "out",
+            "shipment.out_for_delivery",
+            &at(-HOUR),
+            "shipment:s-1",
+            json!({"driver": "d-1", "lat": 48.3, "lon": 11.7}),
+        ),
+        position("old", 25 * 60_000_000),
+    ])
     .await;
-    api.recorded(vec![position("old", 25 * 60_000_000)]).await;
     let (page, view) = api.page_and_view("s-1").await;
     assert_eq!(view["driver"], Value::Null, "never shown as where the driver is");
     assert_eq!(view["last_position"]["stale"], true);
