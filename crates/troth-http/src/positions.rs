@@ -391,7 +391,7 @@ pub(crate) async fn append_judged<S: Store>(
 /// publishes the trusted ones. Answers each event's flag, and the drivers judged.
 ///
 /// Each driver's track is locked while its fixes are judged (the drivers in the
-/// order of their ids, so two requests never wait on each other), not while they
+/// order of their ids, so no two requests wait for each other in a circle), not while they
 /// are appended: one driver's reports are judged in order, each against the track
 /// the last one left, and the appends of a busy driver's reports still share the
 /// log's commits.
