@@ -261,14 +261,22 @@ impl<'a> Data<'a> {
     fn get(&self, field: &str) -> Option<&serde_json::Value> {
         self.parsed
             .get_or_init(|| {
-                let value: Option<serde_json::Value> = serde_json::from_str(&self.event.raw).ok();
-                value.and_then(|mut v| match v.get_mut("data").map(serde_json::Value::take) {
-                    Some(serde_json::Value::Object(map)) => Some(map),
-                    _ => None,
-                })
+                // Only `data` is built; the rest of the event (its customer, its
+                // context) is skipped over without allocating.
+                #[derive(serde::Deserialize)]
+                struct DataOnly {
+                    data: Option<serde_json::Map<String, serde_json::Value>>,
+                }
+                serde_json::from_str::<DataOnly>(&self.event.raw).ok()?.data
             })
             .as_ref()?
             .get(field)
+    }
+
+    /// A date-time field: the journey checker has made sure the field is a
+    /// date-time of that event type.
+    fn timestamp(&self, field: &str) -> Option<Timestamp> {
+        Timestamp::parse_rfc3339(self.get(field)?.as_str()?)
     }
 
     fn meets(&self, conditions: &Conditions) -> bool {
@@ -413,7 +421,7 @@ impl PromiseBook {
             let Some(subject) = rule.subject(event, &data, customer) else {
                 continue;
             };
-            let Some(made) = make(rule, event, &subject, &self.service) else {
+            let Some(made) = make(rule, event, &data, &subject, &self.service) else {
                 continue;
             };
             for old in known
@@ -475,18 +483,24 @@ pub fn next_check(promise: &Tracked) -> Option<Timestamp> {
     }
 }
 
-fn make(rule: &Rule, event: &ValidEvent, subject: &str, service: &crate::case::ServiceLevels) -> Option<Tracked> {
+fn make(
+    rule: &Rule,
+    event: &ValidEvent,
+    data: &Data,
+    subject: &str,
+    service: &crate::case::ServiceLevels,
+) -> Option<Tracked> {
     let due = match &rule.due {
         Due::AfterSeconds(seconds) => event
             .time
             .plus_capped(i64::try_from(*seconds).unwrap_or(i64::MAX).saturating_mul(1_000_000)),
-        Due::Field(field) => timestamp_field(event, field)?,
+        Due::Field(field) => data.timestamp(field)?,
         Due::ServiceLevel(target) => match &event.data {
             EventData::CaseOpened(case) => service.due(*target, &case.team, &case.category, event.time),
             _ => return None,
         },
     };
-    let start = rule.start_field.as_deref().and_then(|f| timestamp_field(event, f));
+    let start = rule.start_field.as_deref().and_then(|f| data.timestamp(f));
     Some(Tracked {
         id: format!("{}:{}", rule.key, event.id),
         key: rule.key.clone(),
@@ -530,14 +544,6 @@ fn keep(tracked: &Tracked, event: &ValidEvent) -> Option<Change> {
         }),
         _ => None,
     }
-}
-
-/// A date-time field of the event's data. Read from the event's text: only events
-/// that make promises get here, and the journey checker has made sure the field
-/// is a date-time of that event type.
-fn timestamp_field(event: &ValidEvent, field: &str) -> Option<Timestamp> {
-    let value: serde_json::Value = serde_json::from_str(&event.raw).ok()?;
-    Timestamp::parse_rfc3339(value.get("data")?.get(field)?.as_str()?)
 }
 
 #[cfg(test)]

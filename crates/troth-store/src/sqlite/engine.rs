@@ -99,8 +99,11 @@ fn record(
                 stored.as_ref()
             }
         };
-        let recorded = change.record(promise, customer);
-        let event = troth_core::validate_value(recorded, None)
+        // Written out, then read back as any event is: reading the text straight
+        // into the catalogue's types costs less than walking the JSON tree.
+        let recorded = serde_json::to_string(&change.record(promise, customer))
+            .map_err(|e| StoreError::Invalid(format!("a promise change cannot be written: {e}")))?;
+        let event = troth_core::validate_event(&recorded)
             .map_err(|r| StoreError::Invalid(format!("a promise change does not validate: {}", r.error)))?;
         // The promise as stored, unless this decision made it anew (a window issued
         // again): then the projection reads it back.

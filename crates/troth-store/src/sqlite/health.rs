@@ -119,7 +119,10 @@ impl HealthDays {
                 "INSERT INTO {schema}.touchpoint_visits (cid, day, touchpoint, first_seq) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (cid, day, touchpoint) DO UPDATE SET first_seq = min(first_seq, excluded.first_seq)"
             ))?;
-            for ((cid, day, touchpoint), seq) in &self.visits {
+            // In key order, each upsert finds its page where the last one left it.
+            let mut visits: Vec<_> = self.visits.iter().collect();
+            visits.sort_unstable_by_key(|(key, _)| *key);
+            for ((cid, day, touchpoint), seq) in visits {
                 visit.execute(params![cid, day, touchpoint, seq])?;
             }
         }

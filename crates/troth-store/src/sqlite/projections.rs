@@ -852,10 +852,13 @@ fn commit(
     if last_flush.elapsed() >= FLUSH_EVERY {
         // Readers must not see the pending changes both in the tables and here.
         let mut pending = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let mut all = pending.clone();
-        all.merge(aggregates);
-        if !all.is_empty() {
-            all.write(&tx)?;
+        // Each written on its own rather than merged first: every row is added to
+        // what the table holds, and `pending` must stay as it is if the commit fails
+        // (merging into a copy of it cost more than the second pass of upserts).
+        for aggregates in [&*pending, &aggregates] {
+            if !aggregates.is_empty() {
+                aggregates.write(&tx)?;
+            }
         }
         tx.commit()?;
         *pending = Aggregates::default();

@@ -279,10 +279,9 @@ impl Stories {
                 "INSERT OR IGNORE INTO main.type_events (type, seq) VALUES (?1, ?2)",
             ),
         ] {
-            entries.sort_unstable();
             let mut insert = tx.prepare_cached(sql)?;
-            for (key, seq) in entries.iter() {
-                if *seq > self.checkpoint {
+            for (key, seqs) in by_key(entries) {
+                for seq in seqs.into_iter().filter(|seq| *seq > self.checkpoint) {
                     insert.execute(params![key, seq])?;
                 }
             }
@@ -315,6 +314,20 @@ impl Stories {
         }
         Ok(())
     }
+}
+
+/// The index's entries grouped by key, the keys in order, each key's positions in
+/// the order they came (the log's). Sorting the pairs instead compared the keys'
+/// text a dozen times an entry, mostly equal (a batch holds few types, and a
+/// subject's events come together): a third of this thread's time.
+fn by_key(entries: &[(String, i64)]) -> Vec<(&str, Vec<i64>)> {
+    let mut groups: troth_core::FastMap<&str, Vec<i64>> = troth_core::FastMap::default();
+    for (key, seq) in entries {
+        groups.entry(key.as_str()).or_default().push(*seq);
+    }
+    let mut groups: Vec<_> = groups.into_iter().collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    groups
 }
 
 struct Stopped(Arc<Positions>);
@@ -361,4 +374,31 @@ pub fn move_from_projections(conn: &Connection, projected: i64) -> Result<(), St
     }
     conn.execute_batch("DROP TABLE main.customer_events")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index is written key by key, each key's positions in the log's order.
+    #[test]
+    fn entries_come_grouped_by_key_in_key_order() {
+        let entries: Vec<(String, i64)> = [
+            ("order.placed", 1),
+            ("courier.position", 2),
+            ("order.placed", 3),
+            ("courier.position", 4),
+            ("case.opened", 5),
+        ]
+        .map(|(key, seq)| (key.to_owned(), seq))
+        .into();
+        assert_eq!(
+            by_key(&entries),
+            [
+                ("case.opened", vec![5]),
+                ("courier.position", vec![2, 4]),
+                ("order.placed", vec![1, 3]),
+            ]
+        );
+    }
 }
