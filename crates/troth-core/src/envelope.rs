@@ -156,6 +156,91 @@ fn read_plain(raw: &str) -> Option<ValidEvent> {
     })
 }
 
+/// An event troth writes itself (a promise's change), given typed. Its text is
+/// written here, keys in order as a JSON tree would write them, and the event is
+/// what reading that text gives, without reading it: where a field is not plain
+/// (an empty string, an overlong id, a subject that is not `kind:id`, a customer not
+/// written plainly) the text is read back and validated as any event is.
+pub struct Derived<'a> {
+    pub id: String,
+    pub event_type: &'static str,
+    pub time: Timestamp,
+    pub subject: &'a str,
+    pub touchpoint: &'a str,
+    /// The customer as the making event sent it, JSON text.
+    pub customer: Option<&'a str>,
+    /// `data` typed, and as JSON text.
+    pub data: EventData,
+    pub data_text: String,
+    /// Whether every string of `data` is non-empty, as the catalogue asks.
+    pub data_plain: bool,
+}
+
+impl Derived<'_> {
+    pub fn into_event(self) -> Result<ValidEvent, Rejection> {
+        #[derive(serde::Serialize)]
+        struct Text<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            customer: Option<&'a RawValue>,
+            data: &'a RawValue,
+            id: &'a str,
+            source: &'static str,
+            subject: &'a str,
+            time: String,
+            touchpoint: &'a str,
+            #[serde(rename = "type")]
+            event_type: &'a str,
+        }
+        let unwritable = |e: serde_json::Error| Rejection {
+            id: Some(self.id.clone()),
+            error: FieldError::new(EVENT_FIELD, format!("cannot be written as JSON: {e}")),
+        };
+        use serde_json::value::RawValue;
+        // A customer that is not JSON text is left out, as a JSON tree would leave it.
+        let customer = self
+            .customer
+            .and_then(|text| serde_json::from_str::<&RawValue>(text).ok());
+        let data = serde_json::from_str::<&RawValue>(&self.data_text).map_err(unwritable)?;
+        let raw = serde_json::to_string(&Text {
+            customer,
+            data,
+            id: &self.id,
+            source: "troth",
+            subject: self.subject,
+            time: self.time.to_string(),
+            touchpoint: self.touchpoint,
+            event_type: self.event_type,
+        })
+        .map_err(unwritable)?;
+        let identities = match customer {
+            None => Some(CustomerRef::default()),
+            Some(text) => serde_json::from_str::<PlainCustomer<'_>>(text.get())
+                .ok()
+                .and_then(PlainCustomer::identities),
+        };
+        let plain = self.data_plain
+            && !self.id.is_empty()
+            && self.id.chars().count() <= MAX_ID_CHARS
+            && Subject::is_valid(self.subject)
+            && !self.touchpoint.is_empty()
+            && raw.len() <= MAX_EVENT_BYTES;
+        match identities {
+            Some(customer) if plain => Ok(ValidEvent {
+                id: self.id,
+                event_type: self.event_type.to_owned(),
+                time: self.time,
+                subject: Some(self.subject.to_owned()),
+                touchpoint: Some(self.touchpoint.to_owned()),
+                channel: None,
+                customer,
+                data: self.data,
+                raw,
+            }),
+            _ => validate_event(&raw),
+        }
+    }
+}
+
 /// Validates one event already parsed; `raw` is its text when the caller has it.
 pub fn validate_value(value: Value, raw: Option<&str>) -> Result<ValidEvent, Rejection> {
     let Value::Object(mut object) = value else {
@@ -774,5 +859,54 @@ mod tests {
             "{}",
             valid.raw
         );
+    }
+
+    /// A derived event given typed is the event its text reads as, and where a field
+    /// is not plain it is read from the text: refused where the text would be.
+    #[test]
+    fn a_derived_event_is_what_its_text_reads_as() {
+        use crate::catalogue::PromiseAtRisk;
+        let derived = |subject: &'static str, customer: Option<&'static str>, id: String| Derived {
+            id,
+            event_type: "promise.at_risk",
+            time: Timestamp::parse("2026-11-23T09:00:00.5Z").unwrap(),
+            subject,
+            touchpoint: "delivery",
+            customer,
+            data: EventData::PromiseAtRisk(PromiseAtRisk { promise: "p\"1".into() }),
+            data_text: r#"{"promise":"p\"1"}"#.into(),
+            data_plain: true,
+        };
+        let id = || "troth.p1.at_risk".to_owned();
+        for customer in [
+            None,
+            Some(r#"{"email":"Ann@Example.org","id":"c1"}"#),
+            // Not plain: read from the text, to the same event.
+            Some(r#"{"\u0069d":"c2"}"#),
+            Some(r#"{"external":{"shop":"42"}}"#),
+            // Not JSON: left out, as a tree leaves it.
+            Some("{"),
+        ] {
+            let event = derived("order:o-1", customer, id()).into_event().unwrap();
+            let read = validate_event(&event.raw).unwrap();
+            assert_eq!(format!("{event:?}"), format!("{read:?}"), "{customer:?}");
+        }
+        let event = derived("order:o-1", Some(r#"{"id":"c1"}"#), id()).into_event().unwrap();
+        assert_eq!(
+            event.raw,
+            r#"{"customer":{"id":"c1"},"data":{"promise":"p\"1"},"id":"troth.p1.at_risk","source":"troth","subject":"order:o-1","time":"2026-11-23T09:00:00.500000Z","touchpoint":"delivery","type":"promise.at_risk"}"#,
+            "keys in order"
+        );
+        // What the text would be refused for, the event is refused for.
+        let refused = derived("order", None, id()).into_event().unwrap_err();
+        assert_eq!(refused.error.field, "subject");
+        let refused = derived("order:o-1", Some(r#"{"id":""}"#), id())
+            .into_event()
+            .unwrap_err();
+        assert!(refused.error.field.starts_with("customer"), "{refused:?}");
+        let refused = derived("order:o-1", None, "x".repeat(MAX_ID_CHARS + 1))
+            .into_event()
+            .unwrap_err();
+        assert_eq!(refused.error.field, "id");
     }
 }

@@ -16,6 +16,7 @@
 
 use crate::ValidEvent;
 use crate::catalogue::EventData;
+use crate::envelope::{Derived, Rejection};
 use crate::journey::{Conditions, Due, JourneyMap};
 use crate::timestamp::Timestamp;
 
@@ -138,69 +139,153 @@ impl Change {
 
 impl Change {
     /// The event that records this change in the log. `promise` is the promise it
-    /// concerns (for `Made`, the new one); `customer` the making event's customer ref.
-    pub fn record(&self, promise: &Tracked, customer: Option<&serde_json::Value>) -> serde_json::Value {
-        let (at, data) = match self {
+    /// concerns (for `Made`, the new one); `customer` the making event's customer,
+    /// as JSON text. Its id is derived from the promise and the change, so a change
+    /// decided twice is one event.
+    pub fn event(&self, promise: &Tracked, customer: Option<&str>) -> Result<ValidEvent, Rejection> {
+        use crate::catalogue::{BreakCause, PromiseAtRisk, PromiseBroken, PromiseCancelled, PromiseKept, PromiseMade};
+        // `data` as JSON text, keys in the order a JSON tree writes them.
+        #[derive(serde::Serialize)]
+        #[serde(untagged)]
+        enum Text<'a> {
+            Made {
+                #[serde(skip_serializing_if = "Option::is_none")]
+                at_risk_from: Option<String>,
+                due: String,
+                key: &'a str,
+                made_by_event: &'a str,
+                promise: &'a str,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                start: Option<String>,
+                touchpoint: &'a str,
+            },
+            Kept {
+                by_event: &'a str,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                corrects_break: Option<bool>,
+                promise: &'a str,
+            },
+            Broken {
+                #[serde(skip_serializing_if = "Option::is_none")]
+                by_event: Option<&'a str>,
+                cause: &'static str,
+                promise: &'a str,
+            },
+            /// At risk, and cancelled.
+            Other {
+                #[serde(skip_serializing_if = "Option::is_none")]
+                by_event: Option<&'a str>,
+                promise: &'a str,
+            },
+        }
+        let (at, data, written, strings): (Timestamp, EventData, Text<'_>, [Option<&str>; 4]) = match self {
             Change::Made(t) => {
-                let mut data = serde_json::json!({
-                    "promise": t.id, "key": t.key, "touchpoint": t.touchpoint, "due": t.due.to_string(),
-                    "made_by_event": t.id.split_once(':').map_or("", |(_, e)| e),
-                });
-                if let Some(start) = t.start {
-                    data["start"] = start.to_string().into();
-                }
-                if let Some(at_risk_from) = t.at_risk_from {
-                    data["at_risk_from"] = at_risk_from.to_string().into();
-                }
-                (t.made_at, data)
+                let made_by_event = t.id.split_once(':').map_or("", |(_, e)| e);
+                let data = PromiseMade {
+                    promise: t.id.clone(),
+                    key: t.key.clone(),
+                    touchpoint: t.touchpoint.clone(),
+                    due: t.due,
+                    start: t.start,
+                    at_risk_from: t.at_risk_from,
+                    made_by_event: made_by_event.to_owned(),
+                };
+                let written = Text::Made {
+                    at_risk_from: t.at_risk_from.map(|t| t.to_string()),
+                    due: t.due.to_string(),
+                    key: &t.key,
+                    made_by_event,
+                    promise: &t.id,
+                    start: t.start.map(|t| t.to_string()),
+                    touchpoint: &t.touchpoint,
+                };
+                let strings = [Some(&*t.id), Some(&*t.key), Some(&*t.touchpoint), Some(made_by_event)];
+                (t.made_at, EventData::PromiseMade(data), written, strings)
             }
-            Change::AtRisk { id, at } => (*at, serde_json::json!({"promise": id})),
+            Change::AtRisk { id, at } => (
+                *at,
+                EventData::PromiseAtRisk(PromiseAtRisk { promise: id.clone() }),
+                Text::Other {
+                    by_event: None,
+                    promise: id,
+                },
+                [Some(id), None, None, None],
+            ),
             Change::Kept {
                 id,
                 at,
                 by_event,
                 corrects_break,
             } => {
-                let mut data = serde_json::json!({"promise": id, "by_event": by_event});
-                if *corrects_break {
-                    data["corrects_break"] = true.into();
-                }
-                (*at, data)
+                // Written only when it does.
+                let corrects_break = corrects_break.then_some(true);
+                (
+                    *at,
+                    EventData::PromiseKept(PromiseKept {
+                        promise: id.clone(),
+                        by_event: by_event.clone(),
+                        corrects_break,
+                    }),
+                    Text::Kept {
+                        by_event,
+                        corrects_break,
+                        promise: id,
+                    },
+                    [Some(id), Some(by_event), None, None],
+                )
             }
             Change::Broken { id, at, cause } => {
                 let (cause, by_event) = match cause {
-                    Cause::DuePassed => ("due_passed", None),
-                    Cause::Event { id, .. } => ("event", Some(id)),
-                    Cause::KeptLate { id, .. } => ("kept_late", Some(id)),
+                    Cause::DuePassed => (BreakCause::DuePassed, None),
+                    Cause::Event { id, .. } => (BreakCause::Event, Some(id)),
+                    Cause::KeptLate { id, .. } => (BreakCause::KeptLate, Some(id)),
                 };
-                let mut data = serde_json::json!({"promise": id, "cause": cause});
-                if let Some(by_event) = by_event {
-                    data["by_event"] = by_event.clone().into();
-                }
-                (*at, data)
+                (
+                    *at,
+                    EventData::PromiseBroken(PromiseBroken {
+                        promise: id.clone(),
+                        cause,
+                        by_event: by_event.cloned(),
+                    }),
+                    Text::Broken {
+                        by_event: by_event.map(String::as_str),
+                        cause: cause.as_str(),
+                        promise: id,
+                    },
+                    [Some(id), by_event.map(String::as_str), None, None],
+                )
             }
-            Change::Cancelled { id, at, by_event } => {
-                let mut data = serde_json::json!({"promise": id});
-                if let Some(by_event) = by_event {
-                    data["by_event"] = by_event.clone().into();
-                }
-                (*at, data)
-            }
+            Change::Cancelled { id, at, by_event } => (
+                *at,
+                EventData::PromiseCancelled(PromiseCancelled {
+                    promise: id.clone(),
+                    by_event: by_event.clone(),
+                }),
+                Text::Other {
+                    by_event: by_event.as_deref(),
+                    promise: id,
+                },
+                [Some(id), by_event.as_deref(), None, None],
+            ),
         };
         let event_type = self.event_type();
-        let mut event = serde_json::json!({
-            "id": format!("troth.{}.{}", promise.id, event_type.trim_start_matches("promise.")),
-            "type": event_type,
-            "time": at.to_string(),
-            "source": "troth",
-            "subject": promise.subject,
-            "touchpoint": promise.touchpoint,
-            "data": data,
-        });
-        if let Some(customer) = customer {
-            event["customer"] = customer.clone();
+        let id = format!("troth.{}.{}", promise.id, &event_type["promise.".len()..]);
+        let data_text = serde_json::to_string(&written).map_err(|e| Rejection {
+            id: Some(id.clone()),
+            error: crate::FieldError::new("data", format!("cannot be written as JSON: {e}")),
+        })?;
+        Derived {
+            id,
+            event_type,
+            time: at,
+            subject: &promise.subject,
+            touchpoint: &promise.touchpoint,
+            customer,
+            data,
+            data_text,
+            data_plain: strings.iter().flatten().all(|s| !s.is_empty()),
         }
-        event
+        .into_event()
     }
 }
 
@@ -638,10 +723,12 @@ mod tests {
                     Change::Made(t) => t.clone(),
                     other => promises.iter().find(|p| p.id == other.promise_id()).unwrap().clone(),
                 };
-                let recorded = change.record(&subject_promise, Some(&json!({"id": "ann"})));
-                if let Err(r) = validate_value(recorded.clone(), None) {
-                    panic!("{recorded}: {}", r.error);
-                }
+                let recorded = change
+                    .event(&subject_promise, Some(r#"{"id":"ann"}"#))
+                    .unwrap_or_else(|r| panic!("{change:?}: {}", r.error));
+                let read =
+                    crate::validate_event(&recorded.raw).unwrap_or_else(|r| panic!("{}: {}", recorded.raw, r.error));
+                assert_eq!(format!("{read:?}"), format!("{recorded:?}"), "as its text reads");
                 match &change {
                     Change::Made(t) => promises.push(t.clone()),
                     other => {

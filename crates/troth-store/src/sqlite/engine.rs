@@ -27,18 +27,20 @@ pub fn on_event(
     let customer = customer
         .filter(|_| book.needs_customer(&event.event_type))
         .map(|c| troth_core::identity::CustomerId(c).to_string());
-    let mut known = Vec::new();
+    let mut known: Vec<Tracked> = Vec::new();
+    let mut customers: Vec<Option<String>> = Vec::new();
     for subject in book.subjects(event, customer.as_deref()) {
-        for promise in promises::known(cx.conn, &subject)? {
-            if !known.iter().any(|k: &Tracked| k.id == promise.id) {
-                known.push(promise);
+        for stored in promises::known(cx.conn, &subject)? {
+            if !known.iter().any(|k| k.id == stored.promise.id) {
+                known.push(stored.promise);
+                customers.push(stored.customer_ref);
             }
         }
     }
     let changes = book.on_event(event, &known, customer.as_deref());
     if !changes.is_empty() {
-        let customer = super::projector::event_customer(event);
-        record(cx, &changes, &known, customer.as_ref())?;
+        let making = super::projector::customer_ref(event);
+        record(cx, &changes, &known, &customers, making.as_deref())?;
     }
     Ok(())
 }
@@ -55,12 +57,18 @@ pub fn tick(cx: &mut Cx<'_>, book: &PromiseBook, now: Timestamp, only: Option<&s
         if due.is_empty() {
             break;
         }
-        for promise in &due {
-            let Some(change) = book.on_clock(promise, now) else {
+        for stored in &due {
+            let Some(change) = book.on_clock(&stored.promise, now) else {
                 continue;
             };
             // The clock never makes a promise; later changes carry the stored customer.
-            record(cx, std::slice::from_ref(&change), std::slice::from_ref(promise), None)?;
+            record(
+                cx,
+                std::slice::from_ref(&change),
+                std::slice::from_ref(&stored.promise),
+                std::slice::from_ref(&stored.customer_ref),
+                None,
+            )?;
             changed += 1;
         }
         if due.len() < 1_000 || only.is_some() {
@@ -71,40 +79,37 @@ pub fn tick(cx: &mut Cx<'_>, book: &PromiseBook, now: Timestamp, only: Option<&s
 }
 
 /// Records the engine's decisions: each is applied to the promises now, marked,
-/// and appended to the log. `customer` is the making event's customer, used for
-/// `Made`; later changes carry the one stored with the promise.
+/// and appended to the log. `making` is the making event's customer (JSON text),
+/// used for `Made`; later changes carry the one stored with the promise, in
+/// `customers` beside `known`.
 fn record(
     cx: &mut Cx<'_>,
     changes: &[Change],
     known: &[Tracked],
-    customer: Option<&serde_json::Value>,
+    customers: &[Option<String>],
+    making: Option<&str>,
 ) -> Result<(), StoreError> {
     let conn = cx.conn;
     let Some(Live { fault, derived, .. }) = &mut cx.live else {
         return Ok(());
     };
     for change in changes {
-        let promise = match change {
-            Change::Made(made) => made,
-            other => match known.iter().find(|p| p.id == other.promise_id()) {
-                Some(promise) => promise,
+        let (promise, customer) = match change {
+            Change::Made(made) => (made, making),
+            other => match known.iter().position(|p| p.id == other.promise_id()) {
+                Some(i) => (&known[i], customers.get(i).and_then(Option::as_deref)),
                 None => continue,
             },
         };
-        let stored;
-        let customer = match change {
-            Change::Made(_) => customer,
-            _ => {
-                stored = promises::stored_customer_ref(conn, &promise.id)?.and_then(|c| serde_json::from_str(&c).ok());
-                stored.as_ref()
-            }
-        };
-        // Written out, then read back as any event is: reading the text straight
-        // into the catalogue's types costs less than walking the JSON tree.
-        let recorded = serde_json::to_string(&change.record(promise, customer))
-            .map_err(|e| StoreError::Invalid(format!("a promise change cannot be written: {e}")))?;
-        let event = troth_core::validate_event(&recorded)
+        // Built typed, with its text, rather than written and read back.
+        let event = change
+            .event(promise, customer)
             .map_err(|r| StoreError::Invalid(format!("a promise change does not validate: {}", r.error)))?;
+        debug_assert_eq!(
+            format!("{:?}", troth_core::validate_event(&event.raw).ok()),
+            format!("{:?}", Some(&event)),
+            "a promise change is the event its text reads as"
+        );
         // The promise as stored, unless this decision made it anew (a window issued
         // again): then the projection reads it back.
         let remade = changes
@@ -117,7 +122,7 @@ fn record(
         // projection batch holds no snapshot of the log, which would keep its WAL
         // from starting over). A change the log holds further on, appended by a run
         // whose commit was lost, is decided again: the log takes the id once.
-        if !promises::apply_decided(conn, &event, held)? {
+        if !promises::apply_decided(conn, &event, held, customer)? {
             continue;
         }
         if let Some(fault) = fault {

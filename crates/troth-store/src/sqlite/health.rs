@@ -117,11 +117,11 @@ impl HealthDays {
         if !self.visits.is_empty() {
             let mut visit = conn.prepare_cached(&format!(
                 "INSERT INTO {schema}.touchpoint_visits (cid, day, touchpoint, first_seq) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (cid, day, touchpoint) DO UPDATE SET first_seq = min(first_seq, excluded.first_seq)"
+                 ON CONFLICT (day, cid, touchpoint) DO UPDATE SET first_seq = min(first_seq, excluded.first_seq)"
             ))?;
-            // In key order, each upsert finds its page where the last one left it.
+            // In the table's order, each upsert finds its page where the last one left it.
             let mut visits: Vec<_> = self.visits.iter().collect();
-            visits.sort_unstable_by_key(|(key, _)| *key);
+            visits.sort_unstable_by_key(|((cid, day, touchpoint), _)| (*day, *cid, touchpoint));
             for ((cid, day, touchpoint), seq) in visits {
                 visit.execute(params![cid, day, touchpoint, seq])?;
             }
@@ -251,11 +251,35 @@ pub fn schema(schema: &str) -> String {
          CREATE TABLE IF NOT EXISTS {schema}.touchpoint_entity_days (touchpoint TEXT NOT NULL, day INTEGER NOT NULL, entity TEXT NOT NULL, {}, PRIMARY KEY (touchpoint, day, entity)) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS {schema}.subject_entities (subject TEXT NOT NULL, kind TEXT NOT NULL, seq INTEGER NOT NULL, entity TEXT NOT NULL, PRIMARY KEY (subject, kind, seq)) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS {schema}.case_contacts (cid INTEGER NOT NULL, time_us INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (cid, time_us, seq)) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS {schema}.touchpoint_visits (cid INTEGER NOT NULL, day INTEGER NOT NULL, touchpoint TEXT NOT NULL, first_seq INTEGER NOT NULL, PRIMARY KEY (cid, day, touchpoint)) WITHOUT ROWID;
-         CREATE INDEX IF NOT EXISTS {schema}.touchpoint_visits_by_day ON touchpoint_visits (day);",
+         CREATE TABLE IF NOT EXISTS {schema}.touchpoint_visits (cid INTEGER NOT NULL, day INTEGER NOT NULL, touchpoint TEXT NOT NULL, first_seq INTEGER NOT NULL, PRIMARY KEY (day, cid, touchpoint)) WITHOUT ROWID;",
         columns.join(", "),
         columns.join(", ")
     )
+}
+
+/// Stores from before kept `touchpoint_visits` by customer first, with an index by
+/// day for the one read; by day first, a batch's visits land together at the
+/// table's end instead of one random page each, and the index goes. The rows stay.
+fn rekey_visits(conn: &Connection, schema: &str) -> rusqlite::Result<()> {
+    let old: bool = conn.query_row(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM {schema}.sqlite_master WHERE type = 'index' AND name = 'touchpoint_visits_by_day')"
+        ),
+        [],
+        |r| r.get(0),
+    )?;
+    if !old {
+        return Ok(());
+    }
+    // A savepoint: the registry may be opened inside a transaction.
+    conn.execute_batch(&format!(
+        "SAVEPOINT rekey_visits;
+         CREATE TABLE {schema}.touchpoint_visits_rekeyed (cid INTEGER NOT NULL, day INTEGER NOT NULL, touchpoint TEXT NOT NULL, first_seq INTEGER NOT NULL, PRIMARY KEY (day, cid, touchpoint)) WITHOUT ROWID;
+         INSERT INTO {schema}.touchpoint_visits_rekeyed SELECT cid, day, touchpoint, first_seq FROM {schema}.touchpoint_visits ORDER BY day, cid, touchpoint;
+         DROP TABLE {schema}.touchpoint_visits;
+         ALTER TABLE {schema}.touchpoint_visits_rekeyed RENAME TO touchpoint_visits;
+         RELEASE rekey_visits;"
+    ))
 }
 
 /// The tables [`schema`] creates that a recount under new rules starts afresh.
@@ -330,6 +354,7 @@ impl Projection {
         schema_name: &str,
         rules: Option<std::sync::Arc<super::projections::JourneyRules>>,
     ) -> Result<Projection, crate::StoreError> {
+        rekey_visits(conn, schema_name)?;
         conn.execute_batch(&schema(schema_name))?;
         Ok(Projection { rules })
     }
@@ -381,5 +406,57 @@ impl super::projector::Projector for Projection {
                 .add_event(cx.conn, cx.schema, &rules.health, &at.event, at.seq, at.customer)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visits_kept_by_customer_first_are_rekeyed_by_day_and_keep_their_rows() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE touchpoint_visits (cid INTEGER NOT NULL, day INTEGER NOT NULL, touchpoint TEXT NOT NULL,
+                first_seq INTEGER NOT NULL, PRIMARY KEY (cid, day, touchpoint)) WITHOUT ROWID;
+             CREATE INDEX touchpoint_visits_by_day ON touchpoint_visits (day);
+             INSERT INTO touchpoint_visits VALUES (2, 10, 'checkout', 7), (1, 11, 'delivery', 9), (1, 10, 'checkout', 3);",
+        )
+        .unwrap();
+        Projection::open(&conn, "main", None).unwrap();
+        let rows: Vec<(i64, i64, String, i64)> = conn
+            .prepare("SELECT * FROM touchpoint_visits")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // Read in the new key's order: day, then customer.
+        assert_eq!(
+            rows,
+            [
+                (1, 10, "checkout".to_owned(), 3),
+                (2, 10, "checkout".to_owned(), 7),
+                (1, 11, "delivery".to_owned(), 9)
+            ]
+        );
+        let index: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'touchpoint_visits_by_day')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!index, "the index by day is gone: the key serves the read");
+        // Opening again leaves the table as it is.
+        Projection::open(&conn, "main", None).unwrap();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT cid, day, touchpoint, first_seq FROM touchpoint_visits WHERE day >= 10 AND day < 11",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("USING PRIMARY KEY (day>? AND day<?)"), "{plan}");
     }
 }

@@ -642,7 +642,8 @@ impl Projections {
     fn tick_isolating(&mut self, now: Timestamp) -> Result<u64, StoreError> {
         let due = promises::due(&self.conn, now, usize::MAX >> 1)?;
         let mut changed = 0;
-        for promise in due {
+        for stored in due {
+            let promise = stored.promise;
             let (reply, _) = oneshot::channel();
             let job = [Job::Tick {
                 now,

@@ -24,17 +24,23 @@ pub fn apply(conn: &Connection, schema: &str, event: &ValidEvent) -> rusqlite::R
     ) {
         hold_change(conn, schema, &event.id)?;
     }
-    change(conn, schema, event, None)
+    change(conn, schema, event, None, None)
 }
 
 /// Applies a change the engine decided, if the projection does not hold that change
 /// already (by its id); answers whether it was new. `stored` is the promise as the
 /// projection holds it, when the engine read it: it need not be read again.
-pub fn apply_decided(conn: &Connection, event: &ValidEvent, stored: Option<&Tracked>) -> rusqlite::Result<bool> {
+/// `customer_ref` is the customer the event carries, as text: the engine wrote it.
+pub fn apply_decided(
+    conn: &Connection,
+    event: &ValidEvent,
+    stored: Option<&Tracked>,
+    customer_ref: Option<&str>,
+) -> rusqlite::Result<bool> {
     if !hold_change(conn, "main", &event.id)? {
         return Ok(false);
     }
-    change(conn, "main", event, stored)?;
+    change(conn, "main", event, stored, Some(customer_ref))?;
     Ok(true)
 }
 
@@ -49,8 +55,15 @@ fn hold_change(conn: &Connection, schema: &str, id: &str) -> rusqlite::Result<bo
 }
 
 /// What the event does to the promises and the links between subjects. `stored` is
-/// the promise it changes as the projection holds it, when the caller has it.
-fn change(conn: &Connection, schema: &str, event: &ValidEvent, stored: Option<&Tracked>) -> rusqlite::Result<()> {
+/// the promise it changes as the projection holds it, and `customer_ref` the
+/// event's customer as text, when the caller has them.
+fn change(
+    conn: &Connection,
+    schema: &str,
+    event: &ValidEvent,
+    stored: Option<&Tracked>,
+    customer_ref: Option<Option<&str>>,
+) -> rusqlite::Result<()> {
     let s = schema;
     match &event.data {
         EventData::ShipmentCreated(created) => {
@@ -66,7 +79,14 @@ fn change(conn: &Connection, schema: &str, event: &ValidEvent, stored: Option<&T
         }
         EventData::PromiseMade(made) => {
             // The making event's customer, to carry onto the promise's later events.
-            let customer_ref = super::projector::customer_ref(event);
+            let read;
+            let customer_ref = match customer_ref {
+                Some(given) => given,
+                None => {
+                    read = super::projector::customer_ref(event);
+                    read.as_deref()
+                }
+            };
             let tracked = Tracked {
                 id: made.promise.clone(),
                 key: made.key.clone(),
@@ -176,9 +196,25 @@ fn set_state(
     Ok(())
 }
 
-const COLUMNS: &str = "id, key, touchpoint, subject, made_at_us, start_us, due_us, at_risk_from_us, state, due_passed";
+const COLUMNS: &str =
+    "id, key, touchpoint, subject, made_at_us, start_us, due_us, at_risk_from_us, state, due_passed, customer_ref";
 /// [`COLUMNS`] of the table aliased `p`.
-const PREFIXED: &str = "p.id, p.key, p.touchpoint, p.subject, p.made_at_us, p.start_us, p.due_us, p.at_risk_from_us, p.state, p.due_passed";
+const PREFIXED: &str = "p.id, p.key, p.touchpoint, p.subject, p.made_at_us, p.start_us, p.due_us, p.at_risk_from_us, p.state, p.due_passed, p.customer_ref";
+
+/// A promise as stored, with the customer its later events carry.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub promise: Tracked,
+    /// The making event's customer, JSON text.
+    pub customer_ref: Option<String>,
+}
+
+fn stored_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+    Ok(Stored {
+        promise: row(r)?,
+        customer_ref: r.get(10)?,
+    })
+}
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Tracked> {
     let state = match (r.get::<_, String>(8)?.as_str(), r.get::<_, bool>(9)?) {
@@ -209,7 +245,7 @@ fn by_id(conn: &Connection, s: &str, id: &str) -> rusqlite::Result<Option<Tracke
 
 /// Promises an event on `subject` may concern: on the subject or a subject linked
 /// to it, open or broken by the clock (late news may correct those).
-pub fn known(conn: &Connection, subject: &str) -> rusqlite::Result<Vec<Tracked>> {
+pub fn known(conn: &Connection, subject: &str) -> rusqlite::Result<Vec<Stored>> {
     // Two index lookups joined by UNION ALL: an IN (… UNION …) list would build a
     // temporary b-tree on every call, which cost more than the lookups themselves.
     let open = "(p.state IN ('made', 'at_risk') OR (p.state = 'broken' AND p.due_passed))";
@@ -219,25 +255,25 @@ pub fn known(conn: &Connection, subject: &str) -> rusqlite::Result<Vec<Tracked>>
          SELECT {PREFIXED} FROM main.subject_links l JOIN main.promises p ON p.subject = l.linked
           WHERE l.subject = ?1 AND {open}"
     ))?;
-    let rows = stmt.query_map([subject], row)?;
+    let rows = stmt.query_map([subject], stored_row)?;
     rows.collect()
 }
 
 /// Promises whose next check has come by `now`.
-pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> rusqlite::Result<Vec<Tracked>> {
+pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> rusqlite::Result<Vec<Stored>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM main.promises WHERE next_check_us <= ?1 ORDER BY next_check_us LIMIT ?2"
     ))?;
-    let rows = stmt.query_map(params![now.micros(), limit as i64], row)?;
+    let rows = stmt.query_map(params![now.micros(), limit as i64], stored_row)?;
     rows.collect()
 }
 
 /// The promise `id` if its next check has come by `now`.
-pub fn due_one(conn: &Connection, id: &str, now: Timestamp) -> rusqlite::Result<Vec<Tracked>> {
+pub fn due_one(conn: &Connection, id: &str, now: Timestamp) -> rusqlite::Result<Vec<Stored>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM main.promises WHERE id = ?1 AND next_check_us <= ?2"
     ))?;
-    let rows = stmt.query_map(params![id, now.micros()], row)?;
+    let rows = stmt.query_map(params![id, now.micros()], stored_row)?;
     rows.collect()
 }
 
@@ -247,14 +283,6 @@ pub fn set_aside(conn: &Connection, id: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE main.promises SET next_check_us = NULL WHERE id = ?1")?
         .execute([id])?;
     Ok(())
-}
-
-/// The customer ref stored with a promise.
-pub fn stored_customer_ref(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached("SELECT customer_ref FROM main.promises WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()
-        .map(Option::flatten)
 }
 
 /// The promise projector. Live, with a journey map, the promise engine follows each
