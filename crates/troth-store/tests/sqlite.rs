@@ -393,6 +393,93 @@ async fn a_store_with_the_event_index_among_the_projections_gets_it_moved() {
     .await;
 }
 
+/// Drivers' positions have no entries in the event index by type (the log read in
+/// order finds them), yet a listing by their type finds every one, a page at a
+/// time either way round; a store whose index held them loses those entries as it
+/// opens, and replay finds the index equal to the log.
+#[tokio::test]
+async fn positions_are_listed_by_type_from_the_log_and_kept_out_of_the_type_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let positions: Vec<i64> = {
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let events: Vec<ValidEvent> = (0..30)
+            .map(|i| {
+                let event = if i % 3 == 0 {
+                    json!({"id": format!("v{i}"), "type": "page.viewed", "time": "2026-11-23T09:00:00Z",
+                           "customer": {"id": "c1"}, "data": {"page": "/"}})
+                } else {
+                    json!({"id": format!("p{i}"), "type": "courier.position", "time": "2026-11-23T09:00:00Z",
+                           "subject": "driver:d1", "data": {"lat": 51.5, "lon": -0.1}})
+                };
+                validate_value(event, None).unwrap()
+            })
+            .collect();
+        let statuses = store.append(events).await.unwrap();
+        store.settle().await.unwrap();
+        statuses
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0)
+            .map(|(_, status)| match status {
+                AppendStatus::Accepted { seq } => *seq,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let stories = || rusqlite::Connection::open(dir.path().join("stories.db")).unwrap();
+    let indexed = |type_: &str| -> i64 {
+        stories()
+            .query_row("SELECT count(*) FROM type_events WHERE type = ?1", [type_], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    assert_eq!(indexed("courier.position"), 0);
+    assert_eq!(indexed("page.viewed"), 10);
+    // A store from before: the index held positions too.
+    stories()
+        .execute("INSERT INTO type_events (type, seq) SELECT 'courier.position', 2", [])
+        .unwrap();
+    rusqlite::Connection::open(dir.path().join("projections.db"))
+        .unwrap()
+        .execute("UPDATE meta SET value = 2 WHERE key = 'version:event_index'", [])
+        .unwrap();
+
+    let store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(indexed("courier.position"), 0, "rebuilt as it opened");
+    for newest_first in [false, true] {
+        let mut listed = Vec::new();
+        let mut query = EventQuery {
+            event_type: Some("courier.position".into()),
+            newest_first,
+            limit: 7,
+            ..Default::default()
+        };
+        loop {
+            let page = store.events(query.clone()).await.unwrap();
+            assert!(
+                page.events
+                    .iter()
+                    .all(|e| e.raw.contains(r#""type":"courier.position""#))
+            );
+            listed.extend(page.events.iter().map(|e| e.seq));
+            let Some(next) = page.next_after else { break };
+            if newest_first {
+                query.before_seq = Some(next);
+            } else {
+                query.after_seq = Some(next);
+            }
+        }
+        let mut expected = positions.clone();
+        if newest_first {
+            expected.reverse();
+        }
+        assert_eq!(listed, expected, "newest first: {newest_first}");
+    }
+    let report = store.replay(false, &mut |_| {}).unwrap();
+    assert_eq!(report.differences["type_events"], 0, "{report:?}");
+}
+
 /// Writes 40 events, lists them by subject and by type, puts the store's files
 /// back to an earlier shape with `back`, opens it again: the same listings, a
 /// replay that finds the event index equal to the log, and the log with no index

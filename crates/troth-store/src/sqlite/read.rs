@@ -50,7 +50,8 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
             values: vec![SqlValue::Text(subject.clone())],
             taken: Taken::Subject,
         },
-        (None, None, Some(event_type)) => IndexLead {
+        // Positions are not in the index by type: the log in order finds them.
+        (None, None, Some(event_type)) if super::event_index::indexed_by_type(event_type) => IndexLead {
             table: "stories.type_events t",
             key: "t.type",
             pos: "t.seq",
@@ -60,7 +61,7 @@ fn events_sql(conn: &Connection, query: &EventQuery) -> Result<Option<(String, V
             values: vec![SqlValue::Text(event_type.clone())],
             taken: Taken::Type,
         },
-        (None, None, None) => {
+        (None, None, _) => {
             let (filters, args) = listing_filters(query, "e.seq", Taken::Nothing);
             let sql = format!("SELECT e.seq, e.received_us, e.body FROM events e WHERE 1{filters}");
             return Ok(Some(ordered(sql, args, "e.seq", query)));
@@ -956,7 +957,7 @@ mod tests {
             "{by_subject}"
         );
         let by_type = plan(&EventQuery {
-            event_type: Some("courier.position".into()),
+            event_type: Some("case.opened".into()),
             after_seq: Some(10),
             limit: 20,
             ..EventQuery::default()
@@ -965,6 +966,14 @@ mod tests {
             by_type.contains("SEARCH t USING PRIMARY KEY (type=? AND seq>?)"),
             "{by_type}"
         );
+        // Positions, not in the index by type, are found in the log in its order.
+        let positions = plan(&EventQuery {
+            event_type: Some("courier.position".into()),
+            after_seq: Some(10),
+            limit: 20,
+            ..EventQuery::default()
+        });
+        assert_eq!(positions, "SEARCH e USING INTEGER PRIMARY KEY (rowid>?)");
         // Each read in the index's order, a page at a time, and the log's newer
         // events from the checkpoint on: merged, nothing sorted.
         for plan in [by_subject, by_type] {

@@ -89,6 +89,7 @@ impl Batch {
         self.rows.copies.extend(next.rows.copies);
         self.rows.subjects.extend(next.rows.subjects);
         self.rows.types.extend(next.rows.types);
+        self.rows.events += next.rows.events;
     }
 }
 
@@ -99,8 +100,10 @@ pub struct Rows {
     pub copies: Vec<(i64, i64, String)>,
     /// The event index: `(subject, seq)` of the events that have a subject…
     pub subjects: Vec<(String, i64)>,
-    /// …and `(type, seq)` of every event.
+    /// …and `(type, seq)` of every event but positions (see `event_index.rs`).
     pub types: Vec<(String, i64)>,
+    /// How many events these rows are of.
+    pub events: i64,
 }
 
 impl Rows {
@@ -109,7 +112,10 @@ impl Rows {
         if let Some(subject) = subject {
             self.subjects.push((subject, seq));
         }
-        self.types.push((event_type, seq));
+        if super::event_index::indexed_by_type(&event_type) {
+            self.types.push((event_type, seq));
+        }
+        self.events += 1;
     }
 
     /// Room for the rows of `events` more events, taken at once rather than by
@@ -201,7 +207,7 @@ impl Stories {
                 Ok(next) => next,
                 Err(TryRecvError::Disconnected) => return,
                 Err(TryRecvError::Empty) => {
-                    let held = batch.rows.types.len() as i64;
+                    let held = batch.rows.events;
                     let oldest = self.positions.lag_age(self.checkpoint);
                     let Some(left) = LINGER.left(held, oldest, self.positions.projected.waiters()) else {
                         return;
@@ -252,6 +258,7 @@ impl Stories {
             copies,
             subjects,
             types,
+            ..
         } = &mut batch.rows;
         // In key order, a batch touches each customer's (each subject's) pages once,
         // and each insert finds its page where the last one left off.
