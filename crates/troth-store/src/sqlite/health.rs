@@ -31,30 +31,36 @@ pub struct HealthDays {
     /// Per (customer, day, touchpoint): the position of the customer's first
     /// exposure there that day, for the paths customers take (`touchpoint_visits`).
     pub visits: HashMap<(i64, i64, String), i64>,
-    /// The subjects' entities read or written while counting (not counted itself).
-    memo: SubjectMemo,
 }
 
-/// Each subject's entities as `subject_entities` holds them, `(kind, seq, id)`,
-/// for the subjects met while counting one batch: most events of a batch are about
-/// a subject met just before. A copy starts empty (it is a cache, not a count).
+/// Each subject's entities as `subject_entities` holds them, `(kind, seq, id)`, for
+/// the subjects met lately: most events are about a subject met shortly before (a
+/// shipment's, a case's), often in an earlier batch, whose rows need not be read
+/// again. It holds what the table holds once the transaction commits; its owner
+/// clears it when one rolls back.
 #[derive(Debug, Default)]
-struct SubjectMemo(HashMap<String, Vec<(&'static str, i64, String)>>);
+pub struct SubjectMemo(HashMap<String, Vec<(&'static str, i64, String)>>);
 
-impl Clone for SubjectMemo {
-    fn clone(&self) -> SubjectMemo {
-        SubjectMemo::default()
+/// How many subjects the memo remembers; past that it starts afresh.
+const MEMO_SUBJECTS: usize = 65_536;
+
+impl SubjectMemo {
+    pub fn clear(&mut self) {
+        self.0.clear();
     }
 }
 
 impl HealthDays {
     /// Counts one event, stored under `seq`; `customer` is the customer it was
     /// resolved to, if any. Reads the log before it to tell repeat contacts.
-    /// `schema` is where the subjects' entities are kept (`main`, or `replay`).
+    /// `schema` is where the subjects' entities are kept (`main`, or `replay`), and
+    /// `memo` what was read or written of them there.
+    #[allow(clippy::too_many_arguments)] // where, with what memory, by which rules, and the event
     pub fn add_event(
         &mut self,
         conn: &Connection,
         schema: &str,
+        memo: &mut SubjectMemo,
         health: &HealthIndex,
         event: &ValidEvent,
         seq: i64,
@@ -68,7 +74,7 @@ impl HealthDays {
             _ => false,
         };
         let contributions = health.contributions(event);
-        let entities = entities_of(conn, schema, &mut self.memo, event, seq, !contributions.is_empty())?;
+        let entities = entities_of(conn, schema, memo, event, seq, !contributions.is_empty())?;
         for (touchpoint, mut tally) in contributions {
             if repeat && tally.exposure > 0 {
                 tally.repeat_contacts += 1;
@@ -167,6 +173,9 @@ fn entities_of(
         return Ok(named.iter().map(|(kind, id)| (*kind, format!("{kind}:{id}"))).collect());
     };
     if !memo.0.contains_key(subject) {
+        if memo.0.len() >= MEMO_SUBJECTS {
+            memo.clear();
+        }
         let mut read = conn.prepare_cached(&format!(
             "SELECT kind, seq, entity FROM {schema}.subject_entities WHERE subject = ?1 ORDER BY kind, seq"
         ))?;
@@ -346,6 +355,7 @@ fn add_entity_tallies(
 /// `projections::Aggregates`). Without a journey map, no health is kept.
 pub struct Projection {
     rules: Option<std::sync::Arc<super::projections::JourneyRules>>,
+    memo: SubjectMemo,
 }
 
 impl Projection {
@@ -356,7 +366,10 @@ impl Projection {
     ) -> Result<Projection, crate::StoreError> {
         rekey_visits(conn, schema_name)?;
         conn.execute_batch(&schema(schema_name))?;
-        Ok(Projection { rules })
+        Ok(Projection {
+            rules,
+            memo: SubjectMemo::default(),
+        })
     }
 }
 
@@ -401,10 +414,22 @@ impl super::projector::Projector for Projection {
         at: &mut super::projector::Logged,
     ) -> Result<(), crate::StoreError> {
         if let Some(rules) = &self.rules {
-            cx.aggregates
-                .days
-                .add_event(cx.conn, cx.schema, &rules.health, &at.event, at.seq, at.customer)?;
+            cx.aggregates.days.add_event(
+                cx.conn,
+                cx.schema,
+                &mut self.memo,
+                &rules.health,
+                &at.event,
+                at.seq,
+                at.customer,
+            )?;
         }
+        Ok(())
+    }
+
+    fn reset(&mut self, _conn: &Connection) -> Result<(), crate::StoreError> {
+        // It may hold rows of the transaction that rolled back.
+        self.memo.clear();
         Ok(())
     }
 }

@@ -1142,6 +1142,7 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>, checkpoint: i64
     // One transaction: the scorecard facts recorded here commit with the tallies.
     let tx = conn.unchecked_transaction()?;
     let mut facts = StagedFacts::default();
+    let mut memo = super::health::SubjectMemo::default();
     {
         let conn = &tx;
         let mut scan = conn.prepare(
@@ -1157,7 +1158,7 @@ pub fn catch_up(conn: &Connection, health: Option<&HealthIndex>, checkpoint: i64
                 if let Some(health) = health {
                     aggregates
                         .days
-                        .add_event(conn, "main", health, &event, row.get(3)?, row.get(2)?)?;
+                        .add_event(conn, "main", &mut memo, health, &event, row.get(3)?, row.get(2)?)?;
                 }
                 aggregates
                     .scores
@@ -1191,6 +1192,7 @@ fn recount_health_if_rules_changed(conn: &Connection, health: &HealthIndex, thro
     }
     tx.execute_batch(&super::health::schema("main"))?;
     let mut days = HealthDays::default();
+    let mut memo = super::health::SubjectMemo::default();
     {
         let mut scan = tx.prepare(
             "SELECT e.body, c.cid, e.seq FROM events e LEFT JOIN event_customers c USING (seq)
@@ -1200,7 +1202,7 @@ fn recount_health_if_rules_changed(conn: &Connection, health: &HealthIndex, thro
         while let Some(row) = rows.next()? {
             let body: String = row.get(0)?;
             if let Ok(event) = troth_core::validate_event(&body) {
-                days.add_event(&tx, "main", health, &event, row.get(2)?, row.get(1)?)?;
+                days.add_event(&tx, "main", &mut memo, health, &event, row.get(2)?, row.get(1)?)?;
             }
         }
     }
