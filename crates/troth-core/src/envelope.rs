@@ -178,6 +178,7 @@ pub struct Derived<'a> {
 
 impl Derived<'_> {
     pub fn into_event(self) -> Result<ValidEvent, Rejection> {
+        use serde_json::value::RawValue;
         #[derive(serde::Serialize)]
         struct Text<'a> {
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,7 +196,6 @@ impl Derived<'_> {
             id: Some(self.id.clone()),
             error: FieldError::new(EVENT_FIELD, format!("cannot be written as JSON: {e}")),
         };
-        use serde_json::value::RawValue;
         // A customer that is not JSON text is left out, as a JSON tree would leave it.
         let customer = self
             .customer

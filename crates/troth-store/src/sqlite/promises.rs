@@ -196,9 +196,11 @@ fn set_state(
     Ok(())
 }
 
-const COLUMNS: &str =
+const COLUMNS: &str = "id, key, touchpoint, subject, made_at_us, start_us, due_us, at_risk_from_us, state, due_passed";
+/// [`COLUMNS`] and the customer ref, for a [`Stored`].
+const STORED: &str =
     "id, key, touchpoint, subject, made_at_us, start_us, due_us, at_risk_from_us, state, due_passed, customer_ref";
-/// [`COLUMNS`] of the table aliased `p`.
+/// [`STORED`] of the table aliased `p`.
 const PREFIXED: &str = "p.id, p.key, p.touchpoint, p.subject, p.made_at_us, p.start_us, p.due_us, p.at_risk_from_us, p.state, p.due_passed, p.customer_ref";
 
 /// A promise as stored, with the customer its later events carry.
@@ -262,7 +264,7 @@ pub fn known(conn: &Connection, subject: &str) -> rusqlite::Result<Vec<Stored>> 
 /// Promises whose next check has come by `now`.
 pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> rusqlite::Result<Vec<Stored>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM main.promises WHERE next_check_us <= ?1 ORDER BY next_check_us LIMIT ?2"
+        "SELECT {STORED} FROM main.promises WHERE next_check_us <= ?1 ORDER BY next_check_us LIMIT ?2"
     ))?;
     let rows = stmt.query_map(params![now.micros(), limit as i64], stored_row)?;
     rows.collect()
@@ -271,7 +273,7 @@ pub fn due(conn: &Connection, now: Timestamp, limit: usize) -> rusqlite::Result<
 /// The promise `id` if its next check has come by `now`.
 pub fn due_one(conn: &Connection, id: &str, now: Timestamp) -> rusqlite::Result<Vec<Stored>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM main.promises WHERE id = ?1 AND next_check_us <= ?2"
+        "SELECT {STORED} FROM main.promises WHERE id = ?1 AND next_check_us <= ?2"
     ))?;
     let rows = stmt.query_map(params![id, now.micros()], stored_row)?;
     rows.collect()
