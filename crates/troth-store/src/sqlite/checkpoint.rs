@@ -16,6 +16,13 @@
 //! copied to its end and no reader is in it, the next commit writes it from its
 //! beginning again, so it stays about as large as what is written in one interval.
 //!
+//! Under an import the writers commit without a pause: a copy never reaches the
+//! WAL's end before the next commit, so the WAL was never started over and grew by
+//! everything written (the copies' to 1.2 GB in a million-event import, and the
+//! kernel zeroed each new block of it: a third of the copies' thread's CPU). So
+//! each writer also copies its WAL itself once it holds [`writer_copies_at_pages!`]
+//! pages, which only a WAL this thread cannot keep up with reaches.
+//!
 //! The log keeps SQLite's copy in its writer, once per 64 MiB (see `log.rs`): a
 //! copy every 100 ms beside the import's appends cost the durable append about a
 //! tenth of its rate, and did not shorten the HTTP answers' p99.
@@ -32,6 +39,17 @@ use rusqlite::Connection;
 /// of the raw insert against 0.86–0.87. A page rewritten within the interval is
 /// copied once. (An import's big batches grow the WAL past 500 MiB either way.)
 pub const COPY_EVERY: Duration = Duration::from_secs(1);
+
+/// The WAL's size, in pages, at which a follower's writer copies it into the file
+/// itself (SQLite's `wal_autocheckpoint` in `PROJECTION_PRAGMAS` and the stories'
+/// `PRAGMAS`): 64 MiB. The next commit then writes the WAL from its beginning. A
+/// macro so that `concat!` can put it in those settings.
+macro_rules! writer_copies_at_pages {
+    () => {
+        "16384"
+    };
+}
+pub(super) use writer_copies_at_pages;
 
 /// Copies what the WAL holds into the file without waiting for anyone; answers the
 /// pages copied.
@@ -71,6 +89,44 @@ fn run(files: Vec<Copied>, stop: mpsc::Receiver<()>) {
                 }
                 Err(_) => {}
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that commits without a pause, as under an import, keeps its WAL
+    /// near [`writer_copies_at_pages!`] pages rather than growing it by all it
+    /// writes: 96 MiB written in 4 MiB commits, no other connection copying.
+    #[test]
+    fn a_follower_writing_without_pause_starts_its_wal_over() {
+        for (name, pragmas) in [
+            ("projections", super::super::schema::PROJECTION_PRAGMAS),
+            ("stories", super::super::stories::PRAGMAS),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("{name}.db"));
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(pragmas).unwrap();
+            conn.execute_batch("CREATE TABLE t (b BLOB NOT NULL)").unwrap();
+            let wal = dir.path().join(format!("{name}.db-wal"));
+            // A frame is a page and its 24-byte header; a commit may end past the
+            // limit by its own 4 MiB and the B-tree's pages above the blobs'.
+            let pages: u64 = writer_copies_at_pages!().parse().unwrap();
+            let bound = (pages + 2_048) * (4_096 + 24);
+            let mut largest = 0;
+            for _ in 0..24 {
+                conn.execute("INSERT INTO t (b) VALUES (randomblob(4194304))", [])
+                    .unwrap();
+                largest = largest.max(std::fs::metadata(&wal).unwrap().len());
+            }
+            assert!(
+                largest <= bound,
+                "{name}: the WAL grew to {largest} bytes, past {bound}"
+            );
+            assert!(largest > 48 << 20, "{name}: the WAL never held much ({largest} bytes)");
         }
     }
 }

@@ -283,18 +283,25 @@ PRAGMA stories.cache_size = -65536;
 /// the events past it are projected again from the log. The WAL is copied into the
 /// file by a thread of its own (`checkpoint.rs`), not by the commit that fills it:
 /// that copy stalled a batch, and the projections' lag, for a few hundred
-/// milliseconds each time. A batch bigger than usual (a long catch-up, a table
-/// filled at open) grows the WAL; once copied, the file is cut back to 64 MiB
-/// (`journal_size_limit`) rather than keeping its largest size on disk for good.
-pub const PROJECTION_PRAGMAS: &str = "
+/// milliseconds each time; only a WAL that thread cannot keep up with (an
+/// import's) is copied by the writer, at 64 MiB (see
+/// [`super::checkpoint::writer_copies_at_pages!`]). A batch bigger than usual (a long
+/// catch-up, a table filled at open) grows the WAL; once copied, the file is cut
+/// back to 64 MiB (`journal_size_limit`) rather than keeping its largest size on
+/// disk for good.
+pub const PROJECTION_PRAGMAS: &str = concat!(
+    "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = OFF;
 PRAGMA temp_store = MEMORY;
 PRAGMA cache_size = -262144;
-PRAGMA wal_autocheckpoint = 0;
+PRAGMA wal_autocheckpoint = ",
+    super::checkpoint::writer_copies_at_pages!(),
+    ";
 PRAGMA journal_size_limit = 67108864;
-";
+"
+);
 
 /// Opening a store from before the log and the projections had files of their own:
 /// what is not derived from the log — messages already enqueued or sent, the

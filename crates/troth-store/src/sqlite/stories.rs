@@ -53,16 +53,22 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) W
 /// checkpoint goes back with them. Its WAL is copied into the file by the thread
 /// that copies the projections' (`checkpoint.rs`), not by SQLite inside a commit
 /// here: that copy of 64 MiB stalled a commit for 250 ms, and with it the
-/// projections and, through back-pressure, the appends.
-pub const PRAGMAS: &str = "
+/// projections and, through back-pressure, the appends. Only a WAL that thread
+/// cannot keep up with (an import's) is copied here, at 64 MiB (see
+/// [`super::checkpoint::writer_copies_at_pages!`]).
+pub const PRAGMAS: &str = concat!(
+    "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
 PRAGMA foreign_keys = OFF;
 PRAGMA temp_store = MEMORY;
 PRAGMA cache_size = -65536;
-PRAGMA wal_autocheckpoint = 0;
+PRAGMA wal_autocheckpoint = ",
+    super::checkpoint::writer_copies_at_pages!(),
+    ";
 PRAGMA journal_size_limit = 67108864;
-";
+"
+);
 
 /// How many events a catch-up reads at once.
 const CATCH_UP_EVENTS: i64 = 65_536;
