@@ -37,7 +37,7 @@ use rusqlite::Connection;
 /// the HTTP benchmark's p99 was 5.8–5.9 ms against 5.6 ms copied every second
 /// (and 6.8 against 5.6–6.3 ms in a noisier hour), the durable append 0.79–0.82
 /// of the raw insert against 0.86–0.87. A page rewritten within the interval is
-/// copied once. (An import's big batches grow the WAL past 500 MiB either way.)
+/// copied once. (Under an import it never keeps up: see [`writer_copies_at_pages!`].)
 pub const COPY_EVERY: Duration = Duration::from_secs(1);
 
 /// The WAL's size, in pages, at which a follower's writer copies it into the file

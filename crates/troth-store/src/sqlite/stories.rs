@@ -88,7 +88,7 @@ const LINGER: Linger = Linger {
 /// of, however few: one commit of three batches rewrites those pages once where
 /// three commits rewrote them thrice (in a million-event import of 16,000
 /// customers, the thread's CPU per event fell by a fifth).
-const BEHIND_EVENTS: i64 = 196_608;
+const BEHIND_EVENTS: i64 = 3 * super::projections::BATCH_EVENTS;
 
 /// What the projections committed hands over, and the position they passed.
 pub struct Batch {
