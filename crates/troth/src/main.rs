@@ -10,7 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     // Before any SQLite connection exists (see the crate): commits no longer walk
     // the whole page cache.
-    let pagecache = troth_pagecache::install();
+    let pagecache = troth_sqlite_io::pagecache::install();
     let cli = troth::cli::Cli::parse();
     troth::cli::init_logging();
     tracing::debug!(?pagecache, "SQLite's page cache layer");

@@ -1223,13 +1223,18 @@ fn attach(conn: &Connection, path: &Path, schema: &str) -> Result<(), StoreError
 }
 
 /// A connection to one file; a writing one gets `pragmas` (the log's or the projections').
+/// Through the VFS that writes WAL frames in large pieces (`troth_sqlite_io::wal`);
+/// the files are SQLite's as ever, and any SQLite can open them.
 fn open_connection(path: &Path, read_only: bool, pragmas: &str) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let conn = Connection::open_with_flags(path, flags)?;
+    let conn = match troth_sqlite_io::wal::register() {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs)?,
+        None => Connection::open_with_flags(path, flags)?,
+    };
     conn.busy_timeout(log::BUSY_TIMEOUT)?;
     if !read_only {
         conn.execute_batch(pragmas)?;

@@ -3,7 +3,7 @@
 //! what the database holds is what was written, after commits and a rollback alike.
 
 use rusqlite::{Connection, params};
-use troth_pagecache::{Outcome, counts, install};
+use troth_sqlite_io::pagecache::{Outcome, counts, install};
 
 /// A random-looking key per number, so inserts land all over the index and split
 /// pages in the middle of it (the balancing that borrows a page number).

@@ -15,8 +15,7 @@
 //! [`install`] puts a thin layer over SQLite's own cache. The layer keeps its own
 //! largest page number, leaving out the borrowed one, and passes a truncation on
 //! only when a page may lie past the new end. Everything else is SQLite's cache as
-//! it was. This is the one crate of the workspace with `unsafe` code: the cache is
-//! installed through `sqlite3_config`, which rusqlite does not wrap.
+//! it was. It is installed through `sqlite3_config`, which rusqlite does not wrap.
 
 use std::ffi::{c_int, c_uint};
 use std::sync::OnceLock;
