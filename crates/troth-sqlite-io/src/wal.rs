@@ -7,16 +7,21 @@
 //! change: what SQLite writes to a WAL in order is gathered in memory, up to
 //! [`PIECE_BYTES`], and written in one call.
 //!
-//! Nothing gathered is ever needed by anyone before it is written:
-//! - another connection reads a frame only once the WAL index's header counts it,
-//!   and the writer publishes that header after a memory barrier on its database
-//!   file (`walIndexWriteHdr`): the barrier writes the gathered frames first;
-//! - a sync, a size, a truncation, a read or a close of the WAL write them first;
+//! Nothing gathered is ever needed by anyone before it is written, and a commit is
+//! in the file when SQLite's write of it returns:
+//! - a commit frame (its header's "database size after commit" is not zero) is
+//!   written, with everything gathered before it, as soon as its page is gathered,
+//!   and a failure is that write's error: SQLite fails the commit before it
+//!   publishes it (the WAL index's header, `walIndexWriteHdr`);
+//! - a sync, a size, a truncation, a read or a close of the WAL write first, and so
+//!   does a barrier or lock on the database's shared memory (defence: by then a
+//!   commit's frames are written already);
 //! - a write elsewhere in the WAL (a frame rewritten in place, the WAL started
-//!   over) writes them first, then goes on from there.
+//!   over) writes what was gathered first, then goes on from there.
 //!
-//! A crash loses what a crash before SQLite's own writes would have lost: frames of
-//! a transaction not yet committed (published), which recovery ignores.
+//! A write that fails where no error can be returned (a barrier) is reported by the
+//! WAL's next operation. A crash loses only frames of a transaction SQLite had not
+//! committed, which recovery ignores, as it would SQLite's own unfinished writes.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::OnceLock;
@@ -110,7 +115,15 @@ struct File {
     gathered: Vec<u8>,
     at: i64,
     is_wal: bool,
+    /// The last write gathered was a commit frame's header: its page ends the commit.
+    commit_next: bool,
+    /// A failed write not yet reported to SQLite (see [`shm_barrier`]).
+    failed: c_int,
 }
+
+/// A WAL frame's header: then the page. Bytes 4..8 hold, for a commit's last frame,
+/// the database's size in pages after the commit; zero otherwise.
+const FRAME_HEADER_BYTES: usize = 24;
 
 /// Where the `unix` file starts: past `File`, aligned as SQLite aligns.
 const HEADER: usize = std::mem::size_of::<File>().next_multiple_of(16);
@@ -149,8 +162,13 @@ unsafe fn methods<'a>(real: *mut ffi::sqlite3_file) -> &'a ffi::sqlite3_io_metho
     unsafe { &*(*real).pMethods }
 }
 
-/// Writes what is gathered, if anything.
+/// Writes what is gathered, if anything; or reports a failure not yet reported.
+/// What failed is dropped: SQLite, told, does not publish it and writes again.
 unsafe fn flush(f: &mut File) -> c_int {
+    if f.failed != ffi::SQLITE_OK {
+        f.gathered.clear();
+        return std::mem::replace(&mut f.failed, ffi::SQLITE_OK);
+    }
     if f.gathered.is_empty() {
         return ffi::SQLITE_OK;
     }
@@ -159,7 +177,9 @@ unsafe fn flush(f: &mut File) -> c_int {
     };
     let rc = unsafe { write(f.real, f.gathered.as_ptr().cast(), f.gathered.len() as c_int, f.at) };
     f.gathered.clear();
-    MADE.fetch_add(1, Ordering::Relaxed);
+    if rc == ffi::SQLITE_OK {
+        MADE.fetch_add(1, Ordering::Relaxed);
+    }
     rc
 }
 
@@ -194,6 +214,8 @@ unsafe extern "C" fn open(
             gathered: Vec::new(),
             at: 0,
             is_wal,
+            commit_next: false,
+            failed: ffi::SQLITE_OK,
         })
     };
     if !db.is_null() {
@@ -234,16 +256,24 @@ unsafe extern "C" fn write(f: *mut ffi::sqlite3_file, buf: *const c_void, amount
     }
     ASKED.fetch_add(1, Ordering::Relaxed);
     let amount_bytes = amount.max(0) as usize;
+    // The page of a commit frame: the commit is written before SQLite goes on.
+    let ends_commit = std::mem::take(&mut this.commit_next);
     let follows = this.at + this.gathered.len() as i64 == offset;
-    if !this.gathered.is_empty() && (!follows || this.gathered.len() + amount_bytes > PIECE_BYTES) {
+    if this.failed != ffi::SQLITE_OK
+        || (!this.gathered.is_empty() && (!follows || this.gathered.len() + amount_bytes > PIECE_BYTES))
+    {
         let rc = unsafe { flush(this) };
         if rc != ffi::SQLITE_OK {
             return rc;
         }
     }
     if amount_bytes > PIECE_BYTES {
-        MADE.fetch_add(1, Ordering::Relaxed);
-        return unsafe { (methods(this.real).xWrite.expect("unix has xWrite"))(this.real, buf, amount, offset) };
+        // Written at once, so a commit's page is too.
+        let rc = unsafe { (methods(this.real).xWrite.expect("unix has xWrite"))(this.real, buf, amount, offset) };
+        if rc == ffi::SQLITE_OK {
+            MADE.fetch_add(1, Ordering::Relaxed);
+        }
+        return rc;
     }
     if this.gathered.is_empty() {
         this.gathered.reserve_exact(PIECE_BYTES);
@@ -252,6 +282,10 @@ unsafe extern "C" fn write(f: *mut ffi::sqlite3_file, buf: *const c_void, amount
     // SAFETY: SQLite passes `amount` readable bytes at `buf`.
     let bytes = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), amount_bytes) };
     this.gathered.extend_from_slice(bytes);
+    if ends_commit {
+        return unsafe { flush(this) };
+    }
+    this.commit_next = amount_bytes == FRAME_HEADER_BYTES && bytes[4..8] != [0; 4];
     ffi::SQLITE_OK
 }
 
@@ -346,21 +380,27 @@ unsafe extern "C" fn shm_map(
 
 unsafe extern "C" fn shm_lock(f: *mut ffi::sqlite3_file, offset: c_int, n: c_int, flags: c_int) -> c_int {
     let this = unsafe { file(f) };
-    let rc = unsafe { flush_wal_of(this) };
-    if rc != ffi::SQLITE_OK {
-        return rc;
+    let flushed = unsafe { flush_wal_of(this) };
+    // An unlock always reaches `unix`: SQLite ignores an unlock's result and takes
+    // the lock as released, and a lock kept would keep every writer out.
+    if flushed != ffi::SQLITE_OK && flags & ffi::SQLITE_SHM_UNLOCK == 0 {
+        return flushed;
     }
-    match unsafe { methods(this.real) }.xShmLock {
+    let locked = match unsafe { methods(this.real) }.xShmLock {
         Some(lock) => unsafe { lock(this.real, offset, n, flags) },
         None => ffi::SQLITE_IOERR_SHMLOCK,
-    }
+    };
+    if flushed != ffi::SQLITE_OK { flushed } else { locked }
 }
 
 unsafe extern "C" fn shm_barrier(f: *mut ffi::sqlite3_file) {
     let this = unsafe { file(f) };
-    // A barrier returns nothing: a failed write leaves the frames out of the file,
-    // and SQLite's next read or sync of the WAL reports the error again.
-    let _ = unsafe { flush_wal_of(this) };
+    // A barrier returns nothing: a failed write is kept for the WAL's next
+    // operation to report. (A commit's frames are written before its barrier.)
+    let rc = unsafe { flush_wal_of(this) };
+    if rc != ffi::SQLITE_OK && !this.wal.is_null() {
+        unsafe { (*this.wal).failed = rc };
+    }
     if let Some(barrier) = unsafe { methods(this.real) }.xShmBarrier {
         unsafe { barrier(this.real) }
     }
@@ -368,7 +408,10 @@ unsafe extern "C" fn shm_barrier(f: *mut ffi::sqlite3_file) {
 
 unsafe extern "C" fn shm_unmap(f: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
     let this = unsafe { file(f) };
-    let _ = unsafe { flush_wal_of(this) };
+    let rc = unsafe { flush_wal_of(this) };
+    if rc != ffi::SQLITE_OK && !this.wal.is_null() {
+        unsafe { (*this.wal).failed = rc };
+    }
     match unsafe { methods(this.real) }.xShmUnmap {
         Some(unmap) => unsafe { unmap(this.real, delete) },
         None => ffi::SQLITE_OK,

@@ -117,3 +117,44 @@ fn spills_rewrites_rollbacks_and_restarts_keep_every_reader_right() {
     assert_eq!(ok, "ok");
     assert_eq!(sum(&again), after);
 }
+
+/// The WAL file's last frame, when it ends a commit (its header's size after the
+/// commit is not zero): what a crash leaves on disk for recovery to find.
+fn last_commit_frame(wal: &std::path::Path) -> bool {
+    let bytes = std::fs::read(wal).unwrap();
+    let frame = 24 + 4096;
+    if bytes.len() < 32 + frame || !(bytes.len() - 32).is_multiple_of(frame) {
+        return false;
+    }
+    let header = &bytes[bytes.len() - frame..];
+    header[4..8] != [0; 4]
+}
+
+#[test]
+fn a_commit_is_in_the_file_when_it_returns_with_or_without_shared_memory() {
+    for exclusive in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = open(&path);
+        // In exclusive locking mode the WAL index is in the process's memory: no
+        // barrier or lock on shared memory comes with a commit.
+        if exclusive {
+            conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE;").unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA page_size = 4096;
+             PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA wal_autocheckpoint = 0;
+             CREATE TABLE t (n INTEGER);",
+        )
+        .unwrap();
+        for n in 0..5 {
+            conn.execute("INSERT INTO t (n) VALUES (?1)", [n]).unwrap();
+            assert!(
+                last_commit_frame(&dir.path().join("t.db-wal")),
+                "exclusive {exclusive}: commit {n} is not in the WAL file"
+            );
+        }
+    }
+}
