@@ -364,6 +364,16 @@ unsafe fn flush_wal_of(this: &mut File) -> c_int {
     unsafe { flush(&mut *this.wal) }
 }
 
+/// [`flush_wal_of`] for a method that returns no error SQLite reads: a failed write
+/// is kept for the WAL's next operation to report.
+unsafe fn flush_wal_keeping_failure(this: &mut File) {
+    let rc = unsafe { flush_wal_of(this) };
+    if rc != ffi::SQLITE_OK {
+        // Not null: with no WAL there was nothing to write.
+        unsafe { (*this.wal).failed = rc };
+    }
+}
+
 unsafe extern "C" fn shm_map(
     f: *mut ffi::sqlite3_file,
     region: c_int,
@@ -395,12 +405,8 @@ unsafe extern "C" fn shm_lock(f: *mut ffi::sqlite3_file, offset: c_int, n: c_int
 
 unsafe extern "C" fn shm_barrier(f: *mut ffi::sqlite3_file) {
     let this = unsafe { file(f) };
-    // A barrier returns nothing: a failed write is kept for the WAL's next
-    // operation to report. (A commit's frames are written before its barrier.)
-    let rc = unsafe { flush_wal_of(this) };
-    if rc != ffi::SQLITE_OK && !this.wal.is_null() {
-        unsafe { (*this.wal).failed = rc };
-    }
+    // A barrier returns nothing. (A commit's frames are written before its barrier.)
+    unsafe { flush_wal_keeping_failure(this) };
     if let Some(barrier) = unsafe { methods(this.real) }.xShmBarrier {
         unsafe { barrier(this.real) }
     }
@@ -408,10 +414,7 @@ unsafe extern "C" fn shm_barrier(f: *mut ffi::sqlite3_file) {
 
 unsafe extern "C" fn shm_unmap(f: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
     let this = unsafe { file(f) };
-    let rc = unsafe { flush_wal_of(this) };
-    if rc != ffi::SQLITE_OK && !this.wal.is_null() {
-        unsafe { (*this.wal).failed = rc };
-    }
+    unsafe { flush_wal_keeping_failure(this) };
     match unsafe { methods(this.real) }.xShmUnmap {
         Some(unmap) => unsafe { unmap(this.real, delete) },
         None => ffi::SQLITE_OK,
