@@ -363,7 +363,7 @@ fn by_key(entries: &[(String, i64)]) -> Vec<(&str, Vec<i64>)> {
 /// over, so waiting for them ends (if they stop, their channel closes, and the wait
 /// with it). Nearer the head each batch is written as it comes, so what is left
 /// when the projections have caught up is their last batch, not three: the write
-/// of the last is the import's tail (a million-event import waited 1.5–2.5 s for a
+/// of the last is the import's tail (a million-event import waited 2.5–2.8 s for a
 /// last write of up to 196,608 events after its projections were done).
 fn more_is_coming(held: i64, through: i64, head: i64) -> bool {
     let missing = BEHIND_EVENTS - held;
