@@ -15,7 +15,11 @@
 //!   `json_extract` of the columns, in WAL with the log's durability;
 //! - http: single events from many concurrent clients to troth's ingest route
 //!   and to a bare axum handler that parses the same JSON and does nothing, with
-//!   the projections' lag sampled during troth's run.
+//!   the projections' lag sampled during troth's run;
+//! - floors: the CPU that the rows troth must keep cost before any projection's
+//!   logic runs (validation, the log's rows, and for the bulk run the customers'
+//!   copies and the event index written raw in key order), so that a ratio can be
+//!   read against what two cores allow at all (see bench/README.md).
 //!
 //! `--runs N` repeats all of it and reports the medians.
 
@@ -78,6 +82,29 @@ pub struct BulkFigures {
     /// Each thread's CPU per event, in microseconds, most first.
     #[serde(skip)]
     pub cpu_us: Vec<(String, f64)>,
+    #[serde(skip)]
+    pub floor: BulkFloor,
+}
+
+/// What an import cannot do without, done alone on one thread, in microseconds
+/// per event of the file: a bound under any design that validates the events and
+/// keeps these rows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BulkFloor {
+    /// Validation of the file's lines, read from the file.
+    pub validate_us: f64,
+    /// The log's rows, as the raw reference inserted them.
+    pub log_us: f64,
+    /// The customers' copies and the event index (what a story and the listings
+    /// read), inserted raw in key order, one pass per table: the cheapest way
+    /// SQLite builds a B-tree.
+    pub stories_us: f64,
+}
+
+impl BulkFloor {
+    fn total_us(&self) -> f64 {
+        self.validate_us + self.log_us + self.stories_us
+    }
 }
 
 /// `troth import` against SQLite's shell loading the same file.
@@ -114,6 +141,11 @@ pub struct HttpFigures {
     /// The CPU per request of the bare handler's run, clients included, in microseconds.
     #[serde(skip)]
     pub bare_cpu_us: f64,
+    /// The CPU per row of the run's log rows inserted raw in commits of as many
+    /// rows as there are clients, each fsync'd: the durable append's own floor
+    /// under this load, in microseconds.
+    #[serde(skip)]
+    pub log_floor_us: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,7 +219,7 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         println!("medians of {} runs:", runs.len());
         print_bulk(&report.bulk, report.shell.as_ref());
         if let Some(http) = &report.http {
-            print_http(http);
+            print_http(http, &report.bulk.floor);
         }
     }
     if args.json {
@@ -228,7 +260,7 @@ fn measure(
         None => None,
     };
     if let Some(http) = &http {
-        print_http(http);
+        print_http(http, &bulk.floor);
     }
     Ok(RunFigures { bulk, shell, http })
 }
@@ -252,9 +284,40 @@ fn print_bulk(bulk: &BulkFigures, shell: Option<&ShellFigures>) {
     if !bulk.cpu_us.is_empty() {
         println!("{}", crate::thread_cpu::line(&bulk.cpu_us, "event (bulk)"));
     }
+    let floor = &bulk.floor;
+    if floor.stories_us > 0.0 {
+        let cores = cores();
+        let ceiling = cores * 1e6 / floor.total_us();
+        // Per event of the file, the CPU two busy cores have at 0.7 of the raw insert.
+        let at_bar = cores * 1e6 / (END_TO_END_BAR * bulk.sqlite_eps);
+        let spent: f64 = bulk.cpu_us.iter().map(|(_, us)| us).sum();
+        println!(
+            "floor  {:.1} µs of CPU per event before any projection's logic: validation {:.1}, the log's rows {:.1}, the customers' copies and the event index written raw in key order {:.1}",
+            floor.total_us(),
+            floor.validate_us,
+            floor.log_us,
+            floor.stories_us
+        );
+        println!(
+            "       on {cores:.0} cores end to end cannot pass {ceiling:.0} events/s ({:.2} of the raw insert); at {END_TO_END_BAR} of it, {:.1} µs per event are left above the floor, where troth spends {:.1}",
+            ceiling / bulk.sqlite_eps,
+            at_bar - floor.total_us(),
+            spent - floor.total_us()
+        );
+    }
 }
 
-fn print_http(figures: &HttpFigures) {
+/// The end-to-end bar (bench/README.md): this share of the raw insert.
+const END_TO_END_BAR: f64 = 0.7;
+/// The HTTP bar: this share of the bare handler's rate.
+const HTTP_BAR: f64 = 0.5;
+
+/// The cores this process may run on.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+fn print_http(figures: &HttpFigures, bulk: &BulkFloor) {
     println!(
         "http   troth {:>10.0} req/s (p50 {:.2} ms, p99 {:.2} ms)   bare axum {:>10.0} req/s   ratio {:.2}   projection lag p99 {:.1} ms",
         figures.rps, figures.p50_ms, figures.p99_ms, figures.bare_rps, figures.ratio, figures.lag_p99_ms
@@ -264,6 +327,20 @@ fn print_http(figures: &HttpFigures) {
             "{}; the bare handler's run {:.1} in all",
             crate::thread_cpu::line(&figures.cpu_us, "request (HTTP; the clients' in tokio-rt-worker)"),
             figures.bare_cpu_us
+        );
+    }
+    if figures.log_floor_us > 0.0 && figures.bare_cpu_us > 0.0 {
+        let floor = figures.bare_cpu_us + bulk.validate_us + figures.log_floor_us;
+        let spent: f64 = figures.cpu_us.iter().map(|(_, us)| us).sum();
+        // On busy cores a rate is the inverse of the CPU each unit takes.
+        let at_bar = figures.bare_cpu_us / HTTP_BAR;
+        println!(
+            "floor  {floor:.1} µs of CPU per request before any projection's logic: the bare handler's run {:.1}, validation {:.1}, the log's row in commits of one per client with an fsync {:.1}; at {HTTP_BAR} of the bare handler's rate, {:.1} µs are left above the floor, where troth spends {:.1}",
+            figures.bare_cpu_us,
+            bulk.validate_us,
+            figures.log_floor_us,
+            at_bar - floor,
+            spent - floor
         );
     }
 }
@@ -299,6 +376,11 @@ fn medians(runs: &[RunFigures]) -> Report {
         ratio: of(|r| r.bulk.ratio),
         append_eps: of(|r| r.bulk.append_eps),
         cpu_us: cpu(runs.iter().map(|r| &r.bulk.cpu_us).collect()),
+        floor: BulkFloor {
+            validate_us: of(|r| r.bulk.floor.validate_us),
+            log_us: of(|r| r.bulk.floor.log_us),
+            stories_us: of(|r| r.bulk.floor.stories_us),
+        },
     };
     let append_ratio = of(|r| r.bulk.append_eps / r.bulk.sqlite_eps);
     let shells: Vec<&ShellFigures> = runs.iter().filter_map(|r| r.shell.as_ref()).collect();
@@ -317,6 +399,7 @@ fn medians(runs: &[RunFigures]) -> Report {
         lag_p99_ms: median(https.iter().map(|h| h.lag_p99_ms).collect()),
         cpu_us: cpu(https.iter().map(|h| &h.cpu_us).collect()),
         bare_cpu_us: median(https.iter().map(|h| h.bare_cpu_us).collect()),
+        log_floor_us: median(https.iter().map(|h| h.log_floor_us).collect()),
     });
     Report {
         append: Rate {
@@ -451,29 +534,13 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
     let troth_eps = (summary.accepted + summary.duplicate) as f64 / end_to_end.as_secs_f64();
 
     // The reference: the very rows troth stored, inserted raw into the same schema.
-    let stored = rusqlite::Connection::open(dir.join("troth.db"))?;
-    let mut rows: Vec<RawRow> = Vec::new();
-    {
-        let mut select =
-            stored.prepare("SELECT id, type, time_us, received_us, subject, body FROM events ORDER BY seq")?;
-        let mut cursor = select.query([])?;
-        while let Some(r) = cursor.next()? {
-            rows.push((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, String>(5)?,
-            ));
-        }
-    }
+    let rows = log_rows(&dir.join("troth.db"))?;
     // The median of three inserts, each into a fresh file: on a shared machine one
     // insert alone moved by a factor of two between runs, and every ratio with it.
     let mut rates = Vec::with_capacity(RAW_RUNS);
     for run in 0..RAW_RUNS {
         let path = work.join(format!("raw-{run}.db"));
-        rates.push(raw_insert(&path, &rows)?);
+        rates.push(raw_insert(&path, &rows, troth_store::sqlite::MAX_GROUP_EVENTS)?.rows_per_second);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
@@ -484,13 +551,88 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
         "raw sqlite inserts {} rows/s; the median is the reference",
         rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(" / ")
     );
+    let lines = (summary.accepted + summary.duplicate) as f64;
+    let cpu_us = crate::thread_cpu::per_unit(&cpu, lines);
+    let floor = BulkFloor {
+        validate_us: validation(file)?.as_secs_f64() * 1e6 / lines,
+        log_us: rows.len() as f64 / sqlite_eps * 1e6 / lines,
+        stories_us: raw_stories(work, &dir.join("stories.db"))?.as_secs_f64() * 1e6 / lines,
+    };
     Ok(BulkFigures {
         troth_eps,
         sqlite_eps,
         ratio: troth_eps / sqlite_eps,
         append_eps,
-        cpu_us: crate::thread_cpu::per_unit(&cpu, (summary.accepted + summary.duplicate) as f64),
+        cpu_us,
+        floor,
     })
+}
+
+/// The rows of the log at `path`, in order, as the reference inserts them.
+fn log_rows(path: &std::path::Path) -> anyhow::Result<Vec<RawRow>> {
+    let stored = rusqlite::Connection::open(path)?;
+    let mut select = stored.prepare("SELECT id, type, time_us, received_us, subject, body FROM events ORDER BY seq")?;
+    let mut cursor = select.query([])?;
+    let mut rows = Vec::new();
+    while let Some(r) = cursor.next()? {
+        rows.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?));
+    }
+    Ok(rows)
+}
+
+/// How long validating every line of `file` takes, reading it included.
+fn validation(file: &std::path::Path) -> anyhow::Result<Duration> {
+    let mut reader = BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
+    let mut line = String::with_capacity(4096);
+    let started = Instant::now();
+    while std::io::BufRead::read_line(&mut reader, &mut line)? > 0 {
+        // Rejections cost as much to find as acceptances; the bench's file has none.
+        let _ = std::hint::black_box(troth_core::validate_event(line.trim()));
+        line.clear();
+    }
+    Ok(started.elapsed())
+}
+
+/// The customers' copies and the event index that an import left in `built`,
+/// inserted raw into a fresh file with their own schema, table by table in key
+/// order (each table's own order), as the copies' writer commits (`synchronous =
+/// NORMAL`): how long that took. The columns are named so that SQLite decodes and
+/// encodes every row rather than copying its record as it is, which nothing that
+/// builds the rows from events could do.
+fn raw_stories(work: &std::path::Path, built: &std::path::Path) -> anyhow::Result<Duration> {
+    const TABLES: [(&str, &str); 3] = [
+        ("customer_events", "cid, seq, body"),
+        ("subject_events", "subject, seq"),
+        ("type_events", "type, seq"),
+    ];
+    let path = work.join("floor-stories.db");
+    let conn = rusqlite::Connection::open(&path)?;
+    conn.execute_batch(troth_store::sqlite::PRAGMAS)?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+    conn.execute(
+        "ATTACH DATABASE ?1 AS built",
+        [built.to_str().context("the scratch path is not UTF-8")?],
+    )?;
+    for (table, _) in TABLES {
+        let sql: String = conn.query_row(
+            "SELECT sql FROM built.sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )?;
+        conn.execute_batch(&sql)?;
+    }
+    let started = Instant::now();
+    for (table, columns) in TABLES {
+        conn.execute_batch(&format!(
+            "BEGIN; INSERT INTO main.{table} ({columns}) SELECT {columns} FROM built.{table} ORDER BY {columns}; COMMIT;"
+        ))?;
+    }
+    let spent = started.elapsed();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(spent)
 }
 
 /// How many times the raw reference insert runs; the median counts.
@@ -499,14 +641,22 @@ const RAW_RUNS: usize = 3;
 /// A row of the log as the reference inserts it.
 type RawRow = (String, String, i64, i64, Option<String>, String);
 
-/// Inserts `rows` raw into a fresh log schema at `path`, with the log's settings
-/// and troth's group size; rows per second.
-fn raw_insert(path: &std::path::Path, rows: &[RawRow]) -> anyhow::Result<f64> {
+/// What a raw insert took.
+struct RawInsert {
+    rows_per_second: f64,
+    /// This thread's CPU per row, in microseconds.
+    cpu_us: f64,
+}
+
+/// Inserts `rows` raw into a fresh log schema at `path`, with the log's settings,
+/// `group` rows per transaction.
+fn raw_insert(path: &std::path::Path, rows: &[RawRow], group: usize) -> anyhow::Result<RawInsert> {
     let raw = rusqlite::Connection::open(path)?;
     raw.execute_batch(troth_store::sqlite::PRAGMAS)?;
     raw.execute_batch(troth_store::sqlite::events_schema())?;
+    let cpu = crate::thread_cpu::this_thread_ns();
     let started = Instant::now();
-    for chunk in rows.chunks(troth_store::sqlite::MAX_GROUP_EVENTS) {
+    for chunk in rows.chunks(group.max(1)) {
         let tx = raw.unchecked_transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -518,7 +668,14 @@ fn raw_insert(path: &std::path::Path, rows: &[RawRow]) -> anyhow::Result<f64> {
         }
         tx.commit()?;
     }
-    Ok(rows.len() as f64 / started.elapsed().as_secs_f64())
+    let elapsed = started.elapsed();
+    let cpu_ns = cpu
+        .zip(crate::thread_cpu::this_thread_ns())
+        .map_or(0, |(before, after)| after.saturating_sub(before));
+    Ok(RawInsert {
+        rows_per_second: rows.len() as f64 / elapsed.as_secs_f64(),
+        cpu_us: cpu_ns as f64 / 1e3 / rows.len().max(1) as f64,
+    })
 }
 
 /// Loads `file` with SQLite's own shell into the log's `events` table, the way one
@@ -652,6 +809,14 @@ async fn http(
         .unwrap_or_default();
     let _ = stop.send(());
     bare_server.abort();
+    // The floor of the durable append under this load: the run's rows, raw, in
+    // commits of one row per client, each fsync'd.
+    let rows = log_rows(&work.join("http").join("troth.db"))?;
+    let path = work.join("floor-log.db");
+    let log_floor_us = tokio::task::block_in_place(|| raw_insert(&path, &rows, args.clients))?.cpu_us;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
     Ok(HttpFigures {
         rps: troth.rps,
         p50_ms: troth.p50_ms,
@@ -661,6 +826,7 @@ async fn http(
         lag_p99_ms,
         cpu_us: crate::thread_cpu::per_unit(&cpu, measured.len() as f64),
         bare_cpu_us: bare_cpu.iter().map(|(_, us)| us).sum(),
+        log_floor_us,
     })
 }
 

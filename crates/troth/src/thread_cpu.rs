@@ -151,6 +151,17 @@ fn process_cpu_ns() -> Option<u64> {
     Some((utime + stime) * 10_000_000)
 }
 
+/// The calling thread's time on a core so far, in nanoseconds (the first field of
+/// its `schedstat`); `None` where `/proc` does not say.
+pub fn this_thread_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Each thread's name and CPU time so far (nanoseconds on a core), by thread id.
 fn read() -> BTreeMap<u32, (String, u64)> {
     let mut threads = BTreeMap::new();
@@ -212,6 +223,22 @@ pub fn per_unit(spent: &[(String, Duration)], units: f64) -> Vec<(String, f64)> 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_thread_is_charged_for_its_work_and_not_for_its_sleep() {
+        let at = || this_thread_ns().expect("/proc/thread-self/schedstat");
+        let before = at();
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let busy = at() - before;
+        let before = at();
+        std::thread::sleep(Duration::from_millis(50));
+        let asleep = at() - before;
+        assert!(busy > asleep * 4, "busy {busy} ns, asleep {asleep} ns");
+    }
 
     #[test]
     fn a_busy_named_thread_is_counted_by_its_name_and_an_idle_one_is_not() {

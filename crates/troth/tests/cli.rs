@@ -168,6 +168,22 @@ fn bench_ingest_reports_the_medians_of_several_runs() {
             cpu[1].contains("µs per request") && cpu[1].contains("bare handler's run"),
             "{text}"
         );
+        // The floors under the bulk and the HTTP runs: each a sum of measured parts.
+        let floors: Vec<&str> = text.lines().filter(|line| line.starts_with("floor")).collect();
+        assert_eq!(floors.len(), 8, "two lines per run and two for the medians: {text}");
+        let numbers = |line: &str| -> Vec<f64> {
+            line.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .filter_map(|word| word.parse().ok())
+                .collect()
+        };
+        for (floor, parts) in [(floors[0], 3), (floors[1], 3)] {
+            let numbers = numbers(floor);
+            let (total, parts) = (numbers[0], &numbers[1..=parts]);
+            assert!(parts.iter().all(|part| *part > 0.0), "{floor}");
+            assert!((parts.iter().sum::<f64>() - total).abs() <= 0.15, "{floor}");
+        }
+        assert!(floors[0].contains("µs of CPU per event"), "{text}");
+        assert!(floors[1].contains("µs of CPU per request"), "{text}");
     }
     let report: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(report["runs"], 3, "{report}");
