@@ -541,9 +541,7 @@ fn bulk(work: &std::path::Path, file: &std::path::Path, now: Timestamp) -> anyho
     for run in 0..RAW_RUNS {
         let path = work.join(format!("raw-{run}.db"));
         rates.push(raw_insert(&path, &rows, troth_store::sqlite::MAX_GROUP_EVENTS)?.rows_per_second);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        remove_database(&path);
     }
     rates.sort_by(f64::total_cmp);
     let sqlite_eps = rates[RAW_RUNS / 2];
@@ -629,10 +627,16 @@ fn raw_stories(work: &std::path::Path, built: &std::path::Path) -> anyhow::Resul
     }
     let spent = started.elapsed();
     drop(conn);
+    remove_database(&path);
+    Ok(spent)
+}
+
+/// Deletes a scratch SQLite file and its WAL, so that their pages are never written
+/// back during a later measurement.
+fn remove_database(path: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    Ok(spent)
 }
 
 /// How many times the raw reference insert runs; the median counts.
@@ -814,9 +818,7 @@ async fn http(
     let rows = log_rows(&work.join("http").join("troth.db"))?;
     let path = work.join("floor-log.db");
     let log_floor_us = tokio::task::block_in_place(|| raw_insert(&path, &rows, args.clients))?.cpu_us;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_database(&path);
     Ok(HttpFigures {
         rps: troth.rps,
         p50_ms: troth.p50_ms,
